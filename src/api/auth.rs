@@ -1,0 +1,100 @@
+//! Bearer authentication and the extractors handlers use to say which keys
+//! they accept.
+
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::header;
+use axum::http::request::Parts;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::AppState;
+use super::error::ApiError;
+use crate::merchants::{ApiKey, Caller, KeyKind};
+
+/// Middleware: resolves `Authorization: Bearer <key>` into a [`Caller`] in
+/// the request extensions, or answers 401.
+pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    match resolve(&state, req.headers().get(header::AUTHORIZATION)).await {
+        Ok(caller) => {
+            tracing::Span::current().record("merchant", caller.merchant_id.as_str());
+            req.extensions_mut().insert(caller);
+            next.run(req).await
+        }
+        Err(err) => err.into_response(),
+    }
+}
+
+async fn resolve(
+    state: &AppState,
+    header: Option<&axum::http::HeaderValue>,
+) -> Result<Caller, ApiError> {
+    let Some(value) = header else {
+        return Err(ApiError::unauthenticated(
+            "api_key_missing",
+            "No API key provided. Send it as `Authorization: Bearer sk_test_…`.",
+        ));
+    };
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .ok_or_else(|| {
+            ApiError::unauthenticated(
+                "api_key_malformed",
+                "The Authorization header must be `Bearer <key>`.",
+            )
+        })?;
+    let invalid = || {
+        ApiError::unauthenticated(
+            "api_key_invalid",
+            "Invalid API key provided (unknown, revoked, or for the other mode).",
+        )
+    };
+    let key = ApiKey::parse(token).ok_or_else(invalid)?;
+    state
+        .merchants
+        .authenticate(&key, state.config.mode)
+        .await?
+        .ok_or_else(invalid)
+}
+
+/// Any valid key, secret or publishable. For the few endpoints a browser
+/// checkout may call.
+#[derive(Debug, Clone)]
+pub struct AnyKey(pub Caller);
+
+/// A secret key: everything else.
+#[derive(Debug, Clone)]
+pub struct SecretKey(pub Caller);
+
+fn caller(parts: &Parts) -> Result<Caller, ApiError> {
+    // Routes behind `authenticate` always have a caller; reaching here
+    // without one is a routing bug, answered as a plain 401.
+    parts.extensions.get::<Caller>().cloned().ok_or_else(|| {
+        ApiError::unauthenticated("api_key_missing", "This endpoint needs an API key.")
+    })
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for AnyKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        caller(parts).map(AnyKey)
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for SecretKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let caller = caller(parts)?;
+        if caller.kind != KeyKind::Secret {
+            return Err(ApiError::forbidden(
+                "secret_key_required",
+                "This request needs a secret key (sk_…); publishable keys may only read and confirm a payment.",
+            ));
+        }
+        Ok(SecretKey(caller))
+    }
+}

@@ -1,0 +1,298 @@
+//! The API's one error type and its JSON shape (API.md, "Errors").
+//!
+//! Handlers return `Result<_, ApiError>`; lower layers' errors convert into
+//! it. A fault of the node itself (database down, a bug) is logged in full
+//! and answered with a generic 500 that leaks nothing.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// `error.type` values of API.md.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorType {
+    /// Bad input or a request not allowed in the object's state.
+    InvalidRequestError,
+    /// Missing, malformed, unknown or revoked key.
+    AuthenticationError,
+    /// A card (or other method) was declined.
+    CardError,
+    /// `Idempotency-Key` misuse.
+    IdempotencyError,
+    /// Too many requests.
+    RateLimitError,
+    /// The node's own fault.
+    ApiError,
+}
+
+/// An error answered to the client.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Broad category.
+    pub kind: ErrorType,
+    /// Machine-readable code (`parameter_invalid`, `resource_missing`, …).
+    pub code: &'static str,
+    /// Human-readable explanation.
+    pub message: String,
+    /// The request parameter at fault, dotted (`shipping.address.city`).
+    pub param: Option<String>,
+    /// Why the issuer declined, for card errors.
+    pub decline_code: Option<String>,
+    /// Seconds to wait, for 429.
+    pub retry_after: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: ErrorObject<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrorObject<'a> {
+    #[serde(rename = "type")]
+    kind: ErrorType,
+    code: &'a str,
+    message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    param: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    decline_code: Option<&'a str>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, kind: ErrorType, code: &'static str, message: String) -> Self {
+        Self {
+            status,
+            kind,
+            code,
+            message,
+            param: None,
+            decline_code: None,
+            retry_after: None,
+        }
+    }
+
+    /// 400: `param` is invalid.
+    pub fn invalid_param(param: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            ErrorType::InvalidRequestError,
+            "parameter_invalid",
+            message.into(),
+        )
+        .with_param(param)
+    }
+
+    /// 400: a required `param` is absent.
+    pub fn missing_param(param: impl Into<String>) -> Self {
+        let param = param.into();
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            ErrorType::InvalidRequestError,
+            "parameter_missing",
+            format!("Missing required parameter: {param}."),
+        )
+        .with_param(param)
+    }
+
+    /// 400: `param` is not a known parameter.
+    pub fn unknown_param(param: impl Into<String>) -> Self {
+        let param = param.into();
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            ErrorType::InvalidRequestError,
+            "parameter_unknown",
+            format!("Received unknown parameter: {param}."),
+        )
+        .with_param(param)
+    }
+
+    /// 400 with a custom code.
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            ErrorType::InvalidRequestError,
+            code,
+            message.into(),
+        )
+    }
+
+    /// 401.
+    pub fn unauthenticated(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            ErrorType::AuthenticationError,
+            code,
+            message.into(),
+        )
+    }
+
+    /// 403.
+    pub fn forbidden(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            ErrorType::InvalidRequestError,
+            code,
+            message.into(),
+        )
+    }
+
+    /// 404, identical whether the object does not exist or belongs to
+    /// another merchant.
+    pub fn not_found(what: &str, id: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            ErrorType::InvalidRequestError,
+            "resource_missing",
+            format!("No such {what}: '{id}'"),
+        )
+    }
+
+    /// 404 for an unknown route.
+    pub fn no_route(method: &str, path: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            ErrorType::InvalidRequestError,
+            "route_missing",
+            format!("Unrecognized request URL ({method}: {path})."),
+        )
+    }
+
+    /// 405.
+    pub fn method_not_allowed(method: &str, path: &str) -> Self {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            ErrorType::InvalidRequestError,
+            "method_not_allowed",
+            format!("{method} is not allowed on {path}."),
+        )
+    }
+
+    /// 409: the object is not in a state that allows this.
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::CONFLICT,
+            ErrorType::InvalidRequestError,
+            code,
+            message.into(),
+        )
+    }
+
+    /// 400 `idempotency_error`.
+    pub fn idempotency(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            ErrorType::IdempotencyError,
+            "idempotency_key_reused",
+            message.into(),
+        )
+    }
+
+    /// 409 for a request whose twin under the same idempotency key still runs.
+    pub fn idempotency_in_progress() -> Self {
+        Self::new(
+            StatusCode::CONFLICT,
+            ErrorType::IdempotencyError,
+            "idempotency_key_in_use",
+            "A request with this Idempotency-Key is still being processed; retry later.".into(),
+        )
+    }
+
+    /// 413.
+    pub fn payload_too_large() -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorType::InvalidRequestError,
+            "payload_too_large",
+            "The request body is larger than this node accepts.".into(),
+        )
+        .with_param("body")
+    }
+
+    /// 429.
+    pub fn rate_limited(retry_after: u64) -> Self {
+        let mut err = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            ErrorType::RateLimitError,
+            "rate_limit",
+            "Too many requests with this key; slow down.".into(),
+        );
+        err.retry_after = Some(retry_after);
+        err
+    }
+
+    /// 503 when the node cannot serve right now (e.g. timeout).
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorType::ApiError,
+            "service_unavailable",
+            message.into(),
+        )
+    }
+
+    /// 500. The cause is logged here, never sent.
+    pub fn internal(cause: &dyn std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "internal error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorType::ApiError,
+            "internal_error",
+            "An internal error occurred; it has been logged. Retry with the same Idempotency-Key."
+                .into(),
+        )
+    }
+
+    /// Names the parameter at fault.
+    pub fn with_param(mut self, param: impl Into<String>) -> Self {
+        self.param = Some(param.into());
+        self
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Body {
+            error: ErrorObject {
+                kind: self.kind,
+                code: self.code,
+                message: &self.message,
+                param: self.param.as_deref(),
+                decline_code: self.decline_code.as_deref(),
+            },
+        };
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"epg\""),
+            );
+        }
+        response
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        ApiError::internal(&e)
+    }
+}
+
+impl From<crate::merchants::MerchantError> for ApiError {
+    fn from(e: crate::merchants::MerchantError) -> Self {
+        use crate::merchants::MerchantError as E;
+        match e {
+            E::NotFound(what) => ApiError::not_found("object", &what),
+            E::Invalid { param, message } => ApiError::invalid_param(param, message),
+            E::Database(e) => ApiError::internal(&e),
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! Middleware applying `Idempotency-Key` to every POST (see
+//! [`crate::idempotency`] for the rules and the storage).
+
+use axum::body::{Body, to_bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::AppState;
+use super::error::ApiError;
+use crate::idempotency::{Claim, request_hash};
+use crate::merchants::Caller;
+
+/// The request header.
+pub const HEADER: &str = "idempotency-key";
+/// Set on a response that is a replay of a saved one.
+pub const REPLAYED: &str = "idempotent-replayed";
+
+/// Middleware: runs after authentication (the key is per merchant).
+pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    match run(state, req, next).await {
+        Ok(response) | Err(response) => response,
+    }
+}
+
+async fn run(state: AppState, req: Request, next: Next) -> Result<Response, Response> {
+    if req.method() != Method::POST {
+        return Ok(next.run(req).await);
+    }
+    let Some(value) = req.headers().get(HEADER) else {
+        return Ok(next.run(req).await);
+    };
+    let key = value
+        .to_str()
+        .ok()
+        .filter(|k| !k.is_empty() && k.len() <= 255)
+        .map(str::to_owned)
+        .ok_or_else(|| {
+            ApiError::invalid_param(
+                "Idempotency-Key",
+                "Idempotency-Key must be 1 to 255 visible ASCII characters.",
+            )
+            .into_response()
+        })?;
+    let Some(caller) = req.extensions().get::<Caller>().cloned() else {
+        return Ok(next.run(req).await);
+    };
+    let (parts, body) = req.into_parts();
+    let limit = state.config.server.body_limit_bytes;
+    let bytes = to_bytes(body, limit)
+        .await
+        .map_err(|_| ApiError::payload_too_large().into_response())?;
+    let method = parts.method.as_str().to_owned();
+    let path = parts.uri.path().to_owned();
+    let hash = request_hash(&method, &path, &bytes);
+    let store = &state.idempotency;
+    let claim = store
+        .claim(&caller.merchant_id, &key, &method, &path, &hash)
+        .await
+        .map_err(|e| ApiError::internal(&e).into_response())?;
+    match claim {
+        Claim::Run => {}
+        Claim::Replay { status, body } => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+            let mut response = (status, body).into_response();
+            let headers = response.headers_mut();
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            headers.insert(REPLAYED, HeaderValue::from_static("true"));
+            return Ok(response);
+        }
+        Claim::Mismatch => {
+            return Err(ApiError::idempotency(format!(
+                "Keys for idempotent requests can only be used with the same parameters they were first used with. The key '{key}' was used for another request."
+            ))
+            .with_param("Idempotency-Key")
+            .into_response());
+        }
+        Claim::InProgress => return Err(ApiError::idempotency_in_progress().into_response()),
+    }
+
+    let response = next
+        .run(Request::from_parts(parts, Body::from(bytes)))
+        .await;
+    let (parts, body) = response.into_parts();
+    // Responses of this API are small JSON documents; the cap only guards
+    // against a bug streaming something huge into the table.
+    let body = match to_bytes(body, 16 * 1024 * 1024).await {
+        Ok(body) => body,
+        Err(e) => {
+            let _ = store.release(&caller.merchant_id, &key).await;
+            return Err(ApiError::internal(&e).into_response());
+        }
+    };
+    let saved = if parts.status.is_server_error() {
+        store.release(&caller.merchant_id, &key).await
+    } else {
+        store
+            .complete(&caller.merchant_id, &key, parts.status.as_u16(), &body)
+            .await
+    };
+    if let Err(e) = saved {
+        // The request ran; its effect stands. Not saving the response only
+        // means a retry within the lease gets 409, after it a re-run.
+        tracing::error!(error = %e, "could not save idempotent response");
+    }
+    Ok(Response::from_parts(parts, Body::from(body)))
+}

@@ -1,0 +1,121 @@
+//! The HTTP API (API.md), on axum.
+//!
+//! Each resource module exposes `router()`; this module merges them and
+//! stacks the middleware: request id and metrics outermost, then
+//! authentication, rate limiting and idempotency for `/v1`. Handlers call
+//! the subsystems; they hold no SQL.
+
+pub mod account;
+pub mod auth;
+pub mod error;
+pub mod extract;
+pub mod health;
+pub mod idempotency;
+pub mod observe;
+pub mod rate_limit;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::Method;
+use axum::middleware::{from_fn, from_fn_with_state};
+use axum::response::{IntoResponse, Response};
+use sqlx::PgPool;
+use time::OffsetDateTime;
+use tower_http::catch_panic::CatchPanicLayer;
+
+pub use error::ApiError;
+pub use extract::{Json, Query};
+
+use crate::config::Config;
+use crate::idempotency::IdempotencyStore;
+use crate::merchants::MerchantStore;
+use crate::telemetry::metrics::Metrics;
+
+/// What every handler can reach. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// The validated configuration.
+    pub config: Arc<Config>,
+    /// The database pool, for subsystems built per request.
+    pub pool: PgPool,
+    /// Merchants and keys.
+    pub merchants: MerchantStore,
+    /// Saved idempotent responses.
+    pub idempotency: IdempotencyStore,
+    /// Per-key request budgets.
+    pub rate_limiter: Arc<rate_limit::RateLimiter>,
+    /// Prometheus series.
+    pub metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").finish_non_exhaustive()
+    }
+}
+
+/// The whole HTTP application.
+pub fn router(state: AppState) -> Router {
+    let authenticated = Router::new()
+        .merge(account::router())
+        .route_layer(from_fn_with_state(state.clone(), idempotency::idempotency))
+        .route_layer(from_fn_with_state(state.clone(), rate_limit::limit))
+        .route_layer(from_fn_with_state(state.clone(), auth::authenticate));
+    let public = Router::new().merge(health::router());
+    let body_limit = state.config.server.body_limit_bytes;
+    Router::new()
+        .merge(authenticated)
+        .merge(public)
+        .fallback(fallback)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(from_fn(normalize_errors))
+        .layer(from_fn_with_state(state.clone(), observe::observe))
+        .with_state(state)
+}
+
+async fn fallback(method: Method, req: Request) -> ApiError {
+    ApiError::no_route(method.as_str(), req.uri().path())
+}
+
+async fn method_not_allowed(method: Method, req: Request) -> ApiError {
+    ApiError::method_not_allowed(method.as_str(), req.uri().path())
+}
+
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    ApiError::internal(&"a request handler panicked").into_response()
+}
+
+/// Rewrites the few plain-text rejections axum produces on its own (e.g. a
+/// path parameter of the wrong shape) into the API's error object.
+async fn normalize_errors(req: Request, next: axum::middleware::Next) -> Response {
+    let response = next.run(req).await;
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    let status = response.status();
+    if is_json || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let (_, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+    let message = String::from_utf8_lossy(&text).into_owned();
+    match status.as_u16() {
+        413 => ApiError::payload_too_large().into_response(),
+        400..=499 => {
+            let mut err = ApiError::bad_request("invalid_request", message);
+            err.status = status;
+            err.into_response()
+        }
+        _ => ApiError::internal(&message).into_response(),
+    }
+}
+
+/// Seconds since the Unix epoch, as the API shows times.
+pub fn unix(t: OffsetDateTime) -> i64 {
+    t.unix_timestamp()
+}

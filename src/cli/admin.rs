@@ -1,0 +1,162 @@
+//! `epg merchants …` and `epg keys …`: the operator's admin tools, talking
+//! to the database directly (they run next to the node, not through its API).
+
+use std::process::ExitCode;
+
+use clap::Subcommand;
+
+use super::{CliError, DbArgs};
+use crate::config::Mode;
+use crate::ids::{ApiKeyId, MerchantId};
+use crate::merchants::{KeyKind, MerchantStore};
+
+#[derive(Debug, Subcommand)]
+pub enum MerchantsCommand {
+    /// Create a merchant; with --with-keys also a secret and a publishable key.
+    Create {
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        /// Also create a secret and a publishable key and print them once.
+        #[arg(long)]
+        with_keys: bool,
+        /// Key mode.
+        #[arg(long, value_parser = parse_mode, default_value = "test")]
+        mode: Mode,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// List merchants.
+    List {
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create an API key; it is printed once and only its hash is kept.
+    Create {
+        /// The merchant (`mer_…`).
+        #[arg(long, value_parser = parse_merchant)]
+        merchant: MerchantId,
+        /// `secret` or `publishable`.
+        #[arg(long, value_parser = parse_kind, default_value = "secret")]
+        kind: KeyKind,
+        /// `test` or `live`.
+        #[arg(long, value_parser = parse_mode, default_value = "test")]
+        mode: Mode,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// List a merchant's keys (never their secrets).
+    List {
+        /// The merchant (`mer_…`).
+        #[arg(long, value_parser = parse_merchant)]
+        merchant: MerchantId,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Revoke a key; requests with it fail at once.
+    Revoke {
+        /// The key's id (`key_…`), as printed by `keys create` / `keys list`.
+        #[arg(value_parser = parse_key_id)]
+        id: ApiKeyId,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
+
+fn parse_merchant(s: &str) -> Result<MerchantId, String> {
+    MerchantId::parse(s).map_err(|e| e.to_string())
+}
+
+fn parse_key_id(s: &str) -> Result<ApiKeyId, String> {
+    ApiKeyId::parse(s).map_err(|e| e.to_string())
+}
+
+fn parse_kind(s: &str) -> Result<KeyKind, String> {
+    KeyKind::parse(s).ok_or_else(|| "expected `secret` or `publishable`".to_owned())
+}
+
+fn parse_mode(s: &str) -> Result<Mode, String> {
+    match s {
+        "test" => Ok(Mode::Test),
+        "live" => Ok(Mode::Live),
+        _ => Err("expected `test` or `live`".to_owned()),
+    }
+}
+
+pub async fn merchants(cmd: MerchantsCommand) -> Result<ExitCode, CliError> {
+    match cmd {
+        MerchantsCommand::Create {
+            name,
+            with_keys,
+            mode,
+            db,
+        } => {
+            let store = MerchantStore::new(db.pool().await?);
+            let merchant = store.create(&name).await?;
+            println!("merchant    {}  {}", merchant.id, merchant.name);
+            if with_keys {
+                for kind in [KeyKind::Secret, KeyKind::Publishable] {
+                    let (id, key) = store.create_key(&merchant.id, kind, mode).await?;
+                    println!("{:<11} {}  {}", kind.as_str(), id, key.secret);
+                }
+                println!("(keys are shown once; only their hashes are stored)");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        MerchantsCommand::List { db } => {
+            let store = MerchantStore::new(db.pool().await?);
+            let merchants = store.list().await?;
+            println!("{:<28}  {:<20}  name", "id", "created");
+            for m in merchants {
+                println!(
+                    "{:<28}  {:<20}  {}",
+                    m.id,
+                    m.created_at.date().to_string(),
+                    m.name
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+pub async fn keys(cmd: KeysCommand) -> Result<ExitCode, CliError> {
+    match cmd {
+        KeysCommand::Create {
+            merchant,
+            kind,
+            mode,
+            db,
+        } => {
+            let store = MerchantStore::new(db.pool().await?);
+            let (id, key) = store.create_key(&merchant, kind, mode).await?;
+            println!("id   {id}");
+            println!("key  {}", key.secret);
+            println!("(shown once; only its hash is stored)");
+            Ok(ExitCode::SUCCESS)
+        }
+        KeysCommand::List { merchant, db } => {
+            let store = MerchantStore::new(db.pool().await?);
+            println!("{:<28}  {:<11}  {:<6}  status", "id", "kind", "last4");
+            for k in store.list_keys(&merchant).await? {
+                let status = if k.revoked_at.is_some() {
+                    "revoked"
+                } else {
+                    "active"
+                };
+                println!("{:<28}  {:<11}  {:<6}  {status}", k.id, k.kind, k.last4);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        KeysCommand::Revoke { id, db } => {
+            let store = MerchantStore::new(db.pool().await?);
+            store.revoke_key(&id).await?;
+            println!("revoked {id}");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,326 @@
+//! `epg dev`: a complete node on this machine in one command.
+//!
+//! Starts (or reuses) a private PostgreSQL cluster and an anvil devnet,
+//! applies migrations, creates a demo merchant, serves the API and prints
+//! where everything is. Everything it started is stopped on Ctrl-C or
+//! SIGTERM. State lives in the data folder, so a second run keeps it;
+//! `--reset` starts clean.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::Args;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use super::CliError;
+use crate::app::{Application, shutdown_signal};
+use crate::config::{
+    Config, DatabaseConfig, LogConfig, LogFormat, Mode, SecurityConfig, ServerConfig,
+};
+use crate::crypto::CardKey;
+use crate::devnet::anvil::{Anvil, AnvilOptions};
+use crate::devnet::postgres::PrivateCluster;
+use crate::ids::MerchantId;
+use crate::merchants::{KeyKind, MerchantError, MerchantStore};
+
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    /// Folder for the devnet's state (database, chain, demo keys).
+    #[arg(long, env = "EPG_DATA_DIR", default_value = ".epg/dev")]
+    data_dir: PathBuf,
+    /// Use this PostgreSQL instead of starting a private cluster.
+    #[arg(long, env = "EPG_DATABASE_URL")]
+    database_url: Option<String>,
+    /// Use this chain instead of starting anvil.
+    #[arg(long, env = "EPG_RPC_URL")]
+    rpc_url: Option<String>,
+    /// API port.
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+    /// Port of the private PostgreSQL cluster.
+    #[arg(long, default_value_t = 55432)]
+    pg_port: u16,
+    /// Port of the anvil devnet.
+    #[arg(long, default_value_t = 8545)]
+    anvil_port: u16,
+    /// Seconds between devnet blocks (default: one block per transaction).
+    #[arg(long)]
+    block_time: Option<u64>,
+    /// Delete the data folder first and start clean.
+    #[arg(long)]
+    reset: bool,
+}
+
+/// What `epg dev` remembers between runs (in `dev.json`, mode 0600: it
+/// holds the demo keys in clear, which is acceptable for a local devnet
+/// only).
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct DevState {
+    merchant_id: Option<MerchantId>,
+    secret_key: Option<String>,
+    publishable_key: Option<String>,
+    card_encryption_key: Option<String>,
+}
+
+const DEV_DATABASE: &str = "epg";
+
+pub async fn run(args: DevArgs) -> Result<ExitCode, CliError> {
+    crate::telemetry::init(&LogConfig {
+        format: LogFormat::Pretty,
+        level: "info,sqlx=warn".into(),
+    });
+    let dir = &args.data_dir;
+    if args.reset && dir.exists() {
+        let pg_dir = dir.join("pg");
+        if pg_dir.join("postmaster.pid").exists() {
+            // A server left running by a killed `epg dev`: stop it before
+            // deleting its files.
+            if let Ok(cluster) = PrivateCluster::start(&pg_dir, args.pg_port).await {
+                let _ = cluster.stop().await;
+            }
+        }
+        std::fs::remove_dir_all(dir).map_err(|e| fail(dir, e))?;
+        println!("reset: removed {}", dir.display());
+    }
+    std::fs::create_dir_all(dir).map_err(|e| fail(dir, e))?;
+    let state_path = dir.join("dev.json");
+    let mut state: DevState = read_state(&state_path)?;
+
+    let (cluster, database_url) = match &args.database_url {
+        Some(url) => (None, url.clone()),
+        None => {
+            let cluster = PrivateCluster::start(&dir.join("pg"), args.pg_port)
+                .await
+                .map_err(|e| CliError::Failed(e.to_string()))?;
+            create_database(&cluster.url("postgres"), DEV_DATABASE).await?;
+            let url = cluster.url(DEV_DATABASE);
+            (Some(cluster), url)
+        }
+    };
+
+    let (anvil, rpc_url, chain_id) = match &args.rpc_url {
+        Some(url) => {
+            let chain_id = chain_id(url).await?;
+            (None, url.clone(), chain_id)
+        }
+        None => {
+            let anvil = Anvil::start(AnvilOptions {
+                port: args.anvil_port,
+                chain_id: 31337,
+                state_file: Some(absolute(&dir.join("anvil-state.json"))?),
+                block_time: args.block_time,
+                log_file: Some(dir.join("anvil.log")),
+            })
+            .await
+            .map_err(|e| CliError::Failed(e.to_string()))?;
+            let (url, id) = (anvil.rpc_url(), anvil.chain_id());
+            (Some(anvil), url, id)
+        }
+    };
+
+    let pool = crate::db::connect(&database_url, 20)
+        .await
+        .map_err(|e| CliError::Failed(format!("cannot connect to {database_url}: {e}")))?;
+    crate::db::migrate(&pool)
+        .await
+        .map_err(|e| CliError::Failed(format!("migration failed: {e}")))?;
+
+    let card_key = state
+        .card_encryption_key
+        .get_or_insert_with(CardKey::generate_base64)
+        .clone();
+    let (merchant_id, secret_key, publishable_key) =
+        ensure_demo_merchant(&MerchantStore::new(pool.clone()), &mut state).await?;
+    write_state(&state_path, &state)?;
+
+    let config = Config {
+        mode: Mode::Test,
+        server: ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], args.port)),
+            dev: true,
+            ..ServerConfig::default()
+        },
+        database: DatabaseConfig {
+            url: database_url.clone(),
+            max_connections: 20,
+        },
+        security: SecurityConfig {
+            card_encryption_key: card_key,
+            rate_limit_per_second: 100,
+            rate_limit_burst: 200,
+        },
+        log: LogConfig::default(),
+    };
+    let app = Application::build_with_pool(config, pool).await?;
+    let api_url = format!("http://{}", app.address());
+    print_banner(&Banner {
+        api_url: &api_url,
+        database_url: &database_url,
+        rpc_url: &rpc_url,
+        chain_id,
+        merchant_id: &merchant_id,
+        secret_key: &secret_key,
+        publishable_key: &publishable_key,
+        data_dir: dir,
+    });
+
+    let shutdown = CancellationToken::new();
+    let trigger = shutdown.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        trigger.cancel();
+    });
+    let served = app.run(shutdown).await;
+
+    if let Some(anvil) = anvil {
+        anvil.stop().await;
+    }
+    if let Some(cluster) = cluster
+        && let Err(e) = cluster.stop().await
+    {
+        eprintln!("warning: stopping PostgreSQL: {e}");
+    }
+    served?;
+    println!(
+        "epg dev stopped; state kept in {} (--reset to start clean)",
+        dir.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Reuses the demo merchant of a previous run, or creates it with keys.
+async fn ensure_demo_merchant(
+    store: &MerchantStore,
+    state: &mut DevState,
+) -> Result<(MerchantId, String, String), CliError> {
+    if let (Some(id), Some(sk), Some(pk)) = (
+        &state.merchant_id,
+        &state.secret_key,
+        &state.publishable_key,
+    ) {
+        match store.get(id).await {
+            Ok(_) => return Ok((id.clone(), sk.clone(), pk.clone())),
+            Err(MerchantError::NotFound(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let merchant = store.create("Demo Merchant").await?;
+    let (_, sk) = store
+        .create_key(&merchant.id, KeyKind::Secret, Mode::Test)
+        .await?;
+    let (_, pk) = store
+        .create_key(&merchant.id, KeyKind::Publishable, Mode::Test)
+        .await?;
+    state.merchant_id = Some(merchant.id.clone());
+    state.secret_key = Some(sk.secret.clone());
+    state.publishable_key = Some(pk.secret.clone());
+    Ok((merchant.id, sk.secret, pk.secret))
+}
+
+async fn create_database(admin_url: &str, name: &str) -> Result<(), CliError> {
+    let pool = crate::db::connect(admin_url, 1)
+        .await
+        .map_err(|e| CliError::Failed(format!("cannot connect to {admin_url}: {e}")))?;
+    crate::db::create_database_if_missing(&pool, name)
+        .await
+        .map_err(|e| CliError::Failed(format!("cannot create database {name}: {e}")))?;
+    pool.close().await;
+    Ok(())
+}
+
+async fn chain_id(rpc_url: &str) -> Result<u64, CliError> {
+    let response: serde_json::Value = reqwest::Client::new()
+        .post(rpc_url)
+        .json(&serde_json::json!({"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":[]}))
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .map_err(|e| CliError::Failed(format!("--rpc-url {rpc_url}: {e}")))?
+        .json()
+        .await
+        .map_err(|e| CliError::Failed(format!("--rpc-url {rpc_url}: {e}")))?;
+    response["result"]
+        .as_str()
+        .and_then(|hex| u64::from_str_radix(hex.trim_start_matches("0x"), 16).ok())
+        .ok_or_else(|| {
+            CliError::Failed(format!("--rpc-url {rpc_url}: eth_chainId gave {response}"))
+        })
+}
+
+fn read_state(path: &Path) -> Result<DevState, CliError> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+            CliError::Failed(format!(
+                "{} is damaged ({e}); run `epg dev --reset`",
+                path.display()
+            ))
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(DevState::default()),
+        Err(e) => Err(fail(path, e)),
+    }
+}
+
+fn write_state(path: &Path, state: &DevState) -> Result<(), CliError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let json = serde_json::to_vec_pretty(state).map_err(|e| CliError::Failed(e.to_string()))?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| fail(path, e))?;
+    file.write_all(&json).map_err(|e| fail(path, e))
+}
+
+fn absolute(path: &Path) -> Result<PathBuf, CliError> {
+    std::path::absolute(path).map_err(|e| fail(path, e))
+}
+
+fn fail(path: &Path, e: std::io::Error) -> CliError {
+    CliError::Failed(format!("{}: {e}", path.display()))
+}
+
+struct Banner<'a> {
+    api_url: &'a str,
+    database_url: &'a str,
+    rpc_url: &'a str,
+    chain_id: u64,
+    merchant_id: &'a MerchantId,
+    secret_key: &'a str,
+    publishable_key: &'a str,
+    data_dir: &'a Path,
+}
+
+fn print_banner(b: &Banner<'_>) {
+    println!(
+        r#"
+  E-PG dev node is running (test mode)
+
+  API              {api}
+  API reference    {api}/docs
+  Database         {db}
+  Chain RPC        {rpc}  (chain id {chain})
+
+  Demo merchant    {merchant}
+  Secret key       {sk}
+  Publishable key  {pk}
+
+  Try it:
+    curl -s {api}/v1/account -H "Authorization: Bearer {sk}"
+
+  State: {dir}   Stop: Ctrl-C
+"#,
+        api = b.api_url,
+        db = b.database_url,
+        rpc = b.rpc_url,
+        chain = b.chain_id,
+        merchant = b.merchant_id,
+        sk = b.secret_key,
+        pk = b.publishable_key,
+        dir = b.data_dir.display(),
+    );
+}

@@ -1,0 +1,162 @@
+//! The `epg` command line: `dev`, `serve`, `migrate` and the admin tools.
+
+mod admin;
+mod dev;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{Config, ConfigError};
+
+/// E-PG payment gateway node.
+#[derive(Debug, Parser)]
+#[command(name = "epg", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a complete local node: private PostgreSQL, anvil devnet,
+    /// deployed contracts, a demo merchant, the API.
+    Dev(dev::DevArgs),
+    /// Run the node from a configuration file (production).
+    Serve {
+        /// Path to the TOML configuration.
+        #[arg(long, env = "EPG_CONFIG")]
+        config: PathBuf,
+    },
+    /// Apply pending database migrations and exit.
+    Migrate(DbArgs),
+    /// Configuration tools.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Manage merchants.
+    #[command(subcommand)]
+    Merchants(admin::MerchantsCommand),
+    /// Manage API keys.
+    #[command(subcommand)]
+    Keys(admin::KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Print an annotated example configuration.
+    Example,
+    /// Validate a configuration (file plus EPG_… overrides) and exit.
+    Check {
+        /// Path to the TOML configuration.
+        #[arg(long, env = "EPG_CONFIG")]
+        config: PathBuf,
+    },
+}
+
+/// How an admin command finds the database: a URL, or a config file.
+#[derive(Debug, Clone, Args)]
+pub struct DbArgs {
+    /// PostgreSQL URL.
+    #[arg(long, env = "EPG_DATABASE_URL", conflicts_with = "config")]
+    database_url: Option<String>,
+    /// Take the database URL from this configuration file.
+    #[arg(long, env = "EPG_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+impl DbArgs {
+    fn url(&self) -> Result<String, CliError> {
+        if let Some(url) = &self.database_url {
+            return Ok(url.clone());
+        }
+        let Some(path) = &self.config else {
+            return Err(CliError::Usage(
+                "no database given: pass --database-url (or EPG_DATABASE_URL) or --config".into(),
+            ));
+        };
+        Ok(Config::load(Some(path), std::env::vars())?.database.url)
+    }
+
+    async fn pool(&self) -> Result<sqlx::PgPool, CliError> {
+        let url = self.url()?;
+        crate::db::connect(&url, 2)
+            .await
+            .map_err(|e| CliError::Failed(format!("cannot connect to the database: {e}")))
+    }
+}
+
+/// A command that failed; printed as `error: …` with exit status 1.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// The invocation is incomplete or contradictory.
+    #[error("{0}")]
+    Usage(String),
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The command ran and failed.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl From<crate::app::AppError> for CliError {
+    fn from(e: crate::app::AppError) -> Self {
+        CliError::Failed(e.to_string())
+    }
+}
+
+impl From<crate::merchants::MerchantError> for CliError {
+    fn from(e: crate::merchants::MerchantError) -> Self {
+        CliError::Failed(e.to_string())
+    }
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode, CliError> {
+    match cli.command {
+        Command::Dev(args) => dev::run(args).await,
+        Command::Serve { config } => serve::run(&config).await,
+        Command::Migrate(db) => {
+            let pool = db.pool().await?;
+            crate::db::migrate(&pool)
+                .await
+                .map_err(|e| CliError::Failed(format!("migration failed: {e}")))?;
+            println!("migrations applied");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Config(ConfigCommand::Example) => {
+            print!("{}", Config::example());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Config(ConfigCommand::Check { config }) => {
+            Config::load(Some(&config), std::env::vars())?;
+            println!("{}: valid", config.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Merchants(cmd) => admin::merchants(cmd).await,
+        Command::Keys(cmd) => admin::keys(cmd).await,
+    }
+}

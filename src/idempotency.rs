@@ -1,0 +1,183 @@
+//! Saved responses for `Idempotency-Key` (API.md, "Conventions").
+//!
+//! The first request under a key inserts a row and runs; its response is
+//! saved. A retry with the same method, path and body gets the saved
+//! response; anything else under that key is refused. The insert's primary
+//! key decides which of two concurrent requests runs, so exactly one does.
+
+use std::time::Duration;
+
+use sqlx::PgPool;
+
+use crate::crypto::sha256;
+use crate::ids::MerchantId;
+
+/// How long saved responses are kept.
+pub const RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// What to do with a request carrying an idempotency key.
+#[derive(Debug)]
+pub enum Claim {
+    /// This request owns the key: run it, then [`IdempotencyStore::complete`].
+    Run,
+    /// A finished twin: answer its saved response.
+    Replay {
+        /// Saved HTTP status.
+        status: u16,
+        /// Saved JSON body.
+        body: Vec<u8>,
+    },
+    /// The key was used for a different request.
+    Mismatch,
+    /// The twin is still running.
+    InProgress,
+}
+
+/// The fingerprint of a request: method, path and body.
+pub fn request_hash(method: &str, path: &str, body: &[u8]) -> [u8; 32] {
+    let mut data = Vec::with_capacity(method.len() + path.len() + body.len() + 2);
+    data.extend_from_slice(method.as_bytes());
+    data.push(0);
+    data.extend_from_slice(path.as_bytes());
+    data.push(0);
+    data.extend_from_slice(body);
+    sha256(&data)
+}
+
+/// Idempotency records.
+#[derive(Debug, Clone)]
+pub struct IdempotencyStore {
+    pool: PgPool,
+    /// How long a running request keeps its claim; a node that died
+    /// mid-request releases the key after this.
+    lease: Duration,
+}
+
+impl IdempotencyStore {
+    /// A store whose claims last `lease`.
+    pub fn new(pool: PgPool, lease: Duration) -> Self {
+        Self { pool, lease }
+    }
+
+    /// Claims `key` for a request, or tells how to answer it.
+    pub async fn claim(
+        &self,
+        merchant: &MerchantId,
+        key: &str,
+        method: &str,
+        path: &str,
+        hash: &[u8; 32],
+    ) -> Result<Claim, sqlx::Error> {
+        let lease_ms = i64::try_from(self.lease.as_millis()).unwrap_or(i64::MAX);
+        let retention_s = i64::try_from(RETENTION.as_secs()).unwrap_or(i64::MAX);
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query!(
+            r#"INSERT INTO idempotency_keys
+                   (merchant_id, key, request_method, request_path, request_hash, locked_until)
+               VALUES ($1, $2, $3, $4, $5, now() + $6::bigint * interval '1 millisecond')
+               ON CONFLICT DO NOTHING"#,
+            merchant.as_str(),
+            key,
+            method,
+            path,
+            &hash[..],
+            lease_ms,
+        )
+        .execute(&mut *tx)
+        .await?;
+        if inserted.rows_affected() == 1 {
+            tx.commit().await?;
+            return Ok(Claim::Run);
+        }
+        let row = sqlx::query!(
+            r#"SELECT request_hash, response_status, response_body,
+                      locked_until < now() AS "lease_expired!",
+                      created_at < now() - $3::bigint * interval '1 second' AS "expired!"
+               FROM idempotency_keys WHERE merchant_id = $1 AND key = $2 FOR UPDATE"#,
+            merchant.as_str(),
+            key,
+            retention_s,
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        let take_over = if row.expired {
+            // Past retention the key is free again, whatever it held.
+            true
+        } else if row.request_hash != hash {
+            return Ok(Claim::Mismatch);
+        } else if let (Some(status), Some(body)) = (row.response_status, row.response_body) {
+            return Ok(Claim::Replay {
+                status: u16::try_from(status).unwrap_or(500),
+                body,
+            });
+        } else {
+            row.lease_expired
+        };
+        if !take_over {
+            return Ok(Claim::InProgress);
+        }
+        sqlx::query!(
+            r#"UPDATE idempotency_keys
+               SET request_method = $3, request_path = $4, request_hash = $5,
+                   response_status = NULL, response_body = NULL, created_at = now(),
+                   locked_until = now() + $6::bigint * interval '1 millisecond'
+               WHERE merchant_id = $1 AND key = $2"#,
+            merchant.as_str(),
+            key,
+            method,
+            path,
+            &hash[..],
+            lease_ms,
+        )
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Claim::Run)
+    }
+
+    /// Saves the response of a request that ran.
+    pub async fn complete(
+        &self,
+        merchant: &MerchantId,
+        key: &str,
+        status: u16,
+        body: &[u8],
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query!(
+            r#"UPDATE idempotency_keys SET response_status = $3, response_body = $4
+               WHERE merchant_id = $1 AND key = $2"#,
+            merchant.as_str(),
+            key,
+            i16::try_from(status).unwrap_or(500),
+            body,
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Forgets a claim whose request failed through the node's own fault, so
+    /// that a retry runs again instead of replaying a 500.
+    pub async fn release(&self, merchant: &MerchantId, key: &str) -> Result<(), sqlx::Error> {
+        sqlx::query!(
+            "DELETE FROM idempotency_keys WHERE merchant_id = $1 AND key = $2 AND response_status IS NULL",
+            merchant.as_str(),
+            key,
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Deletes records past retention; returns how many.
+    pub async fn purge_expired(&self) -> Result<u64, sqlx::Error> {
+        let retention_s = i64::try_from(RETENTION.as_secs()).unwrap_or(i64::MAX);
+        let done = sqlx::query!(
+            "DELETE FROM idempotency_keys WHERE created_at < now() - $1::bigint * interval '1 second'",
+            retention_s,
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+}

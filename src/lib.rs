@@ -1,0 +1,18 @@
+//! E-PG: a payment gateway node for traditional and on-chain payments.
+//!
+//! `main.rs` only parses the command line; everything lives here so that
+//! integration tests and tools reuse it. See ARCHITECTURE.md for the map.
+
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod api;
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod crypto;
+pub mod db;
+pub mod devnet;
+pub mod idempotency;
+pub mod ids;
+pub mod merchants;
+pub mod telemetry;

@@ -1,0 +1,243 @@
+//! Merchant and key persistence.
+
+use sqlx::PgPool;
+use time::OffsetDateTime;
+
+use super::MerchantError;
+use super::keys::{ApiKey, KeyKind, NewKey};
+use crate::config::Mode;
+use crate::crypto::constant_time_eq;
+use crate::ids::{ApiKeyId, MerchantId};
+
+/// A merchant as stored.
+#[derive(Debug, Clone)]
+pub struct Merchant {
+    /// `mer_…`.
+    pub id: MerchantId,
+    /// Display name.
+    pub name: String,
+    /// Enabled payment method types (API.md names).
+    pub payment_method_types: Vec<String>,
+    /// Where crypto settlements are paid out, if set.
+    pub payout_address: Option<String>,
+    /// `manual`, `daily` or `weekly`.
+    pub payout_schedule: String,
+    /// Creation time.
+    pub created_at: OffsetDateTime,
+}
+
+/// Who is calling: the merchant a key belongs to, and what the key may do.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// Every query of the request is scoped to this merchant.
+    pub merchant_id: MerchantId,
+    /// The key that authenticated the request.
+    pub key_id: ApiKeyId,
+    /// Secret or publishable.
+    pub kind: KeyKind,
+}
+
+/// A key as listed (never its secret).
+#[derive(Debug, Clone)]
+pub struct KeyInfo {
+    /// `key_…`.
+    pub id: ApiKeyId,
+    /// Owner.
+    pub merchant_id: MerchantId,
+    /// `secret` or `publishable`.
+    pub kind: String,
+    /// Last four characters of the key.
+    pub last4: String,
+    /// Creation time.
+    pub created_at: OffsetDateTime,
+    /// When revoked, if it was.
+    pub revoked_at: Option<OffsetDateTime>,
+}
+
+/// Merchant and key queries.
+#[derive(Debug, Clone)]
+pub struct MerchantStore {
+    pool: PgPool,
+}
+
+impl MerchantStore {
+    /// A store over `pool`.
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    /// Creates a merchant with every payment method enabled.
+    pub async fn create(&self, name: &str) -> Result<Merchant, MerchantError> {
+        let name = name.trim();
+        if name.is_empty() || name.chars().count() > 200 {
+            return Err(MerchantError::Invalid {
+                param: "name",
+                message: "must be 1 to 200 characters".into(),
+            });
+        }
+        let id = MerchantId::generate();
+        let row = sqlx::query!(
+            r#"INSERT INTO merchants (id, name) VALUES ($1, $2)
+               RETURNING payment_method_types, payout_address, payout_schedule, created_at"#,
+            id.as_str(),
+            name,
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Merchant {
+            id,
+            name: name.to_owned(),
+            payment_method_types: row.payment_method_types,
+            payout_address: row.payout_address,
+            payout_schedule: row.payout_schedule,
+            created_at: row.created_at,
+        })
+    }
+
+    /// One merchant.
+    pub async fn get(&self, id: &MerchantId) -> Result<Merchant, MerchantError> {
+        let row = sqlx::query!(
+            r#"SELECT name, payment_method_types, payout_address, payout_schedule, created_at
+               FROM merchants WHERE id = $1"#,
+            id.as_str()
+        )
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| MerchantError::NotFound(id.to_string()))?;
+        Ok(Merchant {
+            id: id.clone(),
+            name: row.name,
+            payment_method_types: row.payment_method_types,
+            payout_address: row.payout_address,
+            payout_schedule: row.payout_schedule,
+            created_at: row.created_at,
+        })
+    }
+
+    /// Every merchant, oldest first.
+    pub async fn list(&self) -> Result<Vec<Merchant>, MerchantError> {
+        let rows = sqlx::query!(
+            r#"SELECT id AS "id: MerchantId", name, payment_method_types, payout_address,
+                      payout_schedule, created_at
+               FROM merchants ORDER BY created_at, id"#
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| Merchant {
+                id: row.id,
+                name: row.name,
+                payment_method_types: row.payment_method_types,
+                payout_address: row.payout_address,
+                payout_schedule: row.payout_schedule,
+                created_at: row.created_at,
+            })
+            .collect())
+    }
+
+    /// Creates a key for `merchant`; the returned [`NewKey`] is the only copy
+    /// of its clear text.
+    pub async fn create_key(
+        &self,
+        merchant: &MerchantId,
+        kind: KeyKind,
+        mode: Mode,
+    ) -> Result<(ApiKeyId, NewKey), MerchantError> {
+        let key = NewKey::generate(kind, mode);
+        let parsed = key.parsed().ok_or_else(|| MerchantError::Invalid {
+            param: "key",
+            message: "generated key did not parse".into(),
+        })?;
+        let id = ApiKeyId::generate();
+        let last4 = &key.secret[key.secret.len() - 4..];
+        let inserted = sqlx::query!(
+            r#"INSERT INTO api_keys (id, merchant_id, kind, mode, lookup, key_hash, last4)
+               SELECT $1, m.id, $3, $4, $5, $6, $7 FROM merchants m WHERE m.id = $2"#,
+            id.as_str(),
+            merchant.as_str(),
+            kind.as_str(),
+            mode.as_str(),
+            parsed.lookup(),
+            &parsed.hash()[..],
+            last4,
+        )
+        .execute(&self.pool)
+        .await?;
+        if inserted.rows_affected() == 0 {
+            return Err(MerchantError::NotFound(merchant.to_string()));
+        }
+        Ok((id, key))
+    }
+
+    /// Revokes a key; it stops working at once.
+    pub async fn revoke_key(&self, id: &ApiKeyId) -> Result<(), MerchantError> {
+        let done = sqlx::query!(
+            "UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL",
+            id.as_str()
+        )
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(MerchantError::NotFound(format!("active key {id}")));
+        }
+        Ok(())
+    }
+
+    /// The keys of a merchant, newest first.
+    pub async fn list_keys(&self, merchant: &MerchantId) -> Result<Vec<KeyInfo>, MerchantError> {
+        let rows = sqlx::query!(
+            r#"SELECT id AS "id: ApiKeyId", kind, last4, created_at, revoked_at FROM api_keys
+               WHERE merchant_id = $1 ORDER BY created_at DESC, id"#,
+            merchant.as_str()
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| KeyInfo {
+                id: row.id,
+                merchant_id: merchant.clone(),
+                kind: row.kind,
+                last4: row.last4,
+                created_at: row.created_at,
+                revoked_at: row.revoked_at,
+            })
+            .collect())
+    }
+
+    /// Finds the active key matching `key` in `mode`, comparing hashes in
+    /// constant time. `None` for an unknown, revoked or wrong-mode key.
+    pub async fn authenticate(
+        &self,
+        key: &ApiKey,
+        mode: Mode,
+    ) -> Result<Option<Caller>, MerchantError> {
+        if key.mode() != mode {
+            return Ok(None);
+        }
+        let candidates = sqlx::query!(
+            r#"SELECT id AS "id: ApiKeyId", merchant_id AS "merchant_id: MerchantId", kind, key_hash
+               FROM api_keys
+               WHERE lookup = $1 AND mode = $2 AND revoked_at IS NULL"#,
+            key.lookup(),
+            mode.as_str(),
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let hash = key.hash();
+        let mut found = None;
+        // Compare against every candidate so the time does not depend on
+        // which one matched.
+        for row in candidates {
+            if constant_time_eq(&row.key_hash, &hash) && row.kind == key.kind().as_str() {
+                found = Some(row);
+            }
+        }
+        Ok(found.map(|row| Caller {
+            merchant_id: row.merchant_id,
+            key_id: row.id,
+            kind: key.kind(),
+        }))
+    }
+}
