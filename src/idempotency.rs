@@ -181,3 +181,22 @@ impl IdempotencyStore {
         Ok(done.rows_affected())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::request_hash;
+
+    #[test]
+    fn the_fingerprint_covers_method_path_and_body() {
+        let base = request_hash("POST", "/v1/refunds", b"{}");
+        assert_ne!(base, request_hash("POST", "/v1/payments", b"{}"));
+        assert_ne!(base, request_hash("POST", "/v1/refunds", b"{ }"));
+        assert_ne!(base, request_hash("PUT", "/v1/refunds", b"{}"));
+        // The separators keep boundaries unambiguous.
+        assert_ne!(
+            request_hash("POST", "/v1/a", b"b"),
+            request_hash("POST", "/v1/", b"ab")
+        );
+        assert_eq!(base, request_hash("POST", "/v1/refunds", b"{}"));
+    }
+}

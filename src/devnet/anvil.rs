@@ -170,9 +170,21 @@ pub fn find_bin() -> Option<PathBuf> {
         Some(PathBuf::from(env!("CARGO_MANIFEST_DIR"))),
     ];
     for root in local.into_iter().flatten() {
-        let bin = root.join("node_modules/.bin/anvil");
-        if bin.is_file() {
-            return Some(bin);
+        // The npm package's `.bin/anvil` is a node script that spawns the
+        // native binary of the platform package; run that binary directly so
+        // signals reach anvil itself and no wrapper process is left over.
+        let packages = root.join("node_modules/@foundry-rs");
+        if let Ok(entries) = std::fs::read_dir(&packages) {
+            for entry in entries.flatten() {
+                let native = entry.path().join("bin/anvil");
+                if entry.file_name().to_string_lossy().starts_with("anvil-") && native.is_file() {
+                    return Some(native);
+                }
+            }
+        }
+        let wrapper = root.join("node_modules/.bin/anvil");
+        if wrapper.is_file() {
+            return Some(wrapper);
         }
     }
     let path = std::env::var_os("PATH")?;

@@ -114,6 +114,45 @@ impl MerchantStore {
         })
     }
 
+    /// Changes the name and/or payout schedule; `None` keeps a field.
+    pub async fn update(
+        &self,
+        id: &MerchantId,
+        name: Option<&str>,
+        payout_schedule: Option<&str>,
+    ) -> Result<Merchant, MerchantError> {
+        if let Some(name) = name
+            && (name.trim().is_empty() || name.chars().count() > 200)
+        {
+            return Err(MerchantError::Invalid {
+                param: "name",
+                message: "must be 1 to 200 characters".into(),
+            });
+        }
+        if let Some(schedule) = payout_schedule
+            && !["manual", "daily", "weekly"].contains(&schedule)
+        {
+            return Err(MerchantError::Invalid {
+                param: "payouts.schedule",
+                message: "must be one of manual, daily, weekly".into(),
+            });
+        }
+        let updated = sqlx::query!(
+            r#"UPDATE merchants SET name = COALESCE($2, name),
+                                    payout_schedule = COALESCE($3, payout_schedule)
+               WHERE id = $1"#,
+            id.as_str(),
+            name.map(str::trim),
+            payout_schedule,
+        )
+        .execute(&self.pool)
+        .await?;
+        if updated.rows_affected() == 0 {
+            return Err(MerchantError::NotFound(id.to_string()));
+        }
+        self.get(id).await
+    }
+
     /// Every merchant, oldest first.
     pub async fn list(&self) -> Result<Vec<Merchant>, MerchantError> {
         let rows = sqlx::query!(
