@@ -82,7 +82,15 @@ async fn epg_dev_serves_the_demo_merchant_and_leaves_nothing_running_after_ctrl_
         })
         .await
         .expect("banner within 3 minutes");
-        for line in ["Publishable key", "Chain RPC", "chain id 31337", "curl -s"] {
+        for line in [
+            "Publishable key",
+            "Chain RPC",
+            "chain id 31337",
+            "PaymentRouter",
+            "SettlementAnchor",
+            "USDC (dev)",
+            "curl -s",
+        ] {
             // The banner continues after the key line; read the rest.
             if !banner.contains(line) {
                 while let Ok(Some(next)) =
@@ -138,9 +146,16 @@ async fn epg_dev_serves_the_demo_merchant_and_leaves_nothing_running_after_ctrl_
         assert!(status.success(), "{status}");
         assert!(!alive(pg_pid), "postgres {pg_pid} still running");
         assert!(pids_with(&anvil_needle).is_empty(), "anvil still running");
-        secret_keys.push(secret);
+        let router = banner
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("PaymentRouter"))
+            .unwrap()
+            .trim()
+            .to_owned();
+        secret_keys.push((secret, router));
     }
-    // The second run kept the data: same demo merchant and key.
+    // The second run kept the data and the chain: same demo merchant and
+    // key, same contracts (loaded from anvil's saved state, not redeployed).
     assert_eq!(secret_keys[0], secret_keys[1]);
 }
 

@@ -16,11 +16,12 @@ use tokio_util::sync::CancellationToken;
 
 use super::CliError;
 use crate::app::{Application, shutdown_signal};
+use crate::chain::deploy::{self, DeployPlan, Deployment};
 use crate::config::{
     Config, DatabaseConfig, LogConfig, LogFormat, Mode, SecurityConfig, ServerConfig,
 };
 use crate::crypto::CardKey;
-use crate::devnet::anvil::{Anvil, AnvilOptions};
+use crate::devnet::anvil::{Anvil, AnvilOptions, DEV_KEY_0};
 use crate::devnet::postgres::PrivateCluster;
 use crate::ids::MerchantId;
 use crate::merchants::{KeyKind, MerchantError, MerchantStore};
@@ -120,6 +121,8 @@ pub async fn run(args: DevArgs) -> Result<ExitCode, CliError> {
         }
     };
 
+    let deployment = ensure_contracts(&rpc_url, &dir.join("deployment.json")).await?;
+
     let pool = crate::db::connect(&database_url, 20)
         .await
         .map_err(|e| CliError::Failed(format!("cannot connect to {database_url}: {e}")))?;
@@ -160,6 +163,7 @@ pub async fn run(args: DevArgs) -> Result<ExitCode, CliError> {
         database_url: &database_url,
         rpc_url: &rpc_url,
         chain_id,
+        deployment: &deployment,
         merchant_id: &merchant_id,
         secret_key: &secret_key,
         publishable_key: &publishable_key,
@@ -188,6 +192,36 @@ pub async fn run(args: DevArgs) -> Result<ExitCode, CliError> {
         dir.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Reuses the contracts of a previous run when the chain still has them,
+/// or deploys all four (with anvil's first funded account, or
+/// `EPG_DEPLOYER_KEY` on another chain) and records them.
+async fn ensure_contracts(rpc_url: &str, path: &Path) -> Result<Deployment, CliError> {
+    let fail = |e: crate::chain::ChainError| CliError::Failed(e.to_string());
+    if let Some(existing) = deploy::read(path).map_err(fail)?
+        && deploy::is_live(rpc_url, &existing).await.map_err(fail)?
+    {
+        return Ok(existing);
+    }
+    let signer = match std::env::var("EPG_DEPLOYER_KEY") {
+        Ok(_) => deploy::signer_from_env(None).map_err(fail)?,
+        Err(_) => DEV_KEY_0
+            .parse()
+            .map_err(|_| CliError::Failed("bad built-in devnet key".into()))?,
+    };
+    let deployer = signer.address();
+    // On the devnet one funded account plays every role: it is the
+    // treasury (so the node can refund from it), the admin and the anchorer.
+    let plan = DeployPlan {
+        treasury: deployer,
+        admin: deployer,
+        anchorer: deployer,
+        dev_helpers: true,
+    };
+    let deployment = deploy::deploy(rpc_url, signer, &plan).await.map_err(fail)?;
+    deploy::write(path, &deployment).map_err(fail)?;
+    Ok(deployment)
 }
 
 /// Reuses the demo merchant of a previous run, or creates it with keys.
@@ -289,6 +323,7 @@ struct Banner<'a> {
     database_url: &'a str,
     rpc_url: &'a str,
     chain_id: u64,
+    deployment: &'a Deployment,
     merchant_id: &'a MerchantId,
     secret_key: &'a str,
     publishable_key: &'a str,
@@ -304,6 +339,11 @@ fn print_banner(b: &Banner<'_>) {
   API reference    {api}/docs
   Database         {db}
   Chain RPC        {rpc}  (chain id {chain})
+  PaymentRouter    {router}
+  SettlementAnchor {anchor}
+  USDC (dev)       {usdc}
+  ETH/USD feed     {feed}
+  Treasury         {treasury}
 
   Demo merchant    {merchant}
   Secret key       {sk}
@@ -318,9 +358,18 @@ fn print_banner(b: &Banner<'_>) {
         db = b.database_url,
         rpc = b.rpc_url,
         chain = b.chain_id,
+        router = b.deployment.router,
+        anchor = b.deployment.anchor,
+        usdc = opt(b.deployment.stablecoin),
+        feed = opt(b.deployment.price_feed),
+        treasury = b.deployment.treasury,
         merchant = b.merchant_id,
         sk = b.secret_key,
         pk = b.publishable_key,
         dir = b.data_dir.display(),
     );
+}
+
+fn opt(address: Option<alloy::primitives::Address>) -> String {
+    address.map_or_else(|| "-".to_owned(), |a| a.to_string())
 }

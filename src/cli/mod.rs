@@ -1,6 +1,7 @@
 //! The `epg` command line: `dev`, `serve`, `migrate` and the admin tools.
 
 mod admin;
+mod contracts;
 mod dev;
 mod serve;
 
@@ -41,6 +42,9 @@ enum Command {
     /// Manage API keys.
     #[command(subcommand)]
     Keys(admin::KeysCommand),
+    /// Deploy E-PG's contracts.
+    #[command(subcommand)]
+    Contracts(contracts::ContractsCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -158,5 +162,6 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         }
         Command::Merchants(cmd) => admin::merchants(cmd).await,
         Command::Keys(cmd) => admin::keys(cmd).await,
+        Command::Contracts(cmd) => contracts::run(cmd).await,
     }
 }

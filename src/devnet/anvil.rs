@@ -10,7 +10,7 @@ use super::DevnetError;
 
 /// Anvil's default mnemonic account #0, funded with 10,000 ETH on every
 /// anvil. Public knowledge: never use it outside a devnet.
-pub const DEV_KEY_0: &str = "0xac0974bec39a17e36ba4a4b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
+pub const DEV_KEY_0: &str = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
 
 /// How to start anvil.
 #[derive(Debug, Clone)]
@@ -159,37 +159,48 @@ impl Anvil {
     }
 }
 
-/// The anvil binary: `$EPG_ANVIL_BIN`, the npm install of this checkout,
-/// or `anvil` on `$PATH`.
+/// The anvil binary: `$EPG_ANVIL_BIN`, else [`find_tool`].
 pub fn find_bin() -> Option<PathBuf> {
     if let Some(bin) = std::env::var_os("EPG_ANVIL_BIN") {
         return Some(PathBuf::from(bin));
     }
-    let local = [
+    find_tool("anvil")
+}
+
+/// A Foundry tool (`anvil`, `cast`, `forge`): the npm install of this
+/// checkout (or of the working directory), else `$PATH`.
+pub fn find_tool(name: &str) -> Option<PathBuf> {
+    let roots = [
         std::env::current_dir().ok(),
         Some(PathBuf::from(env!("CARGO_MANIFEST_DIR"))),
     ];
-    for root in local.into_iter().flatten() {
-        // The npm package's `.bin/anvil` is a node script that spawns the
+    let platform_prefix = format!("{name}-");
+    for root in roots.into_iter().flatten() {
+        // The npm package's `.bin/<tool>` is a node script that spawns the
         // native binary of the platform package; run that binary directly so
-        // signals reach anvil itself and no wrapper process is left over.
+        // signals reach the tool itself and no wrapper process is left over.
         let packages = root.join("node_modules/@foundry-rs");
         if let Ok(entries) = std::fs::read_dir(&packages) {
             for entry in entries.flatten() {
-                let native = entry.path().join("bin/anvil");
-                if entry.file_name().to_string_lossy().starts_with("anvil-") && native.is_file() {
+                let native = entry.path().join("bin").join(name);
+                if entry
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with(&platform_prefix)
+                    && native.is_file()
+                {
                     return Some(native);
                 }
             }
         }
-        let wrapper = root.join("node_modules/.bin/anvil");
+        let wrapper = root.join("node_modules/.bin").join(name);
         if wrapper.is_file() {
             return Some(wrapper);
         }
     }
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
-        .map(|dir| dir.join("anvil"))
+        .map(|dir| dir.join(name))
         .find(|bin| Path::new(bin).is_file())
 }
 

@@ -1,0 +1,85 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity ^0.8.24;
+
+import {PaymentRouter} from "../../src/PaymentRouter.sol";
+import {ERC20} from "@openzeppelin/contracts/token/ERC20/ERC20.sol";
+
+/// @dev ERC-20 whose transferFrom returns false instead of reverting.
+contract FalseReturningToken is ERC20 {
+    constructor() ERC20("False", "FALSE") {}
+
+    function mint(address to, uint256 amount) external {
+        _mint(to, amount);
+    }
+
+    function transferFrom(address, address, uint256) public pure override returns (bool) {
+        return false;
+    }
+}
+
+/// @dev ERC-20 whose transferFrom returns nothing at all (as USDT on mainnet).
+contract NoReturnToken {
+    mapping(address => uint256) public balanceOf;
+    mapping(address => mapping(address => uint256)) public allowance;
+
+    function mint(address to, uint256 amount) external {
+        balanceOf[to] += amount;
+    }
+
+    function approve(address spender, uint256 amount) external {
+        allowance[msg.sender][spender] = amount;
+    }
+
+    function transferFrom(address from, address to, uint256 amount) external {
+        allowance[from][msg.sender] -= amount;
+        balanceOf[from] -= amount;
+        balanceOf[to] += amount;
+    }
+}
+
+/// @dev ERC-20 that calls back into the router during transferFrom and records
+/// the error the router answered with.
+contract ReentrantToken is ERC20 {
+    PaymentRouter public router;
+    bytes public reentryError;
+
+    constructor() ERC20("Reentrant", "RE") {}
+
+    function setRouter(PaymentRouter router_) external {
+        router = router_;
+    }
+
+    function mint(address to, uint256 amount) external {
+        _mint(to, amount);
+    }
+
+    function transferFrom(address from, address to, uint256 amount) public override returns (bool) {
+        try router.pay(address(this), 1, keccak256("reentry")) {}
+        catch (bytes memory err) {
+            reentryError = err;
+        }
+        return super.transferFrom(from, to, amount);
+    }
+}
+
+/// @dev A treasury that cannot receive ETH.
+contract RejectingTreasury {}
+
+/// @dev A treasury that tries to pay again while receiving ETH and records
+/// the error the router answered with.
+contract ReentrantTreasury {
+    PaymentRouter public router;
+    bytes public reentryError;
+
+    function setRouter(PaymentRouter router_) external {
+        router = router_;
+    }
+
+    receive() external payable {
+        if (address(router) == address(0)) return;
+        try router.payNative{value: msg.value}(keccak256("reentry")) {}
+        catch (bytes memory err) {
+            reentryError = err;
+        }
+    }
+}

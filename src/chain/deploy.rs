@@ -1,0 +1,224 @@
+//! Deploying E-PG's contracts: all four on a devnet (`epg dev`), or the
+//! router and the anchor on a real chain (`epg contracts deploy`).
+//!
+//! The deployment is written to a JSON file that the node's chain
+//! configuration is made from; a devnet restarted from its saved state
+//! reuses the contracts already there.
+
+use std::path::Path;
+
+use alloy::network::EthereumWallet;
+use alloy::primitives::{Address, U256};
+use alloy::providers::{Provider, ProviderBuilder};
+use alloy::signers::local::PrivateKeySigner;
+use serde::{Deserialize, Serialize};
+
+use super::ChainError;
+use super::contracts::{DevPriceFeed, DevStablecoin, PaymentRouter, SettlementAnchor};
+
+/// Where E-PG's contracts live on one chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deployment {
+    /// EIP-155 chain id.
+    pub chain_id: u64,
+    /// `PaymentRouter`.
+    pub router: Address,
+    /// `SettlementAnchor`.
+    pub anchor: Address,
+    /// Where the router forwards payments.
+    pub treasury: Address,
+    /// Holder of the admin roles.
+    pub admin: Address,
+    /// Holder of the anchorer role (the node's anchoring key).
+    pub anchorer: Address,
+    /// `DevStablecoin` (devnets only).
+    pub stablecoin: Option<Address>,
+    /// `DevPriceFeed` ETH/USD (devnets only).
+    pub price_feed: Option<Address>,
+    /// Block of the first deployment transaction: watchers start there.
+    pub start_block: u64,
+}
+
+/// What to deploy and who holds which role.
+#[derive(Debug, Clone)]
+pub struct DeployPlan {
+    /// Router payments go here.
+    pub treasury: Address,
+    /// Admin of both contracts.
+    pub admin: Address,
+    /// May anchor checkpoints.
+    pub anchorer: Address,
+    /// Also deploy the devnet stablecoin and price feed.
+    pub dev_helpers: bool,
+}
+
+/// Initial ETH/USD answer of the devnet price feed: $3,000 with 8 decimals.
+pub const DEV_ETH_USD: i64 = 300_000_000_000;
+/// Dev USDC minted to each funded devnet account: 1,000,000 USDC.
+pub const DEV_MINT_PER_ACCOUNT: u64 = 1_000_000_000_000;
+
+fn rpc_err(url: &str, e: impl std::fmt::Display) -> ChainError {
+    ChainError::Rpc {
+        url: url.to_owned(),
+        message: e.to_string(),
+    }
+}
+
+fn contract_err(what: &str, e: impl std::fmt::Display) -> ChainError {
+    ChainError::Contract {
+        what: what.to_owned(),
+        message: e.to_string(),
+    }
+}
+
+/// Deploys per `plan` with `signer`, waiting for each receipt.
+pub async fn deploy(
+    rpc_url: &str,
+    signer: PrivateKeySigner,
+    plan: &DeployPlan,
+) -> Result<Deployment, ChainError> {
+    let url = rpc_url.parse().map_err(|e| rpc_err(rpc_url, e))?;
+    let provider = ProviderBuilder::new()
+        .wallet(EthereumWallet::from(signer))
+        .connect_http(url);
+    let chain_id = provider
+        .get_chain_id()
+        .await
+        .map_err(|e| rpc_err(rpc_url, e))?;
+    let start_block = provider
+        .get_block_number()
+        .await
+        .map_err(|e| rpc_err(rpc_url, e))?;
+
+    let router = PaymentRouter::deploy(&provider, plan.admin, plan.treasury)
+        .await
+        .map_err(|e| contract_err("deploy PaymentRouter", e))?;
+    let anchor = SettlementAnchor::deploy(&provider, plan.admin, plan.anchorer)
+        .await
+        .map_err(|e| contract_err("deploy SettlementAnchor", e))?;
+
+    let (stablecoin, price_feed) = if plan.dev_helpers {
+        let token = DevStablecoin::deploy(&provider)
+            .await
+            .map_err(|e| contract_err("deploy DevStablecoin", e))?;
+        let feed = DevPriceFeed::deploy(
+            &provider,
+            alloy::primitives::I256::try_from(DEV_ETH_USD).unwrap_or_default(),
+        )
+        .await
+        .map_err(|e| contract_err("deploy DevPriceFeed", e))?;
+        // Anvil funds its dev accounts with ETH; give them dev USDC too so a
+        // payment can be tried with `cast send` straight away.
+        let accounts = provider
+            .get_accounts()
+            .await
+            .map_err(|e| rpc_err(rpc_url, e))?;
+        for account in accounts {
+            token
+                .mint(account, U256::from(DEV_MINT_PER_ACCOUNT))
+                .send()
+                .await
+                .map_err(|e| contract_err("mint DevStablecoin", e))?
+                .get_receipt()
+                .await
+                .map_err(|e| contract_err("mint DevStablecoin", e))?;
+        }
+        (Some(*token.address()), Some(*feed.address()))
+    } else {
+        (None, None)
+    };
+
+    Ok(Deployment {
+        chain_id,
+        router: *router.address(),
+        anchor: *anchor.address(),
+        treasury: plan.treasury,
+        admin: plan.admin,
+        anchorer: plan.anchorer,
+        stablecoin,
+        price_feed,
+        start_block,
+    })
+}
+
+/// Whether every contract of `deployment` still has code on the chain at
+/// `rpc_url` (false after the devnet was reset).
+pub async fn is_live(rpc_url: &str, deployment: &Deployment) -> Result<bool, ChainError> {
+    let url = rpc_url.parse().map_err(|e| rpc_err(rpc_url, e))?;
+    let provider = ProviderBuilder::new().connect_http(url);
+    let chain_id = provider
+        .get_chain_id()
+        .await
+        .map_err(|e| rpc_err(rpc_url, e))?;
+    if chain_id != deployment.chain_id {
+        return Ok(false);
+    }
+    let addresses = [
+        Some(deployment.router),
+        Some(deployment.anchor),
+        deployment.stablecoin,
+        deployment.price_feed,
+    ];
+    for address in addresses.into_iter().flatten() {
+        let code = provider
+            .get_code_at(address)
+            .await
+            .map_err(|e| rpc_err(rpc_url, e))?;
+        if code.is_empty() {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Reads a deployment file; `None` when it does not exist.
+pub fn read(path: &Path) -> Result<Option<Deployment>, ChainError> {
+    let file_err = |message: String| ChainError::File {
+        path: path.display().to_string(),
+        message,
+    };
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| file_err(e.to_string())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(file_err(e.to_string())),
+    }
+}
+
+/// Writes a deployment file (pretty JSON).
+pub fn write(path: &Path, deployment: &Deployment) -> Result<(), ChainError> {
+    let json = serde_json::to_vec_pretty(deployment).map_err(|e| ChainError::File {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })?;
+    std::fs::write(path, json).map_err(|e| ChainError::File {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })
+}
+
+/// The deployer key from the environment: `EPG_DEPLOYER_KEY` (hex), or a
+/// keystore file whose password is in `EPG_DEPLOYER_PASSWORD`. Never from a
+/// command-line argument, which other users of the machine could read.
+pub fn signer_from_env(keystore: Option<&Path>) -> Result<PrivateKeySigner, ChainError> {
+    if let Some(path) = keystore {
+        let password = std::env::var("EPG_DEPLOYER_PASSWORD").map_err(|_| {
+            ChainError::Key(format!(
+                "keystore {} needs its password in EPG_DEPLOYER_PASSWORD",
+                path.display()
+            ))
+        })?;
+        return PrivateKeySigner::decrypt_keystore(path, password)
+            .map_err(|e| ChainError::Key(format!("keystore {}: {e}", path.display())));
+    }
+    let hex = std::env::var("EPG_DEPLOYER_KEY").map_err(|_| {
+        ChainError::Key(
+            "set EPG_DEPLOYER_KEY (hex private key) or pass --keystore FILE with EPG_DEPLOYER_PASSWORD"
+                .into(),
+        )
+    })?;
+    hex.trim()
+        .parse::<PrivateKeySigner>()
+        .map_err(|_| ChainError::Key("EPG_DEPLOYER_KEY is not a 32-byte hex private key".into()))
+}

@@ -1,0 +1,78 @@
+//! `epg contracts deploy`: deploys the router and the anchor (and, with
+//! `--dev-helpers`, the devnet token and price feed) to any chain.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use alloy::primitives::Address;
+use clap::Subcommand;
+
+use super::CliError;
+use crate::chain::deploy::{self, DeployPlan};
+
+#[derive(Debug, Subcommand)]
+pub enum ContractsCommand {
+    /// Deploy E-PG's contracts. The deployer key comes from EPG_DEPLOYER_KEY,
+    /// or from --keystore with its password in EPG_DEPLOYER_PASSWORD; never
+    /// from the command line.
+    Deploy {
+        /// JSON-RPC URL of the chain.
+        #[arg(long, env = "EPG_RPC_URL")]
+        rpc_url: String,
+        /// Encrypted JSON keystore of the deployer.
+        #[arg(long)]
+        keystore: Option<PathBuf>,
+        /// Where the router forwards payments (default: the deployer).
+        #[arg(long)]
+        treasury: Option<Address>,
+        /// Admin of both contracts (default: the deployer).
+        #[arg(long)]
+        admin: Option<Address>,
+        /// Holder of the anchorer role (default: the deployer).
+        #[arg(long)]
+        anchorer: Option<Address>,
+        /// Also deploy DevStablecoin and DevPriceFeed (devnets only).
+        #[arg(long)]
+        dev_helpers: bool,
+        /// Where to write the deployment file.
+        #[arg(long, default_value = "deployment.json")]
+        out: PathBuf,
+    },
+}
+
+pub async fn run(cmd: ContractsCommand) -> Result<ExitCode, CliError> {
+    let ContractsCommand::Deploy {
+        rpc_url,
+        keystore,
+        treasury,
+        admin,
+        anchorer,
+        dev_helpers,
+        out,
+    } = cmd;
+    let signer = deploy::signer_from_env(keystore.as_deref()).map_err(fail)?;
+    let deployer = signer.address();
+    let plan = DeployPlan {
+        treasury: treasury.unwrap_or(deployer),
+        admin: admin.unwrap_or(deployer),
+        anchorer: anchorer.unwrap_or(deployer),
+        dev_helpers,
+    };
+    let deployment = deploy::deploy(&rpc_url, signer, &plan)
+        .await
+        .map_err(fail)?;
+    deploy::write(&out, &deployment).map_err(fail)?;
+    println!("chain id          {}", deployment.chain_id);
+    println!("PaymentRouter     {}", deployment.router);
+    println!("SettlementAnchor  {}", deployment.anchor);
+    if let (Some(token), Some(feed)) = (deployment.stablecoin, deployment.price_feed) {
+        println!("DevStablecoin     {token}");
+        println!("DevPriceFeed      {feed}");
+    }
+    println!("written to {}", out.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn fail(e: crate::chain::ChainError) -> CliError {
+    CliError::Failed(e.to_string())
+}
