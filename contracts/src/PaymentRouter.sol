@@ -64,7 +64,7 @@ contract PaymentRouter is AccessControl, Pausable, ReentrancyGuardTransient {
     /// @notice The treasury did not accept the forwarded ETH.
     error NativeTransferFailed();
 
-    /// @notice `caller` tried to accept the treasury role but is not the pending treasury.
+    /// @notice `caller` tried to accept the treasury but is not the pending treasury.
     error NotPendingTreasury(address caller);
 
     /// @notice The permit failed and the router's allowance (`allowance`) does not cover `amount`.

@@ -145,6 +145,8 @@ contract SettlementAnchor is AccessControl {
     /// @dev Interior nodes are SHA-256(0x01 || left || right); `leafHash` must already
     /// be the leaf hash SHA-256(0x00 || entry). Returns false, never reverts, for any
     /// wrong input, including `index >= treeSize` and a proof of the wrong length.
+    /// `treeSize` and `root` must come from the same checkpoint: the root is what
+    /// binds the tree, and a proof can fit several sizes of the same shape.
     /// @param leafHash Hash of the leaf.
     /// @param index Zero-based position of the leaf.
     /// @param treeSize Number of leaves in the tree.
@@ -165,7 +167,8 @@ contract SettlementAnchor is AccessControl {
             if (fn & 1 == 1 || fn == sn) {
                 r = _hashChildren(proof[i], r);
                 if (fn & 1 == 0) {
-                    // fn is a rightmost left child (fn == sn): climb until it is a right child.
+                    // fn == sn, even: the last node of its level has no right sibling and is
+                    // carried up unchanged until it is a right child, whose left sibling is p.
                     while (fn != 0 && fn & 1 == 0) {
                         fn >>= 1;
                         sn >>= 1;
