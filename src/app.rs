@@ -25,6 +25,12 @@ pub enum AppError {
     /// Migrations failed.
     #[error("cannot apply migrations: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A configured chain (settlement's anchor, a chain's assets) cannot be used.
+    #[error("chain configuration: {0}")]
+    Anchor(String),
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
     /// The listener could not be bound or served.
     #[error("cannot serve HTTP on {addr}: {source}")]
     Listen {
@@ -69,6 +75,8 @@ impl Application {
             .local_addr()
             .map_err(|source| AppError::Listen { addr, source })?;
         let lease = config.request_timeout() + Duration::from_secs(30);
+        register_chain_assets(&pool, &config).await?;
+        let settlement = settlement_context(&config).await?;
         let state = AppState {
             rate_limiter: Arc::new(api::rate_limit::RateLimiter::new(
                 config.security.rate_limit_per_second,
@@ -77,6 +85,26 @@ impl Application {
             merchants: MerchantStore::new(pool.clone()),
             idempotency: IdempotencyStore::new(pool.clone(), lease),
             metrics: Arc::new(Metrics::default()),
+            events: crate::events::Bus::new(),
+            payments: crate::payments::Payments::new(
+                pool.clone(),
+                Arc::new(crate::methods::Connectors::sandbox()),
+                config.card_key().map_err(AppError::Config)?,
+                config.mode == crate::config::Mode::Live,
+                time::Duration::hours(
+                    i64::try_from(config.payments.authorization_ttl_hours).unwrap_or(168),
+                ),
+                if config.payments.public_url.is_empty() {
+                    format!("http://{address}")
+                } else {
+                    config.payments.public_url.clone()
+                },
+                config.chains.clone(),
+            ),
+            settlement,
+            chains: Arc::new(crate::chain::watcher::ChainStatus::new(
+                config.chains.iter().map(|c| c.chain_id),
+            )),
             config: Arc::new(config),
             pool,
         };
@@ -136,8 +164,123 @@ impl Application {
     }
 }
 
+/// Registers every configured chain asset (`usdc:31337`) in the asset
+/// table, so ledger accounts and crypto quotes can use it.
+async fn register_chain_assets(pool: &PgPool, config: &Config) -> Result<(), AppError> {
+    let registry = crate::money::AssetRegistry::new();
+    let mut conn = pool.acquire().await?;
+    for chain in &config.chains {
+        for asset in &chain.assets {
+            registry
+                .register_chain_asset(&mut conn, &asset.chain_asset(chain.chain_id))
+                .await
+                .map_err(|e| {
+                    AppError::Anchor(format!(
+                        "chain {} asset {}: {e}",
+                        chain.chain_id, asset.symbol
+                    ))
+                })?;
+        }
+    }
+    Ok(())
+}
+
+/// The transparency log and anchorer, when `settlement.anchor_*` is set.
+async fn settlement_context(
+    config: &Config,
+) -> Result<Option<Arc<api::SettlementContext>>, AppError> {
+    let st = &config.settlement;
+    if st.anchor_rpc_url.is_empty() {
+        return Ok(None);
+    }
+    let contract: alloy::primitives::Address = st
+        .anchor_contract
+        .parse()
+        .map_err(|e| AppError::Anchor(format!("settlement.anchor_contract: {e}")))?;
+    let chain_id = crate::chain::deploy::chain_id(&st.anchor_rpc_url)
+        .await
+        .map_err(|e| AppError::Anchor(e.to_string()))?;
+    let log = crate::transparency::TransparencyLog::new(crate::transparency::origin_for_anchor(
+        chain_id, contract,
+    ))
+    .map_err(|e| AppError::Anchor(e.to_string()))?;
+    let anchorer = match &st.anchor_key {
+        None => {
+            tracing::warn!(
+                "EPG_ANCHOR_KEY is not set: settlements will wait for a node that can anchor"
+            );
+            None
+        }
+        Some(key) => {
+            let signer: alloy::signers::local::PrivateKeySigner = key
+                .trim()
+                .parse()
+                .map_err(|_| AppError::Anchor("EPG_ANCHOR_KEY is not a hex private key".into()))?;
+            let options = crate::transparency::anchor::AnchorOptions {
+                confirmations: st.anchor_confirmations,
+                ..Default::default()
+            };
+            Some(
+                crate::transparency::anchor::Anchorer::connect(
+                    &st.anchor_rpc_url,
+                    contract,
+                    signer,
+                    options,
+                )
+                .await
+                .map_err(|e| AppError::Anchor(e.to_string()))?,
+            )
+        }
+    };
+    Ok(Some(Arc::new(api::SettlementContext { log, anchorer })))
+}
+
 /// Background jobs of the node, each stopping when `shutdown` fires.
 fn spawn_jobs(jobs: &mut JoinSet<()>, state: &AppState, shutdown: &CancellationToken) {
+    jobs.spawn(crate::events::bus::listen(
+        state.pool.clone(),
+        state.events.clone(),
+        shutdown.clone(),
+    ));
+    match crate::webhooks::worker::Worker::new(
+        state.pool.clone(),
+        state.events.clone(),
+        state.metrics.clone(),
+        &state.config,
+    ) {
+        Ok(worker) => {
+            jobs.spawn(worker.run(shutdown.clone()));
+        }
+        Err(e) => tracing::error!(error = %e, "webhook deliveries are not running"),
+    }
+    jobs.spawn(crate::payments::jobs::run(
+        state.payments.clone(),
+        Duration::from_secs(state.config.payments.expiry_interval_secs),
+        shutdown.clone(),
+    ));
+    // One watcher per configured chain, booking into payments.
+    let sink: Arc<dyn crate::chain::watcher::TransferSink> = Arc::new(
+        crate::payments::crypto::PaymentsSink::new(state.payments.clone()),
+    );
+    crate::chain::watcher::spawn_all(
+        jobs,
+        &state.config.chains,
+        &state.pool,
+        &sink,
+        &state.metrics,
+        &state.chains,
+        shutdown,
+    );
+    if let Some(ctx) = &state.settlement {
+        let ctx = ctx.clone();
+        let pool = state.pool.clone();
+        let every = Duration::from_secs(state.config.settlement.interval_secs);
+        let stop = shutdown.clone();
+        jobs.spawn(async move {
+            crate::settlement::jobs::run(pool, ctx.log.clone(), ctx.anchorer.clone(), every, stop)
+                .await;
+        });
+    }
     let store = state.idempotency.clone();
     let metrics = state.metrics.clone();
     let stop = shutdown.clone();

@@ -36,6 +36,86 @@ pub struct Config {
     /// Log output.
     #[serde(default)]
     pub log: LogConfig,
+    /// Webhook delivery.
+    #[serde(default)]
+    pub webhooks: WebhooksConfig,
+    /// Payment lifetimes and background expiry.
+    #[serde(default)]
+    pub payments: PaymentsConfig,
+    /// Settlement batches and on-chain anchoring of their checkpoints.
+    #[serde(default)]
+    pub settlement: SettlementConfig,
+    /// EVM chains watched for crypto payments (`[[chains]]`, file only).
+    #[serde(default)]
+    pub chains: Vec<crate::chain::config::ChainConfig>,
+}
+
+/// Settlement batches and anchoring.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SettlementConfig {
+    /// The anchorer's private key (hex). Never from the file: read from
+    /// `EPG_ANCHOR_KEY` by [`Config::load`], or set by `epg dev`.
+    #[serde(skip)]
+    pub anchor_key: Option<String>,
+    /// How often merchants that are due are settled and new checkpoints anchored.
+    pub interval_secs: u64,
+    /// JSON-RPC URL of the chain holding the SettlementAnchor; empty: settlement off.
+    pub anchor_rpc_url: String,
+    /// The SettlementAnchor contract (0x…).
+    pub anchor_contract: String,
+    /// Confirmations an anchoring transaction needs before it counts.
+    pub anchor_confirmations: u64,
+}
+
+impl std::fmt::Debug for SettlementConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SettlementConfig")
+            .field("interval_secs", &self.interval_secs)
+            .field("anchor_rpc_url", &self.anchor_rpc_url)
+            .field("anchor_contract", &self.anchor_contract)
+            .field("anchor_confirmations", &self.anchor_confirmations)
+            .field(
+                "anchor_key",
+                &self.anchor_key.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
+}
+
+impl Default for SettlementConfig {
+    fn default() -> Self {
+        Self {
+            anchor_key: None,
+            interval_secs: 300,
+            anchor_rpc_url: String::new(),
+            anchor_contract: String::new(),
+            anchor_confirmations: 6,
+        }
+    }
+}
+
+/// Payment lifetimes and the expiry job.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PaymentsConfig {
+    /// An authorization not captured within this many hours is voided.
+    pub authorization_ttl_hours: u64,
+    /// How often the expiry job looks for expired authorizations and vouchers.
+    pub expiry_interval_secs: u64,
+    /// Where customers are sent back to (e-wallet redirects); default: the
+    /// listen address over http.
+    pub public_url: String,
+}
+
+impl Default for PaymentsConfig {
+    fn default() -> Self {
+        Self {
+            authorization_ttl_hours: 7 * 24,
+            expiry_interval_secs: 30,
+            public_url: String::new(),
+        }
+    }
 }
 
 /// Whether the node runs against sandbox connectors or real ones.
@@ -163,6 +243,113 @@ pub enum LogFormat {
     Pretty,
 }
 
+/// Webhook delivery: concurrency, timeouts and the retry schedule.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhooksConfig {
+    /// Deliveries this node runs at once.
+    pub workers: u32,
+    /// Deliveries to any one endpoint this node runs at once, so a slow or
+    /// unreachable endpoint cannot occupy every worker and hold up other
+    /// merchants' webhooks.
+    pub endpoint_concurrency: u32,
+    /// An attempt not answered within this many seconds (connect, send,
+    /// response) counts as failed.
+    pub timeout_secs: u64,
+    /// How long a claimed attempt belongs to this node; a crashed node's
+    /// claims become due again after it. At least `timeout_secs + 2`, so a
+    /// live node always finishes (and records) its attempt before anyone
+    /// may retake it.
+    pub lease_secs: u64,
+    /// Retry delays are drawn uniformly from zero to
+    /// `min(backoff_cap_ms, backoff_base_ms * 2^(attempt - 1))` (full jitter).
+    pub backoff_base_ms: u64,
+    /// Largest retry delay ceiling.
+    pub backoff_cap_ms: u64,
+    /// A delivery is retried until it is this old, then marked failed.
+    pub retry_window_secs: u64,
+    /// How often delivery workers look for due work they were not
+    /// notified of (notifications are only hints).
+    pub poll_interval_ms: u64,
+    /// Bytes of a receiver's response body kept with each attempt.
+    pub response_body_limit_bytes: usize,
+}
+
+/// Three days: the retry window API.md promises.
+pub const WEBHOOK_RETRY_WINDOW_MIN_SECS: u64 = 3 * 24 * 3600;
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        Self {
+            workers: 16,
+            endpoint_concurrency: 8,
+            timeout_secs: 10,
+            lease_secs: 60,
+            backoff_base_ms: 30_000,
+            backoff_cap_ms: 3_600_000,
+            retry_window_secs: WEBHOOK_RETRY_WINDOW_MIN_SECS,
+            poll_interval_ms: 1000,
+            response_body_limit_bytes: 4096,
+        }
+    }
+}
+
+impl WebhooksConfig {
+    /// The first key whose value is unusable, and why.
+    fn problem(&self, mode: Mode) -> Option<(&'static str, String)> {
+        let w = self;
+        if !(1..=1024).contains(&w.workers) {
+            return Some(("webhooks.workers", "must be between 1 and 1024".into()));
+        }
+        if !(1..=1024).contains(&w.endpoint_concurrency) {
+            return Some((
+                "webhooks.endpoint_concurrency",
+                "must be between 1 and 1024".into(),
+            ));
+        }
+        if !(1..=300).contains(&w.timeout_secs) {
+            return Some(("webhooks.timeout_secs", "must be between 1 and 300".into()));
+        }
+        if w.lease_secs < w.timeout_secs.saturating_add(2) {
+            return Some((
+                "webhooks.lease_secs",
+                "must be at least webhooks.timeout_secs + 2".into(),
+            ));
+        }
+        if w.backoff_base_ms == 0 {
+            return Some(("webhooks.backoff_base_ms", "must be at least 1".into()));
+        }
+        if w.backoff_cap_ms < w.backoff_base_ms {
+            return Some((
+                "webhooks.backoff_cap_ms",
+                "must be at least webhooks.backoff_base_ms".into(),
+            ));
+        }
+        if w.retry_window_secs == 0 {
+            return Some(("webhooks.retry_window_secs", "must be at least 1".into()));
+        }
+        if mode == Mode::Live && w.retry_window_secs < WEBHOOK_RETRY_WINDOW_MIN_SECS {
+            return Some((
+                "webhooks.retry_window_secs",
+                format!("must be at least {WEBHOOK_RETRY_WINDOW_MIN_SECS} (3 days) in live mode"),
+            ));
+        }
+        if !(10..=60_000).contains(&w.poll_interval_ms) {
+            return Some((
+                "webhooks.poll_interval_ms",
+                "must be between 10 and 60000".into(),
+            ));
+        }
+        if !(256..=65_536).contains(&w.response_body_limit_bytes) {
+            return Some((
+                "webhooks.response_body_limit_bytes",
+                "must be between 256 and 65536".into(),
+            ));
+        }
+        None
+    }
+}
+
 /// A configuration problem, naming the key and the source of its value.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -216,8 +403,14 @@ impl Config {
             }
             None => toml::Table::new(),
         };
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        let anchor_key = env
+            .iter()
+            .find(|(k, _)| k == "EPG_ANCHOR_KEY")
+            .map(|(_, v)| v.clone());
         let overridden = apply_env_overrides(&mut table, env)?;
-        let config: Config = deserialize(table, &overridden)?;
+        let mut config: Config = deserialize(table, &overridden)?;
+        config.settlement.anchor_key = anchor_key;
         config.validate(&overridden)?;
         Ok(config)
     }
@@ -277,8 +470,63 @@ impl Config {
                 format!("`{}` is not a valid log filter", self.log.level),
             ));
         }
+        if let Some((key, message)) = self.webhooks.problem(self.mode) {
+            return Err(err(key, message));
+        }
+        if !(1..=30 * 24).contains(&self.payments.authorization_ttl_hours) {
+            return Err(err(
+                "payments.authorization_ttl_hours",
+                "must be between 1 and 720 (30 days)".into(),
+            ));
+        }
+        if self.payments.expiry_interval_secs == 0 {
+            return Err(err(
+                "payments.expiry_interval_secs",
+                "must be at least 1".into(),
+            ));
+        }
+        let st = &self.settlement;
+        if st.interval_secs == 0 {
+            return Err(err("settlement.interval_secs", "must be at least 1".into()));
+        }
+        if !st.anchor_rpc_url.is_empty() {
+            if !(st.anchor_rpc_url.starts_with("http://")
+                || st.anchor_rpc_url.starts_with("https://"))
+            {
+                return Err(err(
+                    "settlement.anchor_rpc_url",
+                    "must be an http(s) URL".into(),
+                ));
+            }
+            if st
+                .anchor_contract
+                .parse::<alloy::primitives::Address>()
+                .is_err()
+            {
+                return Err(err(
+                    "settlement.anchor_contract",
+                    "must be the 0x address of the SettlementAnchor contract".into(),
+                ));
+            }
+            if st.anchor_confirmations == 0 {
+                return Err(err(
+                    "settlement.anchor_confirmations",
+                    "must be at least 1".into(),
+                ));
+            }
+        }
+        let url = &self.payments.public_url;
+        if !url.is_empty() && !url.starts_with("https://") && !url.starts_with("http://") {
+            return Err(err(
+                "payments.public_url",
+                "must be an http:// or https:// URL, or empty".into(),
+            ));
+        }
         if self.mode == Mode::Live && self.server.dev {
             return Err(err("server.dev", "cannot be true in live mode".into()));
+        }
+        if let Err((key, message)) = crate::chain::config::validate(&self.chains) {
+            return Err(err(&key, message));
         }
         Ok(())
     }
@@ -315,6 +563,8 @@ fn overridable_keys() -> Vec<(String, String)> {
             };
             match v {
                 toml::Value::Table(t) => walk(&path, t, out),
+                // Arrays of tables (`[[chains]]`) come from the file only.
+                toml::Value::Array(a) if a.iter().any(toml::Value::is_table) => {}
                 _ => {
                     let env = format!("{ENV_PREFIX}{}", path.replace('.', "_").to_uppercase());
                     out.push((env, path));
@@ -376,6 +626,7 @@ const IGNORED_ENV: &[&str] = &[
     "EPG_ANVIL_BIN",
     "EPG_DATA_DIR",
     "EPG_RPC_URL",
+    "EPG_ANCHOR_KEY",
 ];
 
 fn set_path(table: &mut toml::Table, path: &str, value: toml::Value) {

@@ -37,9 +37,15 @@ pub enum KeyError {
 #[error("sealed data could not be opened (wrong key or tampered data)")]
 pub struct OpenError;
 
-/// The AES-256-GCM key that seals card numbers at rest.
+/// The AES-256-GCM key that seals card numbers at rest, and the HMAC key
+/// (derived from it) that fingerprints them.
 #[derive(Clone)]
-pub struct CardKey(Aes256Gcm);
+pub struct CardKey {
+    cipher: Aes256Gcm,
+    /// A keyed fingerprint: a plain hash of a card number could be reversed
+    /// by trying every number of a BIN range.
+    fingerprint_key: [u8; 32],
+}
 
 impl std::fmt::Debug for CardKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -60,7 +66,12 @@ impl CardKey {
             return Err(KeyError::WrongLength(bytes.len()));
         }
         let cipher = Aes256Gcm::new_from_slice(&bytes).map_err(|_| KeyError::WrongLength(0))?;
-        Ok(Self(cipher))
+        let mut derivation = b"epg card fingerprint v1".to_vec();
+        derivation.extend_from_slice(&bytes);
+        Ok(Self {
+            cipher,
+            fingerprint_key: sha256(&derivation),
+        })
     }
 
     /// A fresh random key, base64-encoded (for `epg dev`).
@@ -81,7 +92,7 @@ impl CardKey {
         };
         // Encryption with a valid key and in-memory buffers cannot fail.
         let sealed = self
-            .0
+            .cipher
             .encrypt(Nonce::from_slice(&nonce), payload)
             .unwrap_or_default();
         let mut out = Vec::with_capacity(NONCE_LEN + sealed.len());
@@ -90,13 +101,25 @@ impl CardKey {
         out
     }
 
+    /// A stable, keyed fingerprint of `data` (16 hex characters): the same
+    /// card gives the same fingerprint under the same key.
+    pub fn fingerprint(&self, data: &[u8]) -> String {
+        use hmac::{Hmac, Mac};
+        let mut mac = match <Hmac<Sha256> as Mac>::new_from_slice(&self.fingerprint_key) {
+            Ok(mac) => mac,
+            Err(_) => return String::new(),
+        };
+        mac.update(data);
+        hex::encode(&mac.finalize().into_bytes()[..8])
+    }
+
     /// Decrypts what [`CardKey::seal`] produced with the same `context`.
     pub fn open(&self, sealed: &[u8], context: &[u8]) -> Result<Vec<u8>, OpenError> {
         if sealed.len() < NONCE_LEN {
             return Err(OpenError);
         }
         let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
-        self.0
+        self.cipher
             .decrypt(
                 Nonce::from_slice(nonce),
                 Payload {

@@ -109,9 +109,49 @@ define_id!(
     "key"
 );
 define_id!(
+    /// A payment (`pay_…`).
+    PaymentId,
+    "pay"
+);
+define_id!(
+    /// A refund (`re_…`).
+    RefundId,
+    "re"
+);
+define_id!(
+    /// A dispute (`dp_…`).
+    DisputeId,
+    "dp"
+);
+define_id!(
+    /// A settlement batch (`st_…`).
+    SettlementId,
+    "st"
+);
+define_id!(
+    /// A payout (`po_…`).
+    PayoutId,
+    "po"
+);
+define_id!(
     /// A request, echoed in the `Request-Id` header and in every log line.
     RequestId,
     "req"
+);
+define_id!(
+    /// An event of the outbox (`evt_…`): something that happened to an object.
+    EventId,
+    "evt"
+);
+define_id!(
+    /// A merchant's webhook endpoint (`we_…`).
+    WebhookEndpointId,
+    "we"
+);
+define_id!(
+    /// One event's delivery to one endpoint (`whd_…`), with its attempts.
+    WebhookDeliveryId,
+    "whd"
 );
 
 #[cfg(test)]

@@ -7,13 +7,23 @@
 
 pub mod api;
 pub mod app;
+pub mod audit;
 pub mod chain;
 pub mod cli;
 pub mod config;
 pub mod crypto;
 pub mod db;
 pub mod devnet;
+pub mod events;
 pub mod idempotency;
 pub mod ids;
+pub mod ledger;
 pub mod merchants;
+pub mod metadata;
+pub mod methods;
+pub mod money;
+pub mod payments;
+pub mod settlement;
 pub mod telemetry;
+pub mod transparency;
+pub mod webhooks;

@@ -43,6 +43,8 @@ pub struct ApiError {
     pub decline_code: Option<String>,
     /// Seconds to wait, for 429.
     pub retry_after: Option<u64>,
+    /// The payment a decline concerns, as Stripe's `payment_intent`.
+    pub payment: Option<Box<serde_json::Value>>,
 }
 
 #[derive(Serialize)]
@@ -60,6 +62,8 @@ struct ErrorObject<'a> {
     param: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     decline_code: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payment: Option<&'a serde_json::Value>,
 }
 
 impl ApiError {
@@ -72,6 +76,7 @@ impl ApiError {
             param: None,
             decline_code: None,
             retry_after: None,
+            payment: None,
         }
     }
 
@@ -262,6 +267,7 @@ impl IntoResponse for ApiError {
                 message: &self.message,
                 param: self.param.as_deref(),
                 decline_code: self.decline_code.as_deref(),
+                payment: self.payment.as_deref(),
             },
         };
         let mut response = (self.status, axum::Json(body)).into_response();
@@ -292,6 +298,57 @@ impl From<crate::merchants::MerchantError> for ApiError {
         match e {
             E::NotFound(what) => ApiError::not_found("object", &what),
             E::Invalid { param, message } => ApiError::invalid_param(param, message),
+            E::Database(e) => ApiError::internal(&e),
+        }
+    }
+}
+
+impl From<crate::payments::PaymentError> for ApiError {
+    fn from(e: crate::payments::PaymentError) -> Self {
+        ApiError::from_payment(e, crate::payments::Audience::Merchant, false)
+    }
+}
+
+impl ApiError {
+    /// The API error of a payments failure; a decline carries the payment
+    /// as `audience` may see it.
+    pub fn from_payment(
+        e: crate::payments::PaymentError,
+        audience: crate::payments::Audience,
+        livemode: bool,
+    ) -> Self {
+        use crate::payments::PaymentError as E;
+        match e {
+            E::Invalid { param, message } => ApiError::invalid_param(param, message),
+            E::NotFound { kind, id } => ApiError::not_found(kind, &id),
+            E::State { code, message } => ApiError::conflict(code, message),
+            E::Declined { decline, payment } => {
+                let mut err = Self::new(
+                    StatusCode::PAYMENT_REQUIRED,
+                    ErrorType::CardError,
+                    "card_declined",
+                    decline.message.clone(),
+                );
+                err.code = match decline.code.as_str() {
+                    "risk_blocked" => "risk_blocked",
+                    "authentication_failed" => "authentication_failed",
+                    "card_declined" => "card_declined",
+                    _ => "payment_failed",
+                };
+                err.decline_code = decline.decline_code;
+                err.payment = Some(Box::new(payment.to_api(audience, livemode)));
+                err
+            }
+            E::Connector(e) => {
+                tracing::error!(error = %e, "processor failed");
+                Self::new(
+                    StatusCode::BAD_GATEWAY,
+                    ErrorType::ApiError,
+                    "processor_unavailable",
+                    "The payment processor could not be reached; retry with the same Idempotency-Key.".into(),
+                )
+            }
+            E::Ledger(message) => ApiError::internal(&message),
             E::Database(e) => ApiError::internal(&e),
         }
     }

@@ -22,13 +22,21 @@ async fn healthz() -> impl IntoResponse {
     axum::Json(json!({ "status": "ok" }))
 }
 
-/// Ready to serve: the database (and, once configured, every chain) answers.
+/// Ready to serve: the database answers and every configured chain's
+/// watcher is in contact with its chain (`checks.chains.<chain_id>`:
+/// `healthy`, `lagging` — both ready — or `starting` / `unreachable`).
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let database = match crate::db::ping(&state.pool).await {
         Ok(_) => json!({ "status": "ok" }),
         Err(e) => json!({ "status": "down", "error": e.to_string() }),
     };
-    let ready = database["status"] == "ok";
+    let chains: serde_json::Map<String, serde_json::Value> = state
+        .chains
+        .snapshot()
+        .into_iter()
+        .map(|(id, health)| (id.to_string(), json!(health)))
+        .collect();
+    let ready = database["status"] == "ok" && state.chains.all_ready();
     let status = if ready {
         StatusCode::OK
     } else {
@@ -38,7 +46,7 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         status,
         axum::Json(json!({
             "status": if ready { "ready" } else { "not_ready" },
-            "checks": { "database": database },
+            "checks": { "database": database, "chains": chains },
         })),
     )
 }

@@ -7,12 +7,24 @@
 
 pub mod account;
 pub mod auth;
+pub mod balance;
+pub mod checkout;
+pub mod disputes;
+pub mod docs;
 pub mod error;
+pub mod events;
 pub mod extract;
 pub mod health;
 pub mod idempotency;
 pub mod observe;
+pub mod payments;
 pub mod rate_limit;
+pub mod refunds;
+pub mod settlements;
+pub mod stream;
+pub mod test_helpers;
+pub mod transparency;
+pub mod webhook_endpoints;
 
 use std::sync::Arc;
 
@@ -48,6 +60,15 @@ pub struct AppState {
     pub rate_limiter: Arc<rate_limit::RateLimiter>,
     /// Prometheus series.
     pub metrics: Arc<Metrics>,
+    /// Payments, refunds and disputes.
+    pub payments: crate::payments::Payments,
+    /// The transparency log and its anchor, when settlement is configured.
+    pub settlement: Option<Arc<SettlementContext>>,
+    /// Committed events and enqueued deliveries, as this node hears them
+    /// (live streams and the webhook worker wait on it).
+    pub events: crate::events::Bus,
+    /// What each chain watcher is doing (`/readyz` reports it per chain).
+    pub chains: Arc<crate::chain::watcher::ChainStatus>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -56,14 +77,42 @@ impl std::fmt::Debug for AppState {
     }
 }
 
+/// What settlement needs: the log (its origin is the anchor's) and the
+/// anchorer that puts checkpoints on-chain.
+#[derive(Debug)]
+pub struct SettlementContext {
+    /// The transparency log.
+    pub log: crate::transparency::TransparencyLog,
+    /// Sends checkpoints to the SettlementAnchor; `None` when its key is
+    /// missing (batches then wait for a node that has it).
+    pub anchorer: Option<crate::transparency::anchor::Anchorer>,
+}
+
 /// The whole HTTP application.
 pub fn router(state: AppState) -> Router {
-    let authenticated = Router::new()
+    let mut resources = Router::new()
         .merge(account::router())
+        .merge(balance::router())
+        .merge(payments::router())
+        .merge(refunds::router())
+        .merge(disputes::router())
+        .merge(settlements::router());
+    // The sandbox helpers do not exist in live mode, not even as a 403.
+    if state.config.mode == crate::config::Mode::Test {
+        resources = resources.merge(test_helpers::router());
+    }
+    let authenticated = resources
+        .merge(events::router())
+        .merge(webhook_endpoints::router())
         .route_layer(from_fn_with_state(state.clone(), idempotency::idempotency))
         .route_layer(from_fn_with_state(state.clone(), rate_limit::limit))
         .route_layer(from_fn_with_state(state.clone(), auth::authenticate));
-    let public = Router::new().merge(health::router());
+    let public = Router::new()
+        .merge(health::router())
+        .merge(docs::router())
+        .merge(checkout::router())
+        .merge(stream::router())
+        .merge(transparency::router());
     let body_limit = state.config.server.body_limit_bytes;
     Router::new()
         .merge(authenticated)

@@ -141,6 +141,16 @@ pub async fn deploy(
     })
 }
 
+/// The chain id answered by `rpc_url`.
+pub async fn chain_id(rpc_url: &str) -> Result<u64, ChainError> {
+    let url = rpc_url.parse().map_err(|e| rpc_err(rpc_url, e))?;
+    ProviderBuilder::new()
+        .connect_http(url)
+        .get_chain_id()
+        .await
+        .map_err(|e| rpc_err(rpc_url, e))
+}
+
 /// Whether every contract of `deployment` still has code on the chain at
 /// `rpc_url` (false after the devnet was reset).
 pub async fn is_live(rpc_url: &str, deployment: &Deployment) -> Result<bool, ChainError> {

@@ -1,7 +1,11 @@
 //! Everything that talks to EVM chains: contract bindings and deployment.
 
+pub mod config;
 pub mod contracts;
 pub mod deploy;
+pub mod reconcile;
+pub mod rpc;
+pub mod watcher;
 
 /// Errors talking to a chain.
 #[derive(Debug, thiserror::Error)]

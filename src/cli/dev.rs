@@ -155,6 +155,23 @@ pub async fn run(args: DevArgs) -> Result<ExitCode, CliError> {
             rate_limit_burst: 200,
         },
         log: LogConfig::default(),
+        webhooks: crate::config::WebhooksConfig::default(),
+        payments: crate::config::PaymentsConfig::default(),
+        // The devnet's anchor receives checkpoints from anvil's first
+        // account, which deployed it and holds the anchorer role.
+        settlement: crate::config::SettlementConfig {
+            anchor_rpc_url: rpc_url.clone(),
+            anchor_contract: deployment.anchor.to_string(),
+            anchor_confirmations: 1,
+            anchor_key: Some(
+                std::env::var("EPG_DEPLOYER_KEY").unwrap_or_else(|_| DEV_KEY_0.to_owned()),
+            ),
+            ..crate::config::SettlementConfig::default()
+        },
+        chains: vec![crate::chain::config::ChainConfig::devnet(
+            &deployment,
+            &rpc_url,
+        )],
     };
     let app = Application::build_with_pool(config, pool).await?;
     let api_url = format!("http://{}", app.address());

@@ -1,9 +1,13 @@
 //! The `epg` command line: `dev`, `serve`, `migrate` and the admin tools.
 
 mod admin;
+mod audit;
 mod contracts;
 mod dev;
+mod ledger;
+mod reconcile;
 mod serve;
+mod webhooks;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -42,9 +46,22 @@ enum Command {
     /// Manage API keys.
     #[command(subcommand)]
     Keys(admin::KeysCommand),
+    /// Ledger tools.
+    #[command(subcommand)]
+    Ledger(ledger::LedgerCommand),
+    /// Webhook tools for receivers: verify (or produce) an Epg-Signature.
+    #[command(subcommand)]
+    Webhooks(webhooks::WebhooksCommand),
     /// Deploy E-PG's contracts.
     #[command(subcommand)]
     Contracts(contracts::ContractsCommand),
+    /// Compare the node's records with the chains.
+    #[command(subcommand)]
+    Reconcile(reconcile::ReconcileCommand),
+    /// Auditor's tools: verify proof bundles and the log's anchored history
+    /// against the chain.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -162,6 +179,10 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         }
         Command::Merchants(cmd) => admin::merchants(cmd).await,
         Command::Keys(cmd) => admin::keys(cmd).await,
+        Command::Ledger(cmd) => ledger::run(cmd).await,
+        Command::Webhooks(cmd) => webhooks::run(cmd).await,
         Command::Contracts(cmd) => contracts::run(cmd).await,
+        Command::Reconcile(cmd) => reconcile::run(cmd).await,
+        Command::Audit(cmd) => audit::run(cmd).await,
     }
 }

@@ -86,13 +86,25 @@ async fn ensure_template() -> String {
         let pool = PgPool::connect(&url_for(&building)).await.unwrap();
         epg::db::migrate(&pool).await.expect("migrations apply");
         pool.close().await;
-        admin
-            .execute(format!("ALTER DATABASE {building} RENAME TO {name}").as_str())
-            .await
-            .unwrap();
+        // The pool's connections close asynchronously on the server side;
+        // the rename waits until none is left.
+        let mut renamed = false;
+        for _ in 0..100 {
+            if admin
+                .execute(format!("ALTER DATABASE {building} RENAME TO {name}").as_str())
+                .await
+                .is_ok()
+            {
+                renamed = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert!(renamed, "could not rename the template database");
     }
     drop_orphaned_databases(&mut admin).await;
-    // Templates of older schemas are never used again.
+    // Templates of older schemas are never used again; one still in use by
+    // a concurrent run of another schema is left alone (no FORCE).
     let stale: Vec<String> = sqlx::query_scalar(
         "SELECT datname FROM pg_database WHERE datname LIKE 'epg\\_tpl\\_%' AND datname <> $1",
     )
@@ -102,7 +114,7 @@ async fn ensure_template() -> String {
     .unwrap_or_default();
     for old in stale {
         let _ = admin
-            .execute(format!("DROP DATABASE IF EXISTS \"{old}\" WITH (FORCE)").as_str())
+            .execute(format!("DROP DATABASE IF EXISTS \"{old}\"").as_str())
             .await;
     }
     admin
@@ -206,6 +218,10 @@ pub fn test_config(database_url: &str) -> Config {
             format: LogFormat::Json,
             level: "warn".into(),
         },
+        webhooks: epg::config::WebhooksConfig::default(),
+        payments: epg::config::PaymentsConfig::default(),
+        settlement: epg::config::SettlementConfig::default(),
+        chains: Vec::new(),
     }
 }
 

@@ -1,0 +1,599 @@
+//! `/v1/payments`: create, confirm, challenge, capture, cancel, retrieve,
+//! list. Request bodies are parsed into the payments subsystem's types
+//! here; every rule about state lives there.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::auth::{AnyKey, SecretKey};
+use super::error::ApiError;
+use super::{AppState, Json, Query};
+use crate::ids::PaymentId;
+use crate::merchants::KeyKind;
+use crate::metadata::Metadata;
+use crate::methods::MethodType;
+use crate::payments::service::{Address, ConfirmMethod, Customer, NewPayment, Shipping};
+use crate::payments::{Audience, CaptureMethod, Status};
+
+/// Routes of this resource.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/payments", post(create).get(list))
+        .route("/v1/payments/{id}", get(retrieve))
+        .route("/v1/payments/{id}/confirm", post(confirm))
+        .route("/v1/payments/{id}/challenge", post(challenge))
+        .route("/v1/payments/{id}/capture", post(capture))
+        .route("/v1/payments/{id}/cancel", post(cancel))
+}
+
+/// Parses a payment id from the path; a malformed one is simply unknown.
+pub fn payment_id(raw: &str) -> Result<PaymentId, ApiError> {
+    PaymentId::parse(raw).map_err(|_| ApiError::not_found("payment", raw))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateBody {
+    amount: i64,
+    currency: String,
+    payment_method_types: Option<Vec<String>>,
+    capture_method: Option<CaptureMethod>,
+    description: Option<String>,
+    #[serde(default)]
+    metadata: BTreeMap<String, String>,
+    customer: Option<CustomerBody>,
+    shipping: Option<ShippingBody>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CustomerBody {
+    email: Option<String>,
+    name: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ShippingBody {
+    name: Option<String>,
+    address: Option<AddressBody>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddressBody {
+    line1: Option<String>,
+    line2: Option<String>,
+    city: Option<String>,
+    state: Option<String>,
+    postal_code: Option<String>,
+    country: Option<String>,
+}
+
+fn required(value: Option<String>, param: &str) -> Result<String, ApiError> {
+    match value.map(|v| v.trim().to_owned()) {
+        Some(v) if !v.is_empty() => {
+            if v.chars().count() > 200 {
+                Err(ApiError::invalid_param(
+                    param,
+                    format!("{param} must be at most 200 characters"),
+                ))
+            } else {
+                Ok(v)
+            }
+        }
+        _ => Err(ApiError::missing_param(param)),
+    }
+}
+
+fn parse_shipping(body: ShippingBody) -> Result<Shipping, ApiError> {
+    let address = body
+        .address
+        .ok_or_else(|| ApiError::missing_param("shipping.address"))?;
+    let country = required(address.country, "shipping.address.country")?.to_uppercase();
+    if country.len() != 2 || !country.bytes().all(|b| b.is_ascii_uppercase()) {
+        return Err(ApiError::invalid_param(
+            "shipping.address.country",
+            "country must be a two-letter ISO 3166-1 code",
+        ));
+    }
+    Ok(Shipping {
+        name: required(body.name, "shipping.name")?,
+        address: Address {
+            line1: required(address.line1, "shipping.address.line1")?,
+            line2: address.line2,
+            city: required(address.city, "shipping.address.city")?,
+            state: address.state,
+            postal_code: required(address.postal_code, "shipping.address.postal_code")?,
+            country,
+        },
+    })
+}
+
+fn parse_customer(body: CustomerBody) -> Result<Customer, ApiError> {
+    let email = match body.email {
+        Some(email) => {
+            let email = email.trim().to_lowercase();
+            let valid = email.len() <= 254
+                && email
+                    .split_once('@')
+                    .is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.'));
+            if !valid {
+                return Err(ApiError::invalid_param(
+                    "customer.email",
+                    "not a valid email address",
+                ));
+            }
+            Some(email)
+        }
+        None => None,
+    };
+    Ok(Customer {
+        email,
+        name: body.name,
+    })
+}
+
+/// A known ISO 4217 currency, lower case.
+pub fn parse_currency(raw: &str, param: &str) -> Result<String, ApiError> {
+    let code = raw.trim().to_lowercase();
+    if crate::money::Currency::parse(&code).is_ok() {
+        Ok(code)
+    } else {
+        Err(ApiError::invalid_param(
+            param,
+            format!("Invalid currency: {raw}. Use a lower-case ISO 4217 code such as usd."),
+        ))
+    }
+}
+
+#[tracing::instrument(skip_all)]
+async fn create(
+    State(state): State<AppState>,
+    SecretKey(caller): SecretKey,
+    Json(body): Json<CreateBody>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let currency = parse_currency(&body.currency, "currency")?;
+    let metadata =
+        Metadata::parse(body.metadata).map_err(|e| ApiError::invalid_param(e.param, e.message))?;
+    let payment_method_types = body
+        .payment_method_types
+        .map(|types| {
+            types
+                .iter()
+                .enumerate()
+                .map(|(i, t)| {
+                    MethodType::parse(t).ok_or_else(|| {
+                        ApiError::invalid_param(
+                            format!("payment_method_types[{i}]"),
+                            format!("unknown payment method type `{t}`"),
+                        )
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .transpose()?;
+    if let Some(description) = &body.description
+        && description.chars().count() > 1000
+    {
+        return Err(ApiError::invalid_param(
+            "description",
+            "description must be at most 1000 characters",
+        ));
+    }
+    let merchant = state.merchants.get(&caller.merchant_id).await?;
+    let payment = state
+        .payments
+        .create(
+            &caller.merchant_id,
+            &merchant.payment_method_types,
+            NewPayment {
+                amount: body.amount,
+                currency,
+                payment_method_types,
+                capture_method: body.capture_method.unwrap_or(CaptureMethod::Automatic),
+                description: body.description,
+                metadata,
+                customer: body.customer.map(parse_customer).transpose()?,
+                shipping: body.shipping.map(parse_shipping).transpose()?,
+            },
+        )
+        .await?;
+    Ok(axum::Json(state.payments.object(&payment)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RetrieveQuery {
+    client_secret: Option<String>,
+}
+
+#[tracing::instrument(skip_all)]
+async fn retrieve(
+    State(state): State<AppState>,
+    AnyKey(caller): AnyKey,
+    Path(id): Path<String>,
+    Query(query): Query<RetrieveQuery>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let id = payment_id(&id)?;
+    let payment = state.payments.get(&caller.merchant_id, &id).await?;
+    let audience = match caller.kind {
+        KeyKind::Secret => Audience::Merchant,
+        KeyKind::Publishable => {
+            // A browser may read a payment only with its client secret.
+            if query.client_secret.as_deref() != Some(payment.client_secret.as_str()) {
+                return Err(ApiError::not_found("payment", id.as_str()));
+            }
+            Audience::Checkout
+        }
+    };
+    Ok(axum::Json(
+        payment.to_api(audience, state.payments.livemode()),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    limit: Option<i64>,
+    starting_after: Option<String>,
+    ending_before: Option<String>,
+    status: Option<String>,
+}
+
+/// Validates `limit` (1–100, default 10).
+pub fn list_limit(limit: Option<i64>) -> Result<i64, ApiError> {
+    match limit {
+        None => Ok(10),
+        Some(n) if (1..=100).contains(&n) => Ok(n),
+        Some(_) => Err(ApiError::invalid_param(
+            "limit",
+            "limit must be between 1 and 100",
+        )),
+    }
+}
+
+#[tracing::instrument(skip_all)]
+async fn list(
+    State(state): State<AppState>,
+    SecretKey(caller): SecretKey,
+    Query(query): Query<ListQuery>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let limit = list_limit(query.limit)?;
+    let status = query
+        .status
+        .as_deref()
+        .map(|s| {
+            Status::parse(s)
+                .ok_or_else(|| ApiError::invalid_param("status", format!("unknown status `{s}`")))
+        })
+        .transpose()?;
+    let cursor = |raw: Option<String>, param: &str| {
+        raw.map(|c| {
+            PaymentId::parse(&c)
+                .map_err(|_| ApiError::invalid_param(param, format!("No such payment: '{c}'")))
+        })
+        .transpose()
+    };
+    let starting_after = cursor(query.starting_after, "starting_after")?;
+    let ending_before = cursor(query.ending_before, "ending_before")?;
+    if starting_after.is_some() && ending_before.is_some() {
+        return Err(ApiError::invalid_param(
+            "ending_before",
+            "starting_after and ending_before cannot be used together",
+        ));
+    }
+    let (payments, has_more) = state
+        .payments
+        .list(
+            &caller.merchant_id,
+            status,
+            starting_after.as_ref(),
+            ending_before.as_ref(),
+            limit,
+        )
+        .await?;
+    let data: Vec<Value> = payments.iter().map(|p| state.payments.object(p)).collect();
+    Ok(axum::Json(json!({
+        "object": "list",
+        "url": "/v1/payments",
+        "data": data,
+        "has_more": has_more,
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfirmBody {
+    payment_method: Option<PaymentMethodBody>,
+    /// Required with a publishable key.
+    client_secret: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PaymentMethodBody {
+    #[serde(rename = "type")]
+    kind: String,
+    card: Option<CardBody>,
+    ewallet: Option<EwalletBody>,
+    crypto: Option<Value>,
+    billing_details: Option<BillingBody>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CardBody {
+    number: String,
+    exp_month: i64,
+    exp_year: i64,
+    cvc: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EwalletBody {
+    provider: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BillingBody {
+    address: Option<BillingAddress>,
+}
+
+/// Only the country is used (risk); the other lines are accepted so that
+/// checkouts can send the address they collected.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct BillingAddress {
+    country: Option<String>,
+    line1: Option<String>,
+    city: Option<String>,
+    postal_code: Option<String>,
+}
+
+/// Providers the sandbox e-wallet knows.
+const EWALLET_PROVIDERS: [&str; 5] = ["paypal", "alipay", "wechat_pay", "grabpay", "paytm"];
+
+fn parse_method(body: PaymentMethodBody) -> Result<ConfirmMethod, ApiError> {
+    let method = MethodType::parse(&body.kind).ok_or_else(|| {
+        ApiError::invalid_param(
+            "payment_method.type",
+            format!("unknown payment method type `{}`", body.kind),
+        )
+    })?;
+    let present = |name: &str, is: bool| -> Result<(), ApiError> {
+        if is && name != body.kind {
+            Err(ApiError::unknown_param(format!("payment_method.{name}")))
+        } else {
+            Ok(())
+        }
+    };
+    present("card", body.card.is_some())?;
+    present("ewallet", body.ewallet.is_some())?;
+    present("crypto", body.crypto.is_some())?;
+    Ok(match method {
+        MethodType::Card => {
+            let card = body
+                .card
+                .ok_or_else(|| ApiError::missing_param("payment_method.card"))?;
+            let billing_country = body
+                .billing_details
+                .and_then(|b| b.address)
+                .and_then(|a| a.country)
+                .map(|c| c.to_uppercase());
+            ConfirmMethod::Card {
+                number: card.number,
+                exp_month: card.exp_month,
+                exp_year: card.exp_year,
+                cvc: card.cvc,
+                billing_country,
+            }
+        }
+        MethodType::BankTransfer => ConfirmMethod::BankTransfer,
+        MethodType::Ewallet => {
+            let ewallet = body
+                .ewallet
+                .ok_or_else(|| ApiError::missing_param("payment_method.ewallet.provider"))?;
+            if !EWALLET_PROVIDERS.contains(&ewallet.provider.as_str()) {
+                return Err(ApiError::invalid_param(
+                    "payment_method.ewallet.provider",
+                    format!("provider must be one of {}", EWALLET_PROVIDERS.join(", ")),
+                ));
+            }
+            ConfirmMethod::Ewallet {
+                provider: ewallet.provider,
+            }
+        }
+        MethodType::CashVoucher => ConfirmMethod::CashVoucher,
+        MethodType::Check => ConfirmMethod::Check,
+        MethodType::Crypto => {
+            let crypto = body
+                .crypto
+                .ok_or_else(|| ApiError::missing_param("payment_method.crypto"))?;
+            let crypto: CryptoBody = super::extract::parse_json(crypto.to_string().as_bytes())
+                .map_err(|mut e| {
+                    e.param = e.param.map(|p| format!("payment_method.crypto.{p}"));
+                    e
+                })?;
+            ConfirmMethod::Crypto {
+                chain_id: crypto.chain_id,
+                asset: crypto.asset.to_lowercase(),
+            }
+        }
+    })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CryptoBody {
+    chain_id: u64,
+    asset: String,
+}
+
+#[tracing::instrument(skip_all)]
+async fn confirm(
+    State(state): State<AppState>,
+    AnyKey(caller): AnyKey,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(id): Path<String>,
+    Json(body): Json<ConfirmBody>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let id = payment_id(&id)?;
+    let audience = match caller.kind {
+        KeyKind::Secret => Audience::Merchant,
+        KeyKind::Publishable => {
+            let secret = body
+                .client_secret
+                .as_deref()
+                .ok_or_else(|| ApiError::missing_param("client_secret"))?;
+            // Unknown payment and wrong secret look the same.
+            let payment = state.payments.get(&caller.merchant_id, &id).await?;
+            if payment.client_secret != secret {
+                return Err(ApiError::not_found("payment", id.as_str()));
+            }
+            Audience::Checkout
+        }
+    };
+    let method = parse_method(
+        body.payment_method
+            .ok_or_else(|| ApiError::missing_param("payment_method"))?,
+    )?;
+    let confirmed = match method {
+        ConfirmMethod::Crypto { chain_id, asset } => {
+            state
+                .payments
+                .confirm_crypto(&caller.merchant_id, &id, chain_id, &asset)
+                .await
+        }
+        method => {
+            state
+                .payments
+                .confirm(
+                    &caller.merchant_id,
+                    &id,
+                    method,
+                    Some(peer.ip().to_string()),
+                )
+                .await
+        }
+    };
+    let payment =
+        confirmed.map_err(|e| ApiError::from_payment(e, audience, state.payments.livemode()))?;
+    Ok(axum::Json(
+        payment.to_api(audience, state.payments.livemode()),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChallengeBody {
+    code: String,
+    client_secret: Option<String>,
+}
+
+#[tracing::instrument(skip_all)]
+async fn challenge(
+    State(state): State<AppState>,
+    AnyKey(caller): AnyKey,
+    Path(id): Path<String>,
+    Json(body): Json<ChallengeBody>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let id = payment_id(&id)?;
+    let audience = match caller.kind {
+        KeyKind::Secret => Audience::Merchant,
+        KeyKind::Publishable => {
+            let payment = state.payments.get(&caller.merchant_id, &id).await?;
+            if body.client_secret.as_deref() != Some(payment.client_secret.as_str()) {
+                return Err(ApiError::not_found("payment", id.as_str()));
+            }
+            Audience::Checkout
+        }
+    };
+    if body.code.is_empty()
+        || body.code.len() > 12
+        || !body.code.bytes().all(|b| b.is_ascii_digit())
+    {
+        return Err(ApiError::invalid_param(
+            "code",
+            "code must be the digits of the one-time code",
+        ));
+    }
+    let payment = state
+        .payments
+        .answer_challenge(&caller.merchant_id, &id, &body.code)
+        .await
+        .map_err(|e| ApiError::from_payment(e, audience, state.payments.livemode()))?;
+    Ok(axum::Json(
+        payment.to_api(audience, state.payments.livemode()),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CaptureBody {
+    amount_to_capture: Option<i64>,
+}
+
+#[tracing::instrument(skip_all)]
+async fn capture(
+    State(state): State<AppState>,
+    SecretKey(caller): SecretKey,
+    Path(id): Path<String>,
+    Json(body): Json<CaptureBody>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let id = payment_id(&id)?;
+    let payment = state
+        .payments
+        .capture(&caller.merchant_id, &id, body.amount_to_capture)
+        .await?;
+    Ok(axum::Json(state.payments.object(&payment)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CancelBody {
+    cancellation_reason: Option<String>,
+}
+
+/// Stripe's cancellation reasons.
+const CANCELLATION_REASONS: [&str; 4] = [
+    "duplicate",
+    "fraudulent",
+    "requested_by_customer",
+    "abandoned",
+];
+
+#[tracing::instrument(skip_all)]
+async fn cancel(
+    State(state): State<AppState>,
+    SecretKey(caller): SecretKey,
+    Path(id): Path<String>,
+    Json(body): Json<CancelBody>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let id = payment_id(&id)?;
+    if let Some(reason) = &body.cancellation_reason
+        && !CANCELLATION_REASONS.contains(&reason.as_str())
+    {
+        return Err(ApiError::invalid_param(
+            "cancellation_reason",
+            format!(
+                "cancellation_reason must be one of {}",
+                CANCELLATION_REASONS.join(", ")
+            ),
+        ));
+    }
+    let payment = state
+        .payments
+        .cancel(&caller.merchant_id, &id, body.cancellation_reason)
+        .await?;
+    Ok(axum::Json(state.payments.object(&payment)))
+}

@@ -1,0 +1,123 @@
+//! `/v1/settlements` and the proof of a settled payment.
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::routing::get;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::auth::SecretKey;
+use super::error::ApiError;
+use super::payments::{list_limit, payment_id};
+use super::{AppState, Query};
+use crate::ids::SettlementId;
+use crate::settlement::{self, SettlementError};
+use crate::transparency::TransparencyError;
+use crate::transparency::leaf::LeafKind;
+
+/// Routes of this resource.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/settlements", get(list))
+        .route("/v1/settlements/{id}", get(retrieve))
+        .route("/v1/payments/{id}/proof", get(proof))
+}
+
+impl From<SettlementError> for ApiError {
+    fn from(e: SettlementError) -> Self {
+        match e {
+            SettlementError::NotFound(id) => ApiError::not_found("settlement", &id),
+            SettlementError::NotConfigured(message) => {
+                ApiError::conflict("settlement_not_configured", message)
+            }
+            other => ApiError::internal(&other),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    limit: Option<i64>,
+    starting_after: Option<String>,
+}
+
+#[tracing::instrument(skip_all)]
+async fn list(
+    State(state): State<AppState>,
+    SecretKey(caller): SecretKey,
+    Query(query): Query<ListQuery>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let limit = list_limit(query.limit)?;
+    let starting_after = query
+        .starting_after
+        .as_deref()
+        .map(|c| {
+            SettlementId::parse(c).map_err(|_| {
+                ApiError::invalid_param("starting_after", format!("No such settlement: '{c}'"))
+            })
+        })
+        .transpose()?;
+    let (settlements, has_more) = settlement::list(
+        &state.pool,
+        &caller.merchant_id,
+        starting_after.as_ref(),
+        limit,
+    )
+    .await?;
+    let data: Vec<Value> = settlements.iter().map(|s| s.to_api(&[])).collect();
+    Ok(axum::Json(json!({
+        "object": "list",
+        "url": "/v1/settlements",
+        "data": data,
+        "has_more": has_more,
+    })))
+}
+
+#[tracing::instrument(skip_all)]
+async fn retrieve(
+    State(state): State<AppState>,
+    SecretKey(caller): SecretKey,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let id = SettlementId::parse(&id).map_err(|_| ApiError::not_found("settlement", &id))?;
+    let (settlement, items) = settlement::get(&state.pool, &caller.merchant_id, &id).await?;
+    Ok(axum::Json(settlement.to_api(&items)))
+}
+
+#[tracing::instrument(skip_all)]
+async fn proof(
+    State(state): State<AppState>,
+    SecretKey(caller): SecretKey,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let id = payment_id(&id)?;
+    // The payment must be the caller's before anything about it is said.
+    let payment = state.payments.get(&caller.merchant_id, &id).await?;
+    let kind = if payment.method.as_deref() == Some("crypto") {
+        LeafKind::CryptoReceipt
+    } else {
+        LeafKind::Payment
+    };
+    let bundle = crate::transparency::bundle::bundle_for_source(
+        &state.pool,
+        &caller.merchant_id,
+        id.as_str(),
+        Some(kind),
+    )
+    .await
+    .map_err(|e| match e {
+        TransparencyError::NotSettled { .. } => ApiError::conflict(
+            "payment_not_settled",
+            "This payment is not settled yet; its proof exists once a settlement includes it.",
+        ),
+        TransparencyError::NotAnchored { .. } => ApiError::conflict(
+            "settlement_not_anchored",
+            "This payment is settled but its checkpoint is not anchored on-chain yet; retry shortly.",
+        ),
+        other => ApiError::internal(&other),
+    })?;
+    Ok(axum::Json(
+        serde_json::to_value(&bundle).map_err(|e| ApiError::internal(&e))?,
+    ))
+}

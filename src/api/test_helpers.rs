@@ -1,0 +1,198 @@
+//! `/v1/test/…`: the sandbox processors' side of things, driven by hand
+//! (API.md, "Test helpers"). Routed only in test mode.
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::routing::post;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::auth::SecretKey;
+use super::disputes::dispute_id;
+use super::error::ApiError;
+use super::payments::payment_id;
+use super::{AppState, Json};
+use crate::methods::{Decline, MethodType, ProcessorEvent};
+use crate::payments::disputes::{self, Outcome};
+
+/// Routes of the test helpers.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/test/bank_transfers/{payment}/clear", post(bank_clear))
+        .route(
+            "/v1/test/bank_transfers/{payment}/return",
+            post(bank_return),
+        )
+        .route("/v1/test/vouchers/{payment}/pay", post(voucher_pay))
+        .route("/v1/test/checks/{payment}/clear", post(check_clear))
+        .route("/v1/test/checks/{payment}/bounce", post(check_bounce))
+        .route("/v1/test/ewallet/{payment}/approve", post(ewallet_approve))
+        .route("/v1/test/ewallet/{payment}/decline", post(ewallet_decline))
+        .route("/v1/test/disputes", post(open_dispute))
+        .route("/v1/test/disputes/{id}/resolve", post(resolve_dispute))
+        .route("/v1/test/settlements/run", post(run_settlement))
+}
+
+/// Settles the caller's merchant now and, when anchoring is configured,
+/// anchors the checkpoint before answering, so the proof can be fetched
+/// right away.
+#[tracing::instrument(skip_all)]
+async fn run_settlement(
+    State(state): State<AppState>,
+    SecretKey(caller): SecretKey,
+    Json(_): Json<Map<String, Value>>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let Some(ctx) = &state.settlement else {
+        return Err(ApiError::conflict(
+            "settlement_not_configured",
+            "Settlement needs an anchor chain: set settlement.anchor_rpc_url and anchor_contract.",
+        ));
+    };
+    let settled = crate::settlement::run(
+        &state.pool,
+        &ctx.log,
+        &caller.merchant_id,
+        time::OffsetDateTime::now_utc(),
+    )
+    .await?;
+    let Some(settled) = settled else {
+        return Err(ApiError::conflict(
+            "nothing_to_settle",
+            "There is nothing new to settle for this account.",
+        ));
+    };
+    if let Some(anchorer) = &ctx.anchorer {
+        crate::settlement::anchoring::anchor_pending(&state.pool, anchorer).await?;
+    }
+    let (settlement, items) =
+        crate::settlement::get(&state.pool, &caller.merchant_id, &settled.id).await?;
+    Ok(axum::Json(settlement.to_api(&items)))
+}
+
+async fn apply(
+    state: &AppState,
+    caller: &crate::merchants::Caller,
+    payment: &str,
+    method: MethodType,
+    event: ProcessorEvent,
+) -> Result<axum::Json<Value>, ApiError> {
+    let id = payment_id(payment)?;
+    let payment = match state
+        .payments
+        .apply_processor_event(&caller.merchant_id, &id, method, event)
+        .await
+    {
+        Ok(payment) => payment,
+        // A declined e-wallet is the helper working as asked: answer the
+        // failed payment, not an error.
+        Err(crate::payments::PaymentError::Declined { payment, .. }) => *payment,
+        Err(e) => return Err(e.into()),
+    };
+    Ok(axum::Json(state.payments.object(&payment)))
+}
+
+macro_rules! helper {
+    ($name:ident, $method:expr, $event:expr) => {
+        #[tracing::instrument(skip_all)]
+        async fn $name(
+            State(state): State<AppState>,
+            SecretKey(caller): SecretKey,
+            Path(payment): Path<String>,
+            Json(_): Json<Map<String, Value>>,
+        ) -> Result<axum::Json<Value>, ApiError> {
+            apply(&state, &caller, &payment, $method, $event).await
+        }
+    };
+}
+
+helper!(
+    bank_clear,
+    MethodType::BankTransfer,
+    ProcessorEvent::Succeeded
+);
+helper!(
+    bank_return,
+    MethodType::BankTransfer,
+    ProcessorEvent::Reversed {
+        reason: "bank_return".into()
+    }
+);
+helper!(
+    voucher_pay,
+    MethodType::CashVoucher,
+    ProcessorEvent::Succeeded
+);
+helper!(check_clear, MethodType::Check, ProcessorEvent::Succeeded);
+helper!(
+    check_bounce,
+    MethodType::Check,
+    ProcessorEvent::Reversed {
+        reason: "check_bounce".into()
+    }
+);
+helper!(
+    ewallet_approve,
+    MethodType::Ewallet,
+    ProcessorEvent::Succeeded
+);
+helper!(
+    ewallet_decline,
+    MethodType::Ewallet,
+    ProcessorEvent::Failed(Decline {
+        code: "payment_declined".into(),
+        decline_code: Some("customer_declined".into()),
+        message: "The customer declined the payment in their e-wallet.".into(),
+    })
+);
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OpenDisputeBody {
+    payment: String,
+}
+
+#[tracing::instrument(skip_all)]
+async fn open_dispute(
+    State(state): State<AppState>,
+    SecretKey(caller): SecretKey,
+    Json(body): Json<OpenDisputeBody>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let id = crate::ids::PaymentId::parse(&body.payment).map_err(|_| {
+        ApiError::invalid_param("payment", format!("No such payment: '{}'", body.payment))
+    })?;
+    let dispute = disputes::open_for(&state.payments, &caller.merchant_id, &id).await?;
+    Ok(axum::Json(dispute.to_api()))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResolveBody {
+    outcome: String,
+}
+
+#[tracing::instrument(skip_all)]
+async fn resolve_dispute(
+    State(state): State<AppState>,
+    SecretKey(caller): SecretKey,
+    Path(id): Path<String>,
+    Json(body): Json<ResolveBody>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let outcome = match body.outcome.as_str() {
+        "won" => Outcome::Won,
+        "lost" => Outcome::Lost,
+        _ => {
+            return Err(ApiError::invalid_param(
+                "outcome",
+                "outcome must be won or lost",
+            ));
+        }
+    };
+    let dispute = disputes::resolve(
+        &state.payments,
+        &caller.merchant_id,
+        &dispute_id(&id)?,
+        outcome,
+    )
+    .await?;
+    Ok(axum::Json(dispute.to_api()))
+}

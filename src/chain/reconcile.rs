@@ -1,0 +1,421 @@
+//! `epg reconcile chain`: the node's records against the chain itself.
+//!
+//! Two checks per chain:
+//!
+//! 1. **Every confirmed transfer** (`chain_transfers`, status `confirmed`)
+//!    against its receipt: the transaction exists and succeeded, in the
+//!    recorded block, which is canonical, and its log at the recorded index
+//!    is the router's `PaymentReceived` with the same reference, payer,
+//!    token and amount.
+//! 2. **The treasury per asset** against the ledger. The treasury may have
+//!    held funds before the node started watching, so what is compared is
+//!    the *change* of its on-chain balance since the watcher's start
+//!    (balance after block `start_block - 1` → balance after the
+//!    *confirmed horizon*, the highest block whose payments are all
+//!    confirmed: `cursor - confirmations + 1`) with the ledger's posted
+//!    balance of `treasury:<chain_id>` in that asset (debits minus credits:
+//!    crypto receipts debit it, refunds, payouts and gas paid from it credit
+//!    it). The database side is read in one snapshot, so the cursor and the
+//!    ledger agree with each other; the chain side is read at fixed blocks.
+//!    Money sent to the treasury outside the router, or spent from it
+//!    without a ledger posting, shows up here — that is the point.
+//!
+//! Every mismatch is a [`Discrepancy`]; the command exits non-zero if there
+//! is one.
+
+use std::fmt;
+use std::str::FromStr;
+
+use alloy::primitives::{Address, U256};
+use alloy::sol_types::SolEvent;
+use futures::future::try_join_all;
+use sqlx::{PgConnection, PgPool};
+
+use super::config::ChainConfig;
+use super::contracts::PaymentRouter;
+use super::rpc::{ChainRpc, RpcError};
+use super::watcher::store::{self, hex0x, int8};
+use super::watcher::{Transfer, TransferStatus};
+use crate::ledger::{AccountRef, account_balance};
+use crate::money::AssetCode;
+
+/// Why reconciliation could not run (as opposed to what it found).
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    /// The chain could not be read.
+    #[error(transparent)]
+    Rpc(#[from] RpcError),
+    /// The database could not be read.
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// The ledger could not be read.
+    #[error("ledger: {0}")]
+    Ledger(#[from] crate::ledger::LedgerError),
+    /// Nothing to reconcile against.
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// An asset of a chain to reconcile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetAsset {
+    /// Symbol (`usdc`).
+    pub symbol: String,
+    /// Token (zero: the native coin).
+    pub token: Address,
+}
+
+/// One chain to reconcile.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// EIP-155 chain id.
+    pub chain_id: u64,
+    /// Reads from the chain.
+    pub rpc: ChainRpc,
+    /// The router whose logs are expected.
+    pub router: Address,
+    /// Whose balances are compared.
+    pub treasury: Address,
+    /// Confirmation depth.
+    pub confirmations: u64,
+    /// The assets to compare.
+    pub assets: Vec<TargetAsset>,
+}
+
+impl Target {
+    /// The chain as configured.
+    pub fn from_config(chain: &ChainConfig) -> Result<Self, ReconcileError> {
+        Ok(Self {
+            chain_id: chain.chain_id,
+            rpc: ChainRpc::new(&chain.http_url, chain.rpc_timeout())?,
+            router: chain.router,
+            treasury: chain.treasury,
+            confirmations: chain.confirmations,
+            assets: chain
+                .assets
+                .iter()
+                .map(|a| TargetAsset {
+                    symbol: a.symbol.clone(),
+                    token: a.token(),
+                })
+                .collect(),
+        })
+    }
+
+    /// The chain behind `rpc_url`, as its watcher last recorded it in the
+    /// database (router, treasury, confirmations, assets).
+    pub async fn from_database(pool: &PgPool, rpc_url: &str) -> Result<Self, ReconcileError> {
+        let rpc = ChainRpc::new(rpc_url, std::time::Duration::from_secs(30))?;
+        let chain_id = rpc.chain_id().await?;
+        let row = sqlx::query!(
+            "SELECT router, treasury, confirmations, assets FROM chain_cursors WHERE chain_id = $1",
+            int8(chain_id)?,
+        )
+        .fetch_optional(pool)
+        .await?
+        .ok_or_else(|| {
+            ReconcileError::Setup(format!(
+                "no watcher has recorded chain {chain_id} in this database"
+            ))
+        })?;
+        let bad = |what: &str| ReconcileError::Setup(format!("chain_cursors: bad {what}"));
+        let assets = row
+            .assets
+            .as_array()
+            .ok_or_else(|| bad("assets"))?
+            .iter()
+            .map(|a| {
+                let symbol = a["symbol"].as_str().ok_or_else(|| bad("asset symbol"))?;
+                let token = a["token"]
+                    .as_str()
+                    .and_then(|t| Address::from_str(t).ok())
+                    .ok_or_else(|| bad("asset token"))?;
+                Ok(TargetAsset {
+                    symbol: symbol.to_owned(),
+                    token,
+                })
+            })
+            .collect::<Result<Vec<_>, ReconcileError>>()?;
+        Ok(Self {
+            chain_id,
+            rpc,
+            router: Address::from_str(&row.router).map_err(|_| bad("router"))?,
+            treasury: Address::from_str(&row.treasury).map_err(|_| bad("treasury"))?,
+            confirmations: u64::try_from(row.confirmations).map_err(|_| bad("confirmations"))?,
+            assets,
+        })
+    }
+}
+
+/// Something the chain and the node disagree about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Discrepancy {
+    /// The chain.
+    pub chain_id: u64,
+    /// What disagrees (`transfer 0x…:0`, `treasury usdc:31337`).
+    pub subject: String,
+    /// How.
+    pub problem: String,
+}
+
+/// What reconciliation found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    /// What was compared and agreed, one line each.
+    pub checked: Vec<String>,
+    /// What did not.
+    pub discrepancies: Vec<Discrepancy>,
+}
+
+impl Report {
+    /// Whether nothing disagrees.
+    pub fn is_ok(&self) -> bool {
+        self.discrepancies.is_empty()
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for line in &self.checked {
+            writeln!(f, "ok    {line}")?;
+        }
+        for d in &self.discrepancies {
+            writeln!(
+                f,
+                "DISCREPANCY chain {} {}: {}",
+                d.chain_id, d.subject, d.problem
+            )?;
+        }
+        if self.is_ok() {
+            writeln!(f, "no discrepancy")
+        } else {
+            writeln!(f, "{} discrepancies", self.discrepancies.len())
+        }
+    }
+}
+
+/// The database side of one chain, read in one snapshot.
+struct Snapshot {
+    cursor: Option<u64>,
+    start_block: u64,
+    confirmed: Vec<Transfer>,
+    /// Per asset: ledger posted balance of the treasury (base units).
+    ledger: Vec<(TargetAsset, AssetCode, i128)>,
+}
+
+async fn snapshot(pool: &PgPool, target: &Target) -> Result<Snapshot, ReconcileError> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *tx)
+        .await?;
+    let row = sqlx::query!(
+        "SELECT block_number, start_block FROM chain_cursors WHERE chain_id = $1",
+        int8(target.chain_id)?,
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
+    let (cursor, start_block) = match row {
+        Some(r) => (
+            r.block_number.and_then(|n| u64::try_from(n).ok()),
+            u64::try_from(r.start_block).unwrap_or(0),
+        ),
+        None => (None, 0),
+    };
+    let confirmed = store::confirmed_transfers(&mut tx, target.chain_id).await?;
+    let mut ledger = Vec::new();
+    for asset in &target.assets {
+        let code = AssetCode::chain(&asset.symbol, target.chain_id)
+            .map_err(|e| ReconcileError::Setup(e.to_string()))?;
+        let balance = treasury_posted(&mut tx, target.chain_id, &code).await?;
+        ledger.push((asset.clone(), code, balance));
+    }
+    tx.commit().await?;
+    Ok(Snapshot {
+        cursor,
+        start_block,
+        confirmed,
+        ledger,
+    })
+}
+
+async fn treasury_posted(
+    conn: &mut PgConnection,
+    chain_id: u64,
+    asset: &AssetCode,
+) -> Result<i128, ReconcileError> {
+    let balance = account_balance(conn, &AccountRef::treasury(chain_id), asset).await?;
+    Ok(balance.posted.units())
+}
+
+/// Reconciles every target.
+pub async fn reconcile(pool: &PgPool, targets: &[Target]) -> Result<Report, ReconcileError> {
+    let mut report = Report::default();
+    for target in targets {
+        reconcile_chain(pool, target, &mut report).await?;
+    }
+    Ok(report)
+}
+
+async fn reconcile_chain(
+    pool: &PgPool,
+    target: &Target,
+    report: &mut Report,
+) -> Result<(), ReconcileError> {
+    let chain_id = target.chain_id;
+    let actual = target.rpc.chain_id().await?;
+    if actual != chain_id {
+        return Err(ReconcileError::Setup(format!(
+            "{} serves chain {actual}, expected chain {chain_id}",
+            target.rpc.endpoint()
+        )));
+    }
+    let snap = snapshot(pool, target).await?;
+    let mut found = Vec::new();
+
+    for chunk in snap.confirmed.chunks(16) {
+        let checked = try_join_all(chunk.iter().map(|t| check_transfer(target, t))).await?;
+        for (t, problem) in chunk.iter().zip(checked) {
+            if let Some(problem) = problem {
+                found.push(Discrepancy {
+                    chain_id,
+                    subject: format!("transfer {}:{} (id {})", t.tx_hash, t.log_index, t.id),
+                    problem,
+                });
+            }
+        }
+    }
+    report.checked.push(format!(
+        "chain {chain_id}: {} confirmed transfers checked against their receipts",
+        snap.confirmed.len()
+    ));
+
+    let horizon = snap
+        .cursor
+        .and_then(|c| (c + 1).checked_sub(target.confirmations));
+    let baseline = snap.start_block.saturating_sub(1);
+    match horizon {
+        Some(horizon) if horizon >= baseline => {
+            for (asset, code, ledger) in &snap.ledger {
+                let before = balance(target, asset.token, baseline).await?;
+                let after = balance(target, asset.token, horizon).await?;
+                let change = signed_difference(after, before);
+                let transfers: U256 = snap
+                    .confirmed
+                    .iter()
+                    .filter(|t| t.token == asset.token && t.status == TransferStatus::Confirmed)
+                    .fold(U256::ZERO, |sum, t| sum.saturating_add(t.amount));
+                let line = format!(
+                    "chain {chain_id} treasury {code}: on-chain change {} (blocks {baseline} → {horizon}), ledger {ledger}, confirmed transfers {transfers}",
+                    change.map_or_else(|| "beyond 128 bits".to_owned(), |c| c.to_string()),
+                );
+                if change == Some(*ledger) {
+                    report.checked.push(line);
+                } else {
+                    found.push(Discrepancy {
+                        chain_id,
+                        subject: format!("treasury {code}"),
+                        problem: line,
+                    });
+                }
+            }
+        }
+        _ => report.checked.push(format!(
+            "chain {chain_id}: no confirmed horizon yet (cursor {:?}); treasury not compared",
+            snap.cursor
+        )),
+    }
+    report.discrepancies.extend(found);
+    Ok(())
+}
+
+async fn balance(target: &Target, token: Address, block: u64) -> Result<U256, RpcError> {
+    if token == Address::ZERO {
+        target.rpc.native_balance(target.treasury, block).await
+    } else {
+        target
+            .rpc
+            .token_balance(token, target.treasury, block)
+            .await
+    }
+}
+
+/// `after - before` as a signed 128-bit number, if it fits.
+fn signed_difference(after: U256, before: U256) -> Option<i128> {
+    if after >= before {
+        i128::try_from(after - before).ok()
+    } else {
+        i128::try_from(before - after).ok().map(|d| -d)
+    }
+}
+
+/// What is wrong with a confirmed transfer on the chain, if anything.
+async fn check_transfer(target: &Target, t: &Transfer) -> Result<Option<String>, RpcError> {
+    let Some(receipt) = target.rpc.receipt(t.tx_hash).await? else {
+        return Ok(Some("the transaction is not on the chain".into()));
+    };
+    if !receipt.status() {
+        return Ok(Some("the transaction failed (reverted)".into()));
+    }
+    if receipt.block_hash != Some(t.block_hash) {
+        return Ok(Some(format!(
+            "recorded in block {} ({}), the chain has it in block {:?} ({:?})",
+            t.block_number,
+            hex0x(t.block_hash.as_slice()),
+            receipt.block_number,
+            receipt.block_hash
+        )));
+    }
+    let canonical = target.rpc.header(t.block_number).await?;
+    if canonical.map(|h| h.hash) != Some(t.block_hash) {
+        return Ok(Some(format!(
+            "block {} is no longer canonical",
+            t.block_number
+        )));
+    }
+    let Some(log) = receipt
+        .logs()
+        .iter()
+        .find(|l| l.log_index == Some(t.log_index))
+    else {
+        return Ok(Some(format!("no log at index {}", t.log_index)));
+    };
+    if log.inner.address != target.router {
+        return Ok(Some(format!(
+            "log {} was emitted by {}, not the router {}",
+            t.log_index, log.inner.address, target.router
+        )));
+    }
+    let Ok(event) = PaymentRouter::PaymentReceived::decode_log(&log.inner) else {
+        return Ok(Some(format!("log {} is not PaymentReceived", t.log_index)));
+    };
+    let e = event.data;
+    let mut differences = Vec::new();
+    if e.r#ref != t.reference {
+        differences.push(format!("reference {} ≠ recorded {}", e.r#ref, t.reference));
+    }
+    if e.payer != t.payer {
+        differences.push(format!("payer {} ≠ recorded {}", e.payer, t.payer));
+    }
+    if e.token != t.token {
+        differences.push(format!("token {} ≠ recorded {}", e.token, t.token));
+    }
+    if e.amount != t.amount {
+        differences.push(format!("amount {} ≠ recorded {}", e.amount, t.amount));
+    }
+    Ok((!differences.is_empty()).then(|| differences.join("; ")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn differences_are_signed() {
+        assert_eq!(signed_difference(U256::from(5u8), U256::from(3u8)), Some(2));
+        assert_eq!(
+            signed_difference(U256::from(3u8), U256::from(5u8)),
+            Some(-2)
+        );
+        assert_eq!(signed_difference(U256::MAX, U256::ZERO), None);
+    }
+}

@@ -1,0 +1,290 @@
+//! The events outbox: what happened to a merchant's objects, written in the
+//! same transaction as the change itself.
+//!
+//! Every writer announces a state change with [`record`], on the connection
+//! of its own transaction: the payment's new status, its ledger postings and
+//! the event commit together or not at all. `record` also enqueues one
+//! webhook delivery per enabled endpoint of the merchant that wants the
+//! event type, and sends a `NOTIFY` on [`CHANNEL`] that PostgreSQL delivers
+//! only if (and when) the transaction commits. The [`bus`] turns those
+//! notifications into wake-ups for delivery workers and live streams, which
+//! also poll, so a lost notification delays work but never loses it.
+//!
+//! This module knows nothing about HTTP or about how webhooks are sent.
+
+pub mod bus;
+mod store;
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sqlx::PgConnection;
+use time::OffsetDateTime;
+
+pub use bus::{Bus, Notice, Subscription};
+pub use store::{EventError, EventStore, Listed, Page};
+
+use crate::config::Mode;
+use crate::ids::{EventId, MerchantId};
+
+/// The `NOTIFY` channel of committed events. Payload: [`bus::EventNotice`] JSON.
+pub const CHANNEL: &str = "epg_events";
+
+/// The `NOTIFY` channel for deliveries enqueued without a new event
+/// (redelivery). Empty payload.
+pub const DELIVERIES_CHANNEL: &str = "epg_webhook_deliveries";
+
+/// The event types of API.md, and nothing else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum EventType {
+    /// `payment.succeeded`
+    PaymentSucceeded,
+    /// `payment.failed`
+    PaymentFailed,
+    /// `payment.processing`
+    PaymentProcessing,
+    /// `payment.requires_action`
+    PaymentRequiresAction,
+    /// `payment.canceled`
+    PaymentCanceled,
+    /// `payment.crypto_detected`
+    PaymentCryptoDetected,
+    /// `payment.crypto_exception`
+    PaymentCryptoException,
+    /// `refund.succeeded`
+    RefundSucceeded,
+    /// `refund.failed`
+    RefundFailed,
+    /// `dispute.created`
+    DisputeCreated,
+    /// `dispute.closed`
+    DisputeClosed,
+    /// `settlement.anchored`
+    SettlementAnchored,
+}
+
+impl EventType {
+    /// Every type, in API.md's order.
+    pub const ALL: [EventType; 12] = [
+        EventType::PaymentSucceeded,
+        EventType::PaymentFailed,
+        EventType::PaymentProcessing,
+        EventType::PaymentRequiresAction,
+        EventType::PaymentCanceled,
+        EventType::PaymentCryptoDetected,
+        EventType::PaymentCryptoException,
+        EventType::RefundSucceeded,
+        EventType::RefundFailed,
+        EventType::DisputeCreated,
+        EventType::DisputeClosed,
+        EventType::SettlementAnchored,
+    ];
+
+    /// The wire name (`payment.succeeded`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::PaymentSucceeded => "payment.succeeded",
+            EventType::PaymentFailed => "payment.failed",
+            EventType::PaymentProcessing => "payment.processing",
+            EventType::PaymentRequiresAction => "payment.requires_action",
+            EventType::PaymentCanceled => "payment.canceled",
+            EventType::PaymentCryptoDetected => "payment.crypto_detected",
+            EventType::PaymentCryptoException => "payment.crypto_exception",
+            EventType::RefundSucceeded => "refund.succeeded",
+            EventType::RefundFailed => "refund.failed",
+            EventType::DisputeCreated => "dispute.created",
+            EventType::DisputeClosed => "dispute.closed",
+            EventType::SettlementAnchored => "settlement.anchored",
+        }
+    }
+
+    /// Parses a wire name; `None` for anything not in API.md.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+
+    /// The types a filter names: one exact type, or every type under a
+    /// prefix with `payment.*`, or all of them with `*`. `None` when the
+    /// filter matches nothing API.md defines.
+    pub fn matching(filter: &str) -> Option<Vec<Self>> {
+        if filter == "*" {
+            return Some(Self::ALL.to_vec());
+        }
+        if let Some(prefix) = filter.strip_suffix(".*") {
+            let found: Vec<_> = Self::ALL
+                .into_iter()
+                .filter(|t| t.as_str().split('.').next() == Some(prefix))
+                .collect();
+            return (!found.is_empty()).then_some(found);
+        }
+        Self::parse(filter).map(|t| vec![t])
+    }
+}
+
+impl fmt::Display for EventType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for EventType {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for EventType {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Self::parse(&s).ok_or_else(|| serde::de::Error::custom(format!("unknown event type `{s}`")))
+    }
+}
+
+/// Writes an event announcing that `object` (a snapshot of the API object,
+/// with its `id`) changed, inside the caller's transaction.
+///
+/// In the same statement it enqueues a delivery for every enabled, not
+/// deleted webhook endpoint of `merchant` subscribed to `event_type` (or to
+/// `*`), and queues a `NOTIFY` that PostgreSQL sends at commit. If the
+/// caller rolls back, there was no event, no delivery and no notification.
+///
+/// `object` should be a JSON object; anything else is wrapped as
+/// `{"value": …}` so that `data.object` is always an object.
+pub async fn record(
+    conn: &mut PgConnection,
+    merchant: &MerchantId,
+    event_type: EventType,
+    object: &Value,
+) -> Result<EventId, sqlx::Error> {
+    let id = EventId::generate();
+    let object = if object.is_object() {
+        object.clone()
+    } else {
+        serde_json::json!({ "value": object })
+    };
+    // The notification payload must stay below PostgreSQL's 8000 bytes, or
+    // the writer's transaction would fail; an object id too long to carry
+    // is left out (streams find the event by polling instead).
+    sqlx::query!(
+        r#"
+        WITH ev AS (
+            INSERT INTO events (id, merchant_id, type, data)
+            VALUES ($1, $2, $3, jsonb_build_object('object', $4::jsonb))
+            RETURNING id, merchant_id, type, object_id
+        ), dl AS (
+            INSERT INTO webhook_deliveries (id, merchant_id, event_id, endpoint_id)
+            SELECT epg_random_id('whd'), ev.merchant_id, ev.id, e.id
+            FROM ev
+            JOIN webhook_endpoints e ON e.merchant_id = ev.merchant_id
+            WHERE e.status = 'enabled'
+              AND e.deleted_at IS NULL
+              AND (ev.type = ANY (e.enabled_events) OR '*' = ANY (e.enabled_events))
+            RETURNING 1
+        )
+        SELECT pg_notify($5, json_build_object(
+                   'id', ev.id,
+                   'merchant', ev.merchant_id,
+                   'object', CASE WHEN length(ev.object_id) <= 256 THEN ev.object_id END,
+                   'deliveries', (SELECT count(*) FROM dl)
+               )::text) AS "notified: ()"
+        FROM ev
+        "#,
+        id.as_str(),
+        merchant.as_str(),
+        event_type.as_str(),
+        object,
+        CHANNEL,
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(id)
+}
+
+/// An event as stored.
+#[derive(Debug, Clone)]
+pub struct Event {
+    /// `evt_…`.
+    pub id: EventId,
+    /// Owner.
+    pub merchant_id: MerchantId,
+    /// What happened.
+    pub event_type: EventType,
+    /// API version of the snapshot, when pinned.
+    pub api_version: Option<String>,
+    /// `{"object": …}`.
+    pub data: Value,
+    /// When it was recorded (the writer's transaction time).
+    pub created_at: OffsetDateTime,
+    /// Insertion order (internal cursor; never shown).
+    pub seq: i64,
+}
+
+/// The API shape of an event (API.md): exactly what `GET /v1/events/{id}`
+/// answers and what a webhook delivery POSTs.
+#[derive(Debug, Clone, Serialize)]
+pub struct EventObject<'a> {
+    /// `evt_…`.
+    pub id: &'a str,
+    /// Always `event`.
+    pub object: &'static str,
+    /// `payment.succeeded`, …
+    #[serde(rename = "type")]
+    pub event_type: EventType,
+    /// Pinned API version, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<&'a str>,
+    /// Unix seconds.
+    pub created: i64,
+    /// Whether the node runs in live mode.
+    pub livemode: bool,
+    /// `{"object": <snapshot>}`.
+    pub data: &'a Value,
+}
+
+impl Event {
+    /// The API object of this event on a node in `mode`.
+    pub fn to_object(&self, mode: Mode) -> EventObject<'_> {
+        EventObject {
+            id: self.id.as_str(),
+            object: "event",
+            event_type: self.event_type,
+            api_version: self.api_version.as_deref(),
+            created: self.created_at.unix_timestamp(),
+            livemode: mode == Mode::Live,
+            data: &self.data,
+        }
+    }
+
+    /// The id of the object this event is about, if it has one.
+    pub fn object_id(&self) -> Option<&str> {
+        self.data.get("object")?.get("id")?.as_str()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn type_names_round_trip_and_are_unique() {
+        let mut seen = std::collections::HashSet::new();
+        for t in EventType::ALL {
+            assert_eq!(EventType::parse(t.as_str()), Some(t));
+            assert!(seen.insert(t.as_str()));
+        }
+        assert_eq!(EventType::parse("payment.created"), None);
+    }
+
+    #[test]
+    fn filters_expand_prefixes() {
+        assert_eq!(EventType::matching("refund.*").map(|v| v.len()), Some(2));
+        assert_eq!(EventType::matching("*").map(|v| v.len()), Some(12));
+        assert_eq!(
+            EventType::matching("dispute.closed"),
+            Some(vec![EventType::DisputeClosed])
+        );
+        assert_eq!(EventType::matching("invoice.*"), None);
+        assert_eq!(EventType::matching("pay*"), None);
+    }
+}

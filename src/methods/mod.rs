@@ -1,0 +1,290 @@
+//! Payment methods: the processor side of each traditional method, behind
+//! one [`Connector`] trait.
+//!
+//! The payments subsystem owns state, ledger and events; a connector only
+//! talks to "the processor" (a card network, a bank, an e-wallet, a store
+//! chain). In test mode every method is served by a deterministic sandbox
+//! connector (`sandbox`); a real processor adapter implements the same
+//! trait and is selected per method in live mode.
+
+pub mod card;
+pub mod sandbox;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use time::OffsetDateTime;
+
+pub use card::{Brand, Card, CardError, CardNumber};
+
+/// A boxed future, so connectors can be used as trait objects.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The payment method types of API.md.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MethodType {
+    /// Cards, with 3-D Secure.
+    Card,
+    /// Bank transfer / e-check.
+    BankTransfer,
+    /// E-wallet with a redirect.
+    Ewallet,
+    /// Cash voucher paid at a store.
+    CashVoucher,
+    /// Paper check.
+    Check,
+    /// On-chain transfer through the PaymentRouter.
+    Crypto,
+}
+
+impl MethodType {
+    /// Every type, in API order.
+    pub const ALL: [MethodType; 6] = [
+        MethodType::Card,
+        MethodType::BankTransfer,
+        MethodType::Ewallet,
+        MethodType::CashVoucher,
+        MethodType::Check,
+        MethodType::Crypto,
+    ];
+
+    /// The API name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MethodType::Card => "card",
+            MethodType::BankTransfer => "bank_transfer",
+            MethodType::Ewallet => "ewallet",
+            MethodType::CashVoucher => "cash_voucher",
+            MethodType::Check => "check",
+            MethodType::Crypto => "crypto",
+        }
+    }
+
+    /// Parses the API name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|m| m.as_str() == s)
+    }
+}
+
+/// What the customer gave, already validated.
+#[derive(Debug, Clone)]
+pub enum MethodDetails {
+    /// A card.
+    Card(Card),
+    /// A bank transfer.
+    BankTransfer,
+    /// An e-wallet of `provider`.
+    Ewallet {
+        /// e.g. `paypal`, `alipay`.
+        provider: String,
+    },
+    /// A cash voucher.
+    CashVoucher,
+    /// A paper check.
+    Check,
+}
+
+impl MethodDetails {
+    /// The method type.
+    pub fn method(&self) -> MethodType {
+        match self {
+            MethodDetails::Card(_) => MethodType::Card,
+            MethodDetails::BankTransfer => MethodType::BankTransfer,
+            MethodDetails::Ewallet { .. } => MethodType::Ewallet,
+            MethodDetails::CashVoucher => MethodType::CashVoucher,
+            MethodDetails::Check => MethodType::Check,
+        }
+    }
+}
+
+/// An authorization request to the processor.
+#[derive(Debug)]
+pub struct AuthorizeRequest<'a> {
+    /// The payment (processors get it as their order reference).
+    pub payment_id: &'a str,
+    /// Amount in minor units.
+    pub amount: i64,
+    /// Lower-case ISO 4217.
+    pub currency: &'a str,
+    /// The customer's method.
+    pub details: &'a MethodDetails,
+    /// Now, as the node sees it (vouchers expire relative to it).
+    pub now: OffsetDateTime,
+    /// Base URL of the node, for redirects back to it.
+    pub return_base_url: &'a str,
+}
+
+/// What the customer must do before the processor decides.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CustomerAction {
+    /// Enter the one-time code of 3-D Secure.
+    OtpChallenge,
+    /// Go to the e-wallet and approve.
+    Redirect {
+        /// Where to send the customer.
+        url: String,
+    },
+    /// Pay the voucher at a store before it expires.
+    DisplayVoucher {
+        /// Reference printed on the voucher.
+        reference: String,
+        /// Expiry.
+        expires_at: OffsetDateTime,
+    },
+    /// Transfer to the given reference.
+    BankTransferInstructions {
+        /// Reference to quote on the transfer.
+        reference: String,
+    },
+    /// Mail or deposit the check.
+    MailCheck {
+        /// Reference to write on the check.
+        reference: String,
+    },
+}
+
+/// The processor's answer to an authorization.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Authorization {
+    /// Funds are held and may be captured.
+    Approved {
+        /// The processor's id of the authorization.
+        reference: String,
+    },
+    /// The customer must act first; the outcome comes later.
+    ActionRequired {
+        /// The processor's id.
+        reference: String,
+        /// What the customer must do.
+        action: CustomerAction,
+    },
+    /// The money is on its way; the processor will say when it arrived.
+    Pending {
+        /// The processor's id.
+        reference: String,
+        /// Instructions for the customer, if any.
+        action: Option<CustomerAction>,
+    },
+    /// Refused.
+    Declined(Decline),
+}
+
+/// A refusal by the processor or issuer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decline {
+    /// Stripe-style code (`card_declined`, `incorrect_otp`).
+    pub code: String,
+    /// Issuer's reason (`generic_decline`, `insufficient_funds`).
+    pub decline_code: Option<String>,
+    /// For the customer.
+    pub message: String,
+}
+
+/// Something the processor tells us later about a payment (bank cleared,
+/// check bounced, dispute opened). In test mode the sandbox helpers
+/// produce these; a real adapter would from the processor's webhooks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProcessorEvent {
+    /// The money arrived (bank transfer cleared, voucher paid, check
+    /// cleared, e-wallet approved).
+    Succeeded,
+    /// The customer or their bank refused (e-wallet declined).
+    Failed(Decline),
+    /// Money that had arrived was taken back (bank return, check bounce).
+    Reversed {
+        /// `bank_return` or `check_bounce`.
+        reason: String,
+    },
+    /// The cardholder disputed the charge.
+    DisputeOpened {
+        /// Network reason.
+        reason: String,
+    },
+}
+
+/// What capture returns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Captured {
+    /// Events the processor will send later (a dispute for the sandbox's
+    /// dispute card), applied by the payments layer after the capture.
+    pub followups: Vec<ProcessorEvent>,
+}
+
+/// A connector failed to reach or understand its processor.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("processor error: {0}")]
+pub struct ConnectorError(pub String);
+
+/// The processor side of one payment method.
+pub trait Connector: Send + Sync + 'static {
+    /// Asks the processor to authorize (or start) a payment.
+    fn authorize<'a>(
+        &'a self,
+        request: AuthorizeRequest<'a>,
+    ) -> BoxFuture<'a, Result<Authorization, ConnectorError>>;
+
+    /// Completes a one-time-code challenge of `reference`.
+    fn answer_challenge<'a>(
+        &'a self,
+        reference: &'a str,
+        code: &'a str,
+    ) -> BoxFuture<'a, Result<Authorization, ConnectorError>>;
+
+    /// Captures `amount` (≤ the authorized amount); the rest is released.
+    fn capture<'a>(
+        &'a self,
+        reference: &'a str,
+        amount: i64,
+    ) -> BoxFuture<'a, Result<Captured, ConnectorError>>;
+
+    /// Releases an authorization without capturing.
+    fn void<'a>(&'a self, reference: &'a str) -> BoxFuture<'a, Result<(), ConnectorError>>;
+
+    /// Returns `amount` of a captured payment to the customer.
+    fn refund<'a>(
+        &'a self,
+        reference: &'a str,
+        amount: i64,
+    ) -> BoxFuture<'a, Result<(), ConnectorError>>;
+}
+
+/// The connector serving each method.
+pub struct Connectors {
+    card: Box<dyn Connector>,
+    bank_transfer: Box<dyn Connector>,
+    ewallet: Box<dyn Connector>,
+    cash_voucher: Box<dyn Connector>,
+    check: Box<dyn Connector>,
+}
+
+impl std::fmt::Debug for Connectors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Connectors")
+    }
+}
+
+impl Connectors {
+    /// The deterministic sandbox connectors of test mode.
+    pub fn sandbox() -> Self {
+        Self {
+            card: Box::new(sandbox::SandboxCard),
+            bank_transfer: Box::new(sandbox::SandboxBankTransfer),
+            ewallet: Box::new(sandbox::SandboxEwallet),
+            cash_voucher: Box::new(sandbox::SandboxCashVoucher),
+            check: Box::new(sandbox::SandboxCheck),
+        }
+    }
+
+    /// The connector of `method`; `None` for crypto, which settles on-chain.
+    pub fn get(&self, method: MethodType) -> Option<&dyn Connector> {
+        Some(match method {
+            MethodType::Card => self.card.as_ref(),
+            MethodType::BankTransfer => self.bank_transfer.as_ref(),
+            MethodType::Ewallet => self.ewallet.as_ref(),
+            MethodType::CashVoucher => self.cash_voucher.as_ref(),
+            MethodType::Check => self.check.as_ref(),
+            MethodType::Crypto => return None,
+        })
+    }
+}

@@ -1,0 +1,312 @@
+//! Card disputes: opened by the card network (the sandbox, in test mode),
+//! answered with evidence, closed (conceded) by the merchant or resolved
+//! by the network. The disputed funds are withdrawn from the merchant when
+//! the dispute opens and reinstated if it is won.
+
+use serde_json::{Map, Value, json};
+use sqlx::PgPool;
+use time::OffsetDateTime;
+
+use super::model::{Payment, Status};
+use super::{PaymentError, Payments, postings, store};
+use crate::events::{self, EventType};
+use crate::ids::{DisputeId, MerchantId, PaymentId};
+
+/// Evidence fields a merchant may submit (Stripe's text fields).
+pub const EVIDENCE_FIELDS: [&str; 10] = [
+    "product_description",
+    "customer_name",
+    "customer_email_address",
+    "customer_communication",
+    "receipt",
+    "shipping_tracking_number",
+    "shipping_carrier",
+    "refund_policy",
+    "cancellation_policy",
+    "uncategorized_text",
+];
+
+/// Longest evidence text.
+pub const MAX_EVIDENCE_LEN: usize = 20_000;
+
+/// A dispute.
+#[derive(Debug, Clone)]
+pub struct Dispute {
+    /// `dp_…`.
+    pub id: DisputeId,
+    /// Owner.
+    pub merchant_id: MerchantId,
+    /// The disputed payment.
+    pub payment_id: PaymentId,
+    /// Disputed amount.
+    pub amount: i64,
+    /// Currency.
+    pub currency: String,
+    /// `needs_response`, `under_review`, `won`, `lost`.
+    pub status: String,
+    /// Network reason.
+    pub reason: String,
+    /// Submitted evidence.
+    pub evidence: Value,
+    /// Creation.
+    pub created_at: OffsetDateTime,
+}
+
+impl Dispute {
+    /// The API object.
+    pub fn to_api(&self) -> Value {
+        json!({
+            "id": self.id,
+            "object": "dispute",
+            "amount": self.amount,
+            "currency": self.currency,
+            "payment": self.payment_id,
+            "status": self.status,
+            "reason": self.reason,
+            "evidence": self.evidence,
+            "created": self.created_at.unix_timestamp(),
+        })
+    }
+}
+
+/// How a dispute ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The merchant keeps the money.
+    Won,
+    /// The cardholder gets it back.
+    Lost,
+}
+
+/// Opens a dispute on a succeeded card payment.
+pub async fn open(
+    payments: &Payments,
+    payment: &Payment,
+    reason: &str,
+) -> Result<Dispute, PaymentError> {
+    let mut tx = payments.pool().begin().await?;
+    let payment = store::lock(&mut tx, &payment.merchant_id, &payment.id)
+        .await?
+        .ok_or_else(|| PaymentError::NotFound {
+            kind: "payment",
+            id: payment.id.to_string(),
+        })?;
+    if payment.status != Status::Succeeded || payment.method.as_deref() != Some("card") {
+        return Err(PaymentError::state(
+            "payment_not_disputable",
+            "Only succeeded card payments can be disputed.",
+        ));
+    }
+    let amount = payment.amount_received - payment.amount_refunded;
+    if amount <= 0 {
+        return Err(PaymentError::state(
+            "payment_not_disputable",
+            "A fully refunded payment cannot be disputed.",
+        ));
+    }
+    let dispute = Dispute {
+        id: DisputeId::generate(),
+        merchant_id: payment.merchant_id.clone(),
+        payment_id: payment.id.clone(),
+        amount,
+        currency: payment.currency.clone(),
+        status: "needs_response".into(),
+        reason: reason.to_owned(),
+        evidence: json!({}),
+        created_at: OffsetDateTime::now_utc(),
+    };
+    let inserted = sqlx::query!(
+        r#"INSERT INTO disputes (id, merchant_id, payment_id, amount, currency, status, reason, created_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+           ON CONFLICT DO NOTHING"#,
+        dispute.id.as_str(),
+        dispute.merchant_id.as_str(),
+        dispute.payment_id.as_str(),
+        amount,
+        dispute.currency,
+        dispute.status,
+        dispute.reason,
+        dispute.created_at,
+    )
+    .execute(&mut *tx)
+    .await?;
+    if inserted.rows_affected() == 0 {
+        return Err(PaymentError::state(
+            "dispute_already_open",
+            "This payment already has an open dispute.",
+        ));
+    }
+    postings::dispute_opened(&mut tx, &payment, &dispute.id, amount).await?;
+    events::record(
+        &mut tx,
+        &dispute.merchant_id,
+        EventType::DisputeCreated,
+        &dispute.to_api(),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(dispute)
+}
+
+/// Opens a dispute on a payment of `merchant` (test helper).
+pub async fn open_for(
+    payments: &Payments,
+    merchant: &MerchantId,
+    payment: &PaymentId,
+) -> Result<Dispute, PaymentError> {
+    let payment = payments.get(merchant, payment).await?;
+    open(payments, &payment, "fraudulent").await
+}
+
+async fn lock(
+    conn: &mut sqlx::PgConnection,
+    merchant: &MerchantId,
+    id: &DisputeId,
+) -> Result<Dispute, PaymentError> {
+    let row = sqlx::query!(
+        r#"SELECT payment_id AS "payment_id: PaymentId", amount, currency, status, reason, evidence, created_at
+           FROM disputes WHERE id = $1 AND merchant_id = $2 FOR UPDATE"#,
+        id.as_str(),
+        merchant.as_str()
+    )
+    .fetch_optional(conn)
+    .await?
+    .ok_or_else(|| PaymentError::NotFound {
+        kind: "dispute",
+        id: id.to_string(),
+    })?;
+    Ok(Dispute {
+        id: id.clone(),
+        merchant_id: merchant.clone(),
+        payment_id: row.payment_id,
+        amount: row.amount,
+        currency: row.currency,
+        status: row.status,
+        reason: row.reason,
+        evidence: row.evidence,
+        created_at: row.created_at,
+    })
+}
+
+/// One dispute of `merchant`.
+pub async fn get(
+    pool: &PgPool,
+    merchant: &MerchantId,
+    id: &DisputeId,
+) -> Result<Dispute, PaymentError> {
+    let mut conn = pool.acquire().await?;
+    // A plain read; FOR UPDATE in `lock` is harmless outside a transaction.
+    lock(&mut conn, merchant, id).await
+}
+
+/// Adds evidence; `submit` sends it to the network (`under_review`).
+pub async fn submit_evidence(
+    payments: &Payments,
+    merchant: &MerchantId,
+    id: &DisputeId,
+    evidence: Map<String, Value>,
+    submit: bool,
+) -> Result<Dispute, PaymentError> {
+    for (key, value) in &evidence {
+        if !EVIDENCE_FIELDS.contains(&key.as_str()) {
+            return Err(PaymentError::invalid(
+                format!("evidence.{key}"),
+                format!(
+                    "unknown evidence field; expected one of {}",
+                    EVIDENCE_FIELDS.join(", ")
+                ),
+            ));
+        }
+        match value.as_str() {
+            Some(text) if text.chars().count() <= MAX_EVIDENCE_LEN => {}
+            _ => {
+                return Err(PaymentError::invalid(
+                    format!("evidence.{key}"),
+                    format!("evidence must be text of at most {MAX_EVIDENCE_LEN} characters"),
+                ));
+            }
+        }
+    }
+    let mut tx = payments.pool().begin().await?;
+    let mut dispute = lock(&mut tx, merchant, id).await?;
+    if dispute.status != "needs_response" {
+        return Err(PaymentError::state(
+            "dispute_not_open",
+            format!(
+                "Evidence can only be added while the dispute needs a response (it is {}).",
+                dispute.status
+            ),
+        ));
+    }
+    if let Value::Object(existing) = &mut dispute.evidence {
+        existing.extend(evidence);
+    }
+    if submit {
+        dispute.status = "under_review".into();
+    }
+    sqlx::query!(
+        r#"UPDATE disputes SET evidence = $2, status = $3,
+               evidence_submitted_at = CASE WHEN $3 = 'under_review' THEN now() ELSE evidence_submitted_at END
+           WHERE id = $1"#,
+        id.as_str(),
+        dispute.evidence,
+        dispute.status,
+    )
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(dispute)
+}
+
+/// Ends a dispute: `Lost` when the merchant concedes (close) or the network
+/// rules for the cardholder, `Won` when it rules for the merchant.
+pub async fn resolve(
+    payments: &Payments,
+    merchant: &MerchantId,
+    id: &DisputeId,
+    outcome: Outcome,
+) -> Result<Dispute, PaymentError> {
+    let mut tx = payments.pool().begin().await?;
+    let mut dispute = lock(&mut tx, merchant, id).await?;
+    if !matches!(dispute.status.as_str(), "needs_response" | "under_review") {
+        return Err(PaymentError::state(
+            "dispute_already_closed",
+            format!("This dispute is already closed ({}).", dispute.status),
+        ));
+    }
+    let payment = store::lock(&mut tx, merchant, &dispute.payment_id)
+        .await?
+        .ok_or_else(|| PaymentError::NotFound {
+            kind: "payment",
+            id: dispute.payment_id.to_string(),
+        })?;
+    match outcome {
+        Outcome::Won => {
+            postings::dispute_won(&mut tx, &payment, &dispute.id, dispute.amount).await?
+        }
+        Outcome::Lost => {
+            postings::dispute_lost(&mut tx, &payment, &dispute.id, dispute.amount).await?;
+        }
+    }
+    dispute.status = match outcome {
+        Outcome::Won => "won",
+        Outcome::Lost => "lost",
+    }
+    .into();
+    sqlx::query!(
+        "UPDATE disputes SET status = $2, closed_at = now() WHERE id = $1",
+        id.as_str(),
+        dispute.status
+    )
+    .execute(&mut *tx)
+    .await?;
+    events::record(
+        &mut tx,
+        merchant,
+        EventType::DisputeClosed,
+        &dispute.to_api(),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(dispute)
+}

@@ -1,0 +1,89 @@
+//! Payments of the traditional methods: the state machine of API.md,
+//! with every state change, its ledger postings and its event written in
+//! one transaction.
+//!
+//! The API layer parses requests into the types here and calls
+//! [`Payments`]; the processors are reached through [`crate::methods`].
+
+pub mod crypto;
+pub mod disputes;
+pub mod jobs;
+pub mod model;
+mod postings;
+pub mod quote;
+pub mod refunds;
+pub mod risk;
+pub mod service;
+pub mod store;
+
+pub use model::{Audience, CaptureMethod, Payment, Status};
+pub use service::Payments;
+
+use crate::methods::{ConnectorError, Decline};
+
+/// Most any single payment may be, in minor units (as Stripe: 99,999,999).
+pub const MAX_AMOUNT: i64 = 99_999_999;
+
+/// Errors of the payments subsystem.
+#[derive(Debug, thiserror::Error)]
+pub enum PaymentError {
+    /// Invalid input, naming the parameter.
+    #[error("{message}")]
+    Invalid {
+        /// Dotted parameter path.
+        param: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// No such object for this merchant.
+    #[error("no such {kind}: {id}")]
+    NotFound {
+        /// `payment`, `refund`, `dispute`.
+        kind: &'static str,
+        /// The id asked for.
+        id: String,
+    },
+    /// The object's state does not allow the request.
+    #[error("{message}")]
+    State {
+        /// Machine-readable code.
+        code: &'static str,
+        /// Explanation.
+        message: String,
+    },
+    /// The processor or the risk check declined; the payment was updated.
+    #[error("{}", .decline.message)]
+    Declined {
+        /// Why.
+        decline: Decline,
+        /// The payment after the decline.
+        payment: Box<Payment>,
+    },
+    /// The processor could not be reached or answered nonsense.
+    #[error(transparent)]
+    Connector(#[from] ConnectorError),
+    /// The ledger refused or failed.
+    #[error("ledger: {0}")]
+    Ledger(String),
+    /// The database failed.
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+impl PaymentError {
+    /// Shorthand for [`PaymentError::Invalid`].
+    pub fn invalid(param: impl Into<String>, message: impl Into<String>) -> Self {
+        PaymentError::Invalid {
+            param: param.into(),
+            message: message.into(),
+        }
+    }
+
+    /// Shorthand for [`PaymentError::State`].
+    pub fn state(code: &'static str, message: impl Into<String>) -> Self {
+        PaymentError::State {
+            code,
+            message: message.into(),
+        }
+    }
+}

@@ -1,0 +1,363 @@
+//! How each money movement of a payment is booked in the ledger.
+//!
+//! Every function runs inside the caller's transaction and uses a key
+//! derived from the payment (or refund, dispute) and the step, so a retried
+//! step books nothing twice.
+//!
+//! | step | debit | credit |
+//! |---|---|---|
+//! | card authorization (hold) | `clearing:card` | merchant `pending` |
+//! | capture (posts the hold, rest released) + fee | `clearing:card`; merchant `pending` (fee) | merchant `pending`; `fee_revenue:card` |
+//! | money received (bank, voucher, check, e-wallet) + fee | `clearing:<method>`; merchant (fee) | merchant `pending`; `fee_revenue:<method>` |
+//! | refund, bank return, check bounce | merchant `pending`, then `available`, then `receivable` | `clearing:<method>` |
+//! | dispute opened (funds withdrawn) | merchant as for a refund | `disputes` |
+//! | dispute won (funds reinstated) | `disputes` | merchant `pending` |
+//! | dispute lost (funds go to the cardholder) | `disputes` | `clearing:card` |
+//!
+//! Fees are kept on refunds and returns, as processors keep theirs.
+
+use sqlx::PgConnection;
+use time::OffsetDateTime;
+
+use super::PaymentError;
+use super::model::Payment;
+use crate::ids::{DisputeId, RefundId};
+use crate::ledger::{self, AccountRef, Entry, EntryKind, LedgerError, MerchantAccount, NewHold};
+use crate::money::{Amount, AssetCode, Currency};
+
+impl From<LedgerError> for PaymentError {
+    fn from(e: LedgerError) -> Self {
+        match e {
+            LedgerError::InsufficientFunds(message) => PaymentError::state(
+                "balance_insufficient",
+                format!("The merchant balance cannot cover this: {message}"),
+            ),
+            LedgerError::Database(e) => PaymentError::Database(e),
+            other => PaymentError::Ledger(other.to_string()),
+        }
+    }
+}
+
+fn asset(payment: &Payment) -> Result<AssetCode, PaymentError> {
+    let currency =
+        Currency::parse(&payment.currency).map_err(|e| PaymentError::Ledger(e.to_string()))?;
+    Ok(AssetCode::fiat(currency))
+}
+
+fn method(payment: &Payment) -> &str {
+    payment.method.as_deref().unwrap_or("card")
+}
+
+fn pending(payment: &Payment) -> AccountRef {
+    AccountRef::merchant(&payment.merchant_id, MerchantAccount::Pending)
+}
+
+/// Debits `amount` from the merchant: from `pending` as far as it goes,
+/// then `available`, and whatever neither covers from `receivable` (a
+/// negative balance the merchant owes, netted by the next settlement).
+/// Refunds, returns and disputes can exceed what a merchant holds; the
+/// floors of `pending` and `available` stay intact.
+async fn withdraw(
+    conn: &mut PgConnection,
+    mut entry: Entry,
+    payment: &Payment,
+    asset: &AssetCode,
+    amount: i64,
+) -> Result<Entry, PaymentError> {
+    let mut left = i128::from(amount);
+    for kind in [MerchantAccount::Pending, MerchantAccount::Available] {
+        if left == 0 {
+            break;
+        }
+        let account = AccountRef::merchant(&payment.merchant_id, kind);
+        let balance = ledger::account_balance(conn, &account, asset).await?;
+        let spendable = balance.spendable();
+        let take = spendable.clamp(0, left);
+        if take > 0 {
+            entry = entry.debit(account, asset, Amount::new(take).map_err(ledger_amount)?);
+            left -= take;
+        }
+    }
+    if left > 0 {
+        entry = entry.debit(
+            AccountRef::merchant(&payment.merchant_id, MerchantAccount::Receivable),
+            asset,
+            Amount::new(left).map_err(ledger_amount)?,
+        );
+    }
+    Ok(entry)
+}
+
+fn ledger_amount(e: crate::money::AmountError) -> PaymentError {
+    PaymentError::Ledger(e.to_string())
+}
+
+/// The fee of `amount` for this payment's merchant and method.
+async fn fee(
+    conn: &mut PgConnection,
+    payment: &Payment,
+    asset: &AssetCode,
+    amount: i64,
+) -> Result<Amount, PaymentError> {
+    let rule = ledger::fee_rule(conn, &payment.merchant_id, method(payment), asset).await?;
+    Ok(rule.fee_for(Amount::from_minor(amount)))
+}
+
+/// Opens the authorization hold; returns its key.
+pub(super) async fn authorize(
+    conn: &mut PgConnection,
+    payment: &Payment,
+    expires_at: OffsetDateTime,
+) -> Result<String, PaymentError> {
+    let asset = asset(payment)?;
+    let key = format!("{}:authorize", payment.id);
+    let hold = NewHold::new(
+        key.clone(),
+        EntryKind::AUTHORIZATION,
+        AccountRef::clearing(method(payment)),
+        pending(payment),
+        &asset,
+        Amount::from_minor(payment.amount),
+    )
+    .source(payment.id.as_str())
+    .expires_at(expires_at);
+    ledger::open_hold(conn, &hold).await?;
+    Ok(key)
+}
+
+/// Posts `amount` of the hold (the rest is released) and charges the fee.
+pub(super) async fn capture(
+    conn: &mut PgConnection,
+    payment: &Payment,
+    amount: i64,
+) -> Result<(), PaymentError> {
+    let asset = asset(payment)?;
+    let hold = payment
+        .hold_id
+        .clone()
+        .ok_or_else(|| PaymentError::Ledger("capture of a payment without a hold".into()))?;
+    let fee = fee(conn, payment, &asset, amount).await?;
+    let entry = Entry::new(format!("{}:capture", payment.id), EntryKind::PAYMENT)
+        .source(payment.id.as_str())
+        .fee(pending(payment), &asset, fee);
+    ledger::post_hold(conn, &hold, Some(Amount::from_minor(amount)), &entry).await?;
+    Ok(())
+}
+
+/// Releases the authorization hold.
+pub(super) async fn void(conn: &mut PgConnection, payment: &Payment) -> Result<(), PaymentError> {
+    if let Some(hold) = &payment.hold_id {
+        ledger::void_hold(conn, hold, &format!("{}:void", payment.id)).await?;
+    }
+    Ok(())
+}
+
+/// Books money that arrived for an asynchronous method, with its fee.
+pub(super) async fn receive(
+    conn: &mut PgConnection,
+    payment: &Payment,
+) -> Result<(), PaymentError> {
+    let asset = asset(payment)?;
+    let fee = fee(conn, payment, &asset, payment.amount).await?;
+    let mut entry = Entry::new(format!("{}:receive", payment.id), EntryKind::PAYMENT)
+        .source(payment.id.as_str())
+        .transfer(
+            AccountRef::clearing(method(payment)),
+            pending(payment),
+            &asset,
+            Amount::from_minor(payment.amount),
+        );
+    entry = entry.fee(pending(payment), &asset, fee);
+    ledger::post(conn, &entry).await?;
+    Ok(())
+}
+
+/// Takes back money that had arrived (bank return, check bounce).
+pub(super) async fn reverse_receipt(
+    conn: &mut PgConnection,
+    payment: &Payment,
+    amount: i64,
+    reason: &str,
+) -> Result<(), PaymentError> {
+    let asset = asset(payment)?;
+    let entry = Entry::new(
+        format!("{}:{reason}", payment.id),
+        EntryKind::PAYMENT_REVERSAL,
+    )
+    .source(payment.id.as_str())
+    .credit(
+        AccountRef::clearing(method(payment)),
+        &asset,
+        Amount::from_minor(amount),
+    );
+    let entry = withdraw(conn, entry, payment, &asset, amount).await?;
+    ledger::post(conn, &entry).await?;
+    Ok(())
+}
+
+/// Books a refund.
+pub(super) async fn refund(
+    conn: &mut PgConnection,
+    payment: &Payment,
+    refund: &RefundId,
+    amount: i64,
+) -> Result<(), PaymentError> {
+    let asset = asset(payment)?;
+    let entry = Entry::new(format!("{refund}:refund"), EntryKind::REFUND)
+        .source(refund.as_str())
+        .credit(
+            AccountRef::clearing(method(payment)),
+            &asset,
+            Amount::from_minor(amount),
+        );
+    let entry = withdraw(conn, entry, payment, &asset, amount).await?;
+    ledger::post(conn, &entry).await?;
+    Ok(())
+}
+
+/// Withdraws the disputed amount from the merchant.
+pub(super) async fn dispute_opened(
+    conn: &mut PgConnection,
+    payment: &Payment,
+    dispute: &DisputeId,
+    amount: i64,
+) -> Result<(), PaymentError> {
+    let asset = asset(payment)?;
+    let entry = Entry::new(format!("{dispute}:opened"), EntryKind::DISPUTE)
+        .source(dispute.as_str())
+        .credit(AccountRef::disputes(), &asset, Amount::from_minor(amount));
+    let entry = withdraw(conn, entry, payment, &asset, amount).await?;
+    ledger::post(conn, &entry).await?;
+    Ok(())
+}
+
+/// Reinstates the disputed amount.
+pub(super) async fn dispute_won(
+    conn: &mut PgConnection,
+    payment: &Payment,
+    dispute: &DisputeId,
+    amount: i64,
+) -> Result<(), PaymentError> {
+    let asset = asset(payment)?;
+    let entry = Entry::new(format!("{dispute}:won"), EntryKind::DISPUTE)
+        .source(dispute.as_str())
+        .transfer(
+            AccountRef::disputes(),
+            pending(payment),
+            &asset,
+            Amount::from_minor(amount),
+        );
+    ledger::post(conn, &entry).await?;
+    Ok(())
+}
+
+/// The disputed amount goes to the cardholder through the processor.
+pub(super) async fn dispute_lost(
+    conn: &mut PgConnection,
+    payment: &Payment,
+    dispute: &DisputeId,
+    amount: i64,
+) -> Result<(), PaymentError> {
+    let asset = asset(payment)?;
+    let entry = Entry::new(format!("{dispute}:lost"), EntryKind::DISPUTE)
+        .source(dispute.as_str())
+        .transfer(
+            AccountRef::disputes(),
+            AccountRef::clearing(method(payment)),
+            &asset,
+            Amount::from_minor(amount),
+        );
+    ledger::post(conn, &entry).await?;
+    Ok(())
+}
+
+/// A confirmed on-chain transfer: it is in the chain's treasury, held in
+/// suspense until it is attributed (a complete payment) or decided on
+/// (late, wrong asset, unknown reference).
+pub(super) async fn crypto_received(
+    conn: &mut PgConnection,
+    chain_id: u64,
+    transfer_id: i64,
+    asset: &AssetCode,
+    amount: Amount,
+    payment: Option<&str>,
+) -> Result<(), PaymentError> {
+    let mut entry = Entry::new(
+        format!("chain:{chain_id}:{transfer_id}:received"),
+        EntryKind::custom("crypto_received"),
+    )
+    .transfer(
+        AccountRef::treasury(chain_id),
+        AccountRef::suspense(),
+        asset,
+        amount,
+    );
+    if let Some(payment) = payment {
+        entry = entry.source(payment);
+    }
+    ledger::post(conn, &entry).await?;
+    Ok(())
+}
+
+/// A crypto payment whose confirmed transfers reached its quote: the quote
+/// goes to the merchant (less the fee), an overpayment's surplus to
+/// `refunds_payable`.
+pub(super) async fn crypto_completed(
+    conn: &mut PgConnection,
+    payment: &Payment,
+    asset: &AssetCode,
+    confirmed: Amount,
+    expected: Amount,
+    surplus: Amount,
+) -> Result<(), PaymentError> {
+    let rule = ledger::fee_rule(conn, &payment.merchant_id, "crypto", asset).await?;
+    let fee = rule.fee_for(expected);
+    let mut entry = Entry::new(
+        format!("{}:crypto_complete", payment.id),
+        EntryKind::PAYMENT,
+    )
+    .source(payment.id.as_str())
+    .debit(AccountRef::suspense(), asset, confirmed)
+    .credit(pending(payment), asset, expected)
+    .fee(pending(payment), asset, fee);
+    if surplus.is_positive() {
+        entry = entry.credit(AccountRef::refunds_payable(), asset, surplus);
+    }
+    ledger::post(conn, &entry).await?;
+    Ok(())
+}
+
+/// A confirmed transfer a deep reorg removed: it never reached the
+/// treasury. Taken back from the merchant when it completed a payment,
+/// else from suspense.
+pub(super) async fn crypto_reversed(
+    conn: &mut PgConnection,
+    chain_id: u64,
+    transfer_id: i64,
+    asset: &AssetCode,
+    amount: Amount,
+    completed: Option<&Payment>,
+) -> Result<(), PaymentError> {
+    let entry = Entry::new(
+        format!("chain:{chain_id}:{transfer_id}:reversed"),
+        EntryKind::CHAIN_REVERSAL,
+    )
+    .credit(AccountRef::treasury(chain_id), asset, amount);
+    let entry = match completed {
+        Some(payment) => {
+            let units = i64::try_from(amount.units())
+                .map_err(|_| PaymentError::Ledger("reversal beyond i64".into()))?;
+            withdraw(
+                conn,
+                entry.source(payment.id.as_str()),
+                payment,
+                asset,
+                units,
+            )
+            .await?
+        }
+        None => entry.debit(AccountRef::suspense(), asset, amount),
+    };
+    ledger::post(conn, &entry).await?;
+    Ok(())
+}

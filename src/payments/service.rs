@@ -1,0 +1,920 @@
+//! The payment state machine.
+//!
+//! Every operation locks the payment row (`SELECT … FOR UPDATE`), checks
+//! the transition, talks to the processor, then writes the new state, its
+//! ledger entries and its event in the same transaction. Two requests on
+//! one payment therefore run one after the other, and a crash leaves either
+//! all of a transition or none of it.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::{Value, json};
+use sqlx::{PgConnection, PgPool};
+use time::{Duration, OffsetDateTime};
+
+use super::model::{Audience, CaptureMethod, Payment, Status};
+use super::risk::{self, RiskSignals};
+use super::{MAX_AMOUNT, PaymentError, postings, store};
+use crate::crypto::CardKey;
+use crate::events::{self, EventType};
+use crate::ids::{MerchantId, PaymentId, random_base62};
+use crate::metadata::Metadata;
+use crate::methods::{
+    Authorization, AuthorizeRequest, Card, Connectors, CustomerAction, Decline, MethodDetails,
+    MethodType, ProcessorEvent,
+};
+
+/// A payment to create, parsed at the edge.
+#[derive(Debug, Clone)]
+pub struct NewPayment {
+    /// Minor units, 1 ..= [`MAX_AMOUNT`].
+    pub amount: i64,
+    /// Lower-case ISO 4217, known to the asset registry.
+    pub currency: String,
+    /// Allowed methods; `None`: every method enabled for the merchant.
+    pub payment_method_types: Option<Vec<MethodType>>,
+    /// Automatic or manual capture.
+    pub capture_method: CaptureMethod,
+    /// Free text.
+    pub description: Option<String>,
+    /// Key-value pairs.
+    pub metadata: Metadata,
+    /// `{email, name}`.
+    pub customer: Option<Customer>,
+    /// Shipping name and address.
+    pub shipping: Option<Shipping>,
+}
+
+/// The paying customer.
+#[derive(Debug, Clone, Serialize)]
+pub struct Customer {
+    /// Lower-cased email.
+    pub email: Option<String>,
+    /// Name.
+    pub name: Option<String>,
+}
+
+/// Where goods go.
+#[derive(Debug, Clone, Serialize)]
+pub struct Shipping {
+    /// Recipient.
+    pub name: String,
+    /// Complete address.
+    pub address: Address,
+}
+
+/// A postal address; `line1`, `city`, `postal_code` and `country` required.
+#[derive(Debug, Clone, Serialize)]
+pub struct Address {
+    /// Street.
+    pub line1: String,
+    /// Second line.
+    pub line2: Option<String>,
+    /// City.
+    pub city: String,
+    /// State or region.
+    pub state: Option<String>,
+    /// Postal code.
+    pub postal_code: String,
+    /// ISO 3166-1 alpha-2, upper case.
+    pub country: String,
+}
+
+/// A confirmation's payment method, parsed at the edge (card digits still
+/// to be validated against the clock).
+#[derive(Debug, Clone)]
+pub enum ConfirmMethod {
+    /// Card details as sent.
+    Card {
+        /// Digits.
+        number: String,
+        /// 1–12.
+        exp_month: i64,
+        /// Two or four digits.
+        exp_year: i64,
+        /// 3–4 digits.
+        cvc: String,
+        /// Billing country, if given.
+        billing_country: Option<String>,
+    },
+    /// Bank transfer.
+    BankTransfer,
+    /// E-wallet.
+    Ewallet {
+        /// Provider name.
+        provider: String,
+    },
+    /// Cash voucher.
+    CashVoucher,
+    /// Paper check.
+    Check,
+    /// On-chain: the chain and the asset's symbol.
+    Crypto {
+        /// EIP-155 chain id.
+        chain_id: u64,
+        /// `usdc`, `eth`, …
+        asset: String,
+    },
+}
+
+impl ConfirmMethod {
+    fn method(&self) -> MethodType {
+        match self {
+            ConfirmMethod::Crypto { .. } => MethodType::Crypto,
+            ConfirmMethod::Card { .. } => MethodType::Card,
+            ConfirmMethod::BankTransfer => MethodType::BankTransfer,
+            ConfirmMethod::Ewallet { .. } => MethodType::Ewallet,
+            ConfirmMethod::CashVoucher => MethodType::CashVoucher,
+            ConfirmMethod::Check => MethodType::Check,
+        }
+    }
+}
+
+/// The payments subsystem.
+#[derive(Clone)]
+pub struct Payments {
+    pool: PgPool,
+    connectors: Arc<Connectors>,
+    card_key: CardKey,
+    livemode: bool,
+    /// An uncaptured authorization is voided after this.
+    authorization_ttl: Duration,
+    /// Base URL of the node, for redirects.
+    public_url: String,
+    /// Chains crypto payments may use.
+    chains: super::crypto::Chains,
+}
+
+impl std::fmt::Debug for Payments {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Payments").finish_non_exhaustive()
+    }
+}
+
+/// Card countries of the sandbox cards (all issued in the US, as Stripe's).
+const SANDBOX_CARD_COUNTRY: &str = "US";
+
+impl Payments {
+    /// The subsystem over `pool`.
+    pub fn new(
+        pool: PgPool,
+        connectors: Arc<Connectors>,
+        card_key: CardKey,
+        livemode: bool,
+        authorization_ttl: Duration,
+        public_url: String,
+        chains: Vec<crate::chain::config::ChainConfig>,
+    ) -> Self {
+        Self {
+            pool,
+            connectors,
+            card_key,
+            livemode,
+            authorization_ttl,
+            public_url,
+            chains: super::crypto::Chains(Arc::new(chains)),
+        }
+    }
+
+    /// The chains crypto payments may use.
+    pub(super) fn chains(&self) -> &super::crypto::Chains {
+        &self.chains
+    }
+
+    /// Whether objects are live-mode.
+    pub fn livemode(&self) -> bool {
+        self.livemode
+    }
+
+    /// The pool (for the refund and dispute modules).
+    pub(super) fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The connectors (for the refund module).
+    pub(super) fn connectors(&self) -> &Connectors {
+        &self.connectors
+    }
+
+    /// The merchant API object of `payment`.
+    pub fn object(&self, payment: &Payment) -> Value {
+        payment.to_api(Audience::Merchant, self.livemode)
+    }
+
+    /// Records `event_type` for `payment` in the caller's transaction.
+    pub(super) async fn announce(
+        &self,
+        conn: &mut PgConnection,
+        payment: &Payment,
+        event_type: EventType,
+    ) -> Result<(), PaymentError> {
+        events::record(
+            conn,
+            &payment.merchant_id,
+            event_type,
+            &self.object(payment),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Creates a payment in `requires_payment_method`.
+    pub async fn create(
+        &self,
+        merchant: &MerchantId,
+        enabled_methods: &[String],
+        new: NewPayment,
+    ) -> Result<Payment, PaymentError> {
+        if new.amount <= 0 {
+            return Err(PaymentError::invalid(
+                "amount",
+                "amount must be a positive integer",
+            ));
+        }
+        if new.amount > MAX_AMOUNT {
+            return Err(PaymentError::invalid(
+                "amount",
+                format!("amount must be at most {MAX_AMOUNT}"),
+            ));
+        }
+        let types: Vec<String> = match &new.payment_method_types {
+            Some(types) => {
+                if types.is_empty() {
+                    return Err(PaymentError::invalid(
+                        "payment_method_types",
+                        "payment_method_types must not be empty",
+                    ));
+                }
+                for (i, t) in types.iter().enumerate() {
+                    if !enabled_methods.iter().any(|m| m == t.as_str()) {
+                        return Err(PaymentError::invalid(
+                            format!("payment_method_types[{i}]"),
+                            format!("{} is not enabled for this account", t.as_str()),
+                        ));
+                    }
+                }
+                let mut names: Vec<String> = types.iter().map(|t| t.as_str().to_owned()).collect();
+                names.dedup();
+                names
+            }
+            None => enabled_methods.to_vec(),
+        };
+        let id = PaymentId::generate();
+        let payment = Payment {
+            client_secret: format!("{id}_secret_{}", random_base62(24)),
+            id,
+            merchant_id: merchant.clone(),
+            amount: new.amount,
+            currency: new.currency,
+            status: Status::RequiresPaymentMethod,
+            capture_method: new.capture_method,
+            payment_method_types: types,
+            method: None,
+            description: new.description,
+            metadata: new.metadata.to_json(),
+            customer: new.customer.map(|c| json!(c)),
+            shipping: new.shipping.map(|s| json!(s)),
+            next_action: None,
+            processor_reference: None,
+            amount_capturable: 0,
+            amount_received: 0,
+            amount_refunded: 0,
+            card: None,
+            risk_score: None,
+            risk_reasons: None,
+            last_error: None,
+            cancellation_reason: None,
+            expires_at: None,
+            hold_id: None,
+            crypto: None,
+            created_at: now_micros(),
+        };
+        let mut conn = self.pool.acquire().await?;
+        store::insert(&mut conn, &payment).await?;
+        Ok(payment)
+    }
+
+    /// One payment of `merchant`.
+    pub async fn get(
+        &self,
+        merchant: &MerchantId,
+        id: &PaymentId,
+    ) -> Result<Payment, PaymentError> {
+        store::get(&self.pool, merchant, id)
+            .await?
+            .ok_or_else(|| not_found(id))
+    }
+
+    /// A payment by id and client secret (browser checkout, no key).
+    pub async fn get_for_checkout(
+        &self,
+        id: &PaymentId,
+        client_secret: &str,
+    ) -> Result<Payment, PaymentError> {
+        store::get_by_client_secret(&self.pool, id, client_secret)
+            .await?
+            .ok_or_else(|| not_found(id))
+    }
+
+    /// A page of payments, newest first.
+    pub async fn list(
+        &self,
+        merchant: &MerchantId,
+        status: Option<Status>,
+        starting_after: Option<&PaymentId>,
+        ending_before: Option<&PaymentId>,
+        limit: i64,
+    ) -> Result<(Vec<Payment>, bool), PaymentError> {
+        for (param, cursor) in [
+            ("starting_after", starting_after),
+            ("ending_before", ending_before),
+        ] {
+            if let Some(cursor) = cursor
+                && !store::exists(&self.pool, merchant, cursor).await?
+            {
+                return Err(PaymentError::invalid(
+                    param,
+                    format!("No such payment: '{cursor}'"),
+                ));
+            }
+        }
+        let mut rows = store::list(
+            &self.pool,
+            merchant,
+            status.map(Status::as_str),
+            starting_after,
+            ending_before,
+            limit + 1,
+        )
+        .await?;
+        let limit = usize::try_from(limit).unwrap_or(0);
+        let has_more = rows.len() > limit;
+        if has_more {
+            if ending_before.is_some() {
+                rows.remove(0);
+            } else {
+                rows.truncate(limit);
+            }
+        }
+        Ok((rows, has_more))
+    }
+
+    /// Confirms a payment with a payment method: risk check, then the
+    /// processor's authorization.
+    pub async fn confirm(
+        &self,
+        merchant: &MerchantId,
+        id: &PaymentId,
+        method: ConfirmMethod,
+        client_ip: Option<String>,
+    ) -> Result<Payment, PaymentError> {
+        let mut tx = self.pool.begin().await?;
+        let mut payment = store::lock(&mut tx, merchant, id)
+            .await?
+            .ok_or_else(|| not_found(id))?;
+        if !matches!(
+            payment.status,
+            Status::RequiresPaymentMethod | Status::Failed
+        ) {
+            return Err(unexpected_state(&payment, "confirm"));
+        }
+        let kind = method.method();
+        if !payment
+            .payment_method_types
+            .iter()
+            .any(|t| t == kind.as_str())
+        {
+            return Err(PaymentError::invalid(
+                "payment_method.type",
+                format!(
+                    "{} is not among this payment's payment_method_types",
+                    kind.as_str()
+                ),
+            ));
+        }
+        let now = OffsetDateTime::now_utc();
+        let (details, billing_country) = match method {
+            ConfirmMethod::Card {
+                number,
+                exp_month,
+                exp_year,
+                cvc,
+                billing_country,
+            } => {
+                let card = Card::parse(&number, exp_month, exp_year, &cvc, now)
+                    .map_err(|e| PaymentError::invalid(e.param(), e.to_string()))?;
+                (MethodDetails::Card(card), billing_country)
+            }
+            ConfirmMethod::BankTransfer => (MethodDetails::BankTransfer, None),
+            ConfirmMethod::Ewallet { provider } => (MethodDetails::Ewallet { provider }, None),
+            ConfirmMethod::CashVoucher => (MethodDetails::CashVoucher, None),
+            ConfirmMethod::Check => (MethodDetails::Check, None),
+            ConfirmMethod::Crypto { chain_id, asset } => {
+                // The crypto flow has no processor: hand over to it.
+                drop(tx);
+                return self.confirm_crypto(merchant, id, chain_id, &asset).await;
+            }
+        };
+        payment.method = Some(kind.as_str().to_owned());
+        payment.last_error = None;
+        payment.next_action = None;
+
+        // Card data: sealed at rest, shown as brand/last four/fingerprint.
+        let fingerprint = if let MethodDetails::Card(card) = &details {
+            let fingerprint = self.card_key.fingerprint(card.number.expose().as_bytes());
+            let display = json!({
+                "brand": card.number.brand().as_str(),
+                "last4": card.number.last4(),
+                "exp_month": card.exp_month,
+                "exp_year": card.exp_year,
+                "fingerprint": fingerprint,
+                "country": SANDBOX_CARD_COUNTRY,
+            });
+            let sealed = self.card_key.seal(
+                card.number.expose().as_bytes(),
+                payment.id.as_str().as_bytes(),
+            );
+            store::set_card(
+                &mut tx,
+                &payment.id,
+                &store::StoredCard {
+                    display: display.clone(),
+                    sealed_number: sealed,
+                    fingerprint: fingerprint.clone(),
+                },
+            )
+            .await?;
+            payment.card = Some(display);
+            Some(fingerprint)
+        } else {
+            payment.card = None;
+            None
+        };
+        if let Some(ip) = &client_ip {
+            store::set_client_ip(&mut tx, &payment.id, ip).await?;
+        }
+
+        // Risk, before anything reaches the processor.
+        let email = payment
+            .customer
+            .as_ref()
+            .and_then(|c| c.get("email"))
+            .and_then(Value::as_str)
+            .map(str::to_lowercase);
+        let counts = store::risk_counts(
+            &mut tx,
+            &payment,
+            fingerprint.as_deref(),
+            email.as_deref(),
+            client_ip.as_deref(),
+            risk::MIN_HISTORY,
+        )
+        .await?;
+        let assessment = risk::assess(&RiskSignals {
+            card_attempts_last_hour: counts.card,
+            email_attempts_last_hour: counts.email,
+            ip_attempts_last_hour: counts.ip,
+            amount: payment.amount,
+            merchant_median_amount: counts.median,
+            card_country: payment
+                .card
+                .as_ref()
+                .map(|_| SANDBOX_CARD_COUNTRY.to_owned()),
+            billing_country,
+            shipping_country: payment
+                .shipping
+                .as_ref()
+                .and_then(|s| s["address"]["country"].as_str())
+                .map(str::to_owned),
+        });
+        payment.risk_score = Some(i16::from(assessment.score));
+        payment.risk_reasons = Some(json!(assessment.reasons));
+        let threshold = store::risk_threshold(&mut tx, merchant).await?;
+        if i16::from(assessment.score) >= threshold {
+            let decline = Decline {
+                code: "risk_blocked".into(),
+                decline_code: None,
+                message: format!(
+                    "The payment was blocked by risk checks (score {} of 100).",
+                    assessment.score
+                ),
+            };
+            return self.fail(tx, payment, decline).await;
+        }
+
+        let connector = self
+            .connectors
+            .get(kind)
+            .ok_or_else(|| PaymentError::invalid("payment_method.type", "use the crypto flow"))?;
+        let authorization = connector
+            .authorize(AuthorizeRequest {
+                payment_id: payment.id.as_str(),
+                amount: payment.amount,
+                currency: &payment.currency,
+                details: &details,
+                now,
+                return_base_url: &self.public_url,
+            })
+            .await?;
+        self.apply_authorization(tx, payment, authorization).await
+    }
+
+    /// Answers a 3-D Secure one-time-code challenge.
+    pub async fn answer_challenge(
+        &self,
+        merchant: &MerchantId,
+        id: &PaymentId,
+        code: &str,
+    ) -> Result<Payment, PaymentError> {
+        let mut tx = self.pool.begin().await?;
+        let payment = store::lock(&mut tx, merchant, id)
+            .await?
+            .ok_or_else(|| not_found(id))?;
+        let pending_otp = payment.status == Status::RequiresAction
+            && payment
+                .next_action
+                .as_ref()
+                .is_some_and(|a| a["type"] == "otp_challenge");
+        if !pending_otp {
+            return Err(unexpected_state(&payment, "answer a challenge for"));
+        }
+        let reference = payment.processor_reference.clone().unwrap_or_default();
+        let connector = self
+            .connectors
+            .get(MethodType::Card)
+            .ok_or_else(|| PaymentError::Ledger("no card connector".into()))?;
+        let authorization = connector.answer_challenge(&reference, code).await?;
+        self.apply_authorization(tx, payment, authorization).await
+    }
+
+    /// Captures `amount` (default: all) of an authorization; the rest is
+    /// released.
+    pub async fn capture(
+        &self,
+        merchant: &MerchantId,
+        id: &PaymentId,
+        amount: Option<i64>,
+    ) -> Result<Payment, PaymentError> {
+        let mut tx = self.pool.begin().await?;
+        let mut payment = store::lock(&mut tx, merchant, id)
+            .await?
+            .ok_or_else(|| not_found(id))?;
+        if payment.status != Status::RequiresCapture {
+            return Err(unexpected_state(&payment, "capture"));
+        }
+        let amount = amount.unwrap_or(payment.amount_capturable);
+        if amount <= 0 {
+            return Err(PaymentError::invalid(
+                "amount_to_capture",
+                "amount_to_capture must be a positive integer",
+            ));
+        }
+        if amount > payment.amount_capturable {
+            return Err(PaymentError::invalid(
+                "amount_to_capture",
+                format!(
+                    "amount_to_capture must be at most the authorized amount ({})",
+                    payment.amount_capturable
+                ),
+            ));
+        }
+        let followups = self.capture_locked(&mut tx, &mut payment, amount).await?;
+        self.announce(&mut tx, &payment, EventType::PaymentSucceeded)
+            .await?;
+        tx.commit().await?;
+        self.apply_followups(&payment, followups).await?;
+        Ok(payment)
+    }
+
+    /// Cancels a payment that has not succeeded; an authorization is voided.
+    pub async fn cancel(
+        &self,
+        merchant: &MerchantId,
+        id: &PaymentId,
+        reason: Option<String>,
+    ) -> Result<Payment, PaymentError> {
+        let mut tx = self.pool.begin().await?;
+        let mut payment = store::lock(&mut tx, merchant, id)
+            .await?
+            .ok_or_else(|| not_found(id))?;
+        if !matches!(
+            payment.status,
+            Status::RequiresPaymentMethod
+                | Status::RequiresAction
+                | Status::RequiresCapture
+                | Status::Failed
+        ) {
+            return Err(unexpected_state(&payment, "cancel"));
+        }
+        self.cancel_locked(
+            &mut tx,
+            &mut payment,
+            reason.unwrap_or_else(|| "requested_by_customer".into()),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(payment)
+    }
+
+    /// Applies something the processor reported later (sandbox helpers in
+    /// test mode): a bank transfer cleared or returned, a voucher paid, a
+    /// check cleared or bounced, an e-wallet approved or declined.
+    pub async fn apply_processor_event(
+        &self,
+        merchant: &MerchantId,
+        id: &PaymentId,
+        expected: MethodType,
+        event: ProcessorEvent,
+    ) -> Result<Payment, PaymentError> {
+        let mut tx = self.pool.begin().await?;
+        let mut payment = store::lock(&mut tx, merchant, id)
+            .await?
+            .ok_or_else(|| not_found(id))?;
+        if payment.method.as_deref() != Some(expected.as_str()) {
+            return Err(PaymentError::state(
+                "payment_method_unexpected",
+                format!(
+                    "This payment was not confirmed with {} (method: {}).",
+                    expected.as_str(),
+                    payment.method.as_deref().unwrap_or("none")
+                ),
+            ));
+        }
+        match event {
+            ProcessorEvent::Succeeded => {
+                if !matches!(payment.status, Status::Processing | Status::RequiresAction) {
+                    return Err(unexpected_state(&payment, "complete"));
+                }
+                if payment
+                    .expires_at
+                    .is_some_and(|at| at <= OffsetDateTime::now_utc())
+                {
+                    return Err(PaymentError::state(
+                        "payment_expired",
+                        "The voucher of this payment has expired.",
+                    ));
+                }
+                payment.amount_received = payment.amount;
+                payment.status = Status::Succeeded;
+                payment.next_action = None;
+                payment.expires_at = None;
+                postings::receive(&mut tx, &payment).await?;
+                store::update(&mut tx, &payment).await?;
+                self.announce(&mut tx, &payment, EventType::PaymentSucceeded)
+                    .await?;
+            }
+            ProcessorEvent::Failed(decline) => {
+                if !matches!(payment.status, Status::Processing | Status::RequiresAction) {
+                    return Err(unexpected_state(&payment, "decline"));
+                }
+                return self.fail(tx, payment, decline).await;
+            }
+            ProcessorEvent::Reversed { reason } => {
+                if payment.status != Status::Succeeded {
+                    return Err(unexpected_state(&payment, "return"));
+                }
+                let outstanding = payment.amount_received - payment.amount_refunded;
+                if outstanding <= 0 {
+                    return Err(PaymentError::state(
+                        "payment_fully_refunded",
+                        "Nothing left to return: the payment was fully refunded.",
+                    ));
+                }
+                postings::reverse_receipt(&mut tx, &payment, outstanding, &reason).await?;
+                payment.amount_refunded = payment.amount_received;
+                payment.status = Status::Failed;
+                payment.last_error = Some(json!({
+                    "code": reason,
+                    "message": match reason.as_str() {
+                        "check_bounce" => "The check bounced; the funds were taken back.",
+                        _ => "The bank returned the transfer; the funds were taken back.",
+                    },
+                }));
+                store::update(&mut tx, &payment).await?;
+                self.announce(&mut tx, &payment, EventType::PaymentFailed)
+                    .await?;
+            }
+            ProcessorEvent::DisputeOpened { reason } => {
+                tx.rollback().await?;
+                super::disputes::open(self, &payment, &reason).await?;
+                return self.get(merchant, id).await;
+            }
+        }
+        tx.commit().await?;
+        Ok(payment)
+    }
+
+    /// Turns the processor's answer into the payment's next state.
+    async fn apply_authorization(
+        &self,
+        mut tx: sqlx::Transaction<'static, sqlx::Postgres>,
+        mut payment: Payment,
+        authorization: Authorization,
+    ) -> Result<Payment, PaymentError> {
+        let mut followups = Vec::new();
+        let event = match authorization {
+            Authorization::Declined(decline) => return self.fail(tx, payment, decline).await,
+            Authorization::Approved { reference } => {
+                payment.processor_reference = Some(reference);
+                payment.next_action = None;
+                payment.amount_capturable = payment.amount;
+                payment.hold_id = Some(
+                    postings::authorize(
+                        &mut tx,
+                        &payment,
+                        OffsetDateTime::now_utc() + self.authorization_ttl,
+                    )
+                    .await?,
+                );
+                match payment.capture_method {
+                    CaptureMethod::Automatic => {
+                        let amount = payment.amount;
+                        followups = self.capture_locked(&mut tx, &mut payment, amount).await?;
+                        EventType::PaymentSucceeded
+                    }
+                    CaptureMethod::Manual => {
+                        payment.status = Status::RequiresCapture;
+                        payment.expires_at =
+                            Some(OffsetDateTime::now_utc() + self.authorization_ttl);
+                        store::update(&mut tx, &payment).await?;
+                        // Stripe announces an uncaptured authorization as
+                        // amount_capturable_updated; the closest of our
+                        // events is that the payment is being processed.
+                        EventType::PaymentProcessing
+                    }
+                }
+            }
+            Authorization::ActionRequired { reference, action } => {
+                payment.processor_reference = Some(reference);
+                payment.expires_at = match &action {
+                    CustomerAction::DisplayVoucher { expires_at, .. } => Some(*expires_at),
+                    _ => None,
+                };
+                payment.next_action = Some(next_action(&action));
+                payment.status = Status::RequiresAction;
+                store::update(&mut tx, &payment).await?;
+                EventType::PaymentRequiresAction
+            }
+            Authorization::Pending { reference, action } => {
+                payment.processor_reference = Some(reference);
+                payment.next_action = action.as_ref().map(next_action);
+                payment.status = Status::Processing;
+                store::update(&mut tx, &payment).await?;
+                EventType::PaymentProcessing
+            }
+        };
+        self.announce(&mut tx, &payment, event).await?;
+        tx.commit().await?;
+        self.apply_followups(&payment, followups).await?;
+        Ok(payment)
+    }
+
+    /// Captures on the processor and posts it, on a locked payment.
+    async fn capture_locked(
+        &self,
+        conn: &mut PgConnection,
+        payment: &mut Payment,
+        amount: i64,
+    ) -> Result<Vec<ProcessorEvent>, PaymentError> {
+        let method = payment
+            .method
+            .as_deref()
+            .and_then(MethodType::parse)
+            .unwrap_or(MethodType::Card);
+        let connector = self
+            .connectors
+            .get(method)
+            .ok_or_else(|| PaymentError::Ledger("no connector for capture".into()))?;
+        let reference = payment.processor_reference.clone().unwrap_or_default();
+        let captured = connector.capture(&reference, amount).await?;
+        postings::capture(conn, payment, amount).await?;
+        payment.amount_received = amount;
+        payment.amount_capturable = 0;
+        payment.status = Status::Succeeded;
+        payment.expires_at = None;
+        store::update(conn, payment).await?;
+        Ok(captured.followups)
+    }
+
+    /// Cancels a locked payment: voids an authorization, records the event.
+    pub(super) async fn cancel_locked(
+        &self,
+        conn: &mut PgConnection,
+        payment: &mut Payment,
+        reason: String,
+    ) -> Result<(), PaymentError> {
+        if payment.status == Status::RequiresCapture {
+            if let Some(connector) = payment
+                .method
+                .as_deref()
+                .and_then(MethodType::parse)
+                .and_then(|m| self.connectors.get(m))
+            {
+                connector
+                    .void(payment.processor_reference.as_deref().unwrap_or_default())
+                    .await?;
+            }
+            postings::void(conn, payment).await?;
+            payment.amount_capturable = 0;
+        }
+        payment.status = Status::Canceled;
+        payment.next_action = None;
+        payment.expires_at = None;
+        payment.cancellation_reason = Some(reason);
+        store::update(conn, payment).await?;
+        self.announce(conn, payment, EventType::PaymentCanceled)
+            .await
+    }
+
+    /// Records a decline: the payment becomes `failed` with the error, the
+    /// event is written, and the caller gets [`PaymentError::Declined`].
+    async fn fail(
+        &self,
+        mut tx: sqlx::Transaction<'static, sqlx::Postgres>,
+        mut payment: Payment,
+        decline: Decline,
+    ) -> Result<Payment, PaymentError> {
+        payment.status = Status::Failed;
+        payment.next_action = None;
+        payment.last_error = Some(json!({
+            "code": decline.code,
+            "decline_code": decline.decline_code,
+            "message": decline.message,
+            "type": "card_error",
+        }));
+        store::update(&mut tx, &payment).await?;
+        self.announce(&mut tx, &payment, EventType::PaymentFailed)
+            .await?;
+        tx.commit().await?;
+        Err(PaymentError::Declined {
+            decline,
+            payment: Box::new(payment),
+        })
+    }
+
+    /// Processor events that follow a capture (the sandbox's dispute card).
+    async fn apply_followups(
+        &self,
+        payment: &Payment,
+        followups: Vec<ProcessorEvent>,
+    ) -> Result<(), PaymentError> {
+        for event in followups {
+            if let ProcessorEvent::DisputeOpened { reason } = event {
+                super::disputes::open(self, payment, &reason).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// API.md's `next_action` object of a customer action.
+fn next_action(action: &CustomerAction) -> Value {
+    match action {
+        CustomerAction::OtpChallenge => json!({ "type": "otp_challenge" }),
+        CustomerAction::Redirect { url } => json!({ "type": "redirect", "redirect_url": url }),
+        CustomerAction::DisplayVoucher {
+            reference,
+            expires_at,
+        } => json!({
+            "type": "display_voucher",
+            "voucher": { "reference": reference, "expires_at": expires_at.unix_timestamp() },
+        }),
+        CustomerAction::BankTransferInstructions { reference } => json!({
+            "type": "bank_transfer_instructions",
+            "reference": reference,
+            "account_holder": "E-PG Sandbox Clearing",
+            "iban": "XX00EPGSANDBOX0000000000",
+        }),
+        CustomerAction::MailCheck { reference } => json!({
+            "type": "mail_check",
+            "reference": reference,
+            "payable_to": "E-PG Sandbox Lockbox",
+        }),
+    }
+}
+
+fn not_found(id: &PaymentId) -> PaymentError {
+    PaymentError::NotFound {
+        kind: "payment",
+        id: id.to_string(),
+    }
+}
+
+fn unexpected_state(payment: &Payment, action: &str) -> PaymentError {
+    PaymentError::state(
+        "payment_unexpected_state",
+        format!(
+            "You cannot {action} this payment because it has a status of {}.",
+            payment.status.as_str()
+        ),
+    )
+}
+
+/// Now, truncated to microseconds as PostgreSQL stores it, so an object
+/// answered before and after a round trip through the database is equal.
+fn now_micros() -> OffsetDateTime {
+    let now = OffsetDateTime::now_utc();
+    now.replace_nanosecond(now.nanosecond() / 1000 * 1000)
+        .unwrap_or(now)
+}

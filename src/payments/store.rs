@@ -1,0 +1,408 @@
+//! Payment persistence. Every read is scoped to a merchant: another
+//! merchant's payment is simply not found.
+
+use serde_json::Value;
+use sqlx::{PgConnection, PgPool};
+use time::OffsetDateTime;
+
+use super::model::{CaptureMethod, Payment, Status};
+use crate::ids::{MerchantId, PaymentId};
+
+/// A row of `payments`, column for column.
+#[derive(Debug)]
+struct Row {
+    id: String,
+    merchant_id: String,
+    amount: i64,
+    currency: String,
+    status: String,
+    capture_method: String,
+    payment_method_types: Vec<String>,
+    method: Option<String>,
+    description: Option<String>,
+    metadata: Value,
+    customer: Option<Value>,
+    shipping: Option<Value>,
+    client_secret: String,
+    next_action: Option<Value>,
+    processor_reference: Option<String>,
+    amount_capturable: i64,
+    amount_received: i64,
+    amount_refunded: i64,
+    card: Option<Value>,
+    #[allow(dead_code)]
+    card_number_sealed: Option<Vec<u8>>,
+    #[allow(dead_code)]
+    card_fingerprint: Option<String>,
+    #[allow(dead_code)]
+    customer_email: Option<String>,
+    #[allow(dead_code)]
+    client_ip: Option<String>,
+    risk_score: Option<i16>,
+    risk_reasons: Option<Value>,
+    last_error: Option<Value>,
+    cancellation_reason: Option<String>,
+    expires_at: Option<OffsetDateTime>,
+    hold_id: Option<String>,
+    created_at: OffsetDateTime,
+    #[allow(dead_code)]
+    updated_at: OffsetDateTime,
+    crypto: Option<Value>,
+}
+
+impl Row {
+    fn into_payment(self) -> Result<Payment, sqlx::Error> {
+        let corrupt =
+            |what: &str| sqlx::Error::Decode(format!("payments.{what} is invalid").into());
+        Ok(Payment {
+            id: PaymentId::parse(&self.id).map_err(|_| corrupt("id"))?,
+            merchant_id: MerchantId::parse(&self.merchant_id)
+                .map_err(|_| corrupt("merchant_id"))?,
+            amount: self.amount,
+            currency: self.currency,
+            status: Status::parse(&self.status).ok_or_else(|| corrupt("status"))?,
+            capture_method: match self.capture_method.as_str() {
+                "manual" => CaptureMethod::Manual,
+                _ => CaptureMethod::Automatic,
+            },
+            payment_method_types: self.payment_method_types,
+            method: self.method,
+            description: self.description,
+            metadata: self.metadata,
+            customer: self.customer,
+            shipping: self.shipping,
+            client_secret: self.client_secret,
+            next_action: self.next_action,
+            processor_reference: self.processor_reference,
+            amount_capturable: self.amount_capturable,
+            amount_received: self.amount_received,
+            amount_refunded: self.amount_refunded,
+            card: self.card,
+            risk_score: self.risk_score,
+            risk_reasons: self.risk_reasons,
+            last_error: self.last_error,
+            cancellation_reason: self.cancellation_reason,
+            expires_at: self.expires_at,
+            hold_id: self.hold_id,
+            crypto: self.crypto,
+            created_at: self.created_at,
+        })
+    }
+}
+
+/// Card data kept with a payment: what may be shown, and the sealed number.
+#[derive(Debug, Clone)]
+pub struct StoredCard {
+    /// Brand, last four, expiry, fingerprint, country.
+    pub display: Value,
+    /// AES-GCM sealed full number.
+    pub sealed_number: Vec<u8>,
+    /// Keyed fingerprint for velocity checks.
+    pub fingerprint: String,
+}
+
+/// Inserts a new payment.
+pub async fn insert(conn: &mut PgConnection, p: &Payment) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        r#"INSERT INTO payments (id, merchant_id, amount, currency, status, capture_method,
+               payment_method_types, description, metadata, customer, shipping, client_secret,
+               customer_email, created_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"#,
+        p.id.as_str(),
+        p.merchant_id.as_str(),
+        p.amount,
+        p.currency,
+        p.status.as_str(),
+        p.capture_method.as_str(),
+        &p.payment_method_types,
+        p.description,
+        p.metadata,
+        p.customer,
+        p.shipping,
+        p.client_secret,
+        p.customer
+            .as_ref()
+            .and_then(|c| c.get("email"))
+            .and_then(Value::as_str)
+            .map(str::to_lowercase),
+        p.created_at,
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// One payment of `merchant`.
+pub async fn get(
+    pool: &PgPool,
+    merchant: &MerchantId,
+    id: &PaymentId,
+) -> Result<Option<Payment>, sqlx::Error> {
+    sqlx::query_as!(
+        Row,
+        "SELECT * FROM payments WHERE id = $1 AND merchant_id = $2",
+        id.as_str(),
+        merchant.as_str()
+    )
+    .fetch_optional(pool)
+    .await?
+    .map(Row::into_payment)
+    .transpose()
+}
+
+/// A payment by its client secret (browser checkout).
+pub async fn get_by_client_secret(
+    pool: &PgPool,
+    id: &PaymentId,
+    client_secret: &str,
+) -> Result<Option<Payment>, sqlx::Error> {
+    sqlx::query_as!(
+        Row,
+        "SELECT * FROM payments WHERE id = $1 AND client_secret = $2",
+        id.as_str(),
+        client_secret
+    )
+    .fetch_optional(pool)
+    .await?
+    .map(Row::into_payment)
+    .transpose()
+}
+
+/// Locks a payment of `merchant` for the rest of the transaction; every
+/// state change goes through here, so two requests on one payment run one
+/// after the other.
+pub async fn lock(
+    conn: &mut PgConnection,
+    merchant: &MerchantId,
+    id: &PaymentId,
+) -> Result<Option<Payment>, sqlx::Error> {
+    sqlx::query_as!(
+        Row,
+        "SELECT * FROM payments WHERE id = $1 AND merchant_id = $2 FOR UPDATE",
+        id.as_str(),
+        merchant.as_str()
+    )
+    .fetch_optional(conn)
+    .await?
+    .map(Row::into_payment)
+    .transpose()
+}
+
+/// Writes every mutable field of `p`.
+pub async fn update(conn: &mut PgConnection, p: &Payment) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        r#"UPDATE payments SET status = $3, method = $4, next_action = $5,
+               processor_reference = $6, amount_capturable = $7, amount_received = $8,
+               amount_refunded = $9, card = $10, risk_score = $11, risk_reasons = $12,
+               last_error = $13, cancellation_reason = $14, expires_at = $15, hold_id = $16,
+               updated_at = now()
+           WHERE id = $1 AND merchant_id = $2"#,
+        p.id.as_str(),
+        p.merchant_id.as_str(),
+        p.status.as_str(),
+        p.method,
+        p.next_action,
+        p.processor_reference,
+        p.amount_capturable,
+        p.amount_received,
+        p.amount_refunded,
+        p.card,
+        p.risk_score,
+        p.risk_reasons,
+        p.last_error,
+        p.cancellation_reason,
+        p.expires_at,
+        p.hold_id,
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Stores the card of a confirmation (sealed number, fingerprint) and the
+/// customer's IP, for velocity checks.
+pub async fn set_card(
+    conn: &mut PgConnection,
+    id: &PaymentId,
+    card: &StoredCard,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        r#"UPDATE payments SET card = $2, card_number_sealed = $3, card_fingerprint = $4
+           WHERE id = $1"#,
+        id.as_str(),
+        card.display,
+        card.sealed_number,
+        card.fingerprint,
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Records the IP a confirmation came from.
+pub async fn set_client_ip(
+    conn: &mut PgConnection,
+    id: &PaymentId,
+    ip: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE payments SET client_ip = $2 WHERE id = $1",
+        id.as_str(),
+        ip
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A page of a merchant's payments, newest first.
+pub async fn list(
+    pool: &PgPool,
+    merchant: &MerchantId,
+    status: Option<&str>,
+    starting_after: Option<&PaymentId>,
+    ending_before: Option<&PaymentId>,
+    limit: i64,
+) -> Result<Vec<Payment>, sqlx::Error> {
+    // Cursor pagination on (created_at, id), the order of the index.
+    let rows = if let Some(before) = ending_before {
+        let mut rows = sqlx::query_as!(
+            Row,
+            r#"SELECT p.* FROM payments p, payments c
+               WHERE c.id = $2 AND c.merchant_id = $1 AND p.merchant_id = $1
+                 AND ($3::text IS NULL OR p.status = $3)
+                 AND (p.created_at, p.id) > (c.created_at, c.id)
+               ORDER BY p.created_at ASC, p.id ASC LIMIT $4"#,
+            merchant.as_str(),
+            before.as_str(),
+            status,
+            limit
+        )
+        .fetch_all(pool)
+        .await?;
+        rows.reverse();
+        rows
+    } else {
+        sqlx::query_as!(
+            Row,
+            r#"SELECT p.* FROM payments p
+               WHERE p.merchant_id = $1
+                 AND ($2::text IS NULL OR p.status = $2)
+                 AND ($3::text IS NULL OR (p.created_at, p.id) <
+                      (SELECT c.created_at, c.id FROM payments c WHERE c.id = $3 AND c.merchant_id = $1))
+               ORDER BY p.created_at DESC, p.id DESC LIMIT $4"#,
+            merchant.as_str(),
+            status,
+            starting_after.map(PaymentId::as_str),
+            limit
+        )
+        .fetch_all(pool)
+        .await?
+    };
+    rows.into_iter().map(Row::into_payment).collect()
+}
+
+/// Whether a cursor id names a payment of `merchant`.
+pub async fn exists(
+    pool: &PgPool,
+    merchant: &MerchantId,
+    id: &PaymentId,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM payments WHERE id = $1 AND merchant_id = $2) AS "e!""#,
+        id.as_str(),
+        merchant.as_str()
+    )
+    .fetch_one(pool)
+    .await
+}
+
+/// Counts for the risk scorer: earlier attempts in the last hour by the
+/// same card, email and IP, and the median of succeeded amounts.
+#[derive(Debug, Default)]
+pub struct RiskCounts {
+    /// Same card fingerprint.
+    pub card: i64,
+    /// Same email.
+    pub email: i64,
+    /// Same IP.
+    pub ip: i64,
+    /// Median succeeded amount in the currency, with at least `min_history` samples.
+    pub median: Option<i64>,
+}
+
+/// Gathers [`RiskCounts`] for a payment about to be authorized.
+pub async fn risk_counts(
+    conn: &mut PgConnection,
+    payment: &Payment,
+    fingerprint: Option<&str>,
+    email: Option<&str>,
+    ip: Option<&str>,
+    min_history: i64,
+) -> Result<RiskCounts, sqlx::Error> {
+    let row = sqlx::query!(
+        r#"SELECT
+             (SELECT count(*) FROM payments WHERE merchant_id = $1 AND id <> $2
+                AND card_fingerprint = $3 AND created_at > now() - interval '1 hour') AS "card!",
+             (SELECT count(*) FROM payments WHERE merchant_id = $1 AND id <> $2
+                AND customer_email = $4 AND created_at > now() - interval '1 hour') AS "email!",
+             (SELECT count(*) FROM payments WHERE merchant_id = $1 AND id <> $2
+                AND client_ip = $5 AND created_at > now() - interval '1 hour') AS "ip!",
+             (SELECT CASE WHEN count(*) >= $7
+                       THEN percentile_disc(0.5) WITHIN GROUP (ORDER BY amount) END
+                FROM (SELECT amount FROM payments WHERE merchant_id = $1 AND currency = $6
+                        AND status = 'succeeded' ORDER BY created_at DESC LIMIT 1000) recent
+             ) AS "median""#,
+        payment.merchant_id.as_str(),
+        payment.id.as_str(),
+        fingerprint,
+        email,
+        ip,
+        payment.currency,
+        min_history,
+    )
+    .fetch_one(conn)
+    .await?;
+    Ok(RiskCounts {
+        card: row.card,
+        email: row.email,
+        ip: row.ip,
+        median: row.median,
+    })
+}
+
+/// The merchant's risk threshold.
+pub async fn risk_threshold(
+    conn: &mut PgConnection,
+    merchant: &MerchantId,
+) -> Result<i16, sqlx::Error> {
+    sqlx::query_scalar!(
+        "SELECT risk_threshold FROM merchants WHERE id = $1",
+        merchant.as_str()
+    )
+    .fetch_one(conn)
+    .await
+}
+
+/// Claims up to `limit` payments whose authorization or voucher expired,
+/// skipping rows another node holds, for the expiry job.
+pub async fn claim_expired(
+    conn: &mut PgConnection,
+    now: OffsetDateTime,
+    limit: i64,
+) -> Result<Vec<Payment>, sqlx::Error> {
+    sqlx::query_as!(
+        Row,
+        r#"SELECT * FROM payments
+           WHERE status IN ('requires_capture', 'requires_action') AND expires_at <= $1
+           ORDER BY expires_at LIMIT $2
+           FOR UPDATE SKIP LOCKED"#,
+        now,
+        limit
+    )
+    .fetch_all(conn)
+    .await?
+    .into_iter()
+    .map(Row::into_payment)
+    .collect()
+}

@@ -1,0 +1,77 @@
+//! Anchoring: after batches commit, the log's latest checkpoint is anchored
+//! in `SettlementAnchor` (with the previous root), confirmed to the chain's
+//! depth, and every batch it covers records where it was anchored and
+//! announces `settlement.anchored`.
+//!
+//! Only the newest checkpoint is anchored when several batches settled in
+//! between: the contract needs a growing size, and consistency proofs link
+//! any two checkpoints, so nothing is lost by skipping the ones in between.
+
+use sqlx::PgPool;
+
+use super::{SettlementError, batch};
+use crate::ids::{MerchantId, SettlementId};
+use crate::transparency::TransparencyLog;
+use crate::transparency::anchor::{Anchorer, anchor_checkpoint};
+
+/// Anchors the latest checkpoint if some batch is not anchored yet, and
+/// marks the batches it covers; returns how many batches were marked.
+pub async fn anchor_pending(pool: &PgPool, anchorer: &Anchorer) -> Result<usize, SettlementError> {
+    let pending = sqlx::query_scalar!(
+        r#"SELECT count(*) AS "n!" FROM settlements WHERE anchored_at IS NULL AND leaf_count > 0"#
+    )
+    .fetch_one(pool)
+    .await?;
+    if pending == 0 {
+        return Ok(0);
+    }
+    let checkpoint = {
+        let mut conn = pool.acquire().await?;
+        TransparencyLog::latest_checkpoint(&mut conn).await?
+    };
+    let Some(checkpoint) = checkpoint else {
+        return Ok(0);
+    };
+    let record = anchor_checkpoint(pool, anchorer, checkpoint.tree_size)
+        .await
+        .map_err(|e| SettlementError::NotConfigured(format!("anchoring failed: {e}")))?;
+    let size = i64::try_from(checkpoint.tree_size)
+        .map_err(|_| SettlementError::Corrupt("tree size beyond i64".into()))?;
+    let mut tx = pool.begin().await?;
+    let covered = sqlx::query!(
+        r#"UPDATE settlements
+              SET checkpoint_size = $1, checkpoint_root = $2, anchor_chain_id = $3,
+                  anchor_contract = $4, anchor_tx_hash = $5, anchor_block = $6, anchored_at = now()
+            WHERE anchored_at IS NULL AND first_leaf + leaf_count <= $1 AND leaf_count > 0
+        RETURNING id AS "id: SettlementId", merchant_id AS "merchant_id: MerchantId""#,
+        size,
+        &checkpoint.root[..],
+        i64::try_from(record.chain_id).unwrap_or(i64::MAX),
+        record.contract.to_string(),
+        record.tx_hash.to_string(),
+        i64::try_from(record.block_number).unwrap_or(i64::MAX),
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    for row in &covered {
+        let settlement = batch::load(pool, &row.merchant_id, &row.id)
+            .await?
+            .ok_or_else(|| SettlementError::Corrupt(format!("{} vanished", row.id)))?;
+        // `load` reads committed state; the anchor fields are this
+        // transaction's, so fill them in for the event.
+        let settlement = super::Settlement {
+            checkpoint: Some((size, checkpoint.root.to_vec())),
+            anchor: Some((
+                i64::try_from(record.chain_id).unwrap_or(i64::MAX),
+                record.contract.to_string(),
+                record.tx_hash.to_string(),
+                i64::try_from(record.block_number).unwrap_or(i64::MAX),
+            )),
+            ..settlement
+        };
+        let items = batch::items(pool, &row.id).await?;
+        batch::announce_anchored(&mut tx, &settlement, &items).await?;
+    }
+    tx.commit().await?;
+    Ok(covered.len())
+}

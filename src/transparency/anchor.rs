@@ -1,0 +1,632 @@
+//! Anchoring checkpoints in `SettlementAnchor`.
+//!
+//! [`anchor_checkpoint`] makes one recorded checkpoint durable on-chain:
+//!
+//! 1. If the contract already holds a checkpoint of that size (an earlier
+//!    attempt, one re-mined after a reorg, or one sent by a node that crashed
+//!    before recording it), it checks the root and adopts that transaction,
+//!    found through its `CheckpointAnchored` event.
+//! 2. Otherwise it sends `anchor(treeSize, root, prevRoot)`, with `prevRoot`
+//!    the contract's latest root, after checking that that root is our own
+//!    log's root at that size (a fork is refused, never papered over).
+//! 3. It waits for the receipt, then for `confirmations` blocks, re-reading
+//!    the receipt at every poll and checking that its block is still the
+//!    canonical block at that height. If a reorg drops the transaction it is
+//!    marked `dropped` and the procedure starts again at 1, which re-sends.
+//!
+//! Every transaction is a row of `transparency_anchors`; exactly one per
+//! checkpoint and contract ends `confirmed`. The contract only accepts
+//! strictly growing sizes linked to the previous root, so two racing
+//! anchorers or a re-sent twin can never anchor a checkpoint twice.
+//! The function is idempotent: after a crash or a timeout, calling it again
+//! picks up where the chain is.
+
+use std::time::{Duration, Instant};
+
+use alloy::network::EthereumWallet;
+use alloy::primitives::{Address, B256, U256};
+use alloy::providers::{DynProvider, Provider, ProviderBuilder};
+use alloy::rpc::types::{Filter, TransactionReceipt};
+use alloy::signers::local::PrivateKeySigner;
+use alloy::sol_types::SolEvent;
+use sqlx::PgPool;
+
+use super::store::{AnchorRecord, to_i64, to_u64};
+use super::{Checkpoint, TransparencyError, TransparencyLog, origin_for_anchor};
+use crate::chain::contracts::SettlementAnchor;
+
+/// How patiently to anchor.
+#[derive(Debug, Clone)]
+pub struct AnchorOptions {
+    /// Blocks that must contain or follow the anchoring transaction's block
+    /// (1: the block itself suffices).
+    pub confirmations: u64,
+    /// Pause between two looks at the chain.
+    pub poll_interval: Duration,
+    /// Budget of one [`anchor_checkpoint`] call; it can be called again.
+    pub timeout: Duration,
+    /// Transactions one call may send before it gives up (re-sends after
+    /// reorgs included).
+    pub max_sends: u32,
+}
+
+impl Default for AnchorOptions {
+    fn default() -> Self {
+        Self {
+            confirmations: 6,
+            poll_interval: Duration::from_secs(2),
+            timeout: Duration::from_secs(15 * 60),
+            max_sends: 5,
+        }
+    }
+}
+
+/// Errors of anchoring.
+#[derive(Debug, thiserror::Error)]
+pub enum AnchorError {
+    /// The RPC endpoint failed.
+    #[error("RPC: {0}")]
+    Rpc(String),
+    /// No code at the contract address.
+    #[error("no contract at {0}")]
+    NoContract(Address),
+    /// The log has no checkpoint of this size.
+    #[error("the log has no checkpoint of size {0}")]
+    UnknownCheckpoint(u64),
+    /// The contract's checkpoints are not states of this log: a fork.
+    #[error("the chain disagrees with the log: {0}")]
+    ChainMismatch(String),
+    /// A larger checkpoint is already anchored, so this one never can be.
+    #[error(
+        "checkpoint {tree_size} cannot be anchored: the contract already holds size {anchored}"
+    )]
+    Superseded {
+        /// The checkpoint asked for.
+        tree_size: u64,
+        /// The contract's latest size.
+        anchored: u64,
+    },
+    /// Too many transactions failed or were dropped.
+    #[error("gave up after {sends} transactions: {last}")]
+    GaveUp {
+        /// Transactions sent.
+        sends: u32,
+        /// The last failure.
+        last: String,
+    },
+    /// The budget ran out; calling again resumes.
+    #[error("timed out waiting for {0}")]
+    Timeout(String),
+    /// The log failed.
+    #[error(transparent)]
+    Log(#[from] TransparencyError),
+    /// The database failed.
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+fn rpc(e: impl std::fmt::Display) -> AnchorError {
+    AnchorError::Rpc(e.to_string())
+}
+
+/// A connection to `SettlementAnchor` with the node's anchoring key.
+#[derive(Debug, Clone)]
+pub struct Anchorer {
+    provider: DynProvider,
+    contract: Address,
+    chain_id: u64,
+    options: AnchorOptions,
+}
+
+impl Anchorer {
+    /// Connects to `contract` on the chain at `rpc_url`, signing with
+    /// `signer` (which must hold `ANCHORER_ROLE`). Nonces are read from the
+    /// chain for every transaction, never cached, so they stay right after
+    /// a reorg.
+    pub async fn connect(
+        rpc_url: &str,
+        contract: Address,
+        signer: PrivateKeySigner,
+        options: AnchorOptions,
+    ) -> Result<Self, AnchorError> {
+        let url = rpc_url
+            .parse()
+            .map_err(|e| AnchorError::Rpc(format!("{rpc_url}: {e}")))?;
+        let provider = ProviderBuilder::default()
+            .with_gas_estimation()
+            .with_simple_nonce_management()
+            .fetch_chain_id()
+            .wallet(EthereumWallet::from(signer))
+            .connect_http(url)
+            .erased();
+        let chain_id = provider.get_chain_id().await.map_err(rpc)?;
+        if provider
+            .get_code_at(contract)
+            .await
+            .map_err(rpc)?
+            .is_empty()
+        {
+            return Err(AnchorError::NoContract(contract));
+        }
+        Ok(Self {
+            provider,
+            contract,
+            chain_id,
+            options,
+        })
+    }
+
+    /// The chain's id.
+    pub fn chain_id(&self) -> u64 {
+        self.chain_id
+    }
+
+    /// The contract.
+    pub fn contract(&self) -> Address {
+        self.contract
+    }
+
+    /// The options in force.
+    pub fn options(&self) -> &AnchorOptions {
+        &self.options
+    }
+
+    /// The conventional origin of a log anchored here.
+    pub fn origin(&self) -> String {
+        origin_for_anchor(self.chain_id, self.contract)
+    }
+
+    fn anchor(&self) -> SettlementAnchor::SettlementAnchorInstance<&DynProvider> {
+        SettlementAnchor::new(self.contract, &self.provider)
+    }
+}
+
+/// A transaction in a block.
+#[derive(Debug, Clone)]
+struct Mined {
+    tx_hash: B256,
+    block_number: u64,
+    block_hash: B256,
+    seq: u64,
+    gas_used: Option<u64>,
+}
+
+enum Wait {
+    Mined(Mined),
+    /// Gone from the chain and the mempool.
+    Dropped,
+    /// Mined and failed.
+    Reverted,
+}
+
+/// Anchors the recorded checkpoint of `tree_size` (see the module
+/// documentation) and returns its confirmed anchor. Holds no database
+/// transaction while it waits.
+pub async fn anchor_checkpoint(
+    pool: &PgPool,
+    anchorer: &Anchorer,
+    tree_size: u64,
+) -> Result<AnchorRecord, AnchorError> {
+    let deadline = Instant::now() + anchorer.options.timeout;
+    let checkpoint = {
+        let mut conn = pool.acquire().await?;
+        TransparencyLog::checkpoint_at(&mut conn, tree_size).await?
+    }
+    .ok_or(AnchorError::UnknownCheckpoint(tree_size))?;
+    if let Some(done) = confirmed(pool, anchorer, tree_size).await? {
+        return Ok(done);
+    }
+    let mut sends = 0u32;
+    let mut last_failure = String::new();
+    loop {
+        if Instant::now() > deadline {
+            return Err(AnchorError::Timeout(format!(
+                "checkpoint {tree_size} to be anchored"
+            )));
+        }
+        let mined = match on_chain(anchorer, &checkpoint).await? {
+            Some(found) => found,
+            None => {
+                if sends >= anchorer.options.max_sends {
+                    return Err(AnchorError::GaveUp {
+                        sends,
+                        last: last_failure,
+                    });
+                }
+                sends += 1;
+                let tx_hash = match send(pool, anchorer, &checkpoint).await? {
+                    Ok(hash) => hash,
+                    Err(failure) => {
+                        // Typically lost a race: the next look at the chain
+                        // finds the winner, or we try again.
+                        tracing::warn!(tree_size, %failure, "anchoring transaction not sent");
+                        last_failure = failure;
+                        tokio::time::sleep(anchorer.options.poll_interval).await;
+                        continue;
+                    }
+                };
+                match wait_mined(anchorer, tx_hash, deadline).await? {
+                    Wait::Mined(mined) => mined,
+                    Wait::Dropped => {
+                        set_status(pool, tx_hash, "dropped").await?;
+                        last_failure = format!("{tx_hash:#x} dropped");
+                        continue;
+                    }
+                    Wait::Reverted => {
+                        set_status(pool, tx_hash, "reverted").await?;
+                        last_failure = format!("{tx_hash:#x} reverted");
+                        continue;
+                    }
+                }
+            }
+        };
+        record_mined(pool, anchorer, tree_size, &mined).await?;
+        match wait_confirmed(pool, anchorer, tree_size, mined, deadline).await? {
+            Some(mined) => return record_confirmed(pool, anchorer, tree_size, &mined).await,
+            None => {
+                tracing::warn!(
+                    tree_size,
+                    "anchoring transaction dropped by a reorg; re-sending"
+                );
+                last_failure = "dropped by a reorg".into();
+            }
+        }
+    }
+}
+
+/// The checkpoint of this size on the contract, with the transaction that
+/// anchored it; `None` if the contract has none.
+async fn on_chain(anchorer: &Anchorer, cp: &Checkpoint) -> Result<Option<Mined>, AnchorError> {
+    let size = cp.tree_size;
+    let found = match anchorer.anchor().checkpointBySize(size).call().await {
+        Ok(found) => found,
+        Err(e) => {
+            use SettlementAnchor::SettlementAnchorErrors as E;
+            return match e.as_decoded_interface_error::<E>() {
+                Some(E::UnknownTreeSize(_)) => Ok(None),
+                _ => Err(rpc(e)),
+            };
+        }
+    };
+    let on_chain_root = found.checkpoint_.root;
+    if on_chain_root.0 != cp.root {
+        return Err(AnchorError::ChainMismatch(format!(
+            "the contract holds root {on_chain_root:#x} for size {size}, the log {}",
+            super::hex32(&cp.root)
+        )));
+    }
+    let seq = u64::try_from(found.seq).map_err(rpc)?;
+    let block = found.checkpoint_.blockNumber;
+    let filter = Filter::new()
+        .address(anchorer.contract)
+        .event_signature(SettlementAnchor::CheckpointAnchored::SIGNATURE_HASH)
+        .topic1(B256::from(U256::from(seq)))
+        .from_block(block)
+        .to_block(block);
+    let logs = anchorer.provider.get_logs(&filter).await.map_err(rpc)?;
+    let log = logs.iter().find(|l| !l.removed).ok_or_else(|| {
+        AnchorError::Rpc(format!("no CheckpointAnchored #{seq} in block {block}"))
+    })?;
+    let (Some(tx_hash), Some(block_hash)) = (log.transaction_hash, log.block_hash) else {
+        return Err(AnchorError::Rpc("a log without its transaction".into()));
+    };
+    let gas_used = anchorer
+        .provider
+        .get_transaction_receipt(tx_hash)
+        .await
+        .map_err(rpc)?
+        .map(|r| r.gas_used);
+    Ok(Some(Mined {
+        tx_hash,
+        block_number: block,
+        block_hash,
+        seq,
+        gas_used,
+    }))
+}
+
+/// Sends the anchoring transaction and records it; `Err(reason)` inside if
+/// it could not be sent (e.g. gas estimation saw it revert).
+async fn send(
+    pool: &PgPool,
+    anchorer: &Anchorer,
+    cp: &Checkpoint,
+) -> Result<Result<B256, String>, AnchorError> {
+    let contract = anchorer.anchor();
+    let count = contract.checkpointCount().call().await.map_err(rpc)?;
+    let (prev_size, prev_root) = if count.is_zero() {
+        (0, B256::ZERO)
+    } else {
+        let latest = contract.latest().call().await.map_err(rpc)?;
+        (latest.checkpoint_.treeSize, latest.checkpoint_.root)
+    };
+    if prev_size >= cp.tree_size {
+        return Err(AnchorError::Superseded {
+            tree_size: cp.tree_size,
+            anchored: prev_size,
+        });
+    }
+    if prev_size > 0 {
+        let ours = {
+            let mut conn = pool.acquire().await?;
+            TransparencyLog::root(&mut conn, prev_size).await?
+        };
+        if ours != prev_root.0 {
+            return Err(AnchorError::ChainMismatch(format!(
+                "the contract's latest checkpoint (size {prev_size}, root {prev_root:#x}) \
+                 is not this log's root at that size ({})",
+                super::hex32(&ours)
+            )));
+        }
+    }
+    let pending = match contract
+        .anchor(cp.tree_size, B256::from(cp.root), prev_root)
+        .send()
+        .await
+    {
+        Ok(pending) => pending,
+        Err(e) => return Ok(Err(e.to_string())),
+    };
+    let tx_hash = *pending.tx_hash();
+    sqlx::query!(
+        "INSERT INTO transparency_anchors (tree_size, chain_id, contract, tx_hash, status)
+         VALUES ($1, $2, $3, $4, 'sent')
+         ON CONFLICT (tx_hash) DO NOTHING",
+        to_i64(cp.tree_size)?,
+        to_i64(anchorer.chain_id)?,
+        address_hex(anchorer.contract),
+        b256_hex(tx_hash),
+    )
+    .execute(pool)
+    .await?;
+    tracing::info!(tree_size = cp.tree_size, tx = %b256_hex(tx_hash), "checkpoint anchoring sent");
+    Ok(Ok(tx_hash))
+}
+
+fn mined_from(receipt: &TransactionReceipt, contract: Address) -> Option<Mined> {
+    let event = receipt.inner.logs().iter().find_map(|log| {
+        (log.address() == contract)
+            .then(|| {
+                log.log_decode::<SettlementAnchor::CheckpointAnchored>()
+                    .ok()
+            })
+            .flatten()
+    })?;
+    Some(Mined {
+        tx_hash: receipt.transaction_hash,
+        block_number: receipt.block_number?,
+        block_hash: receipt.block_hash?,
+        seq: u64::try_from(event.inner.data.seq).ok()?,
+        gas_used: Some(receipt.gas_used),
+    })
+}
+
+/// Waits for a sent transaction's receipt.
+async fn wait_mined(
+    anchorer: &Anchorer,
+    tx_hash: B256,
+    deadline: Instant,
+) -> Result<Wait, AnchorError> {
+    // A transaction just sent may not be visible yet on every backend of a
+    // load-balanced endpoint: only a few misses in a row mean it is gone.
+    let mut misses = 0;
+    loop {
+        let provider = &anchorer.provider;
+        if let Some(receipt) = provider
+            .get_transaction_receipt(tx_hash)
+            .await
+            .map_err(rpc)?
+        {
+            if !receipt.status() {
+                return Ok(Wait::Reverted);
+            }
+            if let Some(mined) = mined_from(&receipt, anchorer.contract) {
+                return Ok(Wait::Mined(mined));
+            }
+            // A receipt without a block (pending) or without the event: look again.
+        } else if provider
+            .get_transaction_by_hash(tx_hash)
+            .await
+            .map_err(rpc)?
+            .is_none()
+        {
+            misses += 1;
+            if misses >= 3 {
+                return Ok(Wait::Dropped);
+            }
+        } else {
+            misses = 0;
+        }
+        if Instant::now() > deadline {
+            return Err(AnchorError::Timeout(format!(
+                "{} to be mined",
+                b256_hex(tx_hash)
+            )));
+        }
+        tokio::time::sleep(anchorer.options.poll_interval).await;
+    }
+}
+
+/// Waits until `mined` has enough confirmations on the canonical chain;
+/// `None` if a reorg dropped it. Follows it if a reorg moved it to another
+/// block.
+async fn wait_confirmed(
+    pool: &PgPool,
+    anchorer: &Anchorer,
+    tree_size: u64,
+    mut mined: Mined,
+    deadline: Instant,
+) -> Result<Option<Mined>, AnchorError> {
+    let provider = &anchorer.provider;
+    loop {
+        match provider
+            .get_transaction_receipt(mined.tx_hash)
+            .await
+            .map_err(rpc)?
+        {
+            None => {
+                if provider
+                    .get_transaction_by_hash(mined.tx_hash)
+                    .await
+                    .map_err(rpc)?
+                    .is_none()
+                {
+                    set_status(pool, mined.tx_hash, "dropped").await?;
+                    return Ok(None);
+                }
+                // Back in the mempool after a reorg: wait for it to be mined again.
+            }
+            Some(receipt) if !receipt.status() => {
+                set_status(pool, mined.tx_hash, "reverted").await?;
+                return Ok(None);
+            }
+            Some(receipt) => {
+                if let Some(now) = mined_from(&receipt, anchorer.contract) {
+                    let canonical = provider
+                        .get_block_by_number(now.block_number.into())
+                        .await
+                        .map_err(rpc)?
+                        .map(|b| b.header.hash);
+                    if canonical == Some(now.block_hash) {
+                        if now.block_hash != mined.block_hash {
+                            record_mined(pool, anchorer, tree_size, &now).await?;
+                            mined = now;
+                        }
+                        let head = provider.get_block_number().await.map_err(rpc)?;
+                        let confirmations = (head + 1).saturating_sub(mined.block_number);
+                        if confirmations >= anchorer.options.confirmations {
+                            return Ok(Some(mined));
+                        }
+                    }
+                    // Otherwise the node still serves a receipt from a block
+                    // that is no longer canonical: look again.
+                }
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(AnchorError::Timeout(format!(
+                "{} confirmations of {}",
+                anchorer.options.confirmations,
+                b256_hex(mined.tx_hash)
+            )));
+        }
+        tokio::time::sleep(anchorer.options.poll_interval).await;
+    }
+}
+
+fn address_hex(a: Address) -> String {
+    format!("0x{}", hex::encode(a.as_slice()))
+}
+
+fn b256_hex(h: B256) -> String {
+    format!("0x{}", hex::encode(h.as_slice()))
+}
+
+async fn set_status(pool: &PgPool, tx_hash: B256, status: &str) -> Result<(), AnchorError> {
+    sqlx::query!(
+        "UPDATE transparency_anchors SET status = $2 WHERE tx_hash = $1 AND status <> 'confirmed'",
+        b256_hex(tx_hash),
+        status,
+    )
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+async fn record_mined(
+    pool: &PgPool,
+    anchorer: &Anchorer,
+    tree_size: u64,
+    mined: &Mined,
+) -> Result<(), AnchorError> {
+    sqlx::query!(
+        "INSERT INTO transparency_anchors
+             (tree_size, chain_id, contract, tx_hash, status, block_number, block_hash, seq, gas_used)
+         VALUES ($1, $2, $3, $4, 'mined', $5, $6, $7, $8)
+         ON CONFLICT (tx_hash) DO UPDATE
+         SET status = 'mined', block_number = EXCLUDED.block_number,
+             block_hash = EXCLUDED.block_hash, seq = EXCLUDED.seq,
+             gas_used = COALESCE(EXCLUDED.gas_used, transparency_anchors.gas_used)
+         WHERE transparency_anchors.status <> 'confirmed'",
+        to_i64(tree_size)?,
+        to_i64(anchorer.chain_id)?,
+        address_hex(anchorer.contract),
+        b256_hex(mined.tx_hash),
+        to_i64(mined.block_number)?,
+        b256_hex(mined.block_hash),
+        to_i64(mined.seq)?,
+        mined.gas_used.map(to_i64).transpose()?,
+    )
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+async fn record_confirmed(
+    pool: &PgPool,
+    anchorer: &Anchorer,
+    tree_size: u64,
+    mined: &Mined,
+) -> Result<AnchorRecord, AnchorError> {
+    let updated = sqlx::query!(
+        "UPDATE transparency_anchors
+         SET status = 'confirmed', confirmed_at = now(),
+             block_number = $2, block_hash = $3, seq = $4
+         WHERE tx_hash = $1",
+        b256_hex(mined.tx_hash),
+        to_i64(mined.block_number)?,
+        b256_hex(mined.block_hash),
+        to_i64(mined.seq)?,
+    )
+    .execute(pool)
+    .await;
+    match updated {
+        Ok(_) => {}
+        // Another node confirmed the same checkpoint first: theirs stands.
+        Err(e)
+            if e.as_database_error()
+                .and_then(|d| d.constraint())
+                .is_some_and(|c| c == "transparency_anchors_confirmed") => {}
+        Err(e) => return Err(e.into()),
+    }
+    tracing::info!(tree_size, tx = %b256_hex(mined.tx_hash), block = mined.block_number,
+        "checkpoint anchored");
+    confirmed(pool, anchorer, tree_size).await?.ok_or_else(|| {
+        AnchorError::Log(TransparencyError::Corrupt(format!(
+            "the confirmed anchor of checkpoint {tree_size} is missing"
+        )))
+    })
+}
+
+/// The confirmed anchor of checkpoint `tree_size` on this anchorer's contract.
+async fn confirmed(
+    pool: &PgPool,
+    anchorer: &Anchorer,
+    tree_size: u64,
+) -> Result<Option<AnchorRecord>, AnchorError> {
+    let row = sqlx::query!(
+        r#"SELECT chain_id, contract, tx_hash, block_number AS "block_number!",
+                  block_hash AS "block_hash!", seq AS "seq!", gas_used, confirmed_at
+           FROM transparency_anchors
+           WHERE tree_size = $1 AND chain_id = $2 AND contract = $3 AND status = 'confirmed'"#,
+        to_i64(tree_size)?,
+        to_i64(anchorer.chain_id)?,
+        address_hex(anchorer.contract),
+    )
+    .fetch_optional(pool)
+    .await?;
+    let Some(r) = row else {
+        return Ok(None);
+    };
+    let corrupt = |what: &str| TransparencyError::Corrupt(format!("anchor {what}"));
+    Ok(Some(AnchorRecord {
+        chain_id: to_u64(r.chain_id)?,
+        contract: r.contract.parse().map_err(|_| corrupt("contract"))?,
+        tx_hash: r.tx_hash.parse().map_err(|_| corrupt("tx hash"))?,
+        block_number: to_u64(r.block_number)?,
+        block_hash: r.block_hash.parse().map_err(|_| corrupt("block hash"))?,
+        seq: to_u64(r.seq)?,
+        gas_used: r.gas_used.map(to_u64).transpose()?,
+        confirmed_at: r.confirmed_at,
+    }))
+}
