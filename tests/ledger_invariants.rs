@@ -733,6 +733,12 @@ async fn check_passes_on_a_sound_ledger_and_names_what_was_tampered() {
     .execute(&mut *tx)
     .await
     .unwrap();
+    // scripts/test runs `epg ledger check` on every database the suite
+    // leaves; this one is broken on purpose and says so.
+    sqlx::query("CREATE TABLE epg_test_corrupted_on_purpose ()")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
 
     let report = ledger::check(&pool).await.unwrap();

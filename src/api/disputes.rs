@@ -66,7 +66,7 @@ async fn close(
     State(state): State<AppState>,
     SecretKey(caller): SecretKey,
     Path(id): Path<String>,
-    Json(_): Json<Map<String, Value>>,
+    Json(_): Json<super::NoParams>,
 ) -> Result<axum::Json<Value>, ApiError> {
     // Closing is conceding: the cardholder keeps the money.
     let dispute = disputes::resolve(

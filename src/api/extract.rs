@@ -115,6 +115,11 @@ fn backticked(message: &str, prefix: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// A body that must be empty or `{}`: any field is unknown.
+#[derive(Debug, Clone, Copy, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoParams {}
+
 /// Query-string parameters with the same error shape as [`Json`].
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Query<T>(pub T);

@@ -38,7 +38,7 @@ use time::OffsetDateTime;
 use tower_http::catch_panic::CatchPanicLayer;
 
 pub use error::ApiError;
-pub use extract::{Json, Query};
+pub use extract::{Json, NoParams, Query};
 
 use crate::config::Config;
 use crate::idempotency::IdempotencyStore;
@@ -113,6 +113,11 @@ pub fn router(state: AppState) -> Router {
         .merge(checkout::router())
         .merge(stream::router())
         .merge(transparency::router());
+    let public = if state.config.mode == crate::config::Mode::Test {
+        public.merge(test_helpers::sandbox_router())
+    } else {
+        public
+    };
     let body_limit = state.config.server.body_limit_bytes;
     Router::new()
         .merge(authenticated)

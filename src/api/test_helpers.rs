@@ -5,7 +5,7 @@ use axum::Router;
 use axum::extract::{Path, State};
 use axum::routing::post;
 use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::auth::SecretKey;
 use super::disputes::dispute_id;
@@ -40,7 +40,7 @@ pub fn router() -> Router<AppState> {
 async fn run_settlement(
     State(state): State<AppState>,
     SecretKey(caller): SecretKey,
-    Json(_): Json<Map<String, Value>>,
+    Json(_): Json<super::NoParams>,
 ) -> Result<axum::Json<Value>, ApiError> {
     let Some(ctx) = &state.settlement else {
         return Err(ApiError::conflict(
@@ -98,7 +98,7 @@ macro_rules! helper {
             State(state): State<AppState>,
             SecretKey(caller): SecretKey,
             Path(payment): Path<String>,
-            Json(_): Json<Map<String, Value>>,
+            Json(_): Json<super::NoParams>,
         ) -> Result<axum::Json<Value>, ApiError> {
             apply(&state, &caller, &payment, $method, $event).await
         }
@@ -195,4 +195,38 @@ async fn resolve_dispute(
     )
     .await?;
     Ok(axum::Json(dispute.to_api()))
+}
+
+/// The sandbox e-wallet's page, where `redirect_url` sends the customer.
+/// A real wallet would ask them to approve; the sandbox's outcome is
+/// decided by `/v1/test/ewallet/{payment}/approve` or `…/decline`.
+pub fn sandbox_router() -> Router<AppState> {
+    Router::new().route(
+        "/sandbox/ewallet/{payment}",
+        axum::routing::get(ewallet_page),
+    )
+}
+
+async fn ewallet_page(Path(payment): Path<String>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let id = crate::ids::PaymentId::parse(&payment)
+        .map(|id| id.to_string())
+        .unwrap_or_else(|_| "an unknown payment".into());
+    let body = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>E-PG sandbox e-wallet</title></head>\
+         <body><h1>Sandbox e-wallet</h1><p>This is where a real e-wallet would ask the customer to approve \
+         the payment {id}.</p><p>In test mode the merchant decides the outcome with \
+         <code>POST /v1/test/ewallet/{id}/approve</code> or <code>…/decline</code>.</p></body></html>"
+    );
+    (
+        [
+            (axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (
+                axum::http::header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; frame-ancestors 'none'",
+            ),
+        ],
+        body,
+    )
+        .into_response()
 }

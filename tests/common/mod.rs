@@ -125,17 +125,38 @@ async fn ensure_template() -> String {
     name
 }
 
-/// Drops `epg_test_<pid>_…` databases whose test process is gone.
+/// The run this process belongs to: `EPG_TEST_RUN` (set by scripts/test,
+/// so that every database of one run outlives its test process and can be
+/// checked at the end), or `0` for a plain `cargo test`.
+fn run_id() -> String {
+    std::env::var("EPG_TEST_RUN")
+        .ok()
+        .filter(|r| !r.is_empty() && r.len() <= 16 && r.bytes().all(|b| b.is_ascii_digit()))
+        .unwrap_or_else(|| "0".to_owned())
+}
+
+/// Drops test databases nobody needs any more: those of other runs, and,
+/// outside a named run, those whose test process is gone. A database is
+/// `epg_test_<run>_<pid>_<random>`.
 async fn drop_orphaned_databases(admin: &mut PgConnection) {
     let names: Vec<String> =
         sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'epg\\_test\\_%'")
             .fetch_all(&mut *admin)
             .await
             .unwrap_or_default();
+    let current = run_id();
     for name in names {
-        let pid = name.split('_').nth(2).and_then(|p| p.parse::<u32>().ok());
+        let mut parts = name.split('_').skip(2);
+        let (run, pid) = (
+            parts.next(),
+            parts.next().and_then(|p| p.parse::<u32>().ok()),
+        );
         let alive = pid.is_some_and(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists());
-        if !alive {
+        let stale = match run {
+            Some(run) if run == current => current == "0" && !alive,
+            _ => true,
+        };
+        if stale {
             let _ = admin
                 .execute(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)").as_str())
                 .await;
@@ -147,7 +168,8 @@ async fn drop_orphaned_databases(admin: &mut PgConnection) {
 pub async fn test_database() -> (PgPool, String) {
     let template = ensure_template().await;
     let name = format!(
-        "epg_test_{}_{}",
+        "epg_test_{}_{}_{}",
+        run_id(),
         std::process::id(),
         epg::ids::random_base62(10).to_lowercase()
     );
