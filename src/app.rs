@@ -83,7 +83,11 @@ impl Application {
                 config.security.rate_limit_burst,
             )),
             merchants: MerchantStore::new(pool.clone()),
-            idempotency: IdempotencyStore::new(pool.clone(), lease),
+            idempotency: IdempotencyStore::new(
+                pool.clone(),
+                lease,
+                config.card_key().map_err(AppError::Config)?,
+            ),
             metrics: Arc::new(Metrics::default()),
             events: crate::events::Bus::new(),
             payments: crate::payments::Payments::new(

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use sqlx::PgPool;
 
-use crate::crypto::sha256;
+use crate::crypto::{CardKey, sha256};
 use crate::ids::MerchantId;
 
 /// How long saved responses are kept.
@@ -48,15 +48,24 @@ pub fn request_hash(method: &str, path: &str, body: &[u8]) -> [u8; 32] {
 #[derive(Debug, Clone)]
 pub struct IdempotencyStore {
     pool: PgPool,
+    /// Saved responses are sealed: they can hold secrets shown once (a
+    /// webhook endpoint's signing secret, a payment's client secret).
+    key: CardKey,
     /// How long a running request keeps its claim; a node that died
     /// mid-request releases the key after this.
     lease: Duration,
 }
 
 impl IdempotencyStore {
-    /// A store whose claims last `lease`.
-    pub fn new(pool: PgPool, lease: Duration) -> Self {
-        Self { pool, lease }
+    /// A store whose claims last `lease`, sealing responses with `key`.
+    pub fn new(pool: PgPool, lease: Duration, key: CardKey) -> Self {
+        Self { pool, lease, key }
+    }
+
+    /// What a sealed response is bound to: it opens for this merchant's
+    /// key only.
+    fn context(merchant: &MerchantId, key: &str) -> Vec<u8> {
+        format!("epg.idempotency.v1:{merchant}:{key}").into_bytes()
     }
 
     /// Claims `key` for a request, or tells how to answer it.
@@ -105,7 +114,11 @@ impl IdempotencyStore {
             true
         } else if row.request_hash != hash {
             return Ok(Claim::Mismatch);
-        } else if let (Some(status), Some(body)) = (row.response_status, row.response_body) {
+        } else if let (Some(status), Some(sealed)) = (row.response_status, row.response_body) {
+            let body = self
+                .key
+                .open(&sealed, &Self::context(merchant, key))
+                .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
             return Ok(Claim::Replay {
                 status: u16::try_from(status).unwrap_or(500),
                 body,
@@ -149,7 +162,7 @@ impl IdempotencyStore {
             merchant.as_str(),
             key,
             i16::try_from(status).unwrap_or(500),
-            body,
+            self.key.seal(body, &Self::context(merchant, key)),
         )
         .execute(&self.pool)
         .await?;

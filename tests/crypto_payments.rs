@@ -16,8 +16,8 @@ use alloy::signers::local::PrivateKeySigner;
 use common::{TestApp, json, spawn_app_with};
 use epg::chain::config::ChainConfig;
 use epg::chain::contracts::{DevStablecoin, PaymentRouter};
-use epg::chain::deploy::{self, DeployPlan, Deployment};
-use epg::devnet::anvil::{Anvil, DEV_KEY_0};
+use epg::chain::deploy::Deployment;
+use epg::devnet::anvil::Anvil;
 use serde_json::{Value, json};
 
 /// Anvil's default account #1 (public devnet key): the customer.
@@ -31,20 +31,7 @@ struct Setup {
 
 async fn setup() -> Setup {
     let anvil = common::anvil().await;
-    let deployer: PrivateKeySigner = DEV_KEY_0.parse().unwrap();
-    let address = deployer.address();
-    let deployment = deploy::deploy(
-        &anvil.rpc_url(),
-        deployer,
-        &DeployPlan {
-            treasury: address,
-            admin: address,
-            anchorer: address,
-            dev_helpers: true,
-        },
-    )
-    .await
-    .unwrap();
+    let deployment = common::deploy_devnet(&anvil).await;
     let chain = ChainConfig::devnet(&deployment, &anvil.rpc_url());
     let app = spawn_app_with(move |config| config.chains = vec![chain]).await;
     Setup {

@@ -86,8 +86,26 @@ impl Reader {
     }
 }
 
-fn payment_id() -> String {
-    format!("pay_{}", epg::ids::random_base62(24))
+/// A real payment of the app's merchant: its id and client secret.
+async fn payment(app: &common::TestApp) -> (String, String) {
+    payment_with(app, &app.secret_key).await
+}
+
+async fn payment_with(app: &common::TestApp, key: &str) -> (String, String) {
+    let created: Value = app
+        .post(
+            "/v1/payments",
+            key,
+            &json!({"amount": 500, "currency": "jpy"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    (
+        created["id"].as_str().unwrap().to_owned(),
+        created["client_secret"].as_str().unwrap().to_owned(),
+    )
 }
 
 fn snapshot(id: &str, status: &str) -> Value {
@@ -100,7 +118,8 @@ fn snapshot(id: &str, status: &str) -> Value {
 #[tokio::test]
 async fn past_events_then_live_ones() {
     let app = common::spawn_app_with(|c| c.webhooks.poll_interval_ms = 200).await;
-    let pay = payment_id();
+    let (pay, client_secret) = payment(&app).await;
+    let (other_pay, _) = payment(&app).await;
     let first = record(
         &app.pool,
         &app.merchant_id,
@@ -120,14 +139,18 @@ async fn past_events_then_live_ones() {
         &app.pool,
         &app.merchant_id,
         EventType::PaymentSucceeded,
-        &snapshot(&payment_id(), "succeeded"),
+        &snapshot(&other_pay, "succeeded"),
     )
     .await;
 
     let url = format!("{}/v1/payments/{pay}/events/stream", app.address);
-    let mut stream = Reader::open(url.clone(), Some(&app.publishable_key))
-        .await
-        .unwrap();
+    // A browser needs the payment's client secret with its publishable key.
+    let mut stream = Reader::open(
+        format!("{url}?client_secret={client_secret}"),
+        Some(&app.publishable_key),
+    )
+    .await
+    .unwrap();
     let e1 = stream.next().await.unwrap();
     assert_eq!(e1.id, first.as_str());
     assert_eq!(e1.event, "payment.requires_action");
@@ -183,7 +206,8 @@ async fn past_events_then_live_ones() {
 async fn streams_are_scoped_and_authenticated() {
     let app = common::spawn_app().await;
     let (other, other_key) = app.merchant().await;
-    let pay = payment_id();
+    let (pay, client_secret) = payment(&app).await;
+    let (their_pay, _) = payment_with(&app, &other_key).await;
     record(
         &app.pool,
         &app.merchant_id,
@@ -191,16 +215,23 @@ async fn streams_are_scoped_and_authenticated() {
         &snapshot(&pay, "processing"),
     )
     .await;
-    // Another merchant asking for the same id sees only its own events.
+    // Another merchant's payment does not exist for this one, and the
+    // other merchant sees only its own events.
     let theirs = record(
         &app.pool,
         &other,
         EventType::PaymentFailed,
-        &snapshot(&pay, "failed"),
+        &snapshot(&their_pay, "failed"),
     )
     .await;
     let url = format!("{}/v1/payments/{pay}/events/stream", app.address);
-    let mut stream = Reader::open(url.clone(), Some(&other_key)).await.unwrap();
+    let err = Reader::open(url.clone(), Some(&other_key))
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(err.status(), 404);
+    let their_url = format!("{}/v1/payments/{their_pay}/events/stream", app.address);
+    let mut stream = Reader::open(their_url, Some(&other_key)).await.unwrap();
     assert_eq!(stream.next().await.unwrap().id, theirs.as_str());
 
     let err = Reader::open(url.clone(), None).await.err().unwrap();
@@ -213,13 +244,22 @@ async fn streams_are_scoped_and_authenticated() {
     .err()
     .unwrap();
     assert_eq!(err.status(), 401);
-    // Client secrets open a stream once payments exist (see
-    // `authorize_client_secret`); until then they are refused.
+    // The client secret alone opens the stream; a wrong one does not, nor a
+    // publishable key without it.
+    let mut by_secret = Reader::open(format!("{url}?client_secret={client_secret}"), None)
+        .await
+        .unwrap();
+    assert_eq!(by_secret.next().await.unwrap().event, "payment.processing");
     let err = Reader::open(format!("{url}?client_secret={pay}_secret_abc"), None)
         .await
         .err()
         .unwrap();
     assert_eq!(err.status(), 401);
+    let err = Reader::open(url.clone(), Some(&app.publishable_key))
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(err.status(), 404);
     let err = Reader::open(
         format!("{}/v1/payments/not_a_payment/events/stream", app.address),
         Some(&app.secret_key),

@@ -5,28 +5,13 @@
 
 mod common;
 
-use alloy::signers::local::PrivateKeySigner;
 use common::{TestApp, json, spawn_app_with};
-use epg::chain::deploy::{self, DeployPlan};
 use epg::devnet::anvil::{Anvil, DEV_KEY_0};
 use serde_json::{Value, json};
 
 async fn node_with_anchor() -> (TestApp, Anvil) {
     let anvil = common::anvil().await;
-    let deployer: PrivateKeySigner = DEV_KEY_0.parse().unwrap();
-    let address = deployer.address();
-    let deployment = deploy::deploy(
-        &anvil.rpc_url(),
-        deployer,
-        &DeployPlan {
-            treasury: address,
-            admin: address,
-            anchorer: address,
-            dev_helpers: true,
-        },
-    )
-    .await
-    .unwrap();
+    let deployment = common::deploy_devnet(&anvil).await;
     let rpc = anvil.rpc_url();
     let app = spawn_app_with(move |config| {
         config.settlement.anchor_rpc_url = rpc;

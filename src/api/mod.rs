@@ -16,6 +16,7 @@ pub mod events;
 pub mod extract;
 pub mod health;
 pub mod idempotency;
+pub mod list;
 pub mod observe;
 pub mod payments;
 pub mod rate_limit;

@@ -247,25 +247,13 @@ struct ListQuery {
     status: Option<String>,
 }
 
-/// Validates `limit` (1–100, default 10).
-pub fn list_limit(limit: Option<i64>) -> Result<i64, ApiError> {
-    match limit {
-        None => Ok(10),
-        Some(n) if (1..=100).contains(&n) => Ok(n),
-        Some(_) => Err(ApiError::invalid_param(
-            "limit",
-            "limit must be between 1 and 100",
-        )),
-    }
-}
-
 #[tracing::instrument(skip_all)]
 async fn list(
     State(state): State<AppState>,
     SecretKey(caller): SecretKey,
     Query(query): Query<ListQuery>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let limit = list_limit(query.limit)?;
+    let limit = super::list::limit(query.limit)?;
     let status = query
         .status
         .as_deref()
@@ -274,15 +262,10 @@ async fn list(
                 .ok_or_else(|| ApiError::invalid_param("status", format!("unknown status `{s}`")))
         })
         .transpose()?;
-    let cursor = |raw: Option<String>, param: &str| {
-        raw.map(|c| {
-            PaymentId::parse(&c)
-                .map_err(|_| ApiError::invalid_param(param, format!("No such payment: '{c}'")))
-        })
-        .transpose()
-    };
-    let starting_after = cursor(query.starting_after, "starting_after")?;
-    let ending_before = cursor(query.ending_before, "ending_before")?;
+    let cursor =
+        |raw: Option<&str>, param| super::list::cursor(raw, param, "payment", PaymentId::parse);
+    let starting_after = cursor(query.starting_after.as_deref(), "starting_after")?;
+    let ending_before = cursor(query.ending_before.as_deref(), "ending_before")?;
     if starting_after.is_some() && ending_before.is_some() {
         return Err(ApiError::invalid_param(
             "ending_before",

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::auth::SecretKey;
 use super::error::ApiError;
-use super::payments::{list_limit, payment_id};
+use super::payments::payment_id;
 use super::{AppState, Json, Query};
 use crate::ids::{PaymentId, RefundId};
 use crate::metadata::Metadata;
@@ -102,17 +102,14 @@ async fn list(
     SecretKey(caller): SecretKey,
     Query(query): Query<ListQuery>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let limit = list_limit(query.limit)?;
+    let limit = super::list::limit(query.limit)?;
     let payment = query.payment.as_deref().map(payment_id).transpose()?;
-    let starting_after = query
-        .starting_after
-        .as_deref()
-        .map(|c| {
-            RefundId::parse(c).map_err(|_| {
-                ApiError::invalid_param("starting_after", format!("No such refund: '{c}'"))
-            })
-        })
-        .transpose()?;
+    let starting_after = super::list::cursor(
+        query.starting_after.as_deref(),
+        "starting_after",
+        "refund",
+        RefundId::parse,
+    )?;
     let (refunds, has_more) = refunds::list(
         &state.pool,
         &caller.merchant_id,

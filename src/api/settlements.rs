@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use super::auth::SecretKey;
 use super::error::ApiError;
-use super::payments::{list_limit, payment_id};
+use super::payments::payment_id;
 use super::{AppState, Query};
 use crate::ids::SettlementId;
 use crate::settlement::{self, SettlementError};
@@ -48,16 +48,13 @@ async fn list(
     SecretKey(caller): SecretKey,
     Query(query): Query<ListQuery>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let limit = list_limit(query.limit)?;
-    let starting_after = query
-        .starting_after
-        .as_deref()
-        .map(|c| {
-            SettlementId::parse(c).map_err(|_| {
-                ApiError::invalid_param("starting_after", format!("No such settlement: '{c}'"))
-            })
-        })
-        .transpose()?;
+    let limit = super::list::limit(query.limit)?;
+    let starting_after = super::list::cursor(
+        query.starting_after.as_deref(),
+        "starting_after",
+        "settlement",
+        SettlementId::parse,
+    )?;
     let (settlements, has_more) = settlement::list(
         &state.pool,
         &caller.merchant_id,

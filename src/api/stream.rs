@@ -79,19 +79,19 @@ pub fn router() -> Router<AppState> {
 
 /// The merchant of payment `payment_id` if `client_secret` is that
 /// payment's client secret.
-///
-/// HOOK: payments do not exist yet (another issue), so this answers `None`
-/// and a client secret never opens a stream. Once the `payments` table has
-/// `client_secret`, this becomes one query comparing it in constant time
-/// (`crate::crypto::constant_time_eq`) and returning the payment's
-/// `merchant_id`.
 pub async fn authorize_client_secret(
     pool: &PgPool,
     payment_id: &str,
     client_secret: &str,
 ) -> Result<Option<MerchantId>, sqlx::Error> {
-    let _ = (pool, payment_id, client_secret);
-    Ok(None)
+    let Ok(id) = crate::ids::PaymentId::parse(payment_id) else {
+        return Ok(None);
+    };
+    Ok(
+        crate::payments::store::get_by_client_secret(pool, &id, client_secret)
+            .await?
+            .map(|payment| payment.merchant_id),
+    )
 }
 
 #[derive(Debug, Deserialize)]
@@ -186,11 +186,26 @@ async fn authorize(
             .authenticate(&key, state.config.mode)
             .await?
             .ok_or_else(invalid)?;
-        let audience = match caller.kind {
-            KeyKind::Secret => Audience::Merchant,
-            KeyKind::Publishable => Audience::Browser,
+        let not_found = || ApiError::not_found("payment", payment_id);
+        return match caller.kind {
+            KeyKind::Secret => {
+                // Another merchant's payment is unknown, not an empty stream.
+                let id = crate::ids::PaymentId::parse(payment_id).map_err(|_| not_found())?;
+                state.payments.get(&caller.merchant_id, &id).await?;
+                Ok((caller.merchant_id, Audience::Merchant))
+            }
+            // A browser reads a payment only with its client secret, as for
+            // GET /v1/payments/{id}.
+            KeyKind::Publishable => {
+                let secret = client_secret.ok_or_else(not_found)?;
+                match authorize_client_secret(&state.pool, payment_id, secret).await? {
+                    Some(merchant) if merchant == caller.merchant_id => {
+                        Ok((merchant, Audience::Browser))
+                    }
+                    _ => Err(not_found()),
+                }
+            }
         };
-        return Ok((caller.merchant_id, audience));
     }
     if let Some(secret) = client_secret {
         return authorize_client_secret(&state.pool, payment_id, secret)

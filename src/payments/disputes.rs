@@ -280,14 +280,14 @@ pub async fn resolve(
             kind: "payment",
             id: dispute.payment_id.to_string(),
         })?;
-    match outcome {
-        Outcome::Won => {
-            postings::dispute_won(&mut tx, &payment, &dispute.id, dispute.amount).await?
-        }
-        Outcome::Lost => {
-            postings::dispute_lost(&mut tx, &payment, &dispute.id, dispute.amount).await?;
-        }
-    }
+    postings::dispute_closed(
+        &mut tx,
+        &payment,
+        &dispute.id,
+        dispute.amount,
+        outcome == Outcome::Won,
+    )
+    .await?;
     dispute.status = match outcome {
         Outcome::Won => "won",
         Outcome::Lost => "lost",

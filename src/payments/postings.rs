@@ -231,39 +231,27 @@ pub(super) async fn dispute_opened(
     Ok(())
 }
 
-/// Reinstates the disputed amount.
-pub(super) async fn dispute_won(
+/// Closes a dispute: the disputed amount leaves `disputes` for the
+/// merchant (won: reinstated) or the processor (lost: it goes to the
+/// cardholder).
+pub(super) async fn dispute_closed(
     conn: &mut PgConnection,
     payment: &Payment,
     dispute: &DisputeId,
     amount: i64,
+    won: bool,
 ) -> Result<(), PaymentError> {
     let asset = asset(payment)?;
-    let entry = Entry::new(format!("{dispute}:won"), EntryKind::DISPUTE)
+    let (step, to) = if won {
+        ("won", pending(payment))
+    } else {
+        ("lost", AccountRef::clearing(method(payment)))
+    };
+    let entry = Entry::new(format!("{dispute}:{step}"), EntryKind::DISPUTE)
         .source(dispute.as_str())
         .transfer(
             AccountRef::disputes(),
-            pending(payment),
-            &asset,
-            Amount::from_minor(amount),
-        );
-    ledger::post(conn, &entry).await?;
-    Ok(())
-}
-
-/// The disputed amount goes to the cardholder through the processor.
-pub(super) async fn dispute_lost(
-    conn: &mut PgConnection,
-    payment: &Payment,
-    dispute: &DisputeId,
-    amount: i64,
-) -> Result<(), PaymentError> {
-    let asset = asset(payment)?;
-    let entry = Entry::new(format!("{dispute}:lost"), EntryKind::DISPUTE)
-        .source(dispute.as_str())
-        .transfer(
-            AccountRef::disputes(),
-            AccountRef::clearing(method(payment)),
+            to,
             &asset,
             Amount::from_minor(amount),
         );

@@ -363,3 +363,23 @@ pub async fn json(response: reqwest::Response, status: u16) -> serde_json::Value
     assert_eq!(actual, status, "unexpected status; body: {body}");
     serde_json::from_str(&body).unwrap_or_else(|_| panic!("not JSON: {body}"))
 }
+
+/// E-PG's four contracts deployed on `anvil` by its first funded account,
+/// which is also treasury, admin and anchorer (as in `epg dev`).
+pub async fn deploy_devnet(anvil: &epg::devnet::anvil::Anvil) -> epg::chain::deploy::Deployment {
+    let deployer: alloy::signers::local::PrivateKeySigner =
+        epg::devnet::anvil::DEV_KEY_0.parse().unwrap();
+    let address = deployer.address();
+    epg::chain::deploy::deploy(
+        &anvil.rpc_url(),
+        deployer,
+        &epg::chain::deploy::DeployPlan {
+            treasury: address,
+            admin: address,
+            anchorer: address,
+            dev_helpers: true,
+        },
+    )
+    .await
+    .unwrap()
+}
