@@ -167,7 +167,12 @@ async fn send(
 
 #[tokio::test]
 async fn request_bodies_accept_exactly_the_documented_fields() {
-    let app = common::spawn_app().await;
+    // Thousands of probes from one key: the rate limit is not under test.
+    let app = common::spawn_app_with(|config| {
+        config.security.rate_limit_per_second = 1_000_000;
+        config.security.rate_limit_burst = 1_000_000;
+    })
+    .await;
     let doc = document();
     let vocabulary = handler_field_names();
     assert!(vocabulary.contains("payment_method") && vocabulary.contains("type"));
@@ -238,7 +243,12 @@ async fn request_bodies_accept_exactly_the_documented_fields() {
 
 #[tokio::test]
 async fn query_parameters_are_exactly_the_documented_ones() {
-    let app = common::spawn_app().await;
+    // Thousands of probes from one key: the rate limit is not under test.
+    let app = common::spawn_app_with(|config| {
+        config.security.rate_limit_per_second = 1_000_000;
+        config.security.rate_limit_burst = 1_000_000;
+    })
+    .await;
     let doc = document();
     let vocabulary = handler_field_names();
     let mut failures = Vec::new();
