@@ -39,6 +39,7 @@ use epg::devnet::anvil::{Anvil, AnvilOptions, DEV_KEY_0};
 use epg::telemetry::metrics::Metrics;
 use futures::future::BoxFuture;
 use futures::stream::{self, StreamExt};
+use rand::Rng;
 use sqlx::{Connection, Executor, PgConnection, PgPool};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -230,7 +231,14 @@ async fn latency(
             chain.mine(1).await;
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        // Polling: land at a random point of the poll cycle, not in phase
+        // with it.
+        let jitter = if ws {
+            20
+        } else {
+            rand::thread_rng().gen_range(20..20 + poll_ms)
+        };
+        tokio::time::sleep(Duration::from_millis(jitter)).await;
         let t0 = Instant::now();
         chain.mine(1).await;
         loop {

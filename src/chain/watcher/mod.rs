@@ -417,7 +417,7 @@ impl Watcher {
             None => loaded.cursor,
         };
         let from = base.map_or(loaded.start_block, |b| b.number.saturating_add(1));
-        let mut end = head.min(from.saturating_add(self.chain.max_block_range - 1));
+        let mut end = head.min(from.saturating_add(self.chain.max_block_range.max(1) - 1));
         if let Some(r) = &reorg {
             // Rescan at least what was dropped, so that a transaction the
             // new chain includes again is kept rather than removed.
@@ -567,7 +567,8 @@ impl Watcher {
         let mut raw = Vec::new();
         let mut chunk_from = from;
         while chunk_from <= end {
-            let chunk_to = end.min(chunk_from.saturating_add(self.chain.max_block_range - 1));
+            let chunk_to =
+                end.min(chunk_from.saturating_add(self.chain.max_block_range.max(1) - 1));
             raw.extend(
                 self.rpc
                     .payment_logs(self.chain.router, chunk_from, chunk_to)
@@ -734,7 +735,19 @@ impl Watcher {
             }
         }
 
-        let written = store::insert_transfers(&mut tx, chain_id, self.chain.router, &fresh).await?;
+        let cursor = match &scan {
+            Some(s) => Some(Cursor {
+                number: s.end.number,
+                hash: s.end.hash,
+            }),
+            None => reorg.and_then(|r| r.ancestor),
+        };
+        // Blocks up to here have the confirmation depth once the cursor is
+        // at `cursor`.
+        let deep_enough = cursor.and_then(|c| (c.number + 1).checked_sub(self.chain.confirmations));
+        let written =
+            store::insert_transfers(&mut tx, chain_id, self.chain.router, &fresh, deep_enough)
+                .await?;
         if written.len() < fresh.len() {
             let recorded: HashSet<(B256, u32)> = written
                 .iter()
@@ -754,33 +767,41 @@ impl Watcher {
                 store::move_transfer(&mut tx, chain_id, log).await?;
             }
         }
-        for transfer in &written {
-            sink.detected(&mut tx, transfer)
-                .await
-                .map_err(StepError::Sink)?;
+        // Rows written already confirmed: the sink still hears `detected`
+        // first.
+        let mut confirmed = Vec::new();
+        for transfer in written {
+            if transfer.status == TransferStatus::Confirmed {
+                let detected = Transfer {
+                    status: TransferStatus::Detected,
+                    ..transfer.clone()
+                };
+                sink.detected(&mut tx, &detected)
+                    .await
+                    .map_err(StepError::Sink)?;
+                confirmed.push(transfer);
+            } else {
+                sink.detected(&mut tx, &transfer)
+                    .await
+                    .map_err(StepError::Sink)?;
+            }
+            report.detected += 1;
         }
-        report.detected = u32::try_from(written.len()).unwrap_or(u32::MAX);
 
-        let cursor = match &scan {
-            Some(s) => Some(Cursor {
-                number: s.end.number,
-                hash: s.end.hash,
-            }),
-            None => reorg.and_then(|r| r.ancestor),
-        };
         if let Some(s) = &scan {
             store::put_blocks(&mut tx, chain_id, &s.keep).await?;
         }
+        if let Some(deep_enough) = deep_enough {
+            confirmed.extend(store::confirm_up_to(&mut tx, chain_id, deep_enough).await?);
+        }
+        confirmed.sort_by_key(|t| (t.block_number, t.log_index, t.id));
+        for transfer in &confirmed {
+            sink.confirmed(&mut tx, transfer)
+                .await
+                .map_err(StepError::Sink)?;
+        }
+        report.confirmed = u32::try_from(confirmed.len()).unwrap_or(u32::MAX);
         if let Some(c) = cursor {
-            if let Some(deep_enough) = (c.number + 1).checked_sub(self.chain.confirmations) {
-                let confirmed = store::confirm_up_to(&mut tx, chain_id, deep_enough).await?;
-                for transfer in &confirmed {
-                    sink.confirmed(&mut tx, transfer)
-                        .await
-                        .map_err(StepError::Sink)?;
-                }
-                report.confirmed = u32::try_from(confirmed.len()).unwrap_or(u32::MAX);
-            }
             store::prune_blocks_below(
                 &mut tx,
                 chain_id,

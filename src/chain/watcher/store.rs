@@ -361,13 +361,17 @@ pub async fn live_transfers_above(
 }
 
 /// Records new transfers, or brings back removed ones with the same
-/// identity. Returns the rows written (each one needs a `detected` call);
-/// a log whose identity is already live is not returned.
+/// identity; those in blocks up to `confirmed_up_to` are written confirmed
+/// straight away (a backlog then costs one write per row, not two).
+/// Returns the rows written (each one needs a `detected` call, and a
+/// `confirmed` call if so written); a log whose identity is already live is
+/// not returned.
 pub async fn insert_transfers(
     conn: &mut PgConnection,
     chain_id: u64,
     router: Address,
     logs: &[FoundLog],
+    confirmed_up_to: Option<u64>,
 ) -> Result<Vec<Transfer>, sqlx::Error> {
     if logs.is_empty() {
         return Ok(Vec::new());
@@ -404,10 +408,13 @@ pub async fn insert_transfers(
         TransferRow,
         r#"INSERT INTO chain_transfers AS t
                 (chain_id, tx_hash, tx_log_ordinal, log_index, block_number, block_hash,
-                 block_timestamp, router, ref, payer, token, asset, amount, status)
+                 block_timestamp, router, ref, payer, token, asset, amount, status,
+                 confirmed_at)
            SELECT $1, u.tx_hash, u.ordinal, u.log_index, u.block_number, u.block_hash,
                   u.block_timestamp, $2, u.ref, u.payer, u.token, NULLIF(u.asset, ''),
-                  u.amount::numeric, 'detected'
+                  u.amount::numeric,
+                  CASE WHEN u.block_number <= $14 THEN 'confirmed' ELSE 'detected' END,
+                  CASE WHEN u.block_number <= $14 THEN now() END
              FROM UNNEST($3::text[], $4::int4[], $5::int8[], $6::int8[], $7::text[],
                          $8::timestamptz[], $9::text[], $10::text[], $11::text[], $12::text[],
                          $13::text[])
@@ -418,8 +425,8 @@ pub async fn insert_transfers(
                   block_hash = EXCLUDED.block_hash, block_timestamp = EXCLUDED.block_timestamp,
                   router = EXCLUDED.router, ref = EXCLUDED.ref, payer = EXCLUDED.payer,
                   token = EXCLUDED.token, asset = EXCLUDED.asset, amount = EXCLUDED.amount,
-                  status = 'detected', detected_at = now(), confirmed_at = NULL,
-                  updated_at = now()
+                  status = EXCLUDED.status, detected_at = now(),
+                  confirmed_at = EXCLUDED.confirmed_at, updated_at = now()
             WHERE t.status = 'removed'
            RETURNING id, chain_id, tx_hash, tx_log_ordinal, log_index, block_number, block_hash,
                      block_timestamp, router, ref AS reference, payer, token, asset,
@@ -437,6 +444,7 @@ pub async fn insert_transfers(
         &tokens,
         &assets,
         &amounts,
+        confirmed_up_to.map(int8).transpose()?.unwrap_or(-1),
     )
     .fetch_all(&mut *conn)
     .await?;
