@@ -46,7 +46,7 @@ async fn create(
     if body.crypto_destination.is_some() {
         return Err(ApiError::invalid_param(
             "crypto_destination",
-            "crypto_destination applies to crypto payments only",
+            "on-chain refunds (crypto_destination) are not available on this node yet",
         ));
     }
     let metadata =

@@ -106,7 +106,7 @@ pub async fn create(
     if method == Some(MethodType::Crypto) {
         return Err(PaymentError::invalid(
             "crypto_destination",
-            "crypto payments are refunded on-chain and need crypto_destination",
+            "crypto payments are refunded on-chain to a crypto_destination, which this node cannot send yet",
         ));
     }
     let remaining = payment.amount_received - payment.amount_refunded;
