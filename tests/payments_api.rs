@@ -50,6 +50,11 @@ async fn pay_card(app: &TestApp, amount: i64, capture: &str, number: &str) -> Va
     .await
 }
 
+/// Drives a sandbox processor through a test helper (`/v1/test/…`).
+async fn sandbox(app: &TestApp, path: &str) -> Value {
+    json(app.post(path, &app.secret_key, &json!({})).await, 200).await
+}
+
 async fn balance(app: &TestApp) -> Value {
     json(app.get("/v1/balance", &app.secret_key).await, 200).await
 }
@@ -518,30 +523,12 @@ async fn bank_transfers_process_until_cleared_and_can_be_returned() {
     .await;
     assert_eq!(still["status"], "processing");
 
-    let cleared = json(
-        app.post(
-            &format!("/v1/test/bank_transfers/{id}/clear"),
-            &app.secret_key,
-            &json!({}),
-        )
-        .await,
-        200,
-    )
-    .await;
+    let cleared = sandbox(&app, &format!("/v1/test/bank_transfers/{id}/clear")).await;
     assert_eq!(cleared["status"], "succeeded");
     // 0.8% capped at 500: 200.
     assert_eq!(amount_in(&balance(&app).await, "pending", "usd"), 24_800);
 
-    let returned = json(
-        app.post(
-            &format!("/v1/test/bank_transfers/{id}/return"),
-            &app.secret_key,
-            &json!({}),
-        )
-        .await,
-        200,
-    )
-    .await;
+    let returned = sandbox(&app, &format!("/v1/test/bank_transfers/{id}/return")).await;
     assert_eq!(returned["status"], "failed");
     assert_eq!(returned["last_payment_error"]["code"], "bank_return");
     // 25,000 returned from 24,800: the merchant owes the 200 fee.
@@ -586,31 +573,13 @@ async fn ewallets_redirect_then_approve_or_decline() {
             .unwrap()
             .starts_with("http")
     );
-    let approved = json(
-        app.post(
-            &format!("/v1/test/ewallet/{id}/approve"),
-            &app.secret_key,
-            &json!({}),
-        )
-        .await,
-        200,
-    )
-    .await;
+    let approved = sandbox(&app, &format!("/v1/test/ewallet/{id}/approve")).await;
     assert_eq!(approved["status"], "succeeded");
 
     let other = create_usd(&app, 900, "automatic").await;
     let other_id = other["id"].as_str().unwrap();
     json(confirm(&app, other_id, method).await, 200).await;
-    let declined = json(
-        app.post(
-            &format!("/v1/test/ewallet/{other_id}/decline"),
-            &app.secret_key,
-            &json!({}),
-        )
-        .await,
-        200,
-    )
-    .await;
+    let declined = sandbox(&app, &format!("/v1/test/ewallet/{other_id}/decline")).await;
     assert_eq!(declined["status"], "failed");
 
     let bad_provider = confirm(
@@ -644,16 +613,7 @@ async fn vouchers_are_paid_at_a_store_or_expire() {
             .unwrap()
             > 0
     );
-    let paid = json(
-        app.post(
-            &format!("/v1/test/vouchers/{id}/pay"),
-            &app.secret_key,
-            &json!({}),
-        )
-        .await,
-        200,
-    )
-    .await;
+    let paid = sandbox(&app, &format!("/v1/test/vouchers/{id}/pay")).await;
     assert_eq!(paid["status"], "succeeded");
     // 3% of ¥500, half up: 15.
     assert_eq!(amount_in(&balance(&app).await, "pending", "jpy"), 485);
@@ -715,16 +675,7 @@ async fn checks_clear_or_bounce() {
     let id = cleared["id"].as_str().unwrap();
     let processing = json(confirm(&app, id, json!({"type": "check"})).await, 200).await;
     assert_eq!(processing["status"], "processing");
-    let done = json(
-        app.post(
-            &format!("/v1/test/checks/{id}/clear"),
-            &app.secret_key,
-            &json!({}),
-        )
-        .await,
-        200,
-    )
-    .await;
+    let done = sandbox(&app, &format!("/v1/test/checks/{id}/clear")).await;
     assert_eq!(done["status"], "succeeded");
 
     let bounced = create_usd(&app, 4000, "automatic").await;
@@ -734,26 +685,8 @@ async fn checks_clear_or_bounce() {
         200,
     )
     .await;
-    json(
-        app.post(
-            &format!("/v1/test/checks/{bounced_id}/clear"),
-            &app.secret_key,
-            &json!({}),
-        )
-        .await,
-        200,
-    )
-    .await;
-    let bounce = json(
-        app.post(
-            &format!("/v1/test/checks/{bounced_id}/bounce"),
-            &app.secret_key,
-            &json!({}),
-        )
-        .await,
-        200,
-    )
-    .await;
+    sandbox(&app, &format!("/v1/test/checks/{bounced_id}/clear")).await;
+    let bounce = sandbox(&app, &format!("/v1/test/checks/{bounced_id}/bounce")).await;
     assert_eq!(bounce["status"], "failed");
     assert_eq!(bounce["last_payment_error"]["code"], "check_bounce");
     // 7000 - 70 fee, and the bounced check's 40 fee kept.
