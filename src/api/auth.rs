@@ -24,7 +24,9 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
     }
 }
 
-async fn resolve(
+/// The caller behind an `Authorization: Bearer <key>` header, or the 401
+/// that explains what is wrong with it.
+pub(super) async fn resolve(
     state: &AppState,
     header: Option<&axum::http::HeaderValue>,
 ) -> Result<Caller, ApiError> {

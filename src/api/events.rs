@@ -67,14 +67,7 @@ pub fn page_params<Id>(
     ending_before: Option<&str>,
     parse: impl Fn(&str) -> Option<Id>,
 ) -> Result<(usize, Page<Id>), ApiError> {
-    let limit = limit.unwrap_or(10);
-    if !(1..=100).contains(&limit) {
-        return Err(ApiError::invalid_param(
-            "limit",
-            "limit must be between 1 and 100.",
-        ));
-    }
-    let limit = usize::try_from(limit).unwrap_or(10);
+    let limit = usize::try_from(super::list::limit(limit.map(i64::from))?).unwrap_or(10);
     let cursor = |param: &str, raw: &str| {
         parse(raw).ok_or_else(|| {
             ApiError::invalid_param(param.to_owned(), format!("Invalid {param}: '{raw}'."))

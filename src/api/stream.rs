@@ -36,7 +36,7 @@ use super::{AppState, Query};
 use crate::config::Mode;
 use crate::events::{Bus, Event, EventStore, Notice, Subscription};
 use crate::ids::{EventId, MerchantId};
-use crate::merchants::{ApiKey, KeyKind};
+use crate::merchants::KeyKind;
 
 /// Interval of keep-alive comments on an idle stream.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
@@ -162,30 +162,8 @@ async fn authorize(
     headers: &HeaderMap,
     client_secret: Option<&str>,
 ) -> Result<(MerchantId, Audience), ApiError> {
-    let invalid = || {
-        ApiError::unauthenticated(
-            "api_key_invalid",
-            "Invalid API key provided (unknown, revoked, or for the other mode).",
-        )
-    };
     if let Some(value) = headers.get(header::AUTHORIZATION) {
-        let token = value
-            .to_str()
-            .ok()
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .ok_or_else(|| {
-                ApiError::unauthenticated(
-                    "api_key_malformed",
-                    "The Authorization header must be `Bearer <key>`.",
-                )
-            })?;
-        let key = ApiKey::parse(token).ok_or_else(invalid)?;
-        let caller = state
-            .merchants
-            .authenticate(&key, state.config.mode)
-            .await?
-            .ok_or_else(invalid)?;
+        let caller = super::auth::resolve(state, Some(value)).await?;
         let not_found = || ApiError::not_found("payment", payment_id);
         return match caller.kind {
             KeyKind::Secret => {
