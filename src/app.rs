@@ -46,6 +46,8 @@ pub struct Application {
     listener: TcpListener,
     address: SocketAddr,
     state: AppState,
+    /// The hot wallet's key, when configured.
+    wallet: Option<alloy::signers::local::PrivateKeySigner>,
 }
 
 impl std::fmt::Debug for Application {
@@ -77,6 +79,13 @@ impl Application {
         let lease = config.request_timeout() + Duration::from_secs(30);
         register_chain_assets(&pool, &config).await?;
         let settlement = settlement_context(&config).await?;
+        let wallet = config
+            .wallet
+            .signer()
+            .map_err(|(key, message)| AppError::Anchor(format!("{key}: {message}")))?;
+        let wallet_chains = wallet.as_ref().map_or_else(Vec::new, |signer| {
+            crate::chain::sender::sendable_chains(&config.chains, signer)
+        });
         let state = AppState {
             rate_limiter: Arc::new(api::rate_limit::RateLimiter::new(
                 config.security.rate_limit_per_second,
@@ -104,7 +113,8 @@ impl Application {
                     config.payments.public_url.clone()
                 },
                 config.chains.clone(),
-            ),
+            )
+            .with_wallet_chains(wallet_chains),
             settlement,
             chains: Arc::new(crate::chain::watcher::ChainStatus::new(
                 config.chains.iter().map(|c| c.chain_id),
@@ -116,6 +126,7 @@ impl Application {
             listener,
             address,
             state,
+            wallet,
         })
     }
 
@@ -135,7 +146,7 @@ impl Application {
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), AppError> {
         let grace = Duration::from_secs(self.state.config.server.shutdown_grace_secs);
         let mut jobs = JoinSet::new();
-        spawn_jobs(&mut jobs, &self.state, &shutdown);
+        spawn_jobs(&mut jobs, &self.state, self.wallet.as_ref(), &shutdown);
 
         let app = api::router(self.state.clone());
         let signal = shutdown.clone();
@@ -240,7 +251,12 @@ async fn settlement_context(
 }
 
 /// Background jobs of the node, each stopping when `shutdown` fires.
-fn spawn_jobs(jobs: &mut JoinSet<()>, state: &AppState, shutdown: &CancellationToken) {
+fn spawn_jobs(
+    jobs: &mut JoinSet<()>,
+    state: &AppState,
+    wallet: Option<&alloy::signers::local::PrivateKeySigner>,
+    shutdown: &CancellationToken,
+) {
     jobs.spawn(crate::events::bus::listen(
         state.pool.clone(),
         state.events.clone(),
@@ -275,6 +291,24 @@ fn spawn_jobs(jobs: &mut JoinSet<()>, state: &AppState, shutdown: &CancellationT
         &state.chains,
         shutdown,
     );
+    match wallet {
+        Some(signer) => {
+            let sink: Arc<dyn crate::chain::sender::SendSink> = Arc::new(SendBook);
+            crate::chain::sender::spawn_all(
+                jobs,
+                &state.config.chains,
+                &state.pool,
+                signer,
+                &sink,
+                shutdown,
+            );
+        }
+        None if !state.config.chains.is_empty() => tracing::warn!(
+            "no hot wallet key (EPG_WALLET_KEY or wallet.keystore): crypto refunds are refused \
+             and crypto payouts wait for a node that has it"
+        ),
+        None => {}
+    }
     if let Some(ctx) = &state.settlement {
         let ctx = ctx.clone();
         let pool = state.pool.clone();
@@ -300,6 +334,31 @@ fn spawn_jobs(jobs: &mut JoinSet<()>, state: &AppState, shutdown: &CancellationT
             }
         }
     });
+}
+
+/// Books the end of a hot-wallet send on the side that asked for it.
+struct SendBook;
+
+impl crate::chain::sender::SendSink for SendBook {
+    fn finished<'a>(
+        &'a self,
+        conn: &'a mut sqlx::PgConnection,
+        send: &'a crate::chain::sender::ChainSend,
+        outcome: crate::chain::sender::SendOutcome,
+    ) -> futures::future::BoxFuture<'a, Result<(), crate::chain::watcher::SinkError>> {
+        use crate::chain::sender::Purpose;
+        Box::pin(async move {
+            match send.purpose {
+                Purpose::Refund => {
+                    crate::payments::refunds::on_chain_finished(conn, send, outcome).await?;
+                }
+                Purpose::Payout => {
+                    crate::settlement::payouts::on_chain_finished(conn, send, outcome).await?;
+                }
+            }
+            Ok(())
+        })
+    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -45,9 +45,75 @@ pub struct Config {
     /// Settlement batches and on-chain anchoring of their checkpoints.
     #[serde(default)]
     pub settlement: SettlementConfig,
+    /// The hot wallet that pays crypto refunds and payouts.
+    #[serde(default)]
+    pub wallet: WalletConfig,
     /// EVM chains watched for crypto payments (`[[chains]]`, file only).
     #[serde(default)]
     pub chains: Vec<crate::chain::config::ChainConfig>,
+}
+
+/// The hot wallet: the key of the chains' treasury, from which the node
+/// pays crypto refunds and payouts. Never in the file itself: the hex key
+/// comes from `EPG_WALLET_KEY`, or an encrypted JSON keystore named here
+/// is opened with the password in `EPG_WALLET_PASSWORD`.
+#[derive(Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WalletConfig {
+    /// Path of an encrypted JSON keystore (empty: none).
+    pub keystore: String,
+    /// The hex key, from `EPG_WALLET_KEY` (or set by `epg dev`).
+    #[serde(skip)]
+    pub key: Option<String>,
+    /// The keystore's password, from `EPG_WALLET_PASSWORD`.
+    #[serde(skip)]
+    pub password: Option<String>,
+}
+
+impl std::fmt::Debug for WalletConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WalletConfig")
+            .field("keystore", &self.keystore)
+            .field("key", &self.key.as_ref().map(|_| "<redacted>"))
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+impl WalletConfig {
+    /// The wallet's signer, if one is configured; the error names what is
+    /// wrong without ever showing the key.
+    pub fn signer(
+        &self,
+    ) -> Result<Option<alloy::signers::local::PrivateKeySigner>, (&'static str, String)> {
+        match (&self.key, self.keystore.is_empty()) {
+            (Some(_), false) => Err((
+                "wallet.keystore",
+                "set either EPG_WALLET_KEY or wallet.keystore, not both".into(),
+            )),
+            (Some(key), true) => key.trim().parse().map(Some).map_err(|_| {
+                (
+                    "wallet.key",
+                    "EPG_WALLET_KEY is not a 32-byte hex private key".into(),
+                )
+            }),
+            (None, false) => {
+                let password = self.password.as_deref().ok_or((
+                    "wallet.keystore",
+                    "needs its password in EPG_WALLET_PASSWORD".to_owned(),
+                ))?;
+                alloy::signers::local::PrivateKeySigner::decrypt_keystore(&self.keystore, password)
+                    .map(Some)
+                    .map_err(|e| {
+                        (
+                            "wallet.keystore",
+                            format!("cannot open {}: {e}", self.keystore),
+                        )
+                    })
+            }
+            (None, true) => Ok(None),
+        }
+    }
 }
 
 /// Settlement batches and anchoring.
@@ -408,9 +474,14 @@ impl Config {
             .iter()
             .find(|(k, _)| k == "EPG_ANCHOR_KEY")
             .map(|(_, v)| v.clone());
+        let secret = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        let wallet_key = secret("EPG_WALLET_KEY");
+        let wallet_password = secret("EPG_WALLET_PASSWORD");
         let overridden = apply_env_overrides(&mut table, env)?;
         let mut config: Config = deserialize(table, &overridden)?;
         config.settlement.anchor_key = anchor_key;
+        config.wallet.key = wallet_key;
+        config.wallet.password = wallet_password;
         config.validate(&overridden)?;
         Ok(config)
     }
@@ -484,6 +555,9 @@ impl Config {
                 "payments.expiry_interval_secs",
                 "must be at least 1".into(),
             ));
+        }
+        if let Err((key, message)) = self.wallet.signer() {
+            return Err(err(key, message));
         }
         let st = &self.settlement;
         if st.interval_secs == 0 {
@@ -628,6 +702,8 @@ const IGNORED_ENV: &[&str] = &[
     "EPG_DATA_DIR",
     "EPG_RPC_URL",
     "EPG_ANCHOR_KEY",
+    "EPG_WALLET_KEY",
+    "EPG_WALLET_PASSWORD",
 ];
 
 fn set_path(table: &mut toml::Table, path: &str, value: toml::Value) {

@@ -134,6 +134,11 @@ define_id!(
     "po"
 );
 define_id!(
+    /// An on-chain send from the hot wallet (`cs_…`): a crypto refund or payout.
+    ChainSendId,
+    "cs"
+);
+define_id!(
     /// A request, echoed in the `Request-Id` header and in every log line.
     RequestId,
     "req"

@@ -43,12 +43,14 @@ async fn create(
     let payment = PaymentId::parse(&body.payment).map_err(|_| {
         ApiError::invalid_param("payment", format!("No such payment: '{}'", body.payment))
     })?;
-    if body.crypto_destination.is_some() {
-        return Err(ApiError::invalid_param(
-            "crypto_destination",
-            "on-chain refunds (crypto_destination) are not available on this node yet",
-        ));
-    }
+    let crypto_destination = body
+        .crypto_destination
+        .as_deref()
+        .map(|s| {
+            crate::chain::parse_address(s)
+                .map_err(|message| ApiError::invalid_param("crypto_destination", message))
+        })
+        .transpose()?;
     let metadata =
         Metadata::parse(body.metadata).map_err(|e| ApiError::invalid_param(e.param, e.message))?;
     let refund = refunds::create(
@@ -59,6 +61,7 @@ async fn create(
             amount: body.amount,
             reason: body.reason,
             metadata,
+            crypto_destination,
         },
     )
     .await

@@ -67,6 +67,13 @@ pub struct ChainConfig {
     /// Largest retry delay.
     #[serde(default = "default_retry_cap_ms")]
     pub retry_cap_ms: u64,
+    /// A hot-wallet transaction (refund, payout) still pending after this
+    /// many seconds is replaced with higher fees.
+    #[serde(default = "default_fee_bump_after_secs")]
+    pub fee_bump_after_secs: u64,
+    /// The most the hot wallet pays per gas, in gwei, bumps included.
+    #[serde(default = "default_max_fee_per_gas_gwei")]
+    pub max_fee_per_gas_gwei: u64,
     /// Assets accepted on this chain.
     #[serde(default)]
     pub assets: Vec<AssetConfig>,
@@ -115,6 +122,12 @@ fn default_retry_base_ms() -> u64 {
 }
 fn default_retry_cap_ms() -> u64 {
     30_000
+}
+fn default_fee_bump_after_secs() -> u64 {
+    60
+}
+fn default_max_fee_per_gas_gwei() -> u64 {
+    1000
 }
 
 /// Confirmations `epg dev` asks for: enough to see `processing` before
@@ -173,6 +186,8 @@ impl ChainConfig {
             rpc_timeout_ms: default_rpc_timeout_ms(),
             retry_base_ms: 250,
             retry_cap_ms: 5000,
+            fee_bump_after_secs: 15,
+            max_fee_per_gas_gwei: default_max_fee_per_gas_gwei(),
             assets,
         }
     }
@@ -296,6 +311,12 @@ pub fn validate(chains: &[ChainConfig]) -> Result<(), (String, String)> {
         }
         if chain.retry_cap_ms < chain.retry_base_ms {
             return fail("retry_cap_ms", "must be at least retry_base_ms");
+        }
+        if !(1..=86_400).contains(&chain.fee_bump_after_secs) {
+            return fail("fee_bump_after_secs", "must be between 1 and 86400");
+        }
+        if !(1..=1_000_000).contains(&chain.max_fee_per_gas_gwei) {
+            return fail("max_fee_per_gas_gwei", "must be between 1 and 1000000");
         }
         validate_assets(i, chain)?;
     }

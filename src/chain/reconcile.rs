@@ -1,13 +1,18 @@
 //! `epg reconcile chain`: the node's records against the chain itself.
 //!
-//! Two checks per chain:
+//! Three checks per chain:
 //!
 //! 1. **Every confirmed transfer** (`chain_transfers`, status `confirmed`)
 //!    against its receipt: the transaction exists and succeeded, in the
 //!    recorded block, which is canonical, and its log at the recorded index
 //!    is the router's `PaymentReceived` with the same reference, payer,
 //!    token and amount.
-//! 2. **The treasury per asset** against the ledger. The treasury may have
+//! 2. **Every finished hot-wallet send** (`chain_sends`, refunds and
+//!    payouts) against its receipt: sent from the treasury, in the recorded
+//!    canonical block, succeeded exactly when recorded `confirmed`, and
+//!    moving the recorded amount to the recorded address (the token's
+//!    `Transfer` log, or the transaction's value for the native coin).
+//! 3. **The treasury per asset** against the ledger. The treasury may have
 //!    held funds before the node started watching, so what is compared is
 //!    the *change* of its on-chain balance since the watcher's start
 //!    (balance after block `start_block - 1` → balance after the
@@ -18,7 +23,9 @@
 //!    it). The database side is read in one snapshot, so the cursor and the
 //!    ledger agree with each other; the chain side is read at fixed blocks.
 //!    Money sent to the treasury outside the router, or spent from it
-//!    without a ledger posting, shows up here — that is the point.
+//!    without a ledger posting, shows up here — that is the point. Sends
+//!    the hot wallet finished in blocks above the horizon are taken out of
+//!    the ledger side, since the chain side does not see them yet.
 //!
 //! Every mismatch is a [`Discrepancy`]; the command exits non-zero if there
 //! is one.
@@ -26,13 +33,13 @@
 use std::fmt;
 use std::str::FromStr;
 
-use alloy::primitives::{Address, U256};
+use alloy::primitives::{Address, B256, U256};
 use alloy::sol_types::SolEvent;
 use futures::future::try_join_all;
 use sqlx::{PgConnection, PgPool};
 
 use super::config::ChainConfig;
-use super::contracts::PaymentRouter;
+use super::contracts::{DevStablecoin, PaymentRouter};
 use super::rpc::{ChainRpc, RpcError};
 use super::watcher::store::{self, hex0x, int8};
 use super::watcher::{Transfer, TransferStatus};
@@ -201,6 +208,56 @@ struct Snapshot {
     confirmed: Vec<Transfer>,
     /// Per asset: ledger posted balance of the treasury (base units).
     ledger: Vec<(TargetAsset, AssetCode, i128)>,
+    /// Finished hot-wallet sends.
+    sends: Vec<FinishedSend>,
+}
+
+/// A hot-wallet send that ended, as recorded.
+struct FinishedSend {
+    id: String,
+    token: Address,
+    to: Address,
+    amount: U256,
+    confirmed: bool,
+    tx_hash: B256,
+    block_number: u64,
+    block_hash: B256,
+    gas_fee: U256,
+}
+
+async fn finished_sends(
+    conn: &mut PgConnection,
+    chain_id: u64,
+) -> Result<Vec<FinishedSend>, ReconcileError> {
+    let rows = sqlx::query!(
+        r#"SELECT id, token, to_address, amount::text AS "amount!", status,
+                  tx_hash AS "tx_hash!", block_number AS "block_number!",
+                  block_hash AS "block_hash!", gas_fee::text AS "gas_fee!"
+             FROM chain_sends
+            WHERE chain_id = $1 AND status IN ('confirmed', 'failed')
+            ORDER BY block_number, id"#,
+        int8(chain_id)?,
+    )
+    .fetch_all(conn)
+    .await?;
+    let bad = |what: &str, v: &str| ReconcileError::Setup(format!("chain_sends: bad {what} {v}"));
+    rows.into_iter()
+        .map(|r| {
+            Ok(FinishedSend {
+                token: Address::from_str(&r.token).map_err(|_| bad("token", &r.token))?,
+                to: Address::from_str(&r.to_address).map_err(|_| bad("address", &r.to_address))?,
+                amount: U256::from_str(&r.amount).map_err(|_| bad("amount", &r.amount))?,
+                confirmed: r.status == "confirmed",
+                tx_hash: B256::from_str(&r.tx_hash).map_err(|_| bad("hash", &r.tx_hash))?,
+                block_number: u64::try_from(r.block_number)
+                    .map_err(|_| bad("block", &r.block_number.to_string()))?,
+                block_hash: B256::from_str(&r.block_hash)
+                    .map_err(|_| bad("hash", &r.block_hash))?,
+                gas_fee: U256::from_str(&r.gas_fee).map_err(|_| bad("gas fee", &r.gas_fee))?,
+                id: r.id,
+            })
+        })
+        .collect()
 }
 
 async fn snapshot(pool: &PgPool, target: &Target) -> Result<Snapshot, ReconcileError> {
@@ -222,6 +279,7 @@ async fn snapshot(pool: &PgPool, target: &Target) -> Result<Snapshot, ReconcileE
         None => (None, 0),
     };
     let confirmed = store::confirmed_transfers(&mut tx, target.chain_id).await?;
+    let sends = finished_sends(&mut tx, target.chain_id).await?;
     let mut ledger = Vec::new();
     for asset in &target.assets {
         let code = AssetCode::chain(&asset.symbol, target.chain_id)
@@ -235,6 +293,7 @@ async fn snapshot(pool: &PgPool, target: &Target) -> Result<Snapshot, ReconcileE
         start_block,
         confirmed,
         ledger,
+        sends,
     })
 }
 
@@ -288,6 +347,22 @@ async fn reconcile_chain(
         "chain {chain_id}: {} confirmed transfers checked against their receipts",
         snap.confirmed.len()
     ));
+    for chunk in snap.sends.chunks(16) {
+        let checked = try_join_all(chunk.iter().map(|s| check_send(target, s))).await?;
+        for (s, problem) in chunk.iter().zip(checked) {
+            if let Some(problem) = problem {
+                found.push(Discrepancy {
+                    chain_id,
+                    subject: format!("send {} ({})", s.id, s.tx_hash),
+                    problem,
+                });
+            }
+        }
+    }
+    report.checked.push(format!(
+        "chain {chain_id}: {} hot-wallet sends checked against their receipts",
+        snap.sends.len()
+    ));
 
     let horizon = snap
         .cursor
@@ -299,6 +374,27 @@ async fn reconcile_chain(
                 let before = balance(target, asset.token, baseline).await?;
                 let after = balance(target, asset.token, horizon).await?;
                 let change = signed_difference(after, before);
+                // What the ledger booked for sends the horizon does not cover.
+                let unseen: U256 = snap.sends.iter().filter(|s| s.block_number > horizon).fold(
+                    U256::ZERO,
+                    |sum, s| {
+                        let moved = if s.confirmed && s.token == asset.token {
+                            s.amount
+                        } else {
+                            U256::ZERO
+                        };
+                        let gas = if asset.token == Address::ZERO {
+                            s.gas_fee
+                        } else {
+                            U256::ZERO
+                        };
+                        sum.saturating_add(moved).saturating_add(gas)
+                    },
+                );
+                let ledger = &i128::try_from(unseen)
+                    .ok()
+                    .and_then(|u| ledger.checked_add(u))
+                    .unwrap_or(i128::MAX);
                 let transfers: U256 = snap
                     .confirmed
                     .iter()
@@ -346,6 +442,69 @@ fn signed_difference(after: U256, before: U256) -> Option<i128> {
     } else {
         i128::try_from(before - after).ok().map(|d| -d)
     }
+}
+
+/// What is wrong with a finished send on the chain, if anything.
+async fn check_send(target: &Target, s: &FinishedSend) -> Result<Option<String>, RpcError> {
+    let Some(receipt) = target.rpc.receipt(s.tx_hash).await? else {
+        return Ok(Some("the transaction is not on the chain".into()));
+    };
+    if receipt.from != target.treasury {
+        return Ok(Some(format!("sent by {}, not the treasury", receipt.from)));
+    }
+    if receipt.block_hash != Some(s.block_hash) {
+        return Ok(Some(format!(
+            "recorded in block {}, the chain has it in block {:?}",
+            s.block_number, receipt.block_number
+        )));
+    }
+    if target.rpc.header(s.block_number).await?.map(|h| h.hash) != Some(s.block_hash) {
+        return Ok(Some(format!(
+            "block {} is no longer canonical",
+            s.block_number
+        )));
+    }
+    if receipt.status() != s.confirmed {
+        return Ok(Some(format!(
+            "recorded {}, the transaction {}",
+            if s.confirmed { "confirmed" } else { "failed" },
+            if receipt.status() {
+                "succeeded"
+            } else {
+                "reverted"
+            }
+        )));
+    }
+    let fee = U256::from(receipt.gas_used).saturating_mul(U256::from(receipt.effective_gas_price));
+    if fee != s.gas_fee {
+        return Ok(Some(format!("gas fee {fee} ≠ recorded {}", s.gas_fee)));
+    }
+    if !s.confirmed {
+        return Ok(None);
+    }
+    if s.token == Address::ZERO {
+        let Some(tx) = target.rpc.transaction(s.tx_hash).await? else {
+            return Ok(Some("the transaction is not on the chain".into()));
+        };
+        use alloy::consensus::Transaction as _;
+        if tx.to() != Some(s.to) || tx.value() != s.amount {
+            return Ok(Some(format!(
+                "sends {} to {:?}, recorded {} to {}",
+                tx.value(),
+                tx.to(),
+                s.amount,
+                s.to
+            )));
+        }
+        return Ok(None);
+    }
+    let paid = receipt.logs().iter().any(|log| {
+        log.inner.address == s.token
+            && DevStablecoin::Transfer::decode_log(&log.inner).is_ok_and(|e| {
+                e.data.from == target.treasury && e.data.to == s.to && e.data.value == s.amount
+            })
+    });
+    Ok((!paid).then(|| format!("no Transfer of {} to {} in its logs", s.amount, s.to)))
 }
 
 /// What is wrong with a confirmed transfer on the chain, if anything.

@@ -226,6 +226,18 @@ impl ChainRpc {
         .await
     }
 
+    /// A transaction by hash (mined or pending).
+    pub async fn transaction(
+        &self,
+        tx: B256,
+    ) -> Result<Option<alloy::rpc::types::Transaction>, RpcError> {
+        self.call(
+            "eth_getTransactionByHash",
+            self.provider.get_transaction_by_hash(tx).into_future(),
+        )
+        .await
+    }
+
     /// The native balance of `account` after block `block`.
     pub async fn native_balance(&self, account: Address, block: u64) -> Result<U256, RpcError> {
         self.call(

@@ -31,6 +31,21 @@ pub enum MerchantsCommand {
         #[command(flatten)]
         db: DbArgs,
     },
+    /// Set (or with --clear remove) where a merchant's crypto payouts are
+    /// sent. An operator's act, deliberately not in the merchant API.
+    SetPayoutAddress {
+        /// The merchant (`mer_…`).
+        #[arg(long)]
+        merchant: String,
+        /// The 0x address (EIP-55 checksum checked when mixed case).
+        #[arg(long, required_unless_present = "clear", conflicts_with = "clear")]
+        address: Option<String>,
+        /// Remove the address: crypto balances then stay in the treasury.
+        #[arg(long)]
+        clear: bool,
+        #[command(flatten)]
+        db: DbArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -104,6 +119,30 @@ pub async fn merchants(cmd: MerchantsCommand) -> Result<ExitCode, CliError> {
                     println!("{:<11} {}  {}", kind.as_str(), id, key.secret);
                 }
                 println!("(keys are shown once; only their hashes are stored)");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        MerchantsCommand::SetPayoutAddress {
+            merchant,
+            address,
+            clear: _,
+            db,
+        } => {
+            let id = MerchantId::parse(&merchant)
+                .map_err(|e| CliError::Usage(format!("--merchant: {e}")))?;
+            let address = address
+                .as_deref()
+                .map(crate::chain::parse_address)
+                .transpose()
+                .map_err(|e| CliError::Usage(format!("--address: {e}")))?;
+            let store = MerchantStore::new(db.pool().await?);
+            store.set_payout_address(&id, address).await?;
+            match address {
+                Some(a) => println!(
+                    "merchant    {id}  crypto payouts to {}",
+                    a.to_checksum(None)
+                ),
+                None => println!("merchant    {id}  no crypto payout address"),
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -168,6 +168,12 @@ pub async fn run(args: DevArgs) -> Result<ExitCode, CliError> {
             ),
             ..crate::config::SettlementConfig::default()
         },
+        // The treasury is the deployer too: the node pays refunds and
+        // payouts from it.
+        wallet: crate::config::WalletConfig {
+            key: Some(std::env::var("EPG_DEPLOYER_KEY").unwrap_or_else(|_| DEV_KEY_0.to_owned())),
+            ..crate::config::WalletConfig::default()
+        },
         chains: vec![crate::chain::config::ChainConfig::devnet(
             &deployment,
             &rpc_url,

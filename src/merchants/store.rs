@@ -153,6 +153,25 @@ impl MerchantStore {
         self.get(id).await
     }
 
+    /// Sets or clears where the merchant's crypto payouts go.
+    pub async fn set_payout_address(
+        &self,
+        id: &MerchantId,
+        address: Option<alloy::primitives::Address>,
+    ) -> Result<(), MerchantError> {
+        let updated = sqlx::query!(
+            "UPDATE merchants SET payout_address = $2 WHERE id = $1",
+            id.as_str(),
+            address.map(|a| format!("{a:#x}")),
+        )
+        .execute(&self.pool)
+        .await?;
+        if updated.rows_affected() == 0 {
+            return Err(MerchantError::NotFound(id.to_string()));
+        }
+        Ok(())
+    }
+
     /// Every merchant, oldest first.
     pub async fn list(&self) -> Result<Vec<Merchant>, MerchantError> {
         let rows = sqlx::query!(

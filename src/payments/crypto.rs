@@ -501,6 +501,7 @@ impl PaymentsSink {
             .await
             .map_err(SinkError::from)?;
             payment.status = Status::Succeeded;
+            payment.amount_received = payment.amount;
             payment.next_action = None;
             payment.expires_at = None;
             store::update(conn, &payment).await?;

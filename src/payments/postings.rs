@@ -13,6 +13,9 @@
 //! | dispute opened (funds withdrawn) | merchant as for a refund | `disputes` |
 //! | dispute won (funds reinstated) | `disputes` | merchant `pending` |
 //! | dispute lost (funds go to the cardholder) | `disputes` | `clearing:card` |
+//! | crypto refund requested | merchant as for a refund | `refunds_payable` |
+//! | crypto refund confirmed on-chain | `refunds_payable` | `treasury:<chain>` |
+//! | crypto refund reverted on-chain | `refunds_payable` | merchant `pending` |
 //!
 //! Fees are kept on refunds and returns, as processors keep theirs.
 
@@ -62,9 +65,9 @@ async fn withdraw(
     mut entry: Entry,
     payment: &Payment,
     asset: &AssetCode,
-    amount: i64,
+    amount: i128,
 ) -> Result<Entry, PaymentError> {
-    let mut left = i128::from(amount);
+    let mut left = amount;
     for kind in [MerchantAccount::Pending, MerchantAccount::Available] {
         if left == 0 {
             break;
@@ -190,7 +193,7 @@ pub(super) async fn reverse_receipt(
         &asset,
         Amount::from_minor(amount),
     );
-    let entry = withdraw(conn, entry, payment, &asset, amount).await?;
+    let entry = withdraw(conn, entry, payment, &asset, i128::from(amount)).await?;
     ledger::post(conn, &entry).await?;
     Ok(())
 }
@@ -210,7 +213,7 @@ pub(super) async fn refund(
             &asset,
             Amount::from_minor(amount),
         );
-    let entry = withdraw(conn, entry, payment, &asset, amount).await?;
+    let entry = withdraw(conn, entry, payment, &asset, i128::from(amount)).await?;
     ledger::post(conn, &entry).await?;
     Ok(())
 }
@@ -226,7 +229,7 @@ pub(super) async fn dispute_opened(
     let entry = Entry::new(format!("{dispute}:opened"), EntryKind::DISPUTE)
         .source(dispute.as_str())
         .credit(AccountRef::disputes(), &asset, Amount::from_minor(amount));
-    let entry = withdraw(conn, entry, payment, &asset, amount).await?;
+    let entry = withdraw(conn, entry, payment, &asset, i128::from(amount)).await?;
     ledger::post(conn, &entry).await?;
     Ok(())
 }
@@ -333,19 +336,75 @@ pub(super) async fn crypto_reversed(
     .credit(AccountRef::treasury(chain_id), asset, amount);
     let entry = match completed {
         Some(payment) => {
-            let units = i64::try_from(amount.units())
-                .map_err(|_| PaymentError::Ledger("reversal beyond i64".into()))?;
             withdraw(
                 conn,
                 entry.source(payment.id.as_str()),
                 payment,
                 asset,
-                units,
+                amount.units(),
             )
             .await?
         }
         None => entry.debit(AccountRef::suspense(), asset, amount),
     };
+    ledger::post(conn, &entry).await?;
+    Ok(())
+}
+
+/// A crypto refund was requested: the asset leaves the merchant for
+/// `refunds_payable`, owed to the customer until the hot wallet's transfer
+/// is confirmed.
+pub(super) async fn crypto_refund(
+    conn: &mut PgConnection,
+    payment: &Payment,
+    refund: &RefundId,
+    asset: &AssetCode,
+    units: Amount,
+) -> Result<(), PaymentError> {
+    let entry = Entry::new(format!("{refund}:refund"), EntryKind::REFUND)
+        .source(refund.as_str())
+        .credit(AccountRef::refunds_payable(), asset, units);
+    let entry = withdraw(conn, entry, payment, asset, units.units()).await?;
+    ledger::post(conn, &entry).await?;
+    Ok(())
+}
+
+/// The refund's transfer is confirmed: it left the treasury.
+pub(super) async fn crypto_refund_sent(
+    conn: &mut PgConnection,
+    refund: &RefundId,
+    chain_id: u64,
+    asset: &AssetCode,
+    units: Amount,
+) -> Result<(), PaymentError> {
+    let entry = Entry::new(format!("{refund}:sent"), EntryKind::custom("refund_sent"))
+        .source(refund.as_str())
+        .transfer(
+            AccountRef::refunds_payable(),
+            AccountRef::treasury(chain_id),
+            asset,
+            units,
+        );
+    ledger::post(conn, &entry).await?;
+    Ok(())
+}
+
+/// The refund's transfer reverted: the asset goes back to the merchant.
+pub(super) async fn crypto_refund_failed(
+    conn: &mut PgConnection,
+    payment: &Payment,
+    refund: &RefundId,
+    asset: &AssetCode,
+    units: Amount,
+) -> Result<(), PaymentError> {
+    let entry = Entry::new(format!("{refund}:failed"), EntryKind::REFUND_FAILURE)
+        .source(refund.as_str())
+        .transfer(
+            AccountRef::refunds_payable(),
+            pending(payment),
+            asset,
+            units,
+        );
     ledger::post(conn, &entry).await?;
     Ok(())
 }

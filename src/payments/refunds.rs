@@ -4,17 +4,27 @@
 //! one after another and each sees what the previous ones took; the
 //! `payments_refund_within_received` CHECK makes the database refuse an
 //! over-refund even if this code were wrong.
+//!
+//! A crypto payment is refunded on-chain: the fiat amount asked for is
+//! turned into the asset at the payment's own quote, the asset moves from
+//! the merchant to `refunds_payable`, and the refund stays `pending` while
+//! the hot wallet ([`crate::chain::sender`]) sends it; it ends `succeeded`
+//! (`refund.succeeded`) once the transfer is confirmed, or `failed`
+//! (`refund.failed`, money back to the merchant) if it reverts.
 
+use alloy::primitives::Address;
 use serde_json::{Value, json};
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use time::OffsetDateTime;
 
 use super::model::{Payment, Status};
 use super::{PaymentError, Payments, postings, store};
+use crate::chain::sender::{self, ChainSend, NewSend, Purpose, SendOutcome};
 use crate::events::{self, EventType};
 use crate::ids::{MerchantId, PaymentId, RefundId};
 use crate::metadata::Metadata;
 use crate::methods::MethodType;
+use crate::money::{Amount, AssetCode};
 
 /// Why the merchant refunds (Stripe's reasons).
 pub const REASONS: [&str; 3] = ["duplicate", "fraudulent", "requested_by_customer"];
@@ -32,12 +42,16 @@ pub struct Refund {
     pub amount: i64,
     /// The payment's currency.
     pub currency: String,
-    /// `succeeded`, `pending`, `failed`.
+    /// `succeeded`, `pending` (crypto, until confirmed on-chain), `failed`.
     pub status: String,
     /// One of [`REASONS`].
     pub reason: Option<String>,
     /// Key-value pairs.
     pub metadata: Value,
+    /// On-chain refunds: chain, asset, base units, destination, transaction.
+    pub crypto: Option<Value>,
+    /// Why a refund failed.
+    pub failure_reason: Option<String>,
     /// Creation.
     pub created_at: OffsetDateTime,
 }
@@ -54,6 +68,8 @@ impl Refund {
             "status": self.status,
             "reason": self.reason,
             "metadata": self.metadata,
+            "crypto": self.crypto,
+            "failure_reason": self.failure_reason,
             "created": self.created_at.unix_timestamp(),
         })
     }
@@ -70,6 +86,8 @@ pub struct NewRefund {
     pub reason: Option<String>,
     /// Key-value pairs.
     pub metadata: Metadata,
+    /// Where a crypto payment's refund is sent.
+    pub crypto_destination: Option<Address>,
 }
 
 /// Refunds `request.amount` of a succeeded payment.
@@ -103,12 +121,22 @@ pub async fn create(
         ));
     }
     let method = payment.method.as_deref().and_then(MethodType::parse);
-    if method == Some(MethodType::Crypto) {
-        return Err(PaymentError::invalid(
-            "crypto_destination",
-            "crypto payments are refunded on-chain to a crypto_destination, which this node cannot send yet",
-        ));
-    }
+    let destination = match (method, request.crypto_destination) {
+        (Some(MethodType::Crypto), Some(address)) => Some(address),
+        (Some(MethodType::Crypto), None) => {
+            return Err(PaymentError::invalid(
+                "crypto_destination",
+                "a crypto payment is refunded on-chain: give the address to send it to",
+            ));
+        }
+        (_, Some(_)) => {
+            return Err(PaymentError::invalid(
+                "crypto_destination",
+                "only refunds of crypto payments are sent to an address",
+            ));
+        }
+        (_, None) => None,
+    };
     let remaining = payment.amount_received - payment.amount_refunded;
     if remaining <= 0 {
         return Err(PaymentError::state(
@@ -128,6 +156,20 @@ pub async fn create(
             "amount",
             format!("amount ({amount}) is greater than what remains to refund ({remaining})"),
         ));
+    }
+    if let Some(destination) = destination {
+        let refund = on_chain(
+            payments,
+            &mut tx,
+            &mut payment,
+            amount,
+            destination,
+            request.reason,
+            request.metadata.to_json(),
+        )
+        .await?;
+        tx.commit().await?;
+        return Ok(refund);
     }
     let connector = method
         .and_then(|m| payments.connectors().get(m))
@@ -150,23 +192,11 @@ pub async fn create(
         status: "succeeded".into(),
         reason: request.reason,
         metadata: request.metadata.to_json(),
+        crypto: None,
+        failure_reason: None,
         created_at: OffsetDateTime::now_utc(),
     };
-    sqlx::query!(
-        r#"INSERT INTO refunds (id, merchant_id, payment_id, amount, currency, status, reason, metadata, created_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"#,
-        refund.id.as_str(),
-        merchant.as_str(),
-        payment.id.as_str(),
-        amount,
-        refund.currency,
-        refund.status,
-        refund.reason,
-        refund.metadata,
-        refund.created_at,
-    )
-    .execute(&mut *tx)
-    .await?;
+    insert(&mut tx, &refund).await?;
     postings::refund(&mut tx, &payment, &refund.id, amount).await?;
     payment.amount_refunded += amount;
     store::update(&mut tx, &payment).await?;
@@ -187,13 +217,23 @@ pub async fn get(
     merchant: &MerchantId,
     id: &RefundId,
 ) -> Result<Refund, PaymentError> {
+    let mut conn = pool.acquire().await?;
+    get_on(&mut conn, merchant, id).await
+}
+
+async fn get_on(
+    conn: &mut PgConnection,
+    merchant: &MerchantId,
+    id: &RefundId,
+) -> Result<Refund, PaymentError> {
     let row = sqlx::query!(
-        r#"SELECT payment_id AS "payment_id: PaymentId", amount, currency, status, reason, metadata, created_at
+        r#"SELECT payment_id AS "payment_id: PaymentId", amount, currency, status, reason, metadata,
+                  crypto, failure_reason, created_at
            FROM refunds WHERE id = $1 AND merchant_id = $2"#,
         id.as_str(),
         merchant.as_str()
     )
-    .fetch_optional(pool)
+    .fetch_optional(conn)
     .await?
     .ok_or_else(|| PaymentError::NotFound {
         kind: "refund",
@@ -208,6 +248,8 @@ pub async fn get(
         status: row.status,
         reason: row.reason,
         metadata: row.metadata,
+        crypto: row.crypto,
+        failure_reason: row.failure_reason,
         created_at: row.created_at,
     })
 }
@@ -222,7 +264,8 @@ pub async fn list(
 ) -> Result<(Vec<Refund>, bool), PaymentError> {
     let rows = sqlx::query!(
         r#"SELECT r.id AS "id: RefundId", r.payment_id AS "payment_id: PaymentId", r.amount,
-                  r.currency, r.status, r.reason, r.metadata, r.created_at
+                  r.currency, r.status, r.reason, r.metadata, r.crypto, r.failure_reason,
+                  r.created_at
            FROM refunds r
            WHERE r.merchant_id = $1
              AND ($2::text IS NULL OR r.payment_id = $2)
@@ -250,6 +293,8 @@ pub async fn list(
             status: row.status,
             reason: row.reason,
             metadata: row.metadata,
+            crypto: row.crypto,
+            failure_reason: row.failure_reason,
             created_at: row.created_at,
         })
         .collect();
@@ -259,4 +304,181 @@ pub async fn list(
 /// What remains refundable of a payment (for views).
 pub fn remaining(payment: &Payment) -> i64 {
     payment.amount_received - payment.amount_refunded
+}
+
+async fn insert(conn: &mut PgConnection, refund: &Refund) -> Result<(), PaymentError> {
+    sqlx::query!(
+        r#"INSERT INTO refunds (id, merchant_id, payment_id, amount, currency, status, reason,
+                                metadata, crypto, created_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"#,
+        refund.id.as_str(),
+        refund.merchant_id.as_str(),
+        refund.payment_id.as_str(),
+        refund.amount,
+        refund.currency,
+        refund.status,
+        refund.reason,
+        refund.metadata,
+        refund.crypto,
+        refund.created_at,
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Base units of the asset for `amount` of the payment's currency, at the
+/// payment's quote. Computed as the difference of two cumulative floors,
+/// so partial refunds never add up to more than the quote: the last one
+/// gets the remainder.
+fn units_for(expected: i128, payment_amount: i64, refunded: i64, amount: i64) -> i128 {
+    let total = i128::from(payment_amount.max(1));
+    let upto = |fiat: i64| expected * i128::from(fiat) / total;
+    upto(refunded + amount) - upto(refunded)
+}
+
+/// Books a crypto refund and queues its on-chain transfer.
+async fn on_chain(
+    payments: &Payments,
+    conn: &mut PgConnection,
+    payment: &mut Payment,
+    amount: i64,
+    destination: Address,
+    reason: Option<String>,
+    metadata: Value,
+) -> Result<Refund, PaymentError> {
+    let quote = sqlx::query!(
+        "SELECT chain_id, asset, expected FROM crypto_payments WHERE payment_id = $1",
+        payment.id.as_str()
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    let chain_id = u64::try_from(quote.chain_id).unwrap_or(0);
+    if !payments.wallet_chains().contains(&chain_id) {
+        return Err(PaymentError::state(
+            "crypto_refund_unavailable",
+            format!(
+                "This node has no hot wallet on chain {chain_id}, so it cannot send refunds there."
+            ),
+        ));
+    }
+    if destination == Address::ZERO {
+        return Err(PaymentError::invalid(
+            "crypto_destination",
+            "the zero address cannot receive a refund",
+        ));
+    }
+    let asset = AssetCode::parse(&quote.asset).map_err(|e| PaymentError::Ledger(e.to_string()))?;
+    let expected = Amount::try_from(quote.expected)
+        .map_err(|e| PaymentError::Ledger(e.to_string()))?
+        .units();
+    let units = units_for(expected, payment.amount, payment.amount_refunded, amount);
+    let units = Amount::new(units).map_err(|e| PaymentError::Ledger(e.to_string()))?;
+    if !units.is_positive() {
+        return Err(PaymentError::invalid(
+            "amount",
+            format!("{amount} is less than one base unit of {asset} at this payment's quote"),
+        ));
+    }
+    let id = RefundId::generate();
+    let refund = Refund {
+        id: id.clone(),
+        merchant_id: payment.merchant_id.clone(),
+        payment_id: payment.id.clone(),
+        amount,
+        currency: payment.currency.clone(),
+        status: "pending".into(),
+        reason,
+        metadata,
+        crypto: Some(json!({
+            "chain_id": chain_id,
+            "asset": asset.symbol(),
+            "amount": units.units().to_string(),
+            "destination": format!("{destination:#x}"),
+            "transaction": null,
+        })),
+        failure_reason: None,
+        created_at: OffsetDateTime::now_utc(),
+    };
+    insert(conn, &refund).await?;
+    postings::crypto_refund(conn, payment, &id, &asset, units).await?;
+    sender::queue(
+        conn,
+        &NewSend {
+            chain_id,
+            purpose: Purpose::Refund,
+            object_id: id.as_str(),
+            merchant: &payment.merchant_id,
+            asset: &asset,
+            to: destination,
+            amount: units,
+        },
+    )
+    .await?;
+    payment.amount_refunded += amount;
+    store::update(conn, payment).await?;
+    Ok(refund)
+}
+
+/// The hot wallet finished the transfer of a crypto refund: books it and
+/// tells the merchant (inside the sender's transaction).
+pub async fn on_chain_finished(
+    conn: &mut PgConnection,
+    send: &ChainSend,
+    outcome: SendOutcome,
+) -> Result<(), PaymentError> {
+    let id = RefundId::parse(&send.object_id)
+        .map_err(|_| PaymentError::Ledger(format!("send {} pays no refund", send.id)))?;
+    let row = sqlx::query!(
+        r#"SELECT payment_id AS "payment_id: PaymentId", amount, status FROM refunds
+            WHERE id = $1 AND merchant_id = $2 FOR UPDATE"#,
+        id.as_str(),
+        send.merchant_id.as_str()
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    if row.status != "pending" {
+        return Ok(());
+    }
+    let mut payment = store::lock(conn, &send.merchant_id, &row.payment_id)
+        .await?
+        .ok_or_else(|| PaymentError::NotFound {
+            kind: "payment",
+            id: row.payment_id.to_string(),
+        })?;
+    let tx_hash = send.tx_hash.map(|h| format!("{h:#x}"));
+    let (status, failure, event) = match outcome {
+        SendOutcome::Confirmed => {
+            postings::crypto_refund_sent(conn, &id, send.chain_id, &send.asset, send.amount)
+                .await?;
+            ("succeeded", None, EventType::RefundSucceeded)
+        }
+        SendOutcome::Reverted => {
+            postings::crypto_refund_failed(conn, &payment, &id, &send.asset, send.amount).await?;
+            // The refund did not happen: what it took can be refunded again.
+            payment.amount_refunded -= row.amount;
+            store::update(conn, &payment).await?;
+            (
+                "failed",
+                Some(
+                    "The refund transaction reverted on-chain; the funds are back in the merchant balance.",
+                ),
+                EventType::RefundFailed,
+            )
+        }
+    };
+    sqlx::query!(
+        r#"UPDATE refunds SET status = $2, failure_reason = $3,
+                  crypto = jsonb_set(crypto, '{transaction}', to_jsonb($4::text))
+            WHERE id = $1"#,
+        id.as_str(),
+        status,
+        failure,
+        tx_hash,
+    )
+    .execute(&mut *conn)
+    .await?;
+    let refund = get_on(conn, &send.merchant_id, &id).await?;
+    events::record(conn, &send.merchant_id, event, &refund.to_api()).await?;
+    Ok(())
 }

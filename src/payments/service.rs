@@ -144,6 +144,8 @@ pub struct Payments {
     public_url: String,
     /// Chains crypto payments may use.
     chains: super::crypto::Chains,
+    /// Chains whose hot wallet runs on this node (crypto refunds).
+    wallet_chains: Arc<Vec<u64>>,
 }
 
 impl std::fmt::Debug for Payments {
@@ -174,7 +176,21 @@ impl Payments {
             authorization_ttl,
             public_url,
             chains: super::crypto::Chains(Arc::new(chains)),
+            wallet_chains: Arc::new(Vec::new()),
         }
+    }
+
+    /// The subsystem, refunding crypto payments on `chains` through this
+    /// node's hot wallet.
+    #[must_use]
+    pub fn with_wallet_chains(mut self, chains: Vec<u64>) -> Self {
+        self.wallet_chains = Arc::new(chains);
+        self
+    }
+
+    /// Chains on which this node sends crypto refunds.
+    pub(super) fn wallet_chains(&self) -> &[u64] {
+        &self.wallet_chains
     }
 
     /// The chains crypto payments may use.

@@ -318,8 +318,29 @@ async fn pay_out(
         destination,
         status,
     )
-    .execute(conn)
+    .execute(&mut *conn)
     .await?;
+    if status == "pending" {
+        let to: alloy::primitives::Address = destination
+            .parse()
+            .map_err(|_| SettlementError::Corrupt(format!("payout address {destination}")))?;
+        let chain_id = asset
+            .chain_id()
+            .ok_or_else(|| SettlementError::Corrupt(format!("{asset} has no chain")))?;
+        crate::chain::sender::queue(
+            conn,
+            &crate::chain::sender::NewSend {
+                chain_id,
+                purpose: crate::chain::sender::Purpose::Payout,
+                object_id: payout.as_str(),
+                merchant,
+                asset,
+                to,
+                amount,
+            },
+        )
+        .await?;
+    }
     Ok(amount)
 }
 

@@ -7,13 +7,15 @@
 //! per settled item to the transparency log, (3) moves the merchant's
 //! pending funds to available and nets what it owes (`receivable`), and
 //! (4) pays out what is available: fiat as a payout record, crypto to the
-//! merchant's payout address when one is set. Anchoring the log's new
+//! merchant's payout address when one is set, sent by the hot wallet
+//! ([`payouts`]). Anchoring the log's new
 //! checkpoint on-chain happens after the commit ([`anchoring`]); the batch
 //! records where once it is confirmed.
 
 pub mod anchoring;
 mod batch;
 pub mod jobs;
+pub mod payouts;
 
 use serde_json::{Value, json};
 use sqlx::PgPool;

@@ -243,6 +243,7 @@ pub fn test_config(database_url: &str) -> Config {
         webhooks: epg::config::WebhooksConfig::default(),
         payments: epg::config::PaymentsConfig::default(),
         settlement: epg::config::SettlementConfig::default(),
+        wallet: epg::config::WalletConfig::default(),
         chains: Vec::new(),
     }
 }

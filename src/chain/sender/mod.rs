@@ -1,0 +1,641 @@
+//! The hot wallet: pays crypto refunds and payouts on-chain from the
+//! chain's treasury, exactly once, across restarts, concurrent nodes,
+//! dropped transactions and fee spikes.
+//!
+//! # How a send moves
+//!
+//! A refund or payout *queues* a send ([`queue`]) in its own transaction,
+//! so the money leaves the merchant's balance and the promise to pay it
+//! commit together. One [`Sender`] per chain then works its sends:
+//!
+//! 1. **Dispatch** (`queued` → `sent`). Under the lock of the wallet's
+//!    `chain_nonces` row (which serializes every sender of that address,
+//!    on any node) the nonce is the larger of the stored next nonce and the
+//!    chain's pending count, so a transaction made with the same key
+//!    outside the node is never overwritten. The transaction (EIP-1559
+//!    fees from the chain's fee history, gas estimated with a margin) is
+//!    signed and **written before it is broadcast**, raw bytes included:
+//!    a node that dies after broadcasting knows the hash, and a restart
+//!    re-broadcasts the same bytes instead of paying twice. An endpoint
+//!    that refuses the transaction outright (insufficient funds) gets the
+//!    nonce back and the send waits with back-off.
+//! 2. **Track** (`sent` → `confirmed` / `failed`). Every transaction a send
+//!    ever signed carries the same nonce, so at most one of them is mined;
+//!    the tracker looks for a receipt of any of them. A receipt
+//!    `confirmations` deep whose block is still canonical finishes the
+//!    send: in one transaction the send's status, the gas booked from the
+//!    treasury to `network_fees:<chain>`, and the refund's or payout's own
+//!    postings and events (the [`SendSink`]). A reverted transaction
+//!    finishes it as `failed` (the tokens did not move; the gas did).
+//! 3. **Unstick.** A transaction the endpoint no longer knows (dropped from
+//!    the mempool, or never broadcast because the node died) is broadcast
+//!    again from its stored bytes. One still pending after
+//!    `fee_bump_after_secs` is replaced at the same nonce with fees raised
+//!    by a quarter (at least the current estimate, at most
+//!    `max_fee_per_gas_gwei`). A nonce taken by another transaction that is
+//!    itself `confirmations` deep sends the send back to `queued` for a new
+//!    nonce: only then is it certain none of ours can still be mined.
+//!
+//! Reorgs before the confirmation depth are absorbed by step 2 (the
+//! receipt disappears or moves; the send stays `sent`). A reorg deeper than
+//! the confirmation depth after a send finished is not undone here.
+
+mod store;
+mod tx;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use alloy::primitives::{Address, B256};
+use alloy::providers::{DynProvider, Provider, ProviderBuilder};
+use alloy::signers::local::PrivateKeySigner;
+use futures::future::BoxFuture;
+use sqlx::{PgConnection, PgPool};
+use tokio_util::sync::CancellationToken;
+
+use super::config::ChainConfig;
+use super::watcher::SinkError;
+use crate::ids::{ChainSendId, MerchantId};
+use crate::ledger::{self, AccountRef, Entry, EntryKind};
+use crate::money::{Amount, AssetCode};
+
+pub use store::queue;
+
+/// What a send pays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// A crypto refund (`re_…`).
+    Refund,
+    /// A crypto payout (`po_…`).
+    Payout,
+}
+
+impl Purpose {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Purpose::Refund => "refund",
+            Purpose::Payout => "payout",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "refund" => Some(Purpose::Refund),
+            "payout" => Some(Purpose::Payout),
+            _ => None,
+        }
+    }
+}
+
+/// A send to queue.
+#[derive(Debug, Clone)]
+pub struct NewSend<'a> {
+    /// The chain.
+    pub chain_id: u64,
+    /// What it pays.
+    pub purpose: Purpose,
+    /// The refund or payout id.
+    pub object_id: &'a str,
+    /// Whose money it is.
+    pub merchant: &'a MerchantId,
+    /// The ledger asset (`usdc:31337`); its token comes from the asset table.
+    pub asset: &'a AssetCode,
+    /// The recipient.
+    pub to: Address,
+    /// Base units of the asset.
+    pub amount: Amount,
+}
+
+/// A send as stored.
+#[derive(Debug, Clone)]
+pub struct ChainSend {
+    /// `cs_…`.
+    pub id: ChainSendId,
+    /// The chain.
+    pub chain_id: u64,
+    /// What it pays.
+    pub purpose: Purpose,
+    /// The refund or payout id.
+    pub object_id: String,
+    /// Whose money it is.
+    pub merchant_id: MerchantId,
+    /// Ledger asset.
+    pub asset: AssetCode,
+    /// ERC-20 token; the zero address for the native coin.
+    pub token: Address,
+    /// Recipient.
+    pub to: Address,
+    /// Base units.
+    pub amount: Amount,
+    /// The nonce of its transactions, once dispatched.
+    pub nonce: Option<u64>,
+    /// The mined transaction, once finished.
+    pub tx_hash: Option<B256>,
+    /// Its block.
+    pub block_number: Option<u64>,
+    /// Attempts in a row the endpoint refused.
+    pub failures: u32,
+}
+
+/// How a send ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendOutcome {
+    /// Mined, succeeded, confirmations deep: the recipient has the money.
+    Confirmed,
+    /// Mined and reverted: the money did not move.
+    Reverted,
+}
+
+/// The side that queued a send and books its end: refunds, payouts.
+/// Called inside the transaction that finishes the send; must write
+/// through `conn` only.
+pub trait SendSink: Send + Sync {
+    /// `send` ended with `outcome`.
+    fn finished<'a>(
+        &'a self,
+        conn: &'a mut PgConnection,
+        send: &'a ChainSend,
+        outcome: SendOutcome,
+    ) -> BoxFuture<'a, Result<(), SinkError>>;
+}
+
+/// Errors of the sender.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// The chain's endpoint failed or timed out.
+    #[error("chain {chain_id}: {message}")]
+    Rpc {
+        /// The chain.
+        chain_id: u64,
+        /// What failed.
+        message: String,
+    },
+    /// The sender cannot run on this chain.
+    #[error("chain {chain_id}: {message}")]
+    Setup {
+        /// The chain.
+        chain_id: u64,
+        /// Why.
+        message: String,
+    },
+    /// The sink refused to book.
+    #[error("booking send {id}: {message}")]
+    Sink {
+        /// The send.
+        id: ChainSendId,
+        /// Why.
+        message: String,
+    },
+    /// The ledger refused the gas posting.
+    #[error(transparent)]
+    Ledger(#[from] crate::ledger::LedgerError),
+    /// The database failed.
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// The hot wallet of one chain.
+pub struct Sender {
+    chain: ChainConfig,
+    pool: PgPool,
+    signer: PrivateKeySigner,
+    provider: DynProvider,
+    sink: Arc<dyn SendSink>,
+    /// The chain's native coin, in which gas is booked.
+    native: AssetCode,
+}
+
+impl std::fmt::Debug for Sender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sender")
+            .field("chain_id", &self.chain.chain_id)
+            .field("address", &self.signer.address())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sender {
+    /// The sender of `chain`, signing with `signer`, which must be the
+    /// chain's treasury (payments arrive there; refunds and payouts leave
+    /// from there, so the ledger's `treasury:<chain>` stays the treasury's
+    /// balance). The chain's native coin must be configured: gas is booked
+    /// in it.
+    pub fn new(
+        chain: ChainConfig,
+        pool: PgPool,
+        signer: PrivateKeySigner,
+        sink: Arc<dyn SendSink>,
+    ) -> Result<Self, SendError> {
+        let setup = |message: String| SendError::Setup {
+            chain_id: chain.chain_id,
+            message,
+        };
+        if signer.address() != chain.treasury {
+            return Err(setup(format!(
+                "the wallet key is {:#x}, not the chain's treasury {:#x}",
+                signer.address(),
+                chain.treasury
+            )));
+        }
+        let native = chain
+            .assets
+            .iter()
+            .find(|a| a.is_native())
+            .ok_or_else(|| setup("no native coin among its assets, to book gas in".to_owned()))?
+            .asset_code(chain.chain_id)
+            .map_err(|e| setup(e.to_string()))?;
+        let url = chain
+            .http_url
+            .parse()
+            .map_err(|e| setup(format!("http_url: {e}")))?;
+        let provider = ProviderBuilder::new()
+            .disable_recommended_fillers()
+            .connect_http(url)
+            .erased();
+        Ok(Self {
+            chain,
+            pool,
+            signer,
+            provider,
+            sink,
+            native,
+        })
+    }
+
+    /// The sending address (the treasury).
+    pub fn address(&self) -> Address {
+        self.signer.address()
+    }
+
+    /// Works the chain's sends until `shutdown`, once per poll interval.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let chain_id = self.chain.chain_id;
+        tracing::info!(chain_id, address = %self.address(), "hot wallet sender started");
+        let mut failures = 0u32;
+        loop {
+            let pause = match self.tick().await {
+                Ok(()) => {
+                    failures = 0;
+                    self.chain.poll_interval()
+                }
+                Err(e) => {
+                    failures = failures.saturating_add(1);
+                    tracing::warn!(chain_id, error = %e, "hot wallet sender step failed");
+                    self.chain.retry_delay(failures)
+                }
+            };
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = tokio::time::sleep(pause) => {}
+            }
+        }
+    }
+
+    /// One pass: dispatch every due queued send, then track every sent one.
+    pub async fn tick(&self) -> Result<(), SendError> {
+        while self.dispatch_one().await? {}
+        let open = store::sent(&self.pool, self.chain.chain_id).await?;
+        for send in open {
+            if let Err(e) = self.track(&send).await {
+                tracing::warn!(send = %send.id, error = %e, "tracking a send failed");
+            }
+        }
+        Ok(())
+    }
+
+    fn rpc_error(&self, e: impl std::fmt::Display) -> SendError {
+        SendError::Rpc {
+            chain_id: self.chain.chain_id,
+            message: e.to_string(),
+        }
+    }
+
+    /// Bounds an RPC call by the chain's timeout.
+    async fn call<T, E: std::fmt::Display>(
+        &self,
+        what: &str,
+        fut: impl std::future::IntoFuture<Output = Result<T, E>>,
+    ) -> Result<T, SendError> {
+        match tokio::time::timeout(self.chain.rpc_timeout(), fut.into_future()).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(self.rpc_error(format!("{what}: {e}"))),
+            Err(_) => Err(self.rpc_error(format!("{what}: timed out"))),
+        }
+    }
+
+    /// Dispatches the oldest due queued send, if any; true if there was one.
+    async fn dispatch_one(&self) -> Result<bool, SendError> {
+        let from = self.address();
+        let mut db = self.pool.begin().await?;
+        let stored_next = store::lock_nonce(&mut db, self.chain.chain_id, from).await?;
+        let Some(send) = store::claim_queued(&mut db, self.chain.chain_id).await? else {
+            return Ok(false);
+        };
+        let pending = self
+            .call(
+                "eth_getTransactionCount",
+                self.provider.get_transaction_count(from).pending(),
+            )
+            .await?;
+        let nonce = stored_next.max(pending);
+        let call = tx::transfer_call(&send);
+        let gas_limit = match self
+            .call(
+                "eth_estimateGas",
+                self.provider.estimate_gas(call.request(from)),
+            )
+            .await
+        {
+            Ok(gas) => tx::with_margin(gas),
+            Err(e) => {
+                // The transfer would revert as things stand (typically the
+                // treasury lacks the token): nothing is signed, the send waits.
+                store::postpone(&mut db, &send.id, &e.to_string(), self.backoff(&send)).await?;
+                db.commit().await?;
+                tracing::warn!(send = %send.id, error = %e, "send cannot be made yet");
+                return Ok(true);
+            }
+        };
+        let fees = self
+            .call(
+                "eth_feeHistory",
+                tx::Fees::current(&self.provider, &self.chain),
+            )
+            .await?;
+        let signed = tx::sign(
+            &self.signer,
+            self.chain.chain_id,
+            nonce,
+            gas_limit,
+            fees,
+            &call,
+        )
+        .map_err(|e| self.rpc_error(format!("signing: {e}")))?;
+        store::record_signed(&mut db, &send.id, from, &signed).await?;
+        store::set_next_nonce(&mut db, self.chain.chain_id, from, nonce + 1).await?;
+        db.commit().await?;
+        tracing::info!(send = %send.id, nonce, tx = %signed.hash, "send signed");
+        self.broadcast(&send, &signed).await?;
+        Ok(true)
+    }
+
+    /// Broadcasts a recorded transaction and books what the endpoint says.
+    async fn broadcast(&self, send: &ChainSend, signed: &tx::Signed) -> Result<(), SendError> {
+        let outcome = tokio::time::timeout(
+            self.chain.rpc_timeout(),
+            self.provider.send_raw_transaction(&signed.raw),
+        )
+        .await;
+        let verdict = match outcome {
+            Ok(Ok(_)) => tx::Broadcast::Accepted,
+            Ok(Err(e)) => tx::Broadcast::classify(&e),
+            Err(_) => tx::Broadcast::Unreachable("timed out".into()),
+        };
+        match verdict {
+            tx::Broadcast::Accepted | tx::Broadcast::Known => {
+                store::mark_broadcast(&self.pool, &signed.hash).await?;
+            }
+            // The tracker sorts these out from the chain's own state: a
+            // used nonce is either ours (a receipt) or another's.
+            tx::Broadcast::NonceUsed(message) | tx::Broadcast::Underpriced(message) => {
+                tracing::warn!(send = %send.id, tx = %signed.hash, %message, "broadcast refused");
+            }
+            // Stored and signed: the tracker broadcasts it again.
+            tx::Broadcast::Unreachable(message) => {
+                tracing::warn!(send = %send.id, tx = %signed.hash, %message, "broadcast failed");
+            }
+            tx::Broadcast::Rejected(message) => {
+                tracing::warn!(send = %send.id, tx = %signed.hash, %message, "transaction rejected");
+                let mut db = self.pool.begin().await?;
+                store::lock_nonce(&mut db, self.chain.chain_id, self.address()).await?;
+                store::reject(
+                    &mut db,
+                    send,
+                    signed,
+                    self.address(),
+                    &message,
+                    self.backoff(send),
+                )
+                .await?;
+                db.commit().await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Back-off before the next try of a send that could not be made.
+    fn backoff(&self, send: &ChainSend) -> Duration {
+        self.chain.retry_delay(send.failures.saturating_add(1))
+    }
+
+    /// Moves one sent send along (see the module documentation).
+    async fn track(&self, send: &ChainSend) -> Result<(), SendError> {
+        let Some(nonce) = send.nonce else {
+            return Ok(());
+        };
+        let txs = store::transactions(&self.pool, &send.id, nonce).await?;
+        for t in &txs {
+            let receipt = self
+                .call(
+                    "eth_getTransactionReceipt",
+                    self.provider.get_transaction_receipt(t.hash),
+                )
+                .await?;
+            if let Some(receipt) = receipt {
+                return self.on_mined(send, nonce, &receipt).await;
+            }
+        }
+        let Some(latest) = txs.first() else {
+            return Ok(());
+        };
+        let head = self
+            .call("eth_blockNumber", self.provider.get_block_number())
+            .await?;
+        let mined_count = self
+            .call(
+                "eth_getTransactionCount",
+                self.provider.get_transaction_count(self.address()).latest(),
+            )
+            .await?;
+        if mined_count > nonce {
+            // Another transaction took the nonce (or ours was mined after
+            // the receipts were read: the next pass sees it). Only once that
+            // transaction is deep is it safe to pay with a new nonce.
+            let depth_block = head.saturating_sub(self.chain.confirmations - 1);
+            let deep_count = self
+                .call(
+                    "eth_getTransactionCount",
+                    self.provider
+                        .get_transaction_count(self.address())
+                        .number(depth_block),
+                )
+                .await?;
+            if deep_count > nonce {
+                tracing::warn!(send = %send.id, nonce, "nonce used by another transaction; requeued");
+                store::requeue(&self.pool, send, nonce).await?;
+            }
+            return Ok(());
+        }
+        let known = self
+            .call(
+                "eth_getTransactionByHash",
+                self.provider.get_transaction_by_hash(latest.hash),
+            )
+            .await?
+            .is_some();
+        if !known {
+            tracing::info!(send = %send.id, tx = %latest.hash, "transaction unknown to the endpoint; broadcasting it again");
+            self.broadcast(send, &latest.signed()).await?;
+            return Ok(());
+        }
+        if latest.age >= Duration::from_secs(self.chain.fee_bump_after_secs) {
+            self.bump(send, nonce, latest).await?;
+        }
+        Ok(())
+    }
+
+    /// Replaces the pending transaction `latest` with higher fees.
+    async fn bump(
+        &self,
+        send: &ChainSend,
+        nonce: u64,
+        latest: &store::SentTx,
+    ) -> Result<(), SendError> {
+        let current = self
+            .call(
+                "eth_feeHistory",
+                tx::Fees::current(&self.provider, &self.chain),
+            )
+            .await?;
+        let Some(fees) = latest.fees.bumped(current, &self.chain) else {
+            tracing::warn!(send = %send.id, "pending at the fee cap (max_fee_per_gas_gwei); waiting");
+            return Ok(());
+        };
+        let call = tx::transfer_call(send);
+        let signed = tx::sign(
+            &self.signer,
+            self.chain.chain_id,
+            nonce,
+            latest.gas_limit,
+            fees,
+            &call,
+        )
+        .map_err(|e| self.rpc_error(format!("signing: {e}")))?;
+        if !store::record_replacement(&self.pool, send, nonce, &latest.hash, &signed).await? {
+            // Another node bumped or finished it meanwhile.
+            return Ok(());
+        }
+        tracing::info!(send = %send.id, nonce, old = %latest.hash, new = %signed.hash,
+            max_fee = fees.max_fee_per_gas, "fee bumped");
+        self.broadcast(send, &signed).await
+    }
+
+    /// A transaction of `send` is mined: finishes the send once the receipt
+    /// is deep enough and still canonical.
+    async fn on_mined(
+        &self,
+        send: &ChainSend,
+        nonce: u64,
+        receipt: &alloy::rpc::types::TransactionReceipt,
+    ) -> Result<(), SendError> {
+        let (Some(number), Some(hash)) = (receipt.block_number, receipt.block_hash) else {
+            return Ok(());
+        };
+        let head = self
+            .call("eth_blockNumber", self.provider.get_block_number())
+            .await?;
+        if head + 1 < number + self.chain.confirmations {
+            return Ok(());
+        }
+        let canonical = self
+            .call(
+                "eth_getBlockByNumber",
+                self.provider.get_block_by_number(number.into()),
+            )
+            .await?
+            .map(|b| b.header.hash);
+        if canonical != Some(hash) {
+            return Ok(());
+        }
+        let outcome = if receipt.status() {
+            SendOutcome::Confirmed
+        } else {
+            SendOutcome::Reverted
+        };
+        let gas_fee = u128::from(receipt.gas_used)
+            .checked_mul(receipt.effective_gas_price)
+            .and_then(|wei| i128::try_from(wei).ok())
+            .and_then(|wei| Amount::new(wei).ok())
+            .ok_or_else(|| self.rpc_error("gas fee out of range"))?;
+        let mined = store::Mined {
+            tx_hash: receipt.transaction_hash,
+            block_number: number,
+            block_hash: hash,
+            gas_fee,
+        };
+        let mut db = self.pool.begin().await?;
+        let Some(mut send) = store::lock_sent(&mut db, &send.id, nonce).await? else {
+            return Ok(());
+        };
+        store::finish(&mut db, &send, outcome, &mined).await?;
+        if gas_fee.is_positive() {
+            let entry = Entry::new(format!("{}:gas", send.id), EntryKind::custom("network_fee"))
+                .source(send.object_id.as_str())
+                .description(format!("gas of {:#x}", mined.tx_hash))
+                .transfer(
+                    AccountRef::network_fees(self.chain.chain_id),
+                    AccountRef::treasury(self.chain.chain_id),
+                    &self.native,
+                    gas_fee,
+                );
+            ledger::post(&mut db, &entry).await?;
+        }
+        send.tx_hash = Some(mined.tx_hash);
+        send.block_number = Some(number);
+        self.sink
+            .finished(&mut db, &send, outcome)
+            .await
+            .map_err(|e| SendError::Sink {
+                id: send.id.clone(),
+                message: e.to_string(),
+            })?;
+        db.commit().await?;
+        tracing::info!(send = %send.id, tx = %mined.tx_hash, ?outcome, "send finished");
+        Ok(())
+    }
+}
+
+/// Starts a sender for every chain `signer` is the treasury of; says why
+/// for the others.
+pub fn spawn_all(
+    jobs: &mut tokio::task::JoinSet<()>,
+    chains: &[ChainConfig],
+    pool: &PgPool,
+    signer: &PrivateKeySigner,
+    sink: &Arc<dyn SendSink>,
+    shutdown: &CancellationToken,
+) -> Vec<u64> {
+    let mut running = Vec::new();
+    for chain in chains {
+        match Sender::new(chain.clone(), pool.clone(), signer.clone(), sink.clone()) {
+            Ok(sender) => {
+                running.push(chain.chain_id);
+                jobs.spawn(sender.run(shutdown.clone()));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "no on-chain refunds or payouts on this chain");
+            }
+        }
+    }
+    running
+}
+
+/// The chains `signer` can send on (as [`spawn_all`] would start them).
+pub fn sendable_chains(chains: &[ChainConfig], signer: &PrivateKeySigner) -> Vec<u64> {
+    chains
+        .iter()
+        .filter(|c| c.treasury == signer.address() && c.assets.iter().any(|a| a.is_native()))
+        .map(|c| c.chain_id)
+        .collect()
+}

@@ -1,0 +1,561 @@
+//! The sender's tables (migrations/0009_chain_sends.sql).
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use alloy::primitives::{Address, B256};
+use rust_decimal::Decimal;
+use sqlx::{PgConnection, PgPool};
+
+use super::tx::{Fees, Signed};
+use super::{ChainSend, NewSend, Purpose, SendOutcome};
+use crate::chain::watcher::store::{hex0x, int8};
+use crate::ids::{ChainSendId, MerchantId};
+use crate::money::{Amount, AssetCode};
+
+fn corrupt(what: &str, value: &str) -> sqlx::Error {
+    sqlx::Error::Decode(format!("chain_sends: bad {what} `{value}`").into())
+}
+
+fn address(value: &str) -> Result<Address, sqlx::Error> {
+    Address::from_str(value).map_err(|_| corrupt("address", value))
+}
+
+fn hash(value: &str) -> Result<B256, sqlx::Error> {
+    B256::from_str(value).map_err(|_| corrupt("hash", value))
+}
+
+fn uint(value: i64) -> Result<u64, sqlx::Error> {
+    u64::try_from(value).map_err(|_| corrupt("number", &value.to_string()))
+}
+
+fn wei(value: Decimal) -> Result<u128, sqlx::Error> {
+    Amount::try_from(value)
+        .ok()
+        .and_then(|a| u128::try_from(a.units()).ok())
+        .ok_or_else(|| corrupt("fee", &value.to_string()))
+}
+
+fn wei_decimal(value: u128) -> Result<Decimal, sqlx::Error> {
+    i128::try_from(value)
+        .ok()
+        .and_then(|v| Amount::new(v).ok())
+        .map(Amount::to_decimal)
+        .ok_or_else(|| sqlx::Error::Encode(format!("fee {value} out of range").into()))
+}
+
+fn interval(d: Duration) -> sqlx::postgres::types::PgInterval {
+    sqlx::postgres::types::PgInterval {
+        months: 0,
+        days: 0,
+        microseconds: i64::try_from(d.as_micros()).unwrap_or(i64::MAX),
+    }
+}
+
+/// Queues `send` in the caller's transaction; its token comes from the
+/// asset table (NULL: the native coin).
+pub async fn queue(
+    conn: &mut PgConnection,
+    send: &NewSend<'_>,
+) -> Result<ChainSendId, sqlx::Error> {
+    let id = ChainSendId::generate();
+    let token = sqlx::query_scalar!(
+        "SELECT token_address FROM assets WHERE code = $1 AND chain_id = $2",
+        send.asset.as_str(),
+        int8(send.chain_id)?,
+    )
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or_else(|| {
+        sqlx::Error::Protocol(format!(
+            "asset {} is not registered on chain {}",
+            send.asset, send.chain_id
+        ))
+    })?
+    .unwrap_or_else(|| hex0x(Address::ZERO.as_slice()));
+    sqlx::query!(
+        r#"INSERT INTO chain_sends (id, chain_id, purpose, object_id, merchant_id, asset, token,
+                                    to_address, amount, status)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'queued')"#,
+        id.as_str(),
+        int8(send.chain_id)?,
+        send.purpose.as_str(),
+        send.object_id,
+        send.merchant.as_str(),
+        send.asset.as_str(),
+        token,
+        hex0x(send.to.as_slice()),
+        send.amount.to_decimal(),
+    )
+    .execute(&mut *conn)
+    .await?;
+    Ok(id)
+}
+
+struct Row {
+    id: String,
+    chain_id: i64,
+    purpose: String,
+    object_id: String,
+    merchant_id: String,
+    asset: String,
+    token: String,
+    to_address: String,
+    amount: Decimal,
+    nonce: Option<i64>,
+    tx_hash: Option<String>,
+    block_number: Option<i64>,
+    failures: i32,
+}
+
+impl Row {
+    fn into_send(self) -> Result<ChainSend, sqlx::Error> {
+        Ok(ChainSend {
+            id: ChainSendId::parse(&self.id).map_err(|_| corrupt("id", &self.id))?,
+            chain_id: uint(self.chain_id)?,
+            purpose: Purpose::parse(&self.purpose)
+                .ok_or_else(|| corrupt("purpose", &self.purpose))?,
+            object_id: self.object_id,
+            merchant_id: MerchantId::parse(&self.merchant_id)
+                .map_err(|_| corrupt("merchant", &self.merchant_id))?,
+            asset: AssetCode::parse(&self.asset).map_err(|_| corrupt("asset", &self.asset))?,
+            token: address(&self.token)?,
+            to: address(&self.to_address)?,
+            amount: Amount::try_from(self.amount)
+                .map_err(|_| corrupt("amount", &self.amount.to_string()))?,
+            nonce: self.nonce.map(uint).transpose()?,
+            tx_hash: self.tx_hash.as_deref().map(hash).transpose()?,
+            block_number: self.block_number.map(uint).transpose()?,
+            failures: u32::try_from(self.failures).unwrap_or(0),
+        })
+    }
+}
+
+/// Locks the wallet's nonce row (creating it) and returns the next nonce
+/// the node would use. Held until the caller's transaction ends: every
+/// sender of this address, on any node, waits here.
+pub async fn lock_nonce(
+    conn: &mut PgConnection,
+    chain_id: u64,
+    from: Address,
+) -> Result<u64, sqlx::Error> {
+    let address = hex0x(from.as_slice());
+    sqlx::query!(
+        "INSERT INTO chain_nonces (chain_id, address, next_nonce) VALUES ($1, $2, 0)
+         ON CONFLICT DO NOTHING",
+        int8(chain_id)?,
+        address
+    )
+    .execute(&mut *conn)
+    .await?;
+    let next = sqlx::query_scalar!(
+        "SELECT next_nonce FROM chain_nonces WHERE chain_id = $1 AND address = $2 FOR UPDATE",
+        int8(chain_id)?,
+        address
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    uint(next)
+}
+
+/// Sets the wallet's next nonce (its row is locked by [`lock_nonce`]).
+pub async fn set_next_nonce(
+    conn: &mut PgConnection,
+    chain_id: u64,
+    from: Address,
+    next: u64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE chain_nonces SET next_nonce = $3 WHERE chain_id = $1 AND address = $2",
+        int8(chain_id)?,
+        hex0x(from.as_slice()),
+        int8(next)?,
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The oldest due queued send of the chain, locked.
+pub async fn claim_queued(
+    conn: &mut PgConnection,
+    chain_id: u64,
+) -> Result<Option<ChainSend>, sqlx::Error> {
+    sqlx::query_as!(
+        Row,
+        r#"SELECT id, chain_id, purpose, object_id, merchant_id, asset, token, to_address, amount,
+                  nonce, tx_hash, block_number, failures
+             FROM chain_sends
+            WHERE chain_id = $1 AND status = 'queued' AND next_attempt_at <= now()
+            ORDER BY created_at, id
+            LIMIT 1
+            FOR UPDATE SKIP LOCKED"#,
+        int8(chain_id)?,
+    )
+    .fetch_optional(conn)
+    .await?
+    .map(Row::into_send)
+    .transpose()
+}
+
+/// The chain's sends with a transaction out.
+pub async fn sent(pool: &PgPool, chain_id: u64) -> Result<Vec<ChainSend>, sqlx::Error> {
+    sqlx::query_as!(
+        Row,
+        r#"SELECT id, chain_id, purpose, object_id, merchant_id, asset, token, to_address, amount,
+                  nonce, tx_hash, block_number, failures
+             FROM chain_sends
+            WHERE chain_id = $1 AND status = 'sent'
+            ORDER BY nonce"#,
+        int8(chain_id)?,
+    )
+    .fetch_all(pool)
+    .await?
+    .into_iter()
+    .map(Row::into_send)
+    .collect()
+}
+
+/// Leaves a queued send for later, saying why.
+pub async fn postpone(
+    conn: &mut PgConnection,
+    id: &ChainSendId,
+    error: &str,
+    delay: Duration,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        r#"UPDATE chain_sends
+              SET failures = failures + 1, last_error = $2, next_attempt_at = now() + $3,
+                  updated_at = now()
+            WHERE id = $1"#,
+        id.as_str(),
+        error,
+        interval(delay),
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Records a signed transaction of a queued send, before it is broadcast.
+pub async fn record_signed(
+    conn: &mut PgConnection,
+    id: &ChainSendId,
+    from: Address,
+    signed: &Signed,
+) -> Result<(), sqlx::Error> {
+    insert_tx(conn, id, signed).await?;
+    sqlx::query!(
+        r#"UPDATE chain_sends
+              SET status = 'sent', nonce = $2, from_address = $3, updated_at = now()
+            WHERE id = $1"#,
+        id.as_str(),
+        int8(signed.nonce)?,
+        hex0x(from.as_slice()),
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+async fn insert_tx(
+    conn: &mut PgConnection,
+    id: &ChainSendId,
+    signed: &Signed,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        r#"INSERT INTO chain_send_txs (tx_hash, send_id, nonce, gas_limit, max_fee_per_gas,
+                                       max_priority_fee_per_gas, raw, status)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, 'signed')"#,
+        hex0x(signed.hash.as_slice()),
+        id.as_str(),
+        int8(signed.nonce)?,
+        int8(signed.gas_limit)?,
+        wei_decimal(signed.fees.max_fee_per_gas)?,
+        wei_decimal(signed.fees.max_priority_fee_per_gas)?,
+        signed.raw,
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The endpoint accepted (or already had) the transaction.
+pub async fn mark_broadcast(pool: &PgPool, tx_hash: &B256) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE chain_send_txs SET status = 'broadcast' WHERE tx_hash = $1 AND status = 'signed'",
+        hex0x(tx_hash.as_slice())
+    )
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// The endpoint refused `signed` for good. If its nonce is the wallet's
+/// last one and no other transaction of the send holds it, the nonce is
+/// given back and the send waits in the queue; otherwise (later nonces
+/// are out, and would be stuck behind a gap) the transaction stays to be
+/// broadcast again. The nonce row must be locked.
+pub async fn reject(
+    conn: &mut PgConnection,
+    send: &ChainSend,
+    signed: &Signed,
+    from: Address,
+    message: &str,
+    delay: Duration,
+) -> Result<(), sqlx::Error> {
+    let tx_hash = hex0x(signed.hash.as_slice());
+    let next = sqlx::query_scalar!(
+        "SELECT next_nonce FROM chain_nonces WHERE chain_id = $1 AND address = $2",
+        int8(send.chain_id)?,
+        hex0x(from.as_slice()),
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    let others = sqlx::query_scalar!(
+        r#"SELECT count(*) AS "n!" FROM chain_send_txs
+            WHERE send_id = $1 AND nonce = $2 AND tx_hash <> $3 AND status <> 'rejected'"#,
+        send.id.as_str(),
+        int8(signed.nonce)?,
+        tx_hash,
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    let last = uint(next)? == signed.nonce + 1;
+    if !last || others > 0 {
+        sqlx::query!(
+            "UPDATE chain_sends SET last_error = $2, updated_at = now() WHERE id = $1",
+            send.id.as_str(),
+            message
+        )
+        .execute(&mut *conn)
+        .await?;
+        return Ok(());
+    }
+    sqlx::query!(
+        "UPDATE chain_send_txs SET status = 'rejected', error = $2 WHERE tx_hash = $1",
+        tx_hash,
+        message
+    )
+    .execute(&mut *conn)
+    .await?;
+    set_next_nonce(conn, send.chain_id, from, signed.nonce).await?;
+    sqlx::query!(
+        r#"UPDATE chain_sends
+              SET status = 'queued', nonce = NULL, failures = failures + 1, last_error = $2,
+                  next_attempt_at = now() + $3, updated_at = now()
+            WHERE id = $1 AND status = 'sent'"#,
+        send.id.as_str(),
+        message,
+        interval(delay),
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A transaction of a sent send that may still be mined.
+#[derive(Debug, Clone)]
+pub struct SentTx {
+    /// Its hash.
+    pub hash: B256,
+    raw: Vec<u8>,
+    nonce: u64,
+    /// Its gas limit (kept by replacements).
+    pub gas_limit: u64,
+    /// Its fees.
+    pub fees: Fees,
+    /// Time since it was signed.
+    pub age: Duration,
+}
+
+impl SentTx {
+    /// As signed.
+    pub(super) fn signed(&self) -> Signed {
+        Signed {
+            hash: self.hash,
+            raw: self.raw.clone(),
+            nonce: self.nonce,
+            gas_limit: self.gas_limit,
+            fees: self.fees,
+        }
+    }
+}
+
+/// The transactions of `send` at `nonce` that may be mined, newest first.
+pub async fn transactions(
+    pool: &PgPool,
+    send: &ChainSendId,
+    nonce: u64,
+) -> Result<Vec<SentTx>, sqlx::Error> {
+    let rows = sqlx::query!(
+        r#"SELECT tx_hash, raw, nonce, gas_limit, max_fee_per_gas, max_priority_fee_per_gas,
+                  (EXTRACT(EPOCH FROM now() - created_at) * 1000)::bigint AS "age_ms!"
+             FROM chain_send_txs
+            WHERE send_id = $1 AND nonce = $2 AND status <> 'rejected'
+            ORDER BY created_at DESC, max_fee_per_gas DESC"#,
+        send.as_str(),
+        int8(nonce)?,
+    )
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter()
+        .map(|r| {
+            Ok(SentTx {
+                hash: hash(&r.tx_hash)?,
+                raw: r.raw,
+                nonce: uint(r.nonce)?,
+                gas_limit: uint(r.gas_limit)?,
+                fees: Fees {
+                    max_fee_per_gas: wei(r.max_fee_per_gas)?,
+                    max_priority_fee_per_gas: wei(r.max_priority_fee_per_gas)?,
+                },
+                age: Duration::from_millis(u64::try_from(r.age_ms).unwrap_or(0)),
+            })
+        })
+        .collect()
+}
+
+/// Sends `send` back to the queue: another transaction, now deep, took
+/// its nonce, so none of its transactions can be mined any more.
+pub async fn requeue(pool: &PgPool, send: &ChainSend, nonce: u64) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let message = format!("nonce {nonce} was used by another transaction");
+    let updated = sqlx::query!(
+        r#"UPDATE chain_sends
+              SET status = 'queued', nonce = NULL, last_error = $3, updated_at = now()
+            WHERE id = $1 AND status = 'sent' AND nonce = $2"#,
+        send.id.as_str(),
+        int8(nonce)?,
+        message,
+    )
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if updated == 1 {
+        sqlx::query!(
+            r#"UPDATE chain_send_txs SET status = 'replaced', error = $3
+                WHERE send_id = $1 AND nonce = $2 AND status IN ('signed', 'broadcast')"#,
+            send.id.as_str(),
+            int8(nonce)?,
+            message,
+        )
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await
+}
+
+/// Records `signed` as the replacement of `old`, if `send` is still sent
+/// at `nonce` and `old` is still its newest transaction; false if not
+/// (another node moved it first).
+pub async fn record_replacement(
+    pool: &PgPool,
+    send: &ChainSend,
+    nonce: u64,
+    old: &B256,
+    signed: &Signed,
+) -> Result<bool, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let locked = sqlx::query_scalar!(
+        "SELECT id FROM chain_sends WHERE id = $1 AND status = 'sent' AND nonce = $2 FOR UPDATE",
+        send.id.as_str(),
+        int8(nonce)?,
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
+    let newest = sqlx::query_scalar!(
+        r#"SELECT tx_hash FROM chain_send_txs
+            WHERE send_id = $1 AND nonce = $2 AND status <> 'rejected'
+            ORDER BY created_at DESC, max_fee_per_gas DESC LIMIT 1"#,
+        send.id.as_str(),
+        int8(nonce)?,
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
+    if locked.is_none() || newest.as_deref() != Some(hex0x(old.as_slice()).as_str()) {
+        return Ok(false);
+    }
+    insert_tx(&mut tx, &send.id, signed).await?;
+    sqlx::query!(
+        "UPDATE chain_send_txs SET status = 'replaced', error = 'fee bump' WHERE tx_hash = $1",
+        hex0x(old.as_slice())
+    )
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// A send still `sent` at `nonce`, locked; `None` if it moved on.
+pub async fn lock_sent(
+    conn: &mut PgConnection,
+    id: &ChainSendId,
+    nonce: u64,
+) -> Result<Option<ChainSend>, sqlx::Error> {
+    sqlx::query_as!(
+        Row,
+        r#"SELECT id, chain_id, purpose, object_id, merchant_id, asset, token, to_address, amount,
+                  nonce, tx_hash, block_number, failures
+             FROM chain_sends
+            WHERE id = $1 AND status = 'sent' AND nonce = $2
+            FOR UPDATE"#,
+        id.as_str(),
+        int8(nonce)?,
+    )
+    .fetch_optional(conn)
+    .await?
+    .map(Row::into_send)
+    .transpose()
+}
+
+/// Where and at what cost a send's transaction was mined.
+#[derive(Debug, Clone)]
+pub struct Mined {
+    /// The transaction.
+    pub tx_hash: B256,
+    /// Its block.
+    pub block_number: u64,
+    /// That block's hash.
+    pub block_hash: B256,
+    /// Wei paid for gas.
+    pub gas_fee: Amount,
+}
+
+/// Ends a locked send.
+pub async fn finish(
+    conn: &mut PgConnection,
+    send: &ChainSend,
+    outcome: SendOutcome,
+    mined: &Mined,
+) -> Result<(), sqlx::Error> {
+    let status = match outcome {
+        SendOutcome::Confirmed => "confirmed",
+        SendOutcome::Reverted => "failed",
+    };
+    let tx_hash = hex0x(mined.tx_hash.as_slice());
+    sqlx::query!(
+        r#"UPDATE chain_sends
+              SET status = $2, tx_hash = $3, block_number = $4, block_hash = $5, gas_fee = $6,
+                  last_error = CASE WHEN $2 = 'failed' THEN 'transaction reverted' END,
+                  updated_at = now()
+            WHERE id = $1"#,
+        send.id.as_str(),
+        status,
+        tx_hash,
+        int8(mined.block_number)?,
+        hex0x(mined.block_hash.as_slice()),
+        mined.gas_fee.to_decimal(),
+    )
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query!(
+        r#"UPDATE chain_send_txs SET status = 'replaced'
+            WHERE send_id = $1 AND tx_hash <> $2 AND status IN ('signed', 'broadcast')"#,
+        send.id.as_str(),
+        tx_hash,
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,69 @@
+//! The end of a crypto payout. A batch moves the payout from the
+//! merchant's `available` to `payouts_in_transit` and queues the hot
+//! wallet's transfer ([`crate::chain::sender`]); when the transfer is
+//! confirmed the money leaves the treasury (`payouts_in_transit` →
+//! `treasury:<chain>`, payout `paid`); when it reverts it goes back to the
+//! merchant's `available` (payout `failed`) and the next batch pays it again.
+
+use sqlx::PgConnection;
+
+use super::SettlementError;
+use crate::chain::sender::{ChainSend, SendOutcome};
+use crate::ledger::{self, AccountRef, Entry, EntryKind, MerchantAccount};
+
+/// Books the end of the payout `send` pays, inside the sender's transaction.
+pub async fn on_chain_finished(
+    conn: &mut PgConnection,
+    send: &ChainSend,
+    outcome: SendOutcome,
+) -> Result<(), SettlementError> {
+    let status = sqlx::query_scalar!(
+        "SELECT status FROM payouts WHERE id = $1 AND merchant_id = $2 FOR UPDATE",
+        send.object_id,
+        send.merchant_id.as_str()
+    )
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or_else(|| SettlementError::Corrupt(format!("send {} pays no payout", send.id)))?;
+    if status != "pending" {
+        return Ok(());
+    }
+    let (entry, status) = match outcome {
+        SendOutcome::Confirmed => (
+            Entry::new(
+                format!("{}:sent", send.object_id),
+                EntryKind::custom("payout_sent"),
+            )
+            .transfer(
+                AccountRef::payouts_in_transit(),
+                AccountRef::treasury(send.chain_id),
+                &send.asset,
+                send.amount,
+            ),
+            "paid",
+        ),
+        SendOutcome::Reverted => (
+            Entry::new(
+                format!("{}:failed", send.object_id),
+                EntryKind::PAYOUT_FAILURE,
+            )
+            .transfer(
+                AccountRef::payouts_in_transit(),
+                AccountRef::merchant(&send.merchant_id, MerchantAccount::Available),
+                &send.asset,
+                send.amount,
+            ),
+            "failed",
+        ),
+    };
+    ledger::post(conn, &entry.source(send.object_id.as_str())).await?;
+    sqlx::query!(
+        "UPDATE payouts SET status = $2, tx_hash = $3 WHERE id = $1",
+        send.object_id,
+        status,
+        send.tx_hash.map(|h| format!("{h:#x}")),
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
