@@ -16,7 +16,9 @@ use alloy::signers::local::PrivateKeySigner;
 use epg::chain::contracts::SettlementAnchor;
 use epg::chain::deploy::{self, DeployPlan};
 use epg::devnet::anvil::{Anvil, DEV_KEY_0};
-use epg::transparency::anchor::{AnchorError, AnchorOptions, Anchorer, anchor_checkpoint};
+use epg::transparency::anchor::{
+    AnchorError, AnchorOptions, Anchorer, anchor_checkpoint, find_anchoring_log,
+};
 use epg::transparency::{LeafData, LeafKind, TransparencyLog};
 use sqlx::PgPool;
 
@@ -106,7 +108,31 @@ async fn checkpoints_are_anchored_once_and_linked_to_the_previous_root() {
     let root5 = TransparencyLog::root(&mut conn, 5).await.unwrap();
     let on_chain = anchor.checkpointBySize(5).call().await.unwrap();
     assert_eq!(on_chain.checkpoint_.root, B256::from(root5));
-    assert_eq!(on_chain.checkpoint_.blockNumber, record.block_number);
+    assert_eq!(on_chain.checkpoint_.treeSize, 5);
+    // The contract keeps no block number: the event's block is the anchor's.
+    let anchoring = find_anchoring_log(&provider.clone().erased(), contract, 0, None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(anchoring.block_number, record.block_number);
+    assert_eq!(anchoring.block_hash, record.block_hash);
+    assert_eq!(anchoring.tx_hash, record.tx_hash);
+    assert_eq!(
+        (anchoring.tree_size, anchoring.root),
+        (5, B256::from(root5))
+    );
+    assert_eq!(anchoring.prev_root, B256::ZERO);
+    // A hint at the wrong block still finds it; a seq never anchored has no log.
+    let hinted = find_anchoring_log(&provider.clone().erased(), contract, 0, Some(0))
+        .await
+        .unwrap();
+    assert_eq!(hinted.as_ref(), Some(&anchoring));
+    assert_eq!(
+        find_anchoring_log(&provider.clone().erased(), contract, 1, None)
+            .await
+            .unwrap(),
+        None
+    );
     let receipt = provider
         .get_transaction_receipt(record.tx_hash)
         .await
@@ -270,6 +296,61 @@ async fn a_reorg_that_drops_the_anchoring_transaction_gets_it_re_sent() {
     assert_eq!(block.header.hash, record.block_hash);
     let head = provider.get_block_number().await.unwrap();
     assert!(head + 1 - record.block_number >= 3);
+}
+
+#[tokio::test]
+async fn a_checkpoint_already_on_chain_is_adopted_through_its_event() {
+    let anvil = common::anvil().await;
+    let contract = deploy_anchor(&anvil).await;
+    let pool = common::test_db().await;
+    let anchorer = anchorer(&anvil, contract, 2).await;
+    let log = TransparencyLog::new(anchorer.origin()).unwrap();
+    let size = grow(&pool, &log, 0, 6).await;
+    let mut conn = pool.acquire().await.unwrap();
+    let root = TransparencyLog::root(&mut conn, size).await.unwrap();
+
+    // A node that crashed after sending, before recording: the chain has the
+    // checkpoint, the database does not; a few blocks have followed.
+    let signer: PrivateKeySigner = DEV_KEY_0.parse().unwrap();
+    let provider = ProviderBuilder::new()
+        .wallet(EthereumWallet::from(signer))
+        .connect_http(anvil.rpc_url().parse().unwrap());
+    let receipt = SettlementAnchor::new(contract, &provider)
+        .anchor(size, B256::from(root), B256::ZERO)
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    let _: serde_json::Value = provider
+        .raw_request("anvil_mine".into(), (3u64,))
+        .await
+        .unwrap();
+
+    let record = anchor_checkpoint(&pool, &anchorer, size).await.unwrap();
+    assert_eq!(record.seq, 0);
+    assert_eq!(record.tx_hash, receipt.transaction_hash);
+    assert_eq!(Some(record.block_number), receipt.block_number);
+    assert_eq!(Some(record.block_hash), receipt.block_hash);
+    assert_eq!(record.gas_used, Some(receipt.gas_used));
+    let rows = anchor_rows(&pool).await;
+    assert_eq!(
+        rows,
+        vec![(
+            i64::try_from(size).unwrap(),
+            format!("{:#x}", receipt.transaction_hash),
+            "confirmed".to_owned()
+        )]
+    );
+    assert_eq!(
+        SettlementAnchor::new(contract, &provider)
+            .checkpointCount()
+            .call()
+            .await
+            .unwrap(),
+        U256::from(1)
+    );
 }
 
 #[tokio::test]

@@ -32,6 +32,45 @@ contract SettlementAnchorTest is TestBase {
         vm.stopPrank();
     }
 
+    /// Size of checkpoint `seq` in {_anchorMany}: uneven gaps of 3 to 11.
+    function _sizeOf(uint256 seq) internal pure returns (uint64) {
+        // Tests use small sequence numbers.
+        // forge-lint: disable-next-line(unsafe-typecast)
+        uint64 n = uint64(seq);
+        return 100 + n * 7 + (n * n) % 5;
+    }
+
+    function _rootOf(uint256 seq) internal pure returns (bytes32) {
+        return keccak256(abi.encode("root", seq));
+    }
+
+    /// Anchors checkpoints `from` to `to - 1` of the {_sizeOf}/{_rootOf} sequence,
+    /// checking after each that the views see it.
+    function _anchorMany(uint256 from, uint256 to) internal {
+        for (uint256 seq = from; seq < to; ++seq) {
+            vm.prank(anchorer);
+            anchor.anchor(_sizeOf(seq), _rootOf(seq), seq == 0 ? bytes32(0) : _rootOf(seq - 1));
+            (uint256 latestSeq, SettlementAnchor.Checkpoint memory cp) = anchor.latest();
+            assertEq(latestSeq, seq);
+            assertEq(cp.treeSize, _sizeOf(seq));
+            assertEq(cp.root, _rootOf(seq));
+            assertEq(anchor.checkpointCount(), seq + 1);
+        }
+    }
+
+    /// Every view agrees with the {_sizeOf}/{_rootOf} sequence for checkpoints 0 to `count - 1`.
+    function _assertViews(uint256 count) internal view {
+        for (uint256 seq = 0; seq < count; ++seq) {
+            SettlementAnchor.Checkpoint memory cp = anchor.checkpoint(seq);
+            assertEq(cp.treeSize, _sizeOf(seq), "checkpoint(seq).treeSize");
+            assertEq(cp.root, _rootOf(seq), "checkpoint(seq).root");
+            (uint256 found, SettlementAnchor.Checkpoint memory bySize) = anchor.checkpointBySize(_sizeOf(seq));
+            assertEq(found, seq, "checkpointBySize seq");
+            assertEq(bySize.treeSize, _sizeOf(seq), "checkpointBySize treeSize");
+            assertEq(bySize.root, _rootOf(seq), "checkpointBySize root");
+        }
+    }
+
     // ---------------------------------------------------------------- constructor
 
     function test_Constructor_GrantsRoles() public view {
@@ -40,6 +79,10 @@ contract SettlementAnchorTest is TestBase {
         assertFalse(anchor.hasRole(anchor.ANCHORER_ROLE(), admin));
         assertEq(anchor.ANCHORER_ROLE(), keccak256("ANCHORER_ROLE"));
         assertEq(anchor.checkpointCount(), 0);
+    }
+
+    function test_MaxTreeSize_Is2Pow36Minus1() public view {
+        assertEq(anchor.MAX_TREE_SIZE(), (uint256(1) << 36) - 1);
     }
 
     function test_RevertWhen_ConstructorAdminIsZero() public {
@@ -55,8 +98,6 @@ contract SettlementAnchorTest is TestBase {
     // ---------------------------------------------------------------- anchor
 
     function test_Anchor_StoresFirstCheckpoint() public {
-        vm.warp(1_700_000_000);
-        vm.roll(123);
         vm.expectEmit(true, true, true, true, address(anchor));
         emit CheckpointAnchored(0, 10, ROOT_A, bytes32(0));
         vm.prank(anchorer);
@@ -66,8 +107,6 @@ contract SettlementAnchorTest is TestBase {
         SettlementAnchor.Checkpoint memory cp = anchor.checkpoint(0);
         assertEq(cp.treeSize, 10);
         assertEq(cp.root, ROOT_A);
-        assertEq(cp.timestamp, 1_700_000_000);
-        assertEq(cp.blockNumber, 123);
     }
 
     function test_Anchor_ChainsCheckpoints() public {
@@ -81,6 +120,7 @@ contract SettlementAnchorTest is TestBase {
         assertEq(anchor.checkpointCount(), 2);
         assertEq(anchor.checkpoint(1).treeSize, 25);
         assertEq(anchor.checkpoint(1).root, ROOT_B);
+        assertEq(anchor.checkpoint(0).treeSize, 10);
     }
 
     function test_Anchor_ByGrantedAnchorer() public {
@@ -91,6 +131,69 @@ contract SettlementAnchorTest is TestBase {
         vm.prank(other);
         anchor.anchor(1, ROOT_A, bytes32(0));
         assertEq(anchor.checkpointCount(), 1);
+    }
+
+    function test_Anchor_AcceptsMaxTreeSize() public {
+        uint64 max = anchor.MAX_TREE_SIZE();
+        vm.startPrank(anchorer);
+        anchor.anchor(max - 1, ROOT_A, bytes32(0));
+        vm.expectEmit(true, true, true, true, address(anchor));
+        emit CheckpointAnchored(1, max, ROOT_B, ROOT_A);
+        anchor.anchor(max, ROOT_B, ROOT_A);
+        vm.stopPrank();
+        assertEq(anchor.checkpoint(0).treeSize, max - 1);
+        assertEq(anchor.checkpoint(1).treeSize, max);
+        (uint256 seq, SettlementAnchor.Checkpoint memory cp) = anchor.checkpointBySize(max);
+        assertEq(seq, 1);
+        assertEq(cp.root, ROOT_B);
+        // Nothing can follow a checkpoint of the largest size.
+        vm.expectRevert(abi.encodeWithSelector(SettlementAnchor.TreeSizeTooLarge.selector, max + 1, max));
+        vm.prank(anchorer);
+        anchor.anchor(max + 1, ROOT_C, ROOT_B);
+    }
+
+    function test_Anchor_ChunkBoundaries() public {
+        // Chunks hold seven sizes: 0-6 and 7-13 are archived when 6 and 13 are anchored,
+        // 14-20 after 20; 21 starts the fourth chunk.
+        uint256[6] memory boundaries = [uint256(6), 7, 13, 14, 20, 21];
+        uint256 next = 0;
+        for (uint256 i = 0; i < boundaries.length; ++i) {
+            _anchorMany(next, boundaries[i] + 1);
+            next = boundaries[i] + 1;
+            _assertViews(next);
+            vm.expectRevert(abi.encodeWithSelector(SettlementAnchor.UnknownCheckpoint.selector, next));
+            anchor.checkpoint(next);
+        }
+    }
+
+    function test_Anchor_StaleHeadFieldsAreNotCheckpoints() public {
+        // After 9 checkpoints the head's size fields 2-5 still hold checkpoints
+        // 2-5 of the archived first chunk, and 6 is only in the archive.
+        _anchorMany(0, 9);
+        _assertViews(9);
+        (uint256 seq,) = anchor.checkpointBySize(_sizeOf(3));
+        assertEq(seq, 3);
+        vm.expectRevert(abi.encodeWithSelector(SettlementAnchor.UnknownCheckpoint.selector, 9));
+        anchor.checkpoint(9);
+        // The next checkpoint is checked against checkpoint 8, not a stale field.
+        vm.expectRevert(abi.encodeWithSelector(SettlementAnchor.TreeSizeNotIncreasing.selector, _sizeOf(8), _sizeOf(5)));
+        vm.prank(anchorer);
+        anchor.anchor(_sizeOf(5), _rootOf(9), _rootOf(8));
+    }
+
+    function test_Anchor_AfterAFullChunkChecksItsLastSize() public {
+        // Checkpoint 13 fills the second chunk; the next is checked against it.
+        _anchorMany(0, 14);
+        uint64[2] memory tooSmall = [_sizeOf(12) + 1, _sizeOf(13)];
+        for (uint256 i = 0; i < tooSmall.length; ++i) {
+            vm.expectRevert(
+                abi.encodeWithSelector(SettlementAnchor.TreeSizeNotIncreasing.selector, _sizeOf(13), tooSmall[i])
+            );
+            vm.prank(anchorer);
+            anchor.anchor(tooSmall[i], _rootOf(14), _rootOf(13));
+        }
+        _anchorMany(14, 15);
+        _assertViews(15);
     }
 
     function test_RevertWhen_AnchorByNonAnchorer() public {
@@ -125,6 +228,36 @@ contract SettlementAnchorTest is TestBase {
         vm.stopPrank();
     }
 
+    function test_RevertWhen_AnchorTreeSizeShrinksAcrossChunks() public {
+        _anchorMany(0, 7);
+        vm.expectRevert(abi.encodeWithSelector(SettlementAnchor.TreeSizeNotIncreasing.selector, _sizeOf(6), _sizeOf(6)));
+        vm.prank(anchorer);
+        anchor.anchor(_sizeOf(6), _rootOf(7), _rootOf(6));
+    }
+
+    function test_RevertWhen_AnchorTreeSizeTooLarge() public {
+        uint64 max = anchor.MAX_TREE_SIZE();
+        vm.startPrank(anchorer);
+        vm.expectRevert(abi.encodeWithSelector(SettlementAnchor.TreeSizeTooLarge.selector, max + 1, max));
+        anchor.anchor(max + 1, ROOT_A, bytes32(0));
+        anchor.anchor(10, ROOT_A, bytes32(0));
+        vm.expectRevert(abi.encodeWithSelector(SettlementAnchor.TreeSizeTooLarge.selector, type(uint64).max, max));
+        anchor.anchor(type(uint64).max, ROOT_B, ROOT_A);
+        vm.stopPrank();
+        assertEq(anchor.checkpointCount(), 1);
+    }
+
+    function testFuzz_RevertWhen_AnchorTreeSizeTooLarge(uint64 size, uint8 before) public {
+        uint64 max = anchor.MAX_TREE_SIZE();
+        size = uint64(bound(size, uint256(max) + 1, type(uint64).max));
+        before = uint8(bound(before, 0, 16));
+        _anchorMany(0, before);
+        vm.expectRevert(abi.encodeWithSelector(SettlementAnchor.TreeSizeTooLarge.selector, size, max));
+        vm.prank(anchorer);
+        anchor.anchor(size, ROOT_A, before == 0 ? bytes32(0) : _rootOf(before - 1));
+        assertEq(anchor.checkpointCount(), before);
+    }
+
     function test_RevertWhen_AnchorFirstPrevRootIsNotZero() public {
         vm.expectRevert(abi.encodeWithSelector(SettlementAnchor.PrevRootMismatch.selector, bytes32(0), ROOT_C));
         vm.prank(anchorer);
@@ -139,6 +272,45 @@ contract SettlementAnchorTest is TestBase {
         vm.expectRevert(abi.encodeWithSelector(SettlementAnchor.PrevRootMismatch.selector, ROOT_A, bytes32(0)));
         anchor.anchor(11, ROOT_B, bytes32(0));
         vm.stopPrank();
+    }
+
+    function test_RevertWhen_AnchorPrevRootMismatchAcrossChunks() public {
+        _anchorMany(0, 7);
+        vm.expectRevert(abi.encodeWithSelector(SettlementAnchor.PrevRootMismatch.selector, _rootOf(6), _rootOf(5)));
+        vm.prank(anchorer);
+        anchor.anchor(_sizeOf(7), _rootOf(7), _rootOf(5));
+    }
+
+    /// Random growth, from 1 to two billion per checkpoint, over up to five chunks:
+    /// every view returns what was anchored.
+    function testFuzz_Anchor_ViewsReturnWhatWasAnchored(uint256 seed, uint8 count) public {
+        count = uint8(bound(count, 1, 32));
+        uint64[] memory sizes = new uint64[](count);
+        bytes32[] memory roots = new bytes32[](count);
+        uint64 size = 0;
+        vm.startPrank(anchorer);
+        for (uint256 i = 0; i < count; ++i) {
+            size += uint64(bound(uint256(keccak256(abi.encode(seed, i))), 1, 2_000_000_000));
+            sizes[i] = size;
+            roots[i] = keccak256(abi.encode(seed, "root", i));
+            vm.expectEmit(true, true, true, true, address(anchor));
+            emit CheckpointAnchored(i, size, roots[i], i == 0 ? bytes32(0) : roots[i - 1]);
+            anchor.anchor(size, roots[i], i == 0 ? bytes32(0) : roots[i - 1]);
+        }
+        vm.stopPrank();
+
+        assertEq(anchor.checkpointCount(), count);
+        (uint256 last, SettlementAnchor.Checkpoint memory top) = anchor.latest();
+        assertEq(last, count - 1);
+        assertEq(top.treeSize, size);
+        assertEq(top.root, roots[count - 1]);
+        for (uint256 i = 0; i < count; ++i) {
+            SettlementAnchor.Checkpoint memory cp = anchor.checkpoint(i);
+            assertEq(cp.treeSize, sizes[i]);
+            assertEq(cp.root, roots[i]);
+        }
+        vm.expectRevert(abi.encodeWithSelector(SettlementAnchor.UnknownCheckpoint.selector, uint256(count)));
+        anchor.checkpoint(count);
     }
 
     // ---------------------------------------------------------------- views
@@ -156,21 +328,35 @@ contract SettlementAnchorTest is TestBase {
         assertEq(cp.root, ROOT_C);
     }
 
+    function test_Latest_AtChunkBoundaries() public {
+        // _anchorMany checks latest() after every anchor, here across three full chunks.
+        _anchorMany(0, 22);
+    }
+
     function test_CheckpointCount_CountsAnchors() public {
         assertEq(anchor.checkpointCount(), 0);
         _anchorThree();
         assertEq(anchor.checkpointCount(), 3);
+        // A refused anchor counts nothing.
+        vm.expectRevert(abi.encodeWithSelector(SettlementAnchor.TreeSizeNotIncreasing.selector, 26, 26));
+        vm.prank(anchorer);
+        anchor.anchor(26, ROOT_A, ROOT_C);
+        assertEq(anchor.checkpointCount(), 3);
     }
 
     function test_Checkpoint_ReturnsEach() public {
-        vm.warp(1000);
-        vm.roll(7);
         _anchorThree();
         assertEq(anchor.checkpoint(0).root, ROOT_A);
         assertEq(anchor.checkpoint(1).root, ROOT_B);
         assertEq(anchor.checkpoint(2).root, ROOT_C);
-        assertEq(anchor.checkpoint(2).timestamp, 1000);
-        assertEq(anchor.checkpoint(2).blockNumber, 7);
+        assertEq(anchor.checkpoint(0).treeSize, 10);
+        assertEq(anchor.checkpoint(1).treeSize, 25);
+        assertEq(anchor.checkpoint(2).treeSize, 26);
+    }
+
+    function test_Checkpoint_ReturnsEachAcrossChunks() public {
+        _anchorMany(0, 17);
+        _assertViews(17);
     }
 
     function test_RevertWhen_CheckpointSeqUnknown() public {
@@ -179,6 +365,8 @@ contract SettlementAnchorTest is TestBase {
         _anchorThree();
         vm.expectRevert(abi.encodeWithSelector(SettlementAnchor.UnknownCheckpoint.selector, 3));
         anchor.checkpoint(3);
+        vm.expectRevert(abi.encodeWithSelector(SettlementAnchor.UnknownCheckpoint.selector, type(uint256).max));
+        anchor.checkpoint(type(uint256).max);
     }
 
     function test_CheckpointBySize_FindsEach() public {
@@ -188,18 +376,34 @@ contract SettlementAnchorTest is TestBase {
         for (uint256 i = 0; i < 3; ++i) {
             (uint256 seq, SettlementAnchor.Checkpoint memory cp) = anchor.checkpointBySize(sizes[i]);
             assertEq(seq, i);
+            assertEq(cp.treeSize, sizes[i]);
             assertEq(cp.root, roots[i]);
+        }
+    }
+
+    function test_CheckpointBySize_AcrossArchivedAndHeadChunks() public {
+        // Two archived chunks (0-6, 7-13) and three checkpoints in the head (14-16).
+        _anchorMany(0, 17);
+        _assertViews(17);
+        // Sizes between, below and above the checkpoints belong to none.
+        for (uint256 seq = 0; seq <= 17; ++seq) {
+            uint64 size = _sizeOf(seq) - 1;
+            if (seq > 0 && size == _sizeOf(seq - 1)) continue;
+            vm.expectRevert(abi.encodeWithSelector(SettlementAnchor.UnknownTreeSize.selector, size));
+            anchor.checkpointBySize(size);
         }
     }
 
     function test_RevertWhen_CheckpointBySizeWithoutCheckpoint() public {
         vm.expectRevert(abi.encodeWithSelector(SettlementAnchor.UnknownTreeSize.selector, 10));
         anchor.checkpointBySize(10);
+        vm.expectRevert(abi.encodeWithSelector(SettlementAnchor.UnknownTreeSize.selector, 0));
+        anchor.checkpointBySize(0);
     }
 
     function test_RevertWhen_CheckpointBySizeUnknown() public {
         _anchorThree();
-        uint64[4] memory absent = [uint64(0), 9, 11, 27];
+        uint64[5] memory absent = [uint64(0), 9, 11, 27, type(uint64).max];
         for (uint256 i = 0; i < absent.length; ++i) {
             vm.expectRevert(abi.encodeWithSelector(SettlementAnchor.UnknownTreeSize.selector, absent[i]));
             anchor.checkpointBySize(absent[i]);
@@ -225,6 +429,7 @@ contract SettlementAnchorTest is TestBase {
             (uint256 seq, SettlementAnchor.Checkpoint memory cp) = anchor.checkpointBySize(sizes[i]);
             assertEq(seq, i);
             assertEq(cp.treeSize, sizes[i]);
+            assertEq(cp.root, keccak256(abi.encode(seed, "root", i)));
             // The size just below a checkpoint's belongs to no checkpoint unless it is the previous one.
             uint64 below = sizes[i] - 1;
             if (i == 0 || below != sizes[i - 1]) {
@@ -439,32 +644,57 @@ contract SettlementAnchorTest is TestBase {
 /// after setUp in a transaction of its own, so storage starts cold and
 /// unmodified, as on chain.
 contract SettlementAnchorGasTest is TestBase {
+    /// Nine checkpoints: the next is in the middle of the second chunk.
     SettlementAnchor internal anchor;
     /// Never anchored to.
     SettlementAnchor internal fresh;
+    /// Thirteen checkpoints: the next fills the second chunk and archives it.
+    SettlementAnchor internal filling;
     /// The anchorer.
     GasProbe internal probe;
-    bytes32 internal lastRoot = keccak256("root 1");
 
     function setUp() public {
         probe = new GasProbe();
         anchor = new SettlementAnchor(address(this), address(probe));
         fresh = new SettlementAnchor(address(this), address(probe));
-        probe.run(address(anchor), abi.encodeCall(anchor.anchor, (1000, keccak256("root 0"), bytes32(0))));
-        probe.run(address(anchor), abi.encodeCall(anchor.anchor, (2000, lastRoot, keccak256("root 0"))));
+        filling = new SettlementAnchor(address(this), address(probe));
+        _prepare(anchor, 9);
+        _prepare(filling, 13);
+    }
+
+    function _prepare(SettlementAnchor target, uint256 count) internal {
+        for (uint256 seq = 0; seq < count; ++seq) {
+            probe.run(address(target), GasCheckpoints.anchorCall(seq));
+        }
     }
 
     function test_Gas_Anchor() public {
-        uint256 used =
-            probe.measure(address(anchor), abi.encodeCall(anchor.anchor, (3000, keccak256("root 2"), lastRoot)));
+        uint256 used = probe.measure(address(anchor), GasCheckpoints.anchorCall(9));
         emit log_named_uint("anchor: execution gas", used);
         assertLe(used, 60_000);
     }
 
     function test_Gas_AnchorFirst() public {
-        uint256 used = probe.measure(address(fresh), abi.encodeCall(fresh.anchor, (1, keccak256("root"), bytes32(0))));
+        uint256 used = probe.measure(address(fresh), GasCheckpoints.anchorCall(0));
         emit log_named_uint("anchor, first checkpoint: execution gas", used);
         assertLe(used, 60_000);
+    }
+
+    /// The anchor that fills a chunk also creates its archive slot: 22.1k more.
+    function test_Gas_AnchorFillingChunk() public {
+        uint256 used = probe.measure(address(filling), GasCheckpoints.anchorCall(13));
+        emit log_named_uint("anchor, filling a chunk: execution gas", used);
+        assertLe(used, 60_000);
+    }
+
+    /// Average over a chunk: six anchors like {test_Gas_Anchor} and one like
+    /// {test_Gas_AnchorFillingChunk}, each with cold storage.
+    function test_Gas_AnchorMeanOverChunk() public {
+        uint256 plain = probe.measure(address(anchor), GasCheckpoints.anchorCall(9));
+        uint256 full = probe.measure(address(filling), GasCheckpoints.anchorCall(13));
+        uint256 mean = (6 * plain + full) / 7;
+        emit log_named_uint("anchor, mean over a chunk of seven: execution gas", mean);
+        assertLe(mean, 60_000);
     }
 
     /// A valid proof for leaf `index` of a 2^20-leaf tree: 20 random siblings
@@ -493,6 +723,53 @@ contract SettlementAnchorGasTest is TestBase {
         one[0] = node;
         bytes32 extra = MerkleReference.hashLeaf("one more");
         assertTrue(anchor.verifyInclusion(extra, size, size + 1, one, MerkleReference.hashChildren(node, extra)));
+    }
+}
+
+/// @dev Realistic checkpoints for the gas tests: a few hundred thousand leaves,
+/// growing, and random-looking roots (calldata costs more for nonzero bytes).
+library GasCheckpoints {
+    function size(uint256 seq) internal pure returns (uint64) {
+        // Tests use small sequence numbers.
+        // forge-lint: disable-next-line(unsafe-typecast)
+        return 300_000 + 1000 * uint64(seq);
+    }
+
+    function root(uint256 seq) internal pure returns (bytes32) {
+        return keccak256(abi.encode("root", seq));
+    }
+
+    function anchorCall(uint256 seq) internal pure returns (bytes memory) {
+        return abi.encodeCall(SettlementAnchor.anchor, (size(seq), root(seq), seq == 0 ? bytes32(0) : root(seq - 1)));
+    }
+}
+
+/// @dev What `forge test --gas-report` shows for {SettlementAnchor-anchor}: it
+/// runs each top-level call of a test as a transaction of its own (21k base
+/// and calldata included, storage cold), so this test's 28 anchors, four full
+/// chunks from the first checkpoint on, give the figures of a long-running
+/// anchor: `forge test --gas-report --match-test test_GasReport_AnchorSteadyState`.
+/// Without `--gas-report` the calls share one transaction and only the
+/// results are checked.
+contract SettlementAnchorGasReportTest is TestBase {
+    SettlementAnchor internal anchor;
+    address internal anchorer = makeAddr("anchorer");
+
+    function setUp() public {
+        anchor = new SettlementAnchor(address(this), anchorer);
+    }
+
+    function test_GasReport_AnchorSteadyState() public {
+        for (uint256 seq = 0; seq < 28; ++seq) {
+            vm.prank(anchorer);
+            anchor.anchor(
+                GasCheckpoints.size(seq), GasCheckpoints.root(seq), seq == 0 ? bytes32(0) : GasCheckpoints.root(seq - 1)
+            );
+        }
+        (uint256 last, SettlementAnchor.Checkpoint memory cp) = anchor.latest();
+        assertEq(last, 27);
+        assertEq(cp.treeSize, GasCheckpoints.size(27));
+        assertEq(cp.root, GasCheckpoints.root(27));
     }
 }
 
@@ -531,6 +808,25 @@ contract SettlementAnchorInvariantTest is TestBase {
         if (count == 0) return;
         (uint256 seq, SettlementAnchor.Checkpoint memory cp) = anchor.latest();
         assertEq(seq, count - 1);
+        assertEq(cp.treeSize, handler.lastSize());
         assertEq(cp.root, handler.rootOf(seq));
+    }
+
+    function invariant_SizesAreTheAnchoredOnesAndWithinTheLimit() public view {
+        uint256 count = anchor.checkpointCount();
+        for (uint256 seq = 0; seq < count; ++seq) {
+            uint64 size = anchor.checkpoint(seq).treeSize;
+            assertEq(size, handler.sizeOf(seq), "size not stored");
+            assertLe(size, anchor.MAX_TREE_SIZE());
+        }
+    }
+
+    function invariant_CheckpointBySizeFindsEach() public view {
+        uint256 count = anchor.checkpointCount();
+        for (uint256 seq = 0; seq < count; ++seq) {
+            (uint256 found, SettlementAnchor.Checkpoint memory cp) = anchor.checkpointBySize(handler.sizeOf(seq));
+            assertEq(found, seq);
+            assertEq(cp.root, handler.rootOf(seq));
+        }
     }
 }

@@ -12,12 +12,16 @@
 //!    checkpoint's root, for the checkpoint's tree size (RFC 9162 §2.1.3.2).
 //! 4. `chain id` — the RPC endpoint serves the bundle's chain.
 //! 5. `checkpoint on chain` — `checkpointBySize(tree_size)` on the bundle's
-//!    contract returns the bundle's root.
+//!    contract returns the bundle's root, and the contract's
+//!    `CheckpointAnchored` log of that checkpoint (found with `eth_getLogs`
+//!    by its sequence number) names the same size and root; its block is
+//!    where the checkpoint was anchored.
 //! 6. `contract verifyInclusion` — the contract's own verifier accepts the
 //!    leaf hash and path against that root.
 //! 7. `anchor transaction` — the named transaction succeeded in the named
 //!    block, that block is canonical, and the transaction emitted
-//!    `CheckpointAnchored` with this size and root from the contract.
+//!    `CheckpointAnchored` with this size and root from the contract, in the
+//!    block check 5 found.
 //! 8. `confirmations` — that block has at least N confirmations.
 
 use alloy::primitives::{Address, B256, U256};
@@ -25,6 +29,7 @@ use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 
 use super::{Check, Report, short};
 use crate::chain::contracts::SettlementAnchor;
+use crate::transparency::anchor::{AnchoringLog, find_anchoring_log};
 use crate::transparency::bundle::{BUNDLE_VERSION, ProofBundle};
 use crate::transparency::leaf::{self, LeafEntry, SALT_LEN};
 use crate::transparency::merkle::{self, Hash};
@@ -282,10 +287,16 @@ async fn on_chain(
     };
     let anchor = SettlementAnchor::new(contract, &provider);
 
-    report.checks.push(Check::from_result(
-        CHECKPOINT,
-        checkpoint_check(&anchor, bundle, parsed.root.as_ref()).await,
-    ));
+    let anchored = match checkpoint_check(&provider, &anchor, bundle, parsed.root.as_ref()).await {
+        Ok((detail, log)) => {
+            report.checks.push(Check::pass(CHECKPOINT, detail));
+            Some(log)
+        }
+        Err(detail) => {
+            report.checks.push(Check::fail(CHECKPOINT, detail));
+            None
+        }
+    };
 
     report
         .checks
@@ -316,7 +327,15 @@ async fn on_chain(
             _ => Check::skipped(CONTRACT_VERIFY, "the bundle's hashes are unusable"),
         });
 
-    let block = match anchor_check(&provider, contract, bundle, parsed.root.as_ref()).await {
+    let block = match anchor_check(
+        &provider,
+        contract,
+        bundle,
+        parsed.root.as_ref(),
+        anchored.as_ref(),
+    )
+    .await
+    {
         Ok((detail, block)) => {
             report.checks.push(Check::pass(ANCHOR, detail));
             block
@@ -349,11 +368,13 @@ async fn on_chain(
     });
 }
 
+/// Check 5; on success also the checkpoint's `CheckpointAnchored` log.
 async fn checkpoint_check(
+    provider: &DynProvider,
     anchor: &SettlementAnchor::SettlementAnchorInstance<&DynProvider>,
     bundle: &ProofBundle,
     root: Option<&Hash>,
-) -> Result<String, String> {
+) -> Result<(String, AnchoringLog), String> {
     let size = bundle.checkpoint.tree_size;
     let found = anchor.checkpointBySize(size).call().await.map_err(|e| {
         use SettlementAnchor::SettlementAnchorErrors as E;
@@ -383,21 +404,47 @@ async fn checkpoint_check(
             hex32(root)
         ));
     }
-    Ok(format!(
-        "{} holds checkpoint #{}: {size} leaves, root {}, anchored in block {}",
-        anchor.address(),
-        found.seq,
-        hex32(root),
-        cp.blockNumber
+    // The contract keeps no block number: its event's block says where the
+    // checkpoint was anchored. The bundle's block is only where to look first.
+    let seq = u64::try_from(found.seq).map_err(|e| format!("sequence number: {e}"))?;
+    let log = find_anchoring_log(
+        provider,
+        *anchor.address(),
+        seq,
+        Some(bundle.anchor.block_number),
+    )
+    .await?
+    .ok_or_else(|| {
+        format!(
+            "{} holds checkpoint #{seq} but the chain has no CheckpointAnchored #{seq} from it",
+            anchor.address()
+        )
+    })?;
+    if log.tree_size != size || log.root.0 != *root {
+        return Err(format!(
+            "CheckpointAnchored #{seq} names size {} root {:#x}, not the contract's checkpoint",
+            log.tree_size, log.root
+        ));
+    }
+    Ok((
+        format!(
+            "{} holds checkpoint #{seq}: {size} leaves, root {}, anchored in block {}",
+            anchor.address(),
+            hex32(root),
+            log.block_number
+        ),
+        log,
     ))
 }
 
-/// The anchoring transaction's checks; the block number on success.
+/// The anchoring transaction's checks (7), against the checkpoint's log
+/// that check 5 found if it did; the block number on success.
 async fn anchor_check(
     provider: &DynProvider,
     contract: Address,
     bundle: &ProofBundle,
     root: Option<&Hash>,
+    anchored: Option<&AnchoringLog>,
 ) -> Result<(String, u64), String> {
     let tx: B256 = bundle
         .anchor
@@ -449,6 +496,14 @@ async fn anchor_check(
         return Err(format!(
             "transaction {tx:#x} anchored size {} root {:#x}, not the bundle's checkpoint",
             event.treeSize, event.root
+        ));
+    }
+    if let Some(log) = anchored
+        && (log.tx_hash != tx || log.block_number != number)
+    {
+        return Err(format!(
+            "the contract's checkpoint was anchored by {:#x} in block {}, not by {tx:#x} in block {number}",
+            log.tx_hash, log.block_number
         ));
     }
     Ok((

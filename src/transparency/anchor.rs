@@ -5,7 +5,9 @@
 //! 1. If the contract already holds a checkpoint of that size (an earlier
 //!    attempt, one re-mined after a reorg, or one sent by a node that crashed
 //!    before recording it), it checks the root and adopts that transaction,
-//!    found through its `CheckpointAnchored` event.
+//!    found through its `CheckpointAnchored` event ([`find_anchoring_log`]:
+//!    the contract stores only sizes and roots, the event's block is where
+//!    and when it was anchored).
 //! 2. Otherwise it sends `anchor(treeSize, root, prevRoot)`, with `prevRoot`
 //!    the contract's latest root, after checking that that root is our own
 //!    log's root at that size (a fork is refused, never papered over).
@@ -85,6 +87,14 @@ pub enum AnchorError {
         tree_size: u64,
         /// The contract's latest size.
         anchored: u64,
+    },
+    /// The checkpoint is larger than the contract can hold.
+    #[error("checkpoint {tree_size} cannot be anchored: the contract holds at most {max} leaves")]
+    TooLarge {
+        /// The checkpoint asked for.
+        tree_size: u64,
+        /// The contract's `MAX_TREE_SIZE`.
+        max: u64,
     },
     /// Too many transactions failed or were dropped.
     #[error("gave up after {sends} transactions: {last}")]
@@ -296,33 +306,150 @@ async fn on_chain(anchorer: &Anchorer, cp: &Checkpoint) -> Result<Option<Mined>,
         )));
     }
     let seq = u64::try_from(found.seq).map_err(rpc)?;
-    let block = found.checkpoint_.blockNumber;
-    let filter = Filter::new()
-        .address(anchorer.contract)
-        .event_signature(SettlementAnchor::CheckpointAnchored::SIGNATURE_HASH)
-        .topic1(B256::from(U256::from(seq)))
-        .from_block(block)
-        .to_block(block);
-    let logs = anchorer.provider.get_logs(&filter).await.map_err(rpc)?;
-    let log = logs.iter().find(|l| !l.removed).ok_or_else(|| {
-        AnchorError::Rpc(format!("no CheckpointAnchored #{seq} in block {block}"))
-    })?;
-    let (Some(tx_hash), Some(block_hash)) = (log.transaction_hash, log.block_hash) else {
-        return Err(AnchorError::Rpc("a log without its transaction".into()));
-    };
+    let log = find_anchoring_log(&anchorer.provider, anchorer.contract, seq, None)
+        .await
+        .map_err(AnchorError::Rpc)?
+        .ok_or_else(|| {
+            AnchorError::Rpc(format!(
+                "the contract holds checkpoint #{seq} but no CheckpointAnchored #{seq} was found"
+            ))
+        })?;
+    if log.tree_size != size || log.root.0 != cp.root {
+        return Err(AnchorError::ChainMismatch(format!(
+            "CheckpointAnchored #{seq} names size {} root {:#x}, the contract size {size} root {:#x}",
+            log.tree_size, log.root, on_chain_root
+        )));
+    }
     let gas_used = anchorer
         .provider
-        .get_transaction_receipt(tx_hash)
+        .get_transaction_receipt(log.tx_hash)
         .await
         .map_err(rpc)?
         .map(|r| r.gas_used);
     Ok(Some(Mined {
-        tx_hash,
-        block_number: block,
-        block_hash,
+        tx_hash: log.tx_hash,
+        block_number: log.block_number,
+        block_hash: log.block_hash,
         seq,
         gas_used,
     }))
+}
+
+/// Where checkpoint `seq` of a `SettlementAnchor` was anchored: its
+/// `CheckpointAnchored` log, as the chain serves it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnchoringLog {
+    /// Tree size the event names.
+    pub tree_size: u64,
+    /// Root the event names.
+    pub root: B256,
+    /// The root the event says it extends.
+    pub prev_root: B256,
+    /// Block holding the log: when the checkpoint was anchored.
+    pub block_number: u64,
+    /// That block's hash.
+    pub block_hash: B256,
+    /// The anchoring transaction.
+    pub tx_hash: B256,
+}
+
+/// Blocks per `eth_getLogs` request when the endpoint refuses to search the
+/// whole chain in one.
+const LOG_WINDOW: u64 = 5_000;
+
+/// Finds the `CheckpointAnchored` log of checkpoint `seq` of `contract` with
+/// `eth_getLogs` alone (its seq is an indexed topic, so every search asks
+/// for one log): first in block `hint` if given (a block someone claims it
+/// is in), then in the whole chain at once, and if the endpoint refuses such
+/// a range, in windows of [`LOG_WINDOW`] blocks from the head back. `None`
+/// if the chain has no such log. The contract emits each seq exactly once, so
+/// the log found is the only one; callers check its size and root.
+pub async fn find_anchoring_log(
+    provider: &DynProvider,
+    contract: Address,
+    seq: u64,
+    hint: Option<u64>,
+) -> Result<Option<AnchoringLog>, String> {
+    let filter = Filter::new()
+        .address(contract)
+        .event_signature(SettlementAnchor::CheckpointAnchored::SIGNATURE_HASH)
+        .topic1(B256::from(U256::from(seq)));
+    let search = |from: u64, to: u64| {
+        let filter = filter.clone().from_block(from).to_block(to);
+        async move {
+            let logs = provider
+                .get_logs(&filter)
+                .await
+                .map_err(|e| format!("eth_getLogs {from}–{to} on {contract}: {e}"))?;
+            pick_anchoring_log(&logs, contract, seq)
+        }
+    };
+    if let Some(block) = hint
+        && let Some(found) = search(block, block).await?
+    {
+        return Ok(Some(found));
+    }
+    let head = provider
+        .get_block_number()
+        .await
+        .map_err(|e| format!("chain head: {e}"))?;
+    match search(0, head).await {
+        Ok(found) => return Ok(found),
+        Err(e) => tracing::debug!(seq, error = %e, "searching the whole chain refused; by windows"),
+    }
+    let mut to = head;
+    loop {
+        let from = to.saturating_sub(LOG_WINDOW - 1);
+        if let Some(found) = search(from, to).await? {
+            return Ok(Some(found));
+        }
+        if from == 0 {
+            return Ok(None);
+        }
+        to = from - 1;
+    }
+}
+
+/// The one `CheckpointAnchored` log of `seq` from `contract` among `logs`.
+fn pick_anchoring_log(
+    logs: &[alloy::rpc::types::Log],
+    contract: Address,
+    seq: u64,
+) -> Result<Option<AnchoringLog>, String> {
+    let mut found = None;
+    for log in logs
+        .iter()
+        .filter(|l| !l.removed && l.address() == contract)
+    {
+        let Ok(decoded) = log.log_decode::<SettlementAnchor::CheckpointAnchored>() else {
+            continue;
+        };
+        let event = decoded.inner.data;
+        if event.seq != U256::from(seq) {
+            continue;
+        }
+        let (Some(block_number), Some(block_hash), Some(tx_hash)) =
+            (log.block_number, log.block_hash, log.transaction_hash)
+        else {
+            return Err(format!(
+                "CheckpointAnchored #{seq} without its block or transaction"
+            ));
+        };
+        if found.is_some() {
+            return Err(format!(
+                "two CheckpointAnchored #{seq} logs from {contract}"
+            ));
+        }
+        found = Some(AnchoringLog {
+            tree_size: event.treeSize,
+            root: event.root,
+            prev_root: event.prevRoot,
+            block_number,
+            block_hash,
+            tx_hash,
+        });
+    }
+    Ok(found)
 }
 
 /// Sends the anchoring transaction and records it; `Err(reason)` inside if
@@ -344,6 +471,13 @@ async fn send(
         return Err(AnchorError::Superseded {
             tree_size: cp.tree_size,
             anchored: prev_size,
+        });
+    }
+    let max = contract.MAX_TREE_SIZE().call().await.map_err(rpc)?;
+    if cp.tree_size > max {
+        return Err(AnchorError::TooLarge {
+            tree_size: cp.tree_size,
+            max,
         });
     }
     if prev_size > 0 {

@@ -31,7 +31,10 @@
 //! * `checkpoint` is the log state the path leads to; `anchor` says where it
 //!   was anchored: `SettlementAnchor.checkpointBySize(tree_size)` at
 //!   `contract` on `chain_id` returns `root`, and transaction `tx_hash` in
-//!   block `block_number` emitted `CheckpointAnchored` for it.
+//!   block `block_number` emitted `CheckpointAnchored` for it. The contract
+//!   stores no block number: a verifier finds that log itself with
+//!   `eth_getLogs` (its sequence number is an indexed topic) and checks that
+//!   it is in `block_number`.
 //!
 //! All byte strings are `0x`-prefixed lower-case hex. The checkpoint is the
 //! first anchored one that contains the leaf, so a leaf's bundle does not
