@@ -612,11 +612,51 @@ async fn a_settlement_pays_the_crypto_payout_on_chain() {
     })
     .await;
     let payout_to = random_address();
+    // Settled before the merchant has a payout address: the crypto stays
+    // available in the treasury.
+    s.paid(2500, "usdc").await;
+    let first = json(
+        s.app
+            .post("/v1/test/settlements/run", &s.app.secret_key, &json!({}))
+            .await,
+        200,
+    )
+    .await;
+    assert!(first["id"].as_str().unwrap().starts_with("st_"), "{first}");
+    let crypto_payouts: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM payouts WHERE asset <> 'usd'")
+            .fetch_one(&s.app.pool)
+            .await
+            .unwrap();
+    assert_eq!(crypto_payouts, 0);
     epg::merchants::MerchantStore::new(s.app.pool.clone())
         .set_payout_address(&s.app.merchant_id, Some(payout_to))
         .await
         .unwrap();
-    s.paid(2500, "usdc").await;
+    // The next batch (only a card payment in it) pays the crypto out.
+    let card = json(
+        s.app
+            .post(
+                "/v1/payments",
+                &s.app.secret_key,
+                &json!({"amount": 700, "currency": "usd"}),
+            )
+            .await,
+        200,
+    )
+    .await;
+    json(
+        s.app
+            .post(
+                &format!("/v1/payments/{}/confirm", card["id"].as_str().unwrap()),
+                &s.app.secret_key,
+                &json!({"payment_method": {"type": "card", "card": {"number": "4242424242424242",
+                        "exp_month": 12, "exp_year": 2034, "cvc": "123"}}}),
+            )
+            .await,
+        200,
+    )
+    .await;
     let settlement = json(
         s.app
             .post("/v1/test/settlements/run", &s.app.secret_key, &json!({}))
@@ -625,7 +665,7 @@ async fn a_settlement_pays_the_crypto_payout_on_chain() {
     )
     .await;
     assert!(
-        settlement["id"].as_str().unwrap().starts_with("st_"),
+        settlement["totals"]["usdc:31337"]["paid_out"].is_string(),
         "{settlement}"
     );
     for _ in 0..200 {

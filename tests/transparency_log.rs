@@ -238,7 +238,7 @@ async fn the_database_refuses_to_change_history() {
 }
 
 #[tokio::test]
-async fn one_log_one_origin_and_one_leaf_per_object_and_kind() {
+async fn one_log_one_origin_and_one_leaf_per_object_kind_and_batch() {
     let pool = common::test_db().await;
     let log = TransparencyLog::new(ORIGIN).unwrap();
     let mut conn = pool.acquire().await.unwrap();
@@ -259,10 +259,14 @@ async fn one_log_one_origin_and_one_leaf_per_object_and_kind() {
         "{err}"
     );
     tx.rollback().await.unwrap();
-    // The same object may have a leaf of another kind (its fee).
+    // The same object may have a leaf of another kind (its fee), and one
+    // of the same kind in a later batch (a second transfer settled later).
     let mut fee = item(0);
     fee.kind = LeafKind::Fee;
     assert_eq!(log.append(&mut conn, &fee).await.unwrap(), LeafIndex(1));
+    let mut later = item(0);
+    later.settlement_id = format!("st_{:024}", 77);
+    assert_eq!(log.append(&mut conn, &later).await.unwrap(), LeafIndex(2));
 
     let mut bad = item(9);
     bad.asset = String::new();

@@ -151,6 +151,16 @@ pub async fn chain_id(rpc_url: &str) -> Result<u64, ChainError> {
         .map_err(|e| rpc_err(rpc_url, e))
 }
 
+/// The head block number of the chain at `rpc_url`.
+pub async fn head(rpc_url: &str) -> Result<u64, ChainError> {
+    let url = rpc_url.parse().map_err(|e| rpc_err(rpc_url, e))?;
+    ProviderBuilder::new()
+        .connect_http(url)
+        .get_block_number()
+        .await
+        .map_err(|e| rpc_err(rpc_url, e))
+}
+
 /// Whether every contract of `deployment` still has code on the chain at
 /// `rpc_url` (false after the devnet was reset).
 pub async fn is_live(rpc_url: &str, deployment: &Deployment) -> Result<bool, ChainError> {

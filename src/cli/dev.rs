@@ -21,7 +21,7 @@ use crate::config::{
     Config, DatabaseConfig, LogConfig, LogFormat, Mode, SecurityConfig, ServerConfig,
 };
 use crate::crypto::CardKey;
-use crate::devnet::anvil::{Anvil, AnvilOptions, DEV_KEY_0};
+use crate::devnet::anvil::{Anvil, AnvilOptions, DEV_ANCHOR_KEY, DEV_KEY_0};
 use crate::devnet::postgres::PrivateCluster;
 use crate::ids::MerchantId;
 use crate::merchants::{KeyKind, MerchantError, MerchantStore};
@@ -163,9 +163,7 @@ pub async fn run(args: DevArgs) -> Result<ExitCode, CliError> {
             anchor_rpc_url: rpc_url.clone(),
             anchor_contract: deployment.anchor.to_string(),
             anchor_confirmations: 1,
-            anchor_key: Some(
-                std::env::var("EPG_DEPLOYER_KEY").unwrap_or_else(|_| DEV_KEY_0.to_owned()),
-            ),
+            anchor_key: Some(dev_anchor_key(&deployment)),
             ..crate::config::SettlementConfig::default()
         },
         // The treasury is the deployer too: the node pays refunds and
@@ -234,17 +232,45 @@ async fn ensure_contracts(rpc_url: &str, path: &Path) -> Result<Deployment, CliE
             .map_err(|_| CliError::Failed("bad built-in devnet key".into()))?,
     };
     let deployer = signer.address();
-    // On the devnet one funded account plays every role: it is the
-    // treasury (so the node can refund from it), the admin and the anchorer.
+    // The deployer is the treasury (the node's hot wallet refunds and pays
+    // out from it) and the admin. On anvil a second account anchors, so the
+    // treasury only ever pays gas the ledger books; with EPG_DEPLOYER_KEY
+    // on another chain the deployer anchors too.
+    let anchorer = match std::env::var("EPG_DEPLOYER_KEY") {
+        Ok(_) => deployer,
+        Err(_) => dev_signer(DEV_ANCHOR_KEY)?.address(),
+    };
     let plan = DeployPlan {
         treasury: deployer,
         admin: deployer,
-        anchorer: deployer,
+        anchorer,
         dev_helpers: true,
     };
-    let deployment = deploy::deploy(rpc_url, signer, &plan).await.map_err(fail)?;
+    let mut deployment = deploy::deploy(rpc_url, signer, &plan).await.map_err(fail)?;
+    // Watch (and reconcile) from the first block after the deployment and
+    // the test-token mints: nothing can be paid before, and the treasury's
+    // balance then only moves with what the node books.
+    deployment.start_block = deploy::head(rpc_url).await.map_err(fail)? + 1;
     deploy::write(path, &deployment).map_err(fail)?;
     Ok(deployment)
+}
+
+fn dev_signer(key: &str) -> Result<alloy::signers::local::PrivateKeySigner, CliError> {
+    key.parse()
+        .map_err(|_| CliError::Failed("bad built-in devnet key".into()))
+}
+
+/// The key holding the anchorer role of `deployment`: the deployer's when
+/// `EPG_DEPLOYER_KEY` is set, else the devnet anchorer (or account #0 for a
+/// devnet deployed before the anchorer had its own account).
+fn dev_anchor_key(deployment: &Deployment) -> String {
+    if let Ok(key) = std::env::var("EPG_DEPLOYER_KEY") {
+        return key;
+    }
+    match dev_signer(DEV_ANCHOR_KEY) {
+        Ok(signer) if signer.address() == deployment.anchorer => DEV_ANCHOR_KEY.to_owned(),
+        _ => DEV_KEY_0.to_owned(),
+    }
 }
 
 /// Reuses the demo merchant of a previous run, or creates it with keys.

@@ -12,6 +12,12 @@ use super::DevnetError;
 /// anvil. Public knowledge: never use it outside a devnet.
 pub const DEV_KEY_0: &str = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
 
+/// Anvil's default mnemonic account #9: the devnet's anchorer. Anchoring
+/// gas then never leaves the treasury (account #0), whose every movement
+/// the ledger books, so `epg reconcile chain` stays exact on the devnet.
+pub const DEV_ANCHOR_KEY: &str =
+    "0x2a871d0798f97d79848a013d4936a73bf4cc922c825d33c1cf7073dff6d409c6";
+
 /// How to start anvil.
 #[derive(Debug, Clone)]
 pub struct AnvilOptions {

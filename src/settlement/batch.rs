@@ -102,26 +102,8 @@ pub async fn run(
         if amount.is_zero() {
             continue;
         }
-        let kind = &LeafKind::parse(kind)
+        let kind = LeafKind::parse(kind)
             .ok_or_else(|| SettlementError::Corrupt(format!("leaf kind {kind}")))?;
-        let exists =
-            TransparencyLog::find_leaf(&mut tx, merchant.as_str(), source, Some(*kind)).await?;
-        // A source settled before under the same kind (a second crypto
-        // transfer of one payment in a later batch) is recorded as an
-        // adjustment of it.
-        let kind = if exists.is_some() {
-            LeafKind::Adjustment
-        } else {
-            *kind
-        };
-        if exists.is_some()
-            && TransparencyLog::find_leaf(&mut tx, merchant.as_str(), source, Some(kind))
-                .await?
-                .is_some()
-        {
-            tracing::warn!(%source, "settled item has no leaf of its own: kind already logged");
-            continue;
-        }
         data.push(LeafData {
             settlement_id: id.to_string(),
             merchant_id: merchant.to_string(),
@@ -208,6 +190,29 @@ pub async fn run(
                 "paid_out": paid.units().to_string(),
             }),
         );
+    }
+    // Crypto made available by earlier batches (before the merchant set a
+    // payout address) is paid out too.
+    if payout_address.is_some() {
+        for balance in ledger::merchant_balances(&mut tx, merchant).await? {
+            let code = balance.asset.code;
+            if !code.is_crypto() || totals.contains_key(code.as_str()) {
+                continue;
+            }
+            let paid = pay_out(&mut tx, merchant, &id, &code, payout_address.as_deref()).await?;
+            if paid.is_positive() {
+                totals_json.insert(
+                    code.to_string(),
+                    json!({
+                        "gross": "0",
+                        "fees": "0",
+                        "net": "0",
+                        "made_available": "0",
+                        "paid_out": paid.units().to_string(),
+                    }),
+                );
+            }
+        }
     }
     let totals = Value::Object(totals_json);
     sqlx::query!(

@@ -107,8 +107,9 @@ pub enum TransparencyError {
         /// The leaf.
         leaf_index: u64,
     },
-    /// The object already has a leaf of this kind (a double settlement).
-    #[error("{source_id} already has a {kind} leaf in the log")]
+    /// The object already has a leaf of this kind in this batch (a double
+    /// settlement).
+    #[error("{source_id} already has a {kind} leaf in this batch")]
     AlreadySettled {
         /// The object.
         source_id: String,

@@ -519,7 +519,7 @@ fn duplicate_error(leaves: &[LeafData]) -> TransparencyError {
     let mut seen = std::collections::HashSet::new();
     let first = leaves
         .iter()
-        .find(|l| !seen.insert((&l.merchant_id, &l.source_id, l.kind)))
+        .find(|l| !seen.insert((&l.merchant_id, &l.source_id, l.kind, &l.settlement_id)))
         .or(leaves.first());
     match first {
         Some(l) => TransparencyError::AlreadySettled {
