@@ -17,6 +17,7 @@ use alloy::network::EthereumWallet;
 use alloy::primitives::{Address, B256, U256};
 use alloy::providers::{Provider, ProviderBuilder};
 use alloy::signers::local::PrivateKeySigner;
+use alloy::sol_types::SolValue;
 use common::{TestApp, json, spawn_app_with, spawn_on};
 use epg::chain::config::ChainConfig;
 use epg::chain::contracts::{DevStablecoin, PaymentRouter};
@@ -694,4 +695,102 @@ async fn a_settlement_pays_the_crypto_payout_on_chain() {
     assert_eq!(paid.to_string(), amount.to_string());
     assert!(paid > U256::ZERO && paid <= U256::from(25_000_000u64));
     s.books_balance().await;
+}
+
+#[tokio::test]
+async fn a_refund_whose_transfer_reverts_fails_and_the_money_returns_to_the_merchant() {
+    let s = setup(|_, _| {}).await;
+    let payment = s.paid(800, "usdc").await;
+    let id = payment["id"].as_str().unwrap().to_owned();
+    let balance = |b: Value| {
+        b["pending"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["currency"] == "usdc")
+            .map(|x| x["amount"].as_str().unwrap().to_owned())
+    };
+    let before = balance(json(s.app.get("/v1/balance", &s.app.secret_key).await, 200).await);
+    s.automine(false).await;
+    let refund = json(
+        s.refund(json!({"payment": id, "amount": 300, "crypto_destination": format!("{:#x}", random_address())}))
+            .await,
+        200,
+    )
+    .await;
+    let refund_id = refund["id"].as_str().unwrap().to_owned();
+    while txs_of(&s.app.pool, &refund_id)
+        .await
+        .first()
+        .is_none_or(|(_, status, _)| status != "broadcast")
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The treasury's tokens vanish before the transfer is mined: OpenZeppelin's
+    // ERC20 keeps balances in a mapping at slot 0.
+    let slot = alloy::primitives::keccak256((s.wallet.address(), U256::ZERO).abi_encode());
+    let held: U256 = provider(&s.anvil)
+        .get_storage_at(s.usdc(), slot.into())
+        .await
+        .unwrap();
+    assert_eq!(
+        held,
+        s.usdc_of(s.wallet.address()).await,
+        "the balance slot"
+    );
+    let _: Value = provider(&s.anvil)
+        .raw_request("anvil_setStorageAt".into(), (s.usdc(), slot, B256::ZERO))
+        .await
+        .unwrap();
+    s.automine(true).await;
+    let failed = s
+        .until(&format!("/v1/refunds/{refund_id}"), |r| {
+            r["status"] == "failed"
+        })
+        .await;
+    assert!(
+        failed["failure_reason"]
+            .as_str()
+            .unwrap()
+            .contains("reverted")
+    );
+    let tx: B256 = failed["crypto"]["transaction"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let receipt = provider(&s.anvil)
+        .get_transaction_receipt(tx)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!receipt.status(), "mined and reverted");
+    // Back in the merchant's balance, and refundable again.
+    let after = balance(json(s.app.get("/v1/balance", &s.app.secret_key).await, 200).await);
+    assert_eq!(after, before);
+    let payment = json(
+        s.app
+            .get(&format!("/v1/payments/{id}"), &s.app.secret_key)
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(payment["amount_refunded"], 0);
+    assert!(
+        event_types(&s.app)
+            .await
+            .contains(&"refund.failed".to_owned())
+    );
+    let (status, gas): (String, Option<rust_decimal::Decimal>) =
+        sqlx::query_as("SELECT status, gas_fee FROM chain_sends")
+            .fetch_one(&s.app.pool)
+            .await
+            .unwrap();
+    assert_eq!(status, "failed");
+    assert!(
+        gas.unwrap() > rust_decimal::Decimal::ZERO,
+        "the gas was paid"
+    );
+    let report = epg::ledger::check(&s.app.pool).await.unwrap();
+    assert!(report.is_ok(), "{report:?}");
 }
