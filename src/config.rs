@@ -796,6 +796,35 @@ mod tests {
     }
 
     #[test]
+    fn the_wallet_key_comes_from_the_environment_and_is_never_shown() {
+        let file = write(Config::example());
+        let key = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
+        let config = Config::load(Some(file.path()), env(&[("EPG_WALLET_KEY", key)])).unwrap();
+        let signer = config.wallet.signer().unwrap().unwrap();
+        assert_eq!(
+            format!("{:#x}", signer.address()),
+            "0x70997970c51812dc3a010c7d01b50e0d17dc79c8"
+        );
+        assert!(!format!("{config:?}").contains(&key[2..]));
+
+        let bad = |pairs: &[(&str, &str)]| {
+            Config::load(Some(file.path()), env(pairs))
+                .unwrap_err()
+                .to_string()
+        };
+        let err = bad(&[("EPG_WALLET_KEY", "0x1234")]);
+        assert!(err.contains("wallet.key"), "{err}");
+        assert!(!err.contains("0x1234"), "the value is not echoed: {err}");
+        let err = bad(&[("EPG_WALLET_KEYSTORE", "/nonexistent/key.json")]);
+        assert!(err.contains("EPG_WALLET_PASSWORD"), "{err}");
+        let err = bad(&[
+            ("EPG_WALLET_KEY", key),
+            ("EPG_WALLET_KEYSTORE", "/nonexistent/key.json"),
+        ]);
+        assert!(err.contains("not both"), "{err}");
+    }
+
+    #[test]
     fn env_overrides_win_and_keep_their_type() {
         let file = write(Config::example());
         let config = Config::load(
