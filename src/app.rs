@@ -300,6 +300,7 @@ fn spawn_jobs(
                 &state.pool,
                 signer,
                 &sink,
+                &state.metrics,
                 shutdown,
             );
         }

@@ -58,6 +58,7 @@ use super::watcher::SinkError;
 use crate::ids::{ChainSendId, MerchantId};
 use crate::ledger::{self, AccountRef, Entry, EntryKind};
 use crate::money::{Amount, AssetCode};
+use crate::telemetry::metrics::Metrics;
 
 pub use store::queue;
 
@@ -204,6 +205,7 @@ pub struct Sender {
     sink: Arc<dyn SendSink>,
     /// The chain's native coin, in which gas is booked.
     native: AssetCode,
+    metrics: Arc<Metrics>,
 }
 
 impl std::fmt::Debug for Sender {
@@ -226,6 +228,7 @@ impl Sender {
         pool: PgPool,
         signer: PrivateKeySigner,
         sink: Arc<dyn SendSink>,
+        metrics: Arc<Metrics>,
     ) -> Result<Self, SendError> {
         let setup = |message: String| SendError::Setup {
             chain_id: chain.chain_id,
@@ -260,6 +263,7 @@ impl Sender {
             provider,
             sink,
             native,
+            metrics,
         })
     }
 
@@ -376,6 +380,7 @@ impl Sender {
         store::set_next_nonce(&mut db, self.chain.chain_id, from, nonce + 1).await?;
         db.commit().await?;
         tracing::info!(send = %send.id, nonce, tx = %signed.hash, "send signed");
+        self.metrics.add("chain_sends_signed", 1);
         self.broadcast(&send, &signed).await?;
         Ok(true)
     }
@@ -407,6 +412,7 @@ impl Sender {
             }
             tx::Broadcast::Rejected(message) => {
                 tracing::warn!(send = %send.id, tx = %signed.hash, %message, "transaction rejected");
+                self.metrics.add("chain_sends_rejected", 1);
                 let mut db = self.pool.begin().await?;
                 store::lock_nonce(&mut db, self.chain.chain_id, self.address()).await?;
                 store::reject(
@@ -486,6 +492,7 @@ impl Sender {
             .is_some();
         if !known {
             tracing::info!(send = %send.id, tx = %latest.hash, "transaction unknown to the endpoint; broadcasting it again");
+            self.metrics.add("chain_sends_rebroadcast", 1);
             self.broadcast(send, &latest.signed()).await?;
             return Ok(());
         }
@@ -528,6 +535,7 @@ impl Sender {
         }
         tracing::info!(send = %send.id, nonce, old = %latest.hash, new = %signed.hash,
             max_fee = fees.max_fee_per_gas, "fee bumped");
+        self.metrics.add("chain_sends_fee_bumps", 1);
         self.broadcast(send, &signed).await
     }
 
@@ -602,6 +610,13 @@ impl Sender {
             })?;
         db.commit().await?;
         tracing::info!(send = %send.id, tx = %mined.tx_hash, ?outcome, "send finished");
+        self.metrics.add(
+            match outcome {
+                SendOutcome::Confirmed => "chain_sends_confirmed",
+                SendOutcome::Reverted => "chain_sends_reverted",
+            },
+            1,
+        );
         Ok(())
     }
 }
@@ -614,11 +629,18 @@ pub fn spawn_all(
     pool: &PgPool,
     signer: &PrivateKeySigner,
     sink: &Arc<dyn SendSink>,
+    metrics: &Arc<Metrics>,
     shutdown: &CancellationToken,
 ) -> Vec<u64> {
     let mut running = Vec::new();
     for chain in chains {
-        match Sender::new(chain.clone(), pool.clone(), signer.clone(), sink.clone()) {
+        match Sender::new(
+            chain.clone(),
+            pool.clone(),
+            signer.clone(),
+            sink.clone(),
+            metrics.clone(),
+        ) {
             Ok(sender) => {
                 running.push(chain.chain_id);
                 jobs.spawn(sender.run(shutdown.clone()));
