@@ -222,14 +222,19 @@ async fn balance_transactions_paginate_both_ways() {
         ("?limit=101", "limit"),
         ("?limit=ten", "limit"),
         ("?colour=red", "colour"),
+        // A malformed cursor or one naming no transaction: 400, as on every list.
         ("?starting_after=txn_nope", "starting_after"),
+        ("?ending_before=txn_nope", "ending_before"),
+        ("?starting_after=pay_test0001", "starting_after"),
+        (
+            "?ending_before=txn_000000000000000000000000",
+            "ending_before",
+        ),
     ] {
         let response = app
             .get(&format!("/v1/balance_transactions{query}"), &app.secret_key)
             .await;
-        let status = response.status().as_u16();
-        let body: Value = response.json().await.unwrap();
-        assert!(status == 400 || status == 404, "{query}: {status} {body}");
+        let body = common::json(response, 400).await;
         assert_eq!(body["error"]["param"], json!(param), "{query}: {body}");
     }
     let both = app
@@ -241,7 +246,8 @@ async fn balance_transactions_paginate_both_ways() {
             &app.secret_key,
         )
         .await;
-    assert_eq!(both.status().as_u16(), 400);
+    let body = common::json(both, 400).await;
+    assert_eq!(body["error"]["param"], json!("ending_before"));
 }
 
 #[tokio::test]
@@ -282,7 +288,7 @@ async fn a_merchant_never_sees_another_merchants_money() {
             &other_key,
         )
         .await;
-    let body = common::json(response, 404).await;
+    let body = common::json(response, 400).await;
     assert_eq!(body["error"]["param"], json!("starting_after"));
 
     // Secret keys only.

@@ -1158,6 +1158,120 @@ async fn lists_filter_by_status_and_paginate() {
 }
 
 #[tokio::test]
+async fn refunds_paginate_both_ways() {
+    let app = spawn_app().await;
+    let paid = pay_card(&app, 5000, "automatic", CARD_OK).await;
+    let payment = paid["id"].as_str().unwrap().to_owned();
+    // r0 … r4, oldest first.
+    let mut refunds = Vec::new();
+    for amount in 100..105 {
+        let refund = json(
+            app.post(
+                "/v1/refunds",
+                &app.secret_key,
+                &json!({"payment": payment, "amount": amount}),
+            )
+            .await,
+            200,
+        )
+        .await;
+        refunds.push(refund["id"].as_str().unwrap().to_owned());
+    }
+    // The newest refund is of another payment.
+    let other = pay_card(&app, 1000, "automatic", CARD_OK).await;
+    let newest = json(
+        app.post(
+            "/v1/refunds",
+            &app.secret_key,
+            &json!({"payment": other["id"]}),
+        )
+        .await,
+        200,
+    )
+    .await;
+    let newest = newest["id"].as_str().unwrap().to_owned();
+    let page = |query: String| {
+        let app = &app;
+        async move {
+            json(
+                app.get(&format!("/v1/refunds?{query}"), &app.secret_key)
+                    .await,
+                200,
+            )
+            .await
+        }
+    };
+    let ids = |list: &Value| -> Vec<String> {
+        list["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let r = |n: usize| refunds[n].clone();
+
+    let first = page("limit=2".into()).await;
+    assert_eq!(ids(&first), [newest.clone(), r(4)]);
+    assert_eq!(first["has_more"], true);
+    let second = page(format!("limit=2&starting_after={}", r(4))).await;
+    assert_eq!(ids(&second), [r(3), r(2)]);
+    assert_eq!(second["has_more"], true);
+
+    // Backwards: the page just before the cursor, newest first.
+    let back = page(format!("limit=2&ending_before={}", r(2))).await;
+    assert_eq!(ids(&back), [r(4), r(3)]);
+    assert_eq!(back["has_more"], true, "the newest is still before it");
+    let back = page(format!("limit=10&ending_before={}", r(1))).await;
+    assert_eq!(ids(&back), [newest.clone(), r(4), r(3), r(2)]);
+    assert_eq!(back["has_more"], false);
+    let back = page(format!("limit=1&ending_before={}", r(0))).await;
+    assert_eq!(ids(&back), [r(1)]);
+    assert_eq!(back["has_more"], true);
+    let top = page(format!("ending_before={newest}")).await;
+    assert!(ids(&top).is_empty());
+    assert_eq!(top["has_more"], false);
+    // With the payment filter: the newest refund is not of this payment.
+    let back = page(format!("payment={payment}&limit=1&ending_before={}", r(3))).await;
+    assert_eq!(ids(&back), [r(4)]);
+    assert_eq!(back["has_more"], false);
+
+    // Cursors that name no refund of the caller, and both cursors at once.
+    let (_, other_key) = app.merchant().await;
+    let theirs = json(
+        app.get(&format!("/v1/refunds?ending_before={}", r(0)), &other_key)
+            .await,
+        400,
+    )
+    .await;
+    assert_eq!(theirs["error"]["param"], "ending_before");
+    for (query, param) in [
+        (
+            format!("starting_after={}&ending_before={}", r(0), r(1)),
+            "ending_before",
+        ),
+        ("ending_before=re_nope".into(), "ending_before"),
+        ("starting_after=re_nope".into(), "starting_after"),
+        (
+            format!("ending_before=re_{}", "0".repeat(24)),
+            "ending_before",
+        ),
+        (
+            format!("starting_after=re_{}", "0".repeat(24)),
+            "starting_after",
+        ),
+    ] {
+        let body = json(
+            app.get(&format!("/v1/refunds?{query}"), &app.secret_key)
+                .await,
+            400,
+        )
+        .await;
+        assert_eq!(body["error"]["param"], param, "{query}: {body}");
+    }
+}
+
+#[tokio::test]
 async fn a_browser_checkout_confirms_with_the_publishable_key_and_client_secret() {
     let app = spawn_app().await;
     let payment = create_usd(&app, 1200, "automatic").await;

@@ -196,3 +196,105 @@ async fn settlement_needs_an_anchor_chain() {
         "settlement_not_configured"
     );
 }
+
+/// Stores a settlement of `merchant` created `minutes` after a fixed time.
+async fn insert_settlement(app: &TestApp, merchant: &str, minutes: i64) -> String {
+    let id = format!("st_{:0>24}", format!("list{minutes}"));
+    sqlx::query(
+        "INSERT INTO settlements (id, merchant_id, period_start, period_end, totals, first_leaf,
+                                  leaf_count, created_at)
+         VALUES ($1, $2, $3, $3, '{}', 0, 0, $3)",
+    )
+    .bind(&id)
+    .bind(merchant)
+    .bind(time::macros::datetime!(2030-01-01 00:00 UTC) + time::Duration::minutes(minutes))
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    id
+}
+
+#[tokio::test]
+async fn settlements_paginate_both_ways() {
+    let app = common::spawn_app().await;
+    // s0 … s4, oldest first.
+    let mut settlements = Vec::new();
+    for n in 0..5 {
+        settlements.push(insert_settlement(&app, app.merchant_id.as_str(), n).await);
+    }
+    let (other, other_key) = app.merchant().await;
+    let theirs = insert_settlement(&app, other.as_str(), 10).await;
+    let s = |n: usize| settlements[n].clone();
+    let page = |query: String| {
+        let app = &app;
+        async move {
+            json(
+                app.get(&format!("/v1/settlements?{query}"), &app.secret_key)
+                    .await,
+                200,
+            )
+            .await
+        }
+    };
+    let ids = |list: &Value| -> Vec<String> {
+        list["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+
+    let first = page("limit=2".into()).await;
+    assert_eq!(ids(&first), [s(4), s(3)]);
+    assert_eq!(first["has_more"], true);
+    let second = page(format!("limit=2&starting_after={}", s(3))).await;
+    assert_eq!(ids(&second), [s(2), s(1)]);
+    assert_eq!(second["has_more"], true);
+
+    // Backwards: the page just before the cursor, newest first.
+    let back = page(format!("limit=2&ending_before={}", s(1))).await;
+    assert_eq!(ids(&back), [s(3), s(2)]);
+    assert_eq!(back["has_more"], true);
+    let back = page(format!("limit=10&ending_before={}", s(1))).await;
+    assert_eq!(ids(&back), [s(4), s(3), s(2)]);
+    assert_eq!(back["has_more"], false);
+    let back = page(format!("limit=1&ending_before={}", s(0))).await;
+    assert_eq!(ids(&back), [s(1)]);
+    assert_eq!(back["has_more"], true);
+    let top = page(format!("ending_before={}", s(4))).await;
+    assert!(ids(&top).is_empty());
+    assert_eq!(top["has_more"], false);
+
+    // The other merchant sees only theirs; ours are no cursor for them.
+    let listed = json(app.get("/v1/settlements", &other_key).await, 200).await;
+    assert_eq!(ids(&listed), [theirs.as_str()]);
+    let body = json(
+        app.get(
+            &format!("/v1/settlements?ending_before={}", s(0)),
+            &other_key,
+        )
+        .await,
+        400,
+    )
+    .await;
+    assert_eq!(body["error"]["param"], "ending_before");
+    for (query, param) in [
+        (
+            format!("starting_after={}&ending_before={}", s(0), s(1)),
+            "ending_before",
+        ),
+        ("ending_before=st_nope".into(), "ending_before"),
+        ("starting_after=st_nope".into(), "starting_after"),
+        (format!("ending_before={theirs}"), "ending_before"),
+        (format!("starting_after={theirs}"), "starting_after"),
+    ] {
+        let body = json(
+            app.get(&format!("/v1/settlements?{query}"), &app.secret_key)
+                .await,
+            400,
+        )
+        .await;
+        assert_eq!(body["error"]["param"], param, "{query}: {body}");
+    }
+}

@@ -131,8 +131,14 @@ struct ListParams {
     ending_before: Option<String>,
 }
 
+/// A cursor that is not one of the merchant's transactions, malformed or
+/// unknown, is a 400 naming its parameter, as on every list.
 fn cursor(param: &'static str, id: &str) -> Result<TxnId, ApiError> {
-    TxnId::parse(id).map_err(|_| ApiError::not_found("balance transaction", id).with_param(param))
+    TxnId::parse(id).map_err(|_| unknown_cursor(param, id))
+}
+
+fn unknown_cursor(param: &str, id: &str) -> ApiError {
+    ApiError::invalid_param(param, format!("No such balance transaction: '{id}'"))
 }
 
 #[tracing::instrument(skip_all)]
@@ -155,7 +161,7 @@ async fn list(
         (Some(_), Some(_)) => {
             return Err(ApiError::invalid_param(
                 "ending_before",
-                "Pass starting_after or ending_before, not both.",
+                "starting_after and ending_before cannot be used together",
             ));
         }
         (Some(id), None) => (Page::After(cursor("starting_after", id)?), "starting_after"),
@@ -166,9 +172,7 @@ async fn list(
     let listed = ledger::balance_transactions(&mut conn, &caller.merchant_id, limit, &page)
         .await
         .map_err(|e| match e {
-            LedgerError::UnknownTransaction(id) => {
-                ApiError::not_found("balance transaction", &id).with_param(param)
-            }
+            LedgerError::UnknownTransaction(id) => unknown_cursor(param, &id),
             other => other.into(),
         })?;
     Ok(axum::Json(List {

@@ -40,6 +40,7 @@ impl From<SettlementError> for ApiError {
 struct ListQuery {
     limit: Option<i64>,
     starting_after: Option<String>,
+    ending_before: Option<String>,
 }
 
 #[tracing::instrument(skip_all)]
@@ -49,19 +50,36 @@ async fn list(
     Query(query): Query<ListQuery>,
 ) -> Result<axum::Json<Value>, ApiError> {
     let limit = super::list::limit(query.limit)?;
-    let starting_after = super::list::cursor(
-        query.starting_after.as_deref(),
-        "starting_after",
-        "settlement",
-        SettlementId::parse,
-    )?;
+    let cursor = |raw: Option<&str>, param| {
+        super::list::cursor(raw, param, "settlement", SettlementId::parse)
+    };
+    let starting_after = cursor(query.starting_after.as_deref(), "starting_after")?;
+    let ending_before = cursor(query.ending_before.as_deref(), "ending_before")?;
+    let param = match (&starting_after, &ending_before) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid_param(
+                "ending_before",
+                "starting_after and ending_before cannot be used together",
+            ));
+        }
+        (None, Some(_)) => "ending_before",
+        _ => "starting_after",
+    };
     let (settlements, has_more) = settlement::list(
         &state.pool,
         &caller.merchant_id,
         starting_after.as_ref(),
+        ending_before.as_ref(),
         limit,
     )
-    .await?;
+    .await
+    .map_err(|e| match e {
+        // A cursor that is not one of the caller's settlements, as payments.
+        SettlementError::NotFound(id) => {
+            ApiError::invalid_param(param, format!("No such settlement: '{id}'"))
+        }
+        other => other.into(),
+    })?;
     let data: Vec<Value> = settlements.iter().map(|s| s.to_api(&[])).collect();
     Ok(axum::Json(json!({
         "object": "list",

@@ -254,36 +254,101 @@ async fn get_on(
     })
 }
 
-/// A merchant's refunds, newest first, optionally of one payment.
+/// A merchant's refunds, newest first, optionally of one payment: the page
+/// after `starting_after` or, with `ending_before`, the page just before
+/// (newer than) it, and whether more lie beyond it in that direction. A
+/// cursor that is not one of the merchant's refunds is
+/// [`PaymentError::Invalid`] naming the cursor's parameter.
 pub async fn list(
     pool: &PgPool,
     merchant: &MerchantId,
     payment: Option<&PaymentId>,
     starting_after: Option<&RefundId>,
+    ending_before: Option<&RefundId>,
     limit: i64,
 ) -> Result<(Vec<Refund>, bool), PaymentError> {
-    let rows = sqlx::query!(
-        r#"SELECT r.id AS "id: RefundId", r.payment_id AS "payment_id: PaymentId", r.amount,
-                  r.currency, r.status, r.reason, r.metadata, r.crypto, r.failure_reason,
-                  r.created_at
-           FROM refunds r
-           WHERE r.merchant_id = $1
-             AND ($2::text IS NULL OR r.payment_id = $2)
-             AND ($3::text IS NULL OR (r.created_at, r.id) <
-                  (SELECT c.created_at, c.id FROM refunds c WHERE c.id = $3 AND c.merchant_id = $1))
-           ORDER BY r.created_at DESC, r.id DESC LIMIT $4"#,
-        merchant.as_str(),
-        payment.map(PaymentId::as_str),
-        starting_after.map(RefundId::as_str),
-        limit + 1,
-    )
-    .fetch_all(pool)
-    .await?;
+    struct Row {
+        id: RefundId,
+        payment_id: PaymentId,
+        amount: i64,
+        currency: String,
+        status: String,
+        reason: Option<String>,
+        metadata: Value,
+        crypto: Option<Value>,
+        failure_reason: Option<String>,
+        created_at: OffsetDateTime,
+    }
+    for (param, cursor) in [
+        ("starting_after", starting_after),
+        ("ending_before", ending_before),
+    ] {
+        if let Some(cursor) = cursor {
+            let known = sqlx::query_scalar!(
+                r#"SELECT EXISTS (SELECT 1 FROM refunds WHERE id = $1 AND merchant_id = $2) AS "e!""#,
+                cursor.as_str(),
+                merchant.as_str()
+            )
+            .fetch_one(pool)
+            .await?;
+            if !known {
+                return Err(PaymentError::invalid(
+                    param,
+                    format!("No such refund: '{cursor}'"),
+                ));
+            }
+        }
+    }
+    // Cursor pagination on (created_at, id), the order of the index; one
+    // more row than the page tells whether more lie beyond it.
+    let backwards = ending_before.is_some();
+    let mut rows = if let Some(before) = ending_before {
+        sqlx::query_as!(
+            Row,
+            r#"SELECT r.id AS "id: RefundId", r.payment_id AS "payment_id: PaymentId", r.amount,
+                      r.currency, r.status, r.reason, r.metadata, r.crypto, r.failure_reason,
+                      r.created_at
+               FROM refunds r, refunds c
+               WHERE c.id = $3 AND c.merchant_id = $1 AND r.merchant_id = $1
+                 AND ($2::text IS NULL OR r.payment_id = $2)
+                 AND (r.created_at, r.id) > (c.created_at, c.id)
+               ORDER BY r.created_at ASC, r.id ASC LIMIT $4"#,
+            merchant.as_str(),
+            payment.map(PaymentId::as_str),
+            before.as_str(),
+            limit + 1,
+        )
+        .fetch_all(pool)
+        .await?
+    } else {
+        sqlx::query_as!(
+            Row,
+            r#"SELECT r.id AS "id: RefundId", r.payment_id AS "payment_id: PaymentId", r.amount,
+                      r.currency, r.status, r.reason, r.metadata, r.crypto, r.failure_reason,
+                      r.created_at
+               FROM refunds r
+               WHERE r.merchant_id = $1
+                 AND ($2::text IS NULL OR r.payment_id = $2)
+                 AND ($3::text IS NULL OR (r.created_at, r.id) <
+                      (SELECT c.created_at, c.id FROM refunds c WHERE c.id = $3 AND c.merchant_id = $1))
+               ORDER BY r.created_at DESC, r.id DESC LIMIT $4"#,
+            merchant.as_str(),
+            payment.map(PaymentId::as_str),
+            starting_after.map(RefundId::as_str),
+            limit + 1,
+        )
+        .fetch_all(pool)
+        .await?
+    };
     let limit = usize::try_from(limit).unwrap_or(0);
     let has_more = rows.len() > limit;
+    rows.truncate(limit);
+    if backwards {
+        // Fetched oldest first from the cursor; a page is newest first.
+        rows.reverse();
+    }
     let refunds = rows
         .into_iter()
-        .take(limit)
         .map(|row| Refund {
             id: row.id,
             merchant_id: merchant.clone(),

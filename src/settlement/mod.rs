@@ -117,16 +117,49 @@ pub async fn get(
     Ok((settlement, items))
 }
 
-/// A page of a merchant's settlements, newest first.
+/// A page of a merchant's settlements, newest first: the page after
+/// `starting_after` or, with `ending_before`, the page just before (newer
+/// than) it, and whether more lie beyond it in that direction. A cursor
+/// that is not one of the merchant's settlements is
+/// [`SettlementError::NotFound`].
 pub async fn list(
     pool: &PgPool,
     merchant: &MerchantId,
     starting_after: Option<&SettlementId>,
+    ending_before: Option<&SettlementId>,
     limit: i64,
 ) -> Result<(Vec<Settlement>, bool), SettlementError> {
-    let mut rows = batch::list(pool, merchant, starting_after, limit + 1).await?;
-    let limit = usize::try_from(limit).unwrap_or(0);
-    let has_more = rows.len() > limit;
-    rows.truncate(limit);
+    for cursor in [starting_after, ending_before].into_iter().flatten() {
+        if batch::load(pool, merchant, cursor).await?.is_none() {
+            return Err(SettlementError::NotFound(cursor.to_string()));
+        }
+    }
+    let limit_rows = usize::try_from(limit).unwrap_or(0);
+    let Some(before) = ending_before else {
+        let mut rows = batch::list(pool, merchant, starting_after, limit + 1).await?;
+        let has_more = rows.len() > limit_rows;
+        rows.truncate(limit_rows);
+        return Ok((rows, has_more));
+    };
+    // The settlements newer than the cursor, nearest first, on
+    // (created_at, id), the order of the index.
+    let ids = sqlx::query_scalar!(
+        r#"SELECT s.id AS "id: SettlementId" FROM settlements s, settlements c
+            WHERE c.id = $2 AND c.merchant_id = $1 AND s.merchant_id = $1
+              AND (s.created_at, s.id) > (c.created_at, c.id)
+            ORDER BY s.created_at ASC, s.id ASC LIMIT $3"#,
+        merchant.as_str(),
+        before.as_str(),
+        limit + 1
+    )
+    .fetch_all(pool)
+    .await?;
+    let has_more = ids.len() > limit_rows;
+    let mut rows = Vec::with_capacity(limit_rows.min(ids.len()));
+    for id in ids.iter().take(limit_rows).rev() {
+        if let Some(s) = batch::load(pool, merchant, id).await? {
+            rows.push(s);
+        }
+    }
     Ok((rows, has_more))
 }
