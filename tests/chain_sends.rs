@@ -205,6 +205,34 @@ impl Setup {
         .await
     }
 
+    /// A sandbox card payment of `amount` cents, succeeded.
+    async fn card_payment(&self, amount: i64) -> Value {
+        let app = &self.app;
+        let payment = json(
+            app.post(
+                "/v1/payments",
+                &app.secret_key,
+                &json!({"amount": amount, "currency": "usd"}),
+            )
+            .await,
+            200,
+        )
+        .await;
+        let payment = json(
+            app.post(
+                &format!("/v1/payments/{}/confirm", payment["id"].as_str().unwrap()),
+                &app.secret_key,
+                &json!({"payment_method": {"type": "card", "card": {"number": "4242424242424242",
+                        "exp_month": 12, "exp_year": 2034, "cvc": "123"}}}),
+            )
+            .await,
+            200,
+        )
+        .await;
+        assert_eq!(payment["status"], "succeeded");
+        payment
+    }
+
     async fn refund(&self, body: Value) -> reqwest::Response {
         self.app
             .post("/v1/refunds", &self.app.secret_key, &body)
@@ -398,30 +426,7 @@ async fn crypto_refund_requests_are_checked_before_anything_moves() {
         );
     }
     // A card payment has nowhere on-chain to go.
-    let card = json(
-        s.app
-            .post(
-                "/v1/payments",
-                &s.app.secret_key,
-                &json!({"amount": 700, "currency": "usd"}),
-            )
-            .await,
-        200,
-    )
-    .await;
-    let card = json(
-        s.app
-            .post(
-                &format!("/v1/payments/{}/confirm", card["id"].as_str().unwrap()),
-                &s.app.secret_key,
-                &json!({"payment_method": {"type": "card", "card": {"number": "4242424242424242",
-                        "exp_month": 12, "exp_year": 2034, "cvc": "123"}}}),
-            )
-            .await,
-        200,
-    )
-    .await;
-    assert_eq!(card["status"], "succeeded");
+    let card = s.card_payment(700).await;
     let error = json(
         s.refund(json!({"payment": card["id"], "crypto_destination": format!("{:#x}", random_address())}))
             .await,
@@ -635,29 +640,7 @@ async fn a_settlement_pays_the_crypto_payout_on_chain() {
         .await
         .unwrap();
     // The next batch (only a card payment in it) pays the crypto out.
-    let card = json(
-        s.app
-            .post(
-                "/v1/payments",
-                &s.app.secret_key,
-                &json!({"amount": 700, "currency": "usd"}),
-            )
-            .await,
-        200,
-    )
-    .await;
-    json(
-        s.app
-            .post(
-                &format!("/v1/payments/{}/confirm", card["id"].as_str().unwrap()),
-                &s.app.secret_key,
-                &json!({"payment_method": {"type": "card", "card": {"number": "4242424242424242",
-                        "exp_month": 12, "exp_year": 2034, "cvc": "123"}}}),
-            )
-            .await,
-        200,
-    )
-    .await;
+    s.card_payment(700).await;
     let settlement = json(
         s.app
             .post("/v1/test/settlements/run", &s.app.secret_key, &json!({}))

@@ -28,3 +28,45 @@ pub fn cursor<T, E>(
     })
     .transpose()
 }
+
+/// A page's cursor: at most one of `starting_after` and `ending_before`,
+/// each parsed as an id of `what`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursors<T> {
+    /// Objects after (older than) this one.
+    pub starting_after: Option<T>,
+    /// Objects before (newer than) this one.
+    pub ending_before: Option<T>,
+}
+
+impl<T> Cursors<T> {
+    /// Parses both cursors; both at once is a 400 naming `ending_before`.
+    pub fn parse<E>(
+        starting_after: Option<&str>,
+        ending_before: Option<&str>,
+        what: &str,
+        parse: impl Fn(&str) -> Result<T, E>,
+    ) -> Result<Self, ApiError> {
+        let starting_after = cursor(starting_after, "starting_after", what, &parse)?;
+        let ending_before = cursor(ending_before, "ending_before", what, &parse)?;
+        if starting_after.is_some() && ending_before.is_some() {
+            return Err(ApiError::invalid_param(
+                "ending_before",
+                "starting_after and ending_before cannot be used together",
+            ));
+        }
+        Ok(Self {
+            starting_after,
+            ending_before,
+        })
+    }
+
+    /// The parameter the cursor came from, to name in an error about it.
+    pub fn param(&self) -> &'static str {
+        if self.ending_before.is_some() {
+            "ending_before"
+        } else {
+            "starting_after"
+        }
+    }
+}

@@ -262,23 +262,19 @@ async fn list(
                 .ok_or_else(|| ApiError::invalid_param("status", format!("unknown status `{s}`")))
         })
         .transpose()?;
-    let cursor =
-        |raw: Option<&str>, param| super::list::cursor(raw, param, "payment", PaymentId::parse);
-    let starting_after = cursor(query.starting_after.as_deref(), "starting_after")?;
-    let ending_before = cursor(query.ending_before.as_deref(), "ending_before")?;
-    if starting_after.is_some() && ending_before.is_some() {
-        return Err(ApiError::invalid_param(
-            "ending_before",
-            "starting_after and ending_before cannot be used together",
-        ));
-    }
+    let cursors = super::list::Cursors::parse(
+        query.starting_after.as_deref(),
+        query.ending_before.as_deref(),
+        "payment",
+        PaymentId::parse,
+    )?;
     let (payments, has_more) = state
         .payments
         .list(
             &caller.merchant_id,
             status,
-            starting_after.as_ref(),
-            ending_before.as_ref(),
+            cursors.starting_after.as_ref(),
+            cursors.ending_before.as_ref(),
             limit,
         )
         .await?;

@@ -108,22 +108,18 @@ async fn list(
 ) -> Result<axum::Json<Value>, ApiError> {
     let limit = super::list::limit(query.limit)?;
     let payment = query.payment.as_deref().map(payment_id).transpose()?;
-    let cursor =
-        |raw: Option<&str>, param| super::list::cursor(raw, param, "refund", RefundId::parse);
-    let starting_after = cursor(query.starting_after.as_deref(), "starting_after")?;
-    let ending_before = cursor(query.ending_before.as_deref(), "ending_before")?;
-    if starting_after.is_some() && ending_before.is_some() {
-        return Err(ApiError::invalid_param(
-            "ending_before",
-            "starting_after and ending_before cannot be used together",
-        ));
-    }
+    let cursors = super::list::Cursors::parse(
+        query.starting_after.as_deref(),
+        query.ending_before.as_deref(),
+        "refund",
+        RefundId::parse,
+    )?;
     let (refunds, has_more) = refunds::list(
         &state.pool,
         &caller.merchant_id,
         payment.as_ref(),
-        starting_after.as_ref(),
-        ending_before.as_ref(),
+        cursors.starting_after.as_ref(),
+        cursors.ending_before.as_ref(),
         limit,
     )
     .await?;

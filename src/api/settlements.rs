@@ -50,26 +50,18 @@ async fn list(
     Query(query): Query<ListQuery>,
 ) -> Result<axum::Json<Value>, ApiError> {
     let limit = super::list::limit(query.limit)?;
-    let cursor = |raw: Option<&str>, param| {
-        super::list::cursor(raw, param, "settlement", SettlementId::parse)
-    };
-    let starting_after = cursor(query.starting_after.as_deref(), "starting_after")?;
-    let ending_before = cursor(query.ending_before.as_deref(), "ending_before")?;
-    let param = match (&starting_after, &ending_before) {
-        (Some(_), Some(_)) => {
-            return Err(ApiError::invalid_param(
-                "ending_before",
-                "starting_after and ending_before cannot be used together",
-            ));
-        }
-        (None, Some(_)) => "ending_before",
-        _ => "starting_after",
-    };
+    let cursors = super::list::Cursors::parse(
+        query.starting_after.as_deref(),
+        query.ending_before.as_deref(),
+        "settlement",
+        SettlementId::parse,
+    )?;
+    let param = cursors.param();
     let (settlements, has_more) = settlement::list(
         &state.pool,
         &caller.merchant_id,
-        starting_after.as_ref(),
-        ending_before.as_ref(),
+        cursors.starting_after.as_ref(),
+        cursors.ending_before.as_ref(),
         limit,
     )
     .await
