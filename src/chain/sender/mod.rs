@@ -8,17 +8,19 @@
 //! so the money leaves the merchant's balance and the promise to pay it
 //! commit together. One [`Sender`] per chain then works its sends:
 //!
-//! 1. **Dispatch** (`queued` → `sent`). Under the lock of the wallet's
-//!    `chain_nonces` row (which serializes every sender of that address,
-//!    on any node) the nonce is the larger of the stored next nonce and the
-//!    chain's pending count, so a transaction made with the same key
-//!    outside the node is never overwritten. The transaction (EIP-1559
+//! 1. **Dispatch** (`queued` → `sent`), up to 64 sends at a time. Under the
+//!    lock of the wallet's `chain_nonces` row (which serializes every
+//!    sender of that address, on any node) the first nonce is the larger of
+//!    the stored next nonce and the chain's pending count, so a transaction
+//!    made with the same key outside the node is never overwritten. The transaction (EIP-1559
 //!    fees from the chain's fee history, gas estimated with a margin) is
 //!    signed and **written before it is broadcast**, raw bytes included:
 //!    a node that dies after broadcasting knows the hash, and a restart
-//!    re-broadcasts the same bytes instead of paying twice. An endpoint
-//!    that refuses the transaction outright (insufficient funds) gets the
-//!    nonce back and the send waits with back-off.
+//!    re-broadcasts the same bytes instead of paying twice. A transaction
+//!    the endpoint refuses outright (insufficient funds) gives its nonce
+//!    back and its send waits with back-off, if no later nonce was signed;
+//!    otherwise it is broadcast again each pass until it is taken, since the
+//!    later ones wait behind it.
 //! 2. **Track** (`sent` → `confirmed` / `failed`). Every transaction a send
 //!    ever signed carries the same nonce, so at most one of them is mined;
 //!    the tracker looks for a receipt of any of them. A receipt
@@ -49,6 +51,7 @@ use std::time::Duration;
 use alloy::primitives::{Address, B256};
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use alloy::signers::local::PrivateKeySigner;
+use futures::StreamExt;
 use futures::future::BoxFuture;
 use sqlx::{PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
@@ -61,6 +64,11 @@ use crate::money::{Amount, AssetCode};
 use crate::telemetry::metrics::Metrics;
 
 pub use store::queue;
+
+/// Most sends signed under one hold of the nonce lock.
+const DISPATCH_BATCH: i64 = 64;
+/// Sends whose transactions are looked up on the chain at once.
+const TRACK_CONCURRENCY: usize = 16;
 
 /// What a send pays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -298,13 +306,15 @@ impl Sender {
 
     /// One pass: dispatch every due queued send, then track every sent one.
     pub async fn tick(&self) -> Result<(), SendError> {
-        while self.dispatch_one().await? {}
+        while self.dispatch_batch().await? > 0 {}
         let open = store::sent(&self.pool, self.chain.chain_id).await?;
-        for send in open {
-            if let Err(e) = self.track(&send).await {
-                tracing::warn!(send = %send.id, error = %e, "tracking a send failed");
-            }
-        }
+        futures::stream::iter(&open)
+            .for_each_concurrent(TRACK_CONCURRENCY, |send| async move {
+                if let Err(e) = self.track(send).await {
+                    tracing::warn!(send = %send.id, error = %e, "tracking a send failed");
+                }
+            })
+            .await;
         Ok(())
     }
 
@@ -328,61 +338,70 @@ impl Sender {
         }
     }
 
-    /// Dispatches the oldest due queued send, if any; true if there was one.
-    async fn dispatch_one(&self) -> Result<bool, SendError> {
+    /// Dispatches up to [`DISPATCH_BATCH`] due queued sends, oldest first,
+    /// under one hold of the nonce lock: one pending count and one fee
+    /// estimate for all, gas estimated concurrently, every transaction
+    /// signed and recorded in one commit, then broadcast in nonce order.
+    /// Returns how many sends it took (signed or postponed).
+    async fn dispatch_batch(&self) -> Result<usize, SendError> {
         let from = self.address();
         let mut db = self.pool.begin().await?;
         let stored_next = store::lock_nonce(&mut db, self.chain.chain_id, from).await?;
-        let Some(send) = store::claim_queued(&mut db, self.chain.chain_id).await? else {
-            return Ok(false);
-        };
+        let sends = store::claim_queued(&mut db, self.chain.chain_id, DISPATCH_BATCH).await?;
+        if sends.is_empty() {
+            return Ok(0);
+        }
         let pending = self
             .call(
                 "eth_getTransactionCount",
                 self.provider.get_transaction_count(from).pending(),
             )
             .await?;
-        let nonce = stored_next.max(pending);
-        let call = tx::transfer_call(&send);
-        let gas_limit = match self
-            .call(
-                "eth_estimateGas",
-                self.provider.estimate_gas(call.request(from)),
-            )
-            .await
-        {
-            Ok(gas) => tx::with_margin(gas),
-            Err(e) => {
-                // The transfer would revert as things stand (typically the
-                // treasury lacks the token): nothing is signed, the send waits.
-                store::postpone(&mut db, &send.id, &e.to_string(), self.backoff(&send)).await?;
-                db.commit().await?;
-                tracing::warn!(send = %send.id, error = %e, "send cannot be made yet");
-                return Ok(true);
-            }
-        };
         let fees = self
             .call(
                 "eth_feeHistory",
                 tx::Fees::current(&self.provider, &self.chain),
             )
             .await?;
-        let signed = tx::sign(
-            &self.signer,
-            self.chain.chain_id,
-            nonce,
-            gas_limit,
-            fees,
-            &call,
-        )
-        .map_err(|e| self.rpc_error(format!("signing: {e}")))?;
-        store::record_signed(&mut db, &send.id, from, &signed).await?;
-        store::set_next_nonce(&mut db, self.chain.chain_id, from, nonce + 1).await?;
+        let calls: Vec<tx::TransferCall> = sends.iter().map(tx::transfer_call).collect();
+        let estimates = futures::future::join_all(calls.iter().map(|call| {
+            self.call(
+                "eth_estimateGas",
+                self.provider.estimate_gas(call.request(from)),
+            )
+        }))
+        .await;
+        let mut nonce = stored_next.max(pending);
+        let mut signed = Vec::new();
+        for ((send, call), estimate) in sends.iter().zip(&calls).zip(estimates) {
+            let gas = match estimate {
+                Ok(gas) => tx::with_margin(gas),
+                Err(e) => {
+                    // The transfer would revert as things stand (typically
+                    // the treasury lacks the token): nothing is signed, the
+                    // send waits.
+                    store::postpone(&mut db, &send.id, &e.to_string(), self.backoff(send)).await?;
+                    tracing::warn!(send = %send.id, error = %e, "send cannot be made yet");
+                    continue;
+                }
+            };
+            let tx = tx::sign(&self.signer, self.chain.chain_id, nonce, gas, fees, call)
+                .map_err(|e| self.rpc_error(format!("signing: {e}")))?;
+            store::record_signed(&mut db, &send.id, from, &tx).await?;
+            nonce += 1;
+            signed.push((send, tx));
+        }
+        store::set_next_nonce(&mut db, self.chain.chain_id, from, nonce).await?;
         db.commit().await?;
-        tracing::info!(send = %send.id, nonce, tx = %signed.hash, "send signed");
-        self.metrics.add("chain_sends_signed", 1);
-        self.broadcast(&send, &signed).await?;
-        Ok(true)
+        for (send, tx) in &signed {
+            tracing::info!(send = %send.id, nonce = tx.nonce, tx = %tx.hash, "send signed");
+            self.broadcast(send, tx).await?;
+        }
+        self.metrics.add(
+            "chain_sends_signed",
+            u64::try_from(signed.len()).unwrap_or(0),
+        );
+        Ok(sends.len())
     }
 
     /// Broadcasts a recorded transaction and books what the endpoint says.

@@ -176,11 +176,12 @@ pub async fn set_next_nonce(
     Ok(())
 }
 
-/// The oldest due queued send of the chain, locked.
+/// The chain's oldest due queued sends (at most `limit`), locked.
 pub async fn claim_queued(
     conn: &mut PgConnection,
     chain_id: u64,
-) -> Result<Option<ChainSend>, sqlx::Error> {
+    limit: i64,
+) -> Result<Vec<ChainSend>, sqlx::Error> {
     sqlx::query_as!(
         Row,
         r#"SELECT id, chain_id, purpose, object_id, merchant_id, asset, token, to_address, amount,
@@ -188,14 +189,16 @@ pub async fn claim_queued(
              FROM chain_sends
             WHERE chain_id = $1 AND status = 'queued' AND next_attempt_at <= now()
             ORDER BY created_at, id
-            LIMIT 1
+            LIMIT $2
             FOR UPDATE SKIP LOCKED"#,
         int8(chain_id)?,
+        limit,
     )
-    .fetch_optional(conn)
+    .fetch_all(conn)
     .await?
+    .into_iter()
     .map(Row::into_send)
-    .transpose()
+    .collect()
 }
 
 /// The chain's sends with a transaction out.
