@@ -181,6 +181,22 @@ async fn a_usdc_payment_is_detected_then_confirmed_and_credited() {
         1
     );
 
+    assert_eq!(processing["crypto"]["confirmations"], 1);
+
+    // The depth shown while waiting follows the chain, not the moment of
+    // detection.
+    mine(&s, 1).await;
+    let deeper = wait_for(&s.app, id, |p| p["crypto"]["confirmations"] == 2).await;
+    assert_eq!(deeper["status"], "processing");
+    let page = json(
+        s.app
+            .get("/v1/payments?status=processing", &s.app.secret_key)
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(page["data"][0]["crypto"]["confirmations"], 2, "{page}");
+
     mine(&s, 5).await;
     let done = wait_for(&s.app, id, |p| p["status"] == "succeeded").await;
     assert_eq!(done["crypto"]["exception"], Value::Null);

@@ -314,6 +314,48 @@ async fn refresh_view(
     Ok(view.flatten())
 }
 
+/// Sets `crypto.confirmations` of each crypto payment to its depth now.
+///
+/// The stored view is rewritten only when a transfer moves, so between
+/// detection and confirmation it would keep the depth seen at detection;
+/// the watcher's cursor is the head it has processed, which gives the
+/// depth at read time in one query for a whole page.
+pub async fn live_confirmations(
+    pool: &sqlx::PgPool,
+    payments: &mut [Payment],
+) -> Result<(), PaymentError> {
+    let ids: Vec<String> = payments
+        .iter()
+        .filter(|p| p.crypto.is_some())
+        .map(|p| p.id.as_str().to_owned())
+        .collect();
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let depths = sqlx::query!(
+        r#"SELECT b.payment_id AS "payment_id!",
+                  min(greatest(0, cur.block_number - t.block_number + 1)) AS "depth!"
+             FROM crypto_bookings b JOIN chain_transfers t ON t.id = b.transfer_id
+             JOIN chain_cursors cur ON cur.chain_id = t.chain_id
+            WHERE b.payment_id = ANY($1) AND t.status <> 'removed'
+              AND cur.block_number IS NOT NULL
+            GROUP BY b.payment_id"#,
+        &ids
+    )
+    .fetch_all(pool)
+    .await?;
+    for row in depths {
+        if let Some(Value::Object(view)) = payments
+            .iter_mut()
+            .find(|p| p.id.as_str() == row.payment_id)
+            .and_then(|p| p.crypto.as_mut())
+        {
+            view.insert("confirmations".into(), json!(row.depth));
+        }
+    }
+    Ok(())
+}
+
 /// The payments side of the chain watcher.
 #[derive(Debug, Clone)]
 pub struct PaymentsSink {

@@ -317,9 +317,11 @@ impl Payments {
         merchant: &MerchantId,
         id: &PaymentId,
     ) -> Result<Payment, PaymentError> {
-        store::get(&self.pool, merchant, id)
+        let mut payment = store::get(&self.pool, merchant, id)
             .await?
-            .ok_or_else(|| not_found(id))
+            .ok_or_else(|| not_found(id))?;
+        super::crypto::live_confirmations(&self.pool, std::slice::from_mut(&mut payment)).await?;
+        Ok(payment)
     }
 
     /// A payment by id and client secret (browser checkout, no key).
@@ -328,9 +330,11 @@ impl Payments {
         id: &PaymentId,
         client_secret: &str,
     ) -> Result<Payment, PaymentError> {
-        store::get_by_client_secret(&self.pool, id, client_secret)
+        let mut payment = store::get_by_client_secret(&self.pool, id, client_secret)
             .await?
-            .ok_or_else(|| not_found(id))
+            .ok_or_else(|| not_found(id))?;
+        super::crypto::live_confirmations(&self.pool, std::slice::from_mut(&mut payment)).await?;
+        Ok(payment)
     }
 
     /// A page of payments, newest first.
@@ -373,6 +377,7 @@ impl Payments {
                 rows.truncate(limit);
             }
         }
+        super::crypto::live_confirmations(&self.pool, &mut rows).await?;
         Ok((rows, has_more))
     }
 
