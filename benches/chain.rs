@@ -20,6 +20,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -40,7 +42,8 @@ use epg::telemetry::metrics::Metrics;
 use futures::future::BoxFuture;
 use futures::stream::{self, StreamExt};
 use rand::Rng;
-use sqlx::{Connection, Executor, PgConnection, PgPool};
+use sqlx::{PgConnection, PgPool};
+use support::{Scratch, per_second, percentile};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -100,41 +103,22 @@ fn reference(n: u64) -> B256 {
     B256::from(bytes)
 }
 
-struct Scratch {
-    admin_url: String,
-    names: Vec<String>,
-}
+/// The run's scratch databases, dropped together at the end.
+#[derive(Default)]
+struct Scratches(Vec<Scratch>);
 
-impl Scratch {
+impl Scratches {
     async fn database(&mut self, label: &str) -> PgPool {
         let name = format!("epg_bench_chain_{label}_{}", std::process::id());
-        let mut admin = PgConnection::connect(&self.admin_url).await.unwrap();
-        admin
-            .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
-            .await
-            .unwrap();
-        admin
-            .execute(format!("CREATE DATABASE {name}").as_str())
-            .await
-            .unwrap();
-        let base = self
-            .admin_url
-            .rsplit_once('/')
-            .map_or(self.admin_url.as_str(), |(b, _)| b);
-        let pool = epg::db::connect(&format!("{base}/{name}"), 10)
-            .await
-            .unwrap();
-        epg::db::migrate(&pool).await.unwrap();
-        self.names.push(name);
+        let scratch = Scratch::create(&name, 10).await;
+        let pool = scratch.pool.clone();
+        self.0.push(scratch);
         pool
     }
 
-    async fn drop_all(&self) {
-        let mut admin = PgConnection::connect(&self.admin_url).await.unwrap();
-        for name in &self.names {
-            let _ = admin
-                .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
-                .await;
+    async fn drop_all(self) {
+        for scratch in self.0 {
+            scratch.drop().await;
         }
     }
 }
@@ -402,20 +386,7 @@ async fn catch_up(
 }
 
 fn ms(d: Duration) -> String {
-    let us = d.as_micros();
-    format!("{}.{} ms", us / 1000, (us % 1000) / 100)
-}
-
-fn percentile(sorted: &[Duration], p: usize) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = (sorted.len() * p).div_ceil(100).max(1);
-    sorted[rank.min(sorted.len()) - 1]
-}
-
-fn per_second(n: u64, d: Duration) -> u128 {
-    u128::from(n) * 1_000_000 / d.as_micros().max(1)
+    format!("{} ms", support::ms(d))
 }
 
 #[tokio::main]
@@ -430,11 +401,7 @@ async fn main() {
     };
     let payments = value("--payments").unwrap_or(if quick { 2_000 } else { 10_000 });
     let samples = value("--samples").unwrap_or(if quick { 40 } else { 200 });
-    let mut scratch = Scratch {
-        admin_url: std::env::var("EPG_TEST_DATABASE_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned()),
-        names: Vec::new(),
-    };
+    let mut scratch = Scratches::default();
 
     let anvil = Anvil::start(AnvilOptions::default()).await.unwrap();
     let deployer: PrivateKeySigner = DEV_KEY_0.parse().unwrap();
@@ -539,7 +506,7 @@ async fn main() {
     println!();
     println!(
         "anvil on loopback, PostgreSQL on {}; ~{} payments per block; range = max_block_range (blocks per eth_getLogs and per transaction).",
-        scratch.admin_url.rsplit('@').next().unwrap_or("?"),
+        support::admin_url().rsplit('@').next().unwrap_or("?"),
         payments.div_ceil(blocks.max(1))
     );
 }

@@ -30,6 +30,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -38,7 +40,8 @@ use epg::ids::MerchantId;
 use epg::ledger::{self, AccountRef, Entry, EntryKind, GatewayAccount, MerchantAccount};
 use epg::money::{Amount, AssetCode};
 use rand::Rng;
-use sqlx::{Connection, Executor, PgConnection};
+use sqlx::{Connection, PgConnection};
+use support::Scratch;
 
 const MERCHANTS: u32 = 1000;
 const FIRST: u32 = 1000;
@@ -305,21 +308,8 @@ async fn reshard(conn: &mut PgConnection, shards: i16) {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let o = options();
-    let admin_url = std::env::var("EPG_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-    let base = admin_url
-        .rsplit_once('/')
-        .map_or(admin_url.as_str(), |(b, _)| b);
-    let name = format!("epg_bench_ledger_{}", std::process::id());
-    let url = format!("{base}/{name}");
-    let mut admin = PgConnection::connect(&admin_url).await.unwrap();
-    admin
-        .execute(format!("CREATE DATABASE {name}").as_str())
-        .await
-        .unwrap();
-
-    let pool = epg::db::connect(&url, 4).await.unwrap();
-    epg::db::migrate(&pool).await.unwrap();
+    let scratch = Scratch::create(&format!("epg_bench_ledger_{}", std::process::id()), 4).await;
+    let (pool, url) = (scratch.pool.clone(), scratch.url.clone());
     let mut conn = pool.acquire().await.unwrap();
     // Merchants and every account up front: the runs measure posting only.
     sqlx::query(
@@ -357,8 +347,10 @@ async fn main() {
     }
 
     println!(
-        "ledger bench: {} s per run, writers {:?}, PostgreSQL at {base}",
-        o.seconds, o.writers
+        "ledger bench: {} s per run, writers {:?}, PostgreSQL at {}",
+        o.seconds,
+        o.writers,
+        support::admin_url().rsplit('@').next().unwrap_or("?")
     );
     println!();
     println!(
@@ -418,10 +410,7 @@ async fn main() {
     let report = ledger::check(&pool).await.unwrap();
     println!();
     print!("{report}");
-    pool.close().await;
-    admin
-        .execute(format!("DROP DATABASE {name} WITH (FORCE)").as_str())
-        .await
-        .unwrap();
+    drop(pool);
+    scratch.drop().await;
     assert!(report.is_ok(), "the ledger must balance after the bench");
 }

@@ -22,6 +22,8 @@
     clippy::cast_precision_loss
 )]
 
+mod support;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -43,7 +45,8 @@ use epg::ledger::{AccountRef, Entry, EntryKind};
 use epg::money::{Amount, AssetRegistry};
 use epg::telemetry::metrics::Metrics;
 use futures::future::BoxFuture;
-use sqlx::{Connection, Executor, PgConnection, PgPool};
+use sqlx::{PgConnection, PgPool};
+use support::{Scratch, ms, per_second, percentile};
 use tokio_util::sync::CancellationToken;
 
 /// Anvil's default account #2 (public devnet key): the raw-transfer baseline.
@@ -69,16 +72,6 @@ fn arg(args: &[String], name: &str) -> Option<u64> {
         .position(|a| a == name)
         .and_then(|i| args.get(i + 1))
         .and_then(|v| v.parse().ok())
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
-fn per_second(n: u64, d: Duration) -> f64 {
-    n as f64 / d.as_secs_f64()
 }
 
 #[tokio::main]
@@ -124,25 +117,8 @@ async fn main() {
         .await
         .unwrap();
 
-    let admin_url = std::env::var("EPG_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-    let name = format!("epg_bench_sends_{}", std::process::id());
-    let mut admin = PgConnection::connect(&admin_url).await.unwrap();
-    admin
-        .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
-        .await
-        .unwrap();
-    admin
-        .execute(format!("CREATE DATABASE {name}").as_str())
-        .await
-        .unwrap();
-    let base = admin_url
-        .rsplit_once('/')
-        .map_or(admin_url.as_str(), |(b, _)| b);
-    let pool = epg::db::connect(&format!("{base}/{name}"), 10)
-        .await
-        .unwrap();
-    epg::db::migrate(&pool).await.unwrap();
+    let scratch = Scratch::create(&format!("epg_bench_sends_{}", std::process::id()), 10).await;
+    let pool = scratch.pool.clone();
 
     let mut chain = ChainConfig::devnet(&deployment, &rpc);
     chain.confirmations = 1;
@@ -157,17 +133,17 @@ async fn main() {
     println!("| measure | result |");
     println!("|---|---|");
     println!(
-        "| hot wallet: queued to all confirmed | {:.0} sends/s ({:.2} s) |",
+        "| hot wallet: queued to all confirmed | {} sends/s ({:.2} s) |",
         per_second(sends, result.total),
         result.total.as_secs_f64()
     );
     println!(
-        "| hot wallet: signed to confirmed, p50 / p99 | {:.0} / {:.0} ms |",
-        result.p50.as_secs_f64() * 1000.0,
-        result.p99.as_secs_f64() * 1000.0
+        "| hot wallet: signed to confirmed, p50 / p99 | {} / {} ms |",
+        ms(result.p50),
+        ms(result.p99)
     );
     println!(
-        "| raw ERC-20 transfers, pre-signed, to the same anvil | {:.0} tx/s ({:.2} s) |",
+        "| raw ERC-20 transfers, pre-signed, to the same anvil | {} tx/s ({:.2} s) |",
         per_second(sends, baseline),
         baseline.as_secs_f64()
     );
@@ -176,10 +152,8 @@ async fn main() {
         baseline.as_secs_f64() / result.total.as_secs_f64()
     );
 
-    pool.close().await;
-    let _ = admin
-        .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
-        .await;
+    drop(pool);
+    scratch.drop().await;
     drop(anvil);
 }
 
@@ -284,8 +258,8 @@ async fn run(pool: &PgPool, chain: &ChainConfig, wallet: &PrivateKeySigner, n: u
     assert_eq!(u64::try_from(statuses).unwrap(), n);
     Run {
         total,
-        p50: percentile(&latencies, 0.5),
-        p99: percentile(&latencies, 0.99),
+        p50: percentile(&latencies, 50),
+        p99: percentile(&latencies, 99),
     }
 }
 

@@ -19,6 +19,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
+mod support;
+
 use std::time::{Duration, Instant};
 
 use alloy::primitives::U256;
@@ -30,7 +32,7 @@ use epg::transparency::bundle::bundle_for_leaf;
 use epg::transparency::merkle;
 use epg::transparency::{LeafData, LeafIndex, LeafKind, TransparencyLog};
 use rand::Rng;
-use sqlx::{Connection, Executor, PgConnection, PgPool};
+use support::{Scratch, per_second};
 
 const DB: &str = "epg_bench_transparency";
 
@@ -76,40 +78,6 @@ fn item(i: u64) -> LeafData {
         amount: U256::from(100 + (i * 7919) % 1_000_000),
         settled_at: 1_700_000_000 + i / 100,
     }
-}
-
-fn admin_url() -> String {
-    std::env::var("EPG_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-fn db_url() -> String {
-    let admin = admin_url();
-    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
-    format!("{base}/{DB}")
-}
-
-async fn scratch_database() -> PgPool {
-    let mut admin = PgConnection::connect(&admin_url()).await.unwrap();
-    admin
-        .execute(format!("DROP DATABASE IF EXISTS {DB} WITH (FORCE)").as_str())
-        .await
-        .unwrap();
-    admin
-        .execute(format!("CREATE DATABASE {DB}").as_str())
-        .await
-        .unwrap();
-    let pool = epg::db::connect(&db_url(), 4).await.unwrap();
-    epg::db::migrate(&pool).await.unwrap();
-    pool
-}
-
-/// Per-second rate of `n` operations in `elapsed`.
-fn rate(n: u64, elapsed: Duration) -> u64 {
-    let micros = u64::try_from(elapsed.as_micros())
-        .unwrap_or(u64::MAX)
-        .max(1);
-    n.saturating_mul(1_000_000) / micros
 }
 
 /// `"1.234 ms"` from nanoseconds, in integer arithmetic.
@@ -165,7 +133,8 @@ async fn main() {
     .await
     .unwrap();
     let log = TransparencyLog::new(anchorer.origin()).unwrap();
-    let pool = scratch_database().await;
+    let scratch = Scratch::create(DB, 4).await;
+    let pool = scratch.pool.clone();
 
     eprintln!(
         "building a log of {} leaves in batches of {}",
@@ -193,7 +162,7 @@ async fn main() {
         ),
         format!(
             "{} ({} leaves in {} s)",
-            rate(o.leaves, build),
+            per_second(o.leaves, build),
             o.leaves,
             build.as_secs()
         ),
@@ -331,7 +300,7 @@ async fn main() {
     row(
         &mut rows,
         "appends/s, one append per transaction",
-        rate(SINGLE, t.elapsed()).to_string(),
+        per_second(SINGLE, t.elapsed()).to_string(),
     );
     let t = Instant::now();
     let mut tx = pool.begin().await.unwrap();
@@ -342,7 +311,7 @@ async fn main() {
     row(
         &mut rows,
         "appends/s, many append() calls in one transaction",
-        rate(SINGLE, t.elapsed()).to_string(),
+        per_second(SINGLE, t.elapsed()).to_string(),
     );
     let mut t_inc1 = Timings(Vec::new());
     for _ in 0..200 {
@@ -413,13 +382,11 @@ async fn main() {
         println!("| {what} | {value} |");
     }
 
-    pool.close().await;
-    if !o.keep {
-        let mut admin = PgConnection::connect(&admin_url()).await.unwrap();
-        admin
-            .execute(format!("DROP DATABASE IF EXISTS {DB} WITH (FORCE)").as_str())
-            .await
-            .unwrap();
+    drop(pool);
+    if o.keep {
+        scratch.pool.close().await;
+    } else {
+        scratch.drop().await;
     }
     anvil.stop().await;
 }

@@ -10,6 +10,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::float_arithmetic)]
 
+mod support;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -27,7 +29,7 @@ use epg::ids::{EventId, MerchantId};
 use epg::merchants::{KeyKind, MerchantStore};
 use epg::webhooks::signature;
 use serde_json::json;
-use sqlx::{Connection, Executor, PgConnection, PgPool};
+use support::{Scratch, ms, percentile};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Default)]
@@ -82,35 +84,6 @@ struct Run {
     bad_signatures: u64,
 }
 
-fn percentile(sorted: &[Duration], p: usize) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = (sorted.len() * p).div_ceil(100).max(1) - 1;
-    sorted[rank.min(sorted.len() - 1)]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.1}", d.as_secs_f64() * 1000.0)
-}
-
-async fn scratch_database(admin_url: &str, name: &str) -> (PgPool, String) {
-    let mut admin = PgConnection::connect(admin_url).await.unwrap();
-    admin
-        .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
-        .await
-        .unwrap();
-    admin
-        .execute(format!("CREATE DATABASE {name}").as_str())
-        .await
-        .unwrap();
-    let base = admin_url.rsplit_once('/').map_or(admin_url, |(b, _)| b);
-    let url = format!("{base}/{name}");
-    let pool = epg::db::connect(&url, 20).await.unwrap();
-    epg::db::migrate(&pool).await.unwrap();
-    (pool, url)
-}
-
 /// A scenario: `events` events recorded by `writers` concurrent writers
 /// (one transaction each), `pace` apart per writer, delivered by a node
 /// with `workers` concurrent deliveries to a receiver answering after
@@ -128,7 +101,7 @@ struct Scenario {
 }
 
 /// Runs `sc` on a fresh database.
-async fn scenario(admin_url: &str, sc: &Scenario) -> Run {
+async fn scenario(sc: &Scenario) -> Run {
     let Scenario {
         label,
         events,
@@ -139,7 +112,8 @@ async fn scenario(admin_url: &str, sc: &Scenario) -> Run {
         backlog,
     } = *sc;
     let db = format!("epg_bench_webhooks_{}", std::process::id());
-    let (pool, url) = scratch_database(admin_url, &db).await;
+    let scratch = Scratch::create(&db, 20).await;
+    let (pool, url) = (scratch.pool.clone(), scratch.url.clone());
     let mut config = bench_config(&url);
     config.webhooks.workers = workers;
     // One receiver: let every worker reach it (the per-endpoint limit is a
@@ -254,11 +228,8 @@ async fn scenario(admin_url: &str, sc: &Scenario) -> Run {
     shutdown.cancel();
     let _ = node_task.await;
     receiver_task.abort();
-    pool.close().await;
-    let mut admin = PgConnection::connect(admin_url).await.unwrap();
-    let _ = admin
-        .execute(format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)").as_str())
-        .await;
+    drop(pool);
+    scratch.drop().await;
 
     Run {
         backlog,
@@ -307,8 +278,6 @@ async fn main() {
         .and_then(|i| args.get(i + 1))
         .and_then(|n| n.parse().ok())
         .unwrap_or(if quick { 500 } else { 3000 });
-    let admin_url = std::env::var("EPG_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
     let sequential = if quick { 100 } else { 300 };
 
     let burst_of = |label, events, workers, receiver_ms| Scenario {
@@ -354,7 +323,7 @@ async fn main() {
             "running: {} ({} events, {} workers, receiver {} ms)…",
             sc.label, sc.events, sc.workers, sc.receiver_ms
         );
-        runs.push(scenario(&admin_url, sc).await);
+        runs.push(scenario(sc).await);
     }
 
     println!();
