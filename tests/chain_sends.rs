@@ -652,30 +652,38 @@ async fn a_settlement_pays_the_crypto_payout_on_chain() {
         settlement["totals"]["usdc:31337"]["paid_out"].is_string(),
         "{settlement}"
     );
+    // The merchant follows the payout on the settlement.
+    let path = format!("/v1/settlements/{}", settlement["id"].as_str().unwrap());
+    let crypto_payout = |settlement: &Value| {
+        settlement["payouts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["asset"] == "usdc:31337")
+            .cloned()
+            .unwrap()
+    };
+    let pending = crypto_payout(&settlement);
+    assert_eq!(pending["status"], "pending", "{settlement}");
+    assert_eq!(pending["destination"], format!("{payout_to:#x}"));
+    assert_eq!(pending["tx_hash"], Value::Null);
+    let mut payout = pending;
     for _ in 0..200 {
-        let status: Option<String> =
-            sqlx::query_scalar("SELECT status FROM payouts WHERE destination = $1")
-                .bind(format!("{payout_to:#x}"))
-                .fetch_optional(&s.app.pool)
-                .await
-                .unwrap();
-        if status.as_deref() == Some("paid") {
+        if payout["status"] == "paid" {
             break;
         }
         s.mine(1).await;
         tokio::time::sleep(Duration::from_millis(50)).await;
+        payout = crypto_payout(&json(s.app.get(&path, &s.app.secret_key).await, 200).await);
     }
-    let (status, amount, tx_hash): (String, rust_decimal::Decimal, Option<String>) =
-        sqlx::query_as("SELECT status, amount, tx_hash FROM payouts WHERE destination = $1")
-            .bind(format!("{payout_to:#x}"))
-            .fetch_one(&s.app.pool)
-            .await
-            .unwrap();
-    assert_eq!(status, "paid");
-    assert!(tx_hash.is_some());
+    assert_eq!(payout["status"], "paid", "{payout}");
+    assert_eq!(payout["tx_hash"].as_str().unwrap().len(), 66);
+    let amount = payout["amount"].as_str().unwrap().to_owned();
+    let listed = json(s.app.get("/v1/settlements", &s.app.secret_key).await, 200).await;
+    assert_eq!(crypto_payout(&listed["data"][0]), payout, "{listed}");
     // 25 USDC less the crypto fee.
     let paid = s.usdc_of(payout_to).await;
-    assert_eq!(paid.to_string(), amount.to_string());
+    assert_eq!(paid.to_string(), amount);
     assert!(paid > U256::ZERO && paid <= U256::from(25_000_000u64));
     s.books_balance().await;
 }

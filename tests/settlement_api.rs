@@ -101,6 +101,14 @@ async fn a_settled_payment_is_anchored_and_its_proof_verifies_against_the_chain(
     // 2000 gross - 88 fee - 500 refund.
     assert_eq!(settlement["totals"]["usd"]["net"], "1412");
     assert_eq!(settlement["items"].as_array().unwrap().len(), 2);
+    // The fiat payout is a record for the bank file, made with the batch.
+    let payouts = settlement["payouts"].as_array().unwrap();
+    assert_eq!(payouts.len(), 1, "{settlement}");
+    assert_eq!(payouts[0]["object"], "payout");
+    assert_eq!(payouts[0]["asset"], "usd");
+    assert_eq!(payouts[0]["amount"], "1412");
+    assert_eq!(payouts[0]["destination"], "bank_account");
+    assert_eq!(payouts[0]["status"], "paid");
 
     let listed = json(app.get("/v1/settlements", &app.secret_key).await, 200).await;
     assert_eq!(listed["data"][0]["id"], settlement["id"]);

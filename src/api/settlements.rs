@@ -72,7 +72,18 @@ async fn list(
         }
         other => other.into(),
     })?;
-    let data: Vec<Value> = settlements.iter().map(|s| s.to_api(&[])).collect();
+    // Items can run to thousands per batch: only the settlement itself
+    // lists them; its payouts are a few and shown here too.
+    let mut payouts = settlement::payouts_of(&state.pool, &settlements).await?;
+    let data: Vec<Value> = settlements
+        .iter()
+        .map(|s| {
+            s.to_api(&settlement::Contents {
+                items: Vec::new(),
+                payouts: payouts.remove(s.id.as_str()).unwrap_or_default(),
+            })
+        })
+        .collect();
     Ok(axum::Json(json!({
         "object": "list",
         "url": "/v1/settlements",
@@ -88,8 +99,8 @@ async fn retrieve(
     Path(id): Path<String>,
 ) -> Result<axum::Json<Value>, ApiError> {
     let id = SettlementId::parse(&id).map_err(|_| ApiError::not_found("settlement", &id))?;
-    let (settlement, items) = settlement::get(&state.pool, &caller.merchant_id, &id).await?;
-    Ok(axum::Json(settlement.to_api(&items)))
+    let (settlement, contents) = settlement::get(&state.pool, &caller.merchant_id, &id).await?;
+    Ok(axum::Json(settlement.to_api(&contents)))
 }
 
 #[tracing::instrument(skip_all)]

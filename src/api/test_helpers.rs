@@ -64,9 +64,9 @@ async fn run_settlement(
     if let Some(anchorer) = &ctx.anchorer {
         crate::settlement::anchoring::anchor_pending(&state.pool, anchorer).await?;
     }
-    let (settlement, items) =
+    let (settlement, contents) =
         crate::settlement::get(&state.pool, &caller.merchant_id, &settled.id).await?;
-    Ok(axum::Json(settlement.to_api(&items)))
+    Ok(axum::Json(settlement.to_api(&contents)))
 }
 
 async fn apply(

@@ -69,8 +69,8 @@ pub async fn anchor_pending(pool: &PgPool, anchorer: &Anchorer) -> Result<usize,
             )),
             ..settlement
         };
-        let items = batch::items(pool, &row.id).await?;
-        batch::announce_anchored(&mut tx, &settlement, &items).await?;
+        let contents = super::contents(pool, &row.id).await?;
+        batch::announce_anchored(&mut tx, &settlement, &contents).await?;
     }
     tx.commit().await?;
     Ok(covered.len())

@@ -445,13 +445,13 @@ pub(super) async fn items(pool: &PgPool, id: &SettlementId) -> Result<Vec<Value>
 pub(super) async fn announce_anchored(
     conn: &mut PgConnection,
     settlement: &Settlement,
-    items: &[Value],
+    contents: &super::Contents,
 ) -> Result<(), SettlementError> {
     events::record(
         conn,
         &settlement.merchant_id,
         EventType::SettlementAnchored,
-        &settlement.to_api(items),
+        &settlement.to_api(contents),
     )
     .await?;
     Ok(())

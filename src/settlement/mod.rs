@@ -75,9 +75,18 @@ pub struct Settlement {
     pub created_at: OffsetDateTime,
 }
 
+/// What a settlement object lists besides its totals, as API objects.
+#[derive(Debug, Clone, Default)]
+pub struct Contents {
+    /// The settled ledger movements, each with its leaf.
+    pub items: Vec<Value>,
+    /// What the batch paid out: fiat records and on-chain transfers.
+    pub payouts: Vec<Value>,
+}
+
 impl Settlement {
-    /// The API object (`"object": "settlement"`), with its items.
-    pub fn to_api(&self, items: &[Value]) -> Value {
+    /// The API object (`"object": "settlement"`).
+    pub fn to_api(&self, contents: &Contents) -> Value {
         json!({
             "id": self.id,
             "object": "settlement",
@@ -86,7 +95,8 @@ impl Settlement {
                 "end": self.period_end.unix_timestamp(),
             },
             "totals": self.totals,
-            "items": items,
+            "items": contents.items,
+            "payouts": contents.payouts,
             "leaves": { "first": self.first_leaf, "count": self.leaf_count },
             "checkpoint": self.checkpoint.as_ref().map(|(size, root)| json!({
                 "tree_size": size,
@@ -104,17 +114,36 @@ impl Settlement {
     }
 }
 
-/// One settlement of `merchant`, with its items as API objects.
+/// One settlement of `merchant`, with its contents.
 pub async fn get(
     pool: &PgPool,
     merchant: &MerchantId,
     id: &SettlementId,
-) -> Result<(Settlement, Vec<Value>), SettlementError> {
+) -> Result<(Settlement, Contents), SettlementError> {
     let settlement = batch::load(pool, merchant, id)
         .await?
         .ok_or_else(|| SettlementError::NotFound(id.to_string()))?;
-    let items = batch::items(pool, id).await?;
-    Ok((settlement, items))
+    let contents = contents(pool, id).await?;
+    Ok((settlement, contents))
+}
+
+async fn contents(pool: &PgPool, id: &SettlementId) -> Result<Contents, SettlementError> {
+    Ok(Contents {
+        items: batch::items(pool, id).await?,
+        payouts: payouts::of_settlements(pool, &[id.as_str()])
+            .await?
+            .remove(id.as_str())
+            .unwrap_or_default(),
+    })
+}
+
+/// The payouts of each of `settlements` (a page of a list), by settlement.
+pub async fn payouts_of(
+    pool: &PgPool,
+    settlements: &[Settlement],
+) -> Result<std::collections::HashMap<String, Vec<Value>>, SettlementError> {
+    let ids: Vec<&str> = settlements.iter().map(|s| s.id.as_str()).collect();
+    payouts::of_settlements(pool, &ids).await
 }
 
 /// A page of a merchant's settlements, newest first: the page after

@@ -5,7 +5,10 @@
 //! `treasury:<chain>`, payout `paid`); when it reverts it goes back to the
 //! merchant's `available` (payout `failed`) and the next batch pays it again.
 
-use sqlx::PgConnection;
+use std::collections::HashMap;
+
+use serde_json::{Value, json};
+use sqlx::{PgConnection, PgExecutor};
 
 use super::SettlementError;
 use crate::chain::sender::{ChainSend, SendOutcome};
@@ -66,4 +69,35 @@ pub async fn on_chain_finished(
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// The payouts of each of `settlements`, as API objects, oldest first.
+pub(super) async fn of_settlements<'e>(
+    db: impl PgExecutor<'e>,
+    settlements: &[&str],
+) -> Result<HashMap<String, Vec<Value>>, SettlementError> {
+    let rows = sqlx::query!(
+        r#"SELECT id, settlement_id, asset, amount, destination, status, tx_hash, created_at
+             FROM payouts WHERE settlement_id = ANY($1) ORDER BY created_at, id"#,
+        settlements as &[&str]
+    )
+    .fetch_all(db)
+    .await?;
+    let mut by_settlement: HashMap<String, Vec<Value>> = HashMap::new();
+    for r in rows {
+        by_settlement
+            .entry(r.settlement_id)
+            .or_default()
+            .push(json!({
+                "id": r.id,
+                "object": "payout",
+                "asset": r.asset,
+                "amount": r.amount.to_string(),
+                "destination": r.destination,
+                "status": r.status,
+                "tx_hash": r.tx_hash,
+                "created": r.created_at.unix_timestamp(),
+            }));
+    }
+    Ok(by_settlement)
 }
