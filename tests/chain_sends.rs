@@ -591,6 +591,36 @@ async fn a_transaction_left_pending_is_replaced_with_higher_fees_and_only_one_is
     };
     assert_eq!(txs[0].1, "replaced");
     assert!(txs[1].2 >= txs[0].2 * rust_decimal::Decimal::new(125, 2));
+    // While it waits, the refund points at the replacement, not at the
+    // transaction it replaced.
+    let waiting = s
+        .until(&format!("/v1/refunds/{refund_id}"), |r| {
+            r["crypto"]["transaction"].is_string()
+        })
+        .await;
+    assert_eq!(waiting["status"], "pending");
+    let shown = waiting["crypto"]["transaction"].as_str().unwrap();
+    assert_ne!(shown, txs[0].0);
+    let listed = json(
+        s.app
+            .get(
+                &format!("/v1/refunds?payment={}", payment["id"].as_str().unwrap()),
+                &s.app.secret_key,
+            )
+            .await,
+        200,
+    )
+    .await;
+    assert!(
+        listed["data"][0]["crypto"]["transaction"].is_string(),
+        "{listed}"
+    );
+    assert!(
+        txs_of(&s.app.pool, &refund_id)
+            .await
+            .iter()
+            .any(|(hash, _, _)| hash == shown)
+    );
     s.automine(true).await;
     let done = s
         .until(&format!("/v1/refunds/{refund_id}"), |r| {

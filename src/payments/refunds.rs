@@ -218,7 +218,46 @@ pub async fn get(
     id: &RefundId,
 ) -> Result<Refund, PaymentError> {
     let mut conn = pool.acquire().await?;
-    get_on(&mut conn, merchant, id).await
+    let mut refund = get_on(&mut conn, merchant, id).await?;
+    show_transactions(&mut conn, std::slice::from_mut(&mut refund)).await?;
+    Ok(refund)
+}
+
+/// Fills `crypto.transaction` of pending crypto refunds with the hash of
+/// the newest transaction signed for it (a fee bump replaces it), so the
+/// customer can be pointed at it before it is mined; once the refund ends,
+/// the stored view names the mined transaction.
+async fn show_transactions(
+    conn: &mut PgConnection,
+    refunds: &mut [Refund],
+) -> Result<(), PaymentError> {
+    let pending: Vec<String> = refunds
+        .iter()
+        .filter(|r| r.status == "pending" && r.crypto.is_some())
+        .map(|r| r.id.as_str().to_owned())
+        .collect();
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let latest = sqlx::query!(
+        r#"SELECT DISTINCT ON (s.object_id) s.object_id, t.tx_hash
+             FROM chain_sends s JOIN chain_send_txs t ON t.send_id = s.id
+            WHERE s.purpose = 'refund' AND s.object_id = ANY($1) AND t.status <> 'rejected'
+            ORDER BY s.object_id, t.created_at DESC"#,
+        &pending
+    )
+    .fetch_all(conn)
+    .await?;
+    for row in latest {
+        if let Some(Value::Object(view)) = refunds
+            .iter_mut()
+            .find(|r| r.id.as_str() == row.object_id)
+            .and_then(|r| r.crypto.as_mut())
+        {
+            view.insert("transaction".into(), Value::String(row.tx_hash));
+        }
+    }
+    Ok(())
 }
 
 async fn get_on(
@@ -347,7 +386,7 @@ pub async fn list(
         // Fetched oldest first from the cursor; a page is newest first.
         rows.reverse();
     }
-    let refunds = rows
+    let mut refunds: Vec<Refund> = rows
         .into_iter()
         .map(|row| Refund {
             id: row.id,
@@ -363,6 +402,7 @@ pub async fn list(
             created_at: row.created_at,
         })
         .collect();
+    show_transactions(&mut *pool.acquire().await?, &mut refunds).await?;
     Ok((refunds, has_more))
 }
 
