@@ -313,8 +313,9 @@ async fn main() {
         "appends/s, many append() calls in one transaction",
         per_second(SINGLE, t.elapsed()).to_string(),
     );
+    const TIMED: u64 = 200;
     let mut t_inc1 = Timings(Vec::new());
-    for _ in 0..200 {
+    for _ in 0..TIMED {
         let mut tx = pool.begin().await.unwrap();
         let i = n + 2 * SINGLE + u64::try_from(t_inc1.0.len()).unwrap();
         let t = Instant::now();
@@ -351,8 +352,10 @@ async fn main() {
 
     // Gas: more anchors, each extending the previous checkpoint, up to two
     // full chunks of seven (the seventh of a chunk also stores its sizes).
+    // Their leaves follow every leaf appended above.
+    let next = n + 2 * SINGLE + TIMED;
     for k in 0..13u64 {
-        let items: Vec<_> = (0..100).map(|j| item(10_000_000 + k * 100 + j)).collect();
+        let items: Vec<_> = (0..100).map(|j| item(next + k * 100 + j)).collect();
         let mut tx = pool.begin().await.unwrap();
         log.append_all(&mut tx, &items).await.unwrap();
         let size = log.checkpoint(&mut tx).await.unwrap().tree_size;
