@@ -43,7 +43,7 @@ use futures::future::BoxFuture;
 use futures::stream::{self, StreamExt};
 use rand::Rng;
 use sqlx::{PgConnection, PgPool};
-use support::{Scratch, per_second, percentile};
+use support::{Scratch, option, per_second, percentile};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -393,14 +393,8 @@ fn ms(d: Duration) -> String {
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "--quick");
-    let value = |flag: &str| {
-        args.iter()
-            .position(|a| a == flag)
-            .and_then(|i| args.get(i + 1))
-            .and_then(|v| v.parse::<u64>().ok())
-    };
-    let payments = value("--payments").unwrap_or(if quick { 2_000 } else { 10_000 });
-    let samples = value("--samples").unwrap_or(if quick { 40 } else { 200 });
+    let payments = option(&args, "--payments").unwrap_or(if quick { 2_000 } else { 10_000 });
+    let samples = option(&args, "--samples").unwrap_or(if quick { 40 } else { 200 });
     let mut scratch = Scratches::default();
 
     let anvil = Anvil::start(AnvilOptions::default()).await.unwrap();

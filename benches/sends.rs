@@ -46,7 +46,7 @@ use epg::money::{Amount, AssetRegistry};
 use epg::telemetry::metrics::Metrics;
 use futures::future::BoxFuture;
 use sqlx::{PgConnection, PgPool};
-use support::{Scratch, ms, per_second, percentile};
+use support::{Scratch, ms, option, per_second, percentile};
 use tokio_util::sync::CancellationToken;
 
 /// Anvil's default account #2 (public devnet key): the raw-transfer baseline.
@@ -67,18 +67,11 @@ impl SendSink for Counter {
     }
 }
 
-fn arg(args: &[String], name: &str) -> Option<u64> {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-}
-
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
-    let sends = arg(&args, "--sends").unwrap_or(if quick { 100 } else { 500 });
+    let sends = option(&args, "--sends").unwrap_or(if quick { 100 } else { 500 });
 
     let anvil = Anvil::start(AnvilOptions::default()).await.unwrap();
     let rpc = anvil.rpc_url();

@@ -29,7 +29,7 @@ use epg::ids::{EventId, MerchantId};
 use epg::merchants::{KeyKind, MerchantStore};
 use epg::webhooks::signature;
 use serde_json::json;
-use support::{Scratch, ms, percentile};
+use support::{Scratch, ms, option, percentile};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Default)]
@@ -272,12 +272,7 @@ fn bench_config(url: &str) -> Config {
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "--quick");
-    let burst = args
-        .iter()
-        .position(|a| a == "--events")
-        .and_then(|i| args.get(i + 1))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(if quick { 500 } else { 3000 });
+    let burst = option(&args, "--events").unwrap_or(if quick { 500 } else { 3000 });
     let sequential = if quick { 100 } else { 300 };
 
     let burst_of = |label, events, workers, receiver_ms| Scenario {

@@ -58,6 +58,14 @@ async fn admin(sql: &str) {
     conn.execute(sql).await.unwrap();
 }
 
+/// The value after option `name` on the command line, if given and valid.
+pub fn option<T: std::str::FromStr>(args: &[String], name: &str) -> Option<T> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+}
+
 /// The nearest-rank `p`th percentile of sorted durations (zero when empty).
 pub fn percentile(sorted: &[Duration], p: usize) -> Duration {
     if sorted.is_empty() {
