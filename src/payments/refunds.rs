@@ -219,18 +219,15 @@ pub async fn get(
 ) -> Result<Refund, PaymentError> {
     let mut conn = pool.acquire().await?;
     let mut refund = get_on(&mut conn, merchant, id).await?;
-    show_transactions(&mut conn, std::slice::from_mut(&mut refund)).await?;
+    show_transactions(pool, std::slice::from_mut(&mut refund)).await?;
     Ok(refund)
 }
 
-/// Fills `crypto.transaction` of pending crypto refunds with the hash of
-/// the newest transaction signed for it (a fee bump replaces it), so the
-/// customer can be pointed at it before it is mined; once the refund ends,
-/// the stored view names the mined transaction.
-async fn show_transactions(
-    conn: &mut PgConnection,
-    refunds: &mut [Refund],
-) -> Result<(), PaymentError> {
+/// Fills `crypto.transaction` of pending crypto refunds with the newest
+/// transaction signed for it (a fee bump replaces it), so the customer can
+/// be pointed at it before it is mined; once the refund ends, the stored
+/// view names the mined transaction.
+async fn show_transactions(pool: &PgPool, refunds: &mut [Refund]) -> Result<(), PaymentError> {
     let pending: Vec<String> = refunds
         .iter()
         .filter(|r| r.status == "pending" && r.crypto.is_some())
@@ -239,22 +236,14 @@ async fn show_transactions(
     if pending.is_empty() {
         return Ok(());
     }
-    let latest = sqlx::query!(
-        r#"SELECT DISTINCT ON (s.object_id) s.object_id, t.tx_hash
-             FROM chain_sends s JOIN chain_send_txs t ON t.send_id = s.id
-            WHERE s.purpose = 'refund' AND s.object_id = ANY($1) AND t.status <> 'rejected'
-            ORDER BY s.object_id, t.created_at DESC"#,
-        &pending
-    )
-    .fetch_all(conn)
-    .await?;
-    for row in latest {
+    for (refund_id, tx_hash) in sender::newest_transactions(pool, Purpose::Refund, &pending).await?
+    {
         if let Some(Value::Object(view)) = refunds
             .iter_mut()
-            .find(|r| r.id.as_str() == row.object_id)
+            .find(|r| r.id.as_str() == refund_id)
             .and_then(|r| r.crypto.as_mut())
         {
-            view.insert("transaction".into(), Value::String(row.tx_hash));
+            view.insert("transaction".into(), Value::String(tx_hash));
         }
     }
     Ok(())
@@ -402,7 +391,7 @@ pub async fn list(
             created_at: row.created_at,
         })
         .collect();
-    show_transactions(&mut *pool.acquire().await?, &mut refunds).await?;
+    show_transactions(pool, &mut refunds).await?;
     Ok((refunds, has_more))
 }
 

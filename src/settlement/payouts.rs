@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 
 use serde_json::{Value, json};
-use sqlx::{PgConnection, PgExecutor};
+use sqlx::{PgConnection, PgPool};
 
 use super::SettlementError;
 use crate::chain::sender::{ChainSend, SendOutcome};
@@ -72,8 +72,8 @@ pub async fn on_chain_finished(
 }
 
 /// The payouts of each of `settlements`, as API objects, oldest first.
-pub(super) async fn of_settlements<'e>(
-    db: impl PgExecutor<'e>,
+pub(super) async fn of_settlements(
+    pool: &PgPool,
     settlements: &[&str],
 ) -> Result<HashMap<String, Vec<Value>>, SettlementError> {
     let rows = sqlx::query!(
@@ -81,7 +81,7 @@ pub(super) async fn of_settlements<'e>(
              FROM payouts WHERE settlement_id = ANY($1) ORDER BY created_at, id"#,
         settlements as &[&str]
     )
-    .fetch_all(db)
+    .fetch_all(pool)
     .await?;
     let mut by_settlement: HashMap<String, Vec<Value>> = HashMap::new();
     for r in rows {

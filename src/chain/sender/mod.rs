@@ -12,11 +12,12 @@
 //!    lock of the wallet's `chain_nonces` row (which serializes every
 //!    sender of that address, on any node) the first nonce is the larger of
 //!    the stored next nonce and the chain's pending count, so a transaction
-//!    made with the same key outside the node is never overwritten. The transaction (EIP-1559
-//!    fees from the chain's fee history, gas estimated with a margin) is
-//!    signed and **written before it is broadcast**, raw bytes included:
-//!    a node that dies after broadcasting knows the hash, and a restart
-//!    re-broadcasts the same bytes instead of paying twice. A transaction
+//!    made with the same key outside the node is never overwritten. Each
+//!    transaction (EIP-1559 fees from the chain's fee history, gas estimated
+//!    with a margin) is signed and **written before it is broadcast**, raw
+//!    bytes included: a node that dies after broadcasting knows the hash,
+//!    and a restart re-broadcasts the same bytes instead of paying twice.
+//!    A transaction
 //!    the endpoint refuses outright (insufficient funds) gives its nonce
 //!    back and its send waits with back-off, if no later nonce was signed;
 //!    otherwise it is broadcast again each pass until it is taken, since the
@@ -63,7 +64,7 @@ use crate::ledger::{self, AccountRef, Entry, EntryKind};
 use crate::money::{Amount, AssetCode};
 use crate::telemetry::metrics::Metrics;
 
-pub use store::queue;
+pub use store::{newest_transactions, queue};
 
 /// Most sends signed under one hold of the nonce lock.
 const DISPATCH_BATCH: i64 = 64;

@@ -385,6 +385,27 @@ impl SentTx {
     }
 }
 
+/// For each send paying one of `objects` (refund or payout ids, as
+/// `purpose` says) that has signed a transaction, the newest one that may
+/// still be mined, in the order of [`transactions`]: `(object id, tx hash)`.
+pub async fn newest_transactions(
+    pool: &PgPool,
+    purpose: Purpose,
+    objects: &[String],
+) -> Result<Vec<(String, String)>, sqlx::Error> {
+    let rows = sqlx::query!(
+        r#"SELECT DISTINCT ON (s.object_id) s.object_id, t.tx_hash
+             FROM chain_sends s JOIN chain_send_txs t ON t.send_id = s.id
+            WHERE s.purpose = $1 AND s.object_id = ANY($2) AND t.status <> 'rejected'
+            ORDER BY s.object_id, t.created_at DESC, t.max_fee_per_gas DESC"#,
+        purpose.as_str(),
+        objects,
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.object_id, r.tx_hash)).collect())
+}
+
 /// The transactions of `send` at `nonce` that may be mined, newest first.
 pub async fn transactions(
     pool: &PgPool,
