@@ -48,6 +48,9 @@ pub struct Config {
     /// The hot wallet that pays crypto refunds and payouts.
     #[serde(default)]
     pub wallet: WalletConfig,
+    /// The processor of each traditional method (`sandbox` in test mode only).
+    #[serde(default)]
+    pub processors: crate::methods::ProcessorsConfig,
     /// EVM chains watched for crypto payments (`[[chains]]`, file only).
     #[serde(default)]
     pub chains: Vec<crate::chain::config::ChainConfig>,
@@ -172,6 +175,10 @@ pub struct PaymentsConfig {
     /// Where customers are sent back to (e-wallet redirects); default: the
     /// listen address over http.
     pub public_url: String,
+    /// Confirmations one payment may take (declines, blocks and failures
+    /// included) before further ones are refused: a stolen-card list tried
+    /// against one checkout stops here.
+    pub max_confirm_attempts: u32,
 }
 
 impl Default for PaymentsConfig {
@@ -180,6 +187,7 @@ impl Default for PaymentsConfig {
             authorization_ttl_hours: 7 * 24,
             expiry_interval_secs: 30,
             public_url: String::new(),
+            max_confirm_attempts: 5,
         }
     }
 }
@@ -205,6 +213,19 @@ impl Mode {
     }
 }
 
+/// How the node's API is protected in transit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsMode {
+    /// Plain HTTP: test mode and loopback development only.
+    #[default]
+    Off,
+    /// The node serves HTTPS from `tls_cert_file` and `tls_key_file`.
+    On,
+    /// A TLS-terminating proxy (one of `trusted_proxies`) stands in front.
+    Proxy,
+}
+
 /// HTTP server settings.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -219,6 +240,25 @@ pub struct ServerConfig {
     pub shutdown_grace_secs: u64,
     /// Loopback-only conveniences of `epg dev` (e.g. http webhooks to localhost).
     pub dev: bool,
+    /// Transport security; live mode refuses `off`.
+    pub tls: TlsMode,
+    /// PEM certificate chain served when `tls = "on"` (re-read on SIGHUP).
+    pub tls_cert_file: String,
+    /// PEM private key of that certificate.
+    pub tls_key_file: String,
+    /// Proxies (addresses or CIDR blocks) whose `X-Forwarded-For` names the
+    /// client; nobody else's is believed.
+    pub trusted_proxies: Vec<String>,
+    /// Seconds a client has to send a request's headers (slowloris guard).
+    pub header_read_timeout_secs: u64,
+    /// Open connections at most.
+    pub max_connections: usize,
+    /// Live event streams (SSE) open at once on this node.
+    pub max_streams: usize,
+    /// Live event streams one client address may hold.
+    pub max_streams_per_ip: usize,
+    /// Live event streams of one payment.
+    pub max_streams_per_payment: usize,
 }
 
 impl Default for ServerConfig {
@@ -229,7 +269,93 @@ impl Default for ServerConfig {
             request_timeout_secs: 30,
             shutdown_grace_secs: 30,
             dev: false,
+            tls: TlsMode::Off,
+            tls_cert_file: String::new(),
+            tls_key_file: String::new(),
+            trusted_proxies: Vec::new(),
+            header_read_timeout_secs: 10,
+            max_connections: 4096,
+            max_streams: 1000,
+            max_streams_per_ip: 20,
+            max_streams_per_payment: 5,
         }
+    }
+}
+
+impl ServerConfig {
+    /// The certificate files when the node serves HTTPS itself.
+    pub fn tls_files(&self) -> Option<crate::server::TlsFiles> {
+        (self.tls == TlsMode::On).then(|| crate::server::TlsFiles {
+            cert: self.tls_cert_file.clone().into(),
+            key: self.tls_key_file.clone().into(),
+        })
+    }
+
+    /// The parsed `trusted_proxies` (checked by [`Config::load`]).
+    pub fn proxies(&self) -> crate::server::TrustedProxies {
+        crate::server::TrustedProxies::parse(&self.trusted_proxies).unwrap_or_default()
+    }
+
+    /// The first key whose value is unusable, and why.
+    fn problem(&self) -> Option<(String, String)> {
+        if let Err(i) = crate::server::TrustedProxies::parse(&self.trusted_proxies) {
+            return Some((
+                "server.trusted_proxies".into(),
+                format!(
+                    "entry {i} (`{}`) is not an IP address or CIDR block",
+                    self.trusted_proxies[i]
+                ),
+            ));
+        }
+        match self.tls {
+            TlsMode::On => {
+                for (key, path) in [
+                    ("server.tls_cert_file", &self.tls_cert_file),
+                    ("server.tls_key_file", &self.tls_key_file),
+                ] {
+                    if path.is_empty() {
+                        return Some((key.into(), "must name a PEM file when tls = \"on\"".into()));
+                    }
+                }
+                let provider = tokio_rustls::rustls::crypto::ring::default_provider();
+                if let Some(files) = self.tls_files()
+                    && let Err(e) = files.load(&provider)
+                {
+                    let key = match e {
+                        crate::server::TlsError::Key { .. } => "server.tls_key_file",
+                        _ => "server.tls_cert_file",
+                    };
+                    return Some((key.into(), e.to_string()));
+                }
+            }
+            TlsMode::Proxy if self.trusted_proxies.is_empty() => {
+                return Some((
+                    "server.trusted_proxies".into(),
+                    "must list the TLS-terminating proxy when tls = \"proxy\"".into(),
+                ));
+            }
+            TlsMode::Proxy | TlsMode::Off => {}
+        }
+        if !(1..=300).contains(&self.header_read_timeout_secs) {
+            return Some((
+                "server.header_read_timeout_secs".into(),
+                "must be between 1 and 300".into(),
+            ));
+        }
+        for (key, value) in [
+            ("server.max_connections", self.max_connections),
+            ("server.max_streams", self.max_streams),
+            ("server.max_streams_per_ip", self.max_streams_per_ip),
+            (
+                "server.max_streams_per_payment",
+                self.max_streams_per_payment,
+            ),
+        ] {
+            if value == 0 {
+                return Some((key.into(), "must be at least 1".into()));
+            }
+        }
+        None
     }
 }
 
@@ -242,10 +368,18 @@ pub struct DatabaseConfig {
     /// Size of the connection pool.
     #[serde(default = "default_max_connections")]
     pub max_connections: u32,
+    /// Size of the separate pool of the public routes (checkout streams,
+    /// the transparency log), so they cannot starve merchant traffic.
+    #[serde(default = "default_public_max_connections")]
+    pub public_max_connections: u32,
 }
 
 fn default_max_connections() -> u32 {
     20
+}
+
+fn default_public_max_connections() -> u32 {
+    4
 }
 
 /// Secrets and abuse limits.
@@ -260,6 +394,21 @@ pub struct SecurityConfig {
     /// Requests a key may burst above the sustained rate.
     #[serde(default = "default_rate_limit_burst")]
     pub rate_limit_burst: u32,
+    /// Sustained requests per second per client address on the public
+    /// routes (checkout, live streams, transparency log, docs).
+    #[serde(default = "default_public_rate_limit_per_second")]
+    pub public_rate_limit_per_second: u32,
+    /// Burst of the public routes per client address.
+    #[serde(default = "default_public_rate_limit_burst")]
+    pub public_rate_limit_burst: u32,
+    /// Failed authentications (bad or revoked keys, wrong client secrets)
+    /// a client address may make per minute before it is refused.
+    #[serde(default = "default_failed_auth_per_minute")]
+    pub failed_auth_per_minute: u32,
+    /// The operator's bearer token for `/metrics` and the detailed
+    /// `/readyz`; from `EPG_OPERATOR_TOKEN` only, never the file.
+    #[serde(skip)]
+    pub operator_token: Option<String>,
 }
 
 impl fmt::Debug for SecurityConfig {
@@ -268,6 +417,16 @@ impl fmt::Debug for SecurityConfig {
             .field("card_encryption_key", &"<redacted>")
             .field("rate_limit_per_second", &self.rate_limit_per_second)
             .field("rate_limit_burst", &self.rate_limit_burst)
+            .field(
+                "public_rate_limit_per_second",
+                &self.public_rate_limit_per_second,
+            )
+            .field("public_rate_limit_burst", &self.public_rate_limit_burst)
+            .field("failed_auth_per_minute", &self.failed_auth_per_minute)
+            .field(
+                "operator_token",
+                &self.operator_token.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }
@@ -278,6 +437,18 @@ fn default_rate_limit_per_second() -> u32 {
 
 fn default_rate_limit_burst() -> u32 {
     200
+}
+
+fn default_public_rate_limit_per_second() -> u32 {
+    20
+}
+
+fn default_public_rate_limit_burst() -> u32 {
+    60
+}
+
+fn default_failed_auth_per_minute() -> u32 {
+    30
 }
 
 /// Log output settings.
@@ -477,11 +648,13 @@ impl Config {
         let secret = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
         let wallet_key = secret("EPG_WALLET_KEY");
         let wallet_password = secret("EPG_WALLET_PASSWORD");
+        let operator_token = secret("EPG_OPERATOR_TOKEN").filter(|t| !t.is_empty());
         let overridden = apply_env_overrides(&mut table, env)?;
         let mut config: Config = deserialize(table, &overridden)?;
         config.settlement.anchor_key = anchor_key;
         config.wallet.key = wallet_key;
         config.wallet.password = wallet_password;
+        config.security.operator_token = operator_token;
         config.validate(&overridden)?;
         Ok(config)
     }
@@ -518,6 +691,39 @@ impl Config {
                 "must be at least security.rate_limit_per_second".into(),
             ));
         }
+        if self.security.public_rate_limit_per_second == 0 {
+            return Err(err(
+                "security.public_rate_limit_per_second",
+                "must be at least 1".into(),
+            ));
+        }
+        if self.security.public_rate_limit_burst < self.security.public_rate_limit_per_second {
+            return Err(err(
+                "security.public_rate_limit_burst",
+                "must be at least security.public_rate_limit_per_second".into(),
+            ));
+        }
+        if self.security.failed_auth_per_minute == 0 {
+            return Err(err(
+                "security.failed_auth_per_minute",
+                "must be at least 1".into(),
+            ));
+        }
+        if let Some(token) = &self.security.operator_token
+            && token.len() < 32
+        {
+            return Err(err(
+                "security.operator_token",
+                "EPG_OPERATOR_TOKEN must be at least 32 characters (e.g. `openssl rand -hex 32`)"
+                    .into(),
+            ));
+        }
+        if self.database.public_max_connections == 0 {
+            return Err(err(
+                "database.public_max_connections",
+                "must be at least 1".into(),
+            ));
+        }
         if self.server.body_limit_bytes < 1024 {
             return Err(err(
                 "server.body_limit_bytes",
@@ -548,6 +754,12 @@ impl Config {
             return Err(err(
                 "payments.authorization_ttl_hours",
                 "must be between 1 and 720 (30 days)".into(),
+            ));
+        }
+        if !(1..=100).contains(&self.payments.max_confirm_attempts) {
+            return Err(err(
+                "payments.max_confirm_attempts",
+                "must be between 1 and 100".into(),
             ));
         }
         if self.payments.expiry_interval_secs == 0 {
@@ -596,13 +808,80 @@ impl Config {
                 "must be an http:// or https:// URL, or empty".into(),
             ));
         }
-        if self.mode == Mode::Live && self.server.dev {
-            return Err(err("server.dev", "cannot be true in live mode".into()));
+        if let Some((key, message)) = self.server.problem() {
+            return Err(err(&key, message));
+        }
+        if let Some((key, message)) = self.live_problem() {
+            return Err(err(&key, message));
         }
         if let Err((key, message)) = crate::chain::config::validate(&self.chains) {
             return Err(err(&key, message));
         }
         Ok(())
+    }
+
+    /// The first setting that makes live mode unsafe, as (key, why); `None`
+    /// in test mode. [`Config::load`] refuses such a configuration, and
+    /// `Application::build` checks again so no path around the file can
+    /// start an unsafe live node.
+    pub fn live_problem(&self) -> Option<(String, String)> {
+        if self.mode != Mode::Live {
+            return None;
+        }
+        if self.server.dev {
+            return Some(("server.dev".into(), "cannot be true in live mode".into()));
+        }
+        if let Some(problem) = self.processors.problem(self.mode) {
+            return Some(problem);
+        }
+        if self.server.tls == TlsMode::Off {
+            return Some((
+                "server.tls".into(),
+                "live mode refuses plain HTTP: set tls = \"on\" with tls_cert_file and \
+                 tls_key_file, or tls = \"proxy\" when a TLS-terminating proxy listed in \
+                 trusted_proxies stands in front"
+                    .into(),
+            ));
+        }
+        if !postgres_url_is_private(&self.database.url) {
+            return Some((
+                "database.url".into(),
+                "live mode needs TLS to a PostgreSQL that is not on this machine: add \
+                 sslmode=verify-full (and sslrootcert=<CA file> for a private CA)"
+                    .into(),
+            ));
+        }
+        for (i, chain) in self.chains.iter().enumerate() {
+            if !is_encrypted_or_loopback(&chain.http_url) {
+                return Some((
+                    format!("chains[{i}].http_url"),
+                    "must be https:// in live mode (or a loopback address)".into(),
+                ));
+            }
+            if let Some(ws) = &chain.ws_url
+                && !is_encrypted_or_loopback(ws)
+            {
+                return Some((
+                    format!("chains[{i}].ws_url"),
+                    "must be wss:// in live mode (or a loopback address)".into(),
+                ));
+            }
+        }
+        let anchor = &self.settlement.anchor_rpc_url;
+        if !anchor.is_empty() && !is_encrypted_or_loopback(anchor) {
+            return Some((
+                "settlement.anchor_rpc_url".into(),
+                "must be https:// in live mode (or a loopback address)".into(),
+            ));
+        }
+        let public = &self.payments.public_url;
+        if !public.is_empty() && !is_encrypted_or_loopback(public) {
+            return Some((
+                "payments.public_url".into(),
+                "must be https:// in live mode: customers are sent there".into(),
+            ));
+        }
+        None
     }
 
     /// The card encryption key, already checked by [`Config::load`].
@@ -623,6 +902,63 @@ impl Config {
     pub fn example() -> &'static str {
         include_str!("../epg.example.toml")
     }
+}
+
+/// Whether `url` is encrypted (`https`, `wss`) or stays on this machine.
+fn is_encrypted_or_loopback(url: &str) -> bool {
+    if url.starts_with("https://") || url.starts_with("wss://") {
+        return true;
+    }
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    is_loopback_host(strip_port(host))
+}
+
+/// `host` of `host:port` and `[v6]:port`.
+fn strip_port(host: &str) -> &str {
+    if let Some(v6) = host.strip_prefix('[') {
+        return v6.split(']').next().unwrap_or_default();
+    }
+    match host.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    }
+}
+
+fn is_loopback_host(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| crate::server::proxies::canonical(ip).is_loopback())
+}
+
+/// Whether a PostgreSQL URL either stays on this machine (loopback hosts,
+/// a Unix socket) or verifies the server's certificate and name.
+fn postgres_url_is_private(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let (before_query, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let params: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let param = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    if param("sslmode") == Some("verify-full") {
+        return true;
+    }
+    let authority = before_query.split('/').next().unwrap_or_default();
+    let hosts = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let mut hosts: Vec<&str> = hosts.split(',').map(strip_port).collect();
+    if let Some(host) = param("host") {
+        hosts = host.split(',').collect();
+    }
+    hosts
+        .iter()
+        .all(|h| h.is_empty() || h.starts_with('/') || is_loopback_host(h))
 }
 
 /// Every overridable key with its environment variable name, derived from
@@ -676,13 +1012,17 @@ fn apply_env_overrides(
                 message: "unknown environment override (no such config key)".into(),
             });
         };
-        // A value that parses as a TOML literal (number, bool) keeps its type;
-        // anything else is a string.
+        // A value that parses as a TOML literal (number, bool, an array of
+        // them) keeps its type; anything else is a string.
         let value = format!("v = {raw}")
             .parse::<toml::Table>()
             .ok()
             .and_then(|mut t| t.remove("v"))
-            .filter(|v| !v.is_table() && !v.is_array())
+            .filter(|v| match v {
+                toml::Value::Table(_) => false,
+                toml::Value::Array(items) => !items.iter().any(toml::Value::is_table),
+                _ => true,
+            })
             .unwrap_or(toml::Value::String(raw));
         set_path(table, path, value);
         overridden.insert(path.clone(), name);
@@ -704,6 +1044,7 @@ const IGNORED_ENV: &[&str] = &[
     "EPG_ANCHOR_KEY",
     "EPG_WALLET_KEY",
     "EPG_WALLET_PASSWORD",
+    "EPG_OPERATOR_TOKEN",
 ];
 
 fn set_path(table: &mut toml::Table, path: &str, value: toml::Value) {

@@ -312,6 +312,7 @@ async fn operations_endpoints_need_no_key() {
     let ready = json(
         app.client
             .get(format!("{}/readyz", app.address))
+            .bearer_auth(common::OPERATOR_TOKEN)
             .send()
             .await
             .unwrap(),
@@ -324,6 +325,7 @@ async fn operations_endpoints_need_no_key() {
     let metrics = app
         .client
         .get(format!("{}/metrics", app.address))
+        .bearer_auth(common::OPERATOR_TOKEN)
         .send()
         .await
         .unwrap()

@@ -14,13 +14,45 @@ use crate::merchants::{ApiKey, Caller, KeyKind};
 /// Middleware: resolves `Authorization: Bearer <key>` into a [`Caller`] in
 /// the request extensions, or answers 401.
 pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let ip = super::client_ip::of(&req);
+    if let Err(retry_after) = refused_for_failures(&state, ip) {
+        return retry_after.into_response();
+    }
     match resolve(&state, req.headers().get(header::AUTHORIZATION)).await {
         Ok(caller) => {
             tracing::Span::current().record("merchant", caller.merchant_id.as_str());
             req.extensions_mut().insert(caller);
             next.run(req).await
         }
-        Err(err) => err.into_response(),
+        Err(err) => {
+            count_failure(&state, ip, &err);
+            err.into_response()
+        }
+    }
+}
+
+/// A client address that sent too many bad keys lately is refused before
+/// its key is even looked at: guessing keys costs the guesser time, not
+/// the node database work.
+pub(super) fn refused_for_failures(state: &AppState, ip: std::net::IpAddr) -> Result<(), ApiError> {
+    state
+        .auth_failures
+        .peek(&ip, std::time::Instant::now())
+        .map_err(|retry_after| {
+            state.metrics.add("auth_failures_refused", 1);
+            ApiError::too_many(
+                "too_many_failed_authentications",
+                "Too many requests with invalid credentials from this address; wait and retry with a valid key.",
+                retry_after,
+            )
+        })
+}
+
+/// Spends one of `ip`'s failure budget when `err` is an authentication failure.
+pub(super) fn count_failure(state: &AppState, ip: std::net::IpAddr, err: &ApiError) {
+    if err.status == axum::http::StatusCode::UNAUTHORIZED {
+        state.metrics.add("auth_failures", 1);
+        let _ = state.auth_failures.check(&ip, std::time::Instant::now());
     }
 }
 

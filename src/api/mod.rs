@@ -9,6 +9,7 @@ pub mod account;
 pub mod auth;
 pub mod balance;
 pub mod checkout;
+pub mod client_ip;
 pub mod disputes;
 pub mod docs;
 pub mod error;
@@ -23,6 +24,7 @@ pub mod rate_limit;
 pub mod refunds;
 pub mod settlements;
 pub mod stream;
+pub mod stream_slots;
 pub mod test_helpers;
 pub mod transparency;
 pub mod webhook_endpoints;
@@ -70,6 +72,17 @@ pub struct AppState {
     pub events: crate::events::Bus,
     /// What each chain watcher is doing (`/readyz` reports it per chain).
     pub chains: Arc<crate::chain::watcher::ChainStatus>,
+    /// A small pool of its own for the public routes, so strangers'
+    /// reads never wait on (or starve) merchant traffic.
+    pub public_pool: PgPool,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub proxies: Arc<crate::server::TrustedProxies>,
+    /// Per-address budgets of the public routes.
+    pub public_limiter: Arc<rate_limit::RateLimiter<std::net::IpAddr>>,
+    /// Per-address budgets of failed authentications.
+    pub auth_failures: Arc<rate_limit::FailedAuthLimiter>,
+    /// Open live event streams, capped.
+    pub streams: Arc<stream_slots::StreamSlots>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -108,8 +121,8 @@ pub fn router(state: AppState) -> Router {
         .route_layer(from_fn_with_state(state.clone(), idempotency::idempotency))
         .route_layer(from_fn_with_state(state.clone(), rate_limit::limit))
         .route_layer(from_fn_with_state(state.clone(), auth::authenticate));
+    // Anyone may call these, so each client address has a budget.
     let public = Router::new()
-        .merge(health::router())
         .merge(docs::router())
         .merge(checkout::router())
         .merge(stream::router())
@@ -119,6 +132,9 @@ pub fn router(state: AppState) -> Router {
     } else {
         public
     };
+    let public = public
+        .route_layer(from_fn_with_state(state.clone(), rate_limit::limit_public))
+        .merge(health::router());
     let body_limit = state.config.server.body_limit_bytes;
     Router::new()
         .merge(authenticated)
@@ -128,6 +144,7 @@ pub fn router(state: AppState) -> Router {
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(from_fn(normalize_errors))
+        .layer(from_fn_with_state(state.clone(), client_ip::resolve))
         .layer(from_fn_with_state(state.clone(), observe::observe))
         .with_state(state)
 }

@@ -3,15 +3,15 @@
 //! here; every rule about state lives there.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::auth::{AnyKey, SecretKey};
+use super::client_ip::ClientIp;
 use super::error::ApiError;
 use super::{AppState, Json, Query};
 use crate::ids::PaymentId;
@@ -422,7 +422,7 @@ struct CryptoBody {
 async fn confirm(
     State(state): State<AppState>,
     AnyKey(caller): AnyKey,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(client_ip): ClientIp,
     Path(id): Path<String>,
     Json(body): Json<ConfirmBody>,
 ) -> Result<axum::Json<Value>, ApiError> {
@@ -460,7 +460,7 @@ async fn confirm(
                     &caller.merchant_id,
                     &id,
                     method,
-                    Some(peer.ip().to_string()),
+                    Some(client_ip.to_string()),
                 )
                 .await
         }

@@ -63,6 +63,9 @@ struct DevState {
     secret_key: Option<String>,
     publishable_key: Option<String>,
     card_encryption_key: Option<String>,
+    /// Bearer token of `/metrics` and the detailed `/readyz`.
+    #[serde(default)]
+    operator_token: Option<String>,
 }
 
 const DEV_DATABASE: &str = "epg";
@@ -134,6 +137,10 @@ pub async fn run(args: DevArgs) -> Result<ExitCode, CliError> {
         .card_encryption_key
         .get_or_insert_with(CardKey::generate_base64)
         .clone();
+    let operator_token = state
+        .operator_token
+        .get_or_insert_with(|| crate::ids::random_base62(43))
+        .clone();
     let (merchant_id, secret_key, publishable_key) =
         ensure_demo_merchant(&MerchantStore::new(pool.clone()), &mut state).await?;
     write_state(&state_path, &state)?;
@@ -148,11 +155,16 @@ pub async fn run(args: DevArgs) -> Result<ExitCode, CliError> {
         database: DatabaseConfig {
             url: database_url.clone(),
             max_connections: 20,
+            public_max_connections: 4,
         },
         security: SecurityConfig {
             card_encryption_key: card_key,
             rate_limit_per_second: 100,
             rate_limit_burst: 200,
+            public_rate_limit_per_second: 100,
+            public_rate_limit_burst: 200,
+            failed_auth_per_minute: 60,
+            operator_token: Some(operator_token.clone()),
         },
         log: LogConfig::default(),
         webhooks: crate::config::WebhooksConfig::default(),
@@ -172,6 +184,7 @@ pub async fn run(args: DevArgs) -> Result<ExitCode, CliError> {
             key: Some(std::env::var("EPG_DEPLOYER_KEY").unwrap_or_else(|_| DEV_KEY_0.to_owned())),
             ..crate::config::WalletConfig::default()
         },
+        processors: crate::methods::ProcessorsConfig::default(),
         chains: vec![crate::chain::config::ChainConfig::devnet(
             &deployment,
             &rpc_url,
@@ -188,6 +201,7 @@ pub async fn run(args: DevArgs) -> Result<ExitCode, CliError> {
         merchant_id: &merchant_id,
         secret_key: &secret_key,
         publishable_key: &publishable_key,
+        operator_token: &operator_token,
         data_dir: dir,
     });
 
@@ -376,6 +390,7 @@ struct Banner<'a> {
     merchant_id: &'a MerchantId,
     secret_key: &'a str,
     publishable_key: &'a str,
+    operator_token: &'a str,
     data_dir: &'a Path,
 }
 
@@ -397,6 +412,7 @@ fn print_banner(b: &Banner<'_>) {
   Demo merchant    {merchant}
   Secret key       {sk}
   Publishable key  {pk}
+  Operator token   {operator}  (/metrics, detailed /readyz)
 
   Try it:
     curl -s {api}/v1/account -H "Authorization: Bearer {sk}"
@@ -415,6 +431,7 @@ fn print_banner(b: &Banner<'_>) {
         merchant = b.merchant_id,
         sk = b.secret_key,
         pk = b.publishable_key,
+        operator = b.operator_token,
         dir = b.data_dir.display(),
     );
 }
