@@ -33,6 +33,14 @@ pub enum Claim {
     InProgress,
 }
 
+/// Whether a response with `status` is saved for retries. A server error
+/// is the node's fault, so the retry runs again. 401, 403 and 429 judge
+/// the caller or the moment, not the request: saved, they would let
+/// whoever sent first decide what every retry gets.
+pub fn is_saved(status: u16) -> bool {
+    !(status >= 500 || matches!(status, 401 | 403 | 429))
+}
+
 /// The fingerprint of a request: method, path and body.
 pub fn request_hash(method: &str, path: &str, body: &[u8]) -> [u8; 32] {
     let mut data = Vec::with_capacity(method.len() + path.len() + body.len() + 2);
@@ -169,8 +177,8 @@ impl IdempotencyStore {
         Ok(())
     }
 
-    /// Forgets a claim whose request failed through the node's own fault, so
-    /// that a retry runs again instead of replaying a 500.
+    /// Forgets a claim whose response is not to be saved ([`is_saved`]), so
+    /// that a retry runs again instead of replaying it.
     pub async fn release(&self, merchant: &MerchantId, key: &str) -> Result<(), sqlx::Error> {
         sqlx::query!(
             "DELETE FROM idempotency_keys WHERE merchant_id = $1 AND key = $2 AND response_status IS NULL",
@@ -197,7 +205,17 @@ impl IdempotencyStore {
 
 #[cfg(test)]
 mod tests {
-    use super::request_hash;
+    use super::{is_saved, request_hash};
+
+    #[test]
+    fn refusals_and_server_errors_are_never_saved() {
+        for status in [200, 201, 400, 402, 404, 409] {
+            assert!(is_saved(status), "{status}");
+        }
+        for status in [401, 403, 429, 500, 503] {
+            assert!(!is_saved(status), "{status}");
+        }
+    }
 
     #[test]
     fn the_fingerprint_covers_method_path_and_body() {

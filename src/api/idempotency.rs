@@ -1,5 +1,8 @@
 //! Middleware applying `Idempotency-Key` to every POST (see
-//! [`crate::idempotency`] for the rules and the storage).
+//! [`crate::idempotency`] for the rules and the storage). It runs after
+//! authentication and after the route's check of the key kind
+//! ([`super::auth::accepts`]), so a key refused on a route never claims an
+//! idempotency key.
 
 use axum::body::{Body, to_bytes};
 use axum::extract::{Request, State};
@@ -9,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::AppState;
 use super::error::ApiError;
-use crate::idempotency::{Claim, request_hash};
+use crate::idempotency::{Claim, is_saved, request_hash};
 use crate::merchants::Caller;
 
 /// The request header.
@@ -95,12 +98,12 @@ async fn run(state: AppState, req: Request, next: Next) -> Result<Response, Resp
             return Err(ApiError::internal(&e).into_response());
         }
     };
-    let saved = if parts.status.is_server_error() {
-        store.release(&caller.merchant_id, &key).await
-    } else {
+    let saved = if is_saved(parts.status.as_u16()) {
         store
             .complete(&caller.merchant_id, &key, parts.status.as_u16(), &body)
             .await
+    } else {
+        store.release(&caller.merchant_id, &key).await
     };
     if let Err(e) = saved {
         // The request ran; its effect stands. Not saving the response only

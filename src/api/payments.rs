@@ -21,15 +21,21 @@ use crate::methods::MethodType;
 use crate::payments::service::{Address, ConfirmMethod, Customer, NewPayment, Shipping};
 use crate::payments::{Audience, CaptureMethod, Status};
 
-/// Routes of this resource.
+/// Routes of this resource that take a secret key.
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/payments", post(create).get(list))
+        .route("/v1/payments/{id}/capture", post(capture))
+        .route("/v1/payments/{id}/cancel", post(cancel))
+}
+
+/// The routes a browser checkout calls with the publishable key and the
+/// payment's client secret (a secret key may call them too).
+pub fn checkout_router() -> Router<AppState> {
+    Router::new()
         .route("/v1/payments/{id}", get(retrieve))
         .route("/v1/payments/{id}/confirm", post(confirm))
         .route("/v1/payments/{id}/challenge", post(challenge))
-        .route("/v1/payments/{id}/capture", post(capture))
-        .route("/v1/payments/{id}/cancel", post(cancel))
 }
 
 /// Parses a payment id from the path; a malformed one is simply unknown.
