@@ -233,7 +233,7 @@ async fn retrieve(
         KeyKind::Secret => Audience::Merchant,
         KeyKind::Publishable => {
             // A browser may read a payment only with its client secret.
-            if query.client_secret.as_deref() != Some(payment.client_secret.as_str()) {
+            if !payment.client_secret_matches(query.client_secret.as_deref()) {
                 return Err(ApiError::not_found("payment", id.as_str()));
             }
             Audience::Checkout
@@ -442,7 +442,7 @@ async fn confirm(
                 .ok_or_else(|| ApiError::missing_param("client_secret"))?;
             // Unknown payment and wrong secret look the same.
             let payment = state.payments.get(&caller.merchant_id, &id).await?;
-            if payment.client_secret != secret {
+            if !payment.client_secret_matches(Some(secret)) {
                 return Err(ApiError::not_found("payment", id.as_str()));
             }
             Audience::Checkout
@@ -497,7 +497,7 @@ async fn challenge(
         KeyKind::Secret => Audience::Merchant,
         KeyKind::Publishable => {
             let payment = state.payments.get(&caller.merchant_id, &id).await?;
-            if body.client_secret.as_deref() != Some(payment.client_secret.as_str()) {
+            if !payment.client_secret_matches(body.client_secret.as_deref()) {
                 return Err(ApiError::not_found("payment", id.as_str()));
             }
             Audience::Checkout

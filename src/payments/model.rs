@@ -147,6 +147,15 @@ pub enum Audience {
 }
 
 impl Payment {
+    /// Whether `candidate` is this payment's client secret, compared in
+    /// constant time (the secret is what lets a browser act on the
+    /// payment, so its bytes must not be learnable from response times).
+    pub fn client_secret_matches(&self, candidate: Option<&str>) -> bool {
+        candidate.is_some_and(|candidate| {
+            crate::crypto::constant_time_eq(candidate.as_bytes(), self.client_secret.as_bytes())
+        })
+    }
+
     /// The API object (`"object": "payment"`).
     pub fn to_api(&self, audience: Audience, livemode: bool) -> Value {
         let payment_method = self.method.as_ref().map(|method| {

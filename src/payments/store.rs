@@ -150,22 +150,20 @@ pub async fn get(
     .transpose()
 }
 
-/// A payment by its client secret (browser checkout).
+/// A payment by its client secret (browser checkout). The payment is
+/// found by id and its secret compared in constant time here, not by SQL,
+/// whose comparison stops at the first differing byte.
 pub async fn get_by_client_secret(
     pool: &PgPool,
     id: &PaymentId,
     client_secret: &str,
 ) -> Result<Option<Payment>, sqlx::Error> {
-    sqlx::query_as!(
-        Row,
-        "SELECT * FROM payments WHERE id = $1 AND client_secret = $2",
-        id.as_str(),
-        client_secret
-    )
-    .fetch_optional(pool)
-    .await?
-    .map(Row::into_payment)
-    .transpose()
+    let payment = sqlx::query_as!(Row, "SELECT * FROM payments WHERE id = $1", id.as_str())
+        .fetch_optional(pool)
+        .await?
+        .map(Row::into_payment)
+        .transpose()?;
+    Ok(payment.filter(|p| p.client_secret_matches(Some(client_secret))))
 }
 
 /// Locks a payment of `merchant` for the rest of the transaction; every
