@@ -86,23 +86,20 @@ impl Application {
         let wallet_chains = wallet.as_ref().map_or_else(Vec::new, |signer| {
             crate::chain::sender::sendable_chains(&config.chains, signer)
         });
+        let keys = config.keyring()?;
         let state = AppState {
             rate_limiter: Arc::new(api::rate_limit::RateLimiter::new(
                 config.security.rate_limit_per_second,
                 config.security.rate_limit_burst,
             )),
             merchants: MerchantStore::new(pool.clone()),
-            idempotency: IdempotencyStore::new(
-                pool.clone(),
-                lease,
-                config.card_key().map_err(AppError::Config)?,
-            ),
+            idempotency: IdempotencyStore::new(pool.clone(), lease, &keys),
             metrics: Arc::new(Metrics::default()),
             events: crate::events::Bus::new(),
             payments: crate::payments::Payments::new(
                 pool.clone(),
                 Arc::new(crate::methods::Connectors::sandbox()),
-                config.card_key().map_err(AppError::Config)?,
+                &keys,
                 config.mode == crate::config::Mode::Live,
                 time::Duration::hours(
                     i64::try_from(config.payments.authorization_ttl_hours).unwrap_or(168),
@@ -119,6 +116,7 @@ impl Application {
             chains: Arc::new(crate::chain::watcher::ChainStatus::new(
                 config.chains.iter().map(|c| c.chain_id),
             )),
+            keys,
             config: Arc::new(config),
             pool,
         };

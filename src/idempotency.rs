@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use sqlx::PgPool;
 
-use crate::crypto::{CardKey, sha256};
+use crate::crypto::{Keyring, Purpose, Sealer, sha256};
 use crate::ids::MerchantId;
 
 /// How long saved responses are kept.
@@ -58,16 +58,21 @@ pub struct IdempotencyStore {
     pool: PgPool,
     /// Saved responses are sealed: they can hold secrets shown once (a
     /// webhook endpoint's signing secret, a payment's client secret).
-    key: CardKey,
+    sealer: Sealer,
     /// How long a running request keeps its claim; a node that died
     /// mid-request releases the key after this.
     lease: Duration,
 }
 
 impl IdempotencyStore {
-    /// A store whose claims last `lease`, sealing responses with `key`.
-    pub fn new(pool: PgPool, lease: Duration, key: CardKey) -> Self {
-        Self { pool, lease, key }
+    /// A store whose claims last `lease`, sealing responses with their
+    /// subkey of `keys`.
+    pub fn new(pool: PgPool, lease: Duration, keys: &Keyring) -> Self {
+        Self {
+            pool,
+            lease,
+            sealer: keys.sealer(Purpose::IdempotentResponses),
+        }
     }
 
     /// What a sealed response is bound to: it opens for this merchant's
@@ -124,7 +129,7 @@ impl IdempotencyStore {
             return Ok(Claim::Mismatch);
         } else if let (Some(status), Some(sealed)) = (row.response_status, row.response_body) {
             let body = self
-                .key
+                .sealer
                 .open(&sealed, &Self::context(merchant, key))
                 .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
             return Ok(Claim::Replay {
@@ -170,7 +175,7 @@ impl IdempotencyStore {
             merchant.as_str(),
             key,
             i16::try_from(status).unwrap_or(500),
-            self.key.seal(body, &Self::context(merchant, key)),
+            self.sealer.seal(body, &Self::context(merchant, key)),
         )
         .execute(&self.pool)
         .await?;

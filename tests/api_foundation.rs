@@ -201,7 +201,7 @@ async fn a_duplicate_while_the_first_runs_is_409() {
     let claim = epg::idempotency::IdempotencyStore::new(
         app.pool.clone(),
         std::time::Duration::from_secs(60),
-        app.config.card_key().unwrap(),
+        &app.config.keyring().unwrap(),
     )
     .claim(
         &app.merchant_id,

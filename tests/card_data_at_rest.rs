@@ -1,7 +1,8 @@
 //! Card numbers are never stored or logged in clear: after a run of card
 //! payments through a real `epg serve` process logging at debug level, a
 //! dump of the database and the whole log contain no full card number,
-//! while the sealed number still opens with the configured key.
+//! while the sealed number still opens with the configured key, and a
+//! card's fingerprint does not follow it from one merchant to another.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -11,7 +12,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use epg::config::Mode;
-use epg::crypto::CardKey;
+use epg::crypto::{Keyring, Purpose};
 use epg::merchants::{KeyKind, MerchantStore};
 use serde_json::json;
 
@@ -49,13 +50,13 @@ async fn no_full_card_number_in_the_database_or_the_logs() {
 
     let dir = tempfile::tempdir().unwrap();
     let port = epg::devnet::anvil::free_port().unwrap();
-    let card_key = CardKey::generate_base64();
+    let master_key = Keyring::generate_base64();
     let config = dir.path().join("epg.toml");
     std::fs::write(
         &config,
         format!(
             "[server]\nlisten = \"127.0.0.1:{port}\"\n[database]\nurl = \"{url}\"\n\
-             [security]\ncard_encryption_key = \"{card_key}\"\n[log]\nformat = \"json\"\nlevel = \"debug\"\n"
+             [security]\nmaster_key = \"{master_key}\"\n[log]\nformat = \"json\"\nlevel = \"debug\"\n"
         ),
     )
     .unwrap();
@@ -173,7 +174,9 @@ async fn no_full_card_number_in_the_database_or_the_logs() {
     }
 
     // The number is kept, sealed: it opens with the key and the payment id.
-    let key = CardKey::from_base64(&card_key).unwrap();
+    let cards = Keyring::new(&master_key, &[])
+        .unwrap()
+        .sealer(Purpose::Cards);
     for (id, number) in payments {
         let sealed: Option<Vec<u8>> =
             sqlx::query_scalar("SELECT card_number_sealed FROM payments WHERE id = $1")
@@ -181,7 +184,51 @@ async fn no_full_card_number_in_the_database_or_the_logs() {
                 .fetch_one(&pool)
                 .await
                 .unwrap();
-        let opened = key.open(&sealed.unwrap(), id.as_bytes()).unwrap();
+        let opened = cards.open(&sealed.unwrap(), id.as_bytes()).unwrap();
         assert_eq!(opened, number.as_bytes());
     }
+}
+
+/// A fingerprint lets a merchant recognise a returning card; it must not
+/// let two merchants (or whoever reads both their data) recognise the same
+/// customer.
+#[tokio::test]
+async fn a_card_fingerprint_does_not_link_a_card_across_merchants() {
+    let app = common::spawn_app().await;
+    let (_, other_key) = app.merchant().await;
+    let fingerprint = |key: String| {
+        let app = &app;
+        async move {
+            let payment = common::json(
+                app.post(
+                    "/v1/payments",
+                    &key,
+                    &json!({"amount": 1000, "currency": "usd"}),
+                )
+                .await,
+                200,
+            )
+            .await;
+            let confirmed = common::json(
+                app.post(
+                    &format!("/v1/payments/{}/confirm", payment["id"].as_str().unwrap()),
+                    &key,
+                    &json!({"payment_method": {"type": "card", "card":
+                        {"number": CARDS[0], "exp_month": 12, "exp_year": 2034, "cvc": "123"}}}),
+                )
+                .await,
+                200,
+            )
+            .await;
+            confirmed["payment_method"]["card"]["fingerprint"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let first = fingerprint(app.secret_key.clone()).await;
+    let again = fingerprint(app.secret_key.clone()).await;
+    let elsewhere = fingerprint(other_key).await;
+    assert_eq!(first, again, "one merchant sees one fingerprint per card");
+    assert_ne!(first, elsewhere, "two merchants see unrelated fingerprints");
 }

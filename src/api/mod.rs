@@ -58,6 +58,8 @@ pub struct AppState {
     pub merchants: MerchantStore,
     /// Saved idempotent responses.
     pub idempotency: IdempotencyStore,
+    /// The master keys; subsystems take the subkey of their purpose.
+    pub keys: crate::crypto::Keyring,
     /// Per-key request budgets.
     pub rate_limiter: Arc<rate_limit::RateLimiter>,
     /// Prometheus series.

@@ -16,7 +16,7 @@ use time::{Duration, OffsetDateTime};
 use super::model::{Audience, CaptureMethod, Payment, Status};
 use super::risk::{self, RiskSignals};
 use super::{MAX_AMOUNT, PaymentError, postings, store};
-use crate::crypto::CardKey;
+use crate::crypto::{Fingerprints, Keyring, Purpose, Sealer};
 use crate::events::{self, EventType};
 use crate::ids::{MerchantId, PaymentId, random_base62};
 use crate::metadata::Metadata;
@@ -136,7 +136,10 @@ impl ConfirmMethod {
 pub struct Payments {
     pool: PgPool,
     connectors: Arc<Connectors>,
-    card_key: CardKey,
+    /// Seals card numbers (their own subkey).
+    cards: Sealer,
+    /// Per-merchant card fingerprints.
+    fingerprints: Fingerprints,
     livemode: bool,
     /// An uncaptured authorization is voided after this.
     authorization_ttl: Duration,
@@ -162,7 +165,7 @@ impl Payments {
     pub fn new(
         pool: PgPool,
         connectors: Arc<Connectors>,
-        card_key: CardKey,
+        keys: &Keyring,
         livemode: bool,
         authorization_ttl: Duration,
         public_url: String,
@@ -171,7 +174,8 @@ impl Payments {
         Self {
             pool,
             connectors,
-            card_key,
+            cards: keys.sealer(Purpose::Cards),
+            fingerprints: keys.fingerprints(),
             livemode,
             authorization_ttl,
             public_url,
@@ -442,8 +446,9 @@ impl Payments {
         payment.next_action = None;
 
         // Card data: sealed at rest, shown as brand/last four/fingerprint.
-        let fingerprint = if let MethodDetails::Card(card) = &details {
-            let fingerprint = self.card_key.fingerprint(card.number.expose().as_bytes());
+        let fingerprints = if let MethodDetails::Card(card) = &details {
+            let number = card.number.expose().as_bytes();
+            let fingerprint = self.fingerprints.of(merchant.as_str(), number);
             let display = json!({
                 "brand": card.number.brand().as_str(),
                 "last4": card.number.last4(),
@@ -452,25 +457,24 @@ impl Payments {
                 "fingerprint": fingerprint,
                 "country": SANDBOX_CARD_COUNTRY,
             });
-            let sealed = self.card_key.seal(
-                card.number.expose().as_bytes(),
-                payment.id.as_str().as_bytes(),
-            );
+            let sealed = self.cards.seal(number, payment.id.as_str().as_bytes());
             store::set_card(
                 &mut tx,
                 &payment.id,
                 &store::StoredCard {
                     display: display.clone(),
                     sealed_number: sealed,
-                    fingerprint: fingerprint.clone(),
+                    fingerprint,
                 },
             )
             .await?;
             payment.card = Some(display);
-            Some(fingerprint)
+            // Velocity counts the card under every fingerprint it may
+            // still have at rest (a rotation may be under way).
+            self.fingerprints.candidates(merchant.as_str(), number)
         } else {
             payment.card = None;
-            None
+            Vec::new()
         };
         if let Some(ip) = &client_ip {
             store::set_client_ip(&mut tx, &payment.id, ip).await?;
@@ -486,7 +490,7 @@ impl Payments {
         let counts = store::risk_counts(
             &mut tx,
             &payment,
-            fingerprint.as_deref(),
+            &fingerprints,
             email.as_deref(),
             client_ip.as_deref(),
             risk::MIN_HISTORY,

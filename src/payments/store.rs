@@ -95,9 +95,9 @@ impl Row {
 pub struct StoredCard {
     /// Brand, last four, expiry, fingerprint, country.
     pub display: Value,
-    /// AES-GCM sealed full number.
+    /// The full number, sealed with the cards subkey.
     pub sealed_number: Vec<u8>,
-    /// Keyed fingerprint for velocity checks.
+    /// Per-merchant keyed fingerprint, for velocity checks.
     pub fingerprint: String,
 }
 
@@ -333,7 +333,7 @@ pub struct RiskCounts {
 pub async fn risk_counts(
     conn: &mut PgConnection,
     payment: &Payment,
-    fingerprint: Option<&str>,
+    fingerprints: &[String],
     email: Option<&str>,
     ip: Option<&str>,
     min_history: i64,
@@ -341,7 +341,7 @@ pub async fn risk_counts(
     let row = sqlx::query!(
         r#"SELECT
              (SELECT count(*) FROM payments WHERE merchant_id = $1 AND id <> $2
-                AND card_fingerprint = $3 AND created_at > now() - interval '1 hour') AS "card!",
+                AND card_fingerprint = ANY($3) AND created_at > now() - interval '1 hour') AS "card!",
              (SELECT count(*) FROM payments WHERE merchant_id = $1 AND id <> $2
                 AND customer_email = $4 AND created_at > now() - interval '1 hour') AS "email!",
              (SELECT count(*) FROM payments WHERE merchant_id = $1 AND id <> $2
@@ -353,7 +353,7 @@ pub async fn risk_counts(
              ) AS "median""#,
         payment.merchant_id.as_str(),
         payment.id.as_str(),
-        fingerprint,
+        fingerprints,
         email,
         ip,
         payment.currency,

@@ -13,7 +13,7 @@ use epg::app::Application;
 use epg::config::{
     Config, DatabaseConfig, LogConfig, LogFormat, Mode, SecurityConfig, ServerConfig,
 };
-use epg::crypto::CardKey;
+use epg::crypto::Keyring;
 use epg::ids::MerchantId;
 use epg::merchants::{KeyKind, MerchantStore};
 use sqlx::{Connection, Executor, PgConnection, PgPool};
@@ -232,7 +232,8 @@ pub fn test_config(database_url: &str) -> Config {
             max_connections: 10,
         },
         security: SecurityConfig {
-            card_encryption_key: CardKey::generate_base64(),
+            master_key: Keyring::generate_base64(),
+            previous_master_keys: Vec::new(),
             rate_limit_per_second: 1000,
             rate_limit_burst: 1000,
         },
