@@ -318,6 +318,12 @@ fn spawn_jobs(
                 .await;
         });
     }
+    jobs.spawn(crate::rotation::run(
+        state.pool.clone(),
+        state.keys.clone(),
+        state.metrics.clone(),
+        shutdown.clone(),
+    ));
     let store = state.idempotency.clone();
     let metrics = state.metrics.clone();
     let stop = shutdown.clone();
