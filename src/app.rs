@@ -107,17 +107,14 @@ impl Application {
         let wallet_chains = wallet.as_ref().map_or_else(Vec::new, |signer| {
             crate::chain::sender::sendable_chains(&config.chains, signer)
         });
+        let keys = config.keyring()?;
         let state = AppState {
             rate_limiter: Arc::new(api::rate_limit::RateLimiter::new(
                 config.security.rate_limit_per_second,
                 config.security.rate_limit_burst,
             )),
             merchants: MerchantStore::new(pool.clone()),
-            idempotency: IdempotencyStore::new(
-                pool.clone(),
-                lease,
-                config.card_key().map_err(AppError::Config)?,
-            ),
+            idempotency: IdempotencyStore::new(pool.clone(), lease, &keys),
             metrics: Arc::new(Metrics::default()),
             events: crate::events::Bus::new(),
             payments: crate::payments::Payments::new(
@@ -126,7 +123,7 @@ impl Application {
                     &config.processors,
                     config.mode,
                 )),
-                config.card_key().map_err(AppError::Config)?,
+                &keys,
                 config.mode == crate::config::Mode::Live,
                 time::Duration::hours(
                     i64::try_from(config.payments.authorization_ttl_hours).unwrap_or(168),
@@ -163,6 +160,7 @@ impl Application {
                 config.server.max_streams_per_ip,
                 config.server.max_streams_per_payment,
             )),
+            keys,
             config: Arc::new(config),
             pool,
         };
@@ -361,6 +359,12 @@ fn spawn_jobs(
                 .await;
         });
     }
+    jobs.spawn(crate::rotation::run(
+        state.pool.clone(),
+        state.keys.clone(),
+        state.metrics.clone(),
+        shutdown.clone(),
+    ));
     let store = state.idempotency.clone();
     let metrics = state.metrics.clone();
     let stop = shutdown.clone();

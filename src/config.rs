@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::crypto::CardKey;
+use crate::crypto::{Keyring, KeyringError};
 
 /// Prefix of every environment override.
 pub const ENV_PREFIX: &str = "EPG_";
@@ -386,8 +386,15 @@ fn default_public_max_connections() -> u32 {
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SecurityConfig {
-    /// 32-byte AES-256-GCM key for card numbers at rest, base64.
-    pub card_encryption_key: String,
+    /// The master key, 32 random bytes in base64. Never used as it is: the
+    /// keys that seal card numbers, saved responses and webhook secrets, and
+    /// those that MAC requests and fingerprint cards, are derived from it
+    /// ([`crate::crypto`]).
+    pub master_key: String,
+    /// Master keys that were current before, kept while `epg keys
+    /// rotate-master` re-seals what they sealed; they open, never seal.
+    #[serde(default)]
+    pub previous_master_keys: Vec<String>,
     /// Sustained requests per second allowed per API key.
     #[serde(default = "default_rate_limit_per_second")]
     pub rate_limit_per_second: u32,
@@ -414,7 +421,11 @@ pub struct SecurityConfig {
 impl fmt::Debug for SecurityConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SecurityConfig")
-            .field("card_encryption_key", &"<redacted>")
+            .field("master_key", &"<redacted>")
+            .field(
+                "previous_master_keys",
+                &format!("<{} redacted>", self.previous_master_keys.len()),
+            )
             .field("rate_limit_per_second", &self.rate_limit_per_second)
             .field("rate_limit_burst", &self.rate_limit_burst)
             .field(
@@ -641,6 +652,7 @@ impl Config {
             None => toml::Table::new(),
         };
         let env: Vec<(String, String)> = env.into_iter().collect();
+        refuse_renamed(&table, &env)?;
         let anchor_key = env
             .iter()
             .find(|(k, _)| k == "EPG_ANCHOR_KEY")
@@ -677,8 +689,13 @@ impl Config {
         if self.database.max_connections == 0 {
             return Err(err("database.max_connections", "must be at least 1".into()));
         }
-        CardKey::from_base64(&self.security.card_encryption_key)
-            .map_err(|e| err("security.card_encryption_key", e.to_string()))?;
+        if let Err(e) = Keyring::new(
+            &self.security.master_key,
+            &self.security.previous_master_keys,
+        ) {
+            let (key, message) = keyring_problem(e);
+            return Err(err(key, message));
+        }
         if self.security.rate_limit_per_second == 0 {
             return Err(err(
                 "security.rate_limit_per_second",
@@ -884,12 +901,19 @@ impl Config {
         None
     }
 
-    /// The card encryption key, already checked by [`Config::load`].
-    pub fn card_key(&self) -> Result<CardKey, ConfigError> {
-        CardKey::from_base64(&self.security.card_encryption_key).map_err(|e| ConfigError::Key {
-            key: "security.card_encryption_key".into(),
-            origin: String::new(),
-            message: e.to_string(),
+    /// The master keys, already checked by [`Config::load`].
+    pub fn keyring(&self) -> Result<Keyring, ConfigError> {
+        Keyring::new(
+            &self.security.master_key,
+            &self.security.previous_master_keys,
+        )
+        .map_err(|e| {
+            let (key, message) = keyring_problem(e);
+            ConfigError::Key {
+                key: key.to_owned(),
+                origin: String::new(),
+                message,
+            }
         })
     }
 
@@ -975,10 +999,7 @@ fn overridable_keys() -> Vec<(String, String)> {
                 toml::Value::Table(t) => walk(&path, t, out),
                 // Arrays of tables (`[[chains]]`) come from the file only.
                 toml::Value::Array(a) if a.iter().any(toml::Value::is_table) => {}
-                _ => {
-                    let env = format!("{ENV_PREFIX}{}", path.replace('.', "_").to_uppercase());
-                    out.push((env, path));
-                }
+                _ => out.push((env_var(&path), path)),
             }
         }
     }
@@ -1028,6 +1049,52 @@ fn apply_env_overrides(
         overridden.insert(path.clone(), name);
     }
     Ok(overridden)
+}
+
+/// The variable that overrides `path` (`database.url` → `EPG_DATABASE_URL`).
+fn env_var(path: &str) -> String {
+    format!("{ENV_PREFIX}{}", path.replace('.', "_").to_uppercase())
+}
+
+/// Keys that were renamed, old name first. An old name, in the file or as
+/// a variable, is refused with its new name: ignoring it would start a node
+/// without its key, and accepting both would leave two names for one secret.
+const RENAMED: &[(&str, &str)] = &[("security.card_encryption_key", "security.master_key")];
+
+fn refuse_renamed(table: &toml::Table, env: &[(String, String)]) -> Result<(), ConfigError> {
+    for (old, new) in RENAMED {
+        let var = env_var(old);
+        let from_env = env.iter().any(|(name, _)| *name == var);
+        let mut parts = old.split('.');
+        let section = parts.next().and_then(|s| table.get(s));
+        let in_file = parts
+            .next()
+            .zip(section.and_then(toml::Value::as_table))
+            .is_some_and(|(key, section)| section.contains_key(key));
+        if from_env || in_file {
+            return Err(ConfigError::Key {
+                key: (*old).to_owned(),
+                origin: if from_env {
+                    format!(" (from {var})")
+                } else {
+                    String::new()
+                },
+                message: format!(
+                    "was renamed to `{new}` (variable {}); keep the same value under the new name",
+                    env_var(new)
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The key and the message of a keyring problem.
+fn keyring_problem(e: KeyringError) -> (&'static str, String) {
+    match e {
+        KeyringError::Current(e) => ("security.master_key", e.to_string()),
+        e => ("security.previous_master_keys", e.to_string()),
+    }
 }
 
 /// `EPG_` variables that are read elsewhere, not config keys.
@@ -1197,7 +1264,7 @@ mod tests {
     #[test]
     fn missing_and_unknown_keys_are_named() {
         let file = write(&format!(
-            "[database]\nurl = \"postgres://a@b/c\"\n[security]\ncard_encryption_key = \"{KEY}\"\ncolour = 1\n"
+            "[database]\nurl = \"postgres://a@b/c\"\n[security]\nmaster_key = \"{KEY}\"\ncolour = 1\n"
         ));
         let err = Config::load(Some(file.path()), env(&[]))
             .unwrap_err()
@@ -1216,11 +1283,11 @@ mod tests {
         let file = write(Config::example());
         let err = Config::load(
             Some(file.path()),
-            env(&[("EPG_SECURITY_CARD_ENCRYPTION_KEY", "c2hvcnQ=")]),
+            env(&[("EPG_SECURITY_MASTER_KEY", "c2hvcnQ=")]),
         )
         .unwrap_err()
         .to_string();
-        assert!(err.contains("security.card_encryption_key"), "{err}");
+        assert!(err.contains("security.master_key"), "{err}");
         assert!(
             !err.contains("c2hvcnQ="),
             "a secret must not be echoed: {err}"
@@ -1247,10 +1314,74 @@ mod tests {
             None,
             env(&[
                 ("EPG_DATABASE_URL", "postgres://a@b/c"),
-                ("EPG_SECURITY_CARD_ENCRYPTION_KEY", KEY),
+                ("EPG_SECURITY_MASTER_KEY", KEY),
             ]),
         )
         .unwrap();
         assert_eq!(config.server.listen.port(), 8080);
+    }
+
+    #[test]
+    fn the_old_name_of_the_master_key_is_refused_with_its_new_name() {
+        let file = write(&format!(
+            "[database]\nurl = \"postgres://a@b/c\"\n[security]\ncard_encryption_key = \"{KEY}\"\n"
+        ));
+        let err = Config::load(Some(file.path()), env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("security.card_encryption_key"), "{err}");
+        assert!(err.contains("renamed to `security.master_key`"), "{err}");
+        assert!(!err.contains(KEY), "a secret must not be echoed: {err}");
+
+        let file = write(Config::example());
+        let err = Config::load(
+            Some(file.path()),
+            env(&[("EPG_SECURITY_CARD_ENCRYPTION_KEY", KEY)]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("EPG_SECURITY_CARD_ENCRYPTION_KEY"), "{err}");
+        assert!(err.contains("EPG_SECURITY_MASTER_KEY"), "{err}");
+    }
+
+    #[test]
+    fn previous_master_keys_come_from_the_file_or_the_environment_and_are_checked() {
+        let other = Keyring::generate_base64();
+        let file = write(Config::example());
+        let config = Config::load(
+            Some(file.path()),
+            env(&[(
+                "EPG_SECURITY_PREVIOUS_MASTER_KEYS",
+                &format!("[\"{other}\"]"),
+            )]),
+        )
+        .unwrap();
+        assert_eq!(
+            config.security.previous_master_keys,
+            std::slice::from_ref(&other)
+        );
+        assert!(!format!("{config:?}").contains(&other));
+
+        let err = Config::load(
+            Some(file.path()),
+            env(&[(
+                "EPG_SECURITY_PREVIOUS_MASTER_KEYS",
+                &format!("[\"{other}\", \"c2hvcnQ=\"]"),
+            )]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("security.previous_master_keys"), "{err}");
+        assert!(err.contains("entry 1"), "{err}");
+        assert!(err.contains("EPG_SECURITY_PREVIOUS_MASTER_KEYS"), "{err}");
+        assert!(!err.contains("c2hvcnQ="), "{err}");
+
+        let err = Config::load(
+            Some(file.path()),
+            env(&[("EPG_SECURITY_PREVIOUS_MASTER_KEYS", &format!("[\"{KEY}\"]"))]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("is the current master key"), "{err}");
     }
 }

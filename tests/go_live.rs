@@ -169,7 +169,7 @@ fn config_check_refuses_a_live_node_with_a_sandbox_method_and_names_the_key() {
     let base = format!(
         "mode = \"live\"\n[server]\ntls = \"proxy\"\ntrusted_proxies = [\"10.0.0.1\"]\n\
          [database]\nurl = \"postgres://epg@127.0.0.1/epg\"\n\
-         [security]\ncard_encryption_key = \"{KEY}\"\n"
+         [security]\nmaster_key = \"{KEY}\"\n"
     );
     let (ok, _) = config_check(&base);
     assert!(ok, "a live config with no sandbox is valid");
@@ -193,7 +193,7 @@ fn config_check_refuses_a_live_node_on_plain_http_or_unencrypted_links() {
     let with = |server: &str, db: &str| {
         format!(
             "mode = \"live\"\n[server]\n{server}\n[database]\nurl = \"{db}\"\n\
-             [security]\ncard_encryption_key = \"{KEY}\"\n"
+             [security]\nmaster_key = \"{KEY}\"\n"
         )
     };
     let (ok, err) = config_check(&with("", "postgres://epg@127.0.0.1/epg"));
@@ -280,7 +280,7 @@ async fn epg_serve_answers_https_with_its_certificate_and_reloads_it_on_sighup()
         format!(
             "[server]\nlisten = \"127.0.0.1:{port}\"\ntls = \"on\"\ntls_cert_file = \"{}\"\n\
              tls_key_file = \"{}\"\n[database]\nurl = \"{url}\"\n[security]\n\
-             card_encryption_key = \"{KEY}\"\n[log]\nlevel = \"warn\"\n",
+             master_key = \"{KEY}\"\n[log]\nlevel = \"warn\"\n",
             cert_path.display(),
             key_path.display()
         ),
@@ -608,4 +608,68 @@ async fn metrics_and_readiness_details_need_the_operator_token() {
         .await
         .unwrap();
     assert_eq!(r.status(), 403);
+}
+
+#[tokio::test]
+async fn postgres_is_reached_over_tls_with_its_certificate_verified() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("pg");
+    let port = epg::devnet::anvil::free_port().unwrap();
+    let cluster = epg::devnet::postgres::PrivateCluster::start(&data, port)
+        .await
+        .unwrap();
+    cluster.stop().await.unwrap();
+    // The server's certificate, for localhost, from a CA of the test's.
+    let (ca, chain, key) = certificates();
+    std::fs::write(data.join("server.crt"), &chain).unwrap();
+    std::fs::write(data.join("server.key"), &key).unwrap();
+    let mut conf = std::fs::OpenOptions::new()
+        .append(true)
+        .open(data.join("postgresql.conf"))
+        .unwrap();
+    writeln!(
+        conf,
+        "ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'"
+    )
+    .unwrap();
+    drop(conf);
+    // PostgreSQL wants its key private to the user it runs as.
+    let _ = std::process::Command::new("chown")
+        .args(["postgres:postgres"])
+        .arg(data.join("server.crt"))
+        .arg(data.join("server.key"))
+        .status();
+    std::fs::set_permissions(
+        data.join("server.key"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let cluster = epg::devnet::postgres::PrivateCluster::start(&data, port)
+        .await
+        .unwrap();
+    let ca_path = dir.path().join("ca.pem");
+    std::fs::write(&ca_path, &ca).unwrap();
+    let url = |root: &std::path::Path| {
+        format!(
+            "postgres://postgres@localhost:{port}/postgres?sslmode=verify-full&sslrootcert={}",
+            root.display()
+        )
+    };
+
+    let pool = epg::db::connect(&url(&ca_path), 1).await.unwrap();
+    let encrypted: bool =
+        sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert!(encrypted, "the connection is not encrypted");
+    pool.close().await;
+
+    // A server whose certificate another CA signed is refused: no
+    // man in the middle between the node and its books.
+    let (other_ca, _, _) = certificates();
+    let other_path = dir.path().join("other-ca.pem");
+    std::fs::write(&other_path, &other_ca).unwrap();
+    assert!(epg::db::connect(&url(&other_path), 1).await.is_err());
+    cluster.stop().await.unwrap();
 }

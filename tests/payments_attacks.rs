@@ -391,7 +391,7 @@ async fn a_junk_token_transfer_removed_by_a_reorg_never_stalls_the_watcher() {
     let sink = epg::payments::crypto::PaymentsSink::new(epg::payments::Payments::new(
         app.pool.clone(),
         std::sync::Arc::new(epg::methods::Connectors::sandbox()),
-        app.config.card_key().unwrap(),
+        &app.config.keyring().unwrap(),
         false,
         time::Duration::days(7),
         app.address.clone(),

@@ -1,5 +1,10 @@
-//! Bearer authentication and the extractors handlers use to say which keys
-//! they accept.
+//! Bearer authentication, the check of which kinds of key a route accepts,
+//! and the extractors handlers take the caller from.
+//!
+//! The kinds a route accepts are stated where the routes are grouped
+//! (`api/mod.rs`) and checked by [`accepts`] between authentication and
+//! idempotency: a publishable key on a secret-key route is refused before it
+//! can claim, or replay, an idempotency key of the merchant.
 
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::header;
@@ -93,21 +98,58 @@ pub(super) async fn resolve(
         .ok_or_else(invalid)
 }
 
-/// Any valid key, secret or publishable. For the few endpoints a browser
-/// checkout may call.
+/// Which kinds of key a group of routes accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accepts {
+    /// Secret keys only: everything but the browser checkout's calls.
+    SecretKey,
+    /// Secret or publishable: the few calls a browser checkout makes (their
+    /// handlers then ask a publishable key for the payment's client secret).
+    AnyKey,
+}
+
+/// Middleware: refuses a caller whose kind of key the route does not
+/// accept. Runs after [`authenticate`], before idempotency.
+pub async fn accepts(State(accepts): State<Accepts>, req: Request, next: Next) -> Response {
+    let kind = req.extensions().get::<Caller>().map(|caller| caller.kind);
+    match (accepts, kind) {
+        (_, None) => missing_caller().into_response(),
+        (Accepts::SecretKey, Some(KeyKind::Publishable)) => secret_key_required().into_response(),
+        (Accepts::SecretKey, Some(KeyKind::Secret)) | (Accepts::AnyKey, Some(_)) => {
+            next.run(req).await
+        }
+    }
+}
+
+fn secret_key_required() -> ApiError {
+    ApiError::forbidden(
+        "secret_key_required",
+        "This request needs a secret key (sk_…); publishable keys may only read and confirm a payment.",
+    )
+}
+
+fn missing_caller() -> ApiError {
+    // Routes behind `authenticate` always have a caller; reaching here
+    // without one is a routing bug, answered as a plain 401.
+    ApiError::unauthenticated("api_key_missing", "This endpoint needs an API key.")
+}
+
+/// Any valid key, secret or publishable. For the routes of an
+/// [`Accepts::AnyKey`] group.
 #[derive(Debug, Clone)]
 pub struct AnyKey(pub Caller);
 
-/// A secret key: everything else.
+/// A secret key: everything else (already checked by [`accepts`]; checked
+/// again here so a route put in the wrong group still refuses).
 #[derive(Debug, Clone)]
 pub struct SecretKey(pub Caller);
 
 fn caller(parts: &Parts) -> Result<Caller, ApiError> {
-    // Routes behind `authenticate` always have a caller; reaching here
-    // without one is a routing bug, answered as a plain 401.
-    parts.extensions.get::<Caller>().cloned().ok_or_else(|| {
-        ApiError::unauthenticated("api_key_missing", "This endpoint needs an API key.")
-    })
+    parts
+        .extensions
+        .get::<Caller>()
+        .cloned()
+        .ok_or_else(missing_caller)
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for AnyKey {
@@ -124,10 +166,7 @@ impl<S: Send + Sync> FromRequestParts<S> for SecretKey {
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
         let caller = caller(parts)?;
         if caller.kind != KeyKind::Secret {
-            return Err(ApiError::forbidden(
-                "secret_key_required",
-                "This request needs a secret key (sk_…); publishable keys may only read and confirm a payment.",
-            ));
+            return Err(secret_key_required());
         }
         Ok(SecretKey(caller))
     }

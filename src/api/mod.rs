@@ -2,7 +2,8 @@
 //!
 //! Each resource module exposes `router()`; this module merges them and
 //! stacks the middleware: request id and metrics outermost, then
-//! authentication, rate limiting and idempotency for `/v1`. Handlers call
+//! authentication, rate limiting, the route's accepted kinds of key and
+//! idempotency for `/v1`. Handlers call
 //! the subsystems; they hold no SQL.
 
 pub mod account;
@@ -59,6 +60,8 @@ pub struct AppState {
     pub merchants: MerchantStore,
     /// Saved idempotent responses.
     pub idempotency: IdempotencyStore,
+    /// The master keys; subsystems take the subkey of their purpose.
+    pub keys: crate::crypto::Keyring,
     /// Per-key request budgets.
     pub rate_limiter: Arc<rate_limit::RateLimiter>,
     /// Prometheus series.
@@ -115,10 +118,18 @@ pub fn router(state: AppState) -> Router {
     if state.config.mode == crate::config::Mode::Test {
         resources = resources.merge(test_helpers::router());
     }
-    let authenticated = resources
+    // The group a route is in states which keys it accepts; that is checked
+    // before idempotency, so a refused key never claims an idempotency key.
+    let secret_key_only = resources
         .merge(events::router())
         .merge(webhook_endpoints::router())
         .route_layer(from_fn_with_state(state.clone(), idempotency::idempotency))
+        .route_layer(from_fn_with_state(auth::Accepts::SecretKey, auth::accepts));
+    let any_key = payments::checkout_router()
+        .route_layer(from_fn_with_state(state.clone(), idempotency::idempotency))
+        .route_layer(from_fn_with_state(auth::Accepts::AnyKey, auth::accepts));
+    let authenticated = secret_key_only
+        .merge(any_key)
         .route_layer(from_fn_with_state(state.clone(), rate_limit::limit))
         .route_layer(from_fn_with_state(state.clone(), auth::authenticate));
     // Anyone may call these, so each client address has a budget.

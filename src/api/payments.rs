@@ -21,15 +21,21 @@ use crate::methods::MethodType;
 use crate::payments::service::{Address, ConfirmMethod, Customer, NewPayment, Shipping};
 use crate::payments::{Audience, CaptureMethod, Status};
 
-/// Routes of this resource.
+/// Routes of this resource that take a secret key.
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/payments", post(create).get(list))
+        .route("/v1/payments/{id}/capture", post(capture))
+        .route("/v1/payments/{id}/cancel", post(cancel))
+}
+
+/// The routes a browser checkout calls with the publishable key and the
+/// payment's client secret (a secret key may call them too).
+pub fn checkout_router() -> Router<AppState> {
+    Router::new()
         .route("/v1/payments/{id}", get(retrieve))
         .route("/v1/payments/{id}/confirm", post(confirm))
         .route("/v1/payments/{id}/challenge", post(challenge))
-        .route("/v1/payments/{id}/capture", post(capture))
-        .route("/v1/payments/{id}/cancel", post(cancel))
 }
 
 /// Parses a payment id from the path; a malformed one is simply unknown.
@@ -227,7 +233,7 @@ async fn retrieve(
         KeyKind::Secret => Audience::Merchant,
         KeyKind::Publishable => {
             // A browser may read a payment only with its client secret.
-            if query.client_secret.as_deref() != Some(payment.client_secret.as_str()) {
+            if !payment.client_secret_matches(query.client_secret.as_deref()) {
                 return Err(ApiError::not_found("payment", id.as_str()));
             }
             Audience::Checkout
@@ -436,7 +442,7 @@ async fn confirm(
                 .ok_or_else(|| ApiError::missing_param("client_secret"))?;
             // Unknown payment and wrong secret look the same.
             let payment = state.payments.get(&caller.merchant_id, &id).await?;
-            if payment.client_secret != secret {
+            if !payment.client_secret_matches(Some(secret)) {
                 return Err(ApiError::not_found("payment", id.as_str()));
             }
             Audience::Checkout
@@ -491,7 +497,7 @@ async fn challenge(
         KeyKind::Secret => Audience::Merchant,
         KeyKind::Publishable => {
             let payment = state.payments.get(&caller.merchant_id, &id).await?;
-            if body.client_secret.as_deref() != Some(payment.client_secret.as_str()) {
+            if !payment.client_secret_matches(body.client_secret.as_deref()) {
                 return Err(ApiError::not_found("payment", id.as_str()));
             }
             Audience::Checkout

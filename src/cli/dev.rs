@@ -20,7 +20,7 @@ use crate::chain::deploy::{self, DeployPlan, Deployment};
 use crate::config::{
     Config, DatabaseConfig, LogConfig, LogFormat, Mode, SecurityConfig, ServerConfig,
 };
-use crate::crypto::CardKey;
+use crate::crypto::Keyring;
 use crate::devnet::anvil::{Anvil, AnvilOptions, DEV_ANCHOR_KEY, DEV_KEY_0};
 use crate::devnet::postgres::PrivateCluster;
 use crate::ids::MerchantId;
@@ -62,7 +62,9 @@ struct DevState {
     merchant_id: Option<MerchantId>,
     secret_key: Option<String>,
     publishable_key: Option<String>,
-    card_encryption_key: Option<String>,
+    /// Named `card_encryption_key` in data folders of earlier versions.
+    #[serde(alias = "card_encryption_key")]
+    master_key: Option<String>,
     /// Bearer token of `/metrics` and the detailed `/readyz`.
     #[serde(default)]
     operator_token: Option<String>,
@@ -133,9 +135,9 @@ pub async fn run(args: DevArgs) -> Result<ExitCode, CliError> {
         .await
         .map_err(|e| CliError::Failed(format!("migration failed: {e}")))?;
 
-    let card_key = state
-        .card_encryption_key
-        .get_or_insert_with(CardKey::generate_base64)
+    let master_key = state
+        .master_key
+        .get_or_insert_with(Keyring::generate_base64)
         .clone();
     let operator_token = state
         .operator_token
@@ -158,7 +160,8 @@ pub async fn run(args: DevArgs) -> Result<ExitCode, CliError> {
             public_max_connections: 4,
         },
         security: SecurityConfig {
-            card_encryption_key: card_key,
+            master_key,
+            previous_master_keys: Vec::new(),
             rate_limit_per_second: 100,
             rate_limit_burst: 200,
             public_rate_limit_per_second: 100,

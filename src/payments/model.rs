@@ -171,6 +171,15 @@ impl Payment {
         self.amount_received - self.amount_refunded - self.amount_disputed
     }
 
+    /// Whether `candidate` is this payment's client secret, compared in
+    /// constant time (the secret is what lets a browser act on the
+    /// payment, so its bytes must not be learnable from response times).
+    pub fn client_secret_matches(&self, candidate: Option<&str>) -> bool {
+        candidate.is_some_and(|candidate| {
+            crate::crypto::constant_time_eq(candidate.as_bytes(), self.client_secret.as_bytes())
+        })
+    }
+
     /// The API object (`"object": "payment"`).
     pub fn to_api(&self, audience: Audience, livemode: bool) -> Value {
         let payment_method = self.method.as_ref().map(|method| {

@@ -58,21 +58,21 @@ pub fn assess(signals: &RiskSignals) -> RiskAssessment {
     let mut reasons = Vec::new();
     let mut add = |code, points| reasons.push(RiskReason { code, points });
 
-    // The counts include the attempt being scored, hence the `+ 1`s: the
-    // fourth use of a card within the hour is the first that is suspect.
+    // The counts include the attempt being scored, hence `>` rather than
+    // `>=`: the fourth use of a card within the hour is the first suspect.
     match signals.card_attempts_last_hour {
-        n if n >= 6 + 1 => add("card_velocity_high", 50),
-        n if n >= 3 + 1 => add("card_velocity", 30),
+        n if n > 6 => add("card_velocity_high", 50),
+        n if n > 3 => add("card_velocity", 30),
         _ => {}
     }
     match signals.email_attempts_last_hour {
-        n if n >= 10 + 1 => add("email_velocity_high", 35),
-        n if n >= 5 + 1 => add("email_velocity", 20),
+        n if n > 10 => add("email_velocity_high", 35),
+        n if n > 5 => add("email_velocity", 20),
         _ => {}
     }
     match signals.ip_attempts_last_hour {
-        n if n >= 30 + 1 => add("ip_velocity_high", 30),
-        n if n >= 10 + 1 => add("ip_velocity", 15),
+        n if n > 30 => add("ip_velocity_high", 30),
+        n if n > 10 => add("ip_velocity", 15),
         _ => {}
     }
     if let Some(median) = signals.merchant_median_amount.filter(|m| *m > 0) {

@@ -16,7 +16,7 @@ use time::{Duration, OffsetDateTime};
 use super::model::{Audience, CaptureMethod, Payment, Status};
 use super::risk::{self, RiskSignals};
 use super::{MAX_AMOUNT, PaymentError, postings, store};
-use crate::crypto::CardKey;
+use crate::crypto::{Fingerprints, Keyring, Purpose, Sealer};
 use crate::events::{self, EventType};
 use crate::ids::{MerchantId, PaymentId, random_base62};
 use crate::metadata::Metadata;
@@ -136,7 +136,10 @@ impl ConfirmMethod {
 pub struct Payments {
     pool: PgPool,
     connectors: Arc<Connectors>,
-    card_key: CardKey,
+    /// Seals card numbers (their own subkey).
+    cards: Sealer,
+    /// Per-merchant card fingerprints.
+    fingerprints: Fingerprints,
     livemode: bool,
     /// An uncaptured authorization is voided after this.
     authorization_ttl: Duration,
@@ -167,7 +170,7 @@ impl Payments {
     pub fn new(
         pool: PgPool,
         connectors: Arc<Connectors>,
-        card_key: CardKey,
+        keys: &Keyring,
         livemode: bool,
         authorization_ttl: Duration,
         public_url: String,
@@ -176,7 +179,8 @@ impl Payments {
         Self {
             pool,
             connectors,
-            card_key,
+            cards: keys.sealer(Purpose::Cards),
+            fingerprints: keys.fingerprints(),
             livemode,
             authorization_ttl,
             public_url,
@@ -468,11 +472,17 @@ impl Payments {
                 return Err(unavailable("payment_method.type".into(), kind));
             }
         };
-        let fingerprint = match &details {
+        let (fingerprint, fingerprint_candidates) = match &details {
             MethodDetails::Card(card) => {
-                Some(self.card_key.fingerprint(card.number.expose().as_bytes()))
+                let number = card.number.expose().as_bytes();
+                (
+                    Some(self.fingerprints.of(merchant.as_str(), number)),
+                    // Velocity counts the card under every fingerprint it
+                    // may still have at rest (a rotation may be under way).
+                    self.fingerprints.candidates(merchant.as_str(), number),
+                )
             }
-            _ => None,
+            _ => (None, Vec::new()),
         };
         let email = seen
             .customer
@@ -530,7 +540,7 @@ impl Payments {
                 "fingerprint": fingerprint,
                 "country": SANDBOX_CARD_COUNTRY,
             });
-            let sealed = self.card_key.seal(
+            let sealed = self.cards.seal(
                 card.number.expose().as_bytes(),
                 payment.id.as_str().as_bytes(),
             );
@@ -553,7 +563,14 @@ impl Payments {
         }
 
         // Risk, before anything reaches the processor.
-        let counts = store::risk_counts(&mut tx, &payment, &attempt, risk::MIN_HISTORY).await?;
+        let counts = store::risk_counts(
+            &mut tx,
+            &payment,
+            &attempt,
+            &fingerprint_candidates,
+            risk::MIN_HISTORY,
+        )
+        .await?;
         let assessment = risk::assess(&RiskSignals {
             card_attempts_last_hour: counts.card,
             email_attempts_last_hour: counts.email,

@@ -99,9 +99,9 @@ impl Row {
 pub struct StoredCard {
     /// Brand, last four, expiry, fingerprint, country.
     pub display: Value,
-    /// AES-GCM sealed full number.
+    /// The full number, sealed with the cards subkey.
     pub sealed_number: Vec<u8>,
-    /// Keyed fingerprint for velocity checks.
+    /// Per-merchant keyed fingerprint, for velocity checks.
     pub fingerprint: String,
 }
 
@@ -154,22 +154,20 @@ pub async fn get(
     .transpose()
 }
 
-/// A payment by its client secret (browser checkout).
+/// A payment by its client secret (browser checkout). The payment is
+/// found by id and its secret compared in constant time here, not by SQL,
+/// whose comparison stops at the first differing byte.
 pub async fn get_by_client_secret(
     pool: &PgPool,
     id: &PaymentId,
     client_secret: &str,
 ) -> Result<Option<Payment>, sqlx::Error> {
-    sqlx::query_as!(
-        Row,
-        "SELECT * FROM payments WHERE id = $1 AND client_secret = $2",
-        id.as_str(),
-        client_secret
-    )
-    .fetch_optional(pool)
-    .await?
-    .map(Row::into_payment)
-    .transpose()
+    let payment = sqlx::query_as!(Row, "SELECT * FROM payments WHERE id = $1", id.as_str())
+        .fetch_optional(pool)
+        .await?
+        .map(Row::into_payment)
+        .transpose()?;
+    Ok(payment.filter(|p| p.client_secret_matches(Some(client_secret))))
 }
 
 /// Locks a payment of `merchant` for the rest of the transaction; every
@@ -384,17 +382,20 @@ pub async fn record_attempt(
     Ok(recorded.is_some())
 }
 
-/// Gathers [`RiskCounts`] for a payment about to be authorized.
+/// Gathers [`RiskCounts`] for a payment about to be authorized. A card is
+/// counted under every fingerprint it may have at rest (`fingerprints`: the
+/// current master key's and those of keys a rotation is replacing).
 pub async fn risk_counts(
     conn: &mut PgConnection,
     payment: &Payment,
     attempt: &Attempt<'_>,
+    fingerprints: &[String],
     min_history: i64,
 ) -> Result<RiskCounts, sqlx::Error> {
     let row = sqlx::query!(
         r#"SELECT
              (SELECT count(*) FROM payment_attempts WHERE merchant_id = $1
-                AND card_fingerprint = $2 AND created_at > now() - interval '1 hour') AS "card!",
+                AND card_fingerprint = ANY($2) AND created_at > now() - interval '1 hour') AS "card!",
              (SELECT count(*) FROM payment_attempts WHERE merchant_id = $1
                 AND customer_email = $3 AND created_at > now() - interval '1 hour') AS "email!",
              (SELECT count(*) FROM payment_attempts WHERE merchant_id = $1
@@ -405,7 +406,7 @@ pub async fn risk_counts(
                         AND status = 'succeeded' ORDER BY created_at DESC LIMIT 1000) recent
              ) AS "median""#,
         payment.merchant_id.as_str(),
-        attempt.card_fingerprint,
+        fingerprints,
         attempt.customer_email,
         attempt.client_ip,
         payment.currency,

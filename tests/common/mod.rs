@@ -13,7 +13,7 @@ use epg::app::Application;
 use epg::config::{
     Config, DatabaseConfig, LogConfig, LogFormat, Mode, SecurityConfig, ServerConfig,
 };
-use epg::crypto::CardKey;
+use epg::crypto::Keyring;
 use epg::ids::MerchantId;
 use epg::merchants::{KeyKind, MerchantStore};
 use sqlx::{Connection, Executor, PgConnection, PgPool};
@@ -236,7 +236,8 @@ pub fn test_config(database_url: &str) -> Config {
             public_max_connections: 4,
         },
         security: SecurityConfig {
-            card_encryption_key: CardKey::generate_base64(),
+            master_key: Keyring::generate_base64(),
+            previous_master_keys: Vec::new(),
             rate_limit_per_second: 1000,
             rate_limit_burst: 1000,
             public_rate_limit_per_second: 1000,
