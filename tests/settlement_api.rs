@@ -10,8 +10,15 @@ use epg::devnet::anvil::{Anvil, DEV_KEY_0};
 use serde_json::{Value, json};
 
 async fn node_with_anchor() -> (TestApp, Anvil) {
+    let (app, anvil, _) = node_with_anchor_at().await;
+    (app, anvil)
+}
+
+/// The node, its anvil, and the anchor contract.
+async fn node_with_anchor_at() -> (TestApp, Anvil, alloy::primitives::Address) {
     let anvil = common::anvil().await;
     let deployment = common::deploy_devnet(&anvil).await;
+    let anchor = deployment.anchor;
     let rpc = anvil.rpc_url();
     let app = spawn_app_with(move |config| {
         config.settlement.anchor_rpc_url = rpc;
@@ -20,7 +27,7 @@ async fn node_with_anchor() -> (TestApp, Anvil) {
         config.settlement.anchor_key = Some(DEV_KEY_0.to_owned());
     })
     .await;
-    (app, anvil)
+    (app, anvil, anchor)
 }
 
 async fn pay(app: &TestApp, amount: i64) -> Value {
@@ -190,6 +197,71 @@ async fn a_settled_payment_is_anchored_and_its_proof_verifies_against_the_chain(
     );
     let report = epg::ledger::check(&app.pool).await.unwrap();
     assert!(report.is_ok(), "{report:?}");
+}
+
+/// The contract takes at most one leaf per anchor here: a batch of two
+/// items is anchored in two steps, and each item's proof verifies against
+/// the first checkpoint that holds it.
+#[tokio::test]
+async fn a_batch_beyond_the_growth_limit_is_anchored_in_steps() {
+    use alloy::network::EthereumWallet;
+    use alloy::providers::ProviderBuilder;
+    use epg::chain::contracts::SettlementAnchor;
+
+    let (app, anvil, contract) = node_with_anchor_at().await;
+    let admin: alloy::signers::local::PrivateKeySigner = DEV_KEY_0.parse().unwrap();
+    let provider = ProviderBuilder::new()
+        .wallet(EthereumWallet::from(admin))
+        .connect_http(anvil.rpc_url().parse().unwrap());
+    let anchor = SettlementAnchor::new(contract, &provider);
+    anchor
+        .setMaxGrowth(1)
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+
+    let first = pay(&app, 1000).await;
+    let second = pay(&app, 3000).await;
+    let settlement = json(
+        app.post("/v1/test/settlements/run", &app.secret_key, &json!({}))
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(settlement["status"], "anchored", "{settlement}");
+    assert_eq!(settlement["items"].as_array().unwrap().len(), 2);
+    // One anchor per leaf (each payment and its fee are leaves).
+    let size = settlement["checkpoint"]["tree_size"].as_u64().unwrap();
+    assert!(size >= 2, "{settlement}");
+    let count = anchor.checkpointCount().call().await.unwrap();
+    assert_eq!(count, alloy::primitives::U256::from(size));
+    assert_eq!(
+        anchor
+            .checkpoint(alloy::primitives::U256::ZERO)
+            .call()
+            .await
+            .unwrap()
+            .treeSize,
+        1
+    );
+    for paid in [first, second] {
+        let id = paid["id"].as_str().unwrap();
+        let bundle = json(
+            app.get(&format!("/v1/payments/{id}/proof"), &app.secret_key)
+                .await,
+            200,
+        )
+        .await;
+        let verified = audit_verify(&bundle, &anvil.rpc_url());
+        assert!(
+            verified.status.success(),
+            "{}",
+            String::from_utf8_lossy(&verified.stdout)
+        );
+    }
 }
 
 #[tokio::test]

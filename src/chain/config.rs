@@ -396,6 +396,7 @@ mod tests {
 
     fn deployment() -> Deployment {
         Deployment {
+            contracts_version: crate::chain::deploy::CONTRACTS_VERSION,
             chain_id: 31337,
             router: Address::repeat_byte(1),
             anchor: Address::repeat_byte(2),
