@@ -86,6 +86,10 @@ impl Application {
         let wallet_chains = wallet.as_ref().map_or_else(Vec::new, |signer| {
             crate::chain::sender::sendable_chains(&config.chains, signer)
         });
+        // The watchers write it; /readyz and crypto quotes read it.
+        let chains = Arc::new(crate::chain::watcher::ChainStatus::new(
+            config.chains.iter().map(|c| c.chain_id),
+        ));
         let state = AppState {
             rate_limiter: Arc::new(api::rate_limit::RateLimiter::new(
                 config.security.rate_limit_per_second,
@@ -114,11 +118,10 @@ impl Application {
                 },
                 config.chains.clone(),
             )
-            .with_wallet_chains(wallet_chains),
+            .with_wallet_chains(wallet_chains)
+            .with_chain_status(chains.clone()),
             settlement,
-            chains: Arc::new(crate::chain::watcher::ChainStatus::new(
-                config.chains.iter().map(|c| c.chain_id),
-            )),
+            chains,
             config: Arc::new(config),
             pool,
         };

@@ -146,6 +146,8 @@ pub struct Payments {
     chains: super::crypto::Chains,
     /// Chains whose hot wallet runs on this node (crypto refunds).
     wallet_chains: Arc<Vec<u64>>,
+    /// What the chain watchers' contract guard found: quotes it refuses.
+    chain_status: Option<Arc<crate::chain::watcher::ChainStatus>>,
 }
 
 impl std::fmt::Debug for Payments {
@@ -177,7 +179,21 @@ impl Payments {
             public_url,
             chains: super::crypto::Chains(Arc::new(chains)),
             wallet_chains: Arc::new(Vec::new()),
+            chain_status: None,
         }
+    }
+
+    /// The subsystem, refusing crypto quotes the contract guard refuses
+    /// (see [`crate::chain::guard`]).
+    #[must_use]
+    pub fn with_chain_status(mut self, status: Arc<crate::chain::watcher::ChainStatus>) -> Self {
+        self.chain_status = Some(status);
+        self
+    }
+
+    /// The chain watchers' status, when the node runs them.
+    pub(super) fn chain_status(&self) -> Option<&crate::chain::watcher::ChainStatus> {
+        self.chain_status.as_deref()
     }
 
     /// The subsystem, refunding crypto payments on `chains` through this
