@@ -218,10 +218,14 @@ async fn settlement_context(
     let chain_id = crate::chain::deploy::chain_id(&st.anchor_rpc_url)
         .await
         .map_err(|e| AppError::Anchor(e.to_string()))?;
-    let log = crate::transparency::TransparencyLog::new(crate::transparency::origin_for_anchor(
-        chain_id, contract,
-    ))
-    .map_err(|e| AppError::Anchor(e.to_string()))?;
+    // A log moved to a new anchor keeps the name its leaves carry.
+    let origin = if st.log_origin.is_empty() {
+        crate::transparency::origin_for_anchor(chain_id, contract)
+    } else {
+        st.log_origin.clone()
+    };
+    let log = crate::transparency::TransparencyLog::new(origin)
+        .map_err(|e| AppError::Anchor(format!("settlement.log_origin: {e}")))?;
     let anchorer = match &st.anchor_key {
         None => {
             tracing::warn!(

@@ -346,3 +346,81 @@ async fn a_supersede_fails_follow_until_the_auditor_accepts_it() {
     assert!(out.contains("#2 (20 leaves"), "{out}");
     assert!(out.contains("a state of the node's log"), "{out}");
 }
+
+/// The log moves to a new anchor contract (ARCHITECTURE.md, "Migrating
+/// deployed contracts"): same log, same origin, first checkpoint on the new
+/// contract at 25 leaves. `follow --previous-anchor` proves the hand-over;
+/// a previous anchor that never held this log fails it.
+#[tokio::test]
+async fn a_log_moved_to_a_new_anchor_is_followed_across_both() {
+    let mut f = fixture().await;
+    let signer: PrivateKeySigner = DEV_KEY_0.parse().unwrap();
+    let me = signer.address();
+    let rpc = f.anvil.rpc_url();
+    let deploy_anchor = || async {
+        let plan = DeployPlan {
+            treasury: me,
+            admin: me,
+            anchorer: me,
+            ..DeployPlan::default()
+        };
+        deploy::deploy(&rpc, signer.clone(), &plan)
+            .await
+            .unwrap()
+            .anchor
+    };
+    let new_contract = deploy_anchor().await;
+    let new_anchorer = Anchorer::connect(
+        &f.anvil.rpc_url(),
+        new_contract,
+        signer.clone(),
+        AnchorOptions {
+            confirmations: 1,
+            poll_interval: Duration::from_millis(50),
+            ..AnchorOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    // The log keeps its name (the old anchor's) and grows on.
+    assert_ne!(new_anchorer.origin(), f.log.origin());
+    let mut tx = f.app.pool.begin().await.unwrap();
+    f.log
+        .append_all(&mut tx, &(20..25).map(item).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    f.log.checkpoint(&mut tx).await.unwrap();
+    tx.commit().await.unwrap();
+    anchor_checkpoint(&f.app.pool, &new_anchorer, 25)
+        .await
+        .unwrap();
+
+    let previous = format!("{:#x}", f.contract);
+    f.contract = new_contract;
+    let (code, out) = run_follow_with(&f, &["--previous-anchor", &previous]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("✓ handover"), "{out}");
+    assert!(out.contains("(#2, 20 leaves)"), "{out}");
+
+    // A previous anchor whose latest checkpoint is no state of this log.
+    let stranger = deploy_anchor().await;
+    let provider = alloy::providers::ProviderBuilder::new()
+        .wallet(alloy::network::EthereumWallet::from(signer))
+        .connect_http(rpc.parse().unwrap());
+    epg::chain::contracts::SettlementAnchor::new(stranger, &provider)
+        .anchor(
+            20,
+            alloy::primitives::B256::repeat_byte(0xab),
+            Default::default(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    let previous = format!("{stranger:#x}");
+    let (code, out) = run_follow_with(&f, &["--previous-anchor", &previous]).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("✗ handover"), "{out}");
+}

@@ -264,6 +264,84 @@ async fn a_batch_beyond_the_growth_limit_is_anchored_in_steps() {
     }
 }
 
+/// Moving the log to a new anchor contract (ARCHITECTURE.md, "Migrating
+/// deployed contracts"): a node configured with the new contract and the
+/// log's old origin appends to the same log and anchors it there; the
+/// proofs issued before still name the old contract, the new ones the new
+/// contract, and all verify against the chain.
+#[tokio::test]
+async fn a_node_moves_its_log_to_a_new_anchor_and_keeps_its_origin() {
+    let (app, anvil, old_anchor) = node_with_anchor_at().await;
+    let before = pay(&app, 1000).await;
+    json(
+        app.post("/v1/test/settlements/run", &app.secret_key, &json!({}))
+            .await,
+        200,
+    )
+    .await;
+    let admin: alloy::signers::local::PrivateKeySigner = DEV_KEY_0.parse().unwrap();
+    let new_anchor = epg::chain::deploy::deploy(
+        &anvil.rpc_url(),
+        admin.clone(),
+        &epg::chain::deploy::DeployPlan {
+            treasury: admin.address(),
+            admin: admin.address(),
+            anchorer: admin.address(),
+            ..epg::chain::deploy::DeployPlan::default()
+        },
+    )
+    .await
+    .unwrap()
+    .anchor;
+    let (pool, old_key) = (app.pool.clone(), app.secret_key.clone());
+    let mut config = app.config.clone();
+    app.stop().await;
+
+    config.settlement.anchor_contract = new_anchor.to_string();
+    config.settlement.log_origin = epg::transparency::origin_for_anchor(31337, old_anchor);
+    let moved = common::spawn_on(pool, config).await;
+    let after = pay(&moved, 3000).await;
+    let settlement = json(
+        moved
+            .post("/v1/test/settlements/run", &moved.secret_key, &json!({}))
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(settlement["status"], "anchored", "{settlement}");
+    assert_eq!(
+        settlement["anchor"]["contract"]
+            .as_str()
+            .unwrap()
+            .to_lowercase(),
+        format!("{new_anchor:#x}")
+    );
+    for (paid, key, contract) in [
+        (before, old_key.as_str(), old_anchor),
+        (after, moved.secret_key.as_str(), new_anchor),
+    ] {
+        let id = paid["id"].as_str().unwrap();
+        let bundle = json(
+            moved.get(&format!("/v1/payments/{id}/proof"), key).await,
+            200,
+        )
+        .await;
+        assert_eq!(
+            bundle["anchor"]["contract"]
+                .as_str()
+                .unwrap()
+                .to_lowercase(),
+            format!("{contract:#x}")
+        );
+        let verified = audit_verify(&bundle, &anvil.rpc_url());
+        assert!(
+            verified.status.success(),
+            "{}",
+            String::from_utf8_lossy(&verified.stdout)
+        );
+    }
+}
+
 #[tokio::test]
 async fn settlement_needs_an_anchor_chain() {
     let app = common::spawn_app().await;

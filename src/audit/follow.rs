@@ -14,7 +14,10 @@
 //!    checkpoints that were not; removing ones that were rewrites history).
 //! 3. `chain links` — each live checkpoint names the previous root and grows
 //!    the tree (the contract enforces it; an auditor checks anyway).
-//! 4. For the first live checkpoint and then every consecutive pair, the
+//! 4. With `--previous-anchor` (after a migration to a new contract),
+//!    `handover`: the previous contract's latest checkpoint and this one's
+//!    first are states of one log, by the node's consistency proof.
+//! 5. For the first live checkpoint and then every consecutive pair, the
 //!    node's public `GET /v1/transparency/consistency?from=&to=` answer: the
 //!    proof must verify against the two ON-CHAIN roots (RFC 9162 §2.1.4.2),
 //!    and the roots the node says it has must be the anchored ones. A node
@@ -41,6 +44,10 @@ pub struct FollowOptions {
     /// Transactions of `CheckpointsSuperseded` events the auditor has
     /// reviewed: their checks pass (still saying what was removed).
     pub accepted_supersedes: Vec<B256>,
+    /// The anchor the log was anchored in before this one (after a
+    /// migration, ARCHITECTURE.md): its latest checkpoint and this
+    /// contract's first must be states of one log.
+    pub previous_anchor: Option<Address>,
 }
 
 impl Default for FollowOptions {
@@ -49,6 +56,7 @@ impl Default for FollowOptions {
             from_block: 0,
             chunk: 5_000,
             accepted_supersedes: Vec::new(),
+            previous_anchor: None,
         }
     }
 }
@@ -370,6 +378,59 @@ async fn supersede_check(
     }
 }
 
+/// The `handover` check of a migration: the previous anchor's latest
+/// checkpoint and this contract's first are states of one log, by the
+/// node's consistency proof between them (in size order) against both
+/// on-chain roots.
+async fn handover(
+    rpc_url: &str,
+    previous: Address,
+    client: &reqwest::Client,
+    node_url: &str,
+    first: &AnchoredEvent,
+) -> Check {
+    let name = "handover";
+    let latest = async {
+        let url = rpc_url
+            .parse()
+            .map_err(|e| format!("bad RPC URL {rpc_url}: {e}"))?;
+        let provider: DynProvider = ProviderBuilder::default().connect_http(url).erased();
+        SettlementAnchor::new(previous, &provider)
+            .latest()
+            .call()
+            .await
+            .map_err(|e| format!("latest() on the previous anchor {previous}: {e}"))
+    };
+    let latest = match latest.await {
+        Ok(latest) => latest,
+        Err(e) => return Check::fail(name, e),
+    };
+    let old = AnchoredEvent {
+        seq: u64::try_from(latest.seq).unwrap_or(u64::MAX),
+        tree_size: latest.checkpoint_.treeSize,
+        root: latest.checkpoint_.root.0,
+        prev_root: [0u8; 32],
+        block_number: 0,
+        tx_hash: None,
+    };
+    let (a, b) = if old.tree_size <= first.tree_size {
+        (&old, first)
+    } else {
+        (first, &old)
+    };
+    let answer = ask_node(client, node_url, a.tree_size, b.tree_size).await;
+    Check::from_result(
+        name,
+        check_pair(Some(a), b, answer).map(|detail| {
+            format!(
+                "{previous}'s latest checkpoint (#{}, {} leaves) and this contract's first \
+                 ({} leaves) are one log: {detail}",
+                old.seq, old.tree_size, first.tree_size
+            )
+        }),
+    )
+}
+
 /// Runs every check; `Err` only when the chain cannot be read at all.
 pub async fn follow(
     rpc_url: &str,
@@ -462,6 +523,11 @@ pub async fn follow(
         format!("checkpoint #{}", first.seq),
         check_pair(None, first, answer),
     ));
+    if let Some(previous) = options.previous_anchor {
+        report
+            .checks
+            .push(handover(rpc_url, previous, &client, node_url, first).await);
+    }
     for pair in events.windows(2) {
         let [a, b] = pair else { continue };
         let answer = ask_node(&client, node_url, a.tree_size, b.tree_size).await;

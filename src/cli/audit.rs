@@ -63,6 +63,11 @@ pub struct FollowArgs {
     /// several): its check then passes instead of failing.
     #[arg(long = "accept-supersede", value_name = "TX_HASH")]
     accept_supersedes: Vec<alloy::primitives::B256>,
+    /// The anchor this log was anchored in before --anchor (after a
+    /// migration): checks that its latest checkpoint and --anchor's first
+    /// are states of one log. Follow that one too.
+    #[arg(long)]
+    previous_anchor: Option<Address>,
 }
 
 fn print(report: &Report) {
@@ -102,6 +107,7 @@ pub async fn run(cmd: AuditCommand) -> Result<ExitCode, CliError> {
                 from_block: args.from_block,
                 chunk: args.chunk,
                 accepted_supersedes: args.accept_supersedes,
+                previous_anchor: args.previous_anchor,
             };
             let report =
                 match follow::follow(&args.rpc_url, args.anchor, &args.node, &options).await {
