@@ -276,6 +276,16 @@ async fn epg_contracts_deploy_sets_delays_and_the_token_allow_list() {
     );
     let deployment = deploy::read(&out).unwrap().unwrap();
     assert_eq!(deployment.contracts_version, deploy::CONTRACTS_VERSION);
+    // The addresses epg.example.toml shows for a fresh devnet.
+    let example = epg::config::Config::example();
+    for address in [
+        deployment.router,
+        deployment.anchor,
+        deployment.stablecoin.unwrap(),
+        deployment.price_feed.unwrap(),
+    ] {
+        assert!(example.contains(&address.to_checksum(None)), "{address}");
+    }
     let provider = ProviderBuilder::new().connect_http(anvil.rpc_url().parse().unwrap());
     let router = PaymentRouter::new(deployment.router, &provider);
     assert_eq!(

@@ -121,6 +121,7 @@ pub async fn deploy(
     plan: &DeployPlan,
 ) -> Result<Deployment, ChainError> {
     let url = rpc_url.parse().map_err(|e| rpc_err(rpc_url, e))?;
+    let signer_address = signer.address();
     let provider = ProviderBuilder::new()
         .wallet(EthereumWallet::from(signer))
         .connect_http(url);
@@ -140,18 +141,21 @@ pub async fn deploy(
     let admin_delay = delay("admin delay", plan.admin_delay_secs)?;
     let treasury_delay = delay("treasury delay", plan.treasury_delay_secs)?;
 
-    // The devnet token first, so that the router allows it from the start.
-    let token = if plan.dev_helpers {
-        Some(
-            DevStablecoin::deploy(&provider)
-                .await
-                .map_err(|e| contract_err("deploy DevStablecoin", e))?,
-        )
-    } else {
-        None
-    };
+    // The devnet token is deployed right after the router and the anchor
+    // (so that devnet addresses stay those epg.example.toml shows), and the
+    // router allows it from its constructor: its address is the deployer's
+    // third contract from here.
+    let deployer = signer_address;
+    let nonce = provider
+        .get_transaction_count(deployer)
+        .pending()
+        .await
+        .map_err(|e| rpc_err(rpc_url, e))?;
+    let token_at = deployer.create(nonce + 2);
     let mut tokens = plan.tokens.clone();
-    tokens.extend(token.as_ref().map(|t| *t.address()));
+    if plan.dev_helpers {
+        tokens.push(token_at);
+    }
     let router = PaymentRouter::deploy(
         &provider,
         admin_delay,
@@ -165,6 +169,25 @@ pub async fn deploy(
     let anchor = SettlementAnchor::deploy(&provider, admin_delay, plan.admin, plan.anchorer)
         .await
         .map_err(|e| contract_err("deploy SettlementAnchor", e))?;
+    let token = if plan.dev_helpers {
+        let token = DevStablecoin::deploy(&provider)
+            .await
+            .map_err(|e| contract_err("deploy DevStablecoin", e))?;
+        if *token.address() != token_at {
+            // Another transaction of the same key came in between.
+            return Err(contract_err(
+                "deploy DevStablecoin",
+                format!(
+                    "deployed at {}, not at {token_at} which the router allows; deploy again \
+                     without other transactions from {deployer}",
+                    token.address()
+                ),
+            ));
+        }
+        Some(token)
+    } else {
+        None
+    };
 
     let (stablecoin, price_feed) = if let Some(token) = token {
         let feed = DevPriceFeed::deploy(

@@ -635,14 +635,6 @@ impl std::fmt::Debug for Guard {
     }
 }
 
-fn decode<C: SolCall>(bytes: &[u8]) -> Result<C::Return, RpcError> {
-    C::abi_decode_returns(bytes).map_err(|e| RpcError {
-        endpoint: String::new(),
-        method: "eth_call",
-        message: format!("{}: {e}", C::SIGNATURE),
-    })
-}
-
 impl Guard {
     /// A guard of `chain` reading through `rpc`, publishing into `status`.
     pub fn new(
@@ -670,7 +662,11 @@ impl Guard {
         block: u64,
     ) -> Result<C::Return, RpcError> {
         let out = self.rpc.call_at(to, call.abi_encode(), block).await?;
-        decode::<C>(&out)
+        C::abi_decode_returns(&out).map_err(|e| RpcError {
+            endpoint: self.rpc.endpoint().to_owned(),
+            method: "eth_call",
+            message: format!("{}: {e}", C::SIGNATURE),
+        })
     }
 
     async fn read(&self, head: u64) -> Result<Reading, GuardError> {
