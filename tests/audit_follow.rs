@@ -35,6 +35,8 @@ struct Fixture {
     app: common::TestApp,
     anvil: Anvil,
     contract: Address,
+    anchorer: Anchorer,
+    log: TransparencyLog,
 }
 
 /// A node whose log has 20 leaves, anchored at sizes 5, 12 and 20.
@@ -48,6 +50,7 @@ async fn fixture() -> Fixture {
         admin: me,
         anchorer: me,
         dev_helpers: false,
+        ..DeployPlan::default()
     };
     let contract = deploy::deploy(&anvil.rpc_url(), signer.clone(), &plan)
         .await
@@ -81,15 +84,22 @@ async fn fixture() -> Fixture {
         app,
         anvil,
         contract,
+        anchorer,
+        log,
     }
 }
 
 async fn run_follow(f: &Fixture) -> (i32, String) {
+    run_follow_with(f, &[]).await
+}
+
+async fn run_follow_with(f: &Fixture, extra: &[&str]) -> (i32, String) {
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_epg"))
         .args(["audit", "follow", "--rpc-url", &f.anvil.rpc_url()])
         .args(["--anchor", &f.contract.to_string()])
         .args(["--node", &f.app.address])
         .args(["--chunk", "3"])
+        .args(extra)
         .output()
         .await
         .unwrap();
@@ -114,7 +124,7 @@ async fn an_honest_log_is_consistent_with_every_anchor() {
     let (code, out) = run_follow(&f).await;
     assert_eq!(code, 0, "{out}");
     assert!(
-        out.contains("✓ anchor events: 3 CheckpointAnchored events"),
+        out.contains("✓ anchor events: 3 CheckpointAnchored and 0 CheckpointsSuperseded events"),
         "{out}"
     );
     assert!(out.contains("✓ consistency #0 → #1"), "{out}");
@@ -230,4 +240,187 @@ async fn a_truncated_log_is_caught() {
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("✗ consistency #1 → #2"), "{out}");
     assert!(out.contains("truncated"), "{out}");
+}
+
+/// The contract, signing as its admin and anchorer (anvil's account #0).
+fn admin_anchor(
+    f: &Fixture,
+) -> epg::chain::contracts::SettlementAnchor::SettlementAnchorInstance<
+    impl alloy::providers::Provider,
+> {
+    let signer: PrivateKeySigner = DEV_KEY_0.parse().unwrap();
+    let provider = alloy::providers::ProviderBuilder::new()
+        .wallet(alloy::network::EthereumWallet::from(signer))
+        .connect_http(f.anvil.rpc_url().parse().unwrap());
+    epg::chain::contracts::SettlementAnchor::new(f.contract, provider)
+}
+
+/// A stolen anchorer key anchors a checkpoint that is no state of the log,
+/// and the admin supersedes it. `follow` fails loudly on the supersede,
+/// saying what went and whether it was the log's, until the auditor
+/// accepts the transaction; the node then anchors on top of its own last
+/// checkpoint again and the history is consistent. An admin removing
+/// checkpoints that were the log's is named as such.
+#[tokio::test]
+async fn a_supersede_fails_follow_until_the_auditor_accepts_it() {
+    let f = fixture().await;
+    let anchor = admin_anchor(&f);
+    let mut conn = f.app.pool.acquire().await.unwrap();
+    let root_20 = TransparencyLog::root(&mut conn, 20).await.unwrap();
+    anchor
+        .anchor(
+            30,
+            alloy::primitives::B256::repeat_byte(0xee),
+            root_20.into(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    let (code, out) = run_follow(&f).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("✗ consistency #2 → #3"), "{out}");
+
+    let receipt = anchor
+        .supersede(U256::from(3))
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    let tx = format!("{:#x}", receipt.transaction_hash);
+    let (code, out) = run_follow(&f).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("✗ supersede #1: SUPERSEDED"), "{out}");
+    assert!(out.contains("#3 (30 leaves"), "{out}");
+    assert!(out.contains("not a state the node can show"), "{out}");
+    assert!(out.contains(&format!("--accept-supersede {tx}")), "{out}");
+    assert!(out.contains("✓ consistency #1 → #2"), "{out}");
+    assert!(!out.contains("consistency #2 → #3"), "{out}");
+    assert!(
+        out.lines().last().unwrap().starts_with("SUPERSEDED"),
+        "{out}"
+    );
+
+    let accepted = ["--accept-supersede", tx.as_str()];
+    let (code, out) = run_follow_with(&f, &accepted).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("✓ supersede #1: SUPERSEDED"), "{out}");
+    assert!(out.contains("CONSISTENT"), "{out}");
+
+    // The node goes on from its own checkpoint #2; #3 is its again.
+    let mut tx_db = f.app.pool.begin().await.unwrap();
+    f.log
+        .append_all(&mut tx_db, &(20..25).map(item).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    f.log.checkpoint(&mut tx_db).await.unwrap();
+    tx_db.commit().await.unwrap();
+    anchor_checkpoint(&f.app.pool, &f.anchorer, 25)
+        .await
+        .unwrap();
+    let (code, out) = run_follow_with(&f, &accepted).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("✓ anchor events: 5 CheckpointAnchored and 1 CheckpointsSuperseded events"),
+        "{out}"
+    );
+    assert!(out.contains("✓ consistency #2 → #3"), "{out}");
+
+    // Removing checkpoints that were states of the log is a rewrite of history.
+    // (A new provider: the node's anchorer sent with the same key meanwhile.)
+    admin_anchor(&f)
+        .supersede(U256::from(2))
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    let (code, out) = run_follow_with(&f, &accepted).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("✗ supersede #2: SUPERSEDED"), "{out}");
+    assert!(out.contains("#2 (20 leaves"), "{out}");
+    assert!(out.contains("a state of the node's log"), "{out}");
+}
+
+/// The log moves to a new anchor contract (ARCHITECTURE.md, "Migrating
+/// deployed contracts"): same log, same origin, first checkpoint on the new
+/// contract at 25 leaves. `follow --previous-anchor` proves the hand-over;
+/// a previous anchor that never held this log fails it.
+#[tokio::test]
+async fn a_log_moved_to_a_new_anchor_is_followed_across_both() {
+    let mut f = fixture().await;
+    let signer: PrivateKeySigner = DEV_KEY_0.parse().unwrap();
+    let me = signer.address();
+    let rpc = f.anvil.rpc_url();
+    let deploy_anchor = || async {
+        let plan = DeployPlan {
+            treasury: me,
+            admin: me,
+            anchorer: me,
+            ..DeployPlan::default()
+        };
+        deploy::deploy(&rpc, signer.clone(), &plan)
+            .await
+            .unwrap()
+            .anchor
+    };
+    let new_contract = deploy_anchor().await;
+    let new_anchorer = Anchorer::connect(
+        &f.anvil.rpc_url(),
+        new_contract,
+        signer.clone(),
+        AnchorOptions {
+            confirmations: 1,
+            poll_interval: Duration::from_millis(50),
+            ..AnchorOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    // The log keeps its name (the old anchor's) and grows on.
+    assert_ne!(new_anchorer.origin(), f.log.origin());
+    let mut tx = f.app.pool.begin().await.unwrap();
+    f.log
+        .append_all(&mut tx, &(20..25).map(item).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    f.log.checkpoint(&mut tx).await.unwrap();
+    tx.commit().await.unwrap();
+    anchor_checkpoint(&f.app.pool, &new_anchorer, 25)
+        .await
+        .unwrap();
+
+    let previous = format!("{:#x}", f.contract);
+    f.contract = new_contract;
+    let (code, out) = run_follow_with(&f, &["--previous-anchor", &previous]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("✓ handover"), "{out}");
+    assert!(out.contains("(#2, 20 leaves)"), "{out}");
+
+    // A previous anchor whose latest checkpoint is no state of this log.
+    let stranger = deploy_anchor().await;
+    let provider = alloy::providers::ProviderBuilder::new()
+        .wallet(alloy::network::EthereumWallet::from(signer))
+        .connect_http(rpc.parse().unwrap());
+    epg::chain::contracts::SettlementAnchor::new(stranger, &provider)
+        .anchor(
+            20,
+            alloy::primitives::B256::repeat_byte(0xab),
+            Default::default(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    let previous = format!("{stranger:#x}");
+    let (code, out) = run_follow_with(&f, &["--previous-anchor", &previous]).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("✗ handover"), "{out}");
 }

@@ -54,6 +54,7 @@ async fn setup(tweak: impl FnOnce(&mut epg::config::Config, &Deployment)) -> Set
             admin: deployer.address(),
             anchorer: deployer.address(),
             dev_helpers: true,
+            ..DeployPlan::default()
         },
     )
     .await

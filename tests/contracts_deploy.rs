@@ -25,6 +25,7 @@ fn plan(deployer: Address) -> DeployPlan {
         admin: deployer,
         anchorer: deployer,
         dev_helpers: true,
+        ..DeployPlan::default()
     }
 }
 
@@ -242,4 +243,81 @@ async fn epg_contracts_deploy_takes_the_key_from_the_environment_only() {
             .unwrap()
     );
     assert!(String::from_utf8_lossy(&deployed.stdout).contains(&deployment.router.to_string()));
+}
+
+/// `epg contracts deploy` sets the delays and the allow-list it is given
+/// (the devnet token is allowed with `--dev-helpers`), records the contracts'
+/// version, and both contracts start with a two-step, delayed admin.
+#[tokio::test]
+async fn epg_contracts_deploy_sets_delays_and_the_token_allow_list() {
+    let anvil = common::anvil().await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("deployment.json");
+    let listed = Address::repeat_byte(0x42);
+    let deployed = tokio::process::Command::new(env!("CARGO_BIN_EXE_epg"))
+        .args(["contracts", "deploy", "--rpc-url", &anvil.rpc_url()])
+        .args(["--dev-helpers", "--allow-token", &listed.to_string()])
+        .args([
+            "--treasury-delay-secs",
+            "3600",
+            "--admin-delay-secs",
+            "7200",
+        ])
+        .arg("--out")
+        .arg(&out)
+        .env("EPG_DEPLOYER_KEY", DEV_KEY_0)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        deployed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&deployed.stderr)
+    );
+    let deployment = deploy::read(&out).unwrap().unwrap();
+    assert_eq!(deployment.contracts_version, deploy::CONTRACTS_VERSION);
+    // The addresses epg.example.toml shows for a fresh devnet.
+    let example = epg::config::Config::example();
+    for address in [
+        deployment.router,
+        deployment.anchor,
+        deployment.stablecoin.unwrap(),
+        deployment.price_feed.unwrap(),
+    ] {
+        assert!(example.contains(&address.to_checksum(None)), "{address}");
+    }
+    let provider = ProviderBuilder::new().connect_http(anvil.rpc_url().parse().unwrap());
+    let router = PaymentRouter::new(deployment.router, &provider);
+    assert_eq!(
+        router.TREASURY_DELAY().call().await.unwrap().to::<u64>(),
+        3600
+    );
+    assert_eq!(
+        router.defaultAdminDelay().call().await.unwrap().to::<u64>(),
+        7200
+    );
+    assert!(router.allowedToken(listed).call().await.unwrap());
+    assert!(
+        router
+            .allowedToken(deployment.stablecoin.unwrap())
+            .call()
+            .await
+            .unwrap()
+    );
+    assert!(
+        !router
+            .allowedToken(Address::repeat_byte(0x43))
+            .call()
+            .await
+            .unwrap()
+    );
+    let anchor = SettlementAnchor::new(deployment.anchor, &provider);
+    assert_eq!(
+        anchor.defaultAdminDelay().call().await.unwrap().to::<u64>(),
+        7200
+    );
+    assert_eq!(anchor.maxGrowth().call().await.unwrap(), 1 << 24);
+    let admin: PrivateKeySigner = DEV_KEY_0.parse().unwrap();
+    assert_eq!(router.defaultAdmin().call().await.unwrap(), admin.address());
+    assert_eq!(anchor.defaultAdmin().call().await.unwrap(), admin.address());
 }

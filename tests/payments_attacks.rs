@@ -504,6 +504,7 @@ async fn devnet(
             admin: deployer.address(),
             anchorer: deployer.address(),
             dev_helpers: true,
+            ..epg::chain::deploy::DeployPlan::default()
         },
     )
     .await
@@ -656,4 +657,45 @@ async fn suspense_can_never_pay_out_more_than_it_holds() {
     .unwrap();
     assert_eq!(floor, "credit");
     ledger_is_consistent(&app).await;
+}
+
+#[tokio::test]
+async fn an_eighteen_decimal_price_feed_is_read_as_eighteen_decimals() {
+    use alloy::providers::ProviderBuilder;
+    let anvil = common::anvil().await;
+    let (deployment, mut chain) = devnet(&anvil).await;
+    let _ = deployment;
+    // A feed that answers 3000 USD per ETH with 18 decimals, as some do.
+    let deployer: alloy::signers::local::PrivateKeySigner =
+        epg::devnet::anvil::DEV_KEY_0.parse().unwrap();
+    let provider = ProviderBuilder::new()
+        .wallet(alloy::network::EthereumWallet::from(deployer))
+        .connect_http(anvil.rpc_url().parse().unwrap());
+    let answer = alloy::primitives::I256::try_from(3_000u128 * 10u128.pow(18)).unwrap();
+    let feed = epg::chain::contracts::DevPriceFeed::deploy(&provider, answer, 18)
+        .await
+        .unwrap();
+    for asset in &mut chain.assets {
+        if asset.symbol == "eth" {
+            asset.price_feed = Some(*feed.address());
+        }
+    }
+    let app = common::spawn_app_with(move |c| c.chains = vec![chain]).await;
+    let id = create(&app, 3000).await;
+    let quote = json(
+        app.post(
+            &format!("/v1/payments/{id}/confirm"),
+            &app.secret_key,
+            &json!({"payment_method": {"type": "crypto", "crypto": {"chain_id": 31337, "asset": "eth"}}}),
+        )
+        .await,
+        200,
+    )
+    .await;
+    // $30.00 at $3000 per ETH is 0.01 ETH, whatever the feed's precision
+    // (assuming 8 decimals would have quoted 10^10 times less).
+    assert_eq!(
+        quote["next_action"]["crypto"]["amount"], "10000000000000000",
+        "{quote}"
+    );
 }

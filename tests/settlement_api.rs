@@ -10,8 +10,15 @@ use epg::devnet::anvil::{Anvil, DEV_KEY_0};
 use serde_json::{Value, json};
 
 async fn node_with_anchor() -> (TestApp, Anvil) {
+    let (app, anvil, _) = node_with_anchor_at().await;
+    (app, anvil)
+}
+
+/// The node, its anvil, and the anchor contract.
+async fn node_with_anchor_at() -> (TestApp, Anvil, alloy::primitives::Address) {
     let anvil = common::anvil().await;
     let deployment = common::deploy_devnet(&anvil).await;
+    let anchor = deployment.anchor;
     let rpc = anvil.rpc_url();
     let app = spawn_app_with(move |config| {
         config.settlement.anchor_rpc_url = rpc;
@@ -20,7 +27,7 @@ async fn node_with_anchor() -> (TestApp, Anvil) {
         config.settlement.anchor_key = Some(DEV_KEY_0.to_owned());
     })
     .await;
-    (app, anvil)
+    (app, anvil, anchor)
 }
 
 async fn pay(app: &TestApp, amount: i64) -> Value {
@@ -190,6 +197,149 @@ async fn a_settled_payment_is_anchored_and_its_proof_verifies_against_the_chain(
     );
     let report = epg::ledger::check(&app.pool).await.unwrap();
     assert!(report.is_ok(), "{report:?}");
+}
+
+/// The contract takes at most one leaf per anchor here: a batch of two
+/// items is anchored in two steps, and each item's proof verifies against
+/// the first checkpoint that holds it.
+#[tokio::test]
+async fn a_batch_beyond_the_growth_limit_is_anchored_in_steps() {
+    use alloy::network::EthereumWallet;
+    use alloy::providers::ProviderBuilder;
+    use epg::chain::contracts::SettlementAnchor;
+
+    let (app, anvil, contract) = node_with_anchor_at().await;
+    let admin: alloy::signers::local::PrivateKeySigner = DEV_KEY_0.parse().unwrap();
+    let provider = ProviderBuilder::new()
+        .wallet(EthereumWallet::from(admin))
+        .connect_http(anvil.rpc_url().parse().unwrap());
+    let anchor = SettlementAnchor::new(contract, &provider);
+    anchor
+        .setMaxGrowth(1)
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+
+    let first = pay(&app, 1000).await;
+    let second = pay(&app, 3000).await;
+    let settlement = json(
+        app.post("/v1/test/settlements/run", &app.secret_key, &json!({}))
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(settlement["status"], "anchored", "{settlement}");
+    assert_eq!(settlement["items"].as_array().unwrap().len(), 2);
+    // One anchor per leaf (each payment and its fee are leaves).
+    let size = settlement["checkpoint"]["tree_size"].as_u64().unwrap();
+    assert!(size >= 2, "{settlement}");
+    let count = anchor.checkpointCount().call().await.unwrap();
+    assert_eq!(count, alloy::primitives::U256::from(size));
+    assert_eq!(
+        anchor
+            .checkpoint(alloy::primitives::U256::ZERO)
+            .call()
+            .await
+            .unwrap()
+            .treeSize,
+        1
+    );
+    for paid in [first, second] {
+        let id = paid["id"].as_str().unwrap();
+        let bundle = json(
+            app.get(&format!("/v1/payments/{id}/proof"), &app.secret_key)
+                .await,
+            200,
+        )
+        .await;
+        let verified = audit_verify(&bundle, &anvil.rpc_url());
+        assert!(
+            verified.status.success(),
+            "{}",
+            String::from_utf8_lossy(&verified.stdout)
+        );
+    }
+}
+
+/// Moving the log to a new anchor contract (ARCHITECTURE.md, "Migrating
+/// deployed contracts"): a node configured with the new contract and the
+/// log's old origin appends to the same log and anchors it there; the
+/// proofs issued before still name the old contract, the new ones the new
+/// contract, and all verify against the chain.
+#[tokio::test]
+async fn a_node_moves_its_log_to_a_new_anchor_and_keeps_its_origin() {
+    let (app, anvil, old_anchor) = node_with_anchor_at().await;
+    let before = pay(&app, 1000).await;
+    json(
+        app.post("/v1/test/settlements/run", &app.secret_key, &json!({}))
+            .await,
+        200,
+    )
+    .await;
+    let admin: alloy::signers::local::PrivateKeySigner = DEV_KEY_0.parse().unwrap();
+    let new_anchor = epg::chain::deploy::deploy(
+        &anvil.rpc_url(),
+        admin.clone(),
+        &epg::chain::deploy::DeployPlan {
+            treasury: admin.address(),
+            admin: admin.address(),
+            anchorer: admin.address(),
+            ..epg::chain::deploy::DeployPlan::default()
+        },
+    )
+    .await
+    .unwrap()
+    .anchor;
+    let (pool, old_key) = (app.pool.clone(), app.secret_key.clone());
+    let mut config = app.config.clone();
+    app.stop().await;
+
+    config.settlement.anchor_contract = new_anchor.to_string();
+    config.settlement.log_origin = epg::transparency::origin_for_anchor(31337, old_anchor);
+    let moved = common::spawn_on(pool, config).await;
+    let after = pay(&moved, 3000).await;
+    let settlement = json(
+        moved
+            .post("/v1/test/settlements/run", &moved.secret_key, &json!({}))
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(settlement["status"], "anchored", "{settlement}");
+    assert_eq!(
+        settlement["anchor"]["contract"]
+            .as_str()
+            .unwrap()
+            .to_lowercase(),
+        format!("{new_anchor:#x}")
+    );
+    for (paid, key, contract) in [
+        (before, old_key.as_str(), old_anchor),
+        (after, moved.secret_key.as_str(), new_anchor),
+    ] {
+        let id = paid["id"].as_str().unwrap();
+        let bundle = json(
+            moved.get(&format!("/v1/payments/{id}/proof"), key).await,
+            200,
+        )
+        .await;
+        assert_eq!(
+            bundle["anchor"]["contract"]
+                .as_str()
+                .unwrap()
+                .to_lowercase(),
+            format!("{contract:#x}")
+        );
+        let verified = audit_verify(&bundle, &anvil.rpc_url());
+        assert!(
+            verified.status.success(),
+            "{}",
+            String::from_utf8_lossy(&verified.stdout)
+        );
+    }
 }
 
 #[tokio::test]

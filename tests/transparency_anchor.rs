@@ -1,7 +1,8 @@
 //! Anchoring checkpoints in `SettlementAnchor` on a real anvil: recorded
 //! once, idempotent, linked to the previous root, re-sent after a reorg
-//! drops the transaction, refused when the chain disagrees with the log;
-//! and the contract's own `verifyInclusion` accepts the node's proofs.
+//! drops the transaction, refused when the chain disagrees with the log,
+//! anchored in steps when the log outgrew the contract's growth limit; and
+//! the contract's own `verifyInclusionAt` accepts the node's proofs.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -42,6 +43,7 @@ async fn deploy_anchor(anvil: &Anvil) -> Address {
         admin: me,
         anchorer: me,
         dev_helpers: false,
+        ..DeployPlan::default()
     };
     deploy::deploy(&anvil.rpc_url(), signer, &plan)
         .await
@@ -407,10 +409,27 @@ async fn the_contract_accepts_the_nodes_inclusion_proofs() {
     log.append_all(&mut conn, &(0..37).map(item).collect::<Vec<_>>())
         .await
         .unwrap();
-    let provider = ProviderBuilder::new().connect_http(anvil.rpc_url().parse().unwrap());
+    let signer: PrivateKeySigner = DEV_KEY_0.parse().unwrap();
+    let provider = ProviderBuilder::new()
+        .wallet(EthereumWallet::from(signer))
+        .connect_http(anvil.rpc_url().parse().unwrap());
     let anchor = SettlementAnchor::new(contract, &provider);
-    for size in [1u64, 2, 3, 5, 7, 8, 13, 16, 31, 32, 37] {
-        let root = TransparencyLog::root(&mut conn, size).await.unwrap();
+    let sizes = [1u64, 2, 3, 5, 7, 8, 13, 16, 31, 32, 37];
+    // Each size is a checkpoint: the contract verifies against its own size and root.
+    let mut prev = B256::ZERO;
+    for size in sizes {
+        let root = B256::from(TransparencyLog::root(&mut conn, size).await.unwrap());
+        anchor
+            .anchor(size, root, prev)
+            .send()
+            .await
+            .unwrap()
+            .get_receipt()
+            .await
+            .unwrap();
+        prev = root;
+    }
+    for (seq, size) in sizes.into_iter().enumerate() {
         let mut indices = vec![0, size / 2, size - 1];
         indices.dedup();
         for index in indices {
@@ -419,35 +438,25 @@ async fn the_contract_accepts_the_nodes_inclusion_proofs() {
                 .await
                 .unwrap();
             let path: Vec<B256> = proof.iter().map(|h| B256::from(*h)).collect();
-            let verify = |leaf: B256, index: u64, root: B256| {
-                anchor.verifyInclusion(
-                    leaf,
+            let verify = |seq: usize, index: u64| {
+                anchor.verifyInclusionAt(
+                    U256::from(seq),
+                    B256::from(leaf),
                     U256::from(index),
-                    U256::from(size),
                     path.clone(),
-                    root,
                 )
             };
             assert!(
-                verify(B256::from(leaf), index, B256::from(root))
-                    .call()
-                    .await
-                    .unwrap(),
+                verify(seq, index).call().await.unwrap(),
                 "leaf {index} of {size}"
             );
-            assert!(
-                !verify(B256::from(leaf), index, B256::repeat_byte(1))
-                    .call()
-                    .await
-                    .unwrap()
-            );
+            // Another checkpoint's size and root.
+            let other_seq = (seq + 1) % sizes.len();
+            assert!(!verify(other_seq, index).call().await.unwrap());
             if size > 1 {
                 let other = (index + 1) % size;
                 assert!(
-                    !verify(B256::from(leaf), other, B256::from(root))
-                        .call()
-                        .await
-                        .unwrap(),
+                    !verify(seq, other).call().await.unwrap(),
                     "leaf {index} of {size} at {other}"
                 );
             }

@@ -6,6 +6,9 @@
 //! Only the newest checkpoint is anchored when several batches settled in
 //! between: the contract needs a growing size, and consistency proofs link
 //! any two checkpoints, so nothing is lost by skipping the ones in between.
+//! The contract also limits how many leaves one anchor may add (its
+//! `maxGrowth`): a backlog beyond that is anchored in steps, each at the
+//! largest size within reach, recorded as a checkpoint of its own.
 
 use sqlx::PgPool;
 
@@ -32,6 +35,7 @@ pub async fn anchor_pending(pool: &PgPool, anchorer: &Anchorer) -> Result<usize,
     let Some(checkpoint) = checkpoint else {
         return Ok(0);
     };
+    anchor_steps_below(pool, anchorer, &checkpoint).await?;
     let record = anchor_checkpoint(pool, anchorer, checkpoint.tree_size)
         .await
         .map_err(|e| SettlementError::NotConfigured(format!("anchoring failed: {e}")))?;
@@ -74,4 +78,39 @@ pub async fn anchor_pending(pool: &PgPool, anchorer: &Anchorer) -> Result<usize,
     }
     tx.commit().await?;
     Ok(covered.len())
+}
+
+/// Anchors checkpoints at the contract's reach, one after the other, until
+/// `checkpoint` is within it (nothing when it already is).
+async fn anchor_steps_below(
+    pool: &PgPool,
+    anchorer: &Anchorer,
+    checkpoint: &crate::transparency::Checkpoint,
+) -> Result<(), SettlementError> {
+    let failed = |e: crate::transparency::anchor::AnchorError| {
+        SettlementError::NotConfigured(format!("anchoring failed: {e}"))
+    };
+    let mut previous = 0;
+    loop {
+        let reach = anchorer.reach().await.map_err(failed)?;
+        // A reach that stopped growing (the contract is full) is for
+        // anchor_checkpoint to report.
+        if checkpoint.tree_size <= reach || reach <= previous {
+            return Ok(());
+        }
+        tracing::info!(
+            latest = checkpoint.tree_size,
+            reach,
+            "the log grew beyond one anchor's limit; anchoring a step"
+        );
+        let step = {
+            let log = TransparencyLog::new(checkpoint.origin.clone())?;
+            let mut conn = pool.acquire().await?;
+            log.checkpoint_at_size(&mut conn, reach).await?
+        };
+        anchor_checkpoint(pool, anchorer, step.tree_size)
+            .await
+            .map_err(failed)?;
+        previous = reach;
+    }
 }

@@ -60,6 +60,7 @@ impl Devnet {
                 admin,
                 anchorer: admin,
                 dev_helpers: true,
+                ..DeployPlan::default()
             },
         )
         .await

@@ -391,6 +391,7 @@ pub async fn deploy_devnet(anvil: &epg::devnet::anvil::Anvil) -> epg::chain::dep
             admin: address,
             anchorer: address,
             dev_helpers: true,
+            ..epg::chain::deploy::DeployPlan::default()
         },
     )
     .await
