@@ -1,0 +1,240 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! `/v1/events`: the outbox as the merchant sees it: list (Stripe
+//! pagination, type filter), retrieve, scoped to the caller's merchant.
+
+use crate::common;
+use crate::webhooks_support;
+
+use epg::events::EventType;
+use serde_json::json;
+use webhooks_support::{payment, record};
+
+fn ids(list: &serde_json::Value) -> Vec<String> {
+    list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn events_are_listed_newest_first_with_cursors_and_filters() {
+    let app = common::spawn_app().await;
+    let mut recorded = Vec::new();
+    for i in 0..7 {
+        let t = match i % 3 {
+            0 => EventType::PaymentSucceeded,
+            1 => EventType::RefundSucceeded,
+            _ => EventType::PaymentFailed,
+        };
+        recorded.push(
+            record(&app.pool, &app.merchant_id, t, &payment("succeeded"))
+                .await
+                .to_string(),
+        );
+    }
+    let newest_first: Vec<String> = recorded.iter().rev().cloned().collect();
+
+    let all = common::json(app.get("/v1/events", &app.secret_key).await, 200).await;
+    assert_eq!(all["object"], "list");
+    assert_eq!(all["has_more"], false);
+    assert_eq!(ids(&all), newest_first);
+
+    let first = common::json(app.get("/v1/events?limit=3", &app.secret_key).await, 200).await;
+    assert_eq!(ids(&first), newest_first[..3]);
+    assert_eq!(first["has_more"], true);
+    let second = common::json(
+        app.get(
+            &format!("/v1/events?limit=3&starting_after={}", newest_first[2]),
+            &app.secret_key,
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(ids(&second), newest_first[3..6]);
+    assert_eq!(second["has_more"], true);
+    let last = common::json(
+        app.get(
+            &format!("/v1/events?limit=3&starting_after={}", newest_first[5]),
+            &app.secret_key,
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(ids(&last), newest_first[6..]);
+    assert_eq!(last["has_more"], false);
+    let back = common::json(
+        app.get(
+            &format!("/v1/events?limit=2&ending_before={}", newest_first[3]),
+            &app.secret_key,
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(ids(&back), newest_first[1..3]);
+    assert_eq!(back["has_more"], true);
+
+    let refunds = common::json(
+        app.get("/v1/events?type=refund.succeeded", &app.secret_key)
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(
+        ids(&refunds),
+        vec![recorded[4].clone(), recorded[1].clone()]
+    );
+    let payments = common::json(
+        app.get("/v1/events?type=payment.*", &app.secret_key).await,
+        200,
+    )
+    .await;
+    assert_eq!(ids(&payments).len(), 5);
+
+    let one = common::json(
+        app.get(&format!("/v1/events/{}", recorded[0]), &app.secret_key)
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(one["id"], recorded[0].as_str());
+    assert_eq!(one["object"], "event");
+    assert_eq!(one["type"], "payment.succeeded");
+    assert_eq!(one["livemode"], false);
+    assert!(one["created"].is_i64());
+    assert_eq!(one["data"]["object"]["object"], "payment");
+    assert_eq!(one["data"]["object"]["amount"], 1234);
+}
+
+#[tokio::test]
+async fn bad_list_parameters_are_named() {
+    let app = common::spawn_app().await;
+    for (query, param) in [
+        ("limit=0", "limit"),
+        ("limit=101", "limit"),
+        ("limit=ten", "limit"),
+        ("type=payment.exploded", "type"),
+        ("starting_after=evt_nope", "starting_after"),
+        (
+            "starting_after=evt_000000000000000000000000",
+            "starting_after",
+        ),
+        ("colour=red", "colour"),
+    ] {
+        let err = common::json(
+            app.get(&format!("/v1/events?{query}"), &app.secret_key)
+                .await,
+            400,
+        )
+        .await;
+        assert_eq!(err["error"]["param"], param, "{query}: {err}");
+    }
+    common::json(
+        app.get("/v1/events/evt_000000000000000000000000", &app.secret_key)
+            .await,
+        404,
+    )
+    .await;
+    common::json(app.get("/v1/events/not-an-id", &app.secret_key).await, 404).await;
+    common::json(app.get("/v1/events", &app.publishable_key).await, 403).await;
+}
+
+#[tokio::test]
+async fn another_merchants_event_is_not_found() {
+    let app = common::spawn_app().await;
+    let (other, other_key) = app.merchant().await;
+    let mine = record(
+        &app.pool,
+        &app.merchant_id,
+        EventType::PaymentSucceeded,
+        &payment("succeeded"),
+    )
+    .await;
+    let theirs = record(
+        &app.pool,
+        &other,
+        EventType::PaymentFailed,
+        &payment("failed"),
+    )
+    .await;
+
+    for path in [
+        format!("/v1/events/{mine}"),
+        format!("/v1/events/{mine}/deliveries"),
+    ] {
+        let err = common::json(app.get(&path, &other_key).await, 404).await;
+        assert_eq!(err["error"]["code"], "resource_missing", "{path}");
+    }
+    common::json(
+        app.post(
+            &format!("/v1/events/{mine}/redeliver"),
+            &other_key,
+            &json!({}),
+        )
+        .await,
+        404,
+    )
+    .await;
+    let list = common::json(app.get("/v1/events", &other_key).await, 200).await;
+    assert_eq!(ids(&list), vec![theirs.to_string()]);
+    // A cursor from another merchant's list is not a valid cursor here.
+    let err = common::json(
+        app.get(&format!("/v1/events?starting_after={mine}"), &other_key)
+            .await,
+        400,
+    )
+    .await;
+    assert_eq!(err["error"]["param"], "starting_after");
+    let list = common::json(app.get("/v1/events", &app.secret_key).await, 200).await;
+    assert_eq!(ids(&list), vec![mine.to_string()]);
+}
+
+#[tokio::test]
+async fn redelivery_to_an_unknown_or_foreign_endpoint_is_refused() {
+    let app = common::spawn_app().await;
+    let (_, other_key) = app.merchant().await;
+    let foreign = common::json(
+        app.post(
+            "/v1/webhook_endpoints",
+            &other_key,
+            &json!({ "url": "https://93.184.216.34/x", "enabled_events": ["*"] }),
+        )
+        .await,
+        200,
+    )
+    .await;
+    let event = record(
+        &app.pool,
+        &app.merchant_id,
+        EventType::PaymentSucceeded,
+        &payment("succeeded"),
+    )
+    .await;
+    let err = common::json(
+        app.post(
+            &format!("/v1/events/{event}/redeliver"),
+            &app.secret_key,
+            &json!({ "endpoint": foreign["id"] }),
+        )
+        .await,
+        400,
+    )
+    .await;
+    assert_eq!(err["error"]["param"], "endpoint");
+    // No endpoint at all: nothing to redeliver, which is not an error.
+    let none = common::json(
+        app.post(
+            &format!("/v1/events/{event}/redeliver"),
+            &app.secret_key,
+            &json!({}),
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(none["data"], json!([]));
+}
