@@ -23,7 +23,7 @@ pub use processors::{Processor, ProcessorsConfig};
 /// A boxed future, so connectors can be used as trait objects.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// The payment method types of API.md.
+/// The payment method types of docs/api.md.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MethodType {

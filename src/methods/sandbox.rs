@@ -1,4 +1,4 @@
-//! Deterministic sandbox processors for test mode (API.md, "Test helpers").
+//! Deterministic sandbox processors for test mode (docs/api.md, "Test mode").
 //!
 //! Each simulates its processor's decisions from the input alone, so tests
 //! and merchants' integrations see the same outcome every time. Later
