@@ -529,7 +529,7 @@ pub struct WebhooksConfig {
     pub response_body_limit_bytes: usize,
 }
 
-/// Three days: the retry window API.md promises.
+/// Three days: the retry window docs/api.md promises.
 pub const WEBHOOK_RETRY_WINDOW_MIN_SECS: u64 = 3 * 24 * 3600;
 
 impl Default for WebhooksConfig {

@@ -1,4 +1,4 @@
-//! Saved responses for `Idempotency-Key` (API.md, "Conventions").
+//! Saved responses for `Idempotency-Key` (docs/api.md, "Idempotency and retries").
 //!
 //! The first request under a key inserts a row and runs; its response is
 //! saved. A retry with the same method, path and body gets the saved

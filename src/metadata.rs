@@ -1,4 +1,4 @@
-//! `metadata` (API.md): up to 50 string keys of at most 40 characters with
+//! `metadata` (docs/api.md): up to 50 string keys of at most 40 characters with
 //! string values of at most 500, stored and returned as given.
 
 use std::collections::BTreeMap;

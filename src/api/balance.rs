@@ -1,7 +1,7 @@
 //! `GET /v1/balance` and `GET /v1/balance_transactions[/{id}]`: the calling
 //! merchant's money, read from the ledger.
 //!
-//! Amounts are written as API.md says: fiat as integers of the smallest
+//! Amounts are written as docs/api.md says: fiat as integers of the smallest
 //! unit, crypto as decimal strings of base units, with the asset's symbol as
 //! `currency` and its `chain_id` alongside. `pending` includes authorized,
 //! uncaptured holds on their way to the merchant; `reserved` (not in

@@ -1,14 +1,16 @@
-//! `GET /openapi.json` and `GET /docs`: the API's OpenAPI 3.1 document and
-//! a human-readable reference rendered from it, both without a key.
+//! `GET /openapi.json`, `GET /docs` and `GET /docs/api.md`: the API's
+//! OpenAPI 3.1 document, a human-readable reference rendered from it, and
+//! the guide for merchants, all without a key.
 //!
 //! The document is the repository's `openapi.json`, compiled in; it is
-//! the machine-readable form of API.md and the tests in
-//! `tests/openapi_*.rs` hold it to the router (every routed operation
+//! the machine-readable form of the API `docs/api.md` describes, and the
+//! tests in `tests/it/openapi_*.rs` hold it to the router (every routed operation
 //! documented, every documented one routed, request bodies exactly as the
 //! handlers accept them). The reference page is plain HTML rendered here,
 //! once, from that document: grouped by tag, each operation with its
 //! parameters, body fields, responses and a curl example, then the objects.
-//! It loads nothing but its own style sheet.
+//! It loads nothing but its own style sheet, and links the API guide for
+//! merchants, `docs/api.md`, which `GET /docs/api.md` serves as it is.
 
 use std::sync::LazyLock;
 
@@ -23,6 +25,11 @@ use super::error::ApiError;
 
 /// The OpenAPI document, as served.
 pub const DOCUMENT: &str = include_str!("../../openapi.json");
+
+/// The API guide (`docs/api.md`), compiled in like the document, so that
+/// a node serves the guide of its own version and a merchant needs no copy
+/// of the repository.
+pub const GUIDE: &str = include_str!("../../docs/api.md");
 
 /// The reference page's style sheet.
 const STYLE: &str = include_str!("../../static/docs.css");
@@ -43,6 +50,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/openapi.json", get(document))
         .route("/docs", get(reference))
+        .route("/docs/api.md", get(guide))
         .route("/static/docs.css", get(style))
 }
 
@@ -54,6 +62,21 @@ async fn document() -> Response {
             (header::CACHE_CONTROL, "no-cache"),
         ],
         DOCUMENT,
+    )
+        .into_response()
+}
+
+/// The guide as Markdown text (RFC 7763); `nosniff` keeps a browser from
+/// taking it for anything else.
+#[tracing::instrument(skip_all)]
+async fn guide() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/markdown; charset=utf-8"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        GUIDE,
     )
         .into_response()
 }
@@ -756,7 +779,9 @@ pub fn render(root: &Value) -> String {
          <title>{title} reference</title>\
          <link rel=\"stylesheet\" href=\"/static/docs.css\"></head><body>{nav}\
          <main><header><h1>{title} <small>{version}</small></h1><p class=\"lead\">{summary}</p>\
-         {description}<p>Machine-readable: <a href=\"/openapi.json\">/openapi.json</a> \
+         {description}<p>The guide to conventions, errors, idempotency, webhooks, crypto, \
+         proofs and test mode: <a href=\"/docs/api.md\">/docs/api.md</a>. \
+         Machine-readable: <a href=\"/openapi.json\">/openapi.json</a> \
          (OpenAPI {openapi}). Examples use <code>$EPG_SECRET_KEY</code> for a secret key.</p>\
          {security}</header>{main}</main></body></html>\n",
         title = escape(title),
@@ -786,6 +811,7 @@ mod tests {
         assert!(page.starts_with("<!doctype html>"));
         assert!(page.contains("/v1/payments/{id}/confirm"));
         assert!(!page.contains("<script"));
+        assert!(page.contains("<a href=\"/docs/api.md\">"));
     }
 
     #[test]

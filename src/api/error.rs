@@ -1,4 +1,4 @@
-//! The API's one error type and its JSON shape (API.md, "Errors").
+//! The API's one error type and its JSON shape (docs/api.md, "Errors").
 //!
 //! Handlers return `Result<_, ApiError>`; lower layers' errors convert into
 //! it. A fault of the node itself (database down, a bug) is logged in full
@@ -8,7 +8,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-/// `error.type` values of API.md.
+/// `error.type` values of docs/api.md.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorType {

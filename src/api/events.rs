@@ -34,7 +34,7 @@ impl From<EventError> for ApiError {
     }
 }
 
-/// A list response (API.md, "Lists").
+/// A list response (docs/api.md, "Pagination").
 #[derive(Debug, Serialize)]
 pub struct List<T> {
     /// Always `list`.

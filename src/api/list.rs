@@ -1,4 +1,4 @@
-//! List conventions (API.md, "Lists"): `limit` 1–100 (default 10) and
+//! List conventions (docs/api.md, "Pagination"): `limit` 1–100 (default 10) and
 //! cursors naming an object of the list.
 
 use super::error::ApiError;

@@ -1,4 +1,4 @@
-//! The HTTP API (API.md), on axum.
+//! The HTTP API (docs/api.md), on axum.
 //!
 //! Each resource module exposes `router()`; this module merges them and
 //! stacks the middleware: request id and metrics outermost, then

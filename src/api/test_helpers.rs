@@ -1,5 +1,5 @@
 //! `/v1/test/…`: the sandbox processors' side of things, driven by hand
-//! (API.md, "Test helpers"). Routed only in test mode.
+//! (docs/api.md, "Test mode"). Routed only in test mode.
 
 use axum::Router;
 use axum::extract::{Path, State};

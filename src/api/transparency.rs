@@ -1,4 +1,4 @@
-//! The public transparency endpoints (API.md, "Transparency log"); no key.
+//! The public transparency endpoints (docs/api.md, "Settlement and proofs"); no key.
 //!
 //! * `GET /v1/transparency/checkpoints` — anchored checkpoints, newest
 //!   first, with where each was anchored. Cursors (`starting_after`,

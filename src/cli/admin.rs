@@ -1,13 +1,13 @@
 //! `epg merchants …` and `epg keys …`: the operator's admin tools, talking
 //! to the database directly (they run next to the node, not through its API).
+//! Each finds the database as [`super::database`] says.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Subcommand;
 
 use super::{CliError, DbArgs};
-use crate::config::{Config, Mode};
+use crate::config::Mode;
 use crate::ids::{ApiKeyId, MerchantId};
 use crate::merchants::{KeyKind, MerchantStore};
 
@@ -85,10 +85,13 @@ pub enum KeysCommand {
     /// responses) under `security.master_key`, opening them with the keys
     /// in `security.previous_master_keys`; prints what it did and what is
     /// left. Nodes do the same in the background; this finishes it now.
+    ///
+    /// The master keys come from --config, from the `epg dev` node whose
+    /// database this is, or else from EPG_SECURITY_MASTER_KEY (and
+    /// EPG_SECURITY_PREVIOUS_MASTER_KEYS).
     RotateMaster {
-        /// Path to the TOML configuration (its keys and database).
-        #[arg(long, env = "EPG_CONFIG")]
-        config: PathBuf,
+        #[command(flatten)]
+        db: DbArgs,
     },
 }
 
@@ -120,7 +123,7 @@ pub async fn merchants(cmd: MerchantsCommand) -> Result<ExitCode, CliError> {
             mode,
             db,
         } => {
-            let store = MerchantStore::new(db.pool().await?);
+            let store = MerchantStore::new(db.resolve()?.pool().await?);
             let merchant = store.create(&name).await?;
             println!("merchant    {}  {}", merchant.id, merchant.name);
             if with_keys {
@@ -145,7 +148,7 @@ pub async fn merchants(cmd: MerchantsCommand) -> Result<ExitCode, CliError> {
                 .map(crate::chain::parse_address)
                 .transpose()
                 .map_err(|e| CliError::Usage(format!("--address: {e}")))?;
-            let store = MerchantStore::new(db.pool().await?);
+            let store = MerchantStore::new(db.resolve()?.pool().await?);
             store.set_payout_address(&id, address).await?;
             match address {
                 Some(a) => println!(
@@ -157,7 +160,7 @@ pub async fn merchants(cmd: MerchantsCommand) -> Result<ExitCode, CliError> {
             Ok(ExitCode::SUCCESS)
         }
         MerchantsCommand::List { db } => {
-            let store = MerchantStore::new(db.pool().await?);
+            let store = MerchantStore::new(db.resolve()?.pool().await?);
             let merchants = store.list().await?;
             println!("{:<28}  {:<20}  name", "id", "created");
             for m in merchants {
@@ -181,7 +184,7 @@ pub async fn keys(cmd: KeysCommand) -> Result<ExitCode, CliError> {
             mode,
             db,
         } => {
-            let store = MerchantStore::new(db.pool().await?);
+            let store = MerchantStore::new(db.resolve()?.pool().await?);
             let (id, key) = store.create_key(&merchant, kind, mode).await?;
             println!("id   {id}");
             println!("key  {}", key.secret);
@@ -189,7 +192,7 @@ pub async fn keys(cmd: KeysCommand) -> Result<ExitCode, CliError> {
             Ok(ExitCode::SUCCESS)
         }
         KeysCommand::List { merchant, db } => {
-            let store = MerchantStore::new(db.pool().await?);
+            let store = MerchantStore::new(db.resolve()?.pool().await?);
             println!("{:<28}  {:<11}  {:<6}  status", "id", "kind", "last4");
             for k in store.list_keys(&merchant).await? {
                 let status = if k.revoked_at.is_some() {
@@ -202,27 +205,21 @@ pub async fn keys(cmd: KeysCommand) -> Result<ExitCode, CliError> {
             Ok(ExitCode::SUCCESS)
         }
         KeysCommand::Revoke { id, db } => {
-            let store = MerchantStore::new(db.pool().await?);
+            let store = MerchantStore::new(db.resolve()?.pool().await?);
             store.revoke_key(&id).await?;
             println!("revoked {id}");
             Ok(ExitCode::SUCCESS)
         }
-        KeysCommand::RotateMaster { config } => rotate_master(&config).await,
+        KeysCommand::RotateMaster { db } => rotate_master(&db).await,
     }
 }
 
-async fn rotate_master(path: &std::path::Path) -> Result<ExitCode, CliError> {
-    let config = Config::load(Some(path), std::env::vars())?;
-    let keys = config.keyring()?;
-    let pool = crate::db::connect(&config.database.url, 2)
-        .await
-        .map_err(|e| CliError::Failed(format!("cannot connect to the database: {e}")))?;
+async fn rotate_master(db: &DbArgs) -> Result<ExitCode, CliError> {
+    let target = db.resolve()?;
+    let (keys, previous) = target.keyring()?;
+    let pool = target.pool().await?;
     let failed = |e: sqlx::Error| CliError::Failed(format!("re-sealing failed: {e}"));
-    println!(
-        "master key {} ({} previous)",
-        keys.current_id(),
-        config.security.previous_master_keys.len()
-    );
+    println!("master key {} ({previous} previous)", keys.current_id());
     let report = crate::rotation::rotate(
         &pool,
         &keys,

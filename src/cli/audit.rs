@@ -35,7 +35,7 @@ pub struct VerifyArgs {
     /// The proof bundle (JSON file; `-` reads standard input).
     bundle: PathBuf,
     /// JSON-RPC URL of the chain the bundle names.
-    #[arg(long, env = "EPG_RPC_URL")]
+    #[arg(long, env = "EPG_RPC_URL", hide_env_values = true)]
     rpc_url: String,
     /// Blocks required on top of the anchoring block (counting it).
     #[arg(long, default_value_t = 1)]
@@ -45,7 +45,7 @@ pub struct VerifyArgs {
 #[derive(Debug, Args)]
 pub struct FollowArgs {
     /// JSON-RPC URL of the chain.
-    #[arg(long, env = "EPG_RPC_URL")]
+    #[arg(long, env = "EPG_RPC_URL", hide_env_values = true)]
     rpc_url: String,
     /// Address of the SettlementAnchor contract.
     #[arg(long)]

@@ -17,7 +17,7 @@ pub enum ContractsCommand {
     /// from the command line.
     Deploy {
         /// JSON-RPC URL of the chain.
-        #[arg(long, env = "EPG_RPC_URL")]
+        #[arg(long, env = "EPG_RPC_URL", hide_env_values = true)]
         rpc_url: String,
         /// Encrypted JSON keystore of the deployer.
         #[arg(long)]

@@ -29,13 +29,13 @@ use crate::merchants::{KeyKind, MerchantError, MerchantStore};
 #[derive(Debug, Args)]
 pub struct DevArgs {
     /// Folder for the devnet's state (database, chain, demo keys).
-    #[arg(long, env = "EPG_DATA_DIR", default_value = ".epg/dev")]
+    #[arg(long, env = "EPG_DATA_DIR", default_value = super::database::DEV_DATA_DIR)]
     data_dir: PathBuf,
     /// Use this PostgreSQL instead of starting a private cluster.
-    #[arg(long, env = "EPG_DATABASE_URL")]
+    #[arg(long, env = "EPG_DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
     /// Use this chain instead of starting anvil.
-    #[arg(long, env = "EPG_RPC_URL")]
+    #[arg(long, env = "EPG_RPC_URL", hide_env_values = true)]
     rpc_url: Option<String>,
     /// API port.
     #[arg(long, default_value_t = 8080)]
@@ -54,20 +54,30 @@ pub struct DevArgs {
     reset: bool,
 }
 
+/// The file in the data folder holding [`DevState`].
+pub(super) const STATE_FILE: &str = "dev.json";
+
 /// What `epg dev` remembers between runs (in `dev.json`, mode 0600: it
 /// holds the demo keys in clear, which is acceptable for a local devnet
-/// only).
+/// only), and what admin commands run beside it read to find it.
 #[derive(Debug, Default, Serialize, Deserialize)]
-struct DevState {
+pub(super) struct DevState {
     merchant_id: Option<MerchantId>,
     secret_key: Option<String>,
     publishable_key: Option<String>,
     /// Named `card_encryption_key` in data folders of earlier versions.
     #[serde(alias = "card_encryption_key")]
-    master_key: Option<String>,
+    pub(super) master_key: Option<String>,
     /// Bearer token of `/metrics` and the detailed `/readyz`.
     #[serde(default)]
     operator_token: Option<String>,
+    /// The database of the last run, so that `epg merchants create` and
+    /// the other admin commands work beside it without being told.
+    #[serde(default)]
+    pub(super) database_url: Option<String>,
+    /// The chain of the last run, for `epg reconcile chain` beside it.
+    #[serde(default)]
+    pub(super) rpc_url: Option<String>,
 }
 
 const DEV_DATABASE: &str = "epg";
@@ -91,7 +101,7 @@ pub async fn run(args: DevArgs) -> Result<ExitCode, CliError> {
         println!("reset: removed {}", dir.display());
     }
     std::fs::create_dir_all(dir).map_err(|e| fail(dir, e))?;
-    let state_path = dir.join("dev.json");
+    let state_path = dir.join(STATE_FILE);
     let mut state: DevState = read_state(&state_path)?;
 
     let (cluster, database_url) = match &args.database_url {
@@ -145,6 +155,8 @@ pub async fn run(args: DevArgs) -> Result<ExitCode, CliError> {
         .clone();
     let (merchant_id, secret_key, publishable_key) =
         ensure_demo_merchant(&MerchantStore::new(pool.clone()), &mut state).await?;
+    state.database_url = Some(database_url.clone());
+    state.rpc_url = Some(rpc_url.clone());
     write_state(&state_path, &state)?;
 
     let config = Config {
@@ -362,7 +374,7 @@ async fn chain_id(rpc_url: &str) -> Result<u64, CliError> {
         })
 }
 
-fn read_state(path: &Path) -> Result<DevState, CliError> {
+pub(super) fn read_state(path: &Path) -> Result<DevState, CliError> {
     match std::fs::read(path) {
         Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
             CliError::Failed(format!(

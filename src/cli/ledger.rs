@@ -22,7 +22,7 @@ pub enum LedgerCommand {
 pub async fn run(cmd: LedgerCommand) -> Result<ExitCode, CliError> {
     match cmd {
         LedgerCommand::Check { db } => {
-            let pool = db.pool().await?;
+            let pool = db.resolve()?.pool().await?;
             let report = crate::ledger::check(&pool)
                 .await
                 .map_err(|e| CliError::Failed(format!("ledger check could not run: {e}")))?;

@@ -1,8 +1,13 @@
 //! The `epg` command line: `dev`, `serve`, `migrate` and the admin tools.
+//!
+//! Every admin command that uses the database finds it the same way
+//! ([`database`]): `--database-url`, `EPG_DATABASE_URL`, `--config`, or the
+//! `epg dev` node of the current folder.
 
 mod admin;
 mod audit;
 mod contracts;
+mod database;
 mod dev;
 mod ledger;
 mod reconcile;
@@ -12,9 +17,10 @@ mod webhooks;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 
 use crate::config::{Config, ConfigError};
+use database::DbArgs;
 
 /// E-PG payment gateway node.
 #[derive(Debug, Parser)]
@@ -76,38 +82,6 @@ enum ConfigCommand {
     },
 }
 
-/// How an admin command finds the database: a URL, or a config file.
-#[derive(Debug, Clone, Args)]
-pub struct DbArgs {
-    /// PostgreSQL URL.
-    #[arg(long, env = "EPG_DATABASE_URL", conflicts_with = "config")]
-    database_url: Option<String>,
-    /// Take the database URL from this configuration file.
-    #[arg(long, env = "EPG_CONFIG")]
-    config: Option<PathBuf>,
-}
-
-impl DbArgs {
-    fn url(&self) -> Result<String, CliError> {
-        if let Some(url) = &self.database_url {
-            return Ok(url.clone());
-        }
-        let Some(path) = &self.config else {
-            return Err(CliError::Usage(
-                "no database given: pass --database-url (or EPG_DATABASE_URL) or --config".into(),
-            ));
-        };
-        Ok(Config::load(Some(path), std::env::vars())?.database.url)
-    }
-
-    async fn pool(&self) -> Result<sqlx::PgPool, CliError> {
-        let url = self.url()?;
-        crate::db::connect(&url, 2)
-            .await
-            .map_err(|e| CliError::Failed(format!("cannot connect to the database: {e}")))
-    }
-}
-
 /// A command that failed; printed as `error: …` with exit status 1.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
@@ -161,7 +135,7 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Dev(args) => dev::run(args).await,
         Command::Serve { config } => serve::run(&config).await,
         Command::Migrate(db) => {
-            let pool = db.pool().await?;
+            let pool = db.resolve()?.pool().await?;
             crate::db::migrate(&pool)
                 .await
                 .map_err(|e| CliError::Failed(format!("migration failed: {e}")))?;

@@ -1,14 +1,12 @@
 //! `epg reconcile chain`: the node's chain records and treasury ledger
 //! against the chains themselves (see `crate::chain::reconcile`).
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
-use super::CliError;
+use super::{CliError, DbArgs};
 use crate::chain::reconcile::{self, Target};
-use crate::config::Config;
 
 #[derive(Debug, Subcommand)]
 pub enum ReconcileCommand {
@@ -20,17 +18,15 @@ pub enum ReconcileCommand {
 
 #[derive(Debug, Args)]
 pub struct ChainArgs {
-    /// The node's configuration: its database and every `[[chains]]` entry.
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// Without --config: the node's database …
-    #[arg(long, conflicts_with = "config")]
-    database_url: Option<String>,
-    /// … and the JSON-RPC URL of each chain to check (repeat the flag);
-    /// router, treasury and assets are what its watcher recorded.
-    #[arg(long = "rpc-url", conflicts_with = "config")]
+    #[command(flatten)]
+    db: DbArgs,
+    /// The JSON-RPC URL of a chain to check (repeat the flag); router,
+    /// treasury and assets are what its watcher recorded in the database.
+    /// Without it: the `[[chains]]` of --config, or the `epg dev` node's
+    /// devnet.
+    #[arg(long = "rpc-url")]
     rpc_urls: Vec<String>,
-    /// Only this chain (with --config).
+    /// Only this chain.
     #[arg(long)]
     chain_id: Option<u64>,
 }
@@ -39,25 +35,21 @@ pub struct ChainArgs {
 pub async fn run(cmd: ReconcileCommand) -> Result<ExitCode, CliError> {
     let ReconcileCommand::Chain(args) = cmd;
     let failed = |e: reconcile::ReconcileError| CliError::Failed(e.to_string());
-    let (pool, targets) = if let Some(path) = &args.config {
-        let config = Config::load(Some(path), std::env::vars())?;
-        let pool = connect(&config.database.url).await?;
-        let targets = config
-            .chains
-            .iter()
-            .filter(|c| args.chain_id.is_none_or(|id| id == c.chain_id))
-            .map(Target::from_config)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(failed)?;
-        (pool, targets)
-    } else {
-        let (Some(url), false) = (&args.database_url, args.rpc_urls.is_empty()) else {
+    let target = args.db.resolve()?;
+    let pool = target.pool().await?;
+    let mut targets = Vec::new();
+    if args.rpc_urls.is_empty() {
+        let Some(chains) = target.chains()? else {
             return Err(CliError::Usage(
-                "pass --config FILE, or --database-url URL with one --rpc-url per chain".into(),
+                "no chain to reconcile: pass --rpc-url URL (once per chain), or --config FILE \
+                 with [[chains]]"
+                    .into(),
             ));
         };
-        let pool = connect(url).await?;
-        let mut targets = Vec::new();
+        for chain in &chains {
+            targets.push(Target::from_config(chain).map_err(failed)?);
+        }
+    } else {
         for rpc_url in &args.rpc_urls {
             targets.push(
                 Target::from_database(&pool, rpc_url)
@@ -65,8 +57,8 @@ pub async fn run(cmd: ReconcileCommand) -> Result<ExitCode, CliError> {
                     .map_err(failed)?,
             );
         }
-        (pool, targets)
-    };
+    }
+    targets.retain(|t| args.chain_id.is_none_or(|id| id == t.chain_id));
     if targets.is_empty() {
         return Err(CliError::Usage("no chain to reconcile".into()));
     }
@@ -79,10 +71,4 @@ pub async fn run(cmd: ReconcileCommand) -> Result<ExitCode, CliError> {
     } else {
         ExitCode::FAILURE
     })
-}
-
-async fn connect(url: &str) -> Result<sqlx::PgPool, CliError> {
-    crate::db::connect(url, 2)
-        .await
-        .map_err(|e| CliError::Failed(format!("cannot connect to the database: {e}")))
 }

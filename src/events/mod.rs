@@ -35,7 +35,7 @@ pub const CHANNEL: &str = "epg_events";
 /// (redelivery). Empty payload.
 pub const DELIVERIES_CHANNEL: &str = "epg_webhook_deliveries";
 
-/// The event types of API.md, and nothing else.
+/// The event types of docs/api.md, and nothing else.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum EventType {
     /// `payment.succeeded`
@@ -65,7 +65,7 @@ pub enum EventType {
 }
 
 impl EventType {
-    /// Every type, in API.md's order.
+    /// Every type, in docs/api.md's order.
     pub const ALL: [EventType; 12] = [
         EventType::PaymentSucceeded,
         EventType::PaymentFailed,
@@ -99,14 +99,14 @@ impl EventType {
         }
     }
 
-    /// Parses a wire name; `None` for anything not in API.md.
+    /// Parses a wire name; `None` for anything not in docs/api.md.
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|t| t.as_str() == s)
     }
 
     /// The types a filter names: one exact type, or every type under a
     /// prefix with `payment.*`, or all of them with `*`. `None` when the
-    /// filter matches nothing API.md defines.
+    /// filter matches nothing docs/api.md defines.
     pub fn matching(filter: &str) -> Option<Vec<Self>> {
         if filter == "*" {
             return Some(Self::ALL.to_vec());
@@ -220,7 +220,7 @@ pub struct Event {
     pub seq: i64,
 }
 
-/// The API shape of an event (API.md): exactly what `GET /v1/events/{id}`
+/// The API shape of an event (docs/api.md): exactly what `GET /v1/events/{id}`
 /// answers and what a webhook delivery POSTs.
 #[derive(Debug, Clone, Serialize)]
 pub struct EventObject<'a> {

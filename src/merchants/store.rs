@@ -16,7 +16,7 @@ pub struct Merchant {
     pub id: MerchantId,
     /// Display name.
     pub name: String,
-    /// Enabled payment method types (API.md names).
+    /// Enabled payment method types (docs/api.md names).
     pub payment_method_types: Vec<String>,
     /// Where crypto settlements are paid out, if set.
     pub payout_address: Option<String>,

@@ -23,7 +23,7 @@ pub use processors::{Processor, ProcessorsConfig};
 /// A boxed future, so connectors can be used as trait objects.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// The payment method types of API.md.
+/// The payment method types of docs/api.md.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MethodType {
@@ -302,8 +302,23 @@ pub trait Connector: Send + Sync + 'static {
 
     /// The answer the processor gave to the call made with `key`; `None`
     /// when no call with that key ever reached it.
-    fn recover<'a>(&'a self, key: &'a str)
-    -> BoxFuture<'a, Result<Option<Answer>, ConnectorError>>;
+    ///
+    /// The default is for a processor that cannot be asked: an error, so
+    /// the operation stays pending and is asked about again later, never
+    /// guessed (`None` would have the node give up an authorization the
+    /// processor may have approved, or repeat a call). The simulators keep
+    /// it: [`memory::Remembering`], which wraps each of them, answers from
+    /// what it recorded.
+    fn recover<'a>(
+        &'a self,
+        _key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Answer>, ConnectorError>> {
+        Box::pin(async {
+            Err(ConnectorError(
+                "this processor cannot look up earlier calls by key".into(),
+            ))
+        })
+    }
 }
 
 /// The connector serving each method; `None` where no processor is

@@ -1,4 +1,4 @@
-//! Deterministic sandbox processors for test mode (API.md, "Test helpers").
+//! Deterministic sandbox processors for test mode (docs/api.md, "Test mode").
 //!
 //! Each simulates its processor's decisions from the input alone, so tests
 //! and merchants' integrations see the same outcome every time. Later
@@ -8,7 +8,7 @@
 use time::Duration;
 
 use super::{
-    Answer, Authorization, AuthorizeRequest, BoxFuture, Captured, Connector, ConnectorError,
+    Authorization, AuthorizeRequest, BoxFuture, Captured, Connector, ConnectorError,
     CustomerAction, Decline, MethodDetails, ProcessorEvent,
 };
 
@@ -152,14 +152,6 @@ impl Connector for SandboxCard {
     ) -> BoxFuture<'a, Result<(), ConnectorError>> {
         Box::pin(async { Ok(()) })
     }
-
-    fn recover<'a>(
-        &'a self,
-        _key: &'a str,
-    ) -> BoxFuture<'a, Result<Option<Answer>, ConnectorError>> {
-        // The simulator itself keeps nothing; `Remembering` does.
-        Box::pin(async { Ok(None) })
-    }
 }
 
 /// A connector whose money arrives later, announced by a processor event.
@@ -209,12 +201,6 @@ macro_rules! pending_connector {
                 Box::pin(async { Ok(()) })
             }
 
-            fn recover<'a>(
-                &'a self,
-                _key: &'a str,
-            ) -> BoxFuture<'a, Result<Option<Answer>, ConnectorError>> {
-                Box::pin(async { Ok(None) })
-            }
         }
     };
 }
@@ -303,6 +289,21 @@ mod tests {
             })
             .await
             .unwrap()
+    }
+
+    #[tokio::test]
+    async fn simulators_keep_the_default_bodies_they_have_no_use_for() {
+        // Only `Remembering` (which wraps every simulator in a node) can
+        // say what an earlier key got; a bare simulator refuses to guess.
+        assert!(SandboxCard.recover("pop_1").await.is_err());
+        assert!(SandboxBankTransfer.recover("pop_1").await.is_err());
+        // No challenge is ever pending at a bank.
+        assert!(
+            SandboxBankTransfer
+                .answer_challenge("pop_2", "sb_bank_pay_1", OTP_CODE, false)
+                .await
+                .is_err()
+        );
     }
 
     #[tokio::test]

@@ -1,4 +1,4 @@
-//! Payments of the traditional methods: the state machine of API.md,
+//! Payments of the traditional methods: the state machine of docs/api.md,
 //! with every state change, its ledger postings and its event written in
 //! one transaction.
 //!

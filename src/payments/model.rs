@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 
 use crate::ids::{MerchantId, PaymentId};
 
-/// Statuses of API.md.
+/// Statuses of docs/api.md.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {

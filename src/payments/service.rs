@@ -781,7 +781,7 @@ impl Payments {
     }
 }
 
-/// API.md's `next_action` object of a customer action.
+/// docs/api.md's `next_action` object of a customer action.
 pub(super) fn next_action(action: &CustomerAction) -> Value {
     match action {
         CustomerAction::OtpChallenge => json!({ "type": "otp_challenge" }),

@@ -78,7 +78,7 @@ pub struct NewEndpoint {
     pub enabled_events: Vec<String>,
     /// Optional note.
     pub description: Option<String>,
-    /// Key-value pairs (API.md limits).
+    /// Key-value pairs (docs/api.md limits).
     pub metadata: BTreeMap<String, String>,
 }
 
@@ -421,7 +421,7 @@ fn not_found(id: &WebhookEndpointId) -> WebhookError {
 }
 
 /// Checks event names; `*` anywhere means all (stored as `["*"]`), the
-/// rest is de-duplicated in API.md order.
+/// rest is de-duplicated in docs/api.md's order.
 fn normalize_events(events: &[String]) -> Result<Vec<String>, WebhookError> {
     if events.is_empty() {
         return Err(WebhookError::invalid(
@@ -461,7 +461,7 @@ fn normalize_description(d: Option<String>) -> Result<Option<String>, WebhookErr
     }
 }
 
-/// API.md's metadata limits (shared with every other object).
+/// docs/api.md's metadata limits (shared with every other object).
 pub fn validate_metadata(metadata: &BTreeMap<String, String>) -> Result<(), WebhookError> {
     crate::metadata::Metadata::parse(metadata.clone())
         .map(drop)

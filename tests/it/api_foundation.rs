@@ -1,4 +1,4 @@
-//! HTTP conventions of API.md, through a spawned node: authentication,
+//! HTTP conventions of docs/api.md, through a spawned node: authentication,
 //! errors naming the param, idempotency, rate limiting, operations routes.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]

@@ -1,10 +1,12 @@
 //! The `epg` binary as an operator uses it: `epg dev` end to end, config
-//! errors, and the admin commands.
+//! errors, and the admin commands, which all find the node's database the
+//! same way (flag, environment, configuration file, `epg dev` beside them).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use crate::common;
 
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -44,21 +46,105 @@ fn pids_with(needle: &str) -> Vec<u32> {
     found
 }
 
+/// `epg` in `dir`, with nothing in its environment that names a database
+/// or an `epg dev` data folder.
+fn epg_in(dir: &Path) -> Command {
+    let mut cmd = Command::new(EPG);
+    cmd.current_dir(dir)
+        .env_remove("EPG_DATABASE_URL")
+        .env_remove("EPG_CONFIG")
+        .env_remove("EPG_DATA_DIR")
+        .env_remove("EPG_RPC_URL");
+    cmd
+}
+
+/// The value after `label` on a line of `text` (`Database   postgres://…`).
+fn field<'a>(text: &'a str, label: &str) -> &'a str {
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix(label))
+        .unwrap_or_else(|| panic!("no {label} in:\n{text}"))
+        .split_whitespace()
+        .next()
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// What `epg dev` does for an operator beside it: admin commands in its
+/// folder use its database and chain without being told, and say so.
+async fn admin_commands_work_beside(dir: &Path, banner: &str, port: u16) {
+    let created = epg_in(dir)
+        .args(["merchants", "create", "--name", "Beside Dev", "--with-keys"])
+        .output()
+        .await
+        .unwrap();
+    let (stdout, stderr) = (text(&created.stdout), text(&created.stderr));
+    assert!(created.status.success(), "{stdout}{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line says where: {stderr}");
+    assert!(
+        stderr.contains("epg dev") && stderr.contains(".epg/dev"),
+        "{stderr}"
+    );
+    let secret = stdout
+        .split_whitespace()
+        .find(|w| w.starts_with("sk_test_"))
+        .unwrap();
+    // The running node knows the new merchant's key: it is the same database.
+    let account: serde_json::Value = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}/v1/account"))
+        .bearer_auth(secret)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(account["name"], "Beside Dev", "{account}");
+
+    for args in [&["ledger", "check"][..], &["reconcile", "chain"]] {
+        let out = epg_in(dir).args(args).output().await.unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+    }
+
+    // Elsewhere, EPG_DATABASE_URL names the database; `reconcile chain`
+    // used to ignore it.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let out = epg_in(elsewhere.path())
+        .env("EPG_DATABASE_URL", field(banner, "Database"))
+        .args([
+            "reconcile",
+            "chain",
+            "--rpc-url",
+            field(banner, "Chain RPC"),
+        ])
+        .output()
+        .await
+        .unwrap();
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.contains("no discrepancy"), "{stdout}");
+    assert!(out.stderr.is_empty(), "{}", text(&out.stderr));
+}
+
 #[tokio::test]
 async fn epg_dev_serves_the_demo_merchant_and_leaves_nothing_running_after_ctrl_c() {
     let dir = tempfile::tempdir().unwrap();
-    let data_dir = dir.path().join("dev");
+    // The default data folder, as an operator gets it.
+    let data_dir = dir.path().join(".epg/dev");
     let (port, pg_port, anvil_port) = (free_port(), free_port(), free_port());
     let start = || {
-        let mut cmd = Command::new(EPG);
+        let mut cmd = epg_in(dir.path());
         cmd.arg("dev")
-            .arg("--data-dir")
-            .arg(&data_dir)
             .args(["--port", &port.to_string()])
             .args(["--pg-port", &pg_port.to_string()])
             .args(["--anvil-port", &anvil_port.to_string()])
-            .env_remove("EPG_DATABASE_URL")
-            .env_remove("EPG_RPC_URL")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .kill_on_drop(true);
@@ -125,6 +211,9 @@ async fn epg_dev_serves_the_demo_merchant_and_leaves_nothing_running_after_ctrl_
             .await
             .unwrap();
         assert_eq!(unauthorized.status(), 401);
+        if run == 0 {
+            admin_commands_work_beside(dir.path(), &banner, port).await;
+        }
 
         let postmaster = std::fs::read_to_string(data_dir.join("pg/postmaster.pid")).unwrap();
         let pg_pid: u32 = postmaster.lines().next().unwrap().trim().parse().unwrap();
@@ -263,4 +352,169 @@ async fn admin_commands_create_list_and_revoke() {
         .unwrap();
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("mer_"));
+}
+
+/// Writes the data folder of an `epg dev` node in `dir` whose database is
+/// `database_url` (the node itself need not run for the database to be
+/// found).
+fn dev_state_in(dir: &Path, database_url: &str, master_key: &str) {
+    let data = dir.join(".epg/dev");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(
+        data.join("dev.json"),
+        serde_json::json!({"database_url": database_url, "master_key": master_key}).to_string(),
+    )
+    .unwrap();
+}
+
+async fn merchant_names(pool: &sqlx::PgPool) -> Vec<String> {
+    sqlx::query_scalar("SELECT name FROM merchants ORDER BY name")
+        .fetch_all(pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn admin_commands_take_the_database_from_the_flag_then_the_environment_then_the_config_then_epg_dev()
+ {
+    let (flag, env, file, dev) = tokio::join!(
+        common::test_database(),
+        common::test_database(),
+        common::test_database(),
+        common::test_database()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("epg.toml");
+    std::fs::write(
+        &config,
+        toml::to_string(&common::test_config(&file.1)).unwrap(),
+    )
+    .unwrap();
+    dev_state_in(dir.path(), &dev.1, &epg::crypto::Keyring::generate_base64());
+
+    let create = |name: &str| {
+        let mut cmd = epg_in(dir.path());
+        cmd.args(["merchants", "create", "--name", name]);
+        cmd
+    };
+    let cases = [
+        ("all four", {
+            let mut cmd = create("all four");
+            cmd.args(["--database-url", &flag.1])
+                .env("EPG_DATABASE_URL", &env.1)
+                .arg("--config")
+                .arg(&config);
+            cmd
+        }),
+        ("env, config and dev", {
+            let mut cmd = create("env, config and dev");
+            cmd.env("EPG_DATABASE_URL", &env.1)
+                .env("EPG_CONFIG", &config);
+            cmd
+        }),
+        ("config and dev", {
+            let mut cmd = create("config and dev");
+            cmd.arg("--config").arg(&config);
+            cmd
+        }),
+        ("dev", create("dev")),
+    ];
+    for (name, mut cmd) in cases {
+        let out = cmd.output().await.unwrap();
+        let stderr = text(&out.stderr);
+        assert!(out.status.success(), "{name}: {stderr}");
+        if name == "dev" {
+            let lines: Vec<&str> = stderr.lines().collect();
+            assert_eq!(lines.len(), 1, "{stderr}");
+            assert!(lines[0].contains("`epg dev` in .epg/dev"), "{stderr}");
+            assert!(lines[0].contains(&dev.1), "names the database: {stderr}");
+        } else {
+            assert!(stderr.is_empty(), "{name}: {stderr}");
+        }
+    }
+    assert_eq!(merchant_names(&flag.0).await, ["all four"]);
+    assert_eq!(merchant_names(&env.0).await, ["env, config and dev"]);
+    assert_eq!(merchant_names(&file.0).await, ["config and dev"]);
+    assert_eq!(merchant_names(&dev.0).await, ["dev"]);
+}
+
+#[tokio::test]
+async fn keys_rotate_master_beside_epg_dev_uses_its_database_and_master_key_found_by_epg_data_dir()
+{
+    let (pool, url) = common::test_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let master = epg::crypto::Keyring::generate_base64();
+    dev_state_in(dir.path(), &url, &master);
+    // From another folder, with EPG_DATA_DIR naming the data folder.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let out = epg_in(elsewhere.path())
+        .env("EPG_DATA_DIR", dir.path().join(".epg/dev"))
+        .args(["keys", "rotate-master"])
+        .output()
+        .await
+        .unwrap();
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    let keys = epg::crypto::Keyring::new(&master, &[]).unwrap();
+    assert!(
+        stdout.contains(&format!("master key {} (0 previous)", keys.current_id())),
+        "{stdout}"
+    );
+    drop(pool);
+}
+
+#[tokio::test]
+async fn every_admin_command_without_a_database_names_the_ways_to_give_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let merchant = epg::ids::MerchantId::generate().to_string();
+    let commands: [&[&str]; 8] = [
+        &["migrate"],
+        &["merchants", "create", "--name", "Nowhere"],
+        &["merchants", "list"],
+        &["keys", "list", "--merchant", &merchant],
+        &["keys", "rotate-master"],
+        &["ledger", "check"],
+        &["reconcile", "chain"],
+        &["reconcile", "chain", "--rpc-url", "http://127.0.0.1:9"],
+    ];
+    for args in commands {
+        let out = epg_in(dir.path()).args(args).output().await.unwrap();
+        let stderr = text(&out.stderr);
+        assert!(!out.status.success(), "{args:?}");
+        for way in [
+            "--database-url",
+            "EPG_DATABASE_URL",
+            "--config",
+            "`epg dev`",
+            ".epg/dev",
+        ] {
+            assert!(
+                stderr.contains(way),
+                "{args:?} does not name {way}: {stderr}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn help_never_prints_the_database_or_rpc_url_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &["ledger", "check", "--help"][..],
+        &["dev", "--help"],
+        &["contracts", "deploy", "--help"],
+        &["audit", "verify", "--help"],
+    ] {
+        let out = epg_in(dir.path())
+            .env("EPG_DATABASE_URL", "postgres://epg:hunter2@db/epg")
+            .env("EPG_RPC_URL", "https://rpc.example/v3/hunter2")
+            .args(args)
+            .output()
+            .await
+            .unwrap();
+        let stdout = text(&out.stdout);
+        assert!(out.status.success(), "{args:?}");
+        assert!(stdout.contains("EPG_"), "{args:?}: {stdout}");
+        assert!(!stdout.contains("hunter2"), "{args:?}: {stdout}");
+    }
 }

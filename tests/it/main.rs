@@ -12,6 +12,7 @@ mod openapi_support;
 mod webhooks_support;
 
 mod api_foundation;
+mod api_guide;
 mod audit_follow;
 mod audit_verify;
 mod card_data_at_rest;

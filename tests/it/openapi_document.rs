@@ -1,5 +1,5 @@
 //! The OpenAPI document on its own: valid JSON, OpenAPI 3.1, every `$ref`
-//! resolves, and the conventions of API.md hold for every operation
+//! resolves, and the conventions of docs/api.md hold for every operation
 //! (Idempotency-Key on every authenticated POST, Request-Id on every
 //! response, closed request bodies, declared path parameters).
 
@@ -227,7 +227,7 @@ fn the_error_object_is_as_api_md_says() {
         .collect();
     assert_eq!(required, ["type", "code", "message"].into());
 
-    // The objects API.md names are all described.
+    // The objects docs/api.md names are all described.
     let schemas = doc["components"]["schemas"].as_object().unwrap();
     for (schema, object) in [
         ("Payment", "payment"),
