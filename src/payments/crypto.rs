@@ -499,8 +499,7 @@ impl PaymentsSink {
         let amount = t.ledger_amount()?;
         postings::crypto_received(
             conn,
-            t.chain_id,
-            t.id,
+            inclusion(t, t.removals),
             &code,
             amount,
             booking.payment_id.as_deref(),
@@ -535,14 +534,27 @@ impl PaymentsSink {
             postings::crypto_completed(
                 conn,
                 &payment,
+                inclusion(t, t.removals),
                 &asset,
-                to_amount(confirmed)?,
-                to_amount(quote.expected)?,
-                to_amount(surplus)?,
+                postings::CryptoAmounts {
+                    confirmed: to_amount(confirmed)?,
+                    expected: to_amount(quote.expected)?,
+                    surplus: to_amount(surplus)?,
+                },
             )
             .await
             .map_err(SinkError::from)?;
+            // A completion after a deep reorg took the money back: the
+            // exception that reorg raised no longer holds.
+            sqlx::query!(
+                "UPDATE crypto_payments SET exception = NULL
+                  WHERE payment_id = $1 AND exception = 'underpaid'",
+                payment.id.as_str()
+            )
+            .execute(&mut *conn)
+            .await?;
             payment.status = Status::Succeeded;
+            payment.last_error = None;
             payment.amount_received = payment.amount;
             payment.next_action = None;
             payment.expires_at = None;
@@ -601,9 +613,17 @@ impl PaymentsSink {
                 }
                 _ => None,
             };
-            postings::crypto_reversed(conn, t.chain_id, t.id, &code, amount, payment.as_ref())
-                .await
-                .map_err(SinkError::from)?;
+            // `t.removals` already counts this removal: the booking
+            // reversed is the generation before it.
+            postings::crypto_reversed(
+                conn,
+                inclusion(t, t.removals.saturating_sub(1)),
+                &code,
+                amount,
+                payment.as_ref(),
+            )
+            .await
+            .map_err(SinkError::from)?;
         }
         let Some(quote) = quote else { return Ok(()) };
         if booking.booking != "payment" {
@@ -648,6 +668,15 @@ impl PaymentsSink {
             payment.crypto = refresh_view(conn, &payment.id).await?;
         }
         Ok(())
+    }
+}
+
+/// Generation `generation` of transfer `t` (see [`postings::Inclusion`]).
+fn inclusion(t: &Transfer, generation: u32) -> postings::Inclusion {
+    postings::Inclusion {
+        chain_id: t.chain_id,
+        transfer_id: t.id,
+        generation,
     }
 }
 
