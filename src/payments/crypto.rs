@@ -727,7 +727,9 @@ impl TransferSink for PaymentsSink {
 }
 
 /// Marks quotes that expired underpaid (some funds confirmed, fewer than
-/// owed) with the `underpaid` exception; returns how many.
+/// owed) with the `underpaid` exception; returns how many. As for expiry,
+/// only once the chain's watcher has seen a block later than the quote's
+/// `expires_at`: the rest may have been paid on time in one it has not.
 pub async fn flag_underpaid(
     payments: &Payments,
     now: OffsetDateTime,
@@ -738,6 +740,8 @@ pub async fn flag_underpaid(
              FROM crypto_payments c JOIN payments p ON p.id = c.payment_id
             WHERE c.expires_at <= $1 AND c.exception IS NULL AND p.status = 'processing'
               AND c.received < c.expected
+              AND EXISTS (SELECT 1 FROM chain_cursors cur
+                           WHERE cur.chain_id = c.chain_id AND cur.block_timestamp > c.expires_at)
             FOR UPDATE OF c, p SKIP LOCKED"#,
         now
     )

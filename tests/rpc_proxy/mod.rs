@@ -150,6 +150,11 @@ impl RpcProxy {
         }
     }
 
+    /// Forgets every rule not yet spent: from now on, calls go through.
+    pub fn clear(&self) {
+        self.shared.rules.lock().unwrap().rules.clear();
+    }
+
     /// How many times rules fired for `method`.
     pub fn fired(&self, method: &str) -> usize {
         let rules = self.shared.rules.lock().unwrap();
