@@ -238,3 +238,68 @@ async fn redelivery_to_an_unknown_or_foreign_endpoint_is_refused() {
     .await;
     assert_eq!(none["data"], json!([]));
 }
+
+/// A client follows the merchant's events by asking for those newer than
+/// the newest it has seen (`ending_before`). A long transaction (a watcher
+/// step, a settlement batch) records its event first and commits after a
+/// short one: the client sees the short one's event first, and still gets
+/// the long one's on its next page, because lists follow commit order.
+#[tokio::test]
+async fn an_event_that_commits_late_is_listed_after_the_newest_event_a_client_has_seen() {
+    let app = common::spawn_app().await;
+    let before = record(
+        &app.pool,
+        &app.merchant_id,
+        EventType::PaymentSucceeded,
+        &payment("succeeded"),
+    )
+    .await;
+    let mut long = app.pool.begin().await.unwrap();
+    let late = epg::events::record(
+        &mut long,
+        &app.merchant_id,
+        EventType::PaymentProcessing,
+        &payment("processing"),
+    )
+    .await
+    .unwrap();
+    let quick = record(
+        &app.pool,
+        &app.merchant_id,
+        EventType::RefundSucceeded,
+        &payment("succeeded"),
+    )
+    .await;
+
+    let mut seen: Vec<String> = Vec::new();
+    let mut newest: Option<String> = None;
+    let poll = async |seen: &mut Vec<String>, newest: &mut Option<String>| {
+        let path = match newest {
+            Some(id) => format!("/v1/events?limit=100&ending_before={id}"),
+            None => "/v1/events?limit=100".to_owned(),
+        };
+        let page = common::json(app.get(&path, &app.secret_key).await, 200).await;
+        let page = ids(&page);
+        if let Some(first) = page.first() {
+            *newest = Some(first.clone());
+        }
+        seen.extend(page);
+    };
+    poll(&mut seen, &mut newest).await;
+    long.commit().await.unwrap();
+    poll(&mut seen, &mut newest).await;
+
+    let mut expected: Vec<String> = [&before, &late, &quick]
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    expected.sort();
+    seen.sort();
+    assert_eq!(seen, expected, "every event once, none skipped");
+    // And in the order they committed, newest first.
+    let all = common::json(app.get("/v1/events", &app.secret_key).await, 200).await;
+    assert_eq!(
+        ids(&all),
+        [late.to_string(), quick.to_string(), before.to_string()]
+    );
+}
