@@ -20,10 +20,12 @@
 -- locks after that), so the next transaction of that merchant takes the
 -- next number only afterwards. The cost: event-writing commits of one
 -- merchant are serialized for the length of a commit (the WAL flush, and
--- the synchronous replica's answer); other merchants do not wait. Nothing
--- may run `SET CONSTRAINTS … IMMEDIATE` on it, which would stamp early.
--- A transaction that writes events of several merchants takes their clocks
--- in the order it wrote the events, so such writers order them by merchant.
+-- the synchronous replica's answer); other merchants do not wait. A
+-- transaction that writes events of several merchants (a watcher step, an
+-- expiry batch, anchoring) locks all their clocks first, in merchant order,
+-- so two of them never deadlock: `events_note` remembers the merchants of
+-- the transaction's events in a transaction-local setting. Nothing may run
+-- `SET CONSTRAINTS … IMMEDIATE` on `events_stamp`, which would stamp early.
 
 ALTER TABLE events ADD COLUMN position BIGINT CHECK (position > 0);
 
@@ -33,25 +35,48 @@ UPDATE events e SET position = r.n
 
 CREATE TABLE event_clocks (
     merchant_id TEXT PRIMARY KEY REFERENCES merchants (id),
-    -- The last position given to one of the merchant's events.
-    last        BIGINT NOT NULL CHECK (last > 0)
+    -- The last position given to one of the merchant's events (0: none).
+    last        BIGINT NOT NULL CHECK (last >= 0)
 );
 
 INSERT INTO event_clocks (merchant_id, last)
 SELECT merchant_id, max(position) FROM events GROUP BY merchant_id;
 
+CREATE FUNCTION events_note() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM set_config('epg.event_merchants',
+        coalesce(current_setting('epg.event_merchants', true), '') || NEW.merchant_id || ',', true);
+    RETURN NEW;
+END
+$$;
+
 CREATE FUNCTION events_stamp() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
+    merchants TEXT[];
     next BIGINT;
 BEGIN
-    INSERT INTO event_clocks AS c (merchant_id, last) VALUES (NEW.merchant_id, 1)
-    ON CONFLICT (merchant_id) DO UPDATE SET last = c.last + 1
-    RETURNING c.last INTO next;
+    IF current_setting('epg.event_clocks', true) IS DISTINCT FROM 'locked' THEN
+        SELECT array_agg(DISTINCT m ORDER BY m) INTO merchants
+          FROM unnest(string_to_array(current_setting('epg.event_merchants', true), ',')) AS m
+         WHERE m <> '';
+        INSERT INTO event_clocks (merchant_id, last)
+        SELECT m, 0 FROM unnest(merchants) AS m ORDER BY m
+        ON CONFLICT (merchant_id) DO NOTHING;
+        PERFORM 1 FROM event_clocks WHERE merchant_id = ANY (merchants)
+          ORDER BY merchant_id FOR UPDATE;
+        PERFORM set_config('epg.event_clocks', 'locked', true);
+    END IF;
+    UPDATE event_clocks SET last = last + 1 WHERE merchant_id = NEW.merchant_id
+    RETURNING last INTO next;
     UPDATE events SET position = next WHERE seq = NEW.seq;
     RETURN NULL;
 END
 $$;
+
+CREATE TRIGGER events_note BEFORE INSERT ON events
+    FOR EACH ROW EXECUTE FUNCTION events_note();
 
 CREATE CONSTRAINT TRIGGER events_stamp AFTER INSERT ON events
     DEFERRABLE INITIALLY DEFERRED

@@ -303,3 +303,81 @@ async fn an_event_that_commits_late_is_listed_after_the_newest_event_a_client_ha
         [late.to_string(), quick.to_string(), before.to_string()]
     );
 }
+
+/// Two transactions each write events of the same two merchants, in
+/// opposite orders (a watcher step and an expiry batch may), and commit at
+/// the same time while a third holds one merchant's event clock. Each
+/// takes the clocks in one order (merchant order), so both commit; taking
+/// them in the order the events were written would deadlock, and
+/// PostgreSQL would abort one of them.
+#[tokio::test]
+async fn writers_of_several_merchants_events_never_deadlock_on_the_event_clocks() {
+    let app = common::spawn_app().await;
+    let (other, _) = app.merchant().await;
+    let mut merchants = [app.merchant_id.clone(), other];
+    merchants.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    let [first, second] = merchants;
+    for m in [&first, &second] {
+        record(
+            &app.pool,
+            m,
+            EventType::PaymentSucceeded,
+            &payment("succeeded"),
+        )
+        .await;
+    }
+    let write = async |order: [&epg::ids::MerchantId; 2]| {
+        let mut tx = app.pool.begin().await.unwrap();
+        for m in order {
+            epg::events::record(
+                &mut tx,
+                m,
+                EventType::PaymentProcessing,
+                &payment("processing"),
+            )
+            .await
+            .unwrap();
+        }
+        tx
+    };
+    let forward = write([&first, &second]).await;
+    let backward = write([&second, &first]).await;
+    let mut holder = app.pool.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM event_clocks WHERE merchant_id = $1 FOR UPDATE")
+        .bind(first.as_str())
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let waiting = async |n: i64| {
+        webhooks_support::eventually("commits waiting for a clock", || async {
+            let waiters: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity
+                  WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            )
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+            (waiters >= n).then_some(())
+        })
+        .await
+    };
+    // The forward writer queues for the first merchant's clock first, then
+    // the backward one; then the holder lets go.
+    let forward = tokio::spawn(forward.commit());
+    waiting(1).await;
+    let backward = tokio::spawn(backward.commit());
+    waiting(2).await;
+    holder.commit().await.unwrap();
+    forward.await.unwrap().unwrap();
+    backward.await.unwrap().unwrap();
+    for m in [&first, &second] {
+        let positions: Vec<i64> = sqlx::query_scalar(
+            "SELECT position FROM events WHERE merchant_id = $1 ORDER BY position",
+        )
+        .bind(m.as_str())
+        .fetch_all(&app.pool)
+        .await
+        .unwrap();
+        assert_eq!(positions, [1, 2, 3], "one position each, in commit order");
+    }
+}

@@ -47,7 +47,7 @@ pub async fn anchor_pending(pool: &PgPool, anchorer: &Anchorer) -> Result<usize,
     let size = i64::try_from(checkpoint.tree_size)
         .map_err(|_| SettlementError::Corrupt("tree size beyond i64".into()))?;
     let mut tx = pool.begin().await?;
-    let mut covered = sqlx::query!(
+    let covered = sqlx::query!(
         r#"UPDATE settlements
               SET checkpoint_size = $1, checkpoint_root = $2, anchor_chain_id = $3,
                   anchor_contract = $4, anchor_tx_hash = $5, anchor_block = $6, anchored_at = now()
@@ -62,9 +62,6 @@ pub async fn anchor_pending(pool: &PgPool, anchorer: &Anchorer) -> Result<usize,
     )
     .fetch_all(&mut *tx)
     .await?;
-    // Events take their merchant's clock at commit in the order they were
-    // written (migrations/0022): one order for every writer of several.
-    covered.sort_by(|a, b| a.merchant_id.as_str().cmp(b.merchant_id.as_str()));
     for row in &covered {
         let settlement = batch::load(pool, &row.merchant_id, &row.id)
             .await?
