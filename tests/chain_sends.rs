@@ -1067,3 +1067,50 @@ async fn a_transaction_mined_while_the_tracker_reads_the_nonce_is_not_paid_again
     each_paid_by_one_transaction(&s.app.pool, std::slice::from_ref(&refund)).await;
     s.books_balance().await;
 }
+
+/// Two nodes hold the hot wallet's key and work the same queue: refunds
+/// asked of either are each paid once, at nonces one after the other.
+#[tokio::test]
+async fn two_nodes_with_the_hot_wallet_pay_each_refund_once() {
+    let s = setup(|_, _| {}).await;
+    let second = spawn_on(s.app.pool.clone(), s.app.config.clone()).await;
+    let payment = s.paid(1800, "usdc").await;
+    let id = payment["id"].as_str().unwrap().to_owned();
+    let destination = random_address();
+    let body =
+        json!({"payment": id, "amount": 300, "crypto_destination": format!("{destination:#x}")});
+    let requests = (0..6).map(|n| {
+        let node = if n % 2 == 0 { &s.app } else { &second };
+        node.post("/v1/refunds", &s.app.secret_key, &body)
+    });
+    let mut refunds = Vec::new();
+    for response in futures::future::join_all(requests).await {
+        refunds.push(json(response, 200).await["id"].as_str().unwrap().to_owned());
+    }
+    for refund in &refunds {
+        s.until(&format!("/v1/refunds/{refund}"), |r| {
+            r["status"] == "succeeded"
+        })
+        .await;
+    }
+    s.mine(3).await;
+    assert_eq!(s.usdc_of(destination).await, U256::from(18_000_000u64));
+    for refund in &refunds {
+        assert_eq!(txs_of(&s.app.pool, refund).await.len(), 1, "{refund}");
+    }
+    let mut nonces: Vec<i64> = sends(&s.app.pool)
+        .await
+        .into_iter()
+        .map(|(_, _, nonce, _)| nonce.unwrap())
+        .collect();
+    nonces.sort_unstable();
+    assert_eq!(nonces, [0, 1, 2, 3, 4, 5]);
+    let types = event_types(&s.app).await;
+    assert_eq!(
+        types.iter().filter(|t| *t == "refund.succeeded").count(),
+        6,
+        "{types:?}"
+    );
+    second.stop().await;
+    s.books_balance().await;
+}

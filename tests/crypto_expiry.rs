@@ -230,3 +230,71 @@ async fn a_payment_made_on_time_is_never_canceled_or_flagged_because_the_watcher
     assert_eq!(events_of(&app, "payment.canceled").await, 1);
     books_balance(&app, &dev, &chain).await;
 }
+
+/// Two nodes run the expiry and the underpayment check at the same moment,
+/// after the watcher has passed the quotes' expiry: the unpaid quote is
+/// canceled once and the half-paid one flagged once.
+#[tokio::test]
+async fn two_nodes_expiring_and_flagging_crypto_quotes_at_once_do_each_once() {
+    let dev = Devnet::start(31337).await;
+    let payer = dev.payer(0).await;
+    let mut chain = dev.chain(2);
+    chain.start_block = dev.head().await + 1;
+    let node_chain = chain.clone();
+    let app = spawn_app_with(move |config| config.chains = vec![node_chain]).await;
+    let node = async || {
+        let pool = epg::db::connect(&app.database_url, 5).await.unwrap();
+        epg::payments::Payments::new(
+            pool,
+            std::sync::Arc::new(epg::methods::Connectors::sandbox()),
+            app.config.card_key().unwrap(),
+            false,
+            time::Duration::days(7),
+            app.address.clone(),
+            Vec::new(),
+        )
+    };
+    let (node_a, node_b) = (node().await, node().await);
+
+    let (unpaid, _, _, expires_at) = quote(&app, 300).await;
+    let (half, half_ref, half_units, _) = quote(&app, 600).await;
+    payer.pay_usdc(half_units / 2, half_ref).await;
+    dev.mine(chain.confirmations).await;
+    payment_until(&app, &half, |p| p["status"] == "processing").await;
+    let _: Value = dev
+        .provider()
+        .raw_request(
+            "evm_setNextBlockTimestamp".into(),
+            (U64::from(expires_at + 1),),
+        )
+        .await
+        .unwrap();
+    dev.mine(1).await;
+    let head = i64::try_from(dev.head().await).unwrap();
+    chain_support::wait_until(
+        Duration::from_secs(20),
+        "the watcher to pass the expiry",
+        || async { cursor(&app).await.is_some_and(|c| c >= head) },
+    )
+    .await;
+
+    let later = OffsetDateTime::now_utc() + time::Duration::minutes(16);
+    let (a, b) = tokio::join!(
+        epg::payments::jobs::expire_due(&node_a, later),
+        epg::payments::jobs::expire_due(&node_b, later),
+    );
+    assert_eq!(a.unwrap() + b.unwrap(), 1, "canceled once");
+    let (a, b) = tokio::join!(
+        epg::payments::crypto::flag_underpaid(&node_a, later),
+        epg::payments::crypto::flag_underpaid(&node_b, later),
+    );
+    assert_eq!(a.unwrap() + b.unwrap(), 1, "flagged once");
+    assert_eq!(payment(&app, &unpaid).await["status"], "canceled");
+    assert_eq!(
+        payment(&app, &half).await["crypto"]["exception"],
+        "underpaid"
+    );
+    assert_eq!(events_of(&app, "payment.canceled").await, 1);
+    assert_eq!(events_of(&app, "payment.crypto_exception").await, 1);
+    books_balance(&app, &dev, &chain).await;
+}
