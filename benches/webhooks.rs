@@ -23,7 +23,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use epg::app::Application;
 use epg::config::{Config, Mode};
-use epg::crypto::CardKey;
+use epg::crypto::Keyring;
 use epg::events::EventType;
 use epg::ids::{EventId, MerchantId};
 use epg::merchants::{KeyKind, MerchantStore};
@@ -253,8 +253,8 @@ fn bench_config(url: &str) -> Config {
         [
             ("EPG_DATABASE_URL".to_owned(), url.to_owned()),
             (
-                "EPG_SECURITY_CARD_ENCRYPTION_KEY".to_owned(),
-                CardKey::generate_base64(),
+                "EPG_SECURITY_MASTER_KEY".to_owned(),
+                Keyring::generate_base64(),
             ),
         ],
     )

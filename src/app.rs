@@ -31,6 +31,17 @@ pub enum AppError {
     /// The configuration is unusable.
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    /// Live mode with a setting that would put money or card data at risk.
+    #[error("refusing to start in live mode: config key `{key}`: {message}")]
+    Unsafe {
+        /// The key at fault.
+        key: String,
+        /// Why.
+        message: String,
+    },
+    /// The TLS certificate or key cannot be used.
+    #[error(transparent)]
+    Tls(#[from] crate::server::TlsError),
     /// The listener could not be bound or served.
     #[error("cannot serve HTTP on {addr}: {source}")]
     Listen {
@@ -48,6 +59,8 @@ pub struct Application {
     state: AppState,
     /// The hot wallet's key, when configured.
     wallet: Option<alloy::signers::local::PrivateKeySigner>,
+    /// HTTPS, when the node serves it itself.
+    tls: Option<crate::server::tls::Acceptor>,
 }
 
 impl std::fmt::Debug for Application {
@@ -69,6 +82,14 @@ impl Application {
 
     /// As [`Application::build`] on an existing (migrated) pool.
     pub async fn build_with_pool(config: Config, pool: PgPool) -> Result<Self, AppError> {
+        if let Some((key, message)) = config.live_problem() {
+            return Err(AppError::Unsafe { key, message });
+        }
+        let tls = config
+            .server
+            .tls_files()
+            .map(crate::server::tls::Acceptor::new)
+            .transpose()?;
         let addr = config.server.listen;
         let listener = TcpListener::bind(addr)
             .await
@@ -86,39 +107,60 @@ impl Application {
         let wallet_chains = wallet.as_ref().map_or_else(Vec::new, |signer| {
             crate::chain::sender::sendable_chains(&config.chains, signer)
         });
+        let keys = config.keyring()?;
         let state = AppState {
             rate_limiter: Arc::new(api::rate_limit::RateLimiter::new(
                 config.security.rate_limit_per_second,
                 config.security.rate_limit_burst,
             )),
             merchants: MerchantStore::new(pool.clone()),
-            idempotency: IdempotencyStore::new(
-                pool.clone(),
-                lease,
-                config.card_key().map_err(AppError::Config)?,
-            ),
+            idempotency: IdempotencyStore::new(pool.clone(), lease, &keys),
             metrics: Arc::new(Metrics::default()),
             events: crate::events::Bus::new(),
             payments: crate::payments::Payments::new(
                 pool.clone(),
-                Arc::new(crate::methods::Connectors::sandbox()),
-                config.card_key().map_err(AppError::Config)?,
+                Arc::new(crate::methods::Connectors::configured(
+                    &config.processors,
+                    config.mode,
+                )),
+                &keys,
                 config.mode == crate::config::Mode::Live,
                 time::Duration::hours(
                     i64::try_from(config.payments.authorization_ttl_hours).unwrap_or(168),
                 ),
                 if config.payments.public_url.is_empty() {
-                    format!("http://{address}")
+                    let scheme = match config.server.tls {
+                        crate::config::TlsMode::Off => "http",
+                        _ => "https",
+                    };
+                    format!("{scheme}://{address}")
                 } else {
                     config.payments.public_url.clone()
                 },
                 config.chains.clone(),
             )
-            .with_wallet_chains(wallet_chains),
+            .with_wallet_chains(wallet_chains)
+            .with_max_confirm_attempts(config.payments.max_confirm_attempts),
             settlement,
             chains: Arc::new(crate::chain::watcher::ChainStatus::new(
                 config.chains.iter().map(|c| c.chain_id),
             )),
+            public_pool: crate::db::sibling(&pool, config.database.public_max_connections),
+            proxies: Arc::new(config.server.proxies()),
+            public_limiter: Arc::new(api::rate_limit::RateLimiter::new(
+                config.security.public_rate_limit_per_second,
+                config.security.public_rate_limit_burst,
+            )),
+            auth_failures: Arc::new(api::rate_limit::RateLimiter::per_minute(
+                config.security.failed_auth_per_minute,
+                config.security.failed_auth_per_minute,
+            )),
+            streams: Arc::new(api::stream_slots::StreamSlots::new(
+                config.server.max_streams,
+                config.server.max_streams_per_ip,
+                config.server.max_streams_per_payment,
+            )),
+            keys,
             config: Arc::new(config),
             pool,
         };
@@ -127,6 +169,7 @@ impl Application {
             address,
             state,
             wallet,
+            tls,
         })
     }
 
@@ -144,29 +187,25 @@ impl Application {
     /// in-flight requests finish (up to the configured grace), and stops
     /// the background jobs.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), AppError> {
-        let grace = Duration::from_secs(self.state.config.server.shutdown_grace_secs);
+        let server_config = &self.state.config.server;
+        let grace = Duration::from_secs(server_config.shutdown_grace_secs);
+        let options = crate::server::ServeOptions {
+            header_read_timeout: Duration::from_secs(server_config.header_read_timeout_secs),
+            handshake_timeout: Duration::from_secs(server_config.header_read_timeout_secs),
+            max_connections: server_config.max_connections,
+            grace,
+        };
         let mut jobs = JoinSet::new();
         spawn_jobs(&mut jobs, &self.state, self.wallet.as_ref(), &shutdown);
+        if let Some(acceptor) = &self.tls {
+            jobs.spawn(crate::server::tls::reload_on_sighup(
+                acceptor.clone(),
+                shutdown.clone(),
+            ));
+        }
 
         let app = api::router(self.state.clone());
-        let signal = shutdown.clone();
-        let addr = self.address;
-        let server = axum::serve(
-            self.listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move { signal.cancelled().await });
-        let server = tokio::spawn(async move { server.await });
-
-        shutdown.cancelled().await;
-        tracing::info!("shutting down: draining in-flight requests");
-        let drained = tokio::time::timeout(grace, server).await;
-        match drained {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(source))) => return Err(AppError::Listen { addr, source }),
-            Ok(Err(e)) => tracing::error!(error = %e, "server task failed"),
-            Err(_) => tracing::warn!(?grace, "requests still running after the grace period"),
-        }
+        crate::server::serve(self.listener, app, self.tls, options, shutdown.clone()).await;
         if tokio::time::timeout(grace, async { while jobs.join_next().await.is_some() {} })
             .await
             .is_err()
@@ -320,6 +359,12 @@ fn spawn_jobs(
                 .await;
         });
     }
+    jobs.spawn(crate::rotation::run(
+        state.pool.clone(),
+        state.keys.clone(),
+        state.metrics.clone(),
+        shutdown.clone(),
+    ));
     let store = state.idempotency.clone();
     let metrics = state.metrics.clone();
     let stop = shutdown.clone();

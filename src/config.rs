@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::crypto::CardKey;
+use crate::crypto::{Keyring, KeyringError};
 
 /// Prefix of every environment override.
 pub const ENV_PREFIX: &str = "EPG_";
@@ -48,6 +48,9 @@ pub struct Config {
     /// The hot wallet that pays crypto refunds and payouts.
     #[serde(default)]
     pub wallet: WalletConfig,
+    /// The processor of each traditional method (`sandbox` in test mode only).
+    #[serde(default)]
+    pub processors: crate::methods::ProcessorsConfig,
     /// EVM chains watched for crypto payments (`[[chains]]`, file only).
     #[serde(default)]
     pub chains: Vec<crate::chain::config::ChainConfig>,
@@ -172,6 +175,10 @@ pub struct PaymentsConfig {
     /// Where customers are sent back to (e-wallet redirects); default: the
     /// listen address over http.
     pub public_url: String,
+    /// Confirmations one payment may take (declines, blocks and failures
+    /// included) before further ones are refused: a stolen-card list tried
+    /// against one checkout stops here.
+    pub max_confirm_attempts: u32,
 }
 
 impl Default for PaymentsConfig {
@@ -180,6 +187,7 @@ impl Default for PaymentsConfig {
             authorization_ttl_hours: 7 * 24,
             expiry_interval_secs: 30,
             public_url: String::new(),
+            max_confirm_attempts: 5,
         }
     }
 }
@@ -205,6 +213,19 @@ impl Mode {
     }
 }
 
+/// How the node's API is protected in transit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsMode {
+    /// Plain HTTP: test mode and loopback development only.
+    #[default]
+    Off,
+    /// The node serves HTTPS from `tls_cert_file` and `tls_key_file`.
+    On,
+    /// A TLS-terminating proxy (one of `trusted_proxies`) stands in front.
+    Proxy,
+}
+
 /// HTTP server settings.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -219,6 +240,25 @@ pub struct ServerConfig {
     pub shutdown_grace_secs: u64,
     /// Loopback-only conveniences of `epg dev` (e.g. http webhooks to localhost).
     pub dev: bool,
+    /// Transport security; live mode refuses `off`.
+    pub tls: TlsMode,
+    /// PEM certificate chain served when `tls = "on"` (re-read on SIGHUP).
+    pub tls_cert_file: String,
+    /// PEM private key of that certificate.
+    pub tls_key_file: String,
+    /// Proxies (addresses or CIDR blocks) whose `X-Forwarded-For` names the
+    /// client; nobody else's is believed.
+    pub trusted_proxies: Vec<String>,
+    /// Seconds a client has to send a request's headers (slowloris guard).
+    pub header_read_timeout_secs: u64,
+    /// Open connections at most.
+    pub max_connections: usize,
+    /// Live event streams (SSE) open at once on this node.
+    pub max_streams: usize,
+    /// Live event streams one client address may hold.
+    pub max_streams_per_ip: usize,
+    /// Live event streams of one payment.
+    pub max_streams_per_payment: usize,
 }
 
 impl Default for ServerConfig {
@@ -229,7 +269,93 @@ impl Default for ServerConfig {
             request_timeout_secs: 30,
             shutdown_grace_secs: 30,
             dev: false,
+            tls: TlsMode::Off,
+            tls_cert_file: String::new(),
+            tls_key_file: String::new(),
+            trusted_proxies: Vec::new(),
+            header_read_timeout_secs: 10,
+            max_connections: 4096,
+            max_streams: 1000,
+            max_streams_per_ip: 20,
+            max_streams_per_payment: 5,
         }
+    }
+}
+
+impl ServerConfig {
+    /// The certificate files when the node serves HTTPS itself.
+    pub fn tls_files(&self) -> Option<crate::server::TlsFiles> {
+        (self.tls == TlsMode::On).then(|| crate::server::TlsFiles {
+            cert: self.tls_cert_file.clone().into(),
+            key: self.tls_key_file.clone().into(),
+        })
+    }
+
+    /// The parsed `trusted_proxies` (checked by [`Config::load`]).
+    pub fn proxies(&self) -> crate::server::TrustedProxies {
+        crate::server::TrustedProxies::parse(&self.trusted_proxies).unwrap_or_default()
+    }
+
+    /// The first key whose value is unusable, and why.
+    fn problem(&self) -> Option<(String, String)> {
+        if let Err(i) = crate::server::TrustedProxies::parse(&self.trusted_proxies) {
+            return Some((
+                "server.trusted_proxies".into(),
+                format!(
+                    "entry {i} (`{}`) is not an IP address or CIDR block",
+                    self.trusted_proxies[i]
+                ),
+            ));
+        }
+        match self.tls {
+            TlsMode::On => {
+                for (key, path) in [
+                    ("server.tls_cert_file", &self.tls_cert_file),
+                    ("server.tls_key_file", &self.tls_key_file),
+                ] {
+                    if path.is_empty() {
+                        return Some((key.into(), "must name a PEM file when tls = \"on\"".into()));
+                    }
+                }
+                let provider = tokio_rustls::rustls::crypto::ring::default_provider();
+                if let Some(files) = self.tls_files()
+                    && let Err(e) = files.load(&provider)
+                {
+                    let key = match e {
+                        crate::server::TlsError::Key { .. } => "server.tls_key_file",
+                        _ => "server.tls_cert_file",
+                    };
+                    return Some((key.into(), e.to_string()));
+                }
+            }
+            TlsMode::Proxy if self.trusted_proxies.is_empty() => {
+                return Some((
+                    "server.trusted_proxies".into(),
+                    "must list the TLS-terminating proxy when tls = \"proxy\"".into(),
+                ));
+            }
+            TlsMode::Proxy | TlsMode::Off => {}
+        }
+        if !(1..=300).contains(&self.header_read_timeout_secs) {
+            return Some((
+                "server.header_read_timeout_secs".into(),
+                "must be between 1 and 300".into(),
+            ));
+        }
+        for (key, value) in [
+            ("server.max_connections", self.max_connections),
+            ("server.max_streams", self.max_streams),
+            ("server.max_streams_per_ip", self.max_streams_per_ip),
+            (
+                "server.max_streams_per_payment",
+                self.max_streams_per_payment,
+            ),
+        ] {
+            if value == 0 {
+                return Some((key.into(), "must be at least 1".into()));
+            }
+        }
+        None
     }
 }
 
@@ -242,32 +368,76 @@ pub struct DatabaseConfig {
     /// Size of the connection pool.
     #[serde(default = "default_max_connections")]
     pub max_connections: u32,
+    /// Size of the separate pool of the public routes (checkout streams,
+    /// the transparency log), so they cannot starve merchant traffic.
+    #[serde(default = "default_public_max_connections")]
+    pub public_max_connections: u32,
 }
 
 fn default_max_connections() -> u32 {
     20
 }
 
+fn default_public_max_connections() -> u32 {
+    4
+}
+
 /// Secrets and abuse limits.
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SecurityConfig {
-    /// 32-byte AES-256-GCM key for card numbers at rest, base64.
-    pub card_encryption_key: String,
+    /// The master key, 32 random bytes in base64. Never used as it is: the
+    /// keys that seal card numbers, saved responses and webhook secrets, and
+    /// those that MAC requests and fingerprint cards, are derived from it
+    /// ([`crate::crypto`]).
+    pub master_key: String,
+    /// Master keys that were current before, kept while `epg keys
+    /// rotate-master` re-seals what they sealed; they open, never seal.
+    #[serde(default)]
+    pub previous_master_keys: Vec<String>,
     /// Sustained requests per second allowed per API key.
     #[serde(default = "default_rate_limit_per_second")]
     pub rate_limit_per_second: u32,
     /// Requests a key may burst above the sustained rate.
     #[serde(default = "default_rate_limit_burst")]
     pub rate_limit_burst: u32,
+    /// Sustained requests per second per client address on the public
+    /// routes (checkout, live streams, transparency log, docs).
+    #[serde(default = "default_public_rate_limit_per_second")]
+    pub public_rate_limit_per_second: u32,
+    /// Burst of the public routes per client address.
+    #[serde(default = "default_public_rate_limit_burst")]
+    pub public_rate_limit_burst: u32,
+    /// Failed authentications (bad or revoked keys, wrong client secrets)
+    /// a client address may make per minute before it is refused.
+    #[serde(default = "default_failed_auth_per_minute")]
+    pub failed_auth_per_minute: u32,
+    /// The operator's bearer token for `/metrics` and the detailed
+    /// `/readyz`; from `EPG_OPERATOR_TOKEN` only, never the file.
+    #[serde(skip)]
+    pub operator_token: Option<String>,
 }
 
 impl fmt::Debug for SecurityConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SecurityConfig")
-            .field("card_encryption_key", &"<redacted>")
+            .field("master_key", &"<redacted>")
+            .field(
+                "previous_master_keys",
+                &format!("<{} redacted>", self.previous_master_keys.len()),
+            )
             .field("rate_limit_per_second", &self.rate_limit_per_second)
             .field("rate_limit_burst", &self.rate_limit_burst)
+            .field(
+                "public_rate_limit_per_second",
+                &self.public_rate_limit_per_second,
+            )
+            .field("public_rate_limit_burst", &self.public_rate_limit_burst)
+            .field("failed_auth_per_minute", &self.failed_auth_per_minute)
+            .field(
+                "operator_token",
+                &self.operator_token.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }
@@ -278,6 +448,18 @@ fn default_rate_limit_per_second() -> u32 {
 
 fn default_rate_limit_burst() -> u32 {
     200
+}
+
+fn default_public_rate_limit_per_second() -> u32 {
+    20
+}
+
+fn default_public_rate_limit_burst() -> u32 {
+    60
+}
+
+fn default_failed_auth_per_minute() -> u32 {
+    30
 }
 
 /// Log output settings.
@@ -470,6 +652,7 @@ impl Config {
             None => toml::Table::new(),
         };
         let env: Vec<(String, String)> = env.into_iter().collect();
+        refuse_renamed(&table, &env)?;
         let anchor_key = env
             .iter()
             .find(|(k, _)| k == "EPG_ANCHOR_KEY")
@@ -477,11 +660,13 @@ impl Config {
         let secret = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
         let wallet_key = secret("EPG_WALLET_KEY");
         let wallet_password = secret("EPG_WALLET_PASSWORD");
+        let operator_token = secret("EPG_OPERATOR_TOKEN").filter(|t| !t.is_empty());
         let overridden = apply_env_overrides(&mut table, env)?;
         let mut config: Config = deserialize(table, &overridden)?;
         config.settlement.anchor_key = anchor_key;
         config.wallet.key = wallet_key;
         config.wallet.password = wallet_password;
+        config.security.operator_token = operator_token;
         config.validate(&overridden)?;
         Ok(config)
     }
@@ -504,8 +689,13 @@ impl Config {
         if self.database.max_connections == 0 {
             return Err(err("database.max_connections", "must be at least 1".into()));
         }
-        CardKey::from_base64(&self.security.card_encryption_key)
-            .map_err(|e| err("security.card_encryption_key", e.to_string()))?;
+        if let Err(e) = Keyring::new(
+            &self.security.master_key,
+            &self.security.previous_master_keys,
+        ) {
+            let (key, message) = keyring_problem(e);
+            return Err(err(key, message));
+        }
         if self.security.rate_limit_per_second == 0 {
             return Err(err(
                 "security.rate_limit_per_second",
@@ -516,6 +706,39 @@ impl Config {
             return Err(err(
                 "security.rate_limit_burst",
                 "must be at least security.rate_limit_per_second".into(),
+            ));
+        }
+        if self.security.public_rate_limit_per_second == 0 {
+            return Err(err(
+                "security.public_rate_limit_per_second",
+                "must be at least 1".into(),
+            ));
+        }
+        if self.security.public_rate_limit_burst < self.security.public_rate_limit_per_second {
+            return Err(err(
+                "security.public_rate_limit_burst",
+                "must be at least security.public_rate_limit_per_second".into(),
+            ));
+        }
+        if self.security.failed_auth_per_minute == 0 {
+            return Err(err(
+                "security.failed_auth_per_minute",
+                "must be at least 1".into(),
+            ));
+        }
+        if let Some(token) = &self.security.operator_token
+            && token.len() < 32
+        {
+            return Err(err(
+                "security.operator_token",
+                "EPG_OPERATOR_TOKEN must be at least 32 characters (e.g. `openssl rand -hex 32`)"
+                    .into(),
+            ));
+        }
+        if self.database.public_max_connections == 0 {
+            return Err(err(
+                "database.public_max_connections",
+                "must be at least 1".into(),
             ));
         }
         if self.server.body_limit_bytes < 1024 {
@@ -548,6 +771,12 @@ impl Config {
             return Err(err(
                 "payments.authorization_ttl_hours",
                 "must be between 1 and 720 (30 days)".into(),
+            ));
+        }
+        if !(1..=100).contains(&self.payments.max_confirm_attempts) {
+            return Err(err(
+                "payments.max_confirm_attempts",
+                "must be between 1 and 100".into(),
             ));
         }
         if self.payments.expiry_interval_secs == 0 {
@@ -596,8 +825,11 @@ impl Config {
                 "must be an http:// or https:// URL, or empty".into(),
             ));
         }
-        if self.mode == Mode::Live && self.server.dev {
-            return Err(err("server.dev", "cannot be true in live mode".into()));
+        if let Some((key, message)) = self.server.problem() {
+            return Err(err(&key, message));
+        }
+        if let Some((key, message)) = self.live_problem() {
+            return Err(err(&key, message));
         }
         if let Err((key, message)) = crate::chain::config::validate(&self.chains) {
             return Err(err(&key, message));
@@ -605,12 +837,83 @@ impl Config {
         Ok(())
     }
 
-    /// The card encryption key, already checked by [`Config::load`].
-    pub fn card_key(&self) -> Result<CardKey, ConfigError> {
-        CardKey::from_base64(&self.security.card_encryption_key).map_err(|e| ConfigError::Key {
-            key: "security.card_encryption_key".into(),
-            origin: String::new(),
-            message: e.to_string(),
+    /// The first setting that makes live mode unsafe, as (key, why); `None`
+    /// in test mode. [`Config::load`] refuses such a configuration, and
+    /// `Application::build` checks again so no path around the file can
+    /// start an unsafe live node.
+    pub fn live_problem(&self) -> Option<(String, String)> {
+        if self.mode != Mode::Live {
+            return None;
+        }
+        if self.server.dev {
+            return Some(("server.dev".into(), "cannot be true in live mode".into()));
+        }
+        if let Some(problem) = self.processors.problem(self.mode) {
+            return Some(problem);
+        }
+        if self.server.tls == TlsMode::Off {
+            return Some((
+                "server.tls".into(),
+                "live mode refuses plain HTTP: set tls = \"on\" with tls_cert_file and \
+                 tls_key_file, or tls = \"proxy\" when a TLS-terminating proxy listed in \
+                 trusted_proxies stands in front"
+                    .into(),
+            ));
+        }
+        if !postgres_url_is_private(&self.database.url) {
+            return Some((
+                "database.url".into(),
+                "live mode needs TLS to a PostgreSQL that is not on this machine: add \
+                 sslmode=verify-full (and sslrootcert=<CA file> for a private CA)"
+                    .into(),
+            ));
+        }
+        for (i, chain) in self.chains.iter().enumerate() {
+            if !is_encrypted_or_loopback(&chain.http_url) {
+                return Some((
+                    format!("chains[{i}].http_url"),
+                    "must be https:// in live mode (or a loopback address)".into(),
+                ));
+            }
+            if let Some(ws) = &chain.ws_url
+                && !is_encrypted_or_loopback(ws)
+            {
+                return Some((
+                    format!("chains[{i}].ws_url"),
+                    "must be wss:// in live mode (or a loopback address)".into(),
+                ));
+            }
+        }
+        let anchor = &self.settlement.anchor_rpc_url;
+        if !anchor.is_empty() && !is_encrypted_or_loopback(anchor) {
+            return Some((
+                "settlement.anchor_rpc_url".into(),
+                "must be https:// in live mode (or a loopback address)".into(),
+            ));
+        }
+        let public = &self.payments.public_url;
+        if !public.is_empty() && !is_encrypted_or_loopback(public) {
+            return Some((
+                "payments.public_url".into(),
+                "must be https:// in live mode: customers are sent there".into(),
+            ));
+        }
+        None
+    }
+
+    /// The master keys, already checked by [`Config::load`].
+    pub fn keyring(&self) -> Result<Keyring, ConfigError> {
+        Keyring::new(
+            &self.security.master_key,
+            &self.security.previous_master_keys,
+        )
+        .map_err(|e| {
+            let (key, message) = keyring_problem(e);
+            ConfigError::Key {
+                key: key.to_owned(),
+                origin: String::new(),
+                message,
+            }
         })
     }
 
@@ -623,6 +926,63 @@ impl Config {
     pub fn example() -> &'static str {
         include_str!("../epg.example.toml")
     }
+}
+
+/// Whether `url` is encrypted (`https`, `wss`) or stays on this machine.
+fn is_encrypted_or_loopback(url: &str) -> bool {
+    if url.starts_with("https://") || url.starts_with("wss://") {
+        return true;
+    }
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    is_loopback_host(strip_port(host))
+}
+
+/// `host` of `host:port` and `[v6]:port`.
+fn strip_port(host: &str) -> &str {
+    if let Some(v6) = host.strip_prefix('[') {
+        return v6.split(']').next().unwrap_or_default();
+    }
+    match host.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    }
+}
+
+fn is_loopback_host(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| crate::server::proxies::canonical(ip).is_loopback())
+}
+
+/// Whether a PostgreSQL URL either stays on this machine (loopback hosts,
+/// a Unix socket) or verifies the server's certificate and name.
+fn postgres_url_is_private(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let (before_query, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let params: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let param = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    if param("sslmode") == Some("verify-full") {
+        return true;
+    }
+    let authority = before_query.split('/').next().unwrap_or_default();
+    let hosts = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let mut hosts: Vec<&str> = hosts.split(',').map(strip_port).collect();
+    if let Some(host) = param("host") {
+        hosts = host.split(',').collect();
+    }
+    hosts
+        .iter()
+        .all(|h| h.is_empty() || h.starts_with('/') || is_loopback_host(h))
 }
 
 /// Every overridable key with its environment variable name, derived from
@@ -639,10 +999,7 @@ fn overridable_keys() -> Vec<(String, String)> {
                 toml::Value::Table(t) => walk(&path, t, out),
                 // Arrays of tables (`[[chains]]`) come from the file only.
                 toml::Value::Array(a) if a.iter().any(toml::Value::is_table) => {}
-                _ => {
-                    let env = format!("{ENV_PREFIX}{}", path.replace('.', "_").to_uppercase());
-                    out.push((env, path));
-                }
+                _ => out.push((env_var(&path), path)),
             }
         }
     }
@@ -676,18 +1033,68 @@ fn apply_env_overrides(
                 message: "unknown environment override (no such config key)".into(),
             });
         };
-        // A value that parses as a TOML literal (number, bool) keeps its type;
-        // anything else is a string.
+        // A value that parses as a TOML literal (number, bool, an array of
+        // them) keeps its type; anything else is a string.
         let value = format!("v = {raw}")
             .parse::<toml::Table>()
             .ok()
             .and_then(|mut t| t.remove("v"))
-            .filter(|v| !v.is_table() && !v.is_array())
+            .filter(|v| match v {
+                toml::Value::Table(_) => false,
+                toml::Value::Array(items) => !items.iter().any(toml::Value::is_table),
+                _ => true,
+            })
             .unwrap_or(toml::Value::String(raw));
         set_path(table, path, value);
         overridden.insert(path.clone(), name);
     }
     Ok(overridden)
+}
+
+/// The variable that overrides `path` (`database.url` → `EPG_DATABASE_URL`).
+fn env_var(path: &str) -> String {
+    format!("{ENV_PREFIX}{}", path.replace('.', "_").to_uppercase())
+}
+
+/// Keys that were renamed, old name first. An old name, in the file or as
+/// a variable, is refused with its new name: ignoring it would start a node
+/// without its key, and accepting both would leave two names for one secret.
+const RENAMED: &[(&str, &str)] = &[("security.card_encryption_key", "security.master_key")];
+
+fn refuse_renamed(table: &toml::Table, env: &[(String, String)]) -> Result<(), ConfigError> {
+    for (old, new) in RENAMED {
+        let var = env_var(old);
+        let from_env = env.iter().any(|(name, _)| *name == var);
+        let mut parts = old.split('.');
+        let section = parts.next().and_then(|s| table.get(s));
+        let in_file = parts
+            .next()
+            .zip(section.and_then(toml::Value::as_table))
+            .is_some_and(|(key, section)| section.contains_key(key));
+        if from_env || in_file {
+            return Err(ConfigError::Key {
+                key: (*old).to_owned(),
+                origin: if from_env {
+                    format!(" (from {var})")
+                } else {
+                    String::new()
+                },
+                message: format!(
+                    "was renamed to `{new}` (variable {}); keep the same value under the new name",
+                    env_var(new)
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The key and the message of a keyring problem.
+fn keyring_problem(e: KeyringError) -> (&'static str, String) {
+    match e {
+        KeyringError::Current(e) => ("security.master_key", e.to_string()),
+        e => ("security.previous_master_keys", e.to_string()),
+    }
 }
 
 /// `EPG_` variables that are read elsewhere, not config keys.
@@ -704,6 +1111,7 @@ const IGNORED_ENV: &[&str] = &[
     "EPG_ANCHOR_KEY",
     "EPG_WALLET_KEY",
     "EPG_WALLET_PASSWORD",
+    "EPG_OPERATOR_TOKEN",
 ];
 
 fn set_path(table: &mut toml::Table, path: &str, value: toml::Value) {
@@ -856,7 +1264,7 @@ mod tests {
     #[test]
     fn missing_and_unknown_keys_are_named() {
         let file = write(&format!(
-            "[database]\nurl = \"postgres://a@b/c\"\n[security]\ncard_encryption_key = \"{KEY}\"\ncolour = 1\n"
+            "[database]\nurl = \"postgres://a@b/c\"\n[security]\nmaster_key = \"{KEY}\"\ncolour = 1\n"
         ));
         let err = Config::load(Some(file.path()), env(&[]))
             .unwrap_err()
@@ -875,11 +1283,11 @@ mod tests {
         let file = write(Config::example());
         let err = Config::load(
             Some(file.path()),
-            env(&[("EPG_SECURITY_CARD_ENCRYPTION_KEY", "c2hvcnQ=")]),
+            env(&[("EPG_SECURITY_MASTER_KEY", "c2hvcnQ=")]),
         )
         .unwrap_err()
         .to_string();
-        assert!(err.contains("security.card_encryption_key"), "{err}");
+        assert!(err.contains("security.master_key"), "{err}");
         assert!(
             !err.contains("c2hvcnQ="),
             "a secret must not be echoed: {err}"
@@ -906,10 +1314,74 @@ mod tests {
             None,
             env(&[
                 ("EPG_DATABASE_URL", "postgres://a@b/c"),
-                ("EPG_SECURITY_CARD_ENCRYPTION_KEY", KEY),
+                ("EPG_SECURITY_MASTER_KEY", KEY),
             ]),
         )
         .unwrap();
         assert_eq!(config.server.listen.port(), 8080);
+    }
+
+    #[test]
+    fn the_old_name_of_the_master_key_is_refused_with_its_new_name() {
+        let file = write(&format!(
+            "[database]\nurl = \"postgres://a@b/c\"\n[security]\ncard_encryption_key = \"{KEY}\"\n"
+        ));
+        let err = Config::load(Some(file.path()), env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("security.card_encryption_key"), "{err}");
+        assert!(err.contains("renamed to `security.master_key`"), "{err}");
+        assert!(!err.contains(KEY), "a secret must not be echoed: {err}");
+
+        let file = write(Config::example());
+        let err = Config::load(
+            Some(file.path()),
+            env(&[("EPG_SECURITY_CARD_ENCRYPTION_KEY", KEY)]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("EPG_SECURITY_CARD_ENCRYPTION_KEY"), "{err}");
+        assert!(err.contains("EPG_SECURITY_MASTER_KEY"), "{err}");
+    }
+
+    #[test]
+    fn previous_master_keys_come_from_the_file_or_the_environment_and_are_checked() {
+        let other = Keyring::generate_base64();
+        let file = write(Config::example());
+        let config = Config::load(
+            Some(file.path()),
+            env(&[(
+                "EPG_SECURITY_PREVIOUS_MASTER_KEYS",
+                &format!("[\"{other}\"]"),
+            )]),
+        )
+        .unwrap();
+        assert_eq!(
+            config.security.previous_master_keys,
+            std::slice::from_ref(&other)
+        );
+        assert!(!format!("{config:?}").contains(&other));
+
+        let err = Config::load(
+            Some(file.path()),
+            env(&[(
+                "EPG_SECURITY_PREVIOUS_MASTER_KEYS",
+                &format!("[\"{other}\", \"c2hvcnQ=\"]"),
+            )]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("security.previous_master_keys"), "{err}");
+        assert!(err.contains("entry 1"), "{err}");
+        assert!(err.contains("EPG_SECURITY_PREVIOUS_MASTER_KEYS"), "{err}");
+        assert!(!err.contains("c2hvcnQ="), "{err}");
+
+        let err = Config::load(
+            Some(file.path()),
+            env(&[("EPG_SECURITY_PREVIOUS_MASTER_KEYS", &format!("[\"{KEY}\"]"))]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("is the current master key"), "{err}");
     }
 }

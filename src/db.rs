@@ -24,6 +24,18 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Er
         .await
 }
 
+/// A second, small pool on the same database as `pool`, for the public
+/// routes (checkout streams, the transparency log): however many
+/// strangers read, they wait for these few connections and never for the
+/// merchants' ones. Connects lazily.
+pub fn sibling(pool: &PgPool, max_connections: u32) -> PgPool {
+    let options = (*pool.connect_options()).clone();
+    PgPoolOptions::new()
+        .max_connections(max_connections.max(1))
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_lazy_with(options)
+}
+
 /// Applies every pending migration.
 pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
     MIGRATOR.run(pool).await

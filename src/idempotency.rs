@@ -4,13 +4,20 @@
 //! saved. A retry with the same method, path and body gets the saved
 //! response; anything else under that key is refused. The insert's primary
 //! key decides which of two concurrent requests runs, so exactly one does.
+//!
+//! Keys belong to a merchant and a kind of key: the publishable key sits in
+//! every customer's browser, so it must neither replay what the secret key
+//! saved nor claim a key the merchant's server is about to use. A record
+//! keeps a keyed MAC of its request, never a plain hash: a confirmation
+//! body is a card number and a CVC away from fully known, and a card number
+//! is a BIN, last four and a Luhn digit away from guessed.
 
 use std::time::Duration;
 
 use sqlx::PgPool;
 
-use crate::crypto::{CardKey, sha256};
-use crate::ids::MerchantId;
+use crate::crypto::{Keyring, Purpose, RequestMac, Sealer};
+use crate::merchants::Caller;
 
 /// How long saved responses are kept.
 pub const RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
@@ -33,15 +40,12 @@ pub enum Claim {
     InProgress,
 }
 
-/// The fingerprint of a request: method, path and body.
-pub fn request_hash(method: &str, path: &str, body: &[u8]) -> [u8; 32] {
-    let mut data = Vec::with_capacity(method.len() + path.len() + body.len() + 2);
-    data.extend_from_slice(method.as_bytes());
-    data.push(0);
-    data.extend_from_slice(path.as_bytes());
-    data.push(0);
-    data.extend_from_slice(body);
-    sha256(&data)
+/// Whether a response with `status` is saved for retries. A server error
+/// is the node's fault, so the retry runs again. 401, 403 and 429 judge
+/// the caller or the moment, not the request: saved, they would let
+/// whoever sent first decide what every retry gets.
+pub fn is_saved(status: u16) -> bool {
+    !(status >= 500 || matches!(status, 401 | 403 | 429))
 }
 
 /// Idempotency records.
@@ -50,46 +54,60 @@ pub struct IdempotencyStore {
     pool: PgPool,
     /// Saved responses are sealed: they can hold secrets shown once (a
     /// webhook endpoint's signing secret, a payment's client secret).
-    key: CardKey,
+    sealer: Sealer,
+    /// MACs the request a key was first used for.
+    mac: RequestMac,
     /// How long a running request keeps its claim; a node that died
     /// mid-request releases the key after this.
     lease: Duration,
 }
 
+/// What a sealed response is bound to: it opens for this merchant's key
+/// of this kind only.
+pub(crate) fn context(merchant: &str, kind: &str, key: &str) -> Vec<u8> {
+    format!("epg.idempotency.v2:{merchant}:{kind}:{key}").into_bytes()
+}
+
 impl IdempotencyStore {
-    /// A store whose claims last `lease`, sealing responses with `key`.
-    pub fn new(pool: PgPool, lease: Duration, key: CardKey) -> Self {
-        Self { pool, lease, key }
+    /// A store whose claims last `lease`, sealing responses and MACing
+    /// requests with subkeys of `keys`.
+    pub fn new(pool: PgPool, lease: Duration, keys: &Keyring) -> Self {
+        Self {
+            pool,
+            sealer: keys.sealer(Purpose::IdempotentResponses),
+            mac: keys.idempotency_mac(),
+            lease,
+        }
     }
 
-    /// What a sealed response is bound to: it opens for this merchant's
-    /// key only.
-    fn context(merchant: &MerchantId, key: &str) -> Vec<u8> {
-        format!("epg.idempotency.v1:{merchant}:{key}").into_bytes()
-    }
-
-    /// Claims `key` for a request, or tells how to answer it.
+    /// Claims `key` of `caller` for a request, or tells how to answer it.
     pub async fn claim(
         &self,
-        merchant: &MerchantId,
+        caller: &Caller,
         key: &str,
         method: &str,
         path: &str,
-        hash: &[u8; 32],
+        body: &[u8],
     ) -> Result<Claim, sqlx::Error> {
+        let merchant = caller.merchant_id.as_str();
+        let kind = caller.kind.as_str();
+        let request: [&[u8]; 3] = [method.as_bytes(), path.as_bytes(), body];
+        let tag = self.mac.tag(&request);
         let lease_ms = i64::try_from(self.lease.as_millis()).unwrap_or(i64::MAX);
         let retention_s = i64::try_from(RETENTION.as_secs()).unwrap_or(i64::MAX);
         let mut tx = self.pool.begin().await?;
         let inserted = sqlx::query!(
             r#"INSERT INTO idempotency_keys
-                   (merchant_id, key, request_method, request_path, request_hash, locked_until)
-               VALUES ($1, $2, $3, $4, $5, now() + $6::bigint * interval '1 millisecond')
+                   (merchant_id, key_kind, key, request_method, request_path, request_hash,
+                    locked_until)
+               VALUES ($1, $2, $3, $4, $5, $6, now() + $7::bigint * interval '1 millisecond')
                ON CONFLICT DO NOTHING"#,
-            merchant.as_str(),
+            merchant,
+            kind,
             key,
             method,
             path,
-            &hash[..],
+            &tag,
             lease_ms,
         )
         .execute(&mut *tx)
@@ -101,9 +119,11 @@ impl IdempotencyStore {
         let row = sqlx::query!(
             r#"SELECT request_hash, response_status, response_body,
                       locked_until < now() AS "lease_expired!",
-                      created_at < now() - $3::bigint * interval '1 second' AS "expired!"
-               FROM idempotency_keys WHERE merchant_id = $1 AND key = $2 FOR UPDATE"#,
-            merchant.as_str(),
+                      created_at < now() - $4::bigint * interval '1 second' AS "expired!"
+               FROM idempotency_keys WHERE merchant_id = $1 AND key_kind = $2 AND key = $3
+               FOR UPDATE"#,
+            merchant,
+            kind,
             key,
             retention_s,
         )
@@ -112,12 +132,12 @@ impl IdempotencyStore {
         let take_over = if row.expired {
             // Past retention the key is free again, whatever it held.
             true
-        } else if row.request_hash != hash {
+        } else if !self.mac.verify(&row.request_hash, &request) {
             return Ok(Claim::Mismatch);
         } else if let (Some(status), Some(sealed)) = (row.response_status, row.response_body) {
             let body = self
-                .key
-                .open(&sealed, &Self::context(merchant, key))
+                .sealer
+                .open(&sealed, &context(merchant, kind, key))
                 .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
             return Ok(Claim::Replay {
                 status: u16::try_from(status).unwrap_or(500),
@@ -131,15 +151,16 @@ impl IdempotencyStore {
         }
         sqlx::query!(
             r#"UPDATE idempotency_keys
-               SET request_method = $3, request_path = $4, request_hash = $5,
+               SET request_method = $4, request_path = $5, request_hash = $6,
                    response_status = NULL, response_body = NULL, created_at = now(),
-                   locked_until = now() + $6::bigint * interval '1 millisecond'
-               WHERE merchant_id = $1 AND key = $2"#,
-            merchant.as_str(),
+                   locked_until = now() + $7::bigint * interval '1 millisecond'
+               WHERE merchant_id = $1 AND key_kind = $2 AND key = $3"#,
+            merchant,
+            kind,
             key,
             method,
             path,
-            &hash[..],
+            &tag,
             lease_ms,
         )
         .execute(&mut *tx)
@@ -151,30 +172,35 @@ impl IdempotencyStore {
     /// Saves the response of a request that ran.
     pub async fn complete(
         &self,
-        merchant: &MerchantId,
+        caller: &Caller,
         key: &str,
         status: u16,
         body: &[u8],
     ) -> Result<(), sqlx::Error> {
+        let merchant = caller.merchant_id.as_str();
+        let kind = caller.kind.as_str();
         sqlx::query!(
-            r#"UPDATE idempotency_keys SET response_status = $3, response_body = $4
-               WHERE merchant_id = $1 AND key = $2"#,
-            merchant.as_str(),
+            r#"UPDATE idempotency_keys SET response_status = $4, response_body = $5
+               WHERE merchant_id = $1 AND key_kind = $2 AND key = $3"#,
+            merchant,
+            kind,
             key,
             i16::try_from(status).unwrap_or(500),
-            self.key.seal(body, &Self::context(merchant, key)),
+            self.sealer.seal(body, &context(merchant, kind, key)),
         )
         .execute(&self.pool)
         .await?;
         Ok(())
     }
 
-    /// Forgets a claim whose request failed through the node's own fault, so
-    /// that a retry runs again instead of replaying a 500.
-    pub async fn release(&self, merchant: &MerchantId, key: &str) -> Result<(), sqlx::Error> {
+    /// Forgets a claim whose response is not to be saved ([`is_saved`]), so
+    /// that a retry runs again instead of replaying it.
+    pub async fn release(&self, caller: &Caller, key: &str) -> Result<(), sqlx::Error> {
         sqlx::query!(
-            "DELETE FROM idempotency_keys WHERE merchant_id = $1 AND key = $2 AND response_status IS NULL",
-            merchant.as_str(),
+            r#"DELETE FROM idempotency_keys
+               WHERE merchant_id = $1 AND key_kind = $2 AND key = $3 AND response_status IS NULL"#,
+            caller.merchant_id.as_str(),
+            caller.kind.as_str(),
             key,
         )
         .execute(&self.pool)
@@ -197,19 +223,15 @@ impl IdempotencyStore {
 
 #[cfg(test)]
 mod tests {
-    use super::request_hash;
+    use super::is_saved;
 
     #[test]
-    fn the_fingerprint_covers_method_path_and_body() {
-        let base = request_hash("POST", "/v1/refunds", b"{}");
-        assert_ne!(base, request_hash("POST", "/v1/payments", b"{}"));
-        assert_ne!(base, request_hash("POST", "/v1/refunds", b"{ }"));
-        assert_ne!(base, request_hash("PUT", "/v1/refunds", b"{}"));
-        // The separators keep boundaries unambiguous.
-        assert_ne!(
-            request_hash("POST", "/v1/a", b"b"),
-            request_hash("POST", "/v1/", b"ab")
-        );
-        assert_eq!(base, request_hash("POST", "/v1/refunds", b"{}"));
+    fn refusals_and_server_errors_are_never_saved() {
+        for status in [200, 201, 400, 402, 404, 409] {
+            assert!(is_saved(status), "{status}");
+        }
+        for status in [401, 403, 429, 500, 503] {
+            assert!(!is_saved(status), "{status}");
+        }
     }
 }

@@ -23,6 +23,8 @@ pub mod metadata;
 pub mod methods;
 pub mod money;
 pub mod payments;
+pub mod rotation;
+pub mod server;
 pub mod settlement;
 pub mod telemetry;
 pub mod transparency;

@@ -198,18 +198,20 @@ async fn a_duplicate_while_the_first_runs_is_409() {
     // saved response and a live lease, exactly what the first request of a
     // concurrent pair leaves while it runs.
     let body = serde_json::to_vec(&json!({"name": "Slow"})).unwrap();
+    let caller = epg::merchants::MerchantStore::new(app.pool.clone())
+        .authenticate(
+            &epg::merchants::ApiKey::parse(&app.secret_key).unwrap(),
+            epg::config::Mode::Test,
+        )
+        .await
+        .unwrap()
+        .unwrap();
     let claim = epg::idempotency::IdempotencyStore::new(
         app.pool.clone(),
         std::time::Duration::from_secs(60),
-        app.config.card_key().unwrap(),
+        &app.config.keyring().unwrap(),
     )
-    .claim(
-        &app.merchant_id,
-        "running",
-        "POST",
-        "/v1/account",
-        &epg::idempotency::request_hash("POST", "/v1/account", &body),
-    )
+    .claim(&caller, "running", "POST", "/v1/account", &body)
     .await
     .unwrap();
     assert!(matches!(claim, epg::idempotency::Claim::Run));
@@ -312,6 +314,7 @@ async fn operations_endpoints_need_no_key() {
     let ready = json(
         app.client
             .get(format!("{}/readyz", app.address))
+            .bearer_auth(common::OPERATOR_TOKEN)
             .send()
             .await
             .unwrap(),
@@ -324,6 +327,7 @@ async fn operations_endpoints_need_no_key() {
     let metrics = app
         .client
         .get(format!("{}/metrics", app.address))
+        .bearer_auth(common::OPERATOR_TOKEN)
         .send()
         .await
         .unwrap()

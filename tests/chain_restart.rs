@@ -202,6 +202,7 @@ async fn readyz_reports_every_chain_and_refuses_while_one_is_unreachable() {
     let readyz = || async {
         let r = client
             .get(format!("{}/readyz", app.address))
+            .bearer_auth(common::OPERATOR_TOKEN)
             .send()
             .await
             .unwrap();

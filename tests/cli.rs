@@ -165,7 +165,7 @@ async fn serve_refuses_a_bad_config_naming_the_key() {
     let path = dir.path().join("epg.toml");
     std::fs::write(
         &path,
-        "[database]\nurl = \"postgres://x@127.0.0.1/y\"\nmax_connections = \"ten\"\n[security]\ncard_encryption_key = \"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\"\n",
+        "[database]\nurl = \"postgres://x@127.0.0.1/y\"\nmax_connections = \"ten\"\n[security]\nmaster_key = \"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\"\n",
     )
     .unwrap();
     let output = Command::new(EPG)
@@ -189,6 +189,30 @@ async fn serve_refuses_a_bad_config_naming_the_key() {
         output.status.success(),
         "{}",
         String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[tokio::test]
+async fn a_config_with_the_old_name_of_the_master_key_is_refused_with_the_new_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("epg.toml");
+    std::fs::write(
+        &path,
+        "[database]\nurl = \"postgres://x@127.0.0.1/y\"\n[security]\ncard_encryption_key = \"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\"\n",
+    )
+    .unwrap();
+    let output = Command::new(EPG)
+        .args(["config", "check", "--config"])
+        .arg(&path)
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("security.card_encryption_key"), "{stderr}");
+    assert!(
+        stderr.contains("renamed to `security.master_key`"),
+        "{stderr}"
     );
 }
 

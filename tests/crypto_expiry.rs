@@ -27,7 +27,7 @@ fn payments(app: &TestApp) -> epg::payments::Payments {
     epg::payments::Payments::new(
         app.pool.clone(),
         std::sync::Arc::new(epg::methods::Connectors::sandbox()),
-        app.config.card_key().unwrap(),
+        &app.config.keyring().unwrap(),
         false,
         time::Duration::days(7),
         app.address.clone(),
@@ -247,7 +247,7 @@ async fn two_nodes_expiring_and_flagging_crypto_quotes_at_once_do_each_once() {
         epg::payments::Payments::new(
             pool,
             std::sync::Arc::new(epg::methods::Connectors::sandbox()),
-            app.config.card_key().unwrap(),
+            &app.config.keyring().unwrap(),
             false,
             time::Duration::days(7),
             app.address.clone(),

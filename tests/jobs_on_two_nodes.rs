@@ -190,12 +190,9 @@ async fn two_nodes_purging_idempotency_keys_at_once_purge_each_key_once() {
     .execute(&app.pool)
     .await
     .unwrap();
+    let keys = app.config.keyring().unwrap();
     let store = |pool: PgPool| {
-        epg::idempotency::IdempotencyStore::new(
-            pool,
-            Duration::from_secs(60),
-            app.config.card_key().unwrap(),
-        )
+        epg::idempotency::IdempotencyStore::new(pool, Duration::from_secs(60), &keys)
     };
     let (a, b) = (store(node_pool(&app).await), store(node_pool(&app).await));
     let (purged_a, purged_b) = tokio::join!(a.purge_expired(), b.purge_expired());

@@ -101,7 +101,7 @@ async fn fund(pool: &PgPool, merchant: &MerchantId, key: &str, amount: i64) {
     post(
         pool,
         &Entry::new(key, EntryKind::ADJUSTMENT).transfer(
-            AccountRef::suspense(),
+            AccountRef::clearing("card"),
             AccountRef::merchant(merchant, MerchantAccount::Available),
             &usd(),
             Amount::from_minor(amount),

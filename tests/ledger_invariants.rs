@@ -84,7 +84,7 @@ async fn the_database_refuses_an_unbalanced_entry_and_any_edit() {
                     VALUES ('txn_' || repeat('u', 24), 'raw-unbalanced', sha256('x'), 'adjustment')
                     RETURNING id)
          INSERT INTO ledger_postings (entry_id, seq, account_id, asset, owner, amount, phase)
-         SELECT e.id, s, ledger_account_id('', 'suspense', '', 'usd'), 'usd', '', 100, 'posted'
+         SELECT e.id, s, ledger_account_id('', 'clearing', 'card', 'usd'), 'usd', '', 100, 'posted'
            FROM e, generate_series(1, 2) s",
     )
     .execute(&mut *tx)
@@ -101,7 +101,7 @@ async fn the_database_refuses_an_unbalanced_entry_and_any_edit() {
                     VALUES ('txn_' || repeat('v', 24), 'raw-single', sha256('x'), 'adjustment')
                     RETURNING id)
          INSERT INTO ledger_postings (entry_id, seq, account_id, asset, owner, amount, phase)
-         SELECT e.id, 1, ledger_account_id('', 'suspense', '', 'usd'), 'usd', '', 100, 'posted'
+         SELECT e.id, 1, ledger_account_id('', 'clearing', 'card', 'usd'), 'usd', '', 100, 'posted'
            FROM e",
     )
     .execute(&mut *tx)
@@ -126,7 +126,7 @@ async fn the_database_refuses_an_unbalanced_entry_and_any_edit() {
                     VALUES ('txn_' || repeat('y', 24), 'raw-fraction', sha256('x'), 'adjustment')
                     RETURNING id)
          INSERT INTO ledger_postings (entry_id, seq, account_id, asset, owner, amount, phase)
-         SELECT e.id, s, ledger_account_id('', 'suspense', '', 'usd'), 'usd', '', 0.5 * (3 - 2 * s), 'posted'
+         SELECT e.id, s, ledger_account_id('', 'clearing', 'card', 'usd'), 'usd', '', 0.5 * (3 - 2 * s), 'posted'
            FROM e, generate_series(1, 2) s",
     )
     .execute(&pool)
@@ -157,7 +157,7 @@ async fn the_database_refuses_an_unbalanced_entry_and_any_edit() {
     // A posting appended to an entry committed earlier.
     let err = sqlx::query(
         "INSERT INTO ledger_postings (entry_id, seq, account_id, asset, owner, amount, phase)
-         SELECT id, 9, ledger_account_id('', 'suspense', '', 'usd'), 'usd', '', 1, 'posted'
+         SELECT id, 9, ledger_account_id('', 'clearing', 'card', 'usd'), 'usd', '', 1, 'posted'
            FROM ledger_entries WHERE key = 'good'",
     )
     .execute(&pool)
@@ -237,7 +237,7 @@ async fn rust_side_validation_and_database_errors_are_typed() {
     let pool = common::test_db().await;
     let m = merchant(&pool).await;
     let unbalanced = Entry::new("bad", EntryKind::ADJUSTMENT)
-        .debit(AccountRef::suspense(), &usd(), units(2))
+        .debit(AccountRef::clearing("card"), &usd(), units(2))
         .credit(account(&m, MerchantAccount::Pending), &usd(), units(1));
     assert!(matches!(
         post(&pool, &unbalanced).await,
@@ -542,7 +542,7 @@ async fn a_hold_reserves_merchant_funds_against_double_spending() {
     post(
         &pool,
         &Entry::new("fund", EntryKind::ADJUSTMENT).transfer(
-            AccountRef::suspense(),
+            AccountRef::clearing("card"),
             available.clone(),
             &usd(),
             units(1000),

@@ -660,7 +660,7 @@ fn payments(app: &TestApp) -> epg::payments::Payments {
     epg::payments::Payments::new(
         app.pool.clone(),
         std::sync::Arc::new(epg::methods::Connectors::sandbox()),
-        app.config.card_key().unwrap(),
+        &app.config.keyring().unwrap(),
         false,
         time::Duration::days(7),
         app.address.clone(),

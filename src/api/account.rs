@@ -80,7 +80,9 @@ fn view(state: &AppState, merchant: Merchant) -> Account {
         object: "account",
         id: merchant.id.to_string(),
         name: merchant.name,
-        payment_method_types: merchant.payment_method_types,
+        // What the merchant can take here: enabled for it and offered by
+        // this node (a processor or a chain behind it).
+        payment_method_types: state.payments.offered(&merchant.payment_method_types),
         payouts: Payouts {
             schedule: merchant.payout_schedule,
             crypto_address: merchant.payout_address,

@@ -1,5 +1,10 @@
-//! Bearer authentication and the extractors handlers use to say which keys
-//! they accept.
+//! Bearer authentication, the check of which kinds of key a route accepts,
+//! and the extractors handlers take the caller from.
+//!
+//! The kinds a route accepts are stated where the routes are grouped
+//! (`api/mod.rs`) and checked by [`accepts`] between authentication and
+//! idempotency: a publishable key on a secret-key route is refused before it
+//! can claim, or replay, an idempotency key of the merchant.
 
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::header;
@@ -14,13 +19,45 @@ use crate::merchants::{ApiKey, Caller, KeyKind};
 /// Middleware: resolves `Authorization: Bearer <key>` into a [`Caller`] in
 /// the request extensions, or answers 401.
 pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let ip = super::client_ip::of(&req);
+    if let Err(retry_after) = refused_for_failures(&state, ip) {
+        return retry_after.into_response();
+    }
     match resolve(&state, req.headers().get(header::AUTHORIZATION)).await {
         Ok(caller) => {
             tracing::Span::current().record("merchant", caller.merchant_id.as_str());
             req.extensions_mut().insert(caller);
             next.run(req).await
         }
-        Err(err) => err.into_response(),
+        Err(err) => {
+            count_failure(&state, ip, &err);
+            err.into_response()
+        }
+    }
+}
+
+/// A client address that sent too many bad keys lately is refused before
+/// its key is even looked at: guessing keys costs the guesser time, not
+/// the node database work.
+pub(super) fn refused_for_failures(state: &AppState, ip: std::net::IpAddr) -> Result<(), ApiError> {
+    state
+        .auth_failures
+        .peek(&ip, std::time::Instant::now())
+        .map_err(|retry_after| {
+            state.metrics.add("auth_failures_refused", 1);
+            ApiError::too_many(
+                "too_many_failed_authentications",
+                "Too many requests with invalid credentials from this address; wait and retry with a valid key.",
+                retry_after,
+            )
+        })
+}
+
+/// Spends one of `ip`'s failure budget when `err` is an authentication failure.
+pub(super) fn count_failure(state: &AppState, ip: std::net::IpAddr, err: &ApiError) {
+    if err.status == axum::http::StatusCode::UNAUTHORIZED {
+        state.metrics.add("auth_failures", 1);
+        let _ = state.auth_failures.check(&ip, std::time::Instant::now());
     }
 }
 
@@ -61,21 +98,58 @@ pub(super) async fn resolve(
         .ok_or_else(invalid)
 }
 
-/// Any valid key, secret or publishable. For the few endpoints a browser
-/// checkout may call.
+/// Which kinds of key a group of routes accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accepts {
+    /// Secret keys only: everything but the browser checkout's calls.
+    SecretKey,
+    /// Secret or publishable: the few calls a browser checkout makes (their
+    /// handlers then ask a publishable key for the payment's client secret).
+    AnyKey,
+}
+
+/// Middleware: refuses a caller whose kind of key the route does not
+/// accept. Runs after [`authenticate`], before idempotency.
+pub async fn accepts(State(accepts): State<Accepts>, req: Request, next: Next) -> Response {
+    let kind = req.extensions().get::<Caller>().map(|caller| caller.kind);
+    match (accepts, kind) {
+        (_, None) => missing_caller().into_response(),
+        (Accepts::SecretKey, Some(KeyKind::Publishable)) => secret_key_required().into_response(),
+        (Accepts::SecretKey, Some(KeyKind::Secret)) | (Accepts::AnyKey, Some(_)) => {
+            next.run(req).await
+        }
+    }
+}
+
+fn secret_key_required() -> ApiError {
+    ApiError::forbidden(
+        "secret_key_required",
+        "This request needs a secret key (sk_…); publishable keys may only read and confirm a payment.",
+    )
+}
+
+fn missing_caller() -> ApiError {
+    // Routes behind `authenticate` always have a caller; reaching here
+    // without one is a routing bug, answered as a plain 401.
+    ApiError::unauthenticated("api_key_missing", "This endpoint needs an API key.")
+}
+
+/// Any valid key, secret or publishable. For the routes of an
+/// [`Accepts::AnyKey`] group.
 #[derive(Debug, Clone)]
 pub struct AnyKey(pub Caller);
 
-/// A secret key: everything else.
+/// A secret key: everything else (already checked by [`accepts`]; checked
+/// again here so a route put in the wrong group still refuses).
 #[derive(Debug, Clone)]
 pub struct SecretKey(pub Caller);
 
 fn caller(parts: &Parts) -> Result<Caller, ApiError> {
-    // Routes behind `authenticate` always have a caller; reaching here
-    // without one is a routing bug, answered as a plain 401.
-    parts.extensions.get::<Caller>().cloned().ok_or_else(|| {
-        ApiError::unauthenticated("api_key_missing", "This endpoint needs an API key.")
-    })
+    parts
+        .extensions
+        .get::<Caller>()
+        .cloned()
+        .ok_or_else(missing_caller)
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for AnyKey {
@@ -92,10 +166,7 @@ impl<S: Send + Sync> FromRequestParts<S> for SecretKey {
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
         let caller = caller(parts)?;
         if caller.kind != KeyKind::Secret {
-            return Err(ApiError::forbidden(
-                "secret_key_required",
-                "This request needs a secret key (sk_…); publishable keys may only read and confirm a payment.",
-            ));
+            return Err(secret_key_required());
         }
         Ok(SecretKey(caller))
     }

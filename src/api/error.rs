@@ -229,6 +229,18 @@ impl ApiError {
         err
     }
 
+    /// 429 with a code of its own, for a budget other than a key's rate.
+    pub fn too_many(code: &'static str, message: impl Into<String>, retry_after: u64) -> Self {
+        let mut err = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            ErrorType::RateLimitError,
+            code,
+            message.into(),
+        );
+        err.retry_after = Some(retry_after);
+        err
+    }
+
     /// 503 when the node cannot serve right now (e.g. timeout).
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(
@@ -320,6 +332,17 @@ impl ApiError {
         use crate::payments::PaymentError as E;
         match e {
             E::Invalid { param, message } => ApiError::invalid_param(param, message),
+            E::Refused {
+                code,
+                param,
+                message,
+            } => {
+                let err = ApiError::bad_request(code, message);
+                match param {
+                    Some(param) => err.with_param(param),
+                    None => err,
+                }
+            }
             E::NotFound { kind, id } => ApiError::not_found(kind, &id),
             E::State { code, message } => ApiError::conflict(code, message),
             E::Declined { decline, payment } => {
@@ -336,6 +359,12 @@ impl ApiError {
                     _ => "payment_failed",
                 };
                 err.decline_code = decline.decline_code;
+                if audience == crate::payments::Audience::Checkout && err.code == "risk_blocked" {
+                    // See `payments::model::browser_error`.
+                    err.code = "card_declined";
+                    err.decline_code = Some("generic_decline".into());
+                    err.message = "Your card was declined.".into();
+                }
                 err.payment = Some(Box::new(payment.to_api(audience, livemode)));
                 err
             }

@@ -1,13 +1,20 @@
 //! Operations endpoints: `/healthz`, `/readyz`, `/metrics`.
+//!
+//! Liveness and readiness answer anyone (load balancers probe them), but
+//! what the node is connected to and its counters are the operator's:
+//! the details of `/readyz` and all of `/metrics` need the operator token
+//! (`EPG_OPERATOR_TOKEN`) as `Authorization: Bearer …`.
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
 
 use super::AppState;
+use super::client_ip::ClientIp;
+use super::error::ApiError;
 
 /// Routes of this resource (no key needed).
 pub fn router() -> Router<AppState> {
@@ -25,7 +32,12 @@ async fn healthz() -> impl IntoResponse {
 /// Ready to serve: the database answers and every configured chain's
 /// watcher is in contact with its chain (`checks.chains.<chain_id>`:
 /// `healthy`, `lagging` — both ready — or `starting` / `unreachable`).
-async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+async fn readyz(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+) -> Response {
+    let operator = operator(&state, ip, &headers).is_ok();
     let database = match crate::db::ping(&state.pool).await {
         Ok(_) => json!({ "status": "ok" }),
         Err(e) => json!({ "status": "down", "error": e.to_string() }),
@@ -42,19 +54,56 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (
-        status,
-        axum::Json(json!({
-            "status": if ready { "ready" } else { "not_ready" },
-            "checks": { "database": database, "chains": chains },
-        })),
-    )
+    let verdict = if ready { "ready" } else { "not_ready" };
+    let body = if operator {
+        json!({ "status": verdict, "checks": { "database": database, "chains": chains } })
+    } else {
+        json!({ "status": verdict })
+    };
+    (status, axum::Json(body)).into_response()
 }
 
 /// Prometheus text exposition.
-async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+async fn metrics(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(err) = operator(&state, ip, &headers) {
+        return err.into_response();
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),
     )
+        .into_response()
+}
+
+/// Whether the request carries the operator token.
+fn operator(state: &AppState, ip: std::net::IpAddr, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(expected) = state.config.security.operator_token.as_deref() else {
+        return Err(ApiError::forbidden(
+            "operator_token_unset",
+            "This node has no operator token: set EPG_OPERATOR_TOKEN to read its metrics.",
+        ));
+    };
+    super::auth::refused_for_failures(state, ip)?;
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    match given {
+        Some(token) if crate::crypto::constant_time_eq(token.as_bytes(), expected.as_bytes()) => {
+            Ok(())
+        }
+        _ => {
+            let err = ApiError::unauthenticated(
+                "operator_token_invalid",
+                "Send the operator token as `Authorization: Bearer …`.",
+            );
+            super::auth::count_failure(state, ip, &err);
+            Err(err)
+        }
+    }
 }

@@ -1,5 +1,8 @@
 //! Middleware applying `Idempotency-Key` to every POST (see
-//! [`crate::idempotency`] for the rules and the storage).
+//! [`crate::idempotency`] for the rules and the storage). It runs after
+//! authentication and after the route's check of the key kind
+//! ([`super::auth::accepts`]), so a key refused on a route never claims an
+//! idempotency key.
 
 use axum::body::{Body, to_bytes};
 use axum::extract::{Request, State};
@@ -9,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::AppState;
 use super::error::ApiError;
-use crate::idempotency::{Claim, request_hash};
+use crate::idempotency::{Claim, is_saved};
 use crate::merchants::Caller;
 
 /// The request header.
@@ -53,10 +56,9 @@ async fn run(state: AppState, req: Request, next: Next) -> Result<Response, Resp
         .map_err(|_| ApiError::payload_too_large().into_response())?;
     let method = parts.method.as_str().to_owned();
     let path = parts.uri.path().to_owned();
-    let hash = request_hash(&method, &path, &bytes);
     let store = &state.idempotency;
     let claim = store
-        .claim(&caller.merchant_id, &key, &method, &path, &hash)
+        .claim(&caller, &key, &method, &path, &bytes)
         .await
         .map_err(|e| ApiError::internal(&e).into_response())?;
     match claim {
@@ -91,16 +93,16 @@ async fn run(state: AppState, req: Request, next: Next) -> Result<Response, Resp
     let body = match to_bytes(body, 16 * 1024 * 1024).await {
         Ok(body) => body,
         Err(e) => {
-            let _ = store.release(&caller.merchant_id, &key).await;
+            let _ = store.release(&caller, &key).await;
             return Err(ApiError::internal(&e).into_response());
         }
     };
-    let saved = if parts.status.is_server_error() {
-        store.release(&caller.merchant_id, &key).await
-    } else {
+    let saved = if is_saved(parts.status.as_u16()) {
         store
-            .complete(&caller.merchant_id, &key, parts.status.as_u16(), &body)
+            .complete(&caller, &key, parts.status.as_u16(), &body)
             .await
+    } else {
+        store.release(&caller, &key).await
     };
     if let Err(e) = saved {
         // The request ran; its effect stands. Not saving the response only

@@ -2,13 +2,15 @@
 //!
 //! Each resource module exposes `router()`; this module merges them and
 //! stacks the middleware: request id and metrics outermost, then
-//! authentication, rate limiting and idempotency for `/v1`. Handlers call
+//! authentication, rate limiting, the route's accepted kinds of key and
+//! idempotency for `/v1`. Handlers call
 //! the subsystems; they hold no SQL.
 
 pub mod account;
 pub mod auth;
 pub mod balance;
 pub mod checkout;
+pub mod client_ip;
 pub mod disputes;
 pub mod docs;
 pub mod error;
@@ -23,6 +25,7 @@ pub mod rate_limit;
 pub mod refunds;
 pub mod settlements;
 pub mod stream;
+pub mod stream_slots;
 pub mod test_helpers;
 pub mod transparency;
 pub mod webhook_endpoints;
@@ -57,6 +60,8 @@ pub struct AppState {
     pub merchants: MerchantStore,
     /// Saved idempotent responses.
     pub idempotency: IdempotencyStore,
+    /// The master keys; subsystems take the subkey of their purpose.
+    pub keys: crate::crypto::Keyring,
     /// Per-key request budgets.
     pub rate_limiter: Arc<rate_limit::RateLimiter>,
     /// Prometheus series.
@@ -70,6 +75,17 @@ pub struct AppState {
     pub events: crate::events::Bus,
     /// What each chain watcher is doing (`/readyz` reports it per chain).
     pub chains: Arc<crate::chain::watcher::ChainStatus>,
+    /// A small pool of its own for the public routes, so strangers'
+    /// reads never wait on (or starve) merchant traffic.
+    pub public_pool: PgPool,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub proxies: Arc<crate::server::TrustedProxies>,
+    /// Per-address budgets of the public routes.
+    pub public_limiter: Arc<rate_limit::RateLimiter<std::net::IpAddr>>,
+    /// Per-address budgets of failed authentications.
+    pub auth_failures: Arc<rate_limit::FailedAuthLimiter>,
+    /// Open live event streams, capped.
+    pub streams: Arc<stream_slots::StreamSlots>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -102,14 +118,22 @@ pub fn router(state: AppState) -> Router {
     if state.config.mode == crate::config::Mode::Test {
         resources = resources.merge(test_helpers::router());
     }
-    let authenticated = resources
+    // The group a route is in states which keys it accepts; that is checked
+    // before idempotency, so a refused key never claims an idempotency key.
+    let secret_key_only = resources
         .merge(events::router())
         .merge(webhook_endpoints::router())
         .route_layer(from_fn_with_state(state.clone(), idempotency::idempotency))
+        .route_layer(from_fn_with_state(auth::Accepts::SecretKey, auth::accepts));
+    let any_key = payments::checkout_router()
+        .route_layer(from_fn_with_state(state.clone(), idempotency::idempotency))
+        .route_layer(from_fn_with_state(auth::Accepts::AnyKey, auth::accepts));
+    let authenticated = secret_key_only
+        .merge(any_key)
         .route_layer(from_fn_with_state(state.clone(), rate_limit::limit))
         .route_layer(from_fn_with_state(state.clone(), auth::authenticate));
+    // Anyone may call these, so each client address has a budget.
     let public = Router::new()
-        .merge(health::router())
         .merge(docs::router())
         .merge(checkout::router())
         .merge(stream::router())
@@ -119,6 +143,9 @@ pub fn router(state: AppState) -> Router {
     } else {
         public
     };
+    let public = public
+        .route_layer(from_fn_with_state(state.clone(), rate_limit::limit_public))
+        .merge(health::router());
     let body_limit = state.config.server.body_limit_bytes;
     Router::new()
         .merge(authenticated)
@@ -128,6 +155,7 @@ pub fn router(state: AppState) -> Router {
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(from_fn(normalize_errors))
+        .layer(from_fn_with_state(state.clone(), client_ip::resolve))
         .layer(from_fn_with_state(state.clone(), observe::observe))
         .with_state(state)
 }

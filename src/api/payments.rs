@@ -3,15 +3,15 @@
 //! here; every rule about state lives there.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::auth::{AnyKey, SecretKey};
+use super::client_ip::ClientIp;
 use super::error::ApiError;
 use super::{AppState, Json, Query};
 use crate::ids::PaymentId;
@@ -21,15 +21,21 @@ use crate::methods::MethodType;
 use crate::payments::service::{Address, ConfirmMethod, Customer, NewPayment, Shipping};
 use crate::payments::{Audience, CaptureMethod, Status};
 
-/// Routes of this resource.
+/// Routes of this resource that take a secret key.
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/payments", post(create).get(list))
+        .route("/v1/payments/{id}/capture", post(capture))
+        .route("/v1/payments/{id}/cancel", post(cancel))
+}
+
+/// The routes a browser checkout calls with the publishable key and the
+/// payment's client secret (a secret key may call them too).
+pub fn checkout_router() -> Router<AppState> {
+    Router::new()
         .route("/v1/payments/{id}", get(retrieve))
         .route("/v1/payments/{id}/confirm", post(confirm))
         .route("/v1/payments/{id}/challenge", post(challenge))
-        .route("/v1/payments/{id}/capture", post(capture))
-        .route("/v1/payments/{id}/cancel", post(cancel))
 }
 
 /// Parses a payment id from the path; a malformed one is simply unknown.
@@ -227,7 +233,7 @@ async fn retrieve(
         KeyKind::Secret => Audience::Merchant,
         KeyKind::Publishable => {
             // A browser may read a payment only with its client secret.
-            if query.client_secret.as_deref() != Some(payment.client_secret.as_str()) {
+            if !payment.client_secret_matches(query.client_secret.as_deref()) {
                 return Err(ApiError::not_found("payment", id.as_str()));
             }
             Audience::Checkout
@@ -422,7 +428,7 @@ struct CryptoBody {
 async fn confirm(
     State(state): State<AppState>,
     AnyKey(caller): AnyKey,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(client_ip): ClientIp,
     Path(id): Path<String>,
     Json(body): Json<ConfirmBody>,
 ) -> Result<axum::Json<Value>, ApiError> {
@@ -436,7 +442,7 @@ async fn confirm(
                 .ok_or_else(|| ApiError::missing_param("client_secret"))?;
             // Unknown payment and wrong secret look the same.
             let payment = state.payments.get(&caller.merchant_id, &id).await?;
-            if payment.client_secret != secret {
+            if !payment.client_secret_matches(Some(secret)) {
                 return Err(ApiError::not_found("payment", id.as_str()));
             }
             Audience::Checkout
@@ -460,7 +466,7 @@ async fn confirm(
                     &caller.merchant_id,
                     &id,
                     method,
-                    Some(peer.ip().to_string()),
+                    Some(client_ip.to_string()),
                 )
                 .await
         }
@@ -491,7 +497,7 @@ async fn challenge(
         KeyKind::Secret => Audience::Merchant,
         KeyKind::Publishable => {
             let payment = state.payments.get(&caller.merchant_id, &id).await?;
-            if body.client_secret.as_deref() != Some(payment.client_secret.as_str()) {
+            if !payment.client_secret_matches(body.client_secret.as_deref()) {
                 return Err(ApiError::not_found("payment", id.as_str()));
             }
             Audience::Checkout

@@ -31,7 +31,9 @@ use serde::Deserialize;
 use sqlx::PgPool;
 use tokio::time::Instant;
 
+use super::client_ip::ClientIp;
 use super::error::ApiError;
+use super::stream_slots::{StreamCap, StreamSlot};
 use super::{AppState, Query};
 use crate::config::Mode;
 use crate::events::{Bus, Event, EventStore, Notice, Subscription};
@@ -111,15 +113,35 @@ async fn stream(
     State(state): State<AppState>,
     Path(id): Path<String>,
     Query(params): Query<StreamParams>,
+    ClientIp(ip): ClientIp,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     if !is_payment_id(&id) {
         return Err(ApiError::not_found("payment", &id));
     }
+    super::auth::refused_for_failures(&state, ip)?;
     let (merchant, audience) =
-        authorize(&state, &id, &headers, params.client_secret.as_deref()).await?;
+        match authorize(&state, &id, &headers, params.client_secret.as_deref()).await {
+            Ok(authorized) => authorized,
+            Err(err) => {
+                super::auth::count_failure(&state, ip, &err);
+                return Err(err);
+            }
+        };
     tracing::Span::current().record("merchant", merchant.as_str());
-    let store = EventStore::new(state.pool.clone());
+    let slot = state.streams.acquire(ip, &id).map_err(|cap| {
+        state.metrics.add("streams_refused", 1);
+        ApiError::too_many(
+            "too_many_streams",
+            match cap {
+                StreamCap::Node => "This node has as many live streams open as it serves.",
+                StreamCap::Client => "Too many live streams are open from this address.",
+                StreamCap::Payment => "Too many live streams are open for this payment.",
+            },
+            5,
+        )
+    })?;
+    let store = EventStore::new(state.public_pool.clone());
     let mut after = 0;
     let last_event_id = headers
         .get("last-event-id")
@@ -144,6 +166,7 @@ async fn stream(
         mode: state.config.mode,
         audience,
         started: false,
+        _slot: slot,
     };
     let events = futures::stream::unfold(follow, |mut follow| async move {
         let event = follow.next().await?;
@@ -176,7 +199,7 @@ async fn authorize(
             // GET /v1/payments/{id}.
             KeyKind::Publishable => {
                 let secret = client_secret.ok_or_else(not_found)?;
-                match authorize_client_secret(&state.pool, payment_id, secret).await? {
+                match authorize_client_secret(&state.public_pool, payment_id, secret).await? {
                     Some(merchant) if merchant == caller.merchant_id => {
                         Ok((merchant, Audience::Browser))
                     }
@@ -186,7 +209,7 @@ async fn authorize(
         };
     }
     if let Some(secret) = client_secret {
-        return authorize_client_secret(&state.pool, payment_id, secret)
+        return authorize_client_secret(&state.public_pool, payment_id, secret)
             .await?
             .map(|merchant| (merchant, Audience::Browser))
             .ok_or_else(|| {
@@ -221,6 +244,8 @@ struct Follow {
     mode: Mode,
     audience: Audience,
     started: bool,
+    /// Held while the stream lives (see [`super::stream_slots`]).
+    _slot: StreamSlot,
 }
 
 impl Follow {

@@ -144,7 +144,7 @@ async fn list_checkpoints(
         (None, Some(before)) => CheckpointPage::Before(parse_size("ending_before", &before)?),
         (None, None) => CheckpointPage::First,
     };
-    let mut conn = state.pool.acquire().await?;
+    let mut conn = state.public_pool.acquire().await?;
     let listed = TransparencyLog::list_anchored(&mut conn, limit, page).await?;
     Ok(axum::Json(List {
         object: "list",
@@ -189,7 +189,7 @@ async fn consistency(
             format!("Invalid from: {from} is larger than to ({to})."),
         ));
     }
-    let mut conn = state.pool.acquire().await?;
+    let mut conn = state.public_pool.acquire().await?;
     let tree_size = TransparencyLog::tree_size(&mut conn).await?;
     if to > tree_size {
         return Err(beyond_tree(to, tree_size).with_param("to"));

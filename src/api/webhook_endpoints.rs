@@ -38,16 +38,12 @@ impl From<WebhookError> for ApiError {
     }
 }
 
-fn store(state: &AppState) -> Result<EndpointStore, ApiError> {
-    let key = state
-        .config
-        .card_key()
-        .map_err(|e| ApiError::internal(&e))?;
-    Ok(EndpointStore::new(
+fn store(state: &AppState) -> EndpointStore {
+    EndpointStore::new(
         state.pool.clone(),
-        key,
+        state.keys.sealer(crate::crypto::Purpose::WebhookSecrets),
         UrlPolicy::new(state.config.server.dev),
-    ))
+    )
 }
 
 fn parse_id(raw: &str) -> Result<WebhookEndpointId, ApiError> {
@@ -102,7 +98,7 @@ async fn create(
     SecretKey(caller): SecretKey,
     Json(params): Json<CreateParams>,
 ) -> Result<axum::Json<EndpointObject>, ApiError> {
-    let created = store(&state)?
+    let created = store(&state)
         .create(
             &caller.merchant_id,
             NewEndpoint {
@@ -127,7 +123,7 @@ async fn retrieve(
     Path(id): Path<String>,
 ) -> Result<axum::Json<EndpointObject>, ApiError> {
     let id = parse_id(&id)?;
-    let endpoint = store(&state)?.get(&caller.merchant_id, &id).await?;
+    let endpoint = store(&state).get(&caller.merchant_id, &id).await?;
     Ok(axum::Json(object(endpoint, state.config.mode, None)))
 }
 
@@ -151,9 +147,7 @@ async fn list(
         params.ending_before.as_deref(),
         |s| WebhookEndpointId::parse(s).ok(),
     )?;
-    let listed = store(&state)?
-        .list(&caller.merchant_id, limit, page)
-        .await?;
+    let listed = store(&state).list(&caller.merchant_id, limit, page).await?;
     let mode = state.config.mode;
     let data = listed
         .data
@@ -188,7 +182,7 @@ async fn update(
     Json(params): Json<UpdateParams>,
 ) -> Result<axum::Json<EndpointObject>, ApiError> {
     let id = parse_id(&id)?;
-    let endpoint = store(&state)?
+    let endpoint = store(&state)
         .update(
             &caller.merchant_id,
             &id,
@@ -218,7 +212,7 @@ async fn delete(
     Path(id): Path<String>,
 ) -> Result<axum::Json<Deleted>, ApiError> {
     let id = parse_id(&id)?;
-    store(&state)?.delete(&caller.merchant_id, &id).await?;
+    store(&state).delete(&caller.merchant_id, &id).await?;
     Ok(axum::Json(Deleted {
         id: id.to_string(),
         object: "webhook_endpoint",

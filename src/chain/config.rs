@@ -469,7 +469,7 @@ mod tests {
     fn load(chains: &str, env: &[(&str, &str)]) -> Result<crate::config::Config, String> {
         let file = tempfile::NamedTempFile::new().unwrap();
         let text = format!(
-            "[database]\nurl = \"postgres://a@b/c\"\n[security]\ncard_encryption_key = \"{}\"\n{chains}",
+            "[database]\nurl = \"postgres://a@b/c\"\n[security]\nmaster_key = \"{}\"\n{chains}",
             "A".repeat(43) + "="
         );
         std::fs::write(file.path(), text).unwrap();

@@ -1,12 +1,13 @@
 //! `epg merchants …` and `epg keys …`: the operator's admin tools, talking
 //! to the database directly (they run next to the node, not through its API).
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Subcommand;
 
 use super::{CliError, DbArgs};
-use crate::config::Mode;
+use crate::config::{Config, Mode};
 use crate::ids::{ApiKeyId, MerchantId};
 use crate::merchants::{KeyKind, MerchantStore};
 
@@ -79,6 +80,15 @@ pub enum KeysCommand {
         id: ApiKeyId,
         #[command(flatten)]
         db: DbArgs,
+    },
+    /// Re-seal every sealed value (card numbers, webhook secrets, saved
+    /// responses) under `security.master_key`, opening them with the keys
+    /// in `security.previous_master_keys`; prints what it did and what is
+    /// left. Nodes do the same in the background; this finishes it now.
+    RotateMaster {
+        /// Path to the TOML configuration (its keys and database).
+        #[arg(long, env = "EPG_CONFIG")]
+        config: PathBuf,
     },
 }
 
@@ -197,5 +207,56 @@ pub async fn keys(cmd: KeysCommand) -> Result<ExitCode, CliError> {
             println!("revoked {id}");
             Ok(ExitCode::SUCCESS)
         }
+        KeysCommand::RotateMaster { config } => rotate_master(&config).await,
     }
+}
+
+async fn rotate_master(path: &std::path::Path) -> Result<ExitCode, CliError> {
+    let config = Config::load(Some(path), std::env::vars())?;
+    let keys = config.keyring()?;
+    let pool = crate::db::connect(&config.database.url, 2)
+        .await
+        .map_err(|e| CliError::Failed(format!("cannot connect to the database: {e}")))?;
+    let failed = |e: sqlx::Error| CliError::Failed(format!("re-sealing failed: {e}"));
+    println!(
+        "master key {} ({} previous)",
+        keys.current_id(),
+        config.security.previous_master_keys.len()
+    );
+    let report = crate::rotation::rotate(
+        &pool,
+        &keys,
+        &crate::rotation::Options::COMMAND,
+        &tokio_util::sync::CancellationToken::new(),
+    )
+    .await
+    .map_err(failed)?;
+    for (what, counts) in [
+        ("cards", report.cards),
+        ("webhook secrets", report.webhook_secrets),
+        ("saved responses", report.saved_responses),
+    ] {
+        println!(
+            "{what:<16} re-sealed {:>8}  unreadable {:>4}",
+            counts.resealed, counts.unreadable
+        );
+    }
+    let left = crate::rotation::remaining(&pool, &keys)
+        .await
+        .map_err(failed)?;
+    println!(
+        "left on old keys: {} sealed values, {} idempotency request MACs (these expire within a day)",
+        left.sealed(),
+        left.request_macs
+    );
+    if report.unreadable() > 0 {
+        return Err(CliError::Failed(format!(
+            "{} sealed values open with no configured master key: was a previous key removed too early?",
+            report.unreadable()
+        )));
+    }
+    if left.sealed() == 0 && left.request_macs == 0 {
+        println!("previous master keys can now be removed from security.previous_master_keys");
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -20,7 +20,7 @@ use crate::chain::deploy::{self, DeployPlan, Deployment};
 use crate::config::{
     Config, DatabaseConfig, LogConfig, LogFormat, Mode, SecurityConfig, ServerConfig,
 };
-use crate::crypto::CardKey;
+use crate::crypto::Keyring;
 use crate::devnet::anvil::{Anvil, AnvilOptions, DEV_ANCHOR_KEY, DEV_KEY_0};
 use crate::devnet::postgres::PrivateCluster;
 use crate::ids::MerchantId;
@@ -62,7 +62,12 @@ struct DevState {
     merchant_id: Option<MerchantId>,
     secret_key: Option<String>,
     publishable_key: Option<String>,
-    card_encryption_key: Option<String>,
+    /// Named `card_encryption_key` in data folders of earlier versions.
+    #[serde(alias = "card_encryption_key")]
+    master_key: Option<String>,
+    /// Bearer token of `/metrics` and the detailed `/readyz`.
+    #[serde(default)]
+    operator_token: Option<String>,
 }
 
 const DEV_DATABASE: &str = "epg";
@@ -130,9 +135,13 @@ pub async fn run(args: DevArgs) -> Result<ExitCode, CliError> {
         .await
         .map_err(|e| CliError::Failed(format!("migration failed: {e}")))?;
 
-    let card_key = state
-        .card_encryption_key
-        .get_or_insert_with(CardKey::generate_base64)
+    let master_key = state
+        .master_key
+        .get_or_insert_with(Keyring::generate_base64)
+        .clone();
+    let operator_token = state
+        .operator_token
+        .get_or_insert_with(|| crate::ids::random_base62(43))
         .clone();
     let (merchant_id, secret_key, publishable_key) =
         ensure_demo_merchant(&MerchantStore::new(pool.clone()), &mut state).await?;
@@ -148,11 +157,17 @@ pub async fn run(args: DevArgs) -> Result<ExitCode, CliError> {
         database: DatabaseConfig {
             url: database_url.clone(),
             max_connections: 20,
+            public_max_connections: 4,
         },
         security: SecurityConfig {
-            card_encryption_key: card_key,
+            master_key,
+            previous_master_keys: Vec::new(),
             rate_limit_per_second: 100,
             rate_limit_burst: 200,
+            public_rate_limit_per_second: 100,
+            public_rate_limit_burst: 200,
+            failed_auth_per_minute: 60,
+            operator_token: Some(operator_token.clone()),
         },
         log: LogConfig::default(),
         webhooks: crate::config::WebhooksConfig::default(),
@@ -172,6 +187,7 @@ pub async fn run(args: DevArgs) -> Result<ExitCode, CliError> {
             key: Some(std::env::var("EPG_DEPLOYER_KEY").unwrap_or_else(|_| DEV_KEY_0.to_owned())),
             ..crate::config::WalletConfig::default()
         },
+        processors: crate::methods::ProcessorsConfig::default(),
         chains: vec![crate::chain::config::ChainConfig::devnet(
             &deployment,
             &rpc_url,
@@ -188,6 +204,7 @@ pub async fn run(args: DevArgs) -> Result<ExitCode, CliError> {
         merchant_id: &merchant_id,
         secret_key: &secret_key,
         publishable_key: &publishable_key,
+        operator_token: &operator_token,
         data_dir: dir,
     });
 
@@ -376,6 +393,7 @@ struct Banner<'a> {
     merchant_id: &'a MerchantId,
     secret_key: &'a str,
     publishable_key: &'a str,
+    operator_token: &'a str,
     data_dir: &'a Path,
 }
 
@@ -397,6 +415,7 @@ fn print_banner(b: &Banner<'_>) {
   Demo merchant    {merchant}
   Secret key       {sk}
   Publishable key  {pk}
+  Operator token   {operator}  (/metrics, detailed /readyz)
 
   Try it:
     curl -s {api}/v1/account -H "Authorization: Bearer {sk}"
@@ -415,6 +434,7 @@ fn print_banner(b: &Banner<'_>) {
         merchant = b.merchant_id,
         sk = b.secret_key,
         pk = b.publishable_key,
+        operator = b.operator_token,
         dir = b.data_dir.display(),
     );
 }

@@ -8,6 +8,7 @@
 //! trait and is selected per method in live mode.
 
 pub mod card;
+pub mod processors;
 pub mod sandbox;
 
 use std::future::Future;
@@ -16,6 +17,7 @@ use std::pin::Pin;
 use time::OffsetDateTime;
 
 pub use card::{Brand, Card, CardError, CardNumber};
+pub use processors::{Processor, ProcessorsConfig};
 
 /// A boxed future, so connectors can be used as trait objects.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -249,42 +251,69 @@ pub trait Connector: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<(), ConnectorError>>;
 }
 
-/// The connector serving each method.
+/// The connector serving each method; `None` where no processor is
+/// configured, so the method is not offered.
 pub struct Connectors {
-    card: Box<dyn Connector>,
-    bank_transfer: Box<dyn Connector>,
-    ewallet: Box<dyn Connector>,
-    cash_voucher: Box<dyn Connector>,
-    check: Box<dyn Connector>,
+    card: Option<Box<dyn Connector>>,
+    bank_transfer: Option<Box<dyn Connector>>,
+    ewallet: Option<Box<dyn Connector>>,
+    cash_voucher: Option<Box<dyn Connector>>,
+    check: Option<Box<dyn Connector>>,
 }
 
 impl std::fmt::Debug for Connectors {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Connectors")
+        let offered: Vec<&str> = MethodType::ALL
+            .into_iter()
+            .filter(|m| self.get(*m).is_some())
+            .map(MethodType::as_str)
+            .collect();
+        f.debug_struct("Connectors")
+            .field("offered", &offered)
+            .finish()
     }
 }
 
 impl Connectors {
-    /// The deterministic sandbox connectors of test mode.
+    /// The deterministic sandbox connectors of test mode, for every method.
     pub fn sandbox() -> Self {
+        Self::configured(&ProcessorsConfig::default(), crate::config::Mode::Test)
+    }
+
+    /// The connectors `config` names for `mode`. The configuration check
+    /// refuses `sandbox` in live mode; this refuses it once more, so that no
+    /// path can wire a simulator into a live node.
+    pub fn configured(config: &ProcessorsConfig, mode: crate::config::Mode) -> Self {
+        let pick = |method: MethodType, sandbox: fn() -> Box<dyn Connector>| match (
+            config.processor(method, mode),
+            mode,
+        ) {
+            (Processor::Sandbox, crate::config::Mode::Test) => Some(sandbox()),
+            (Processor::Sandbox | Processor::None, _) => None,
+        };
         Self {
-            card: Box::new(sandbox::SandboxCard),
-            bank_transfer: Box::new(sandbox::SandboxBankTransfer),
-            ewallet: Box::new(sandbox::SandboxEwallet),
-            cash_voucher: Box::new(sandbox::SandboxCashVoucher),
-            check: Box::new(sandbox::SandboxCheck),
+            card: pick(MethodType::Card, || Box::new(sandbox::SandboxCard)),
+            bank_transfer: pick(MethodType::BankTransfer, || {
+                Box::new(sandbox::SandboxBankTransfer)
+            }),
+            ewallet: pick(MethodType::Ewallet, || Box::new(sandbox::SandboxEwallet)),
+            cash_voucher: pick(MethodType::CashVoucher, || {
+                Box::new(sandbox::SandboxCashVoucher)
+            }),
+            check: pick(MethodType::Check, || Box::new(sandbox::SandboxCheck)),
         }
     }
 
-    /// The connector of `method`; `None` for crypto, which settles on-chain.
+    /// The connector of `method`; `None` for crypto, which settles on-chain,
+    /// and for a method no processor serves.
     pub fn get(&self, method: MethodType) -> Option<&dyn Connector> {
-        Some(match method {
-            MethodType::Card => self.card.as_ref(),
-            MethodType::BankTransfer => self.bank_transfer.as_ref(),
-            MethodType::Ewallet => self.ewallet.as_ref(),
-            MethodType::CashVoucher => self.cash_voucher.as_ref(),
-            MethodType::Check => self.check.as_ref(),
-            MethodType::Crypto => return None,
-        })
+        match method {
+            MethodType::Card => self.card.as_deref(),
+            MethodType::BankTransfer => self.bank_transfer.as_deref(),
+            MethodType::Ewallet => self.ewallet.as_deref(),
+            MethodType::CashVoucher => self.cash_voucher.as_deref(),
+            MethodType::Check => self.check.as_deref(),
+            MethodType::Crypto => None,
+        }
     }
 }

@@ -42,8 +42,8 @@ use futures::future::BoxFuture;
 
 /// How long a quote holds.
 pub const QUOTE_TTL: Duration = Duration::minutes(15);
-/// Price feed answers have 8 decimals (Chainlink's USD feeds).
-const FEED_DECIMALS: u8 = 8;
+/// Most decimals a price feed may report (Chainlink's are 8 or 18).
+const MAX_FEED_DECIMALS: u8 = 36;
 
 /// The chains crypto payments may use.
 #[derive(Debug, Clone, Default)]
@@ -103,31 +103,32 @@ async fn quote_for(
         .parse()
         .map_err(|e| PaymentError::Ledger(format!("chain {} url: {e}", chain.chain_id)))?;
     let provider = ProviderBuilder::new().connect_http(url);
-    let round = DevPriceFeed::new(feed, &provider)
-        .latestRoundData()
-        .call()
-        .await
+    let contract = DevPriceFeed::new(feed, &provider);
+    // A feed states its own precision; assuming Chainlink's usual 8 would
+    // misprice an 18-decimal feed by 10^10.
+    let (round_call, decimals_call) = (contract.latestRoundData(), contract.decimals());
+    let (round, decimals) = tokio::join!(round_call.call(), decimals_call.call());
+    let round =
+        round.map_err(|e| PaymentError::state("quote_unavailable", format!("price feed: {e}")))?;
+    let decimals = decimals
         .map_err(|e| PaymentError::state("quote_unavailable", format!("price feed: {e}")))?;
+    if decimals > MAX_FEED_DECIMALS {
+        return Err(unavailable(QuoteError::BadPrice));
+    }
     let updated_at = u64::try_from(round.updatedAt).unwrap_or(0);
     let now = u64::try_from(OffsetDateTime::now_utc().unix_timestamp()).unwrap_or(0);
     quote::check_fresh(updated_at, now, asset.max_feed_age_secs.unwrap_or(3600))
         .map_err(unavailable)?;
     let price = i128::try_from(round.answer).map_err(|_| unavailable(QuoteError::BadPrice))?;
-    let units = quote::at_price(
-        amount,
-        currency.exponent(),
-        asset.decimals,
-        price,
-        FEED_DECIMALS,
-    )
-    .map_err(unavailable)?;
+    let units = quote::at_price(amount, currency.exponent(), asset.decimals, price, decimals)
+        .map_err(unavailable)?;
     Ok((
         units,
         json!({
             "source": "price_feed",
             "feed": hex_lower(feed),
             "price": price.to_string(),
-            "decimals": FEED_DECIMALS,
+            "decimals": decimals,
             "round": round.roundId.to_string(),
             "updated_at": updated_at,
         }),
@@ -261,6 +262,8 @@ impl Payments {
 struct Quote {
     payment_id: String,
     merchant_id: String,
+    chain_id: i64,
+    router: String,
     asset: String,
     token: String,
     expected: Decimal,
@@ -380,8 +383,8 @@ fn to_amount(d: Decimal) -> Result<Amount, SinkError> {
 async fn lock_quote(conn: &mut PgConnection, reference: &str) -> Result<Option<Quote>, SinkError> {
     Ok(sqlx::query_as!(
         Quote,
-        r#"SELECT c.payment_id, c.merchant_id, c.asset, c.token, c.expected, c.received,
-                  c.confirmed, c.expires_at
+        r#"SELECT c.payment_id, c.merchant_id, c.chain_id, c.router, c.asset, c.token, c.expected,
+                  c.received, c.confirmed, c.expires_at
              FROM crypto_payments c JOIN payments p ON p.id = c.payment_id
             WHERE c.reference = $1
               FOR UPDATE OF c, p"#,
@@ -389,6 +392,17 @@ async fn lock_quote(conn: &mut PgConnection, reference: &str) -> Result<Option<Q
     )
     .fetch_optional(conn)
     .await?)
+}
+
+impl Quote {
+    /// Whether `t` is the transfer this quote asked for: its chain, its
+    /// router, its token. The reference alone is not enough: every chain's
+    /// native coin is token 0x0.
+    fn pays(&self, t: &Transfer) -> bool {
+        u64::try_from(self.chain_id).is_ok_and(|id| id == t.chain_id)
+            && self.router == hex_lower(t.router)
+            && self.token == hex_lower(t.token)
+    }
 }
 
 async fn load_payment(conn: &mut PgConnection, quote: &Quote) -> Result<Payment, SinkError> {
@@ -407,8 +421,11 @@ impl PaymentsSink {
             return Ok(());
         };
         let mut payment = load_payment(conn, &quote).await?;
-        let booking = if quote.token != hex_lower(t.token) {
+        let bookable = t.ledger_amount().is_ok();
+        let booking = if !quote.pays(t) {
             "wrong_asset"
+        } else if !bookable {
+            "unbookable"
         } else if t.block_timestamp > quote.expires_at
             || matches!(payment.status, Status::Canceled | Status::Succeeded)
         {
@@ -417,37 +434,49 @@ impl PaymentsSink {
             "payment"
         };
         book(conn, t, Some(&payment.id), booking).await?;
-        if booking == "payment" {
-            let amount = dec(t.ledger_amount()?);
-            sqlx::query!(
-                "UPDATE crypto_payments SET received = received + $2 WHERE payment_id = $1",
-                quote.payment_id,
-                amount
-            )
-            .execute(&mut *conn)
-            .await?;
-            sqlx::query!(
-                "UPDATE crypto_bookings SET counted = true WHERE transfer_id = $1",
-                t.id
-            )
-            .execute(&mut *conn)
-            .await?;
-            if payment.status == Status::RequiresAction {
-                payment.status = Status::Processing;
-                payment.expires_at = None;
-                store::update(conn, &payment).await?;
-            }
-            payment.crypto = refresh_view(conn, &payment.id).await?;
-            self.payments
-                .announce(conn, &payment, EventType::PaymentCryptoDetected)
+        match booking {
+            "payment" => {
+                let amount = dec(t.ledger_amount()?);
+                sqlx::query!(
+                    "UPDATE crypto_payments SET received = received + $2 WHERE payment_id = $1",
+                    quote.payment_id,
+                    amount
+                )
+                .execute(&mut *conn)
                 .await?;
-        } else {
-            let exception = if booking == "late" {
-                "paid_late"
-            } else {
-                "overpaid"
-            };
-            self.exception(conn, &mut payment, exception).await?;
+                sqlx::query!(
+                    "UPDATE crypto_bookings SET counted = true WHERE transfer_id = $1",
+                    t.id
+                )
+                .execute(&mut *conn)
+                .await?;
+                if payment.status == Status::RequiresAction {
+                    payment.status = Status::Processing;
+                    payment.expires_at = None;
+                    store::update(conn, &payment).await?;
+                }
+                payment.crypto = refresh_view(conn, &payment.id).await?;
+                self.payments
+                    .announce(conn, &payment, EventType::PaymentCryptoDetected)
+                    .await?;
+            }
+            "late" => self.exception(conn, &mut payment, "paid_late").await?,
+            // Real money of a configured asset, on the wrong chain or router
+            // or in the wrong token: the merchant must decide. A token the
+            // node does not know is worthless to it (anyone can mint one);
+            // it stays listed on the payment without raising an exception,
+            // so junk cannot mask the payment's real state.
+            _ if t.asset.is_some() => {
+                let exception = if booking == "unbookable" {
+                    "unbookable"
+                } else {
+                    "wrong_asset"
+                };
+                self.exception(conn, &mut payment, exception).await?;
+            }
+            _ => {
+                payment.crypto = refresh_view(conn, &payment.id).await?;
+            }
         }
         Ok(())
     }
@@ -496,7 +525,17 @@ impl PaymentsSink {
             .await?;
             return Ok(());
         };
-        let amount = t.ledger_amount()?;
+        let Ok(amount) = t.ledger_amount() else {
+            // Too large for any account: recorded, never booked (see the
+            // `unbookable` booking), so the watcher moves on.
+            sqlx::query!(
+                "UPDATE crypto_bookings SET booking = 'unbookable', confirmed = true WHERE transfer_id = $1",
+                t.id
+            )
+            .execute(&mut *conn)
+            .await?;
+            return Ok(());
+        };
         postings::crypto_received(
             conn,
             inclusion(t, t.removals),
@@ -593,7 +632,13 @@ impl PaymentsSink {
         sqlx::query!("DELETE FROM crypto_bookings WHERE transfer_id = $1", t.id)
             .execute(&mut *conn)
             .await?;
-        let amount = t.ledger_amount()?;
+        if booking.booking == "unbookable" {
+            // Nothing was counted or booked for it.
+            return Ok(());
+        }
+        let Ok(amount) = t.ledger_amount() else {
+            return Ok(());
+        };
         let reference = format!("{}", t.reference);
         let quote = match &booking.payment_id {
             Some(_) => lock_quote(conn, &reference).await?,

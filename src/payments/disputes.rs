@@ -85,7 +85,7 @@ pub async fn open(
     reason: &str,
 ) -> Result<Dispute, PaymentError> {
     let mut tx = payments.pool().begin().await?;
-    let payment = store::lock(&mut tx, &payment.merchant_id, &payment.id)
+    let mut payment = store::lock(&mut tx, &payment.merchant_id, &payment.id)
         .await?
         .ok_or_else(|| PaymentError::NotFound {
             kind: "payment",
@@ -97,7 +97,7 @@ pub async fn open(
             "Only succeeded card payments can be disputed.",
         ));
     }
-    let amount = payment.amount_received - payment.amount_refunded;
+    let amount = payment.refundable();
     if amount <= 0 {
         return Err(PaymentError::state(
             "payment_not_disputable",
@@ -133,10 +133,12 @@ pub async fn open(
     if inserted.rows_affected() == 0 {
         return Err(PaymentError::state(
             "dispute_already_open",
-            "This payment already has an open dispute.",
+            "This payment has already been disputed.",
         ));
     }
     postings::dispute_opened(&mut tx, &payment, &dispute.id, amount).await?;
+    payment.amount_disputed += amount;
+    store::update(&mut tx, &payment).await?;
     events::record(
         &mut tx,
         &dispute.merchant_id,
@@ -146,6 +148,20 @@ pub async fn open(
     .await?;
     tx.commit().await?;
     Ok(dispute)
+}
+
+/// Whether `payment` has a dispute that is not closed.
+pub async fn is_open(
+    conn: &mut sqlx::PgConnection,
+    payment: &PaymentId,
+) -> Result<bool, PaymentError> {
+    Ok(sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM disputes WHERE payment_id = $1
+                   AND status IN ('needs_response', 'under_review')) AS "open!""#,
+        payment.as_str()
+    )
+    .fetch_one(conn)
+    .await?)
 }
 
 /// Opens a dispute on a payment of `merchant` (test helper).
@@ -274,12 +290,18 @@ pub async fn resolve(
             format!("This dispute is already closed ({}).", dispute.status),
         ));
     }
-    let payment = store::lock(&mut tx, merchant, &dispute.payment_id)
+    let mut payment = store::lock(&mut tx, merchant, &dispute.payment_id)
         .await?
         .ok_or_else(|| PaymentError::NotFound {
             kind: "payment",
             id: dispute.payment_id.to_string(),
         })?;
+    if outcome == Outcome::Won {
+        // The merchant keeps it: refundable again. A lost dispute's amount
+        // stays disputed, so it can never also be refunded.
+        payment.amount_disputed -= dispute.amount;
+        store::update(&mut tx, &payment).await?;
+    }
     postings::dispute_closed(
         &mut tx,
         &payment,

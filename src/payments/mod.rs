@@ -35,6 +35,17 @@ pub enum PaymentError {
         /// What is wrong.
         message: String,
     },
+    /// A well-formed request this node or this payment cannot serve
+    /// (a 400 with its own code, e.g. `payment_method_unavailable`).
+    #[error("{message}")]
+    Refused {
+        /// Machine-readable code.
+        code: &'static str,
+        /// Dotted parameter path, when one parameter is at fault.
+        param: Option<String>,
+        /// Explanation.
+        message: String,
+    },
     /// No such object for this merchant.
     #[error("no such {kind}: {id}")]
     NotFound {
@@ -75,6 +86,19 @@ impl PaymentError {
     pub fn invalid(param: impl Into<String>, message: impl Into<String>) -> Self {
         PaymentError::Invalid {
             param: param.into(),
+            message: message.into(),
+        }
+    }
+
+    /// Shorthand for [`PaymentError::Refused`] of one parameter.
+    pub fn refused(
+        code: &'static str,
+        param: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        PaymentError::Refused {
+            code,
+            param: Some(param.into()),
             message: message.into(),
         }
     }

@@ -116,6 +116,8 @@ pub struct Payment {
     pub amount_received: i64,
     /// Refunded.
     pub amount_refunded: i64,
+    /// Under dispute, or lost to one: neither refundable nor returnable.
+    pub amount_disputed: i64,
     /// Displayable card details.
     pub card: Option<Value>,
     /// Risk score 0–100.
@@ -136,6 +138,22 @@ pub struct Payment {
     pub created_at: OffsetDateTime,
 }
 
+/// What a browser may learn of a decline: a risk block reads as a plain
+/// decline, so a card tester cannot tell the merchant's rules from the
+/// issuer's answer and tune its next attempt.
+pub fn browser_error(error: &Value) -> Value {
+    if error["code"] == "risk_blocked" {
+        json!({
+            "code": "card_declined",
+            "decline_code": "generic_decline",
+            "message": "Your card was declined.",
+            "type": "card_error",
+        })
+    } else {
+        error.clone()
+    }
+}
+
 /// Which view of a payment the caller may see.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Audience {
@@ -147,6 +165,21 @@ pub enum Audience {
 }
 
 impl Payment {
+    /// What may still be refunded or returned: received, less refunds and
+    /// what is (or was lost) under dispute.
+    pub fn refundable(&self) -> i64 {
+        self.amount_received - self.amount_refunded - self.amount_disputed
+    }
+
+    /// Whether `candidate` is this payment's client secret, compared in
+    /// constant time (the secret is what lets a browser act on the
+    /// payment, so its bytes must not be learnable from response times).
+    pub fn client_secret_matches(&self, candidate: Option<&str>) -> bool {
+        candidate.is_some_and(|candidate| {
+            crate::crypto::constant_time_eq(candidate.as_bytes(), self.client_secret.as_bytes())
+        })
+    }
+
     /// The API object (`"object": "payment"`).
     pub fn to_api(&self, audience: Audience, livemode: bool) -> Value {
         let payment_method = self.method.as_ref().map(|method| {
@@ -163,13 +196,17 @@ impl Payment {
             "amount_capturable": self.amount_capturable,
             "amount_received": self.amount_received,
             "amount_refunded": self.amount_refunded,
+            "amount_disputed": self.amount_disputed,
             "currency": self.currency,
             "status": self.status.as_str(),
             "capture_method": self.capture_method.as_str(),
             "payment_method_types": self.payment_method_types,
             "payment_method": payment_method,
             "next_action": self.next_action,
-            "last_payment_error": self.last_error,
+            "last_payment_error": match audience {
+                Audience::Merchant => self.last_error.clone(),
+                Audience::Checkout => self.last_error.as_ref().map(browser_error),
+            },
             "client_secret": self.client_secret,
             "crypto": self.crypto,
             "created": self.created_at.unix_timestamp(),

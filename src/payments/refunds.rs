@@ -137,7 +137,13 @@ pub async fn create(
         }
         (_, None) => None,
     };
-    let remaining = payment.amount_received - payment.amount_refunded;
+    if super::disputes::is_open(&mut tx, &payment.id).await? {
+        return Err(PaymentError::state(
+            "charge_disputed",
+            "This payment is disputed: the card network decides who gets the money back, so it cannot be refunded until the dispute closes.",
+        ));
+    }
+    let remaining = payment.refundable();
     if remaining <= 0 {
         return Err(PaymentError::state(
             "payment_already_refunded",
@@ -397,7 +403,7 @@ pub async fn list(
 
 /// What remains refundable of a payment (for views).
 pub fn remaining(payment: &Payment) -> i64 {
-    payment.amount_received - payment.amount_refunded
+    payment.refundable()
 }
 
 async fn insert(conn: &mut PgConnection, refund: &Refund) -> Result<(), PaymentError> {

@@ -11,11 +11,13 @@ use serde::Serialize;
 /// What the scorer looks at.
 #[derive(Debug, Clone, Default)]
 pub struct RiskSignals {
-    /// Earlier payment attempts with the same card fingerprint in the last hour.
+    /// Confirmation attempts with the same card fingerprint in the last
+    /// hour, on any of the merchant's payments, this one included: a card
+    /// tester retrying one payment with card after card is counted too.
     pub card_attempts_last_hour: i64,
-    /// Earlier attempts with the same customer email in the last hour.
+    /// Attempts with the same customer email in the last hour, this one included.
     pub email_attempts_last_hour: i64,
-    /// Earlier attempts from the same IP address in the last hour.
+    /// Attempts from the same client address in the last hour, this one included.
     pub ip_attempts_last_hour: i64,
     /// This payment's amount (minor units).
     pub amount: i64,
@@ -56,19 +58,21 @@ pub fn assess(signals: &RiskSignals) -> RiskAssessment {
     let mut reasons = Vec::new();
     let mut add = |code, points| reasons.push(RiskReason { code, points });
 
+    // The counts include the attempt being scored, hence `>` rather than
+    // `>=`: the fourth use of a card within the hour is the first suspect.
     match signals.card_attempts_last_hour {
-        n if n >= 6 => add("card_velocity_high", 50),
-        n if n >= 3 => add("card_velocity", 30),
+        n if n > 6 => add("card_velocity_high", 50),
+        n if n > 3 => add("card_velocity", 30),
         _ => {}
     }
     match signals.email_attempts_last_hour {
-        n if n >= 10 => add("email_velocity_high", 35),
-        n if n >= 5 => add("email_velocity", 20),
+        n if n > 10 => add("email_velocity_high", 35),
+        n if n > 5 => add("email_velocity", 20),
         _ => {}
     }
     match signals.ip_attempts_last_hour {
-        n if n >= 30 => add("ip_velocity_high", 30),
-        n if n >= 10 => add("ip_velocity", 15),
+        n if n > 30 => add("ip_velocity_high", 30),
+        n if n > 10 => add("ip_velocity", 15),
         _ => {}
     }
     if let Some(median) = signals.merchant_median_amount.filter(|m| *m > 0) {
@@ -145,10 +149,15 @@ mod tests {
         };
         assert_eq!(assess(&far).score, 35);
         let velocity = RiskSignals {
-            card_attempts_last_hour: 3,
+            card_attempts_last_hour: 4,
             ..Default::default()
         };
         assert_eq!(assess(&velocity).score, 30);
+        let first_reuses = RiskSignals {
+            card_attempts_last_hour: 3,
+            ..Default::default()
+        };
+        assert_eq!(assess(&first_reuses).score, 0);
         let mismatch = RiskSignals {
             card_country: Some("US".into()),
             shipping_country: Some("DE".into()),

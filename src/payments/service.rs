@@ -16,7 +16,7 @@ use time::{Duration, OffsetDateTime};
 use super::model::{Audience, CaptureMethod, Payment, Status};
 use super::risk::{self, RiskSignals};
 use super::{MAX_AMOUNT, PaymentError, postings, store};
-use crate::crypto::CardKey;
+use crate::crypto::{Fingerprints, Keyring, Purpose, Sealer};
 use crate::events::{self, EventType};
 use crate::ids::{MerchantId, PaymentId, random_base62};
 use crate::metadata::Metadata;
@@ -136,7 +136,10 @@ impl ConfirmMethod {
 pub struct Payments {
     pool: PgPool,
     connectors: Arc<Connectors>,
-    card_key: CardKey,
+    /// Seals card numbers (their own subkey).
+    cards: Sealer,
+    /// Per-merchant card fingerprints.
+    fingerprints: Fingerprints,
     livemode: bool,
     /// An uncaptured authorization is voided after this.
     authorization_ttl: Duration,
@@ -146,6 +149,8 @@ pub struct Payments {
     chains: super::crypto::Chains,
     /// Chains whose hot wallet runs on this node (crypto refunds).
     wallet_chains: Arc<Vec<u64>>,
+    /// Confirmations a payment may take before it is refused (card testing).
+    max_confirm_attempts: i32,
 }
 
 impl std::fmt::Debug for Payments {
@@ -153,6 +158,9 @@ impl std::fmt::Debug for Payments {
         f.debug_struct("Payments").finish_non_exhaustive()
     }
 }
+
+/// Confirmation attempts of one payment, unless configured.
+pub const DEFAULT_MAX_CONFIRM_ATTEMPTS: i32 = 5;
 
 /// Card countries of the sandbox cards (all issued in the US, as Stripe's).
 const SANDBOX_CARD_COUNTRY: &str = "US";
@@ -162,7 +170,7 @@ impl Payments {
     pub fn new(
         pool: PgPool,
         connectors: Arc<Connectors>,
-        card_key: CardKey,
+        keys: &Keyring,
         livemode: bool,
         authorization_ttl: Duration,
         public_url: String,
@@ -171,13 +179,22 @@ impl Payments {
         Self {
             pool,
             connectors,
-            card_key,
+            cards: keys.sealer(Purpose::Cards),
+            fingerprints: keys.fingerprints(),
             livemode,
             authorization_ttl,
             public_url,
             chains: super::crypto::Chains(Arc::new(chains)),
             wallet_chains: Arc::new(Vec::new()),
+            max_confirm_attempts: DEFAULT_MAX_CONFIRM_ATTEMPTS,
         }
+    }
+
+    /// The subsystem, refusing a payment's confirmation after `max` attempts.
+    #[must_use]
+    pub fn with_max_confirm_attempts(mut self, max: u32) -> Self {
+        self.max_confirm_attempts = i32::try_from(max).unwrap_or(i32::MAX);
+        self
     }
 
     /// The subsystem, refunding crypto payments on `chains` through this
@@ -196,6 +213,24 @@ impl Payments {
     /// The chains crypto payments may use.
     pub(super) fn chains(&self) -> &super::crypto::Chains {
         &self.chains
+    }
+
+    /// Whether this node offers `method`: a traditional method needs a
+    /// configured processor, crypto a configured chain.
+    pub fn offers(&self, method: MethodType) -> bool {
+        match method {
+            MethodType::Crypto => !self.chains.0.is_empty(),
+            other => self.connectors.get(other).is_some(),
+        }
+    }
+
+    /// Of a merchant's enabled methods, those this node offers, in order.
+    pub fn offered(&self, enabled: &[String]) -> Vec<String> {
+        enabled
+            .iter()
+            .filter(|m| MethodType::parse(m).is_some_and(|m| self.offers(m)))
+            .cloned()
+            .collect()
     }
 
     /// Whether objects are live-mode.
@@ -269,12 +304,25 @@ impl Payments {
                             format!("{} is not enabled for this account", t.as_str()),
                         ));
                     }
+                    if !self.offers(*t) {
+                        return Err(unavailable(format!("payment_method_types[{i}]"), *t));
+                    }
                 }
                 let mut names: Vec<String> = types.iter().map(|t| t.as_str().to_owned()).collect();
                 names.dedup();
                 names
             }
-            None => enabled_methods.to_vec(),
+            None => {
+                let offered = self.offered(enabled_methods);
+                if offered.is_empty() {
+                    return Err(PaymentError::refused(
+                        "payment_method_unavailable",
+                        "payment_method_types",
+                        "None of this account's payment methods is offered by this node.",
+                    ));
+                }
+                offered
+            }
         };
         let id = PaymentId::generate();
         let payment = Payment {
@@ -296,6 +344,7 @@ impl Payments {
             amount_capturable: 0,
             amount_received: 0,
             amount_refunded: 0,
+            amount_disputed: 0,
             card: None,
             risk_score: None,
             risk_reasons: None,
@@ -390,29 +439,17 @@ impl Payments {
         method: ConfirmMethod,
         client_ip: Option<String>,
     ) -> Result<Payment, PaymentError> {
-        let mut tx = self.pool.begin().await?;
-        let mut payment = store::lock(&mut tx, merchant, id)
-            .await?
-            .ok_or_else(|| not_found(id))?;
-        if !matches!(
-            payment.status,
-            Status::RequiresPaymentMethod | Status::Failed
-        ) {
-            return Err(unexpected_state(&payment, "confirm"));
+        if let ConfirmMethod::Crypto { chain_id, asset } = &method {
+            // The crypto flow has no processor: a quote, then the chain.
+            return self.confirm_crypto(merchant, id, *chain_id, asset).await;
         }
         let kind = method.method();
-        if !payment
-            .payment_method_types
-            .iter()
-            .any(|t| t == kind.as_str())
-        {
-            return Err(PaymentError::invalid(
-                "payment_method.type",
-                format!(
-                    "{} is not among this payment's payment_method_types",
-                    kind.as_str()
-                ),
-            ));
+        let seen = store::get(&self.pool, merchant, id)
+            .await?
+            .ok_or_else(|| not_found(id))?;
+        confirmable(&seen, kind)?;
+        if !self.offers(kind) {
+            return Err(unavailable("payment_method.type".to_owned(), kind));
         }
         let now = OffsetDateTime::now_utc();
         let (details, billing_country) = match method {
@@ -431,19 +468,70 @@ impl Payments {
             ConfirmMethod::Ewallet { provider } => (MethodDetails::Ewallet { provider }, None),
             ConfirmMethod::CashVoucher => (MethodDetails::CashVoucher, None),
             ConfirmMethod::Check => (MethodDetails::Check, None),
-            ConfirmMethod::Crypto { chain_id, asset } => {
-                // The crypto flow has no processor: hand over to it.
-                drop(tx);
-                return self.confirm_crypto(merchant, id, chain_id, &asset).await;
+            ConfirmMethod::Crypto { .. } => {
+                return Err(unavailable("payment_method.type".into(), kind));
             }
         };
+        let (fingerprint, fingerprint_candidates) = match &details {
+            MethodDetails::Card(card) => {
+                let number = card.number.expose().as_bytes();
+                (
+                    Some(self.fingerprints.of(merchant.as_str(), number)),
+                    // Velocity counts the card under every fingerprint it
+                    // may still have at rest (a rotation may be under way).
+                    self.fingerprints.candidates(merchant.as_str(), number),
+                )
+            }
+            _ => (None, Vec::new()),
+        };
+        let email = seen
+            .customer
+            .as_ref()
+            .and_then(|c| c.get("email"))
+            .and_then(Value::as_str)
+            .map(str::to_lowercase);
+        // Counted before anything else, in its own commit: a tester's
+        // declined, blocked or failed attempts all count against the cap
+        // and in the velocity of the next attempt.
+        let attempt = store::Attempt {
+            method: kind.as_str(),
+            card_fingerprint: fingerprint.as_deref(),
+            customer_email: email.as_deref(),
+            client_ip: client_ip.as_deref(),
+        };
+        if !store::record_attempt(
+            &self.pool,
+            merchant,
+            id,
+            &attempt,
+            self.max_confirm_attempts,
+        )
+        .await?
+        {
+            return Err(PaymentError::refused(
+                "payment_attempts_exceeded",
+                "payment_method",
+                format!(
+                    "This payment was confirmed {} times without success, the most allowed; \
+                     create a new payment to try again.",
+                    self.max_confirm_attempts
+                ),
+            ));
+        }
+
+        let mut tx = self.pool.begin().await?;
+        let mut payment = store::lock(&mut tx, merchant, id)
+            .await?
+            .ok_or_else(|| not_found(id))?;
+        // Another request may have moved it since it was first read.
+        confirmable(&payment, kind)?;
         payment.method = Some(kind.as_str().to_owned());
         payment.last_error = None;
         payment.next_action = None;
 
         // Card data: sealed at rest, shown as brand/last four/fingerprint.
-        let fingerprint = if let MethodDetails::Card(card) = &details {
-            let fingerprint = self.card_key.fingerprint(card.number.expose().as_bytes());
+        if let MethodDetails::Card(card) = &details {
+            let fingerprint = fingerprint.clone().unwrap_or_default();
             let display = json!({
                 "brand": card.number.brand().as_str(),
                 "last4": card.number.last4(),
@@ -452,7 +540,7 @@ impl Payments {
                 "fingerprint": fingerprint,
                 "country": SANDBOX_CARD_COUNTRY,
             });
-            let sealed = self.card_key.seal(
+            let sealed = self.cards.seal(
                 card.number.expose().as_bytes(),
                 payment.id.as_str().as_bytes(),
             );
@@ -462,33 +550,24 @@ impl Payments {
                 &store::StoredCard {
                     display: display.clone(),
                     sealed_number: sealed,
-                    fingerprint: fingerprint.clone(),
+                    fingerprint,
                 },
             )
             .await?;
             payment.card = Some(display);
-            Some(fingerprint)
         } else {
             payment.card = None;
-            None
-        };
+        }
         if let Some(ip) = &client_ip {
             store::set_client_ip(&mut tx, &payment.id, ip).await?;
         }
 
         // Risk, before anything reaches the processor.
-        let email = payment
-            .customer
-            .as_ref()
-            .and_then(|c| c.get("email"))
-            .and_then(Value::as_str)
-            .map(str::to_lowercase);
         let counts = store::risk_counts(
             &mut tx,
             &payment,
-            fingerprint.as_deref(),
-            email.as_deref(),
-            client_ip.as_deref(),
+            &attempt,
+            &fingerprint_candidates,
             risk::MIN_HISTORY,
         )
         .await?;
@@ -513,13 +592,13 @@ impl Payments {
         payment.risk_reasons = Some(json!(assessment.reasons));
         let threshold = store::risk_threshold(&mut tx, merchant).await?;
         if i16::from(assessment.score) >= threshold {
+            // The score and reasons are on the payment for the merchant;
+            // the message, which reaches browsers, does not help a tester
+            // learn what tripped the check.
             let decline = Decline {
                 code: "risk_blocked".into(),
                 decline_code: None,
-                message: format!(
-                    "The payment was blocked by risk checks (score {} of 100).",
-                    assessment.score
-                ),
+                message: "The payment was blocked by the merchant's risk checks.".into(),
             };
             return self.fail(tx, payment, decline).await;
         }
@@ -695,7 +774,7 @@ impl Payments {
                 if payment.status != Status::Succeeded {
                     return Err(unexpected_state(&payment, "return"));
                 }
-                let outstanding = payment.amount_received - payment.amount_refunded;
+                let outstanding = payment.refundable();
                 if outstanding <= 0 {
                     return Err(PaymentError::state(
                         "payment_fully_refunded",
@@ -703,7 +782,7 @@ impl Payments {
                     ));
                 }
                 postings::reverse_receipt(&mut tx, &payment, outstanding, &reason).await?;
-                payment.amount_refunded = payment.amount_received;
+                payment.amount_refunded += outstanding;
                 payment.status = Status::Failed;
                 payment.last_error = Some(json!({
                     "code": reason,
@@ -913,6 +992,42 @@ fn next_action(action: &CustomerAction) -> Value {
             "payable_to": "E-PG Sandbox Lockbox",
         }),
     }
+}
+
+/// Whether `payment` may be confirmed with `kind` now.
+fn confirmable(payment: &Payment, kind: MethodType) -> Result<(), PaymentError> {
+    if !matches!(
+        payment.status,
+        Status::RequiresPaymentMethod | Status::Failed
+    ) {
+        return Err(unexpected_state(payment, "confirm"));
+    }
+    if !payment
+        .payment_method_types
+        .iter()
+        .any(|t| t == kind.as_str())
+    {
+        return Err(PaymentError::invalid(
+            "payment_method.type",
+            format!(
+                "{} is not among this payment's payment_method_types",
+                kind.as_str()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// `method` has no processor (or chain) on this node.
+fn unavailable(param: String, method: MethodType) -> PaymentError {
+    PaymentError::refused(
+        "payment_method_unavailable",
+        param,
+        format!(
+            "{} payments are not available on this node.",
+            method.as_str()
+        ),
+    )
 }
 
 fn not_found(id: &PaymentId) -> PaymentError {

@@ -48,6 +48,9 @@ struct Row {
     #[allow(dead_code)]
     updated_at: OffsetDateTime,
     crypto: Option<Value>,
+    #[allow(dead_code)]
+    confirm_attempts: i32,
+    amount_disputed: i64,
 }
 
 impl Row {
@@ -77,6 +80,7 @@ impl Row {
             amount_capturable: self.amount_capturable,
             amount_received: self.amount_received,
             amount_refunded: self.amount_refunded,
+            amount_disputed: self.amount_disputed,
             card: self.card,
             risk_score: self.risk_score,
             risk_reasons: self.risk_reasons,
@@ -95,9 +99,9 @@ impl Row {
 pub struct StoredCard {
     /// Brand, last four, expiry, fingerprint, country.
     pub display: Value,
-    /// AES-GCM sealed full number.
+    /// The full number, sealed with the cards subkey.
     pub sealed_number: Vec<u8>,
-    /// Keyed fingerprint for velocity checks.
+    /// Per-merchant keyed fingerprint, for velocity checks.
     pub fingerprint: String,
 }
 
@@ -150,22 +154,20 @@ pub async fn get(
     .transpose()
 }
 
-/// A payment by its client secret (browser checkout).
+/// A payment by its client secret (browser checkout). The payment is
+/// found by id and its secret compared in constant time here, not by SQL,
+/// whose comparison stops at the first differing byte.
 pub async fn get_by_client_secret(
     pool: &PgPool,
     id: &PaymentId,
     client_secret: &str,
 ) -> Result<Option<Payment>, sqlx::Error> {
-    sqlx::query_as!(
-        Row,
-        "SELECT * FROM payments WHERE id = $1 AND client_secret = $2",
-        id.as_str(),
-        client_secret
-    )
-    .fetch_optional(pool)
-    .await?
-    .map(Row::into_payment)
-    .transpose()
+    let payment = sqlx::query_as!(Row, "SELECT * FROM payments WHERE id = $1", id.as_str())
+        .fetch_optional(pool)
+        .await?
+        .map(Row::into_payment)
+        .transpose()?;
+    Ok(payment.filter(|p| p.client_secret_matches(Some(client_secret))))
 }
 
 /// Locks a payment of `merchant` for the rest of the transaction; every
@@ -195,7 +197,7 @@ pub async fn update(conn: &mut PgConnection, p: &Payment) -> Result<(), sqlx::Er
                processor_reference = $6, amount_capturable = $7, amount_received = $8,
                amount_refunded = $9, card = $10, risk_score = $11, risk_reasons = $12,
                last_error = $13, cancellation_reason = $14, expires_at = $15, hold_id = $16,
-               updated_at = now()
+               amount_disputed = $17, updated_at = now()
            WHERE id = $1 AND merchant_id = $2"#,
         p.id.as_str(),
         p.merchant_id.as_str(),
@@ -213,6 +215,7 @@ pub async fn update(conn: &mut PgConnection, p: &Payment) -> Result<(), sqlx::Er
         p.cancellation_reason,
         p.expires_at,
         p.hold_id,
+        p.amount_disputed,
     )
     .execute(conn)
     .await?;
@@ -317,47 +320,95 @@ pub async fn exists(
     .await
 }
 
-/// Counts for the risk scorer: earlier attempts in the last hour by the
-/// same card, email and IP, and the median of succeeded amounts.
+/// Counts for the risk scorer: attempts in the last hour by the same card,
+/// email and client address (the current one included), and the median of
+/// succeeded amounts.
 #[derive(Debug, Default)]
 pub struct RiskCounts {
     /// Same card fingerprint.
     pub card: i64,
     /// Same email.
     pub email: i64,
-    /// Same IP.
+    /// Same client address.
     pub ip: i64,
     /// Median succeeded amount in the currency, with at least `min_history` samples.
     pub median: Option<i64>,
 }
 
-/// Gathers [`RiskCounts`] for a payment about to be authorized.
+/// One confirmation attempt, as the velocity rules see it.
+#[derive(Debug)]
+pub struct Attempt<'a> {
+    /// The method tried.
+    pub method: &'a str,
+    /// The card's fingerprint, for cards.
+    pub card_fingerprint: Option<&'a str>,
+    /// The customer's email, when the payment has one.
+    pub customer_email: Option<&'a str>,
+    /// Where the request came from.
+    pub client_ip: Option<&'a str>,
+}
+
+/// Records an attempt on `payment` unless it already had `max` of them;
+/// returns whether it was recorded (false: the cap is reached, or no such
+/// payment). Runs in its own committed statement so that a declined,
+/// failed or rolled-back confirmation still counts.
+pub async fn record_attempt(
+    pool: &PgPool,
+    merchant: &MerchantId,
+    payment: &PaymentId,
+    attempt: &Attempt<'_>,
+    max: i32,
+) -> Result<bool, sqlx::Error> {
+    let recorded = sqlx::query_scalar!(
+        r#"WITH counted AS (
+               UPDATE payments SET confirm_attempts = confirm_attempts + 1
+                WHERE id = $2 AND merchant_id = $1 AND confirm_attempts < $7
+               RETURNING id
+           )
+           INSERT INTO payment_attempts
+                  (merchant_id, payment_id, method, card_fingerprint, customer_email, client_ip)
+           SELECT $1, id, $3, $4, $5, $6 FROM counted
+           RETURNING id"#,
+        merchant.as_str(),
+        payment.as_str(),
+        attempt.method,
+        attempt.card_fingerprint,
+        attempt.customer_email,
+        attempt.client_ip,
+        max,
+    )
+    .fetch_optional(pool)
+    .await?;
+    Ok(recorded.is_some())
+}
+
+/// Gathers [`RiskCounts`] for a payment about to be authorized. A card is
+/// counted under every fingerprint it may have at rest (`fingerprints`: the
+/// current master key's and those of keys a rotation is replacing).
 pub async fn risk_counts(
     conn: &mut PgConnection,
     payment: &Payment,
-    fingerprint: Option<&str>,
-    email: Option<&str>,
-    ip: Option<&str>,
+    attempt: &Attempt<'_>,
+    fingerprints: &[String],
     min_history: i64,
 ) -> Result<RiskCounts, sqlx::Error> {
     let row = sqlx::query!(
         r#"SELECT
-             (SELECT count(*) FROM payments WHERE merchant_id = $1 AND id <> $2
-                AND card_fingerprint = $3 AND created_at > now() - interval '1 hour') AS "card!",
-             (SELECT count(*) FROM payments WHERE merchant_id = $1 AND id <> $2
-                AND customer_email = $4 AND created_at > now() - interval '1 hour') AS "email!",
-             (SELECT count(*) FROM payments WHERE merchant_id = $1 AND id <> $2
-                AND client_ip = $5 AND created_at > now() - interval '1 hour') AS "ip!",
-             (SELECT CASE WHEN count(*) >= $7
+             (SELECT count(*) FROM payment_attempts WHERE merchant_id = $1
+                AND card_fingerprint = ANY($2) AND created_at > now() - interval '1 hour') AS "card!",
+             (SELECT count(*) FROM payment_attempts WHERE merchant_id = $1
+                AND customer_email = $3 AND created_at > now() - interval '1 hour') AS "email!",
+             (SELECT count(*) FROM payment_attempts WHERE merchant_id = $1
+                AND client_ip = $4 AND created_at > now() - interval '1 hour') AS "ip!",
+             (SELECT CASE WHEN count(*) >= $6
                        THEN percentile_disc(0.5) WITHIN GROUP (ORDER BY amount) END
-                FROM (SELECT amount FROM payments WHERE merchant_id = $1 AND currency = $6
+                FROM (SELECT amount FROM payments WHERE merchant_id = $1 AND currency = $5
                         AND status = 'succeeded' ORDER BY created_at DESC LIMIT 1000) recent
              ) AS "median""#,
         payment.merchant_id.as_str(),
-        payment.id.as_str(),
-        fingerprint,
-        email,
-        ip,
+        fingerprints,
+        attempt.customer_email,
+        attempt.client_ip,
         payment.currency,
         min_history,
     )

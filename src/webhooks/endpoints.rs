@@ -2,10 +2,10 @@
 //! each delivery is signed with.
 //!
 //! The secret must be readable to sign, so it cannot be hashed like an API
-//! key. It is sealed with the node's AES-256-GCM key
-//! (`security.card_encryption_key`), with the endpoint id as associated
-//! data so a sealed secret cannot be moved to another row, and shown in
-//! clear exactly once: in the response that creates the endpoint.
+//! key. It is sealed with the webhook-secrets subkey of the master key
+//! (`security.master_key`, see [`crate::crypto`]), with the endpoint id as
+//! associated data so a sealed secret cannot be moved to another row, and
+//! shown in clear exactly once: in the response that creates the endpoint.
 
 use std::collections::BTreeMap;
 
@@ -16,7 +16,7 @@ use time::OffsetDateTime;
 use super::guard::UrlPolicy;
 use super::signature::SECRET_PREFIX;
 use super::{WebhookError, secret_context};
-use crate::crypto::CardKey;
+use crate::crypto::Sealer;
 use crate::events::{EventType, Listed, Page};
 use crate::ids::{MerchantId, WebhookEndpointId, random_base62};
 
@@ -101,7 +101,8 @@ pub struct EndpointChanges {
 #[derive(Debug, Clone)]
 pub struct EndpointStore {
     pool: PgPool,
-    key: CardKey,
+    /// Seals signing secrets ([`crate::crypto::Purpose::WebhookSecrets`]).
+    key: Sealer,
     policy: UrlPolicy,
 }
 
@@ -135,7 +136,7 @@ impl From<Row> for Endpoint {
 
 impl EndpointStore {
     /// A store sealing secrets with `key` and checking URLs with `policy`.
-    pub fn new(pool: PgPool, key: CardKey, policy: UrlPolicy) -> Self {
+    pub fn new(pool: PgPool, key: Sealer, policy: UrlPolicy) -> Self {
         Self { pool, key, policy }
     }
 

@@ -282,9 +282,16 @@ fn non_public_v6(ip: Ipv6Addr) -> Option<&'static str> {
     match s {
         // ::a.b.c.d, the deprecated IPv4-compatible form.
         [0, 0, 0, 0, 0, 0, _, _] => Some("reserved (IPv4-compatible)"),
+        // ::ffff:0:a.b.c.d, the IPv4-translated form of SIIT (RFC 2765):
+        // a translator in the path turns it into a.b.c.d.
+        [0, 0, 0, 0, 0xffff, 0, _, _] => Some("reserved (IPv4-translated)"),
         // NAT64 well-known prefix: judge the IPv4 address it reaches.
         [0x64, 0xff9b, 0, 0, 0, 0, hi, lo] => non_public_v4(embedded_v4(hi, lo)),
         [0x64, 0xff9b, 1, ..] => Some("private (local-use NAT64)"),
+        // The rest of 64:ff9b::/32 is not allocated, and a NAT64 with a
+        // longer network-specific prefix there reaches IPv4 addresses that
+        // cannot be judged from here.
+        [0x64, 0xff9b, ..] => Some("reserved (NAT64)"),
         // 6to4: the IPv4 address sits in bits 16..48.
         [0x2002, hi, lo, ..] => non_public_v4(embedded_v4(hi, lo)),
         [0x2001, 0, ..] => Some("reserved (Teredo)"),
@@ -338,6 +345,40 @@ mod tests {
             "2001:db8::1",
         ] {
             assert!(non_public(ip(bad)).is_some(), "{bad} should be refused");
+        }
+    }
+
+    #[test]
+    fn ssrf_guard_refuses_ipv4_translated_and_nat64_forms_of_internal_addresses() {
+        for bad in [
+            // IPv4-mapped (::ffff:0:0/96): the metadata service, loopback.
+            "::ffff:169.254.169.254",
+            "::ffff:7f00:1",
+            // IPv4-translated (::ffff:0:0:0/96).
+            "::ffff:0:7f00:1",
+            "::ffff:0:a9fe:a9fe",
+            "::ffff:0:808:808",
+            // NAT64: the well-known prefix to internal targets, local-use,
+            // and network-specific prefixes in 64:ff9b::/32.
+            "64:ff9b::7f00:1",
+            "64:ff9b::a00:1",
+            "64:ff9b:1::a9fe:a9fe",
+            "64:ff9b:0:0:1:0:a9fe:a9fe",
+            "64:ff9b:a9:fea9:fe00::",
+        ] {
+            assert!(non_public(ip(bad)).is_some(), "{bad} should be refused");
+        }
+        // In URLs too.
+        let p = UrlPolicy::new(false);
+        for url in [
+            "https://[::ffff:0:a9fe:a9fe]/hook",
+            "https://[64:ff9b::a9fe:a9fe]/hook",
+            "https://[64:ff9b:a9:fea9:fe00::]/hook",
+        ] {
+            assert!(
+                matches!(p.parse(url), Err(Refusal::Address { .. })),
+                "{url} should be refused"
+            );
         }
         for good in [
             "1.1.1.1",

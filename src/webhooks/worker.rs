@@ -32,7 +32,7 @@ use uuid::Uuid;
 use super::guard::{Refusal, UrlPolicy};
 use super::{secret_context, signature};
 use crate::config::{Config, Mode, WebhooksConfig};
-use crate::crypto::CardKey;
+use crate::crypto::{Purpose, Sealer};
 use crate::events::{Bus, Event, EventType, Notice};
 use crate::ids::{EventId, MerchantId, WebhookDeliveryId, WebhookEndpointId};
 use crate::telemetry::metrics::Metrics;
@@ -101,7 +101,8 @@ pub struct Worker {
     metrics: Arc<Metrics>,
     settings: WebhooksConfig,
     mode: Mode,
-    key: CardKey,
+    /// Opens endpoints' signing secrets.
+    key: Sealer,
     policy: UrlPolicy,
     client: reqwest::Client,
 }
@@ -154,8 +155,9 @@ impl Worker {
         config: &Config,
     ) -> Result<Self, WorkerError> {
         let key = config
-            .card_key()
-            .map_err(|e| WorkerError::Key(e.to_string()))?;
+            .keyring()
+            .map_err(|e| WorkerError::Key(e.to_string()))?
+            .sealer(Purpose::WebhookSecrets);
         let policy = UrlPolicy::new(config.server.dev);
         let client = http_client(policy, &config.webhooks)?;
         Ok(Self {
@@ -435,7 +437,7 @@ impl Worker {
             Ok(Ok(secret)) => secret,
             _ => {
                 tracing::error!(endpoint = %claimed.endpoint_id,
-                    "webhook signing secret cannot be unsealed (was security.card_encryption_key changed?)");
+                    "webhook signing secret cannot be unsealed (was the master key that sealed it removed from security.previous_master_keys?)");
                 return Outcome::failed(
                     "the node could not unseal this endpoint's signing secret".into(),
                     started.elapsed(),

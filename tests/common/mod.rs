@@ -13,7 +13,7 @@ use epg::app::Application;
 use epg::config::{
     Config, DatabaseConfig, LogConfig, LogFormat, Mode, SecurityConfig, ServerConfig,
 };
-use epg::crypto::CardKey;
+use epg::crypto::Keyring;
 use epg::ids::MerchantId;
 use epg::merchants::{KeyKind, MerchantStore};
 use sqlx::{Connection, Executor, PgConnection, PgPool};
@@ -217,6 +217,9 @@ impl Drop for TestApp {
     }
 }
 
+/// The operator token of test nodes (`/metrics`, detailed `/readyz`).
+pub const OPERATOR_TOKEN: &str = "test-operator-token-0123456789abcdef";
+
 /// The configuration tests run with (test mode, dev conveniences on).
 pub fn test_config(database_url: &str) -> Config {
     Config {
@@ -230,11 +233,17 @@ pub fn test_config(database_url: &str) -> Config {
         database: DatabaseConfig {
             url: database_url.to_owned(),
             max_connections: 10,
+            public_max_connections: 4,
         },
         security: SecurityConfig {
-            card_encryption_key: CardKey::generate_base64(),
+            master_key: Keyring::generate_base64(),
+            previous_master_keys: Vec::new(),
             rate_limit_per_second: 1000,
             rate_limit_burst: 1000,
+            public_rate_limit_per_second: 1000,
+            public_rate_limit_burst: 1000,
+            failed_auth_per_minute: 10_000,
+            operator_token: Some(OPERATOR_TOKEN.to_owned()),
         },
         log: LogConfig {
             format: LogFormat::Json,
@@ -244,6 +253,7 @@ pub fn test_config(database_url: &str) -> Config {
         payments: epg::config::PaymentsConfig::default(),
         settlement: epg::config::SettlementConfig::default(),
         wallet: epg::config::WalletConfig::default(),
+        processors: epg::methods::ProcessorsConfig::default(),
         chains: Vec::new(),
     }
 }
@@ -267,11 +277,11 @@ pub async fn spawn_on(pool: PgPool, config: Config) -> TestApp {
     let merchants = MerchantStore::new(pool.clone());
     let merchant = merchants.create("Test Merchant").await.unwrap();
     let (_, sk) = merchants
-        .create_key(&merchant.id, KeyKind::Secret, Mode::Test)
+        .create_key(&merchant.id, KeyKind::Secret, config.mode)
         .await
         .unwrap();
     let (_, pk) = merchants
-        .create_key(&merchant.id, KeyKind::Publishable, Mode::Test)
+        .create_key(&merchant.id, KeyKind::Publishable, config.mode)
         .await
         .unwrap();
     let app_pool = epg::db::connect(&database_url, config.database.max_connections)
@@ -306,7 +316,7 @@ impl TestApp {
         let merchants = MerchantStore::new(self.pool.clone());
         let merchant = merchants.create("Other Merchant").await.unwrap();
         let (_, sk) = merchants
-            .create_key(&merchant.id, KeyKind::Secret, Mode::Test)
+            .create_key(&merchant.id, KeyKind::Secret, self.config.mode)
             .await
             .unwrap();
         (merchant.id, sk.secret)
