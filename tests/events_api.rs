@@ -302,6 +302,8 @@ async fn an_event_that_commits_late_is_listed_after_the_newest_event_a_client_ha
         ids(&all),
         [late.to_string(), quick.to_string(), before.to_string()]
     );
+    let report = epg::ledger::check(&app.pool).await.unwrap();
+    assert!(report.is_ok(), "{report:?}");
 }
 
 /// Two transactions each write events of the same two merchants, in
@@ -380,4 +382,6 @@ async fn writers_of_several_merchants_events_never_deadlock_on_the_event_clocks(
         .unwrap();
         assert_eq!(positions, [1, 2, 3], "one position each, in commit order");
     }
+    let report = epg::ledger::check(&app.pool).await.unwrap();
+    assert!(report.is_ok(), "{report:?}");
 }

@@ -348,4 +348,6 @@ async fn a_stream_resumed_after_its_last_event_still_sends_an_event_that_committ
     expected.sort();
     seen.sort();
     assert_eq!(seen, expected, "every event once, none skipped");
+    let report = epg::ledger::check(&app.pool).await.unwrap();
+    assert!(report.is_ok(), "{report:?}");
 }

@@ -63,8 +63,8 @@ async fn count(pool: &PgPool, sql: &str) -> i64 {
 #[tokio::test]
 async fn two_nodes_settling_and_anchoring_at_once_settle_and_anchor_each_batch_once() {
     let anvil = common::anvil().await;
-    let deployment = common::deploy_devnet(&anvil).await;
-    let rpc = anvil.rpc_url();
+    let (deployment, chain) = common::deploy_with_own_treasury(&anvil).await;
+    let (rpc, node_chain) = (anvil.rpc_url(), chain.clone());
     let contract = deployment.anchor;
     let app = spawn_app_with(move |config| {
         config.settlement.anchor_rpc_url = rpc;
@@ -73,6 +73,7 @@ async fn two_nodes_settling_and_anchoring_at_once_settle_and_anchor_each_batch_o
         config.settlement.anchor_key = Some(DEV_KEY_0.to_owned());
         // The node's own schedule stays out of the way; the test runs it.
         config.settlement.interval_secs = 3600;
+        config.chains = vec![node_chain];
     })
     .await;
     let (_, other_key) = app.merchant().await;
@@ -165,6 +166,7 @@ async fn two_nodes_settling_and_anchoring_at_once_settle_and_anchor_each_batch_o
     assert_eq!(count(pool, "SELECT count(*) FROM settlements").await, 2);
     let report = epg::ledger::check(pool).await.unwrap();
     assert!(report.is_ok(), "{report:?}");
+    common::reconcile_clean(pool, &chain).await;
 }
 
 #[tokio::test]

@@ -200,7 +200,17 @@ async fn a_settled_payment_is_anchored_and_its_proof_verifies_against_the_chain(
 /// announces it; the payment's proof then verifies against the chain.
 #[tokio::test]
 async fn an_anchor_a_reorg_took_away_after_its_confirmations_is_sent_again_and_proofs_verify() {
-    let (app, anvil) = node_with_anchor().await;
+    let anvil = common::anvil().await;
+    let (deployment, chain) = common::deploy_with_own_treasury(&anvil).await;
+    let (rpc, node_chain) = (anvil.rpc_url(), chain.clone());
+    let app = spawn_app_with(move |config| {
+        config.settlement.anchor_rpc_url = rpc;
+        config.settlement.anchor_contract = deployment.anchor.to_string();
+        config.settlement.anchor_confirmations = 1;
+        config.settlement.anchor_key = Some(DEV_KEY_0.to_owned());
+        config.chains = vec![node_chain];
+    })
+    .await;
     let paid = pay(&app, 3000).await;
     let id = paid["id"].as_str().unwrap();
     let settlement = json(
@@ -301,6 +311,7 @@ async fn an_anchor_a_reorg_took_away_after_its_confirmations_is_sent_again_and_p
     );
     let report = epg::ledger::check(&app.pool).await.unwrap();
     assert!(report.is_ok(), "{report:?}");
+    common::reconcile_clean(&app.pool, &chain).await;
 }
 
 #[tokio::test]
