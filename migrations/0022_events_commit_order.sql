@@ -42,11 +42,17 @@ CREATE TABLE event_clocks (
 INSERT INTO event_clocks (merchant_id, last)
 SELECT merchant_id, max(position) FROM events GROUP BY merchant_id;
 
+-- Each merchant once (a watcher step catching up may write thousands of
+-- events); ids are `mer_` and 24 base62 characters, so `<id>,` matches
+-- only itself.
 CREATE FUNCTION events_note() RETURNS trigger
 LANGUAGE plpgsql AS $$
+DECLARE
+    noted TEXT := coalesce(current_setting('epg.event_merchants', true), '');
 BEGIN
-    PERFORM set_config('epg.event_merchants',
-        coalesce(current_setting('epg.event_merchants', true), '') || NEW.merchant_id || ',', true);
+    IF strpos(noted, NEW.merchant_id || ',') = 0 THEN
+        PERFORM set_config('epg.event_merchants', noted || NEW.merchant_id || ',', true);
+    END IF;
     RETURN NEW;
 END
 $$;
