@@ -122,6 +122,7 @@ impl Application {
                 Arc::new(crate::methods::Connectors::configured(
                     &config.processors,
                     config.mode,
+                    pool.clone(),
                 )),
                 &keys,
                 config.mode == crate::config::Mode::Live,
@@ -140,7 +141,11 @@ impl Application {
                 config.chains.clone(),
             )
             .with_wallet_chains(wallet_chains)
-            .with_max_confirm_attempts(config.payments.max_confirm_attempts),
+            .with_max_confirm_attempts(config.payments.max_confirm_attempts)
+            // A processor call in flight is its request's for as long as the
+            // request may live; after that, a retry or the reconciler may
+            // resume it.
+            .with_operation_lease(lease),
             settlement,
             chains: Arc::new(crate::chain::watcher::ChainStatus::new(
                 config.chains.iter().map(|c| c.chain_id),

@@ -119,6 +119,12 @@ define_id!(
     "re"
 );
 define_id!(
+    /// A call to a payment's processor (`pop_…`), committed before the call;
+    /// its id is the call's idempotency key.
+    OperationId,
+    "pop"
+);
+define_id!(
     /// A dispute (`dp_…`).
     DisputeId,
     "dp"

@@ -26,7 +26,7 @@ use time::OffsetDateTime;
 fn payments(app: &TestApp) -> epg::payments::Payments {
     epg::payments::Payments::new(
         app.pool.clone(),
-        std::sync::Arc::new(epg::methods::Connectors::sandbox()),
+        std::sync::Arc::new(epg::methods::Connectors::sandbox(app.pool.clone())),
         &app.config.keyring().unwrap(),
         false,
         time::Duration::days(7),
@@ -245,8 +245,8 @@ async fn two_nodes_expiring_and_flagging_crypto_quotes_at_once_do_each_once() {
     let node = async || {
         let pool = epg::db::connect(&app.database_url, 5).await.unwrap();
         epg::payments::Payments::new(
-            pool,
-            std::sync::Arc::new(epg::methods::Connectors::sandbox()),
+            pool.clone(),
+            std::sync::Arc::new(epg::methods::Connectors::sandbox(pool)),
             &app.config.keyring().unwrap(),
             false,
             time::Duration::days(7),

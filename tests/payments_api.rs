@@ -659,7 +659,7 @@ async fn vouchers_are_paid_at_a_store_or_expire() {
 fn payments(app: &TestApp) -> epg::payments::Payments {
     epg::payments::Payments::new(
         app.pool.clone(),
-        std::sync::Arc::new(epg::methods::Connectors::sandbox()),
+        std::sync::Arc::new(epg::methods::Connectors::sandbox(app.pool.clone())),
         &app.config.keyring().unwrap(),
         false,
         time::Duration::days(7),

@@ -390,7 +390,7 @@ async fn a_junk_token_transfer_removed_by_a_reorg_never_stalls_the_watcher() {
     let app = spawn_app().await;
     let sink = epg::payments::crypto::PaymentsSink::new(epg::payments::Payments::new(
         app.pool.clone(),
-        std::sync::Arc::new(epg::methods::Connectors::sandbox()),
+        std::sync::Arc::new(epg::methods::Connectors::sandbox(app.pool.clone())),
         &app.config.keyring().unwrap(),
         false,
         time::Duration::days(7),

@@ -45,7 +45,16 @@ pub struct ApiError {
     pub retry_after: Option<u64>,
     /// The payment a decline concerns, as Stripe's `payment_intent`.
     pub payment: Option<Box<serde_json::Value>>,
+    /// The request failed in a way that leaves unknown whether its writes
+    /// committed (the database connection broke). The idempotency layer
+    /// then keeps the key claimed instead of releasing it, so a retry
+    /// cannot run the request a second time before its lease has passed.
+    pub outcome_unknown: bool,
 }
+
+/// Marks a response whose request may or may not have committed.
+#[derive(Debug, Clone, Copy)]
+pub struct OutcomeUnknown;
 
 #[derive(Serialize)]
 struct Body<'a> {
@@ -77,6 +86,7 @@ impl ApiError {
             decline_code: None,
             retry_after: None,
             payment: None,
+            outcome_unknown: false,
         }
     }
 
@@ -283,6 +293,9 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (self.status, axum::Json(body)).into_response();
+        if self.outcome_unknown {
+            response.extensions_mut().insert(OutcomeUnknown);
+        }
         if let Some(secs) = self.retry_after {
             response
                 .headers_mut()
@@ -300,8 +313,23 @@ impl IntoResponse for ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
-        ApiError::internal(&e)
+        let mut err = ApiError::internal(&e);
+        err.outcome_unknown = commit_may_have_happened(&e);
+        err
     }
+}
+
+/// Whether, after `e`, the database may have committed what the request
+/// sent: the connection broke, so its last COMMIT may have run or not.
+fn commit_may_have_happened(e: &sqlx::Error) -> bool {
+    matches!(
+        e,
+        sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::WorkerCrashed
+            | sqlx::Error::PoolClosed
+    )
 }
 
 impl From<crate::merchants::MerchantError> for ApiError {
@@ -378,7 +406,7 @@ impl ApiError {
                 )
             }
             E::Ledger(message) => ApiError::internal(&message),
-            E::Database(e) => ApiError::internal(&e),
+            E::Database(e) => ApiError::from(e),
         }
     }
 }

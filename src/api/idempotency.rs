@@ -97,7 +97,18 @@ async fn run(state: AppState, req: Request, next: Next) -> Result<Response, Resp
             return Err(ApiError::internal(&e).into_response());
         }
     };
-    let saved = if is_saved(parts.status.as_u16()) {
+    let saved = if parts
+        .extensions
+        .get::<super::error::OutcomeUnknown>()
+        .is_some()
+    {
+        // Whether the request committed is unknown: releasing the key would
+        // let a retry run it a second time. It stays claimed until its
+        // lease passes; by then what the request started (a refund, an
+        // operation) carries the key, and the retry finds it.
+        tracing::warn!("outcome unknown: idempotency key kept claimed until its lease passes");
+        Ok(())
+    } else if is_saved(parts.status.as_u16()) {
         store
             .complete(&caller, &key, parts.status.as_u16(), &body)
             .await
@@ -110,4 +121,43 @@ async fn run(state: AppState, req: Request, next: Next) -> Result<Response, Resp
         tracing::error!(error = %e, "could not save idempotent response");
     }
     Ok(Response::from_parts(parts, Body::from(body)))
+}
+
+/// The request's `Idempotency-Key`, as the subsystems store it with what
+/// the request started (an operation, a refund), so that a retry finds it
+/// even when the saved response was lost. Scoped by key kind like the
+/// saved responses: a publishable key's `abc` is not the secret key's.
+#[derive(Debug, Clone, Default)]
+pub struct RequestKey(pub Option<String>);
+
+impl RequestKey {
+    /// The stored form, if the request had a key.
+    pub fn as_deref(&self) -> Option<&str> {
+        self.0.as_deref()
+    }
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for RequestKey {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let kind = parts
+            .extensions
+            .get::<Caller>()
+            .map_or("anon", |c| match c.kind {
+                crate::merchants::KeyKind::Secret => "sk",
+                crate::merchants::KeyKind::Publishable => "pk",
+            });
+        Ok(RequestKey(
+            parts
+                .headers
+                .get(HEADER)
+                .and_then(|v| v.to_str().ok())
+                .filter(|k| !k.is_empty() && k.len() <= 240)
+                .map(|k| format!("{kind}:{k}")),
+        ))
+    }
 }

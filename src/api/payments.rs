@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use super::auth::{AnyKey, SecretKey};
 use super::client_ip::ClientIp;
 use super::error::ApiError;
+use super::idempotency::RequestKey;
 use super::{AppState, Json, Query};
 use crate::ids::PaymentId;
 use crate::merchants::KeyKind;
@@ -429,6 +430,7 @@ async fn confirm(
     State(state): State<AppState>,
     AnyKey(caller): AnyKey,
     ClientIp(client_ip): ClientIp,
+    request_key: RequestKey,
     Path(id): Path<String>,
     Json(body): Json<ConfirmBody>,
 ) -> Result<axum::Json<Value>, ApiError> {
@@ -467,6 +469,7 @@ async fn confirm(
                     &id,
                     method,
                     Some(client_ip.to_string()),
+                    request_key.as_deref(),
                 )
                 .await
         }
@@ -489,6 +492,7 @@ struct ChallengeBody {
 async fn challenge(
     State(state): State<AppState>,
     AnyKey(caller): AnyKey,
+    request_key: RequestKey,
     Path(id): Path<String>,
     Json(body): Json<ChallengeBody>,
 ) -> Result<axum::Json<Value>, ApiError> {
@@ -514,7 +518,7 @@ async fn challenge(
     }
     let payment = state
         .payments
-        .answer_challenge(&caller.merchant_id, &id, &body.code)
+        .answer_challenge(&caller.merchant_id, &id, &body.code, request_key.as_deref())
         .await
         .map_err(|e| ApiError::from_payment(e, audience, state.payments.livemode()))?;
     Ok(axum::Json(
@@ -532,13 +536,19 @@ struct CaptureBody {
 async fn capture(
     State(state): State<AppState>,
     SecretKey(caller): SecretKey,
+    request_key: RequestKey,
     Path(id): Path<String>,
     Json(body): Json<CaptureBody>,
 ) -> Result<axum::Json<Value>, ApiError> {
     let id = payment_id(&id)?;
     let payment = state
         .payments
-        .capture(&caller.merchant_id, &id, body.amount_to_capture)
+        .capture(
+            &caller.merchant_id,
+            &id,
+            body.amount_to_capture,
+            request_key.as_deref(),
+        )
         .await?;
     Ok(axum::Json(state.payments.object(&payment)))
 }
@@ -561,6 +571,7 @@ const CANCELLATION_REASONS: [&str; 4] = [
 async fn cancel(
     State(state): State<AppState>,
     SecretKey(caller): SecretKey,
+    request_key: RequestKey,
     Path(id): Path<String>,
     Json(body): Json<CancelBody>,
 ) -> Result<axum::Json<Value>, ApiError> {
@@ -578,7 +589,12 @@ async fn cancel(
     }
     let payment = state
         .payments
-        .cancel(&caller.merchant_id, &id, body.cancellation_reason)
+        .cancel(
+            &caller.merchant_id,
+            &id,
+            body.cancellation_reason,
+            request_key.as_deref(),
+        )
         .await?;
     Ok(axum::Json(state.payments.object(&payment)))
 }

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use super::auth::SecretKey;
 use super::error::ApiError;
+use super::idempotency::RequestKey;
 use super::payments::payment_id;
 use super::{AppState, Json, Query};
 use crate::ids::{PaymentId, RefundId};
@@ -38,6 +39,7 @@ struct CreateBody {
 async fn create(
     State(state): State<AppState>,
     SecretKey(caller): SecretKey,
+    request_key: RequestKey,
     Json(body): Json<CreateBody>,
 ) -> Result<axum::Json<Value>, ApiError> {
     let payment = PaymentId::parse(&body.payment).map_err(|_| {
@@ -63,6 +65,7 @@ async fn create(
             metadata,
             crypto_destination,
         },
+        request_key.as_deref(),
     )
     .await
     .map_err(|e| match e {

@@ -3,7 +3,7 @@
 
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::routing::post;
+use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -31,6 +31,30 @@ pub fn router() -> Router<AppState> {
         .route("/v1/test/disputes", post(open_dispute))
         .route("/v1/test/disputes/{id}/resolve", post(resolve_dispute))
         .route("/v1/test/settlements/run", post(run_settlement))
+        .route(
+            "/v1/test/payments/{payment}/processor_calls",
+            get(processor_calls),
+        )
+}
+
+/// What the sandbox processor was asked for a payment, by idempotency key,
+/// and how many times each key came: a merchant (or a test) can see that
+/// a retried request charged, captured or refunded once.
+#[tracing::instrument(skip_all)]
+async fn processor_calls(
+    State(state): State<AppState>,
+    SecretKey(caller): SecretKey,
+    Path(payment): Path<String>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let id = payment_id(&payment)?;
+    // Another merchant's payment is a 404 here too.
+    state.payments.get(&caller.merchant_id, &id).await?;
+    let calls = crate::methods::memory::Remembering::calls_of(&state.pool, id.as_str()).await?;
+    Ok(axum::Json(serde_json::json!({
+        "object": "list",
+        "data": calls,
+        "has_more": false,
+    })))
 }
 
 /// Settles the caller's merchant now and, when anchoring is configured,

@@ -8,6 +8,7 @@
 //! trait and is selected per method in live mode.
 
 pub mod card;
+pub mod memory;
 pub mod processors;
 pub mod sandbox;
 
@@ -103,6 +104,9 @@ impl MethodDetails {
 /// An authorization request to the processor.
 #[derive(Debug)]
 pub struct AuthorizeRequest<'a> {
+    /// The call's idempotency key (the operation's id): the processor
+    /// answers a repeated key with its first answer and acts only once.
+    pub key: &'a str,
     /// The payment (processors get it as their order reference).
     pub payment_id: &'a str,
     /// Amount in minor units.
@@ -115,10 +119,14 @@ pub struct AuthorizeRequest<'a> {
     pub now: OffsetDateTime,
     /// Base URL of the node, for redirects back to it.
     pub return_base_url: &'a str,
+    /// Capture in the same call when approved (a "sale"), so automatic
+    /// capture is one processor call, not two.
+    pub capture: bool,
 }
 
 /// What the customer must do before the processor decides.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
 pub enum CustomerAction {
     /// Enter the one-time code of 3-D Secure.
     OtpChallenge,
@@ -132,6 +140,7 @@ pub enum CustomerAction {
         /// Reference printed on the voucher.
         reference: String,
         /// Expiry.
+        #[serde(with = "time::serde::rfc3339")]
         expires_at: OffsetDateTime,
     },
     /// Transfer to the given reference.
@@ -147,12 +156,16 @@ pub enum CustomerAction {
 }
 
 /// The processor's answer to an authorization.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum Authorization {
-    /// Funds are held and may be captured.
+    /// Funds are held and may be captured; or, when the request asked for
+    /// it, already captured.
     Approved {
         /// The processor's id of the authorization.
         reference: String,
+        /// The capture made in the same call, if the request asked for one.
+        captured: Option<Captured>,
     },
     /// The customer must act first; the outcome comes later.
     ActionRequired {
@@ -173,7 +186,7 @@ pub enum Authorization {
 }
 
 /// A refusal by the processor or issuer.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Decline {
     /// Stripe-style code (`card_declined`, `incorrect_otp`).
     pub code: String,
@@ -186,7 +199,8 @@ pub struct Decline {
 /// Something the processor tells us later about a payment (bank cleared,
 /// check bounced, dispute opened). In test mode the sandbox helpers
 /// produce these; a real adapter would from the processor's webhooks.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
 pub enum ProcessorEvent {
     /// The money arrived (bank transfer cleared, voucher paid, check
     /// cleared, e-wallet approved).
@@ -206,7 +220,7 @@ pub enum ProcessorEvent {
 }
 
 /// What capture returns.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Captured {
     /// Events the processor will send later (a dispute for the sandbox's
     /// dispute card), applied by the payments layer after the capture.
@@ -218,7 +232,32 @@ pub struct Captured {
 #[error("processor error: {0}")]
 pub struct ConnectorError(pub String);
 
+/// What a processor answered to an earlier call, found by its key.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "call", rename_all = "snake_case")]
+pub enum Answer {
+    /// To `authorize` or `answer_challenge`.
+    Authorization {
+        /// The answer.
+        authorization: Authorization,
+    },
+    /// To `capture`.
+    Captured {
+        /// The answer.
+        captured: Captured,
+    },
+    /// To `void` or `refund`: done.
+    Done,
+}
+
 /// The processor side of one payment method.
+///
+/// Every call carries an idempotency key (the id of the node's operation
+/// record, committed before the call): a processor that receives a key a
+/// second time must answer as the first time and act only once. That is
+/// what makes a retry after a crash, a timeout or a lost answer safe, and
+/// [`Connector::recover`] is how the node learns the outcome of a call
+/// whose answer it never received.
 pub trait Connector: Send + Sync + 'static {
     /// Asks the processor to authorize (or start) a payment.
     fn authorize<'a>(
@@ -226,29 +265,45 @@ pub trait Connector: Send + Sync + 'static {
         request: AuthorizeRequest<'a>,
     ) -> BoxFuture<'a, Result<Authorization, ConnectorError>>;
 
-    /// Completes a one-time-code challenge of `reference`.
+    /// Completes a one-time-code challenge of `reference`, capturing too
+    /// when `capture`.
     fn answer_challenge<'a>(
         &'a self,
-        reference: &'a str,
-        code: &'a str,
-    ) -> BoxFuture<'a, Result<Authorization, ConnectorError>>;
+        _key: &'a str,
+        _reference: &'a str,
+        _code: &'a str,
+        _capture: bool,
+    ) -> BoxFuture<'a, Result<Authorization, ConnectorError>> {
+        Box::pin(async { Err(ConnectorError("no challenge is pending".into())) })
+    }
 
     /// Captures `amount` (≤ the authorized amount); the rest is released.
     fn capture<'a>(
         &'a self,
+        key: &'a str,
         reference: &'a str,
         amount: i64,
     ) -> BoxFuture<'a, Result<Captured, ConnectorError>>;
 
     /// Releases an authorization without capturing.
-    fn void<'a>(&'a self, reference: &'a str) -> BoxFuture<'a, Result<(), ConnectorError>>;
+    fn void<'a>(
+        &'a self,
+        key: &'a str,
+        reference: &'a str,
+    ) -> BoxFuture<'a, Result<(), ConnectorError>>;
 
     /// Returns `amount` of a captured payment to the customer.
     fn refund<'a>(
         &'a self,
+        key: &'a str,
         reference: &'a str,
         amount: i64,
     ) -> BoxFuture<'a, Result<(), ConnectorError>>;
+
+    /// The answer the processor gave to the call made with `key`; `None`
+    /// when no call with that key ever reached it.
+    fn recover<'a>(&'a self, key: &'a str)
+    -> BoxFuture<'a, Result<Option<Answer>, ConnectorError>>;
 }
 
 /// The connector serving each method; `None` where no processor is
@@ -275,20 +330,33 @@ impl std::fmt::Debug for Connectors {
 }
 
 impl Connectors {
-    /// The deterministic sandbox connectors of test mode, for every method.
-    pub fn sandbox() -> Self {
-        Self::configured(&ProcessorsConfig::default(), crate::config::Mode::Test)
+    /// The deterministic sandbox connectors of test mode, for every
+    /// method, remembering their calls in `pool`.
+    pub fn sandbox(pool: sqlx::PgPool) -> Self {
+        Self::configured(
+            &ProcessorsConfig::default(),
+            crate::config::Mode::Test,
+            pool,
+        )
     }
 
     /// The connectors `config` names for `mode`. The configuration check
     /// refuses `sandbox` in live mode; this refuses it once more, so that no
-    /// path can wire a simulator into a live node.
-    pub fn configured(config: &ProcessorsConfig, mode: crate::config::Mode) -> Self {
+    /// path can wire a simulator into a live node. Sandbox processors keep
+    /// their memory of idempotency keys in `pool` (see [`memory`]).
+    pub fn configured(
+        config: &ProcessorsConfig,
+        mode: crate::config::Mode,
+        pool: sqlx::PgPool,
+    ) -> Self {
         let pick = |method: MethodType, sandbox: fn() -> Box<dyn Connector>| match (
             config.processor(method, mode),
             mode,
         ) {
-            (Processor::Sandbox, crate::config::Mode::Test) => Some(sandbox()),
+            (Processor::Sandbox, crate::config::Mode::Test) => {
+                Some(Box::new(memory::Remembering::new(sandbox(), pool.clone()))
+                    as Box<dyn Connector>)
+            }
             (Processor::Sandbox | Processor::None, _) => None,
         };
         Self {

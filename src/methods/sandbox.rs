@@ -8,7 +8,7 @@
 use time::Duration;
 
 use super::{
-    Authorization, AuthorizeRequest, BoxFuture, Captured, Connector, ConnectorError,
+    Answer, Authorization, AuthorizeRequest, BoxFuture, Captured, Connector, ConnectorError,
     CustomerAction, Decline, MethodDetails, ProcessorEvent,
 };
 
@@ -51,6 +51,26 @@ fn wrong_method(expected: &str) -> ConnectorError {
 #[derive(Debug)]
 pub struct SandboxCard;
 
+/// The dispute card is disputed as soon as its money is captured.
+fn captured(reference: &str) -> Captured {
+    let followups = if reference.starts_with("sb_carddispute_") {
+        vec![ProcessorEvent::DisputeOpened {
+            reason: "fraudulent".into(),
+        }]
+    } else {
+        Vec::new()
+    };
+    Captured { followups }
+}
+
+/// Approved, and captured in the same call when asked to.
+fn approved(reference: String, capture: bool) -> Authorization {
+    Authorization::Approved {
+        captured: capture.then(|| captured(&reference)),
+        reference,
+    }
+}
+
 impl Connector for SandboxCard {
     fn authorize<'a>(
         &'a self,
@@ -75,29 +95,28 @@ impl Connector for SandboxCard {
                     reference: reference("card3ds", request.payment_id),
                     action: CustomerAction::OtpChallenge,
                 },
-                CARD_DISPUTED => Authorization::Approved {
-                    reference: reference("carddispute", request.payment_id),
-                },
-                _ => Authorization::Approved {
-                    reference: reference("card", request.payment_id),
-                },
+                CARD_DISPUTED => approved(
+                    reference("carddispute", request.payment_id),
+                    request.capture,
+                ),
+                _ => approved(reference("card", request.payment_id), request.capture),
             })
         })
     }
 
     fn answer_challenge<'a>(
         &'a self,
+        _key: &'a str,
         reference: &'a str,
         code: &'a str,
+        capture: bool,
     ) -> BoxFuture<'a, Result<Authorization, ConnectorError>> {
         Box::pin(async move {
             if !reference.starts_with("sb_card3ds_") {
                 return Err(ConnectorError("no challenge is pending".into()));
             }
             Ok(if code == OTP_CODE {
-                Authorization::Approved {
-                    reference: reference.to_owned(),
-                }
+                approved(reference.to_owned(), capture)
             } else {
                 declined(
                     "authentication_failed",
@@ -110,31 +129,36 @@ impl Connector for SandboxCard {
 
     fn capture<'a>(
         &'a self,
+        _key: &'a str,
         reference: &'a str,
         _amount: i64,
     ) -> BoxFuture<'a, Result<Captured, ConnectorError>> {
-        Box::pin(async move {
-            let followups = if reference.starts_with("sb_carddispute_") {
-                vec![ProcessorEvent::DisputeOpened {
-                    reason: "fraudulent".into(),
-                }]
-            } else {
-                Vec::new()
-            };
-            Ok(Captured { followups })
-        })
+        Box::pin(async move { Ok(captured(reference)) })
     }
 
-    fn void<'a>(&'a self, _reference: &'a str) -> BoxFuture<'a, Result<(), ConnectorError>> {
+    fn void<'a>(
+        &'a self,
+        _key: &'a str,
+        _reference: &'a str,
+    ) -> BoxFuture<'a, Result<(), ConnectorError>> {
         Box::pin(async { Ok(()) })
     }
 
     fn refund<'a>(
         &'a self,
+        _key: &'a str,
         _reference: &'a str,
         _amount: i64,
     ) -> BoxFuture<'a, Result<(), ConnectorError>> {
         Box::pin(async { Ok(()) })
+    }
+
+    fn recover<'a>(
+        &'a self,
+        _key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Answer>, ConnectorError>> {
+        // The simulator itself keeps nothing; `Remembering` does.
+        Box::pin(async { Ok(None) })
     }
 }
 
@@ -159,32 +183,37 @@ macro_rules! pending_connector {
                 })
             }
 
-            fn answer_challenge<'a>(
-                &'a self,
-                _reference: &'a str,
-                _code: &'a str,
-            ) -> BoxFuture<'a, Result<Authorization, ConnectorError>> {
-                Box::pin(async { Err(ConnectorError("no challenge is pending".into())) })
-            }
-
             fn capture<'a>(
                 &'a self,
+                _key: &'a str,
                 _reference: &'a str,
                 _amount: i64,
             ) -> BoxFuture<'a, Result<Captured, ConnectorError>> {
                 Box::pin(async { Ok(Captured::default()) })
             }
 
-            fn void<'a>(&'a self, _reference: &'a str) -> BoxFuture<'a, Result<(), ConnectorError>> {
+            fn void<'a>(
+                &'a self,
+                _key: &'a str,
+                _reference: &'a str,
+            ) -> BoxFuture<'a, Result<(), ConnectorError>> {
                 Box::pin(async { Ok(()) })
             }
 
             fn refund<'a>(
                 &'a self,
+                _key: &'a str,
                 _reference: &'a str,
                 _amount: i64,
             ) -> BoxFuture<'a, Result<(), ConnectorError>> {
                 Box::pin(async { Ok(()) })
+            }
+
+            fn recover<'a>(
+                &'a self,
+                _key: &'a str,
+            ) -> BoxFuture<'a, Result<Option<Answer>, ConnectorError>> {
+                Box::pin(async { Ok(None) })
             }
         }
     };
@@ -263,12 +292,14 @@ mod tests {
     async fn authorize(details: &MethodDetails) -> Authorization {
         SandboxCard
             .authorize(AuthorizeRequest {
+                key: "pop_1",
                 payment_id: "pay_1",
                 amount: 100,
                 currency: "usd",
                 details,
                 now: datetime!(2026-01-01 0:00 UTC),
                 return_base_url: "http://x",
+                capture: false,
             })
             .await
             .unwrap()
@@ -292,24 +323,25 @@ mod tests {
         assert_eq!(action, CustomerAction::OtpChallenge);
         assert!(matches!(
             SandboxCard
-                .answer_challenge(&reference, "000000")
+                .answer_challenge("k1", &reference, "000000", false)
                 .await
                 .unwrap(),
             Authorization::Declined(_)
         ));
         assert!(matches!(
             SandboxCard
-                .answer_challenge(&reference, OTP_CODE)
+                .answer_challenge("k2", &reference, OTP_CODE, false)
                 .await
                 .unwrap(),
             Authorization::Approved { .. }
         ));
-        let Authorization::Approved { reference } = authorize(&card(CARD_DISPUTED)).await else {
+        let Authorization::Approved { reference, .. } = authorize(&card(CARD_DISPUTED)).await
+        else {
             panic!()
         };
         assert_eq!(
             SandboxCard
-                .capture(&reference, 100)
+                .capture("k3", &reference, 100)
                 .await
                 .unwrap()
                 .followups

@@ -1,42 +1,51 @@
-//! Background expiry: uncaptured authorizations are voided after their
-//! time-to-live (7 days by default), and unpaid vouchers expire.
+//! Background work of the payments side: uncaptured authorizations are
+//! voided after their time-to-live (7 days by default), unpaid vouchers
+//! expire, and processor operations whose node died or lost its answer
+//! are resumed (see [`super::operations`]).
 //!
-//! Each pass claims a batch with `FOR UPDATE SKIP LOCKED` in one
-//! transaction, so any number of nodes can run it on one database: a
-//! payment being expired by one node is skipped by the others, and a node
-//! that dies mid-batch leaves its rows unexpired for the next pass.
+//! Expiry claims one payment at a time with `FOR UPDATE SKIP LOCKED`, so
+//! any number of nodes can run it on one database: a payment being expired
+//! by one node is skipped by the others. A void is a processor call, so it
+//! is an operation of its own, committed before the call and booked after
+//! it: one payment's failure never undoes the voids the processor already
+//! made for others.
 
 use std::time::Duration;
 
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
+use super::model::Status;
 use super::{PaymentError, Payments, store};
 
-/// Payments expired per transaction.
-const BATCH: i64 = 100;
+/// Most payments expired per pass.
+const MAX_PER_PASS: usize = 1000;
 
 /// Expires everything due at `now`; returns how many payments it canceled.
 pub async fn expire_due(payments: &Payments, now: OffsetDateTime) -> Result<usize, PaymentError> {
     let mut total = 0;
-    loop {
+    while total < MAX_PER_PASS {
         let mut tx = payments.pool().begin().await?;
-        let due = store::claim_expired(&mut tx, now, BATCH).await?;
-        if due.is_empty() {
+        let Some(mut payment) = store::claim_expired(&mut tx, now, 1).await?.pop() else {
             return Ok(total);
-        }
-        let count = due.len();
-        for mut payment in due {
+        };
+        if payment.status == Status::RequiresCapture {
+            // Commits the void operation, calls the processor, books it. A
+            // processor that does not answer leaves the operation pending
+            // for the reconciler; the pass goes on with the next payment.
+            let id = payment.id.clone();
+            if let Err(e) = payments.void(tx, payment, "expired".into(), None).await {
+                tracing::warn!(payment = %id, error = %e, "void of an expired authorization failed");
+            }
+        } else {
             payments
                 .cancel_locked(&mut tx, &mut payment, "expired".into())
                 .await?;
+            tx.commit().await?;
         }
-        tx.commit().await?;
-        total += count;
-        if i64::try_from(count).unwrap_or(0) < BATCH {
-            return Ok(total);
-        }
+        total += 1;
     }
+    Ok(total)
 }
 
 /// Runs [`expire_due`] every `every` until `shutdown`.
@@ -49,6 +58,11 @@ pub async fn run(payments: Payments, every: Duration, shutdown: CancellationToke
             _ = tick.tick() => {
                 if let Err(e) = super::crypto::flag_underpaid(&payments, OffsetDateTime::now_utc()).await {
                     tracing::warn!(error = %e, "underpaid crypto check failed");
+                }
+                match payments.resume_stale().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(resumed = n, "resumed processor operations"),
+                    Err(e) => tracing::warn!(error = %e, "resuming processor operations failed"),
                 }
                 match expire_due(&payments, OffsetDateTime::now_utc()).await {
                     Ok(0) => {}

@@ -18,10 +18,11 @@ use sqlx::{PgConnection, PgPool};
 use time::OffsetDateTime;
 
 use super::model::{Payment, Status};
+use super::operations::{self, Kind, NewOperation, Operation};
 use super::{PaymentError, Payments, postings, store};
 use crate::chain::sender::{self, ChainSend, NewSend, Purpose, SendOutcome};
 use crate::events::{self, EventType};
-use crate::ids::{MerchantId, PaymentId, RefundId};
+use crate::ids::{MerchantId, OperationId, PaymentId, RefundId};
 use crate::metadata::Metadata;
 use crate::methods::MethodType;
 use crate::money::{Amount, AssetCode};
@@ -91,10 +92,19 @@ pub struct NewRefund {
 }
 
 /// Refunds `request.amount` of a succeeded payment.
+///
+/// A card (or other processor) refund is an operation (see
+/// [`super::operations`]): the refund is committed `pending` with its
+/// amount reserved, the processor is called with the operation's id as
+/// idempotency key, and the refund is booked `succeeded` in a transaction
+/// of its own. The request's `Idempotency-Key` is stored on the refund, so a
+/// retry — even after a lost answer or a crash — returns the same refund
+/// (finishing it first if needed) instead of making another.
 pub async fn create(
     payments: &Payments,
     merchant: &MerchantId,
     request: NewRefund,
+    request_key: Option<&str>,
 ) -> Result<Refund, PaymentError> {
     if let Some(reason) = &request.reason
         && !REASONS.contains(&reason.as_str())
@@ -105,6 +115,12 @@ pub async fn create(
         ));
     }
     let mut tx = payments.pool().begin().await?;
+    if let Some(key) = request_key
+        && let Some(earlier) = by_request(&mut tx, merchant, key).await?
+    {
+        tx.rollback().await?;
+        return replay(payments, earlier, &request).await;
+    }
     let mut payment = store::lock(&mut tx, merchant, &request.payment)
         .await?
         .ok_or_else(|| PaymentError::NotFound {
@@ -170,8 +186,8 @@ pub async fn create(
             &mut payment,
             amount,
             destination,
-            request.reason,
-            request.metadata.to_json(),
+            &request,
+            request_key,
         )
         .await?;
         tx.commit().await?;
@@ -182,39 +198,144 @@ pub async fn create(
         .ok_or_else(|| {
             PaymentError::state("payment_not_refundable", "no processor for this payment")
         })?;
-    connector
-        .refund(
-            payment.processor_reference.as_deref().unwrap_or_default(),
-            amount,
-        )
-        .await?;
 
+    // The intent: the refund, pending, with its amount reserved.
     let refund = Refund {
         id: RefundId::generate(),
         merchant_id: merchant.clone(),
         payment_id: payment.id.clone(),
         amount,
         currency: payment.currency.clone(),
-        status: "succeeded".into(),
+        status: "pending".into(),
         reason: request.reason,
         metadata: request.metadata.to_json(),
         crypto: None,
         failure_reason: None,
         created_at: OffsetDateTime::now_utc(),
     };
-    insert(&mut tx, &refund).await?;
-    postings::refund(&mut tx, &payment, &refund.id, amount).await?;
+    insert(&mut tx, &refund, request_key).await?;
     payment.amount_refunded += amount;
     store::update(&mut tx, &payment).await?;
-    events::record(
+    let op = operations::begin(
         &mut tx,
-        merchant,
-        EventType::RefundSucceeded,
-        &refund.to_api(),
+        &NewOperation {
+            merchant_id: merchant,
+            payment_id: &payment.id,
+            kind: Kind::Refund,
+            refund_id: Some(&refund.id),
+            amount,
+            reason: None,
+            idempotency_key: None,
+        },
+        payments.operation_lease(),
     )
     .await?;
     tx.commit().await?;
+
+    connector
+        .refund(
+            op.id.as_str(),
+            payment.processor_reference.as_deref().unwrap_or_default(),
+            amount,
+        )
+        .await?;
+    finish(payments, &op).await
+}
+
+/// Books a refund the processor made (operation `op`); once, whoever calls.
+pub(super) async fn finish(payments: &Payments, op: &Operation) -> Result<Refund, PaymentError> {
+    let refund_id = op
+        .refund_id
+        .clone()
+        .ok_or_else(|| PaymentError::Ledger(format!("operation {} pays no refund", op.id)))?;
+    let mut tx = payments.pool().begin().await?;
+    let payment = store::lock(&mut tx, &op.merchant_id, &op.payment_id)
+        .await?
+        .ok_or_else(|| PaymentError::NotFound {
+            kind: "payment",
+            id: op.payment_id.to_string(),
+        })?;
+    if operations::lock(&mut tx, &op.id).await?.status == operations::Status::Pending {
+        postings::refund(&mut tx, &payment, &refund_id, op.amount).await?;
+        sqlx::query!(
+            "UPDATE refunds SET status = 'succeeded' WHERE id = $1 AND status = 'pending'",
+            refund_id.as_str()
+        )
+        .execute(&mut *tx)
+        .await?;
+        operations::finish(&mut tx, &op.id, operations::Status::Succeeded).await?;
+        let refund = get_on(&mut tx, &op.merchant_id, &refund_id).await?;
+        events::record(
+            &mut tx,
+            &op.merchant_id,
+            EventType::RefundSucceeded,
+            &refund.to_api(),
+        )
+        .await?;
+    }
+    let refund = get_on(&mut tx, &op.merchant_id, &refund_id).await?;
+    tx.commit().await?;
     Ok(refund)
+}
+
+/// The refund an earlier request with this `Idempotency-Key` made.
+async fn by_request(
+    conn: &mut PgConnection,
+    merchant: &MerchantId,
+    key: &str,
+) -> Result<Option<Refund>, PaymentError> {
+    let id: Option<RefundId> = sqlx::query_scalar!(
+        r#"SELECT id AS "id: RefundId" FROM refunds WHERE merchant_id = $1 AND idempotency_key = $2"#,
+        merchant.as_str(),
+        key
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
+    match id {
+        Some(id) => Ok(Some(get_on(conn, merchant, &id).await?)),
+        None => Ok(None),
+    }
+}
+
+/// Answers a retry with the refund its first try made, finished first if
+/// that try lost its answer. A key reused for another refund is refused.
+async fn replay(
+    payments: &Payments,
+    earlier: Refund,
+    request: &NewRefund,
+) -> Result<Refund, PaymentError> {
+    if earlier.payment_id != request.payment
+        || request
+            .amount
+            .is_some_and(|amount| amount != earlier.amount)
+    {
+        return Err(PaymentError::refused(
+            "idempotency_key_reused",
+            "Idempotency-Key",
+            format!(
+                "This Idempotency-Key made refund {} of another payment or amount.",
+                earlier.id
+            ),
+        ));
+    }
+    if earlier.status == "pending" && earlier.crypto.is_none() {
+        let op = sqlx::query_scalar!(
+            r#"SELECT id AS "id: OperationId" FROM payment_operations
+                WHERE refund_id = $1 AND status = 'pending'"#,
+            earlier.id.as_str()
+        )
+        .fetch_optional(payments.pool())
+        .await?;
+        if let Some(op) = op {
+            let mut conn = payments.pool().acquire().await?;
+            let op = operations::lock(&mut conn, &op).await?;
+            drop(conn);
+            payments.resume(op).await?;
+        }
+        let mut conn = payments.pool().acquire().await?;
+        return get_on(&mut conn, &earlier.merchant_id, &earlier.id).await;
+    }
+    Ok(earlier)
 }
 
 /// One refund of `merchant`.
@@ -406,11 +527,15 @@ pub fn remaining(payment: &Payment) -> i64 {
     payment.refundable()
 }
 
-async fn insert(conn: &mut PgConnection, refund: &Refund) -> Result<(), PaymentError> {
+async fn insert(
+    conn: &mut PgConnection,
+    refund: &Refund,
+    request_key: Option<&str>,
+) -> Result<(), PaymentError> {
     sqlx::query!(
         r#"INSERT INTO refunds (id, merchant_id, payment_id, amount, currency, status, reason,
-                                metadata, crypto, created_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"#,
+                                metadata, crypto, created_at, idempotency_key)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"#,
         refund.id.as_str(),
         refund.merchant_id.as_str(),
         refund.payment_id.as_str(),
@@ -421,6 +546,7 @@ async fn insert(conn: &mut PgConnection, refund: &Refund) -> Result<(), PaymentE
         refund.metadata,
         refund.crypto,
         refund.created_at,
+        request_key,
     )
     .execute(conn)
     .await?;
@@ -444,8 +570,8 @@ async fn on_chain(
     payment: &mut Payment,
     amount: i64,
     destination: Address,
-    reason: Option<String>,
-    metadata: Value,
+    request: &NewRefund,
+    request_key: Option<&str>,
 ) -> Result<Refund, PaymentError> {
     let quote = sqlx::query!(
         "SELECT chain_id, asset, expected FROM crypto_payments WHERE payment_id = $1",
@@ -488,8 +614,8 @@ async fn on_chain(
         amount,
         currency: payment.currency.clone(),
         status: "pending".into(),
-        reason,
-        metadata,
+        reason: request.reason.clone(),
+        metadata: request.metadata.to_json(),
         crypto: Some(json!({
             "chain_id": chain_id,
             "asset": asset.symbol(),
@@ -500,7 +626,7 @@ async fn on_chain(
         failure_reason: None,
         created_at: OffsetDateTime::now_utc(),
     };
-    insert(conn, &refund).await?;
+    insert(conn, &refund, request_key).await?;
     postings::crypto_refund(conn, payment, &id, &asset, units).await?;
     sender::queue(
         conn,

@@ -14,6 +14,8 @@ use sqlx::{PgConnection, PgPool};
 use time::{Duration, OffsetDateTime};
 
 use super::model::{Audience, CaptureMethod, Payment, Status};
+use super::operations::{self, Kind};
+use super::processor::{not_found, unexpected_state};
 use super::risk::{self, RiskSignals};
 use super::{MAX_AMOUNT, PaymentError, postings, store};
 use crate::crypto::{Fingerprints, Keyring, Purpose, Sealer};
@@ -21,8 +23,8 @@ use crate::events::{self, EventType};
 use crate::ids::{MerchantId, PaymentId, random_base62};
 use crate::metadata::Metadata;
 use crate::methods::{
-    Authorization, AuthorizeRequest, Card, Connectors, CustomerAction, Decline, MethodDetails,
-    MethodType, ProcessorEvent,
+    AuthorizeRequest, Card, Connectors, CustomerAction, Decline, MethodDetails, MethodType,
+    ProcessorEvent,
 };
 
 /// A payment to create, parsed at the edge.
@@ -151,6 +153,8 @@ pub struct Payments {
     wallet_chains: Arc<Vec<u64>>,
     /// Confirmations a payment may take before it is refused (card testing).
     max_confirm_attempts: i32,
+    /// See [`Payments::with_operation_lease`].
+    operation_lease: Duration,
 }
 
 impl std::fmt::Debug for Payments {
@@ -158,6 +162,9 @@ impl std::fmt::Debug for Payments {
         f.debug_struct("Payments").finish_non_exhaustive()
     }
 }
+
+/// How long a processor operation is its node's, unless configured.
+pub const DEFAULT_OPERATION_LEASE: Duration = Duration::seconds(60);
 
 /// Confirmation attempts of one payment, unless configured.
 pub const DEFAULT_MAX_CONFIRM_ATTEMPTS: i32 = 5;
@@ -187,6 +194,7 @@ impl Payments {
             chains: super::crypto::Chains(Arc::new(chains)),
             wallet_chains: Arc::new(Vec::new()),
             max_confirm_attempts: DEFAULT_MAX_CONFIRM_ATTEMPTS,
+            operation_lease: DEFAULT_OPERATION_LEASE,
         }
     }
 
@@ -236,6 +244,25 @@ impl Payments {
     /// Whether objects are live-mode.
     pub fn livemode(&self) -> bool {
         self.livemode
+    }
+
+    /// How long an uncaptured authorization lives.
+    pub(super) fn authorization_ttl(&self) -> Duration {
+        self.authorization_ttl
+    }
+
+    /// How long a node holds a processor operation it started before
+    /// others may resume it.
+    pub(super) fn operation_lease(&self) -> Duration {
+        self.operation_lease
+    }
+
+    /// The subsystem, holding processor operations for `lease` (at least the
+    /// request timeout, so a live request is never resumed under it).
+    #[must_use]
+    pub fn with_operation_lease(mut self, lease: std::time::Duration) -> Self {
+        self.operation_lease = Duration::try_from(lease).unwrap_or(DEFAULT_OPERATION_LEASE);
+        self
     }
 
     /// The pool (for the refund and dispute modules).
@@ -438,10 +465,22 @@ impl Payments {
         id: &PaymentId,
         method: ConfirmMethod,
         client_ip: Option<String>,
+        request_key: Option<&str>,
     ) -> Result<Payment, PaymentError> {
         if let ConfirmMethod::Crypto { chain_id, asset } = &method {
             // The crypto flow has no processor: a quote, then the chain.
             return self.confirm_crypto(merchant, id, *chain_id, asset).await;
+        }
+        if let Some(key) = request_key {
+            let mut conn = self.pool.acquire().await?;
+            if let Some(op) =
+                operations::by_request(&mut conn, merchant, Kind::Authorize, key).await?
+            {
+                // A retry whose first try's answer was lost: that try's
+                // outcome, finished first if it is still pending.
+                drop(conn);
+                return self.replay(op).await;
+            }
         }
         let kind = method.method();
         let seen = store::get(&self.pool, merchant, id)
@@ -490,23 +529,35 @@ impl Payments {
             .and_then(|c| c.get("email"))
             .and_then(Value::as_str)
             .map(str::to_lowercase);
-        // Counted before anything else, in its own commit: a tester's
-        // declined, blocked or failed attempts all count against the cap
-        // and in the velocity of the next attempt.
         let attempt = store::Attempt {
             method: kind.as_str(),
             card_fingerprint: fingerprint.as_deref(),
             customer_email: email.as_deref(),
             client_ip: client_ip.as_deref(),
         };
-        if !store::record_attempt(
-            &self.pool,
-            merchant,
-            id,
-            &attempt,
-            self.max_confirm_attempts,
-        )
-        .await?
+
+        // The intent: attempt counted, card sealed, risk scored and the
+        // authorization operation started, all committed before the
+        // processor is called.
+        let mut tx = self.pool.begin().await?;
+        let mut payment = store::lock(&mut tx, merchant, id)
+            .await?
+            .ok_or_else(|| not_found(id))?;
+        if let Some(op) = self
+            .earlier_request(&mut tx, merchant, Kind::Authorize, request_key)
+            .await?
+        {
+            // A retry whose first try's answer was lost.
+            tx.rollback().await?;
+            return self.replay(op).await;
+        }
+        // Another request may have moved it since it was first read.
+        confirmable(&payment, kind)?;
+        // Every attempt counts, whatever happens next: a tester's declined,
+        // blocked or failed tries count against the cap and in the velocity
+        // of the next one.
+        if !store::record_attempt(&mut tx, merchant, id, &attempt, self.max_confirm_attempts)
+            .await?
         {
             return Err(PaymentError::refused(
                 "payment_attempts_exceeded",
@@ -518,13 +569,6 @@ impl Payments {
                 ),
             ));
         }
-
-        let mut tx = self.pool.begin().await?;
-        let mut payment = store::lock(&mut tx, merchant, id)
-            .await?
-            .ok_or_else(|| not_found(id))?;
-        // Another request may have moved it since it was first read.
-        confirmable(&payment, kind)?;
         payment.method = Some(kind.as_str().to_owned());
         payment.last_error = None;
         payment.next_action = None;
@@ -603,118 +647,33 @@ impl Payments {
             return self.fail(tx, payment, decline).await;
         }
 
-        let connector = self
-            .connectors
-            .get(kind)
-            .ok_or_else(|| PaymentError::invalid("payment_method.type", "use the crypto flow"))?;
+        let connector = self.connector_of(&payment)?;
+        store::update(&mut tx, &payment).await?;
+        let op = self
+            .begin(
+                &mut tx,
+                &payment,
+                Kind::Authorize,
+                payment.amount,
+                None,
+                request_key,
+            )
+            .await?;
+        tx.commit().await?;
+
         let authorization = connector
             .authorize(AuthorizeRequest {
+                key: op.id.as_str(),
                 payment_id: payment.id.as_str(),
                 amount: payment.amount,
                 currency: &payment.currency,
                 details: &details,
                 now,
                 return_base_url: &self.public_url,
+                capture: payment.capture_method == CaptureMethod::Automatic,
             })
             .await?;
-        self.apply_authorization(tx, payment, authorization).await
-    }
-
-    /// Answers a 3-D Secure one-time-code challenge.
-    pub async fn answer_challenge(
-        &self,
-        merchant: &MerchantId,
-        id: &PaymentId,
-        code: &str,
-    ) -> Result<Payment, PaymentError> {
-        let mut tx = self.pool.begin().await?;
-        let payment = store::lock(&mut tx, merchant, id)
-            .await?
-            .ok_or_else(|| not_found(id))?;
-        let pending_otp = payment.status == Status::RequiresAction
-            && payment
-                .next_action
-                .as_ref()
-                .is_some_and(|a| a["type"] == "otp_challenge");
-        if !pending_otp {
-            return Err(unexpected_state(&payment, "answer a challenge for"));
-        }
-        let reference = payment.processor_reference.clone().unwrap_or_default();
-        let connector = self
-            .connectors
-            .get(MethodType::Card)
-            .ok_or_else(|| PaymentError::Ledger("no card connector".into()))?;
-        let authorization = connector.answer_challenge(&reference, code).await?;
-        self.apply_authorization(tx, payment, authorization).await
-    }
-
-    /// Captures `amount` (default: all) of an authorization; the rest is
-    /// released.
-    pub async fn capture(
-        &self,
-        merchant: &MerchantId,
-        id: &PaymentId,
-        amount: Option<i64>,
-    ) -> Result<Payment, PaymentError> {
-        let mut tx = self.pool.begin().await?;
-        let mut payment = store::lock(&mut tx, merchant, id)
-            .await?
-            .ok_or_else(|| not_found(id))?;
-        if payment.status != Status::RequiresCapture {
-            return Err(unexpected_state(&payment, "capture"));
-        }
-        let amount = amount.unwrap_or(payment.amount_capturable);
-        if amount <= 0 {
-            return Err(PaymentError::invalid(
-                "amount_to_capture",
-                "amount_to_capture must be a positive integer",
-            ));
-        }
-        if amount > payment.amount_capturable {
-            return Err(PaymentError::invalid(
-                "amount_to_capture",
-                format!(
-                    "amount_to_capture must be at most the authorized amount ({})",
-                    payment.amount_capturable
-                ),
-            ));
-        }
-        let followups = self.capture_locked(&mut tx, &mut payment, amount).await?;
-        self.announce(&mut tx, &payment, EventType::PaymentSucceeded)
-            .await?;
-        tx.commit().await?;
-        self.apply_followups(&payment, followups).await?;
-        Ok(payment)
-    }
-
-    /// Cancels a payment that has not succeeded; an authorization is voided.
-    pub async fn cancel(
-        &self,
-        merchant: &MerchantId,
-        id: &PaymentId,
-        reason: Option<String>,
-    ) -> Result<Payment, PaymentError> {
-        let mut tx = self.pool.begin().await?;
-        let mut payment = store::lock(&mut tx, merchant, id)
-            .await?
-            .ok_or_else(|| not_found(id))?;
-        if !matches!(
-            payment.status,
-            Status::RequiresPaymentMethod
-                | Status::RequiresAction
-                | Status::RequiresCapture
-                | Status::Failed
-        ) {
-            return Err(unexpected_state(&payment, "cancel"));
-        }
-        self.cancel_locked(
-            &mut tx,
-            &mut payment,
-            reason.unwrap_or_else(|| "requested_by_customer".into()),
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(payment)
+        self.finish_authorization(&op, authorization).await
     }
 
     /// Applies something the processor reported later (sandbox helpers in
@@ -804,172 +763,10 @@ impl Payments {
         tx.commit().await?;
         Ok(payment)
     }
-
-    /// Turns the processor's answer into the payment's next state.
-    async fn apply_authorization(
-        &self,
-        mut tx: sqlx::Transaction<'static, sqlx::Postgres>,
-        mut payment: Payment,
-        authorization: Authorization,
-    ) -> Result<Payment, PaymentError> {
-        let mut followups = Vec::new();
-        let event = match authorization {
-            Authorization::Declined(decline) => return self.fail(tx, payment, decline).await,
-            Authorization::Approved { reference } => {
-                payment.processor_reference = Some(reference);
-                payment.next_action = None;
-                payment.amount_capturable = payment.amount;
-                payment.hold_id = Some(
-                    postings::authorize(
-                        &mut tx,
-                        &payment,
-                        OffsetDateTime::now_utc() + self.authorization_ttl,
-                    )
-                    .await?,
-                );
-                match payment.capture_method {
-                    CaptureMethod::Automatic => {
-                        let amount = payment.amount;
-                        followups = self.capture_locked(&mut tx, &mut payment, amount).await?;
-                        EventType::PaymentSucceeded
-                    }
-                    CaptureMethod::Manual => {
-                        payment.status = Status::RequiresCapture;
-                        payment.expires_at =
-                            Some(OffsetDateTime::now_utc() + self.authorization_ttl);
-                        store::update(&mut tx, &payment).await?;
-                        // Stripe announces an uncaptured authorization as
-                        // amount_capturable_updated; the closest of our
-                        // events is that the payment is being processed.
-                        EventType::PaymentProcessing
-                    }
-                }
-            }
-            Authorization::ActionRequired { reference, action } => {
-                payment.processor_reference = Some(reference);
-                payment.expires_at = match &action {
-                    CustomerAction::DisplayVoucher { expires_at, .. } => Some(*expires_at),
-                    _ => None,
-                };
-                payment.next_action = Some(next_action(&action));
-                payment.status = Status::RequiresAction;
-                store::update(&mut tx, &payment).await?;
-                EventType::PaymentRequiresAction
-            }
-            Authorization::Pending { reference, action } => {
-                payment.processor_reference = Some(reference);
-                payment.next_action = action.as_ref().map(next_action);
-                payment.status = Status::Processing;
-                store::update(&mut tx, &payment).await?;
-                EventType::PaymentProcessing
-            }
-        };
-        self.announce(&mut tx, &payment, event).await?;
-        tx.commit().await?;
-        self.apply_followups(&payment, followups).await?;
-        Ok(payment)
-    }
-
-    /// Captures on the processor and posts it, on a locked payment.
-    async fn capture_locked(
-        &self,
-        conn: &mut PgConnection,
-        payment: &mut Payment,
-        amount: i64,
-    ) -> Result<Vec<ProcessorEvent>, PaymentError> {
-        let method = payment
-            .method
-            .as_deref()
-            .and_then(MethodType::parse)
-            .unwrap_or(MethodType::Card);
-        let connector = self
-            .connectors
-            .get(method)
-            .ok_or_else(|| PaymentError::Ledger("no connector for capture".into()))?;
-        let reference = payment.processor_reference.clone().unwrap_or_default();
-        let captured = connector.capture(&reference, amount).await?;
-        postings::capture(conn, payment, amount).await?;
-        payment.amount_received = amount;
-        payment.amount_capturable = 0;
-        payment.status = Status::Succeeded;
-        payment.expires_at = None;
-        store::update(conn, payment).await?;
-        Ok(captured.followups)
-    }
-
-    /// Cancels a locked payment: voids an authorization, records the event.
-    pub(super) async fn cancel_locked(
-        &self,
-        conn: &mut PgConnection,
-        payment: &mut Payment,
-        reason: String,
-    ) -> Result<(), PaymentError> {
-        if payment.status == Status::RequiresCapture {
-            if let Some(connector) = payment
-                .method
-                .as_deref()
-                .and_then(MethodType::parse)
-                .and_then(|m| self.connectors.get(m))
-            {
-                connector
-                    .void(payment.processor_reference.as_deref().unwrap_or_default())
-                    .await?;
-            }
-            postings::void(conn, payment).await?;
-            payment.amount_capturable = 0;
-        }
-        payment.status = Status::Canceled;
-        payment.next_action = None;
-        payment.expires_at = None;
-        payment.cancellation_reason = Some(reason);
-        store::update(conn, payment).await?;
-        self.announce(conn, payment, EventType::PaymentCanceled)
-            .await
-    }
-
-    /// Records a decline: the payment becomes `failed` with the error, the
-    /// event is written, and the caller gets [`PaymentError::Declined`].
-    async fn fail(
-        &self,
-        mut tx: sqlx::Transaction<'static, sqlx::Postgres>,
-        mut payment: Payment,
-        decline: Decline,
-    ) -> Result<Payment, PaymentError> {
-        payment.status = Status::Failed;
-        payment.next_action = None;
-        payment.last_error = Some(json!({
-            "code": decline.code,
-            "decline_code": decline.decline_code,
-            "message": decline.message,
-            "type": "card_error",
-        }));
-        store::update(&mut tx, &payment).await?;
-        self.announce(&mut tx, &payment, EventType::PaymentFailed)
-            .await?;
-        tx.commit().await?;
-        Err(PaymentError::Declined {
-            decline,
-            payment: Box::new(payment),
-        })
-    }
-
-    /// Processor events that follow a capture (the sandbox's dispute card).
-    async fn apply_followups(
-        &self,
-        payment: &Payment,
-        followups: Vec<ProcessorEvent>,
-    ) -> Result<(), PaymentError> {
-        for event in followups {
-            if let ProcessorEvent::DisputeOpened { reason } = event {
-                super::disputes::open(self, payment, &reason).await?;
-            }
-        }
-        Ok(())
-    }
 }
 
 /// API.md's `next_action` object of a customer action.
-fn next_action(action: &CustomerAction) -> Value {
+pub(super) fn next_action(action: &CustomerAction) -> Value {
     match action {
         CustomerAction::OtpChallenge => json!({ "type": "otp_challenge" }),
         CustomerAction::Redirect { url } => json!({ "type": "redirect", "redirect_url": url }),
@@ -1026,23 +823,6 @@ fn unavailable(param: String, method: MethodType) -> PaymentError {
         format!(
             "{} payments are not available on this node.",
             method.as_str()
-        ),
-    )
-}
-
-fn not_found(id: &PaymentId) -> PaymentError {
-    PaymentError::NotFound {
-        kind: "payment",
-        id: id.to_string(),
-    }
-}
-
-fn unexpected_state(payment: &Payment, action: &str) -> PaymentError {
-    PaymentError::state(
-        "payment_unexpected_state",
-        format!(
-            "You cannot {action} this payment because it has a status of {}.",
-            payment.status.as_str()
         ),
     )
 }

@@ -350,10 +350,10 @@ pub struct Attempt<'a> {
 
 /// Records an attempt on `payment` unless it already had `max` of them;
 /// returns whether it was recorded (false: the cap is reached, or no such
-/// payment). Runs in its own committed statement so that a declined,
-/// failed or rolled-back confirmation still counts.
+/// payment). The caller commits it before calling the processor, so a
+/// declined, blocked or failed confirmation still counts.
 pub async fn record_attempt(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     merchant: &MerchantId,
     payment: &PaymentId,
     attempt: &Attempt<'_>,
@@ -377,7 +377,7 @@ pub async fn record_attempt(
         attempt.client_ip,
         max,
     )
-    .fetch_optional(pool)
+    .fetch_optional(conn)
     .await?;
     Ok(recorded.is_some())
 }
@@ -449,6 +449,11 @@ pub async fn claim_expired(
         Row,
         r#"SELECT p.* FROM payments p
            WHERE p.status IN ('requires_capture', 'requires_action') AND p.expires_at <= $1
+             -- A payment whose processor call is in flight is its
+             -- operation's, until the operation is finished or resumed.
+             AND NOT EXISTS (SELECT 1 FROM payment_operations o
+                              WHERE o.payment_id = p.id AND o.status = 'pending'
+                                AND o.kind <> 'refund')
              AND (p.method IS DISTINCT FROM 'crypto' OR p.status <> 'requires_action'
                   OR EXISTS (SELECT 1 FROM crypto_payments c
                                JOIN chain_cursors cur ON cur.chain_id = c.chain_id

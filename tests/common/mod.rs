@@ -6,6 +6,8 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod pg_proxy;
+
 use std::net::SocketAddr;
 use std::sync::OnceLock;
 
