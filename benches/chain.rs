@@ -408,6 +408,7 @@ async fn main() {
             admin,
             anchorer: admin,
             dev_helpers: true,
+            ..DeployPlan::default()
         },
     )
     .await

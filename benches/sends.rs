@@ -86,6 +86,7 @@ async fn main() {
             admin: deployer.address(),
             anchorer: deployer.address(),
             dev_helpers: true,
+            ..DeployPlan::default()
         },
     )
     .await

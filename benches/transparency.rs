@@ -115,6 +115,7 @@ async fn main() {
         admin: me,
         anchorer: me,
         dev_helpers: false,
+        ..DeployPlan::default()
     };
     let contract = deploy::deploy(&anvil.rpc_url(), signer.clone(), &plan)
         .await

@@ -108,6 +108,10 @@ impl Application {
             crate::chain::sender::sendable_chains(&config.chains, signer)
         });
         let keys = config.keyring()?;
+        // The watchers write it; /readyz and crypto quotes read it.
+        let chains = Arc::new(crate::chain::watcher::ChainStatus::new(
+            config.chains.iter().map(|c| c.chain_id),
+        ));
         let state = AppState {
             rate_limiter: Arc::new(api::rate_limit::RateLimiter::new(
                 config.security.rate_limit_per_second,
@@ -145,11 +149,10 @@ impl Application {
             // A processor call in flight is its request's for as long as the
             // request may live; after that, a retry or the reconciler may
             // resume it.
-            .with_operation_lease(lease),
+            .with_operation_lease(lease)
+            .with_chain_status(chains.clone()),
             settlement,
-            chains: Arc::new(crate::chain::watcher::ChainStatus::new(
-                config.chains.iter().map(|c| c.chain_id),
-            )),
+            chains,
             public_pool: crate::db::sibling(&pool, config.database.public_max_connections),
             proxies: Arc::new(config.server.proxies()),
             public_limiter: Arc::new(api::rate_limit::RateLimiter::new(
@@ -259,10 +262,14 @@ async fn settlement_context(
     let chain_id = crate::chain::deploy::chain_id(&st.anchor_rpc_url)
         .await
         .map_err(|e| AppError::Anchor(e.to_string()))?;
-    let log = crate::transparency::TransparencyLog::new(crate::transparency::origin_for_anchor(
-        chain_id, contract,
-    ))
-    .map_err(|e| AppError::Anchor(e.to_string()))?;
+    // A log moved to a new anchor keeps the name its leaves carry.
+    let origin = if st.log_origin.is_empty() {
+        crate::transparency::origin_for_anchor(chain_id, contract)
+    } else {
+        st.log_origin.clone()
+    };
+    let log = crate::transparency::TransparencyLog::new(origin)
+        .map_err(|e| AppError::Anchor(format!("settlement.log_origin: {e}")))?;
     let anchorer = match &st.anchor_key {
         None => {
             tracing::warn!(

@@ -135,6 +135,10 @@ pub struct SettlementConfig {
     pub anchor_contract: String,
     /// Confirmations an anchoring transaction needs before it counts.
     pub anchor_confirmations: u64,
+    /// The transparency log's origin; empty: `epg/<chain id>/<anchor_contract>`.
+    /// Set it to the old value when moving the log to a new anchor contract
+    /// (ARCHITECTURE.md, "Migrating deployed contracts").
+    pub log_origin: String,
 }
 
 impl std::fmt::Debug for SettlementConfig {
@@ -144,6 +148,7 @@ impl std::fmt::Debug for SettlementConfig {
             .field("anchor_rpc_url", &self.anchor_rpc_url)
             .field("anchor_contract", &self.anchor_contract)
             .field("anchor_confirmations", &self.anchor_confirmations)
+            .field("log_origin", &self.log_origin)
             .field(
                 "anchor_key",
                 &self.anchor_key.as_ref().map(|_| "<redacted>"),
@@ -160,6 +165,7 @@ impl Default for SettlementConfig {
             anchor_rpc_url: String::new(),
             anchor_contract: String::new(),
             anchor_confirmations: 6,
+            log_origin: String::new(),
         }
     }
 }

@@ -18,6 +18,9 @@ contract DevPriceFeed is AggregatorV3Interface, Ownable {
         uint256 updatedAt;
     }
 
+    /// @dev Decimals of every answer, fixed at deployment (Chainlink's USD feeds use 8, some 18).
+    uint8 private immutable _decimals;
+
     /// @dev Id of the latest round; rounds 1 to `_latestRound` exist.
     uint80 private _latestRound;
 
@@ -31,14 +34,16 @@ contract DevPriceFeed is AggregatorV3Interface, Ownable {
     error RoundNotFound(uint80 roundId);
 
     /// @notice Deploys the feed with round 1 set to `initialAnswer` now; the deployer becomes the owner.
-    /// @param initialAnswer Initial price with 8 decimals (e.g. 3000e8 for 3000 USD).
-    constructor(int256 initialAnswer) Ownable(msg.sender) {
+    /// @param initialAnswer Initial price with `decimals_` decimals (e.g. 3000e8 for 3000 USD with 8).
+    /// @param decimals_ Decimals of every answer.
+    constructor(int256 initialAnswer, uint8 decimals_) Ownable(msg.sender) {
+        _decimals = decimals_;
         _newRound(initialAnswer, block.timestamp);
     }
 
     /// @inheritdoc AggregatorV3Interface
-    function decimals() external pure returns (uint8) {
-        return 8;
+    function decimals() external view returns (uint8) {
+        return _decimals;
     }
 
     /// @inheritdoc AggregatorV3Interface
@@ -72,14 +77,14 @@ contract DevPriceFeed is AggregatorV3Interface, Ownable {
     }
 
     /// @notice Opens a new round with price `answer`, updated now. Only the owner may call it.
-    /// @param answer Price with 8 decimals.
+    /// @param answer Price with {decimals} decimals.
     function setAnswer(int256 answer) external onlyOwner {
         _newRound(answer, block.timestamp);
     }
 
     /// @notice Opens a new round with price `answer` and an explicit update time,
     /// e.g. in the past to test staleness checks. Only the owner may call it.
-    /// @param answer Price with 8 decimals.
+    /// @param answer Price with {decimals} decimals.
     /// @param updatedAt Update time to report (seconds since the epoch).
     function setAnswerWithTimestamp(int256 answer, uint256 updatedAt) external onlyOwner {
         _newRound(answer, updatedAt);

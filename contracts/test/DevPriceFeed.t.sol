@@ -16,7 +16,7 @@ contract DevPriceFeedTest is TestBase {
     function setUp() public {
         vm.warp(1_700_000_000);
         vm.prank(owner);
-        feed = new DevPriceFeed(3000e8);
+        feed = new DevPriceFeed(3000e8, 8);
     }
 
     function _assertRound(
@@ -36,6 +36,13 @@ contract DevPriceFeedTest is TestBase {
         assertEq(gotAnsweredIn, id);
     }
 
+    function test_DecimalsAreThoseOfTheDeployment() public {
+        DevPriceFeed precise = new DevPriceFeed(3000e18, 18);
+        assertEq(precise.decimals(), 18);
+        (, int256 answer,,,) = precise.latestRoundData();
+        assertEq(answer, 3000e18);
+    }
+
     function test_Metadata() public view {
         AggregatorV3Interface agg = feed;
         assertEq(agg.decimals(), 8);
@@ -52,7 +59,7 @@ contract DevPriceFeedTest is TestBase {
     function test_Constructor_EmitsAnswerUpdated() public {
         vm.expectEmit(true, true, true, true);
         emit AnswerUpdated(42, 1, block.timestamp);
-        new DevPriceFeed(42);
+        new DevPriceFeed(42, 8);
     }
 
     function test_SetAnswer_OpensNewRoundNow() public {

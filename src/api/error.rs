@@ -373,6 +373,11 @@ impl ApiError {
             }
             E::NotFound { kind, id } => ApiError::not_found(kind, &id),
             E::State { code, message } => ApiError::conflict(code, message),
+            E::Unavailable {
+                code,
+                param,
+                message,
+            } => ApiError::conflict(code, message).with_param(param),
             E::Declined { decline, payment } => {
                 let mut err = Self::new(
                     StatusCode::PAYMENT_REQUIRED,

@@ -16,8 +16,9 @@
 //!    `CheckpointAnchored` log of that checkpoint (found with `eth_getLogs`
 //!    by its sequence number) names the same size and root; its block is
 //!    where the checkpoint was anchored.
-//! 6. `contract verifyInclusion` — the contract's own verifier accepts the
-//!    leaf hash and path against that root.
+//! 6. `contract verifyInclusionAt` — the contract's own verifier accepts the
+//!    leaf hash and path for the checkpoint check 5 found, with the size and
+//!    root the contract stores (it takes neither from the bundle).
 //! 7. `anchor transaction` — the named transaction succeeded in the named
 //!    block, that block is canonical, and the transaction emitted
 //!    `CheckpointAnchored` with this size and root from the contract, in the
@@ -47,8 +48,8 @@ pub mod names {
     pub const CHAIN: &str = "chain id";
     /// The contract holds the checkpoint.
     pub const CHECKPOINT: &str = "checkpoint on chain";
-    /// The contract's verifier accepts the path.
-    pub const CONTRACT_VERIFY: &str = "contract verifyInclusion";
+    /// The contract's verifier accepts the path for its stored checkpoint.
+    pub const CONTRACT_VERIFY: &str = "contract verifyInclusionAt";
     /// The anchoring transaction and its event.
     pub const ANCHOR: &str = "anchor transaction";
     /// Enough blocks on top.
@@ -287,39 +288,46 @@ async fn on_chain(
     };
     let anchor = SettlementAnchor::new(contract, &provider);
 
-    let anchored = match checkpoint_check(&provider, &anchor, bundle, parsed.root.as_ref()).await {
-        Ok((detail, log)) => {
-            report.checks.push(Check::pass(CHECKPOINT, detail));
-            Some(log)
-        }
-        Err(detail) => {
-            report.checks.push(Check::fail(CHECKPOINT, detail));
-            None
-        }
-    };
+    let (anchored, seq) =
+        match checkpoint_check(&provider, &anchor, bundle, parsed.root.as_ref()).await {
+            Ok((detail, log, seq)) => {
+                report.checks.push(Check::pass(CHECKPOINT, detail));
+                (Some(log), Some(seq))
+            }
+            Err(detail) => {
+                report.checks.push(Check::fail(CHECKPOINT, detail));
+                (None, None)
+            }
+        };
 
     report
         .checks
-        .push(match (&parsed.leaf_hash, &parsed.path, &parsed.root) {
-            (Some(leaf_hash), Some(path), Some(root)) => {
+        .push(match (seq, &parsed.leaf_hash, &parsed.path) {
+            (None, _, _) => {
+                Check::skipped(CONTRACT_VERIFY, "no checkpoint on chain to verify against")
+            }
+            (Some(seq), Some(leaf_hash), Some(path)) => {
                 let accepted = anchor
-                    .verifyInclusion(
+                    .verifyInclusionAt(
+                        U256::from(seq),
                         B256::from(*leaf_hash),
                         U256::from(bundle.leaf_index),
-                        U256::from(bundle.tree_size),
                         path.iter().map(|h| B256::from(*h)).collect(),
-                        B256::from(*root),
                     )
                     .call()
                     .await;
                 match accepted {
                     Ok(true) => Check::pass(
                         CONTRACT_VERIFY,
-                        format!("{contract} accepts the leaf hash and path for this root"),
+                        format!(
+                            "{contract} accepts the leaf hash and path for its checkpoint #{seq}"
+                        ),
                     ),
                     Ok(false) => Check::fail(
                         CONTRACT_VERIFY,
-                        format!("{contract} rejects the leaf hash and path for this root"),
+                        format!(
+                            "{contract} rejects the leaf hash and path for its checkpoint #{seq}"
+                        ),
                     ),
                     Err(e) => Check::fail(CONTRACT_VERIFY, format!("call failed: {e}")),
                 }
@@ -368,13 +376,14 @@ async fn on_chain(
     });
 }
 
-/// Check 5; on success also the checkpoint's `CheckpointAnchored` log.
+/// Check 5; on success also the checkpoint's `CheckpointAnchored` log and
+/// its sequence number.
 async fn checkpoint_check(
     provider: &DynProvider,
     anchor: &SettlementAnchor::SettlementAnchorInstance<&DynProvider>,
     bundle: &ProofBundle,
     root: Option<&Hash>,
-) -> Result<(String, AnchoringLog), String> {
+) -> Result<(String, AnchoringLog, u64), String> {
     let size = bundle.checkpoint.tree_size;
     let found = anchor.checkpointBySize(size).call().await.map_err(|e| {
         use SettlementAnchor::SettlementAnchorErrors as E;
@@ -434,6 +443,7 @@ async fn checkpoint_check(
             log.block_number
         ),
         log,
+        seq,
     ))
 }
 

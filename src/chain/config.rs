@@ -37,6 +37,8 @@ pub struct ChainConfig {
     /// `SettlementAnchor`.
     pub anchor: Address,
     /// Where the router forwards payments (reconciled against the ledger).
+    /// The contract guard raises an alert and refuses new quotes on the
+    /// chain while the router's own treasury is another ([`super::guard`]).
     pub treasury: Address,
     /// First block to scan when the chain has no cursor yet (the router's
     /// deployment block). Ignored once a cursor exists.
@@ -396,6 +398,7 @@ mod tests {
 
     fn deployment() -> Deployment {
         Deployment {
+            contracts_version: crate::chain::deploy::CONTRACTS_VERSION,
             chain_id: 31337,
             router: Address::repeat_byte(1),
             anchor: Address::repeat_byte(2),

@@ -16,9 +16,27 @@ use serde::{Deserialize, Serialize};
 use super::ChainError;
 use super::contracts::{DevPriceFeed, DevStablecoin, PaymentRouter, SettlementAnchor};
 
+/// The version of E-PG's contracts this build deploys and reads. Version 2
+/// (issue 16): the router's delayed treasury change and token allow-list,
+/// the anchor's growth limit and `supersede`. A deployment file without the
+/// field was written for version 1.
+pub const CONTRACTS_VERSION: u32 = 2;
+
+/// Seconds a treasury change, or a transfer of either contract's admin role,
+/// waits by default: 48 hours, time for an operator to see the node's alert
+/// and cancel, far longer than a quote lives.
+pub const DEFAULT_DELAY_SECS: u64 = 48 * 3600;
+
+fn version_one() -> u32 {
+    1
+}
+
 /// Where E-PG's contracts live on one chain.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Deployment {
+    /// [`CONTRACTS_VERSION`] of the contracts deployed.
+    #[serde(default = "version_one")]
+    pub contracts_version: u32,
     /// EIP-155 chain id.
     pub chain_id: u64,
     /// `PaymentRouter`.
@@ -48,8 +66,33 @@ pub struct DeployPlan {
     pub admin: Address,
     /// May anchor checkpoints.
     pub anchorer: Address,
-    /// Also deploy the devnet stablecoin and price feed.
+    /// Also deploy the devnet stablecoin and price feed (the stablecoin is
+    /// then allowed on the router too).
     pub dev_helpers: bool,
+    /// Seconds a transfer of either contract's admin role waits (at most
+    /// 2^48 - 1).
+    pub admin_delay_secs: u64,
+    /// Seconds between a treasury proposal and its acceptance; fixed for the
+    /// router's lifetime (at most 2^48 - 1).
+    pub treasury_delay_secs: u64,
+    /// ERC-20 tokens the router accepts from the start.
+    pub tokens: Vec<Address>,
+}
+
+impl Default for DeployPlan {
+    /// Zero addresses (which the contracts refuse: set them), the default
+    /// delays, no tokens, no devnet helpers.
+    fn default() -> Self {
+        Self {
+            treasury: Address::ZERO,
+            admin: Address::ZERO,
+            anchorer: Address::ZERO,
+            dev_helpers: false,
+            admin_delay_secs: DEFAULT_DELAY_SECS,
+            treasury_delay_secs: DEFAULT_DELAY_SECS,
+            tokens: Vec::new(),
+        }
+    }
 }
 
 /// Initial ETH/USD answer of the devnet price feed: $3,000 with 8 decimals.
@@ -78,6 +121,7 @@ pub async fn deploy(
     plan: &DeployPlan,
 ) -> Result<Deployment, ChainError> {
     let url = rpc_url.parse().map_err(|e| rpc_err(rpc_url, e))?;
+    let signer_address = signer.address();
     let provider = ProviderBuilder::new()
         .wallet(EthereumWallet::from(signer))
         .connect_http(url);
@@ -90,20 +134,66 @@ pub async fn deploy(
         .await
         .map_err(|e| rpc_err(rpc_url, e))?;
 
-    let router = PaymentRouter::deploy(&provider, plan.admin, plan.treasury)
+    let delay = |name: &str, secs: u64| {
+        alloy::primitives::aliases::U48::try_from(secs)
+            .map_err(|_| contract_err(name, format!("{secs} s is more than 2^48 - 1")))
+    };
+    let admin_delay = delay("admin delay", plan.admin_delay_secs)?;
+    let treasury_delay = delay("treasury delay", plan.treasury_delay_secs)?;
+
+    // The devnet token is deployed right after the router and the anchor
+    // (so that devnet addresses stay those epg.example.toml shows), and the
+    // router allows it from its constructor: its address is the deployer's
+    // third contract from here.
+    let deployer = signer_address;
+    let nonce = provider
+        .get_transaction_count(deployer)
+        .pending()
         .await
-        .map_err(|e| contract_err("deploy PaymentRouter", e))?;
-    let anchor = SettlementAnchor::deploy(&provider, plan.admin, plan.anchorer)
+        .map_err(|e| rpc_err(rpc_url, e))?;
+    let token_at = deployer.create(nonce + 2);
+    let mut tokens = plan.tokens.clone();
+    if plan.dev_helpers {
+        tokens.push(token_at);
+    }
+    let router = PaymentRouter::deploy(
+        &provider,
+        admin_delay,
+        plan.admin,
+        plan.treasury,
+        treasury_delay,
+        tokens,
+    )
+    .await
+    .map_err(|e| contract_err("deploy PaymentRouter", e))?;
+    let anchor = SettlementAnchor::deploy(&provider, admin_delay, plan.admin, plan.anchorer)
         .await
         .map_err(|e| contract_err("deploy SettlementAnchor", e))?;
-
-    let (stablecoin, price_feed) = if plan.dev_helpers {
+    let token = if plan.dev_helpers {
         let token = DevStablecoin::deploy(&provider)
             .await
             .map_err(|e| contract_err("deploy DevStablecoin", e))?;
+        if *token.address() != token_at {
+            // Another transaction of the same key came in between.
+            return Err(contract_err(
+                "deploy DevStablecoin",
+                format!(
+                    "deployed at {}, not at {token_at} which the router allows; deploy again \
+                     without other transactions from {deployer}",
+                    token.address()
+                ),
+            ));
+        }
+        Some(token)
+    } else {
+        None
+    };
+
+    let (stablecoin, price_feed) = if let Some(token) = token {
         let feed = DevPriceFeed::deploy(
             &provider,
             alloy::primitives::I256::try_from(DEV_ETH_USD).unwrap_or_default(),
+            8,
         )
         .await
         .map_err(|e| contract_err("deploy DevPriceFeed", e))?;
@@ -129,6 +219,7 @@ pub async fn deploy(
     };
 
     Ok(Deployment {
+        contracts_version: CONTRACTS_VERSION,
         chain_id,
         router: *router.address(),
         anchor: *anchor.address(),

@@ -1,9 +1,11 @@
 //! Everything that talks to EVM chains: contract bindings, deployment, the
-//! watcher of incoming payments, the hot wallet's sender and reconciliation.
+//! watcher of incoming payments and its guard of the contracts themselves,
+//! the hot wallet's sender and reconciliation.
 
 pub mod config;
 pub mod contracts;
 pub mod deploy;
+pub mod guard;
 pub mod reconcile;
 pub mod rpc;
 pub mod sender;

@@ -217,6 +217,33 @@ impl ChainRpc {
             .await
     }
 
+    /// `eth_getLogs` for any filter (the contract guard's admin events).
+    pub async fn logs(&self, filter: &Filter) -> Result<Vec<Log>, RpcError> {
+        self.call("eth_getLogs", self.provider.get_logs(filter))
+            .await
+    }
+
+    /// `eth_call` of `input` on `to` after block `block`: the contract's
+    /// answer, or an error if it reverted (or the call failed).
+    pub async fn call_at(
+        &self,
+        to: Address,
+        input: Vec<u8>,
+        block: u64,
+    ) -> Result<Bytes, RpcError> {
+        let request = TransactionRequest::default()
+            .to(to)
+            .input(Bytes::from(input).into());
+        self.call(
+            "eth_call",
+            self.provider
+                .call(request)
+                .block(BlockId::number(block))
+                .into_future(),
+        )
+        .await
+    }
+
     /// `eth_getTransactionReceipt`.
     pub async fn receipt(&self, tx: B256) -> Result<Option<TransactionReceipt>, RpcError> {
         self.call(

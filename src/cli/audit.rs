@@ -23,9 +23,10 @@ pub enum AuditCommand {
     /// chain: leaf hash, inclusion path, the anchored checkpoint, the anchoring
     /// transaction and its confirmations.
     Verify(VerifyArgs),
-    /// Check the whole anchored history: every CheckpointAnchored event, and
-    /// the node's consistency proofs between consecutive checkpoints against
-    /// the on-chain roots. Reports any fork or rewrite.
+    /// Check the whole anchored history: every CheckpointAnchored event, every
+    /// supersede by the contract's admin (failing until accepted), and the
+    /// node's consistency proofs between consecutive checkpoints against the
+    /// on-chain roots. Reports any fork or rewrite.
     Follow(FollowArgs),
 }
 
@@ -58,6 +59,15 @@ pub struct FollowArgs {
     /// Blocks per eth_getLogs request.
     #[arg(long, default_value_t = 5_000)]
     chunk: u64,
+    /// A CheckpointsSuperseded transaction you have reviewed (repeat for
+    /// several): its check then passes instead of failing.
+    #[arg(long = "accept-supersede", value_name = "TX_HASH")]
+    accept_supersedes: Vec<alloy::primitives::B256>,
+    /// The anchor this log was anchored in before --anchor (after a
+    /// migration): checks that its latest checkpoint and --anchor's first
+    /// are states of one log. Follow that one too.
+    #[arg(long)]
+    previous_anchor: Option<Address>,
 }
 
 fn print(report: &Report) {
@@ -96,6 +106,8 @@ pub async fn run(cmd: AuditCommand) -> Result<ExitCode, CliError> {
             let options = FollowOptions {
                 from_block: args.from_block,
                 chunk: args.chunk,
+                accepted_supersedes: args.accept_supersedes,
+                previous_anchor: args.previous_anchor,
             };
             let report =
                 match follow::follow(&args.rpc_url, args.anchor, &args.node, &options).await {
@@ -109,6 +121,17 @@ pub async fn run(cmd: AuditCommand) -> Result<ExitCode, CliError> {
             if report.passed() {
                 println!("CONSISTENT: the node's log extends every anchored checkpoint");
                 Ok(ExitCode::SUCCESS)
+            } else if report
+                .failed()
+                .iter()
+                .all(|name| name.starts_with("supersede #"))
+            {
+                println!(
+                    "SUPERSEDED: the contract's admin removed anchored checkpoints; review {} \
+                     (above), then pass each transaction with --accept-supersede",
+                    report.failed().join(", ")
+                );
+                Ok(ExitCode::from(1))
             } else {
                 println!(
                     "INCONSISTENT: the node's log does not match the anchors; failed: {}",

@@ -31,9 +31,21 @@ pub enum ContractsCommand {
         /// Holder of the anchorer role (default: the deployer).
         #[arg(long)]
         anchorer: Option<Address>,
-        /// Also deploy DevStablecoin and DevPriceFeed (devnets only).
+        /// Also deploy DevStablecoin and DevPriceFeed (devnets only); the
+        /// router then accepts DevStablecoin.
         #[arg(long)]
         dev_helpers: bool,
+        /// An ERC-20 token the router accepts (repeat for several). Allow
+        /// only tokens whose transfers move exactly what they are asked to.
+        #[arg(long = "allow-token", value_name = "ADDRESS")]
+        allow_tokens: Vec<Address>,
+        /// Seconds between a treasury proposal and its acceptance, fixed for
+        /// the router's lifetime.
+        #[arg(long, default_value_t = deploy::DEFAULT_DELAY_SECS)]
+        treasury_delay_secs: u64,
+        /// Seconds a transfer of either contract's admin role waits.
+        #[arg(long, default_value_t = deploy::DEFAULT_DELAY_SECS)]
+        admin_delay_secs: u64,
         /// Where to write the deployment file.
         #[arg(long, default_value = "deployment.json")]
         out: PathBuf,
@@ -48,6 +60,9 @@ pub async fn run(cmd: ContractsCommand) -> Result<ExitCode, CliError> {
         admin,
         anchorer,
         dev_helpers,
+        allow_tokens,
+        treasury_delay_secs,
+        admin_delay_secs,
         out,
     } = cmd;
     let signer = deploy::signer_from_env(keystore.as_deref()).map_err(fail)?;
@@ -57,6 +72,9 @@ pub async fn run(cmd: ContractsCommand) -> Result<ExitCode, CliError> {
         admin: admin.unwrap_or(deployer),
         anchorer: anchorer.unwrap_or(deployer),
         dev_helpers,
+        admin_delay_secs,
+        treasury_delay_secs,
+        tokens: allow_tokens,
     };
     let deployment = deploy::deploy(&rpc_url, signer, &plan)
         .await
@@ -65,6 +83,7 @@ pub async fn run(cmd: ContractsCommand) -> Result<ExitCode, CliError> {
     println!("chain id          {}", deployment.chain_id);
     println!("PaymentRouter     {}", deployment.router);
     println!("SettlementAnchor  {}", deployment.anchor);
+    println!("treasury delay    {treasury_delay_secs} s");
     if let (Some(token), Some(feed)) = (deployment.stablecoin, deployment.price_feed) {
         println!("DevStablecoin     {token}");
         println!("DevPriceFeed      {feed}");

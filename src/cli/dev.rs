@@ -240,6 +240,16 @@ async fn ensure_contracts(rpc_url: &str, path: &Path) -> Result<Deployment, CliE
     if let Some(existing) = deploy::read(path).map_err(fail)?
         && deploy::is_live(rpc_url, &existing).await.map_err(fail)?
     {
+        if existing.contracts_version < deploy::CONTRACTS_VERSION {
+            // Its payments, log and anchors belong to the old contracts:
+            // starting over is the devnet's migration.
+            return Err(CliError::Failed(format!(
+                "this devnet runs version {} of E-PG's contracts, this epg needs version {}; \
+                 run `epg dev --reset` to start a new devnet",
+                existing.contracts_version,
+                deploy::CONTRACTS_VERSION
+            )));
+        }
         return Ok(existing);
     }
     let signer = match std::env::var("EPG_DEPLOYER_KEY") {
@@ -257,11 +267,14 @@ async fn ensure_contracts(rpc_url: &str, path: &Path) -> Result<Deployment, CliE
         Ok(_) => deployer,
         Err(_) => dev_signer(DEV_ANCHOR_KEY)?.address(),
     };
+    // Real delays, as on a live chain: `cast rpc evm_increaseTime` moves a
+    // devnet past them.
     let plan = DeployPlan {
         treasury: deployer,
         admin: deployer,
         anchorer,
         dev_helpers: true,
+        ..DeployPlan::default()
     };
     let mut deployment = deploy::deploy(rpc_url, signer, &plan).await.map_err(fail)?;
     // Watch (and reconcile) from the first block after the deployment and

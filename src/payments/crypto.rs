@@ -34,6 +34,7 @@ use super::quote::{self, QuoteError};
 use super::{PaymentError, Payments, postings, store};
 use crate::chain::config::{AssetConfig, ChainConfig};
 use crate::chain::contracts::DevPriceFeed;
+use crate::chain::guard::QuoteRefusal;
 use crate::chain::watcher::{SinkError, Transfer, TransferSink};
 use crate::events::EventType;
 use crate::ids::{MerchantId, PaymentId};
@@ -173,6 +174,21 @@ impl Payments {
                 format!("{symbol} is not an asset of chain {chain_id}"),
             )
         })?;
+        // The chain's own contracts are not as configured (chain::guard).
+        if let Some(refusal) = self
+            .chain_status()
+            .and_then(|s| s.quote_refusal(chain_id, symbol))
+        {
+            let (param, reason) = match refusal {
+                QuoteRefusal::Chain(reason) => ("payment_method.crypto.chain_id", reason),
+                QuoteRefusal::Asset(reason) => ("payment_method.crypto.asset", reason),
+            };
+            return Err(PaymentError::Unavailable {
+                code: "chain_unavailable",
+                param,
+                message: format!("Crypto payments on chain {chain_id} are suspended: {reason}."),
+            });
+        }
         let mut tx = self.pool().begin().await?;
         let mut payment =
             store::lock(&mut tx, merchant, id)

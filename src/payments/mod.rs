@@ -64,6 +64,18 @@ pub enum PaymentError {
         /// Explanation.
         message: String,
     },
+    /// Something outside the payment refuses the request for now (the
+    /// chain's contracts are not as configured), naming the parameter that
+    /// chose it.
+    #[error("{message}")]
+    Unavailable {
+        /// Machine-readable code.
+        code: &'static str,
+        /// Dotted parameter path.
+        param: &'static str,
+        /// Explanation.
+        message: String,
+    },
     /// The processor or the risk check declined; the payment was updated.
     #[error("{}", .decline.message)]
     Declined {

@@ -62,18 +62,23 @@ pub fn at_price(
         .ok()
         .filter(|p| *p > 0)
         .ok_or(QuoteError::BadPrice)?;
-    // units = amount * 10^asset_decimals * 10^feed_decimals / (price * 10^fiat_scale)
-    let numerator = u128::from(amount)
-        .checked_mul(pow10(u32::from(asset_decimals))?)
-        .and_then(|n| n.checked_mul(pow10(u32::from(feed_decimals)).ok()?))
+    // units = amount * 10^asset_decimals * 10^feed_decimals / (price * 10^fiat_scale),
+    // in 256 bits: an 18-decimal asset priced by an 18-decimal feed
+    // already needs 10^36 before the amount multiplies it.
+    use alloy::primitives::U256;
+    let pow = |exp: u8| U256::from(10u8).checked_pow(U256::from(exp));
+    let numerator = pow(asset_decimals)
+        .zip(pow(feed_decimals))
+        .and_then(|(a, f)| U256::from(amount).checked_mul(a)?.checked_mul(f))
         .ok_or(QuoteError::Overflow)?;
-    let denominator = price
-        .checked_mul(pow10(u32::from(fiat_scale))?)
+    let denominator = pow(fiat_scale)
+        .and_then(|f| U256::from(price).checked_mul(f))
+        .filter(|d| !d.is_zero())
         .ok_or(QuoteError::Overflow)?;
-    div_ceil(numerator, denominator)
+    let units = numerator.div_ceil(denominator);
+    u128::try_from(units).map_err(|_| QuoteError::Overflow)
 }
 
-/// Refuses a price older than `limit_secs` at `now`.
 pub fn check_fresh(updated_at: u64, now: u64, limit_secs: u64) -> Result<(), QuoteError> {
     let age_secs = now.saturating_sub(updated_at);
     if age_secs > limit_secs {
@@ -113,6 +118,11 @@ mod tests {
         assert_eq!(
             at_price(1000, 2, 18, 300_000_000_000, 8),
             Ok(3_333_333_333_333_334)
+        );
+        // The same from a feed with 18 decimals (beyond u128 midway).
+        assert_eq!(
+            at_price(3000, 2, 18, 3_000 * 10i128.pow(18), 18),
+            Ok(10_000_000_000_000_000)
         );
         assert_eq!(at_price(1000, 2, 18, 0, 8), Err(QuoteError::BadPrice));
         assert_eq!(at_price(1000, 2, 18, -5, 8), Err(QuoteError::BadPrice));

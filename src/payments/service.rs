@@ -155,6 +155,8 @@ pub struct Payments {
     max_confirm_attempts: i32,
     /// See [`Payments::with_operation_lease`].
     operation_lease: Duration,
+    /// What the chain watchers' contract guard found: quotes it refuses.
+    chain_status: Option<Arc<crate::chain::watcher::ChainStatus>>,
 }
 
 impl std::fmt::Debug for Payments {
@@ -195,6 +197,7 @@ impl Payments {
             wallet_chains: Arc::new(Vec::new()),
             max_confirm_attempts: DEFAULT_MAX_CONFIRM_ATTEMPTS,
             operation_lease: DEFAULT_OPERATION_LEASE,
+            chain_status: None,
         }
     }
 
@@ -203,6 +206,19 @@ impl Payments {
     pub fn with_max_confirm_attempts(mut self, max: u32) -> Self {
         self.max_confirm_attempts = i32::try_from(max).unwrap_or(i32::MAX);
         self
+    }
+
+    /// The subsystem, refusing crypto quotes the contract guard refuses
+    /// (see [`crate::chain::guard`]).
+    #[must_use]
+    pub fn with_chain_status(mut self, status: Arc<crate::chain::watcher::ChainStatus>) -> Self {
+        self.chain_status = Some(status);
+        self
+    }
+
+    /// The chain watchers' status, when the node runs them.
+    pub(super) fn chain_status(&self) -> Option<&crate::chain::watcher::ChainStatus> {
+        self.chain_status.as_deref()
     }
 
     /// The subsystem, refunding crypto payments on `chains` through this

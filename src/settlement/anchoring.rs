@@ -13,6 +13,10 @@
 //! unanchored, in the transaction that retires it, and are anchored again
 //! (with the newest checkpoint, announced again), so their proof bundles
 //! never point at an orphaned transaction.
+//!
+//! The contract also limits how many leaves one anchor may add (its
+//! `maxGrowth`): a backlog beyond that is anchored in steps, each at the
+//! largest size within reach, recorded as a checkpoint of its own.
 
 use sqlx::PgPool;
 
@@ -41,6 +45,7 @@ pub async fn anchor_pending(pool: &PgPool, anchorer: &Anchorer) -> Result<usize,
     let Some(checkpoint) = checkpoint else {
         return Ok(0);
     };
+    anchor_steps_below(pool, anchorer, &checkpoint).await?;
     let record = anchor_checkpoint(pool, anchorer, checkpoint.tree_size)
         .await
         .map_err(|e| SettlementError::NotConfigured(format!("anchoring failed: {e}")))?;
@@ -116,4 +121,39 @@ async fn unmark_orphaned(pool: &PgPool, anchorer: &Anchorer) -> Result<(), Settl
     }
     tx.commit().await?;
     Ok(())
+}
+
+/// Anchors checkpoints at the contract's reach, one after the other, until
+/// `checkpoint` is within it (nothing when it already is).
+async fn anchor_steps_below(
+    pool: &PgPool,
+    anchorer: &Anchorer,
+    checkpoint: &crate::transparency::Checkpoint,
+) -> Result<(), SettlementError> {
+    let failed = |e: crate::transparency::anchor::AnchorError| {
+        SettlementError::NotConfigured(format!("anchoring failed: {e}"))
+    };
+    let mut previous = 0;
+    loop {
+        let reach = anchorer.reach().await.map_err(failed)?;
+        // A reach that stopped growing (the contract is full) is for
+        // anchor_checkpoint to report.
+        if checkpoint.tree_size <= reach || reach <= previous {
+            return Ok(());
+        }
+        tracing::info!(
+            latest = checkpoint.tree_size,
+            reach,
+            "the log grew beyond one anchor's limit; anchoring a step"
+        );
+        let step = {
+            let log = TransparencyLog::new(checkpoint.origin.clone())?;
+            let mut conn = pool.acquire().await?;
+            log.checkpoint_at_size(&mut conn, reach).await?
+        };
+        anchor_checkpoint(pool, anchorer, step.tree_size)
+            .await
+            .map_err(failed)?;
+        previous = reach;
+    }
 }

@@ -29,6 +29,8 @@ pub struct Metrics {
     http: Mutex<BTreeMap<(String, String, u16), Series>>,
     /// Named counters of background work (e.g. `idempotency_purged`).
     counters: Mutex<BTreeMap<&'static str, u64>>,
+    /// Named gauges with one label (e.g. `chain_quotes_refused{chain_id}`).
+    gauges: Mutex<BTreeMap<(&'static str, &'static str, String), i64>>,
 }
 
 impl Metrics {
@@ -54,6 +56,13 @@ impl Metrics {
     pub fn add(&self, name: &'static str, n: u64) {
         if let Ok(mut counters) = self.counters.lock() {
             *counters.entry(name).or_default() += n;
+        }
+    }
+
+    /// Sets a gauge: `name{label.0="label.1"}` is `value`.
+    pub fn set_gauge(&self, name: &'static str, label: (&'static str, String), value: i64) {
+        if let Ok(mut gauges) = self.gauges.lock() {
+            gauges.insert((name, label.0, label.1), value);
         }
     }
 
@@ -112,6 +121,19 @@ impl Metrics {
             let _ = writeln!(out, "# TYPE epg_{name}_total counter");
             let _ = writeln!(out, "epg_{name}_total {value}");
         }
+        let gauges = self.gauges.lock().map(|g| g.clone()).unwrap_or_default();
+        let mut typed = None;
+        for ((name, label, label_value), value) in gauges {
+            if typed != Some(name) {
+                let _ = writeln!(out, "# TYPE epg_{name} gauge");
+                typed = Some(name);
+            }
+            let _ = writeln!(
+                out,
+                "epg_{name}{{{label}=\"{}\"}} {value}",
+                escape(&label_value)
+            );
+        }
         out
     }
 }
@@ -142,6 +164,28 @@ mod tests {
         assert!(text.contains("le=\"0.050000\"} 2"), "{text}");
         assert!(
             text.contains("_sum{method=\"GET\",route=\"/v1/account\",status=\"200\"} 0.033000")
+        );
+    }
+
+    #[test]
+    fn gauges_are_typed_once_and_keep_the_last_value_per_label() {
+        let m = Metrics::default();
+        m.set_gauge("chain_quotes_refused", ("chain_id", "1".into()), 1);
+        m.set_gauge("chain_quotes_refused", ("chain_id", "5".into()), 1);
+        m.set_gauge("chain_quotes_refused", ("chain_id", "1".into()), 0);
+        let text = m.render();
+        assert_eq!(
+            text.matches("# TYPE epg_chain_quotes_refused gauge")
+                .count(),
+            1
+        );
+        assert!(
+            text.contains("epg_chain_quotes_refused{chain_id=\"1\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("epg_chain_quotes_refused{chain_id=\"5\"} 1"),
+            "{text}"
         );
     }
 }

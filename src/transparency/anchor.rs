@@ -94,6 +94,20 @@ pub enum AnchorError {
         /// The contract's latest size.
         anchored: u64,
     },
+    /// The checkpoint grows the contract's latest by more than its
+    /// `maxGrowth`; a checkpoint within reach must be anchored first.
+    #[error(
+        "checkpoint {tree_size} cannot be anchored yet: the contract holds size {anchored} and \
+         takes at most {max_growth} more leaves per anchor"
+    )]
+    GrowthTooLarge {
+        /// The checkpoint asked for.
+        tree_size: u64,
+        /// The contract's latest size.
+        anchored: u64,
+        /// The contract's `maxGrowth`.
+        max_growth: u64,
+    },
     /// The checkpoint is larger than the contract can hold.
     #[error("checkpoint {tree_size} cannot be anchored: the contract holds at most {max} leaves")]
     TooLarge {
@@ -195,6 +209,28 @@ impl Anchorer {
     fn anchor(&self) -> SettlementAnchor::SettlementAnchorInstance<&DynProvider> {
         SettlementAnchor::new(self.contract, &self.provider)
     }
+
+    /// The largest tree size the next anchor may have: the contract's latest
+    /// size plus its `maxGrowth`, at most `MAX_TREE_SIZE`.
+    pub async fn reach(&self) -> Result<u64, AnchorError> {
+        let (latest, _) = latest_on_chain(&self.anchor()).await?;
+        let contract = self.anchor();
+        let max_growth = contract.maxGrowth().call().await.map_err(rpc)?;
+        let max = contract.MAX_TREE_SIZE().call().await.map_err(rpc)?;
+        Ok(latest.saturating_add(max_growth).min(max))
+    }
+}
+
+/// The size and root of the contract's latest checkpoint (0 and zero if none).
+async fn latest_on_chain(
+    contract: &SettlementAnchor::SettlementAnchorInstance<&DynProvider>,
+) -> Result<(u64, B256), AnchorError> {
+    let count = contract.checkpointCount().call().await.map_err(rpc)?;
+    if count.is_zero() {
+        return Ok((0, B256::ZERO));
+    }
+    let latest = contract.latest().call().await.map_err(rpc)?;
+    Ok((latest.checkpoint_.treeSize, latest.checkpoint_.root))
 }
 
 /// A transaction in a block.
@@ -442,8 +478,9 @@ const LOG_WINDOW: u64 = 5_000;
 /// for one log): first in block `hint` if given (a block someone claims it
 /// is in), then in the whole chain at once, and if the endpoint refuses such
 /// a range, in windows of [`LOG_WINDOW`] blocks from the head back. `None`
-/// if the chain has no such log. The contract emits each seq exactly once, so
-/// the log found is the only one; callers check its size and root.
+/// if the chain has no such log. A checkpoint the admin removed with
+/// `supersede` leaves its log behind and its seq is used again, so the latest
+/// log of a seq is the live one; callers check its size and root.
 pub async fn find_anchoring_log(
     provider: &DynProvider,
     contract: Address,
@@ -490,13 +527,13 @@ pub async fn find_anchoring_log(
     }
 }
 
-/// The one `CheckpointAnchored` log of `seq` from `contract` among `logs`.
+/// The latest `CheckpointAnchored` log of `seq` from `contract` among `logs`.
 fn pick_anchoring_log(
     logs: &[alloy::rpc::types::Log],
     contract: Address,
     seq: u64,
 ) -> Result<Option<AnchoringLog>, String> {
-    let mut found = None;
+    let mut found: Option<(u64, AnchoringLog)> = None;
     for log in logs
         .iter()
         .filter(|l| !l.removed && l.address() == contract)
@@ -515,21 +552,26 @@ fn pick_anchoring_log(
                 "CheckpointAnchored #{seq} without its block or transaction"
             ));
         };
-        if found.is_some() {
-            return Err(format!(
-                "two CheckpointAnchored #{seq} logs from {contract}"
-            ));
+        let log_index = log.log_index.unwrap_or_default();
+        if found
+            .as_ref()
+            .is_some_and(|(index, f)| (f.block_number, *index) > (block_number, log_index))
+        {
+            continue;
         }
-        found = Some(AnchoringLog {
-            tree_size: event.treeSize,
-            root: event.root,
-            prev_root: event.prevRoot,
-            block_number,
-            block_hash,
-            tx_hash,
-        });
+        found = Some((
+            log_index,
+            AnchoringLog {
+                tree_size: event.treeSize,
+                root: event.root,
+                prev_root: event.prevRoot,
+                block_number,
+                block_hash,
+                tx_hash,
+            },
+        ));
     }
-    Ok(found)
+    Ok(found.map(|(_, log)| log))
 }
 
 /// Sends the anchoring transaction and records it; `Err(reason)` inside if
@@ -540,13 +582,7 @@ async fn send(
     cp: &Checkpoint,
 ) -> Result<Result<B256, String>, AnchorError> {
     let contract = anchorer.anchor();
-    let count = contract.checkpointCount().call().await.map_err(rpc)?;
-    let (prev_size, prev_root) = if count.is_zero() {
-        (0, B256::ZERO)
-    } else {
-        let latest = contract.latest().call().await.map_err(rpc)?;
-        (latest.checkpoint_.treeSize, latest.checkpoint_.root)
-    };
+    let (prev_size, prev_root) = latest_on_chain(&contract).await?;
     if prev_size >= cp.tree_size {
         return Err(AnchorError::Superseded {
             tree_size: cp.tree_size,
@@ -558,6 +594,14 @@ async fn send(
         return Err(AnchorError::TooLarge {
             tree_size: cp.tree_size,
             max,
+        });
+    }
+    let max_growth = contract.maxGrowth().call().await.map_err(rpc)?;
+    if cp.tree_size - prev_size > max_growth {
+        return Err(AnchorError::GrowthTooLarge {
+            tree_size: cp.tree_size,
+            anchored: prev_size,
+            max_growth,
         });
     }
     if prev_size > 0 {

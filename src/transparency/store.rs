@@ -365,6 +365,44 @@ impl TransparencyLog {
         Ok(stored)
     }
 
+    /// Records the state of the log at `size` (at most its size) as a
+    /// checkpoint, or returns the one already recorded there: a checkpoint
+    /// between two batches', for a contract that limits how much one anchor
+    /// may grow.
+    pub async fn checkpoint_at_size(
+        &self,
+        conn: &mut PgConnection,
+        size: u64,
+    ) -> Result<Checkpoint> {
+        let head = Self::head(conn, false).await?;
+        self.check_origin(head.origin.as_deref())?;
+        if size == 0 || size > head.frontier.size() {
+            return Err(TransparencyError::Corrupt(format!(
+                "no checkpoint of {size} leaves in a log of {}",
+                head.frontier.size()
+            )));
+        }
+        let root = Self::root(conn, size).await?;
+        sqlx::query!(
+            "INSERT INTO transparency_checkpoints (tree_size, origin, root) VALUES ($1, $2, $3)
+             ON CONFLICT (tree_size) DO NOTHING",
+            to_i64(size)?,
+            self.origin,
+            &root[..],
+        )
+        .execute(&mut *conn)
+        .await?;
+        let stored = Self::checkpoint_at(conn, size)
+            .await?
+            .ok_or_else(|| TransparencyError::Corrupt(format!("checkpoint {size} vanished")))?;
+        if stored.root != root || stored.origin != self.origin {
+            return Err(TransparencyError::Corrupt(format!(
+                "checkpoint {size} records another root or origin than the tree's"
+            )));
+        }
+        Ok(stored)
+    }
+
     /// The checkpoint recorded at `size`, if any.
     pub async fn checkpoint_at(conn: &mut PgConnection, size: u64) -> Result<Option<Checkpoint>> {
         let row = sqlx::query!(

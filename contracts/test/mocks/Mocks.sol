@@ -83,3 +83,35 @@ contract ReentrantTreasury {
         }
     }
 }
+
+/// @dev ERC-20 that keeps 1% of every transferFrom as a fee (burnt), as some
+/// tokens do or can be switched or upgraded to do.
+contract FeeOnTransferToken is ERC20 {
+    constructor() ERC20("Fee", "FEE") {}
+
+    function mint(address to, uint256 amount) external {
+        _mint(to, amount);
+    }
+
+    function transferFrom(address from, address to, uint256 amount) public override returns (bool) {
+        _spendAllowance(from, msg.sender, amount);
+        uint256 fee = amount / 100;
+        _burn(from, fee);
+        _transfer(from, to, amount - fee);
+        return true;
+    }
+}
+
+/// @dev ERC-20 whose transferFrom says it succeeded and moves nothing: the
+/// token of a fake payment.
+contract LyingToken is ERC20 {
+    constructor() ERC20("Lie", "LIE") {}
+
+    function mint(address to, uint256 amount) external {
+        _mint(to, amount);
+    }
+
+    function transferFrom(address, address, uint256) public pure override returns (bool) {
+        return true;
+    }
+}

@@ -22,6 +22,11 @@ library MerkleReference {
         return _mth(leaves, 0, leaves.length);
     }
 
+    /// @dev MTH of leaves[start:end]: for an aligned power-of-two range, an interior node of the tree.
+    function rangeRoot(bytes32[] memory leaves, uint256 start, uint256 end) internal pure returns (bytes32) {
+        return _mth(leaves, start, end);
+    }
+
     /// @dev PATH(m, D[n]): the inclusion proof of leaf `m` in the whole list.
     function path(bytes32[] memory leaves, uint256 m) internal pure returns (bytes32[] memory) {
         require(m < leaves.length, "MerkleReference: index out of range");

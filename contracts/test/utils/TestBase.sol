@@ -7,6 +7,13 @@ pragma solidity ^0.8.24;
 /// @dev Declared here, with only what is used, instead of depending on
 /// forge-std, which is not published on npm.
 interface Vm {
+    /// A log captured by {recordLogs}.
+    struct Log {
+        bytes32[] topics;
+        bytes data;
+        address emitter;
+    }
+
     // Environment
     function prank(address sender) external;
     function startPrank(address sender) external;
@@ -18,6 +25,11 @@ interface Vm {
     function addr(uint256 privateKey) external pure returns (address);
     function sign(uint256 privateKey, bytes32 digest) external pure returns (uint8 v, bytes32 r, bytes32 s);
     function assume(bool condition) external pure;
+    function getBlockTimestamp() external view returns (uint256);
+
+    // Logs
+    function recordLogs() external;
+    function getRecordedLogs() external returns (Log[] memory logs);
 
     // Expectations
     function expectRevert() external;
@@ -42,6 +54,8 @@ interface Vm {
     function assertEq(bytes32[] calldata left, bytes32[] calldata right) external pure;
     function assertNotEq(bytes32 left, bytes32 right) external pure;
     function assertLe(uint256 left, uint256 right) external pure;
+    function assertLe(uint256 left, uint256 right, string calldata error) external pure;
+    function assertEq(address left, address right, string calldata error) external pure;
     function assertLt(uint256 left, uint256 right) external pure;
     function assertGt(uint256 left, uint256 right, string calldata error) external pure;
 }
@@ -154,6 +168,14 @@ abstract contract TestBase is Cheats {
 
     function assertLe(uint256 left, uint256 right) internal pure {
         vm.assertLe(left, right);
+    }
+
+    function assertLe(uint256 left, uint256 right, string memory error) internal pure {
+        vm.assertLe(left, right, error);
+    }
+
+    function assertEq(address left, address right, string memory error) internal pure {
+        vm.assertEq(left, right, error);
     }
 
     function assertLt(uint256 left, uint256 right) internal pure {

@@ -12,7 +12,10 @@
 //! transfers (calling [`TransferSink::detected`]), stores the hashes of the
 //! processed blocks that are within the reorg window, confirms transfers
 //! whose block reached the confirmation depth ([`TransferSink::confirmed`])
-//! and moves the cursor. A step killed at any point leaves nothing behind,
+//! and moves the cursor. The same transaction journals the administrative
+//! logs of the chain's router and anchor read for the range, and after the
+//! commit the contract guard judges their state at the new head
+//! ([`crate::chain::guard`]). A step killed at any point leaves nothing behind,
 //! and the next watcher (after a restart, on any node) redoes it from the
 //! cursor: nothing is lost and nothing is counted twice. The cursor row is
 //! locked and compared with the value the step started from, so two nodes
@@ -89,6 +92,7 @@ pub use self::status::{ChainHealth, ChainState, ChainStatus, HeadSource};
 use self::store::{Cursor, FoundLog, ReorgRecord};
 use super::config::ChainConfig;
 use super::contracts::PaymentRouter;
+use super::guard::{self, AdminLog, Guard, GuardError};
 use super::rpc::{BlockHeader, ChainRpc, RpcError};
 use crate::telemetry::metrics::Metrics;
 
@@ -114,6 +118,17 @@ pub enum StepError {
     Raced(String),
 }
 
+impl From<GuardError> for StepError {
+    fn from(e: GuardError) -> Self {
+        match e {
+            GuardError::Rpc(e) => StepError::Rpc(e),
+            GuardError::Raced(why) => StepError::Raced(why),
+            GuardError::BadChain(why) => StepError::BadChain(why),
+            GuardError::Database(e) => StepError::Database(e),
+        }
+    }
+}
+
 /// What one committed step did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StepReport {
@@ -129,6 +144,8 @@ pub struct StepReport {
     pub removed: u32,
     /// Transfers a reorg moved to a new block without removing them.
     pub kept: u32,
+    /// Admin events of the router and anchor journalled ([`guard`]).
+    pub admin_events: u32,
     /// The reorg handled, if any.
     pub reorg: Option<ReorgRecord>,
 }
@@ -160,6 +177,8 @@ struct Scan {
     keep: Vec<BlockHeader>,
     /// The router's logs, in chain order.
     logs: Vec<FoundLog>,
+    /// The router's and the anchor's admin logs, in chain order.
+    admin: Vec<AdminLog>,
 }
 
 /// The cursor as committed, and where scanning starts without one.
@@ -188,6 +207,8 @@ pub struct Watcher {
     loaded: Option<Loaded>,
     /// Whether the endpoint's chain id was checked since its last failure.
     chain_checked: bool,
+    /// Reads and judges the contracts' own state after each new head.
+    guard: Guard,
 }
 
 impl std::fmt::Debug for Watcher {
@@ -243,6 +264,13 @@ impl Watcher {
     ) -> Result<Self, RpcError> {
         let rpc = ChainRpc::new(&chain.http_url, chain.rpc_timeout())?;
         status.update(chain.chain_id, |_| {});
+        let guard = Guard::new(
+            chain.clone(),
+            rpc.clone(),
+            pool.clone(),
+            metrics.clone(),
+            status.clone(),
+        );
         Ok(Self {
             chain,
             rpc,
@@ -252,6 +280,7 @@ impl Watcher {
             status,
             loaded: None,
             chain_checked: false,
+            guard,
         })
     }
 
@@ -373,6 +402,9 @@ impl Watcher {
         let result = self.step_inner().await;
         if matches!(result, Err(StepError::Raced(_))) {
             self.loaded = None;
+        }
+        if let Ok(report) = &result {
+            self.guard.check(report.head, report.reorg.is_some()).await;
         }
         result
     }
@@ -587,6 +619,7 @@ impl Watcher {
         if !unread.is_empty() {
             headers.extend(self.rpc.headers(unread).await?);
         }
+        let admin = guard::scan(&self.rpc, &self.chain, from, end, &mut headers).await?;
 
         let mut positioned = Vec::with_capacity(raw.len());
         for log in raw {
@@ -664,6 +697,7 @@ impl Watcher {
             end: end_header,
             keep,
             logs,
+            admin,
         })
     }
 
@@ -697,6 +731,7 @@ impl Watcher {
                 dropped.insert((t.tx_hash, t.tx_log_ordinal), t);
             }
             store::delete_blocks_above(&mut tx, chain_id, ancestor).await?;
+            guard::forget_above(&mut tx, chain_id, ancestor).await?;
         }
 
         let logs = scan.as_ref().map_or(&[][..], |s| s.logs.as_slice());
@@ -790,6 +825,8 @@ impl Watcher {
 
         if let Some(s) = &scan {
             store::put_blocks(&mut tx, chain_id, &s.keep).await?;
+            guard::record(&mut tx, chain_id, &s.admin).await?;
+            report.admin_events = u32::try_from(s.admin.len()).unwrap_or(u32::MAX);
         }
         if let Some(deep_enough) = deep_enough {
             confirmed.extend(store::confirm_up_to(&mut tx, chain_id, deep_enough).await?);
@@ -845,6 +882,9 @@ impl Watcher {
 
         report.cursor = cursor.map(|c| c.number);
         self.loaded = Some(Loaded { cursor, ..loaded });
+        if let Some(s) = &scan {
+            guard::announce(chain_id, &s.admin, &self.metrics);
+        }
         for t in &lost {
             tracing::error!(
                 chain_id,

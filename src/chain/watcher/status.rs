@@ -7,6 +7,8 @@ use std::sync::{PoisonError, RwLock};
 use serde::Serialize;
 use time::OffsetDateTime;
 
+use crate::chain::guard::{ContractsHealth, QuoteRefusal};
+
 /// A watcher's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -54,6 +56,10 @@ pub struct ChainHealth {
     /// When the last step succeeded.
     #[serde(with = "time::serde::rfc3339::option")]
     pub last_success_at: Option<OffsetDateTime>,
+    /// What the contract guard last found (`None` before its first read).
+    pub contracts: Option<ContractsHealth>,
+    /// Why the guard's last read failed, if it did (its last judgement stands).
+    pub contracts_error: Option<String>,
 }
 
 impl ChainHealth {
@@ -67,6 +73,8 @@ impl ChainHealth {
             consecutive_failures: 0,
             last_error: None,
             last_success_at: None,
+            contracts: None,
+            contracts_error: None,
         }
     }
 
@@ -122,6 +130,18 @@ impl ChainStatus {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+
+    /// Why a new quote in `symbol` on `chain_id` is refused, if the contract
+    /// guard found a reason (see [`crate::chain::guard`]).
+    pub fn quote_refusal(&self, chain_id: u64, symbol: &str) -> Option<QuoteRefusal> {
+        self.chains
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&chain_id)?
+            .contracts
+            .as_ref()?
+            .quote_refusal(symbol)
     }
 
     /// Whether every chain is ready (true with no chains).

@@ -1,0 +1,184 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! Many transactions at once: every capture of many tasks credits one hot
+//! account (`fee_revenue`) and debits another (`clearing/card`), and the
+//! ledger ends balanced, with the writers spread over the shards. Many
+//! concurrent debits of one merchant balance never take it below zero.
+
+use crate::common;
+
+use epg::ids::MerchantId;
+use epg::ledger::{self, AccountRef, Entry, EntryKind, LedgerError, MerchantAccount};
+use epg::merchants::MerchantStore;
+use epg::money::{Amount, AssetCode};
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+
+const TASKS: usize = 32;
+const ENTRIES_PER_TASK: usize = 25;
+
+fn usd() -> AssetCode {
+    AssetCode::parse("usd").unwrap()
+}
+
+async fn pool_of(url: &str, connections: u32) -> PgPool {
+    PgPoolOptions::new()
+        .max_connections(connections)
+        .connect(url)
+        .await
+        .unwrap()
+}
+
+async fn post(pool: &PgPool, entry: &Entry) -> Result<(), LedgerError> {
+    let mut tx = pool.begin().await.unwrap();
+    ledger::post(&mut tx, entry).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_entries_on_one_hot_account_end_balanced() {
+    let (_, url) = common::test_database().await;
+    let pool = pool_of(&url, u32::try_from(TASKS).unwrap()).await;
+    let store = MerchantStore::new(pool.clone());
+    let mut merchants = Vec::new();
+    for _ in 0..TASKS {
+        merchants.push(store.create("Hot").await.unwrap().id);
+    }
+    let mut tasks = Vec::new();
+    for (t, merchant) in merchants.iter().cloned().enumerate() {
+        let pool = pool.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut fees = 0i128;
+            for i in 0..ENTRIES_PER_TASK {
+                let amount = Amount::from_minor(i64::try_from(1000 + t * 100 + i).unwrap());
+                let fee = Amount::from_minor(i64::try_from(30 + i).unwrap());
+                let pending = AccountRef::merchant(&merchant, MerchantAccount::Pending);
+                let entry = Entry::new(format!("pay_{t}_{i}:capture"), EntryKind::PAYMENT)
+                    .transfer(
+                        AccountRef::clearing("card"),
+                        pending.clone(),
+                        &usd(),
+                        amount,
+                    )
+                    .fee(pending, &usd(), fee);
+                // Two transactions touching the same accounts never
+                // deadlock (one lock order), so no retry is needed.
+                post(&pool, &entry).await.unwrap();
+                fees += fee.units();
+            }
+            fees
+        }));
+    }
+    let mut fees = 0i128;
+    for task in tasks {
+        fees += task.await.unwrap();
+    }
+    let mut conn = pool.acquire().await.unwrap();
+    let revenue = ledger::account_balance(&mut conn, &AccountRef::fee_revenue(), &usd())
+        .await
+        .unwrap();
+    assert_eq!(revenue.credit_balance().units(), fees);
+    let shards_used: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM ledger_balances b JOIN ledger_accounts a ON a.id = b.account_id
+          WHERE a.kind = 'fee_revenue' AND b.posted <> 0",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(
+        shards_used > 4,
+        "concurrent writers spread over the hot account's shards ({shards_used} used)"
+    );
+    let report = ledger::check(&pool).await.unwrap();
+    assert!(report.is_ok(), "{report}");
+    assert_eq!(
+        report.entries,
+        i64::try_from(TASKS * ENTRIES_PER_TASK).unwrap()
+    );
+}
+
+async fn fund(pool: &PgPool, merchant: &MerchantId, key: &str, amount: i64) {
+    post(
+        pool,
+        &Entry::new(key, EntryKind::ADJUSTMENT).transfer(
+            AccountRef::clearing("card"),
+            AccountRef::merchant(merchant, MerchantAccount::Available),
+            &usd(),
+            Amount::from_minor(amount),
+        ),
+    )
+    .await
+    .unwrap();
+}
+
+/// `attempts` concurrent refunds of `each` from one merchant's available
+/// balance; returns how many succeeded (the others must be refused for
+/// insufficient funds, or be retryable conflicts retried until they are).
+async fn race_refunds(pool: &PgPool, merchant: &MerchantId, attempts: usize, each: i64) -> usize {
+    let mut tasks = Vec::new();
+    for i in 0..attempts {
+        let pool = pool.clone();
+        let merchant = merchant.clone();
+        tasks.push(tokio::spawn(async move {
+            let entry = Entry::new(format!("re_{each}_{i}"), EntryKind::REFUND).transfer(
+                AccountRef::merchant(&merchant, MerchantAccount::Available),
+                AccountRef::refunds_payable(),
+                &usd(),
+                Amount::from_minor(each),
+            );
+            loop {
+                match post(&pool, &entry).await {
+                    Ok(()) => return true,
+                    Err(LedgerError::InsufficientFunds(_)) => return false,
+                    Err(e) if e.is_retryable() => continue,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        }));
+    }
+    let mut succeeded = 0;
+    for task in tasks {
+        succeeded += usize::from(task.await.unwrap());
+    }
+    succeeded
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_debits_never_overdraw_a_merchant() {
+    let (_, url) = common::test_database().await;
+    let pool = pool_of(&url, 24).await;
+    let merchant = MerchantStore::new(pool.clone())
+        .create("Race")
+        .await
+        .unwrap()
+        .id;
+    let available = AccountRef::merchant(&merchant, MerchantAccount::Available);
+
+    // 1000 on one shard, 20 concurrent refunds of 100: exactly 10 pass.
+    fund(&pool, &merchant, "fund-1", 1000).await;
+    assert_eq!(race_refunds(&pool, &merchant, 20, 100).await, 10);
+
+    // 1000 spread by concurrent credits over the shards, then 4 concurrent
+    // debits of 450 (more than any shard holds): exactly 2 pass, through
+    // consolidation.
+    let mut tasks = Vec::new();
+    for i in 0..10 {
+        let pool = pool.clone();
+        let merchant = merchant.clone();
+        tasks.push(tokio::spawn(async move {
+            fund(&pool, &merchant, &format!("fund-2-{i}"), 100).await;
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(race_refunds(&pool, &merchant, 4, 450).await, 2);
+
+    let mut conn = pool.acquire().await.unwrap();
+    let left = ledger::account_balance(&mut conn, &available, &usd())
+        .await
+        .unwrap();
+    assert_eq!(left.credit_balance(), Amount::from_minor(100));
+    let report = ledger::check(&pool).await.unwrap();
+    assert!(report.is_ok(), "{report}");
+}
