@@ -142,15 +142,15 @@ async fn stream(
         )
     })?;
     let store = EventStore::new(state.public_pool.clone());
-    let mut after_seq = 0;
+    let mut after = 0;
     let last_event_id = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .and_then(|s| EventId::parse(s.trim()).ok());
     if let Some(last) = last_event_id
-        && let Some(seq) = store.seq_in_object(&merchant, &id, &last).await?
+        && let Some(position) = store.position_in_object(&merchant, &id, &last).await?
     {
-        after_seq = seq;
+        after = position;
     }
     // Subscribe before the first read, so nothing committed in between is
     // missed.
@@ -160,7 +160,7 @@ async fn stream(
         store,
         merchant,
         object_id: id,
-        after_seq,
+        after,
         sent: HashSet::new(),
         queue: VecDeque::new(),
         mode: state.config.mode,
@@ -234,12 +234,11 @@ struct Follow {
     store: EventStore,
     merchant: MerchantId,
     object_id: String,
-    /// Only events after this insertion order (from `Last-Event-ID`).
-    after_seq: i64,
-    /// Events already sent. Re-reading the object's whole history (a
-    /// handful of rows) instead of "after the last one sent" means an event
-    /// whose transaction committed late, out of insertion order, is still
-    /// sent.
+    /// Only events after this commit position (from `Last-Event-ID`):
+    /// events commit in position order, so nothing that commits later can
+    /// come before it.
+    after: i64,
+    /// Events already sent, so a re-read sends each once.
     sent: HashSet<EventId>,
     queue: VecDeque<Event>,
     mode: Mode,
@@ -287,7 +286,7 @@ impl Follow {
     async fn refill(&mut self) {
         match self
             .store
-            .for_object(&self.merchant, &self.object_id, self.after_seq)
+            .for_object(&self.merchant, &self.object_id, self.after)
             .await
         {
             Ok(events) => {

@@ -216,7 +216,8 @@ pub struct Event {
     pub data: Value,
     /// When it was recorded (the writer's transaction time).
     pub created_at: OffsetDateTime,
-    /// Insertion order (internal cursor; never shown).
+    /// Insertion order (internal; lists and streams follow the commit
+    /// position instead, see migrations/0022).
     pub seq: i64,
 }
 

@@ -124,20 +124,21 @@ impl EventStore {
         Ok(row.into_event()?)
     }
 
-    /// The insertion order of one of `merchant`'s events, for cursors.
-    async fn seq_of(
+    /// The commit position of one of `merchant`'s events, for cursors.
+    async fn position_of(
         &self,
         merchant: &MerchantId,
         id: &EventId,
         param: &'static str,
     ) -> Result<i64, EventError> {
         sqlx::query_scalar!(
-            "SELECT seq FROM events WHERE id = $1 AND merchant_id = $2",
+            "SELECT position FROM events WHERE id = $1 AND merchant_id = $2",
             id.as_str(),
             merchant.as_str()
         )
         .fetch_optional(&self.pool)
         .await?
+        .flatten()
         .ok_or_else(|| EventError::Invalid {
             param,
             message: format!("No such event: '{id}'"),
@@ -145,7 +146,9 @@ impl EventStore {
     }
 
     /// A page of `merchant`'s events, newest first, optionally only of
-    /// `types`.
+    /// `types`. Pages follow commit order (migrations/0022), so a client
+    /// asking for the events after one it has seen never misses one that
+    /// committed later.
     pub async fn list(
         &self,
         merchant: &MerchantId,
@@ -159,13 +162,13 @@ impl EventStore {
         let (before, after, backwards) = match &page {
             Page::First => (None, None, false),
             Page::After(id) => (
-                Some(self.seq_of(merchant, id, "starting_after").await?),
+                Some(self.position_of(merchant, id, "starting_after").await?),
                 None,
                 false,
             ),
             Page::Before(id) => (
                 None,
-                Some(self.seq_of(merchant, id, "ending_before").await?),
+                Some(self.position_of(merchant, id, "ending_before").await?),
                 true,
             ),
         };
@@ -177,8 +180,8 @@ impl EventStore {
                    FROM events
                    WHERE merchant_id = $1
                      AND ($2::text[] IS NULL OR type = ANY ($2))
-                     AND seq > $3
-                   ORDER BY seq ASC
+                     AND position > $3
+                   ORDER BY position ASC
                    LIMIT $4"#,
                 merchant.as_str(),
                 types.as_deref(),
@@ -195,8 +198,9 @@ impl EventStore {
                    FROM events
                    WHERE merchant_id = $1
                      AND ($2::text[] IS NULL OR type = ANY ($2))
-                     AND ($3::bigint IS NULL OR seq < $3)
-                   ORDER BY seq DESC
+                     AND position IS NOT NULL
+                     AND ($3::bigint IS NULL OR position < $3)
+                   ORDER BY position DESC
                    LIMIT $4"#,
                 merchant.as_str(),
                 types.as_deref(),
@@ -210,46 +214,47 @@ impl EventStore {
     }
 
     /// The events of `merchant` about the object `object_id` (whose
-    /// `data.object.id` it is), oldest first, after insertion order
-    /// `after_seq`. At most 1000; objects have a handful.
+    /// `data.object.id` it is), in commit order, after commit position
+    /// `after`. At most 1000; objects have a handful.
     pub async fn for_object(
         &self,
         merchant: &MerchantId,
         object_id: &str,
-        after_seq: i64,
+        after: i64,
     ) -> Result<Vec<Event>, sqlx::Error> {
         let rows = sqlx::query_as!(
             Row,
             r#"SELECT seq, id AS "id: EventId", merchant_id AS "merchant_id: MerchantId",
                       type AS event_type, api_version, data, created_at
                FROM events
-               WHERE merchant_id = $1 AND object_id = $2 AND seq > $3
-               ORDER BY seq ASC
+               WHERE merchant_id = $1 AND object_id = $2 AND position > $3
+               ORDER BY position ASC
                LIMIT 1000"#,
             merchant.as_str(),
             object_id,
-            after_seq,
+            after,
         )
         .fetch_all(&self.pool)
         .await?;
         events(rows)
     }
 
-    /// Insertion order of `merchant`'s event `id` about `object_id`, if
+    /// Commit position of `merchant`'s event `id` about `object_id`, if
     /// there is such an event (to resume a stream after `Last-Event-ID`).
-    pub async fn seq_in_object(
+    pub async fn position_in_object(
         &self,
         merchant: &MerchantId,
         object_id: &str,
         id: &EventId,
     ) -> Result<Option<i64>, sqlx::Error> {
-        sqlx::query_scalar!(
-            "SELECT seq FROM events WHERE id = $1 AND merchant_id = $2 AND object_id = $3",
+        Ok(sqlx::query_scalar!(
+            "SELECT position FROM events WHERE id = $1 AND merchant_id = $2 AND object_id = $3",
             id.as_str(),
             merchant.as_str(),
             object_id,
         )
         .fetch_optional(&self.pool)
-        .await
+        .await?
+        .flatten())
     }
 }

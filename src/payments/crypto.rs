@@ -554,8 +554,7 @@ impl PaymentsSink {
         };
         postings::crypto_received(
             conn,
-            t.chain_id,
-            t.id,
+            inclusion(t, t.removals),
             &code,
             amount,
             booking.payment_id.as_deref(),
@@ -590,14 +589,27 @@ impl PaymentsSink {
             postings::crypto_completed(
                 conn,
                 &payment,
+                inclusion(t, t.removals),
                 &asset,
-                to_amount(confirmed)?,
-                to_amount(quote.expected)?,
-                to_amount(surplus)?,
+                postings::CryptoAmounts {
+                    confirmed: to_amount(confirmed)?,
+                    expected: to_amount(quote.expected)?,
+                    surplus: to_amount(surplus)?,
+                },
             )
             .await
             .map_err(SinkError::from)?;
+            // A completion after a deep reorg took the money back: the
+            // exception that reorg raised no longer holds.
+            sqlx::query!(
+                "UPDATE crypto_payments SET exception = NULL
+                  WHERE payment_id = $1 AND exception = 'underpaid'",
+                payment.id.as_str()
+            )
+            .execute(&mut *conn)
+            .await?;
             payment.status = Status::Succeeded;
+            payment.last_error = None;
             payment.amount_received = payment.amount;
             payment.next_action = None;
             payment.expires_at = None;
@@ -662,9 +674,17 @@ impl PaymentsSink {
                 }
                 _ => None,
             };
-            postings::crypto_reversed(conn, t.chain_id, t.id, &code, amount, payment.as_ref())
-                .await
-                .map_err(SinkError::from)?;
+            // `t.removals` already counts this removal: the booking
+            // reversed is the generation before it.
+            postings::crypto_reversed(
+                conn,
+                inclusion(t, t.removals.saturating_sub(1)),
+                &code,
+                amount,
+                payment.as_ref(),
+            )
+            .await
+            .map_err(SinkError::from)?;
         }
         let Some(quote) = quote else { return Ok(()) };
         if booking.booking != "payment" {
@@ -709,6 +729,15 @@ impl PaymentsSink {
             payment.crypto = refresh_view(conn, &payment.id).await?;
         }
         Ok(())
+    }
+}
+
+/// Generation `generation` of transfer `t` (see [`postings::Inclusion`]).
+fn inclusion(t: &Transfer, generation: u32) -> postings::Inclusion {
+    postings::Inclusion {
+        chain_id: t.chain_id,
+        transfer_id: t.id,
+        generation,
     }
 }
 
@@ -759,7 +788,9 @@ impl TransferSink for PaymentsSink {
 }
 
 /// Marks quotes that expired underpaid (some funds confirmed, fewer than
-/// owed) with the `underpaid` exception; returns how many.
+/// owed) with the `underpaid` exception; returns how many. As for expiry,
+/// only once the chain's watcher has seen a block later than the quote's
+/// `expires_at`: the rest may have been paid on time in one it has not.
 pub async fn flag_underpaid(
     payments: &Payments,
     now: OffsetDateTime,
@@ -770,6 +801,8 @@ pub async fn flag_underpaid(
              FROM crypto_payments c JOIN payments p ON p.id = c.payment_id
             WHERE c.expires_at <= $1 AND c.exception IS NULL AND p.status = 'processing'
               AND c.received < c.expected
+              AND EXISTS (SELECT 1 FROM chain_cursors cur
+                           WHERE cur.chain_id = c.chain_id AND cur.block_timestamp > c.expires_at)
             FOR UPDATE OF c, p SKIP LOCKED"#,
         now
     )

@@ -2,7 +2,10 @@
 //!
 //! Every function runs inside the caller's transaction and uses a key
 //! derived from the payment (or refund, dispute) and the step, so a retried
-//! step books nothing twice.
+//! step books nothing twice. Keys of chain transfers also carry the
+//! transfer's generation (how often a reorg removed it before), so a
+//! transfer a deep reorg took away and the chain then included again is
+//! booked again instead of being taken for a replay.
 //!
 //! | step | debit | credit |
 //! |---|---|---|
@@ -262,19 +265,47 @@ pub(super) async fn dispute_closed(
     Ok(())
 }
 
+/// One inclusion of a chain transfer: the row id, and how many times a
+/// reorg removed it before (`Transfer::removals` when it is detected or
+/// confirmed). A transfer removed by a deep reorg and mined again is a new
+/// generation, booked under keys of its own: under the old keys the ledger
+/// would take the new booking for a replay of the old one (same content)
+/// and post nothing, or refuse it (other content) and stall the watcher.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Inclusion {
+    /// The chain.
+    pub chain_id: u64,
+    /// `chain_transfers.id`.
+    pub transfer_id: i64,
+    /// Removals before this inclusion.
+    pub generation: u32,
+}
+
+impl Inclusion {
+    /// `chain:<chain>:<transfer>:<step>`, with `:g<n>` from the second
+    /// generation on (the first keeps the key it always had).
+    fn key(self, step: &str) -> String {
+        let base = format!("chain:{}:{}:{step}", self.chain_id, self.transfer_id);
+        match self.generation {
+            0 => base,
+            n => format!("{base}:g{n}"),
+        }
+    }
+}
+
 /// A confirmed on-chain transfer: it is in the chain's treasury, held in
 /// suspense until it is attributed (a complete payment) or decided on
 /// (late, wrong asset, unknown reference).
 pub(super) async fn crypto_received(
     conn: &mut PgConnection,
-    chain_id: u64,
-    transfer_id: i64,
+    inclusion: Inclusion,
     asset: &AssetCode,
     amount: Amount,
     payment: Option<&str>,
 ) -> Result<(), PaymentError> {
+    let chain_id = inclusion.chain_id;
     let mut entry = Entry::new(
-        format!("chain:{chain_id}:{transfer_id}:received"),
+        inclusion.key("received"),
         EntryKind::custom("crypto_received"),
     )
     .transfer(
@@ -292,19 +323,27 @@ pub(super) async fn crypto_received(
 
 /// A crypto payment whose confirmed transfers reached its quote: the quote
 /// goes to the merchant (less the fee), an overpayment's surplus to
-/// `refunds_payable`.
+/// `refunds_payable`. Keyed by the inclusion whose confirmation completed
+/// it: a payment a deep reorg took back completes again with another.
 pub(super) async fn crypto_completed(
     conn: &mut PgConnection,
     payment: &Payment,
+    by: Inclusion,
     asset: &AssetCode,
-    confirmed: Amount,
-    expected: Amount,
-    surplus: Amount,
+    amounts: CryptoAmounts,
 ) -> Result<(), PaymentError> {
+    let CryptoAmounts {
+        confirmed,
+        expected,
+        surplus,
+    } = amounts;
     let rule = ledger::fee_rule(conn, &payment.merchant_id, "crypto", asset).await?;
     let fee = rule.fee_for(expected);
     let mut entry = Entry::new(
-        format!("{}:crypto_complete", payment.id),
+        format!(
+            "{}:crypto_complete:{}:g{}",
+            payment.id, by.transfer_id, by.generation
+        ),
         EntryKind::PAYMENT,
     )
     .source(payment.id.as_str())
@@ -318,22 +357,34 @@ pub(super) async fn crypto_completed(
     Ok(())
 }
 
+/// Amounts of a completed crypto payment, in base units of its asset.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct CryptoAmounts {
+    /// Confirmed in total.
+    pub confirmed: Amount,
+    /// The quote.
+    pub expected: Amount,
+    /// `confirmed - expected`.
+    pub surplus: Amount,
+}
+
 /// A confirmed transfer a deep reorg removed: it never reached the
 /// treasury. Taken back from the merchant when it completed a payment,
-/// else from suspense.
+/// else from suspense. `inclusion` is the one reversed (its generation is
+/// the removals before this one).
 pub(super) async fn crypto_reversed(
     conn: &mut PgConnection,
-    chain_id: u64,
-    transfer_id: i64,
+    inclusion: Inclusion,
     asset: &AssetCode,
     amount: Amount,
     completed: Option<&Payment>,
 ) -> Result<(), PaymentError> {
-    let entry = Entry::new(
-        format!("chain:{chain_id}:{transfer_id}:reversed"),
-        EntryKind::CHAIN_REVERSAL,
-    )
-    .credit(AccountRef::treasury(chain_id), asset, amount);
+    let chain_id = inclusion.chain_id;
+    let entry = Entry::new(inclusion.key("reversed"), EntryKind::CHAIN_REVERSAL).credit(
+        AccountRef::treasury(chain_id),
+        asset,
+        amount,
+    );
     let entry = match completed {
         Some(payment) => {
             withdraw(

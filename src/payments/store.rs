@@ -435,8 +435,11 @@ pub async fn risk_threshold(
     .await
 }
 
-/// Claims up to `limit` payments whose authorization or voucher expired,
-/// skipping rows another node holds, for the expiry job.
+/// Claims up to `limit` payments whose authorization, voucher or quote
+/// expired, skipping rows another node holds, for the expiry job. A crypto
+/// quote is due only once its chain's watcher has processed a block later
+/// than `expires_at`: until then a transfer made on time may be in a block
+/// it has not seen yet.
 pub async fn claim_expired(
     conn: &mut PgConnection,
     now: OffsetDateTime,
@@ -444,15 +447,20 @@ pub async fn claim_expired(
 ) -> Result<Vec<Payment>, sqlx::Error> {
     sqlx::query_as!(
         Row,
-        r#"SELECT * FROM payments p
-           WHERE status IN ('requires_capture', 'requires_action') AND expires_at <= $1
+        r#"SELECT p.* FROM payments p
+           WHERE p.status IN ('requires_capture', 'requires_action') AND p.expires_at <= $1
              -- A payment whose processor call is in flight is its
              -- operation's, until the operation is finished or resumed.
              AND NOT EXISTS (SELECT 1 FROM payment_operations o
                               WHERE o.payment_id = p.id AND o.status = 'pending'
                                 AND o.kind <> 'refund')
-           ORDER BY expires_at LIMIT $2
-           FOR UPDATE SKIP LOCKED"#,
+             AND (p.method IS DISTINCT FROM 'crypto' OR p.status <> 'requires_action'
+                  OR EXISTS (SELECT 1 FROM crypto_payments c
+                               JOIN chain_cursors cur ON cur.chain_id = c.chain_id
+                              WHERE c.payment_id = p.id
+                                AND cur.block_timestamp > c.expires_at))
+           ORDER BY p.expires_at LIMIT $2
+           FOR UPDATE OF p SKIP LOCKED"#,
         now,
         limit
     )

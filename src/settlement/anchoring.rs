@@ -6,6 +6,14 @@
 //! Only the newest checkpoint is anchored when several batches settled in
 //! between: the contract needs a growing size, and consistency proofs link
 //! any two checkpoints, so nothing is lost by skipping the ones in between.
+//!
+//! A reorg deeper than the confirmation depth can take an anchor away after
+//! the batches were marked. Every pass first looks at the recent confirmed
+//! anchors again: the batches of one the chain no longer has go back to
+//! unanchored, in the transaction that retires it, and are anchored again
+//! (with the newest checkpoint, announced again), so their proof bundles
+//! never point at an orphaned transaction.
+//!
 //! The contract also limits how many leaves one anchor may add (its
 //! `maxGrowth`): a backlog beyond that is anchored in steps, each at the
 //! largest size within reach, recorded as a checkpoint of its own.
@@ -15,11 +23,13 @@ use sqlx::PgPool;
 use super::{SettlementError, batch};
 use crate::ids::{MerchantId, SettlementId};
 use crate::transparency::TransparencyLog;
-use crate::transparency::anchor::{Anchorer, anchor_checkpoint};
+use crate::transparency::anchor::{self, Anchorer, anchor_checkpoint};
 
-/// Anchors the latest checkpoint if some batch is not anchored yet, and
-/// marks the batches it covers; returns how many batches were marked.
+/// Anchors the latest checkpoint if some batch is not anchored yet (or its
+/// anchor was reorged away), and marks the batches it covers; returns how
+/// many batches were marked.
 pub async fn anchor_pending(pool: &PgPool, anchorer: &Anchorer) -> Result<usize, SettlementError> {
+    unmark_orphaned(pool, anchorer).await?;
     let pending = sqlx::query_scalar!(
         r#"SELECT count(*) AS "n!" FROM settlements WHERE anchored_at IS NULL AND leaf_count > 0"#
     )
@@ -78,6 +88,39 @@ pub async fn anchor_pending(pool: &PgPool, anchorer: &Anchorer) -> Result<usize,
     }
     tx.commit().await?;
     Ok(covered.len())
+}
+
+/// Puts the batches of every recent anchor a reorg took away back to
+/// unanchored, retiring the anchor in the same transaction.
+async fn unmark_orphaned(pool: &PgPool, anchorer: &Anchorer) -> Result<(), SettlementError> {
+    let failed = |e: anchor::AnchorError| {
+        SettlementError::NotConfigured(format!("checking anchors again failed: {e}"))
+    };
+    let orphaned = anchor::orphaned_anchors(pool, anchorer)
+        .await
+        .map_err(failed)?;
+    if orphaned.is_empty() {
+        return Ok(());
+    }
+    let mut tx = pool.begin().await?;
+    for o in &orphaned {
+        anchor::retire(&mut tx, o).await.map_err(failed)?;
+        let batches = sqlx::query!(
+            r#"UPDATE settlements
+                  SET checkpoint_size = NULL, checkpoint_root = NULL, anchor_chain_id = NULL,
+                      anchor_contract = NULL, anchor_tx_hash = NULL, anchor_block = NULL,
+                      anchored_at = NULL
+                WHERE anchor_tx_hash = $1"#,
+            o.tx_hash.to_string(),
+        )
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tracing::error!(tree_size = o.tree_size, tx = %o.tx_hash, block = o.block_number,
+            batches, "a reorg deeper than the confirmations took a checkpoint's anchor away; anchoring again");
+    }
+    tx.commit().await?;
+    Ok(())
 }
 
 /// Anchors checkpoints at the contract's reach, one after the other, until

@@ -16,8 +16,14 @@
 //!    canonical block at that height. If a reorg drops the transaction it is
 //!    marked `dropped` and the procedure starts again at 1, which re-sends.
 //!
+//! A reorg can also take an anchor away *after* its confirmations (deeper
+//! than the confirmation depth). [`orphaned_anchors`] looks at every
+//! confirmed anchor of the last [`RECHECK_BLOCKS`] blocks again; the caller
+//! retires one the canonical chain no longer has ([`retire`], in the same
+//! transaction as whatever pointed at it) and anchors again.
+//!
 //! Every transaction is a row of `transparency_anchors`; exactly one per
-//! checkpoint and contract ends `confirmed`. The contract only accepts
+//! checkpoint and contract is `confirmed` at a time. The contract only accepts
 //! strictly growing sizes linked to the previous root, so two racing
 //! anchorers or a re-sent twin can never anchor a checkpoint twice.
 //! The function is idempotent: after a crash or a timeout, calling it again
@@ -243,6 +249,80 @@ enum Wait {
     Dropped,
     /// Mined and failed.
     Reverted,
+}
+
+/// How far back confirmed anchors are checked again. Chains finalize far
+/// sooner (Ethereum within 64 blocks); an anchor older than this is not
+/// looked at again.
+pub const RECHECK_BLOCKS: u64 = 1024;
+
+/// A confirmed anchor whose transaction is no longer in the canonical
+/// block it was confirmed in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Orphaned {
+    /// The checkpoint it anchored.
+    pub tree_size: u64,
+    /// The transaction.
+    pub tx_hash: B256,
+    /// The block it was confirmed in.
+    pub block_number: u64,
+}
+
+/// The confirmed anchors of this anchorer's contract, in blocks of the last
+/// [`RECHECK_BLOCKS`], whose block is no longer canonical (a reorg deeper
+/// than the confirmation depth): their checkpoints must be anchored again,
+/// and whatever points at their transactions moved. Smallest first.
+pub async fn orphaned_anchors(
+    pool: &PgPool,
+    anchorer: &Anchorer,
+) -> Result<Vec<Orphaned>, AnchorError> {
+    let provider = &anchorer.provider;
+    let head = provider.get_block_number().await.map_err(rpc)?;
+    let rows = sqlx::query!(
+        r#"SELECT tree_size, tx_hash, block_number AS "block_number!", block_hash AS "block_hash!"
+             FROM transparency_anchors
+            WHERE chain_id = $1 AND contract = $2 AND status = 'confirmed' AND block_number >= $3
+            ORDER BY tree_size"#,
+        to_i64(anchorer.chain_id)?,
+        address_hex(anchorer.contract),
+        to_i64(head.saturating_sub(RECHECK_BLOCKS))?,
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut orphaned = Vec::new();
+    for row in rows {
+        let corrupt = |what: &str| TransparencyError::Corrupt(format!("anchor {what}"));
+        let block_number = to_u64(row.block_number)?;
+        let block_hash: B256 = row.block_hash.parse().map_err(|_| corrupt("block hash"))?;
+        let canonical = provider
+            .get_block_by_number(block_number.into())
+            .await
+            .map_err(rpc)?
+            .map(|b| b.header.hash);
+        if canonical == Some(block_hash) {
+            continue;
+        }
+        orphaned.push(Orphaned {
+            tree_size: to_u64(row.tree_size)?,
+            tx_hash: row.tx_hash.parse().map_err(|_| corrupt("tx hash"))?,
+            block_number,
+        });
+    }
+    Ok(orphaned)
+}
+
+/// Retires an orphaned anchor (marks it `dropped`) in the caller's
+/// transaction, so the checkpoint can be anchored (or adopted, if the chain
+/// mined the same transaction again) anew.
+pub async fn retire(conn: &mut sqlx::PgConnection, orphaned: &Orphaned) -> Result<(), AnchorError> {
+    sqlx::query!(
+        "UPDATE transparency_anchors SET status = 'dropped'
+          WHERE tx_hash = $1 AND status = 'confirmed'",
+        b256_hex(orphaned.tx_hash),
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// Anchors the recorded checkpoint of `tree_size` (see the module

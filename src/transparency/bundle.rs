@@ -38,7 +38,9 @@
 //!
 //! All byte strings are `0x`-prefixed lower-case hex. The checkpoint is the
 //! first anchored one that contains the leaf, so a leaf's bundle does not
-//! change once issued.
+//! change once issued, unless a reorg deeper than the confirmation depth
+//! takes that anchor away: the node then anchors again and the bundle points
+//! at the new transaction (the old one no longer verifies).
 
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;

@@ -10,6 +10,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use crate::common;
+use crate::rpc_proxy;
 
 use std::time::Duration;
 
@@ -24,6 +25,7 @@ use epg::chain::contracts::{DevStablecoin, PaymentRouter};
 use epg::chain::deploy::{self, DeployPlan, Deployment};
 use epg::chain::reconcile::{self, Target};
 use epg::devnet::anvil::{Anvil, DEV_KEY_0};
+use rpc_proxy::{Action, RpcProxy};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
@@ -37,12 +39,27 @@ struct Setup {
     chain: ChainConfig,
     /// The treasury's key: the node's hot wallet.
     wallet: PrivateKeySigner,
+    /// The endpoint the node talks to, when it is not anvil itself.
+    proxy: Option<RpcProxy>,
 }
 
 /// A devnet whose treasury is a fresh key nobody else uses (so its
 /// balance moves only with payments, refunds, payouts and their gas), and
 /// a node holding that key.
 async fn setup(tweak: impl FnOnce(&mut epg::config::Config, &Deployment)) -> Setup {
+    setup_with(false, tweak).await
+}
+
+/// As [`setup`], with the node reaching the chain through an [`RpcProxy`]
+/// (`Setup::proxy`) that the test tells what to answer.
+async fn setup_proxied(tweak: impl FnOnce(&mut epg::config::Config, &Deployment)) -> Setup {
+    setup_with(true, tweak).await
+}
+
+async fn setup_with(
+    proxied: bool,
+    tweak: impl FnOnce(&mut epg::config::Config, &Deployment),
+) -> Setup {
     let anvil = common::anvil().await;
     let wallet = PrivateKeySigner::random();
     let deployer: PrivateKeySigner = DEV_KEY_0.parse().unwrap();
@@ -74,7 +91,15 @@ async fn setup(tweak: impl FnOnce(&mut epg::config::Config, &Deployment)) -> Set
     chain.retry_base_ms = 20;
     chain.retry_cap_ms = 400;
     chain.start_block = provider.get_block_number().await.unwrap() + 1;
-    let node_chain = chain.clone();
+    let proxy = if proxied {
+        Some(RpcProxy::start(&anvil.rpc_url()).await)
+    } else {
+        None
+    };
+    let mut node_chain = chain.clone();
+    if let Some(proxy) = &proxy {
+        node_chain.http_url.clone_from(&proxy.url);
+    }
     let key = format!("{:#x}", wallet.to_bytes());
     let app = spawn_app_with(|config| {
         config.chains = vec![node_chain];
@@ -88,6 +113,7 @@ async fn setup(tweak: impl FnOnce(&mut epg::config::Config, &Deployment)) -> Set
         deployment,
         chain,
         wallet,
+        proxy,
     }
 }
 
@@ -253,7 +279,19 @@ impl Setup {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("{path} never reached the expected state");
+        let txs: Vec<(String, String, i64, Option<String>)> = sqlx::query_as(
+            "SELECT send_id, status, nonce, error FROM chain_send_txs ORDER BY created_at",
+        )
+        .fetch_all(&self.app.pool)
+        .await
+        .unwrap();
+        let sends: Vec<(String, String, Option<i64>, Option<String>)> = sqlx::query_as(
+            "SELECT id, status, nonce, last_error FROM chain_sends ORDER BY created_at",
+        )
+        .fetch_all(&self.app.pool)
+        .await
+        .unwrap();
+        panic!("{path} never reached the expected state; sends {sends:?}, transactions {txs:?}");
     }
 
     /// The ledger is consistent and the treasury's on-chain balance moved
@@ -815,4 +853,265 @@ async fn a_refund_whose_transfer_reverts_fails_and_the_money_returns_to_the_merc
     );
     let report = epg::ledger::check(&s.app.pool).await.unwrap();
     assert!(report.is_ok(), "{report:?}");
+}
+
+/// The hash of the first transaction of `refund` that reaches `status`.
+async fn first_tx_with_status(pool: &PgPool, refund: &str, status: &str) -> String {
+    loop {
+        let txs = txs_of(pool, refund).await;
+        if let Some((hash, _, _)) = txs.iter().find(|(_, s, _)| s == status) {
+            return hash.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// A refund of `amount` cents of `payment` to `destination`, pending.
+async fn refund_to(s: &Setup, payment: &Value, amount: i64, destination: Address) -> String {
+    let refund = json(
+        s.refund(json!({"payment": payment["id"], "amount": amount,
+                        "crypto_destination": format!("{destination:#x}")}))
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(refund["status"], "pending");
+    refund["id"].as_str().unwrap().to_owned()
+}
+
+/// Each refund's transaction was the only one it signed, and the nonces
+/// are one each, in order.
+async fn each_paid_by_one_transaction(pool: &PgPool, refunds: &[String]) {
+    for refund in refunds {
+        let txs = txs_of(pool, refund).await;
+        assert_eq!(txs.len(), 1, "{refund}: {txs:?}");
+    }
+    let nonces: Vec<Option<i64>> = sends(pool).await.into_iter().map(|s| s.2).collect();
+    let expected: Vec<Option<i64>> = (0..i64::try_from(refunds.len()).unwrap())
+        .map(Some)
+        .collect();
+    assert_eq!(nonces, expected);
+}
+
+/// The endpoint took the transaction (anvil mined it) but answered an
+/// error the node does not know: another client's "existing tx with same
+/// hash", a gateway's "context deadline exceeded", a proxy's reset. The
+/// outcome is unknown, so the transaction is tracked, and found mined;
+/// nothing is signed again at another nonce.
+#[tokio::test]
+async fn a_broadcast_error_the_node_does_not_understand_never_makes_it_pay_twice() {
+    let s = setup_proxied(|_, _| {}).await;
+    let proxy = s.proxy.as_ref().unwrap();
+    let payment = s.paid(900, "usdc").await;
+    let destination = random_address();
+    let mut refunds = Vec::new();
+    for message in [
+        "existing tx with same hash",
+        "context deadline exceeded",
+        "upstream connect error or disconnect/reset before headers",
+    ] {
+        proxy
+            .on("eth_sendRawTransaction")
+            .then(Action::ForwardThenError(message.into()));
+        let refund = refund_to(&s, &payment, 300, destination).await;
+        s.until(&format!("/v1/refunds/{refund}"), |r| {
+            r["status"] == "succeeded"
+        })
+        .await;
+        refunds.push(refund);
+        s.mine(3).await;
+        assert_eq!(
+            s.usdc_of(destination).await,
+            U256::from(3_000_000 * u64::try_from(refunds.len()).unwrap()),
+            "each refund paid once ({message})"
+        );
+    }
+    assert_eq!(proxy.fired("eth_sendRawTransaction"), 3);
+    each_paid_by_one_transaction(&s.app.pool, &refunds).await;
+    s.books_balance().await;
+}
+
+/// "insufficient funds" from an endpoint that passed the transaction on
+/// all the same (anvil mined it): the chain's pending count shows the
+/// nonce used, so it is not given back and the send is not signed again.
+#[tokio::test]
+async fn a_refusal_while_the_chain_shows_the_nonce_used_keeps_the_nonce_and_pays_once() {
+    let s = setup_proxied(|_, _| {}).await;
+    let proxy = s.proxy.as_ref().unwrap();
+    // Enough for a second transfer: a double payment shows in the balance.
+    let payment = s.paid(1400, "usdc").await;
+    let destination = random_address();
+    proxy
+        .on("eth_sendRawTransaction")
+        .then(Action::ForwardThenError(
+            "insufficient funds for gas * price + value".into(),
+        ));
+    let refund = refund_to(&s, &payment, 700, destination).await;
+    s.until(&format!("/v1/refunds/{refund}"), |r| {
+        r["status"] == "succeeded"
+    })
+    .await;
+    assert_eq!(proxy.fired("eth_sendRawTransaction"), 1);
+    s.mine(3).await;
+    assert_eq!(s.usdc_of(destination).await, U256::from(7_000_000u64));
+    each_paid_by_one_transaction(&s.app.pool, std::slice::from_ref(&refund)).await;
+    s.books_balance().await;
+}
+
+/// A transaction the endpoint refused before it went anywhere (and the
+/// chain agrees its nonce is unused) gives the nonce back; the send is
+/// signed again at the same nonce and paid once.
+#[tokio::test]
+async fn a_transaction_refused_before_it_left_gives_its_nonce_back_and_is_paid_once() {
+    let s = setup_proxied(|_, _| {}).await;
+    let proxy = s.proxy.as_ref().unwrap();
+    let payment = s.paid(400, "usdc").await;
+    let destination = random_address();
+    proxy.on("eth_sendRawTransaction").then(Action::Error(
+        "insufficient funds for gas * price + value".into(),
+    ));
+    let refund = refund_to(&s, &payment, 400, destination).await;
+    let done = s
+        .until(&format!("/v1/refunds/{refund}"), |r| {
+            r["status"] == "succeeded"
+        })
+        .await;
+    assert_eq!(s.usdc_of(destination).await, U256::from(4_000_000u64));
+    let txs = txs_of(&s.app.pool, &refund).await;
+    assert_eq!(txs.len(), 2, "{txs:?}");
+    assert_eq!(txs[0].1, "rejected");
+    assert_eq!(
+        done["crypto"]["transaction"].as_str(),
+        Some(txs[1].0.as_str())
+    );
+    assert_eq!(sends(&s.app.pool).await[0].2, Some(0), "the same nonce");
+    s.books_balance().await;
+}
+
+/// An endpoint behind a load balancer refuses a transaction that another
+/// of its backends took, and reports a stale pending count: the node gives
+/// the nonce back and signs the send again at that nonce. The refused
+/// transaction is mined after all. The tracker looks for receipts of every
+/// transaction the send ever signed, rejected ones included, so it finds
+/// that one and never signs a third at a new nonce.
+#[tokio::test]
+async fn a_rejected_transaction_mined_after_all_finishes_its_send_and_nothing_is_sent_again() {
+    let s = setup_proxied(|_, _| {}).await;
+    let proxy = s.proxy.as_ref().unwrap();
+    let payment = s.paid(1200, "usdc").await;
+    let destination = random_address();
+    s.automine(false).await;
+    proxy
+        .on("eth_sendRawTransaction")
+        .then(Action::ForwardThenError(
+            "insufficient funds for gas * price + value".into(),
+        ));
+    proxy
+        .on("eth_getTransactionCount")
+        .when(rpc_proxy::pending_count)
+        .skip(1)
+        .times(usize::MAX)
+        .then(Action::Result(json!("0x0")));
+    let refund = refund_to(&s, &payment, 600, destination).await;
+    let refused = first_tx_with_status(&s.app.pool, &refund, "rejected").await;
+    // Signed again at the nonce given back; anvil keeps the first one.
+    while txs_of(&s.app.pool, &refund).await.len() < 2 {
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    s.automine(true).await;
+    let done = s
+        .until(&format!("/v1/refunds/{refund}"), |r| {
+            r["status"] == "succeeded"
+        })
+        .await;
+    s.mine(5).await;
+    assert_eq!(s.usdc_of(destination).await, U256::from(6_000_000u64));
+    assert_eq!(
+        done["crypto"]["transaction"].as_str(),
+        Some(refused.as_str())
+    );
+    assert_eq!(txs_of(&s.app.pool, &refund).await.len(), 2);
+    s.books_balance().await;
+}
+
+/// The tracker reads a receipt (none yet), then the head and the nonce
+/// counts. The transaction is mined in between, so the counts say the
+/// nonce is used and, with `confirmations = 1`, deep enough. The tracker
+/// reads the receipts of the send again before it gives up on them, finds
+/// its own transaction, and never signs the send again.
+#[tokio::test]
+async fn a_transaction_mined_while_the_tracker_reads_the_nonce_is_not_paid_again() {
+    let mut s = setup_proxied(|config, _| config.chains[0].confirmations = 1).await;
+    s.chain.confirmations = 1;
+    let payment = s.paid(1000, "usdc").await;
+    let destination = random_address();
+    s.automine(false).await;
+    let refund = refund_to(&s, &payment, 500, destination).await;
+    first_tx_with_status(&s.app.pool, &refund, "broadcast").await;
+    let proxy = s.proxy.as_ref().unwrap();
+    proxy
+        .on("eth_getTransactionReceipt")
+        .then(Action::ForwardThenCall(vec![(
+            "evm_mine".into(),
+            json!([]),
+        )]));
+    while proxy.fired("eth_getTransactionReceipt") == 0 {
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    s.automine(true).await;
+    s.until(&format!("/v1/refunds/{refund}"), |r| {
+        r["status"] == "succeeded"
+    })
+    .await;
+    s.mine(3).await;
+    assert_eq!(s.usdc_of(destination).await, U256::from(5_000_000u64));
+    each_paid_by_one_transaction(&s.app.pool, std::slice::from_ref(&refund)).await;
+    s.books_balance().await;
+}
+
+/// Two nodes hold the hot wallet's key and work the same queue: refunds
+/// asked of either are each paid once, at nonces one after the other.
+#[tokio::test]
+async fn two_nodes_with_the_hot_wallet_pay_each_refund_once() {
+    let s = setup(|_, _| {}).await;
+    let second = spawn_on(s.app.pool.clone(), s.app.config.clone()).await;
+    let payment = s.paid(1800, "usdc").await;
+    let id = payment["id"].as_str().unwrap().to_owned();
+    let destination = random_address();
+    let body =
+        json!({"payment": id, "amount": 300, "crypto_destination": format!("{destination:#x}")});
+    let requests = (0..6).map(|n| {
+        let node = if n % 2 == 0 { &s.app } else { &second };
+        node.post("/v1/refunds", &s.app.secret_key, &body)
+    });
+    let mut refunds = Vec::new();
+    for response in futures::future::join_all(requests).await {
+        refunds.push(json(response, 200).await["id"].as_str().unwrap().to_owned());
+    }
+    for refund in &refunds {
+        s.until(&format!("/v1/refunds/{refund}"), |r| {
+            r["status"] == "succeeded"
+        })
+        .await;
+    }
+    s.mine(3).await;
+    assert_eq!(s.usdc_of(destination).await, U256::from(18_000_000u64));
+    for refund in &refunds {
+        assert_eq!(txs_of(&s.app.pool, refund).await.len(), 1, "{refund}");
+    }
+    let mut nonces: Vec<i64> = sends(&s.app.pool)
+        .await
+        .into_iter()
+        .map(|(_, _, nonce, _)| nonce.unwrap())
+        .collect();
+    nonces.sort_unstable();
+    assert_eq!(nonces, [0, 1, 2, 3, 4, 5]);
+    let types = event_types(&s.app).await;
+    assert_eq!(
+        types.iter().filter(|t| *t == "refund.succeeded").count(),
+        6,
+        "{types:?}"
+    );
+    second.stop().await;
+    s.books_balance().await;
 }

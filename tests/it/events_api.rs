@@ -238,3 +238,150 @@ async fn redelivery_to_an_unknown_or_foreign_endpoint_is_refused() {
     .await;
     assert_eq!(none["data"], json!([]));
 }
+
+/// A client follows the merchant's events by asking for those newer than
+/// the newest it has seen (`ending_before`). A long transaction (a watcher
+/// step, a settlement batch) records its event first and commits after a
+/// short one: the client sees the short one's event first, and still gets
+/// the long one's on its next page, because lists follow commit order.
+#[tokio::test]
+async fn an_event_that_commits_late_is_listed_after_the_newest_event_a_client_has_seen() {
+    let app = common::spawn_app().await;
+    let before = record(
+        &app.pool,
+        &app.merchant_id,
+        EventType::PaymentSucceeded,
+        &payment("succeeded"),
+    )
+    .await;
+    let mut long = app.pool.begin().await.unwrap();
+    let late = epg::events::record(
+        &mut long,
+        &app.merchant_id,
+        EventType::PaymentProcessing,
+        &payment("processing"),
+    )
+    .await
+    .unwrap();
+    let quick = record(
+        &app.pool,
+        &app.merchant_id,
+        EventType::RefundSucceeded,
+        &payment("succeeded"),
+    )
+    .await;
+
+    let mut seen: Vec<String> = Vec::new();
+    let mut newest: Option<String> = None;
+    let poll = async |seen: &mut Vec<String>, newest: &mut Option<String>| {
+        let path = match newest {
+            Some(id) => format!("/v1/events?limit=100&ending_before={id}"),
+            None => "/v1/events?limit=100".to_owned(),
+        };
+        let page = common::json(app.get(&path, &app.secret_key).await, 200).await;
+        let page = ids(&page);
+        if let Some(first) = page.first() {
+            *newest = Some(first.clone());
+        }
+        seen.extend(page);
+    };
+    poll(&mut seen, &mut newest).await;
+    long.commit().await.unwrap();
+    poll(&mut seen, &mut newest).await;
+
+    let mut expected: Vec<String> = [&before, &late, &quick]
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    expected.sort();
+    seen.sort();
+    assert_eq!(seen, expected, "every event once, none skipped");
+    // And in the order they committed, newest first.
+    let all = common::json(app.get("/v1/events", &app.secret_key).await, 200).await;
+    assert_eq!(
+        ids(&all),
+        [late.to_string(), quick.to_string(), before.to_string()]
+    );
+    let report = epg::ledger::check(&app.pool).await.unwrap();
+    assert!(report.is_ok(), "{report:?}");
+}
+
+/// Two transactions each write events of the same two merchants, in
+/// opposite orders (a watcher step and an expiry batch may), and commit at
+/// the same time while a third holds one merchant's event clock. Each
+/// takes the clocks in one order (merchant order), so both commit; taking
+/// them in the order the events were written would deadlock, and
+/// PostgreSQL would abort one of them.
+#[tokio::test]
+async fn writers_of_several_merchants_events_never_deadlock_on_the_event_clocks() {
+    let app = common::spawn_app().await;
+    let (other, _) = app.merchant().await;
+    let mut merchants = [app.merchant_id.clone(), other];
+    merchants.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    let [first, second] = merchants;
+    for m in [&first, &second] {
+        record(
+            &app.pool,
+            m,
+            EventType::PaymentSucceeded,
+            &payment("succeeded"),
+        )
+        .await;
+    }
+    let write = async |order: [&epg::ids::MerchantId; 2]| {
+        let mut tx = app.pool.begin().await.unwrap();
+        for m in order {
+            epg::events::record(
+                &mut tx,
+                m,
+                EventType::PaymentProcessing,
+                &payment("processing"),
+            )
+            .await
+            .unwrap();
+        }
+        tx
+    };
+    let forward = write([&first, &second]).await;
+    let backward = write([&second, &first]).await;
+    let mut holder = app.pool.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM event_clocks WHERE merchant_id = $1 FOR UPDATE")
+        .bind(first.as_str())
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let waiting = async |n: i64| {
+        webhooks_support::eventually("commits waiting for a clock", || async {
+            let waiters: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity
+                  WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            )
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+            (waiters >= n).then_some(())
+        })
+        .await
+    };
+    // The forward writer queues for the first merchant's clock first, then
+    // the backward one; then the holder lets go.
+    let forward = tokio::spawn(forward.commit());
+    waiting(1).await;
+    let backward = tokio::spawn(backward.commit());
+    waiting(2).await;
+    holder.commit().await.unwrap();
+    forward.await.unwrap().unwrap();
+    backward.await.unwrap().unwrap();
+    for m in [&first, &second] {
+        let positions: Vec<i64> = sqlx::query_scalar(
+            "SELECT position FROM events WHERE merchant_id = $1 ORDER BY position",
+        )
+        .bind(m.as_str())
+        .fetch_all(&app.pool)
+        .await
+        .unwrap();
+        assert_eq!(positions, [1, 2, 3], "one position each, in commit order");
+    }
+    let report = epg::ledger::check(&app.pool).await.unwrap();
+    assert!(report.is_ok(), "{report:?}");
+}

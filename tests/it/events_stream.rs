@@ -269,3 +269,85 @@ async fn streams_are_scoped_and_authenticated() {
     .unwrap();
     assert_eq!(err.status(), 404);
 }
+
+/// A long transaction (a watcher step, a settlement batch) records an
+/// event for the payment first and commits last; a short one records and
+/// commits in between. A browser that got the short one's event, lost its
+/// connection and resumed with that `Last-Event-ID` still gets the long
+/// one's: the stream follows the order in which events committed.
+#[tokio::test]
+async fn a_stream_resumed_after_its_last_event_still_sends_an_event_that_committed_later() {
+    let app = common::spawn_app().await;
+    let (pay, _) = payment(&app).await;
+    let url = format!("{}/v1/payments/{pay}/events/stream", app.address);
+    let before = record(
+        &app.pool,
+        &app.merchant_id,
+        EventType::PaymentRequiresAction,
+        &snapshot(&pay, "requires_action"),
+    )
+    .await;
+    let mut long = app.pool.begin().await.unwrap();
+    let late = epg::events::record(
+        &mut long,
+        &app.merchant_id,
+        EventType::PaymentProcessing,
+        &snapshot(&pay, "processing"),
+    )
+    .await
+    .unwrap();
+    let quick = record(
+        &app.pool,
+        &app.merchant_id,
+        EventType::PaymentCryptoDetected,
+        &snapshot(&pay, "processing"),
+    )
+    .await;
+
+    let mut seen = Vec::new();
+    let mut first = Reader::open(url.clone(), Some(&app.secret_key))
+        .await
+        .unwrap();
+    seen.push(first.next().await.unwrap().id);
+    assert_eq!(seen, [before.to_string()]);
+    long.commit().await.unwrap();
+    // The browser gets one more event, then loses the connection.
+    let last = first.next().await.unwrap().id;
+    seen.push(last.clone());
+    drop(first);
+
+    let marker = record(
+        &app.pool,
+        &app.merchant_id,
+        EventType::PaymentSucceeded,
+        &snapshot(&pay, "succeeded"),
+    )
+    .await;
+    let response = reqwest::Client::new()
+        .get(&url)
+        .bearer_auth(&app.secret_key)
+        .header("Last-Event-ID", last.as_str())
+        .send()
+        .await
+        .unwrap();
+    let mut resumed = Reader {
+        response,
+        buffer: String::new(),
+    };
+    loop {
+        let id = resumed.next().await.unwrap().id;
+        seen.push(id.clone());
+        if id == marker.as_str() {
+            break;
+        }
+    }
+    let mut expected: Vec<String> = [before, late, quick, marker]
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    expected.sort();
+    seen.sort();
+    assert_eq!(seen, expected, "every event once, none skipped");
+    let report = epg::ledger::check(&app.pool).await.unwrap();
+    assert!(report.is_ok(), "{report:?}");
+}

@@ -9,6 +9,7 @@
 mod chain_support;
 mod common;
 mod openapi_support;
+mod rpc_proxy;
 mod webhooks_support;
 
 mod api_foundation;
@@ -26,12 +27,15 @@ mod checkout_browser;
 mod checkout_page;
 mod cli;
 mod contracts_deploy;
+mod crypto_expiry;
 mod crypto_payments;
+mod crypto_reorgs;
 mod events_api;
 mod events_stream;
 mod exactly_once_payments;
 mod go_live;
 mod idempotency_scope;
+mod jobs_on_two_nodes;
 mod key_rotation;
 mod ledger_api;
 mod ledger_concurrency;

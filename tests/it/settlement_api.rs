@@ -5,8 +5,10 @@
 
 use crate::common;
 
+use alloy::providers::{Provider, ProviderBuilder};
 use common::{TestApp, json, spawn_app_with};
 use epg::devnet::anvil::{Anvil, DEV_KEY_0};
+use epg::transparency::anchor::{AnchorOptions, Anchorer};
 use serde_json::{Value, json};
 
 async fn node_with_anchor() -> (TestApp, Anvil) {
@@ -340,6 +342,126 @@ async fn a_node_moves_its_log_to_a_new_anchor_and_keeps_its_origin() {
             String::from_utf8_lossy(&verified.stdout)
         );
     }
+}
+
+/// The anchor transaction had its confirmation; then a reorg replaced its
+/// block by an empty one. The next anchoring pass notices, anchors the
+/// checkpoint again in a new transaction, points the batch at it and
+/// announces it; the payment's proof then verifies against the chain.
+#[tokio::test]
+async fn an_anchor_a_reorg_took_away_after_its_confirmations_is_sent_again_and_proofs_verify() {
+    let anvil = common::anvil().await;
+    let (deployment, chain) = common::deploy_with_own_treasury(&anvil).await;
+    let (rpc, node_chain) = (anvil.rpc_url(), chain.clone());
+    let app = spawn_app_with(move |config| {
+        config.settlement.anchor_rpc_url = rpc;
+        config.settlement.anchor_contract = deployment.anchor.to_string();
+        config.settlement.anchor_confirmations = 1;
+        config.settlement.anchor_key = Some(DEV_KEY_0.to_owned());
+        config.chains = vec![node_chain];
+    })
+    .await;
+    let paid = pay(&app, 3000).await;
+    let id = paid["id"].as_str().unwrap();
+    let settlement = json(
+        app.post("/v1/test/settlements/run", &app.secret_key, &json!({}))
+            .await,
+        200,
+    )
+    .await;
+    let orphaned = settlement["anchor"]["tx_hash"].as_str().unwrap().to_owned();
+    let proof = async || {
+        json(
+            app.get(&format!("/v1/payments/{id}/proof"), &app.secret_key)
+                .await,
+            200,
+        )
+        .await
+    };
+    assert!(
+        audit_verify(&proof().await, &anvil.rpc_url())
+            .status
+            .success()
+    );
+
+    let provider = ProviderBuilder::new().connect_http(anvil.rpc_url().parse().unwrap());
+    let anchored_in = provider
+        .get_transaction_receipt(orphaned.parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap()
+        .block_number
+        .unwrap();
+    let depth = provider.get_block_number().await.unwrap() - anchored_in + 1;
+    let _: Value = provider
+        .raw_request("anvil_reorg".into(), (depth, Vec::<Value>::new()))
+        .await
+        .unwrap();
+    assert!(
+        provider
+            .get_transaction_receipt(orphaned.parse().unwrap())
+            .await
+            .unwrap()
+            .is_none(),
+        "the reorg took the anchor away"
+    );
+
+    // The settlement job's anchoring pass, as every node runs it.
+    let anchorer = Anchorer::connect(
+        &anvil.rpc_url(),
+        app.config.settlement.anchor_contract.parse().unwrap(),
+        DEV_KEY_0.parse().unwrap(),
+        AnchorOptions {
+            confirmations: 1,
+            poll_interval: std::time::Duration::from_millis(50),
+            ..AnchorOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let marked = epg::settlement::anchoring::anchor_pending(&app.pool, &anchorer)
+        .await
+        .unwrap();
+    let bundle = proof().await;
+    let verified = audit_verify(&bundle, &anvil.rpc_url());
+    assert!(
+        verified.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&verified.stdout),
+        String::from_utf8_lossy(&verified.stderr)
+    );
+    assert_eq!(marked, 1, "the batch is anchored again");
+    let fetched = json(
+        app.get(
+            &format!("/v1/settlements/{}", settlement["id"].as_str().unwrap()),
+            &app.secret_key,
+        )
+        .await,
+        200,
+    )
+    .await;
+    let anew = fetched["anchor"]["tx_hash"].as_str().unwrap();
+    assert_ne!(anew, orphaned);
+    assert_eq!(bundle["anchor"]["tx_hash"], anew);
+    let events = json(
+        app.get("/v1/events?type=settlement.anchored", &app.secret_key)
+            .await,
+        200,
+    )
+    .await;
+    let events = events["data"].as_array().unwrap();
+    assert_eq!(events.len(), 2, "announced again");
+    assert_eq!(events[0]["data"]["object"]["anchor"]["tx_hash"], anew);
+    // Nothing more to do: the next pass finds the new anchor canonical.
+    assert_eq!(
+        epg::settlement::anchoring::anchor_pending(&app.pool, &anchorer)
+            .await
+            .unwrap(),
+        0
+    );
+    let report = epg::ledger::check(&app.pool).await.unwrap();
+    assert!(report.is_ok(), "{report:?}");
+    common::reconcile_clean(&app.pool, &chain).await;
 }
 
 #[tokio::test]

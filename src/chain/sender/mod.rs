@@ -17,27 +17,37 @@
 //!    with a margin) is signed and **written before it is broadcast**, raw
 //!    bytes included: a node that dies after broadcasting knows the hash,
 //!    and a restart re-broadcasts the same bytes instead of paying twice.
-//!    A transaction
-//!    the endpoint refuses outright (insufficient funds) gives its nonce
-//!    back and its send waits with back-off, if no later nonce was signed;
-//!    otherwise it is broadcast again each pass until it is taken, since the
-//!    later ones wait behind it.
-//! 2. **Track** (`sent` → `confirmed` / `failed`). Every transaction a send
-//!    ever signed carries the same nonce, so at most one of them is mined;
-//!    the tracker looks for a receipt of any of them. A receipt
+//!    Only a short list of answers counts as a refusal (insufficient
+//!    funds, intrinsic gas too low, invalid sender or chain id); any other
+//!    error, or no answer, leaves the outcome unknown and the transaction
+//!    is tracked as sent. A refused transaction gives its nonce back (and
+//!    its send waits with back-off) only if no broadcast of it ever had
+//!    another outcome (its row is still `signed`), no later nonce was
+//!    signed, and the chain's pending count, read under the lock, shows the
+//!    nonce unused; otherwise it is broadcast again each pass until it is
+//!    taken.
+//! 2. **Track** (`sent` → `confirmed` / `failed`). Every transaction of a
+//!    live nonce carries that nonce, so at most one of them is mined; the
+//!    tracker looks for a receipt of every transaction the send ever
+//!    signed, at any nonce, rejected and replaced ones included. A receipt
 //!    `confirmations` deep whose block is still canonical finishes the
 //!    send: in one transaction the send's status, the gas booked from the
 //!    treasury to `network_fees:<chain>`, and the refund's or payout's own
 //!    postings and events (the [`SendSink`]). A reverted transaction
 //!    finishes it as `failed` (the tokens did not move; the gas did).
 //! 3. **Unstick.** A transaction the endpoint no longer knows (dropped from
-//!    the mempool, or never broadcast because the node died) is broadcast
-//!    again from its stored bytes. One still pending after
+//!    the mempool, or never broadcast because the node died) is marked
+//!    `broadcast` (from then on its nonce is never given back: it may sit
+//!    in some mempool whatever this endpoint says) and broadcast again from
+//!    its stored bytes. One still pending after
 //!    `fee_bump_after_secs` is replaced at the same nonce with fees raised
 //!    by a quarter (at least the current estimate, at most
 //!    `max_fee_per_gas_gwei`). A nonce taken by another transaction that is
 //!    itself `confirmations` deep sends the send back to `queued` for a new
-//!    nonce: only then is it certain none of ours can still be mined.
+//!    nonce: only then is it certain none of ours can still be mined. The
+//!    counts are read after the receipts, so a transaction of ours mined in
+//!    between looks like another's: the receipts are read again before the
+//!    send is requeued.
 //!
 //! Reorgs before the confirmation depth are absorbed by step 2 (the
 //! receipt disappears or moves; the send stays `sent`). A reorg deeper than
@@ -415,39 +425,93 @@ impl Sender {
         let verdict = match outcome {
             Ok(Ok(_)) => tx::Broadcast::Accepted,
             Ok(Err(e)) => tx::Broadcast::classify(&e),
-            Err(_) => tx::Broadcast::Unreachable("timed out".into()),
+            Err(_) => tx::Broadcast::Unknown("timed out".into()),
         };
+        if let tx::Broadcast::Rejected(message) = verdict {
+            return self.refused(send, signed, &message).await;
+        }
+        // Whatever else the endpoint said, the transaction may be in a
+        // mempool now: the tracker follows it, and its nonce is never
+        // given back.
+        store::mark_broadcast(&self.pool, &signed.hash).await?;
         match verdict {
-            tx::Broadcast::Accepted | tx::Broadcast::Known => {
-                store::mark_broadcast(&self.pool, &signed.hash).await?;
-            }
+            tx::Broadcast::Accepted | tx::Broadcast::Known | tx::Broadcast::Rejected(_) => {}
             // The tracker sorts these out from the chain's own state: a
             // used nonce is either ours (a receipt) or another's.
             tx::Broadcast::NonceUsed(message) | tx::Broadcast::Underpriced(message) => {
                 tracing::warn!(send = %send.id, tx = %signed.hash, %message, "broadcast refused");
             }
-            // Stored and signed: the tracker broadcasts it again.
-            tx::Broadcast::Unreachable(message) => {
-                tracing::warn!(send = %send.id, tx = %signed.hash, %message, "broadcast failed");
-            }
-            tx::Broadcast::Rejected(message) => {
-                tracing::warn!(send = %send.id, tx = %signed.hash, %message, "transaction rejected");
-                self.metrics.add("chain_sends_rejected", 1);
-                let mut db = self.pool.begin().await?;
-                store::lock_nonce(&mut db, self.chain.chain_id, self.address()).await?;
-                store::reject(
-                    &mut db,
-                    send,
-                    signed,
-                    self.address(),
-                    &message,
-                    self.backoff(send),
-                )
-                .await?;
-                db.commit().await?;
+            tx::Broadcast::Unknown(message) => {
+                tracing::warn!(send = %send.id, tx = %signed.hash, %message,
+                    "broadcast outcome unknown; tracking the transaction");
+                self.metrics.add("chain_sends_broadcast_unknown", 1);
             }
         }
         Ok(())
+    }
+
+    /// The endpoint refused `signed` outright. Under the nonce lock, with
+    /// the chain's pending count and the receipts of every transaction of
+    /// the send read again, [`store::reject`] decides whether the nonce can
+    /// be given back.
+    async fn refused(
+        &self,
+        send: &ChainSend,
+        signed: &tx::Signed,
+        message: &str,
+    ) -> Result<(), SendError> {
+        tracing::warn!(send = %send.id, tx = %signed.hash, %message, "transaction rejected");
+        self.metrics.add("chain_sends_rejected", 1);
+        let mined = self.find_receipt(send).await?.is_some();
+        let mut db = self.pool.begin().await?;
+        store::lock_nonce(&mut db, self.chain.chain_id, self.address()).await?;
+        let pending = self
+            .call(
+                "eth_getTransactionCount",
+                self.provider
+                    .get_transaction_count(self.address())
+                    .pending(),
+            )
+            .await?;
+        let given_back = store::reject(
+            &mut db,
+            send,
+            signed,
+            self.address(),
+            store::Refusal {
+                message,
+                delay: self.backoff(send),
+                pending,
+                requeue: !mined,
+            },
+        )
+        .await?;
+        db.commit().await?;
+        if given_back {
+            tracing::info!(send = %send.id, nonce = signed.nonce, "nonce given back");
+        }
+        Ok(())
+    }
+
+    /// A receipt of any transaction `send` ever signed (any nonce, rejected
+    /// and replaced ones included: a refusal or a replacement does not take
+    /// a transaction out of every mempool), newest first.
+    async fn find_receipt(
+        &self,
+        send: &ChainSend,
+    ) -> Result<Option<alloy::rpc::types::TransactionReceipt>, SendError> {
+        for hash in store::all_transactions(&self.pool, &send.id).await? {
+            let receipt = self
+                .call(
+                    "eth_getTransactionReceipt",
+                    self.provider.get_transaction_receipt(hash),
+                )
+                .await?;
+            if receipt.is_some() {
+                return Ok(receipt);
+            }
+        }
+        Ok(None)
     }
 
     /// Back-off before the next try of a send that could not be made.
@@ -460,18 +524,10 @@ impl Sender {
         let Some(nonce) = send.nonce else {
             return Ok(());
         };
-        let txs = store::transactions(&self.pool, &send.id, nonce).await?;
-        for t in &txs {
-            let receipt = self
-                .call(
-                    "eth_getTransactionReceipt",
-                    self.provider.get_transaction_receipt(t.hash),
-                )
-                .await?;
-            if let Some(receipt) = receipt {
-                return self.on_mined(send, nonce, &receipt).await;
-            }
+        if let Some(receipt) = self.find_receipt(send).await? {
+            return self.on_mined(send, &receipt).await;
         }
+        let txs = store::transactions(&self.pool, &send.id, nonce).await?;
         let Some(latest) = txs.first() else {
             return Ok(());
         };
@@ -485,9 +541,9 @@ impl Sender {
             )
             .await?;
         if mined_count > nonce {
-            // Another transaction took the nonce (or ours was mined after
-            // the receipts were read: the next pass sees it). Only once that
-            // transaction is deep is it safe to pay with a new nonce.
+            // Another transaction took the nonce, or ours was mined after
+            // the receipts were read. Only once that transaction is deep is
+            // it safe to pay with a new nonce.
             let depth_block = head.saturating_sub(self.chain.confirmations - 1);
             let deep_count = self
                 .call(
@@ -498,6 +554,13 @@ impl Sender {
                 )
                 .await?;
             if deep_count > nonce {
+                // The counts were read after the receipts: one of ours
+                // mined in between moves them just the same. Read the
+                // receipts again, now that anything mined up to the depth
+                // block is in them, before giving up on the transactions.
+                if let Some(receipt) = self.find_receipt(send).await? {
+                    return self.on_mined(send, &receipt).await;
+                }
                 tracing::warn!(send = %send.id, nonce, "nonce used by another transaction; requeued");
                 store::requeue(&self.pool, send, nonce).await?;
             }
@@ -511,6 +574,12 @@ impl Sender {
             .await?
             .is_some();
         if !known {
+            // Written ahead: once sent again it may sit in some mempool
+            // even if this endpoint refuses it, so its nonce must never be
+            // given back. Not sent if it was retired meanwhile.
+            if !store::mark_broadcast(&self.pool, &latest.hash).await? {
+                return Ok(());
+            }
             tracing::info!(send = %send.id, tx = %latest.hash, "transaction unknown to the endpoint; broadcasting it again");
             self.metrics.add("chain_sends_rebroadcast", 1);
             self.broadcast(send, &latest.signed()).await?;
@@ -564,7 +633,6 @@ impl Sender {
     async fn on_mined(
         &self,
         send: &ChainSend,
-        nonce: u64,
         receipt: &alloy::rpc::types::TransactionReceipt,
     ) -> Result<(), SendError> {
         let (Some(number), Some(hash)) = (receipt.block_number, receipt.block_hash) else {
@@ -603,7 +671,7 @@ impl Sender {
             gas_fee,
         };
         let mut db = self.pool.begin().await?;
-        let Some(mut send) = store::lock_sent(&mut db, &send.id, nonce).await? else {
+        let Some(mut send) = store::lock_sent(&mut db, &send.id).await? else {
             return Ok(());
         };
         store::finish(&mut db, &send, outcome, &mined).await?;

@@ -283,38 +283,76 @@ async fn insert_tx(
     Ok(())
 }
 
-/// The endpoint accepted (or already had) the transaction.
-pub async fn mark_broadcast(pool: &PgPool, tx_hash: &B256) -> Result<(), sqlx::Error> {
-    sqlx::query!(
-        "UPDATE chain_send_txs SET status = 'broadcast' WHERE tx_hash = $1 AND status = 'signed'",
+/// The transaction may be in a mempool now: the endpoint took it, or
+/// answered something other than a refusal, or it is about to be sent
+/// again. From then on its nonce is never given back. False if the row is
+/// no longer live (rejected or replaced meanwhile, by another node).
+pub async fn mark_broadcast(pool: &PgPool, tx_hash: &B256) -> Result<bool, sqlx::Error> {
+    let updated = sqlx::query!(
+        "UPDATE chain_send_txs SET status = 'broadcast'
+          WHERE tx_hash = $1 AND status IN ('signed', 'broadcast')",
         hex0x(tx_hash.as_slice())
     )
     .execute(pool)
-    .await?;
-    Ok(())
+    .await?
+    .rows_affected();
+    Ok(updated == 1)
 }
 
-/// The endpoint refused `signed` for good. If its nonce is the wallet's
-/// last one and no other transaction of the send holds it, the nonce is
-/// given back and the send waits in the queue; otherwise (later nonces
-/// are out, and would be stuck behind a gap) the transaction stays to be
-/// broadcast again. The nonce row must be locked.
+/// How a refused transaction is to be handled by [`reject`].
+#[derive(Debug, Clone, Copy)]
+pub struct Refusal<'a> {
+    /// What the endpoint said.
+    pub message: &'a str,
+    /// Back-off before the send is tried again.
+    pub delay: Duration,
+    /// The chain's pending transaction count of the wallet, read under the
+    /// nonce lock.
+    pub pending: u64,
+    /// Whether the send may go back to the queue: false when one of its
+    /// other transactions is mined (the tracker finishes it with that one).
+    pub requeue: bool,
+}
+
+/// The endpoint refused `signed` with one of the answers that say it did
+/// not take it. Its nonce is given back, and the send waits in the queue,
+/// only when nothing can still use it:
+///
+/// - the row is still `signed`: no broadcast of it ever had another
+///   outcome, so no mempool can hold it;
+/// - no other transaction of the send holds the nonce (a refused fee bump
+///   is only marked rejected: the one it replaces still may be mined);
+/// - it is the wallet's last nonce (later ones would be stuck behind a gap,
+///   so it stays to be broadcast again);
+/// - the chain's pending count shows the nonce unused.
+///
+/// Otherwise the transaction stays, to be tracked like any sent one.
+/// Returns whether the nonce was given back. The nonce row must be locked.
 pub async fn reject(
     conn: &mut PgConnection,
     send: &ChainSend,
     signed: &Signed,
     from: Address,
-    message: &str,
-    delay: Duration,
-) -> Result<(), sqlx::Error> {
+    refusal: Refusal<'_>,
+) -> Result<bool, sqlx::Error> {
     let tx_hash = hex0x(signed.hash.as_slice());
-    let next = sqlx::query_scalar!(
-        "SELECT next_nonce FROM chain_nonces WHERE chain_id = $1 AND address = $2",
-        int8(send.chain_id)?,
-        hex0x(from.as_slice()),
+    let message = refusal.message;
+    sqlx::query!(
+        "UPDATE chain_sends SET last_error = $2, updated_at = now() WHERE id = $1",
+        send.id.as_str(),
+        message
     )
-    .fetch_one(&mut *conn)
+    .execute(&mut *conn)
     .await?;
+    let status = sqlx::query_scalar!(
+        "SELECT status FROM chain_send_txs WHERE tx_hash = $1 FOR UPDATE",
+        tx_hash
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
+    if status.as_deref() != Some("signed") {
+        return Ok(false);
+    }
     let others = sqlx::query_scalar!(
         r#"SELECT count(*) AS "n!" FROM chain_send_txs
             WHERE send_id = $1 AND nonce = $2 AND tx_hash <> $3 AND status <> 'rejected'"#,
@@ -324,16 +362,36 @@ pub async fn reject(
     )
     .fetch_one(&mut *conn)
     .await?;
-    let last = uint(next)? == signed.nonce + 1;
-    if !last || others > 0 {
+    if others > 0 {
         sqlx::query!(
-            "UPDATE chain_sends SET last_error = $2, updated_at = now() WHERE id = $1",
-            send.id.as_str(),
+            "UPDATE chain_send_txs SET status = 'rejected', error = $2 WHERE tx_hash = $1",
+            tx_hash,
             message
         )
         .execute(&mut *conn)
         .await?;
-        return Ok(());
+        return Ok(false);
+    }
+    if refusal.pending > signed.nonce {
+        // Something holds the nonce on the chain, maybe this very
+        // transaction through another path: it is tracked, never retired.
+        sqlx::query!(
+            "UPDATE chain_send_txs SET status = 'broadcast' WHERE tx_hash = $1",
+            tx_hash
+        )
+        .execute(&mut *conn)
+        .await?;
+        return Ok(false);
+    }
+    let next = sqlx::query_scalar!(
+        "SELECT next_nonce FROM chain_nonces WHERE chain_id = $1 AND address = $2",
+        int8(send.chain_id)?,
+        hex0x(from.as_slice()),
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    if uint(next)? != signed.nonce + 1 {
+        return Ok(false);
     }
     sqlx::query!(
         "UPDATE chain_send_txs SET status = 'rejected', error = $2 WHERE tx_hash = $1",
@@ -343,18 +401,19 @@ pub async fn reject(
     .execute(&mut *conn)
     .await?;
     set_next_nonce(conn, send.chain_id, from, signed.nonce).await?;
-    sqlx::query!(
-        r#"UPDATE chain_sends
-              SET status = 'queued', nonce = NULL, failures = failures + 1, last_error = $2,
-                  next_attempt_at = now() + $3, updated_at = now()
-            WHERE id = $1 AND status = 'sent'"#,
-        send.id.as_str(),
-        message,
-        interval(delay),
-    )
-    .execute(conn)
-    .await?;
-    Ok(())
+    if refusal.requeue {
+        sqlx::query!(
+            r#"UPDATE chain_sends
+                  SET status = 'queued', nonce = NULL, failures = failures + 1,
+                      next_attempt_at = now() + $2, updated_at = now()
+                WHERE id = $1 AND status = 'sent'"#,
+            send.id.as_str(),
+            interval(refusal.delay),
+        )
+        .execute(conn)
+        .await?;
+    }
+    Ok(true)
 }
 
 /// A transaction of a sent send that may still be mined.
@@ -440,6 +499,22 @@ pub async fn transactions(
         .collect()
 }
 
+/// Every transaction `send` ever signed, at any nonce and in any status,
+/// newest first: any of them may be the one mined (a refusal or a
+/// replacement does not take a transaction out of every mempool).
+pub async fn all_transactions(pool: &PgPool, send: &ChainSendId) -> Result<Vec<B256>, sqlx::Error> {
+    sqlx::query_scalar!(
+        "SELECT tx_hash FROM chain_send_txs WHERE send_id = $1
+          ORDER BY created_at DESC, max_fee_per_gas DESC",
+        send.as_str(),
+    )
+    .fetch_all(pool)
+    .await?
+    .iter()
+    .map(|h| hash(h))
+    .collect()
+}
+
 /// Sends `send` back to the queue: another transaction, now deep, took
 /// its nonce, so none of its transactions can be mined any more.
 pub async fn requeue(pool: &PgPool, send: &ChainSend, nonce: u64) -> Result<(), sqlx::Error> {
@@ -511,21 +586,19 @@ pub async fn record_replacement(
     Ok(true)
 }
 
-/// A send still `sent` at `nonce`, locked; `None` if it moved on.
+/// A send still `sent`, locked; `None` if it moved on.
 pub async fn lock_sent(
     conn: &mut PgConnection,
     id: &ChainSendId,
-    nonce: u64,
 ) -> Result<Option<ChainSend>, sqlx::Error> {
     sqlx::query_as!(
         Row,
         r#"SELECT id, chain_id, purpose, object_id, merchant_id, asset, token, to_address, amount,
                   nonce, tx_hash, block_number, failures
              FROM chain_sends
-            WHERE id = $1 AND status = 'sent' AND nonce = $2
+            WHERE id = $1 AND status = 'sent'
             FOR UPDATE"#,
         id.as_str(),
-        int8(nonce)?,
     )
     .fetch_optional(conn)
     .await?

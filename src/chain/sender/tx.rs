@@ -169,11 +169,28 @@ pub(super) enum Broadcast {
     NonceUsed(String),
     /// A transaction at that nonce pays more (a replacement too cheap).
     Underpriced(String),
-    /// Refused for good as it stands (funds, gas, format): the nonce is free.
+    /// Refused for good as it stands, by one of the few answers that say
+    /// the transaction is invalid in itself (funds, intrinsic gas, sender,
+    /// chain id), so this endpoint did not take it.
     Rejected(String),
-    /// No answer: it may or may not have arrived.
-    Unreachable(String),
+    /// No answer, or an answer the node does not recognise: it may or may
+    /// not be in a mempool, and may be mined. Tracked like a sent one.
+    Unknown(String),
 }
+
+/// The only answers to `eth_sendRawTransaction` taken to mean the
+/// transaction was refused (geth, reth, anvil and hosted endpoints word
+/// them so). Anything else, an "existing tx with same hash" of another
+/// client, a gateway's "context deadline exceeded", a proxy's reset, leaves
+/// the outcome unknown: treating those as refusals gave the nonce back
+/// while the transaction was on its way to be mined, and the send was paid
+/// twice.
+const REFUSALS: &[&str] = &[
+    "insufficient funds",
+    "intrinsic gas too low",
+    "invalid sender",
+    "invalid chain id",
+];
 
 impl Broadcast {
     /// Sorts an error of `eth_sendRawTransaction`. Endpoints word these
@@ -181,7 +198,7 @@ impl Broadcast {
     /// the ones they share.
     pub(super) fn classify(error: &alloy::transports::TransportError) -> Broadcast {
         let Some(response) = error.as_error_resp() else {
-            return Broadcast::Unreachable(error.to_string());
+            return Broadcast::Unknown(error.to_string());
         };
         let message = response.message.to_string();
         let lower = message.to_ascii_lowercase();
@@ -195,8 +212,10 @@ impl Broadcast {
             Broadcast::NonceUsed(message)
         } else if lower.contains("underpriced") {
             Broadcast::Underpriced(message)
-        } else {
+        } else if REFUSALS.iter().any(|r| lower.contains(r)) {
             Broadcast::Rejected(message)
+        } else {
+            Broadcast::Unknown(message)
         }
     }
 }
@@ -260,6 +279,47 @@ mod tests {
         let next = zero.bumped(zero, &chain(1000)).unwrap();
         assert_eq!(next.max_fee_per_gas, 1);
         assert_eq!(next.max_priority_fee_per_gas, 1);
+    }
+
+    fn answered(message: &str) -> Broadcast {
+        let payload =
+            serde_json::from_value(serde_json::json!({"code": -32000, "message": message}))
+                .unwrap();
+        Broadcast::classify(&alloy::transports::TransportError::ErrorResp(payload))
+    }
+
+    #[test]
+    fn only_a_short_list_of_answers_counts_as_refused() {
+        for refused in [
+            "insufficient funds for gas * price + value",
+            "Insufficient funds for gas * price + value",
+            "intrinsic gas too low",
+            "invalid sender",
+            "invalid chain id for signer",
+        ] {
+            assert!(
+                matches!(answered(refused), Broadcast::Rejected(_)),
+                "{refused}"
+            );
+        }
+        for unknown in [
+            "existing tx with same hash",
+            "context deadline exceeded",
+            "upstream connect error or disconnect/reset before headers",
+            "internal error",
+            "max fee per gas less than block base fee",
+        ] {
+            assert!(
+                matches!(answered(unknown), Broadcast::Unknown(_)),
+                "{unknown}"
+            );
+        }
+        assert_eq!(answered("already known"), Broadcast::Known);
+        assert!(matches!(answered("nonce too low"), Broadcast::NonceUsed(_)));
+        assert!(matches!(
+            answered("replacement transaction underpriced"),
+            Broadcast::Underpriced(_)
+        ));
     }
 
     #[test]

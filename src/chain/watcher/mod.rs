@@ -846,7 +846,14 @@ impl Watcher {
             )
             .await?;
         }
-        store::set_cursor(&mut tx, chain_id, cursor).await?;
+        // The time of a block read in this step; a reorg's ancestor was
+        // not read, and leaves it unknown until the next step.
+        let cursor_time = scan
+            .as_ref()
+            .map(|s| store::timestamp(s.end.timestamp))
+            .transpose()
+            .map_err(|e| StepError::BadChain(e.to_string()))?;
+        store::set_cursor(&mut tx, chain_id, cursor, cursor_time).await?;
 
         if let Some(r) = &reorg {
             let ancestor = r.ancestor.map(|a| a.number);

@@ -218,20 +218,24 @@ pub async fn lock_cursor(
     cursor_of(row.block_number, row.block_hash)
 }
 
-/// Moves the cursor.
+/// Moves the cursor; `time` is its block's timestamp when known (crypto
+/// quotes expire by it, see migrations/0021).
 pub async fn set_cursor(
     conn: &mut PgConnection,
     chain_id: u64,
     cursor: Option<Cursor>,
+    time: Option<OffsetDateTime>,
 ) -> Result<(), sqlx::Error> {
     let number = cursor.map(|c| int8(c.number)).transpose()?;
     let hash = cursor.map(|c| hex0x(c.hash.as_slice()));
     sqlx::query!(
-        "UPDATE chain_cursors SET block_number = $2, block_hash = $3, updated_at = now()
+        "UPDATE chain_cursors
+            SET block_number = $2, block_hash = $3, block_timestamp = $4, updated_at = now()
           WHERE chain_id = $1",
         int8(chain_id)?,
         number,
         hash,
+        time,
     )
     .execute(&mut *conn)
     .await?;

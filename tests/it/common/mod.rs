@@ -397,3 +397,77 @@ pub async fn deploy_devnet(anvil: &epg::devnet::anvil::Anvil) -> epg::chain::dep
     .await
     .unwrap()
 }
+
+/// `epg reconcile chain` over `chain` finds no discrepancy, once the node's
+/// watcher has processed every block mined so far (`confirmations` more
+/// are mined first, so the confirmed horizon reaches them).
+pub async fn reconcile_clean(pool: &PgPool, chain: &epg::chain::config::ChainConfig) {
+    use alloy::providers::Provider;
+    let provider =
+        alloy::providers::ProviderBuilder::new().connect_http(chain.http_url.parse().unwrap());
+    let _: serde_json::Value = provider
+        .raw_request(
+            "anvil_mine".into(),
+            (format!("{:#x}", chain.confirmations),),
+        )
+        .await
+        .unwrap();
+    let head = i64::try_from(provider.get_block_number().await.unwrap()).unwrap();
+    let chain_id = i64::try_from(chain.chain_id).unwrap();
+    for _ in 0..400 {
+        let cursor: Option<i64> =
+            sqlx::query_scalar("SELECT block_number FROM chain_cursors WHERE chain_id = $1")
+                .bind(chain_id)
+                .fetch_optional(pool)
+                .await
+                .unwrap()
+                .flatten();
+        if cursor.is_some_and(|c| c >= head) {
+            let target = epg::chain::reconcile::Target::from_config(chain).unwrap();
+            let report = epg::chain::reconcile::reconcile(pool, &[target])
+                .await
+                .unwrap();
+            assert!(report.is_ok(), "{report}");
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the watcher of chain {chain_id} never reached block {head}");
+}
+
+/// E-PG's contracts on `anvil` deployed by its first funded account (admin
+/// and anchorer), with a treasury nobody else touches, and the chain as a
+/// node watches it: anchoring gas then never shows in the treasury, which
+/// `epg reconcile chain` compares with the ledger.
+pub async fn deploy_with_own_treasury(
+    anvil: &epg::devnet::anvil::Anvil,
+) -> (
+    epg::chain::deploy::Deployment,
+    epg::chain::config::ChainConfig,
+) {
+    use alloy::providers::Provider;
+    let deployer: alloy::signers::local::PrivateKeySigner =
+        epg::devnet::anvil::DEV_KEY_0.parse().unwrap();
+    let address = deployer.address();
+    let deployment = epg::chain::deploy::deploy(
+        &anvil.rpc_url(),
+        deployer,
+        &epg::chain::deploy::DeployPlan {
+            treasury: alloy::primitives::Address::repeat_byte(0x7e),
+            admin: address,
+            anchorer: address,
+            dev_helpers: true,
+            ..epg::chain::deploy::DeployPlan::default()
+        },
+    )
+    .await
+    .unwrap();
+    let mut chain = epg::chain::config::ChainConfig::devnet(&deployment, &anvil.rpc_url());
+    chain.poll_interval_ms = 50;
+    chain.retry_base_ms = 20;
+    chain.retry_cap_ms = 400;
+    let provider =
+        alloy::providers::ProviderBuilder::new().connect_http(anvil.rpc_url().parse().unwrap());
+    chain.start_block = provider.get_block_number().await.unwrap() + 1;
+    (deployment, chain)
+}
