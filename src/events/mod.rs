@@ -217,7 +217,7 @@ pub struct Event {
     /// When it was recorded (the writer's transaction time).
     pub created_at: OffsetDateTime,
     /// Insertion order (internal; lists and streams follow the commit
-    /// position instead, see migrations/0022).
+    /// position instead, see migrations/0020).
     pub seq: i64,
 }
 

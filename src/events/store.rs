@@ -146,7 +146,7 @@ impl EventStore {
     }
 
     /// A page of `merchant`'s events, newest first, optionally only of
-    /// `types`. Pages follow commit order (migrations/0022), so a client
+    /// `types`. Pages follow commit order (migrations/0020), so a client
     /// asking for the events after one it has seen never misses one that
     /// committed later.
     pub async fn list(

@@ -219,7 +219,7 @@ pub async fn lock_cursor(
 }
 
 /// Moves the cursor; `time` is its block's timestamp when known (crypto
-/// quotes expire by it, see migrations/0021).
+/// quotes expire by it, see migrations/0019).
 pub async fn set_cursor(
     conn: &mut PgConnection,
     chain_id: u64,
