@@ -37,6 +37,7 @@ mod go_live;
 mod idempotency_scope;
 mod jobs_on_two_nodes;
 mod key_rotation;
+mod kill_loop;
 mod ledger_api;
 mod ledger_concurrency;
 mod ledger_invariants;
