@@ -62,11 +62,15 @@ pub enum EventType {
     DisputeClosed,
     /// `settlement.anchored`
     SettlementAnchored,
+    /// `reconciliation_exception.created`
+    ReconciliationExceptionCreated,
+    /// `reconciliation_exception.resolved`
+    ReconciliationExceptionResolved,
 }
 
 impl EventType {
     /// Every type, in API.md's order.
-    pub const ALL: [EventType; 12] = [
+    pub const ALL: [EventType; 14] = [
         EventType::PaymentSucceeded,
         EventType::PaymentFailed,
         EventType::PaymentProcessing,
@@ -79,6 +83,8 @@ impl EventType {
         EventType::DisputeCreated,
         EventType::DisputeClosed,
         EventType::SettlementAnchored,
+        EventType::ReconciliationExceptionCreated,
+        EventType::ReconciliationExceptionResolved,
     ];
 
     /// The wire name (`payment.succeeded`).
@@ -96,6 +102,8 @@ impl EventType {
             EventType::DisputeCreated => "dispute.created",
             EventType::DisputeClosed => "dispute.closed",
             EventType::SettlementAnchored => "settlement.anchored",
+            EventType::ReconciliationExceptionCreated => "reconciliation_exception.created",
+            EventType::ReconciliationExceptionResolved => "reconciliation_exception.resolved",
         }
     }
 
