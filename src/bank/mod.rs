@@ -45,6 +45,7 @@ pub mod messages;
 pub mod pain001;
 pub mod reconcile;
 pub mod rf;
+pub mod sample;
 pub mod transfers;
 pub mod watcher;
 pub mod xml;
