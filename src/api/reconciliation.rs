@@ -32,7 +32,10 @@ pub fn router() -> Router<AppState> {
         .route("/v1/reconciliation/exceptions/{id}", get(retrieve))
         .route("/v1/reconciliation/exceptions/{id}/assign", post(assign))
         .route("/v1/reconciliation/exceptions/{id}/refund", post(refund))
-        .route("/v1/reconciliation/exceptions/{id}/write_off", post(write_off))
+        .route(
+            "/v1/reconciliation/exceptions/{id}/write_off",
+            post(write_off),
+        )
 }
 
 impl From<BankError> for ApiError {
@@ -58,20 +61,25 @@ impl FromRequestParts<AppState> for DeskCaller {
         let ip = parts
             .extensions
             .get::<ClientIp>()
-            .map_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), |c| c.0);
+            .map_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), |c| {
+                c.0
+            });
         super::auth::refused_for_failures(state, ip)?;
         let header = parts.headers.get(header::AUTHORIZATION);
         let token = header
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::trim);
-        if let (Some(token), Some(expected)) = (token, state.config.security.operator_token.as_deref())
+        if let (Some(token), Some(expected)) =
+            (token, state.config.security.operator_token.as_deref())
             && crate::crypto::constant_time_eq(token.as_bytes(), expected.as_bytes())
         {
             return Ok(DeskCaller(Desk::Operator));
         }
         match super::auth::resolve(state, header).await {
-            Ok(caller) if caller.kind == KeyKind::Secret => Ok(DeskCaller(Desk::Merchant(caller.merchant_id))),
+            Ok(caller) if caller.kind == KeyKind::Secret => {
+                Ok(DeskCaller(Desk::Merchant(caller.merchant_id)))
+            }
             Ok(_) => Err(ApiError::forbidden(
                 "secret_key_required",
                 "The reconciliation desk needs the operator token or a secret key (sk_…).",
@@ -96,7 +104,10 @@ struct ListQuery {
     starting_after: Option<String>,
 }
 
-fn object(state: &AppState, (exception, transfer): &(exceptions::Exception, Option<String>)) -> Value {
+fn object(
+    state: &AppState,
+    (exception, transfer): &(exceptions::Exception, Option<String>),
+) -> Value {
     let mut value = exception.to_api(transfer.as_deref());
     value["livemode"] = json!(state.config.mode == crate::config::Mode::Live);
     value
@@ -113,7 +124,10 @@ async fn list(
         && status != "open"
         && status != "resolved"
     {
-        return Err(ApiError::invalid_param("status", "status must be open or resolved"));
+        return Err(ApiError::invalid_param(
+            "status",
+            "status must be open or resolved",
+        ));
     }
     let kind = q
         .kind
@@ -141,8 +155,14 @@ async fn list(
         payment,
         bank_account: q.bank_account,
     };
-    let (rows, has_more) =
-        exceptions::list(&state.pool, &desk, &filter, q.starting_after.as_deref(), limit).await?;
+    let (rows, has_more) = exceptions::list(
+        &state.pool,
+        &desk,
+        &filter,
+        q.starting_after.as_deref(),
+        limit,
+    )
+    .await?;
     Ok(axum::Json(json!({
         "object": "list",
         "url": "/v1/reconciliation/exceptions",
@@ -173,7 +193,12 @@ struct WriteOffBody {
     reason: String,
 }
 
-async fn act(state: &AppState, desk: &Desk, id: &str, action: Action) -> Result<axum::Json<Value>, ApiError> {
+async fn act(
+    state: &AppState,
+    desk: &Desk,
+    id: &str,
+    action: Action,
+) -> Result<axum::Json<Value>, ApiError> {
     let row = exceptions::act(
         &state.pool,
         desk,
@@ -193,8 +218,9 @@ async fn assign(
     Path(id): Path<String>,
     Json(body): Json<AssignBody>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let payment = PaymentId::parse(&body.payment)
-        .map_err(|_| ApiError::invalid_param("payment", format!("No such payment: '{}'", body.payment)))?;
+    let payment = PaymentId::parse(&body.payment).map_err(|_| {
+        ApiError::invalid_param("payment", format!("No such payment: '{}'", body.payment))
+    })?;
     act(&state, &desk, &id, Action::Assign(payment)).await
 }
 

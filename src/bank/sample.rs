@@ -33,7 +33,10 @@ pub fn camt054(c: &Credit<'_>) -> String {
     let amount = super::decimal(c.amount, super::exponent(&c.account.currency));
     let account = match (&c.account.iban, &c.account.account_number) {
         (Some(iban), _) => format!("<IBAN>{}</IBAN>", escape(iban)),
-        (None, number) => format!("<Othr><Id>{}</Id></Othr>", escape(number.as_deref().unwrap_or(""))),
+        (None, number) => format!(
+            "<Othr><Id>{}</Id></Othr>",
+            escape(number.as_deref().unwrap_or(""))
+        ),
     };
     format!(
         r#"<?xml version="1.0" encoding="UTF-8"?>

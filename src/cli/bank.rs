@@ -131,7 +131,9 @@ pub async fn run(cmd: BankCommand) -> Result<ExitCode, CliError> {
             let config = config_of(config.as_deref())?;
             let dir = match out {
                 Some(dir) => dir,
-                None if !config.bank.outbox_dir.is_empty() => PathBuf::from(&config.bank.outbox_dir),
+                None if !config.bank.outbox_dir.is_empty() => {
+                    PathBuf::from(&config.bank.outbox_dir)
+                }
                 None => {
                     return Err(CliError::Usage(
                         "no folder to write to: pass --out DIR or set bank.outbox_dir".into(),
@@ -158,8 +160,13 @@ pub async fn run(cmd: BankCommand) -> Result<ExitCode, CliError> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        BankCommand::SampleStatement { payment, amount, db } => {
-            let id = PaymentId::parse(&payment).map_err(|e| CliError::Usage(format!("--payment: {e}")))?;
+        BankCommand::SampleStatement {
+            payment,
+            amount,
+            db,
+        } => {
+            let id = PaymentId::parse(&payment)
+                .map_err(|e| CliError::Usage(format!("--payment: {e}")))?;
             let pool = db.pool().await?;
             let row: Option<(String, String, i64)> = sqlx::query_as(
                 r#"SELECT r.reference, r.account_id, r.amount FROM bank_references r
@@ -175,11 +182,15 @@ pub async fn run(cmd: BankCommand) -> Result<ExitCode, CliError> {
                      processors.bank_transfer is \"iso20022\""
                 )));
             };
-            let accounts = bank_config::registered(&pool).await.map_err(|e| CliError::Failed(e.to_string()))?;
+            let accounts = bank_config::registered(&pool)
+                .await
+                .map_err(|e| CliError::Failed(e.to_string()))?;
             let account = accounts
                 .iter()
                 .find(|a| a.id == account_id)
-                .ok_or_else(|| CliError::Failed(format!("bank account {account_id} is not registered")))?;
+                .ok_or_else(|| {
+                    CliError::Failed(format!("bank account {account_id} is not registered"))
+                })?;
             let bank_ref = format!("SMPL{}", crate::ids::random_base62(12).to_uppercase());
             print!(
                 "{}",
@@ -239,12 +250,16 @@ async fn import(files: &[PathBuf], db: &DbArgs) -> Result<ExitCode, CliError> {
             }
         }
     }
-    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 async fn set_merchant_account(args: MerchantAccountArgs) -> Result<ExitCode, CliError> {
-    let merchant =
-        MerchantId::parse(&args.merchant).map_err(|e| CliError::Usage(format!("--merchant: {e}")))?;
+    let merchant = MerchantId::parse(&args.merchant)
+        .map_err(|e| CliError::Usage(format!("--merchant: {e}")))?;
     let currency = crate::money::Currency::parse(&args.currency.to_ascii_lowercase())
         .map_err(|e| CliError::Usage(format!("--currency: {e}")))?;
     let usage = |flag: &str, e: String| CliError::Usage(format!("--{flag}: {e}"));
@@ -263,8 +278,14 @@ async fn set_merchant_account(args: MerchantAccountArgs) -> Result<ExitCode, Cli
         (None, Some(routing), Some(number)) => CreditorAccount {
             iban: None,
             bic: None,
-            routing_number: Some(bank_config::parse_routing_number(routing).map_err(|e| usage("routing-number", e))?),
-            account_number: Some(bank_config::parse_account_number(number).map_err(|e| usage("account-number", e))?),
+            routing_number: Some(
+                bank_config::parse_routing_number(routing)
+                    .map_err(|e| usage("routing-number", e))?,
+            ),
+            account_number: Some(
+                bank_config::parse_account_number(number)
+                    .map_err(|e| usage("account-number", e))?,
+            ),
         },
         _ => {
             return Err(CliError::Usage(
@@ -285,7 +306,11 @@ async fn set_merchant_account(args: MerchantAccountArgs) -> Result<ExitCode, Cli
     )
     .await
     .map_err(failed)?;
-    println!("merchant    {merchant}  {} payouts to {masked} ({})", currency.code(), args.holder.trim());
+    println!(
+        "merchant    {merchant}  {} payouts to {masked} ({})",
+        currency.code(),
+        args.holder.trim()
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -14,6 +14,7 @@ mod webhooks_support;
 mod api_foundation;
 mod audit_follow;
 mod audit_verify;
+mod bank_rails;
 mod card_data_at_rest;
 mod chain_guard;
 mod chain_reconcile;
