@@ -162,7 +162,7 @@ pub fn parse_routing_number(text: &str) -> Result<String, String> {
     }
     let weights = [3, 7, 1, 3, 7, 1, 3, 7, 1];
     let sum: u32 = digits.iter().zip(weights).map(|(d, w)| d * w).sum();
-    if sum % 10 != 0 {
+    if !sum.is_multiple_of(10) {
         return Err("is not a valid ABA routing number: its checksum does not match".into());
     }
     Ok(text.trim().to_owned())

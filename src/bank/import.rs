@@ -217,7 +217,7 @@ async fn import_report(
             .bind(bank_ref)
             .bind(file_id)
             .bind(entry.direction.as_str())
-            .bind(rust_decimal::Decimal::from(entry.amount as i64))
+            .bind(rust_decimal::Decimal::from_i128_with_scale(entry.amount, 0))
             .bind(entry.value_date)
             .fetch_optional(&mut *tx)
             .await?;
@@ -312,7 +312,8 @@ async fn statement(
     .bind(opening.date)
     .fetch_one(&mut *conn)
     .await?;
-    let before = i128::try_from(before.mantissa()).unwrap_or(0);
+    let before = before.trunc();
+    let before = before.mantissa() / 10i128.pow(before.scale());
     let baseline = opening.amount - before;
     if baseline != 0 {
         let amount =
@@ -370,6 +371,7 @@ async fn match_payment(
 }
 
 /// Posts the cash entry of a transaction; returns its ledger entry id.
+#[allow(clippy::too_many_arguments)]
 async fn cash(
     conn: &mut PgConnection,
     key: &str,

@@ -72,10 +72,10 @@ impl CreditorReference {
                 let hit = (5..=compact.len())
                     .rev()
                     .find_map(|n| Self::parse(&compact[..n]));
-                if let Some(reference) = hit {
-                    if !found.contains(&reference) {
-                        found.push(reference);
-                    }
+                if let Some(reference) = hit
+                    && !found.contains(&reference)
+                {
+                    found.push(reference);
                 }
             }
             i += 1;
