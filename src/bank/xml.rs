@@ -153,7 +153,10 @@ pub fn parse(text: &str) -> Result<(Node, String), Refusal> {
         let event = reader
             .read_event()
             .map_err(|e| malformed(reader.error_position(), &e))?;
-        let line = || line_of(text, usize::try_from(before).unwrap_or(usize::MAX));
+        // After a start tag the reader stands just past its `>`: the line
+        // of the tag's end, which is the tag's line for any one-line tag.
+        let after = reader.buffer_position();
+        let line = || line_of(text, usize::try_from(after).unwrap_or(usize::MAX));
         match event {
             Event::Start(ref start) | Event::Empty(ref start) => {
                 let name = local(start.name().as_ref());
