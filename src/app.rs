@@ -108,6 +108,13 @@ impl Application {
             crate::chain::sender::sendable_chains(&config.chains, signer)
         });
         let keys = config.keyring()?;
+        let livemode = config.mode == crate::config::Mode::Live;
+        crate::bank::config::register(&pool, &config.bank.accounts(), livemode).await?;
+        let bank = crate::bank::connector::Iso20022::new(
+            pool.clone(),
+            config.bank.accounts(),
+            keys.sealer(crate::crypto::Purpose::BankAccounts),
+        );
         // The watchers write it; /readyz and crypto quotes read it.
         let chains = Arc::new(crate::chain::watcher::ChainStatus::new(
             config.chains.iter().map(|c| c.chain_id),
@@ -123,10 +130,11 @@ impl Application {
             events: crate::events::Bus::new(),
             payments: crate::payments::Payments::new(
                 pool.clone(),
-                Arc::new(crate::methods::Connectors::configured(
+                Arc::new(crate::methods::Connectors::configured_with_bank(
                     &config.processors,
                     config.mode,
                     pool.clone(),
+                    Some(bank),
                 )),
                 &keys,
                 config.mode == crate::config::Mode::Live,
@@ -308,6 +316,18 @@ fn spawn_jobs(
     wallet: Option<&alloy::signers::local::PrivateKeySigner>,
     shutdown: &CancellationToken,
 ) {
+    let bank = &state.config.bank;
+    if !bank.inbox_dir.is_empty() || !bank.outbox_dir.is_empty() {
+        jobs.spawn(
+            crate::bank::watcher::Watcher {
+                pool: state.pool.clone(),
+                config: bank.clone(),
+                sealer: state.keys.sealer(crate::crypto::Purpose::BankAccounts),
+                livemode: state.config.mode == crate::config::Mode::Live,
+            }
+            .run(shutdown.clone()),
+        );
+    }
     jobs.spawn(crate::events::bus::listen(
         state.pool.clone(),
         state.events.clone(),

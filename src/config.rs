@@ -54,6 +54,9 @@ pub struct Config {
     /// EVM chains watched for crypto payments (`[[chains]]`, file only).
     #[serde(default)]
     pub chains: Vec<crate::chain::config::ChainConfig>,
+    /// The gateway's bank accounts and the folders of its bank files.
+    #[serde(default)]
+    pub bank: crate::bank::BankConfig,
 }
 
 /// The hot wallet: the key of the chains' treasury, from which the node
@@ -832,6 +835,16 @@ impl Config {
             ));
         }
         if let Some((key, message)) = self.server.problem() {
+            return Err(err(&key, message));
+        }
+        if let Some((key, message)) = self.processors.problem(Mode::Test) {
+            return Err(err(&key, message));
+        }
+        let iso20022 = self
+            .processors
+            .processor(crate::methods::MethodType::BankTransfer, self.mode)
+            == crate::methods::Processor::Iso20022;
+        if let Some((key, message)) = self.bank.problem(iso20022) {
             return Err(err(&key, message));
         }
         if let Some((key, message)) = self.live_problem() {

@@ -141,6 +141,9 @@ pub enum Purpose {
     IdempotentResponses,
     /// Webhook endpoints' signing secrets.
     WebhookSecrets,
+    /// Bank account details: merchants' payout accounts and the creditor
+    /// accounts of outgoing bank transfers.
+    BankAccounts,
 }
 
 impl Purpose {
@@ -158,6 +161,7 @@ struct MasterKey {
     cards: Aes256Gcm,
     idempotent_responses: Aes256Gcm,
     webhook_secrets: Aes256Gcm,
+    bank_accounts: Aes256Gcm,
     idempotency_requests: HmacSha256,
     fingerprints: HmacSha256,
     /// The master key used directly, as before envelopes: opens old values.
@@ -197,6 +201,7 @@ impl MasterKey {
             cards: aes(&derive("cards/seal")?)?,
             idempotent_responses: aes(&derive("idempotency/seal")?)?,
             webhook_secrets: aes(&derive("webhook-secrets/seal")?)?,
+            bank_accounts: aes(&derive("bank-accounts/seal")?)?,
             idempotency_requests: mac(&derive("idempotency/mac")?)?,
             fingerprints: mac(&derive("fingerprints/mac")?)?,
             legacy_cipher: aes(&bytes)?,
@@ -209,6 +214,7 @@ impl MasterKey {
             Purpose::Cards => &self.cards,
             Purpose::IdempotentResponses => &self.idempotent_responses,
             Purpose::WebhookSecrets => &self.webhook_secrets,
+            Purpose::BankAccounts => &self.bank_accounts,
         }
     }
 }

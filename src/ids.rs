@@ -145,6 +145,18 @@ define_id!(
     "cs"
 );
 define_id!(
+    /// An exception of the reconciliation desk (`rex_…`): bank money that
+    /// matched no payment exactly.
+    ReconciliationExceptionId,
+    "rex"
+);
+define_id!(
+    /// A credit transfer the gateway sends through its bank (`btr_…`); also
+    /// the transfer's ISO 20022 EndToEndId.
+    BankTransferId,
+    "btr"
+);
+define_id!(
     /// A request, echoed in the `Request-Id` header and in every log line.
     RequestId,
     "req"

@@ -22,6 +22,7 @@ pub mod list;
 pub mod observe;
 pub mod payments;
 pub mod rate_limit;
+pub mod reconciliation;
 pub mod refunds;
 pub mod settlements;
 pub mod stream;
@@ -145,7 +146,9 @@ pub fn router(state: AppState) -> Router {
     };
     let public = public
         .route_layer(from_fn_with_state(state.clone(), rate_limit::limit_public))
-        .merge(health::router());
+        .merge(health::router())
+        // The desk authenticates the operator token or a secret key itself.
+        .merge(reconciliation::router());
     let body_limit = state.config.server.body_limit_bytes;
     Router::new()
         .merge(authenticated)

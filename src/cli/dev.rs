@@ -199,11 +199,18 @@ pub async fn run(args: DevArgs) -> Result<ExitCode, CliError> {
             key: Some(std::env::var("EPG_DEPLOYER_KEY").unwrap_or_else(|_| DEV_KEY_0.to_owned())),
             ..crate::config::WalletConfig::default()
         },
-        processors: crate::methods::ProcessorsConfig::default(),
+        // Bank transfers go to the demo accounts below: confirm one, import
+        // a statement quoting its RF reference (`epg bank sample-statement`),
+        // and it succeeds, as with a real bank.
+        processors: crate::methods::ProcessorsConfig {
+            bank_transfer: Some(crate::methods::Processor::Iso20022),
+            ..crate::methods::ProcessorsConfig::default()
+        },
         chains: vec![crate::chain::config::ChainConfig::devnet(
             &deployment,
             &rpc_url,
         )],
+        bank: dev_bank(dir),
     };
     let app = Application::build_with_pool(config, pool).await?;
     let api_url = format!("http://{}", app.address());
@@ -242,6 +249,39 @@ pub async fn run(args: DevArgs) -> Result<ExitCode, CliError> {
         dir.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The devnet's bank: a demo EUR account (IBAN) and a demo USD account
+/// (ABA routing and account number), both collecting and paying out, with
+/// their drop folders in the data folder.
+fn dev_bank(dir: &Path) -> crate::bank::BankConfig {
+    let account = |id: &str, currency: &str| crate::bank::config::AccountConfig {
+        id: id.into(),
+        holder: "E-PG Dev Gateway".into(),
+        currency: currency.into(),
+        iban: None,
+        bic: None,
+        routing_number: None,
+        account_number: None,
+        collection: true,
+        payout: true,
+    };
+    let eur = crate::bank::config::AccountConfig {
+        iban: Some("DE89370400440532013000".into()),
+        bic: Some("COBADEFFXXX".into()),
+        ..account("dev_eur", "eur")
+    };
+    let usd = crate::bank::config::AccountConfig {
+        routing_number: Some("021000021".into()),
+        account_number: Some("000123456789".into()),
+        ..account("dev_usd", "usd")
+    };
+    crate::bank::BankConfig {
+        inbox_dir: dir.join("bank/inbox").display().to_string(),
+        outbox_dir: dir.join("bank/outbox").display().to_string(),
+        poll_interval_secs: 2,
+        accounts: vec![eur, usd],
+    }
 }
 
 /// Reuses the contracts of a previous run when the chain still has them,
@@ -440,7 +480,8 @@ fn print_banner(b: &Banner<'_>) {
   Demo merchant    {merchant}
   Secret key       {sk}
   Publishable key  {pk}
-  Operator token   {operator}  (/metrics, detailed /readyz)
+  Operator token   {operator}  (/metrics, detailed /readyz, reconciliation desk)
+  Bank drop folder {dir}/bank/inbox  (camt.053/054, pain.002; pain.001 in bank/outbox)
 
   Try it:
     curl -s {api}/v1/account -H "Authorization: Bearer {sk}"

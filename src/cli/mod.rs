@@ -6,6 +6,7 @@
 
 mod admin;
 mod audit;
+mod bank;
 mod contracts;
 mod database;
 mod dev;
@@ -61,9 +62,12 @@ enum Command {
     /// Deploy E-PG's contracts.
     #[command(subcommand)]
     Contracts(contracts::ContractsCommand),
-    /// Compare the node's records with the chains.
+    /// Compare the node's records with the chains and the banks.
     #[command(subcommand)]
     Reconcile(reconcile::ReconcileCommand),
+    /// Bank files: import statements, export payouts (ISO 20022).
+    #[command(subcommand)]
+    Bank(bank::BankCommand),
     /// Auditor's tools: verify proof bundles and the log's anchored history
     /// against the chain.
     #[command(subcommand)]
@@ -157,6 +161,7 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Webhooks(cmd) => webhooks::run(cmd).await,
         Command::Contracts(cmd) => contracts::run(cmd).await,
         Command::Reconcile(cmd) => reconcile::run(cmd).await,
+        Command::Bank(cmd) => bank::run(cmd).await,
         Command::Audit(cmd) => audit::run(cmd).await,
     }
 }

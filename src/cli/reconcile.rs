@@ -14,6 +14,10 @@ pub enum ReconcileCommand {
     /// each chain's treasury balance change per asset against the ledger.
     /// Prints each discrepancy; exits 1 if there is one.
     Chain(ChainArgs),
+    /// Per bank account, each statement's opening and closing balance
+    /// against the ledger's on those dates, and the open reconciliation
+    /// exceptions. Exits 1 on a difference.
+    Bank(super::bank::ReconcileBankArgs),
 }
 
 #[derive(Debug, Args)]
@@ -33,7 +37,10 @@ pub struct ChainArgs {
 
 /// Runs a reconcile command.
 pub async fn run(cmd: ReconcileCommand) -> Result<ExitCode, CliError> {
-    let ReconcileCommand::Chain(args) = cmd;
+    let args = match cmd {
+        ReconcileCommand::Chain(args) => args,
+        ReconcileCommand::Bank(args) => return super::bank::reconcile(args).await,
+    };
     let failed = |e: reconcile::ReconcileError| CliError::Failed(e.to_string());
     let target = args.db.resolve()?;
     let pool = target.pool().await?;

@@ -62,11 +62,15 @@ pub enum EventType {
     DisputeClosed,
     /// `settlement.anchored`
     SettlementAnchored,
+    /// `reconciliation_exception.created`
+    ReconciliationExceptionCreated,
+    /// `reconciliation_exception.resolved`
+    ReconciliationExceptionResolved,
 }
 
 impl EventType {
     /// Every type, in docs/api.md's order.
-    pub const ALL: [EventType; 12] = [
+    pub const ALL: [EventType; 14] = [
         EventType::PaymentSucceeded,
         EventType::PaymentFailed,
         EventType::PaymentProcessing,
@@ -79,6 +83,8 @@ impl EventType {
         EventType::DisputeCreated,
         EventType::DisputeClosed,
         EventType::SettlementAnchored,
+        EventType::ReconciliationExceptionCreated,
+        EventType::ReconciliationExceptionResolved,
     ];
 
     /// The wire name (`payment.succeeded`).
@@ -96,6 +102,8 @@ impl EventType {
             EventType::DisputeCreated => "dispute.created",
             EventType::DisputeClosed => "dispute.closed",
             EventType::SettlementAnchored => "settlement.anchored",
+            EventType::ReconciliationExceptionCreated => "reconciliation_exception.created",
+            EventType::ReconciliationExceptionResolved => "reconciliation_exception.resolved",
         }
     }
 
@@ -280,7 +288,7 @@ mod tests {
     #[test]
     fn filters_expand_prefixes() {
         assert_eq!(EventType::matching("refund.*").map(|v| v.len()), Some(2));
-        assert_eq!(EventType::matching("*").map(|v| v.len()), Some(12));
+        assert_eq!(EventType::matching("*").map(|v| v.len()), Some(14));
         assert_eq!(
             EventType::matching("dispute.closed"),
             Some(vec![EventType::DisputeClosed])

@@ -38,6 +38,14 @@ pub enum GatewayAccount {
     PayoutsInTransit,
     /// Gas paid on a chain (qualifier: the chain id).
     NetworkFees,
+    /// Cash at one of the gateway's bank accounts (qualifier: its id).
+    Bank,
+    /// What a bank account held before the node read its first statement.
+    BankOpening,
+    /// Bank debits nothing explains yet.
+    BankSuspense,
+    /// What the reconciliation desk wrote off.
+    WriteOffs,
 }
 
 impl MerchantAccount {
@@ -64,10 +72,14 @@ impl GatewayAccount {
             GatewayAccount::Disputes => "disputes",
             GatewayAccount::PayoutsInTransit => "payouts_in_transit",
             GatewayAccount::NetworkFees => "network_fees",
+            GatewayAccount::Bank => "bank",
+            GatewayAccount::BankOpening => "bank_opening",
+            GatewayAccount::BankSuspense => "bank_suspense",
+            GatewayAccount::WriteOffs => "write_offs",
         }
     }
 
-    const ALL: [GatewayAccount; 8] = [
+    const ALL: [GatewayAccount; 12] = [
         GatewayAccount::FeeRevenue,
         GatewayAccount::Clearing,
         GatewayAccount::Treasury,
@@ -76,6 +88,10 @@ impl GatewayAccount {
         GatewayAccount::Disputes,
         GatewayAccount::PayoutsInTransit,
         GatewayAccount::NetworkFees,
+        GatewayAccount::Bank,
+        GatewayAccount::BankOpening,
+        GatewayAccount::BankSuspense,
+        GatewayAccount::WriteOffs,
     ];
 }
 
@@ -153,6 +169,26 @@ impl AccountRef {
     /// Gas paid on chain `chain_id`.
     pub fn network_fees(chain_id: u64) -> Self {
         Self::gateway(GatewayAccount::NetworkFees, &chain_id.to_string())
+    }
+
+    /// Cash at the gateway's bank account `id` (migrations/0021).
+    pub fn bank(id: &str) -> Self {
+        Self::gateway(GatewayAccount::Bank, id)
+    }
+
+    /// The counterpart of bank account `id`'s opening balance.
+    pub fn bank_opening(id: &str) -> Self {
+        Self::gateway(GatewayAccount::BankOpening, id)
+    }
+
+    /// Bank debits nothing explains yet.
+    pub fn bank_suspense() -> Self {
+        Self::gateway(GatewayAccount::BankSuspense, "")
+    }
+
+    /// What the reconciliation desk wrote off.
+    pub fn write_offs() -> Self {
+        Self::gateway(GatewayAccount::WriteOffs, "")
     }
 
     /// The owning merchant, for merchant accounts.

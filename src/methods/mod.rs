@@ -147,12 +147,35 @@ pub enum CustomerAction {
     BankTransferInstructions {
         /// Reference to quote on the transfer.
         reference: String,
+        /// The account to pay, when the processor names a real one (the
+        /// sandbox does not).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        payee: Option<Payee>,
     },
     /// Mail or deposit the check.
     MailCheck {
         /// Reference to write on the check.
         reference: String,
     },
+}
+
+/// A bank account payers are told to pay into, with what to pay.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Payee {
+    /// Account holder.
+    pub holder: String,
+    /// IBAN.
+    pub iban: Option<String>,
+    /// BIC.
+    pub bic: Option<String>,
+    /// ABA routing number.
+    pub routing_number: Option<String>,
+    /// Account number.
+    pub account_number: Option<String>,
+    /// Minor units.
+    pub amount: i64,
+    /// Lower-case ISO 4217.
+    pub currency: String,
 }
 
 /// The processor's answer to an authorization.
@@ -259,6 +282,12 @@ pub enum Answer {
 /// [`Connector::recover`] is how the node learns the outcome of a call
 /// whose answer it never received.
 pub trait Connector: Send + Sync + 'static {
+    /// Whether payments in `currency` (lower-case ISO 4217) can be taken
+    /// (a bank transfer needs a collection account in it).
+    fn serves(&self, _currency: &str) -> bool {
+        true
+    }
+
     /// Asks the processor to authorize (or start) a payment.
     fn authorize<'a>(
         &'a self,
@@ -364,6 +393,17 @@ impl Connectors {
         mode: crate::config::Mode,
         pool: sqlx::PgPool,
     ) -> Self {
+        Self::configured_with_bank(config, mode, pool, None)
+    }
+
+    /// As [`Connectors::configured`], with the `iso20022` bank-transfer
+    /// processor when `bank` is given and `[processors]` names it.
+    pub fn configured_with_bank(
+        config: &ProcessorsConfig,
+        mode: crate::config::Mode,
+        pool: sqlx::PgPool,
+        bank: Option<crate::bank::connector::Iso20022>,
+    ) -> Self {
         let pick = |method: MethodType, sandbox: fn() -> Box<dyn Connector>| match (
             config.processor(method, mode),
             mode,
@@ -372,13 +412,17 @@ impl Connectors {
                 Some(Box::new(memory::Remembering::new(sandbox(), pool.clone()))
                     as Box<dyn Connector>)
             }
-            (Processor::Sandbox | Processor::None, _) => None,
+            (Processor::Sandbox | Processor::None | Processor::Iso20022, _) => None,
+        };
+        let bank_transfer = match (config.processor(MethodType::BankTransfer, mode), bank) {
+            (Processor::Iso20022, Some(bank)) => Some(Box::new(bank) as Box<dyn Connector>),
+            _ => pick(MethodType::BankTransfer, || {
+                Box::new(sandbox::SandboxBankTransfer)
+            }),
         };
         Self {
             card: pick(MethodType::Card, || Box::new(sandbox::SandboxCard)),
-            bank_transfer: pick(MethodType::BankTransfer, || {
-                Box::new(sandbox::SandboxBankTransfer)
-            }),
+            bank_transfer,
             ewallet: pick(MethodType::Ewallet, || Box::new(sandbox::SandboxEwallet)),
             cash_voucher: pick(MethodType::CashVoucher, || {
                 Box::new(sandbox::SandboxCashVoucher)

@@ -20,6 +20,10 @@ pub enum Processor {
     Sandbox,
     /// The method is not offered.
     None,
+    /// Bank transfers into the gateway's own accounts, reconciled from ISO
+    /// 20022 statements (`crate::bank`); `bank_transfer` only; allowed in
+    /// live mode.
+    Iso20022,
 }
 
 impl Processor {
@@ -28,6 +32,7 @@ impl Processor {
         match self {
             Processor::Sandbox => "sandbox",
             Processor::None => "none",
+            Processor::Iso20022 => "iso20022",
         }
     }
 }
@@ -72,6 +77,16 @@ impl ProcessorsConfig {
 
     /// The first entry that `mode` cannot run, as (key, why).
     pub fn problem(&self, mode: Mode) -> Option<(String, String)> {
+        if let Some(m) = MethodType::ALL
+            .into_iter()
+            .find(|m| *m != MethodType::BankTransfer && self.entry(*m) == Some(Processor::Iso20022))
+        {
+            return Some((
+                format!("processors.{}", m.as_str()),
+                "\"iso20022\" is a bank-transfer processor; only processors.bank_transfer may name it"
+                    .to_owned(),
+            ));
+        }
         if mode != Mode::Live {
             return None;
         }

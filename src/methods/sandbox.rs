@@ -213,6 +213,7 @@ pending_connector!(
     |request, reference| Authorization::Pending {
         action: Some(CustomerAction::BankTransferInstructions {
             reference: reference.clone(),
+            payee: None,
         }),
         reference,
     }

@@ -5,6 +5,7 @@
 //! The API layer parses requests into the types here and calls
 //! [`Payments`]; the processors are reached through [`crate::methods`].
 
+pub mod bank;
 pub mod crypto;
 pub mod disputes;
 pub mod jobs;

@@ -248,6 +248,18 @@ impl Payments {
         }
     }
 
+    /// Whether this node takes `method` for a payment in `currency` (a
+    /// bank transfer needs a collection account in it).
+    pub fn offers_in(&self, method: MethodType, currency: &str) -> bool {
+        match method {
+            MethodType::Crypto => self.offers(method),
+            other => self
+                .connectors
+                .get(other)
+                .is_some_and(|c| c.serves(currency)),
+        }
+    }
+
     /// Of a merchant's enabled methods, those this node offers, in order.
     pub fn offered(&self, enabled: &[String]) -> Vec<String> {
         enabled
@@ -347,7 +359,7 @@ impl Payments {
                             format!("{} is not enabled for this account", t.as_str()),
                         ));
                     }
-                    if !self.offers(*t) {
+                    if !self.offers_in(*t, &new.currency) {
                         return Err(unavailable(format!("payment_method_types[{i}]"), *t));
                     }
                 }
@@ -356,7 +368,13 @@ impl Payments {
                 names
             }
             None => {
-                let offered = self.offered(enabled_methods);
+                let offered: Vec<String> = self
+                    .offered(enabled_methods)
+                    .into_iter()
+                    .filter(|m| {
+                        MethodType::parse(m).is_some_and(|m| self.offers_in(m, &new.currency))
+                    })
+                    .collect();
                 if offered.is_empty() {
                     return Err(PaymentError::refused(
                         "payment_method_unavailable",
@@ -503,7 +521,7 @@ impl Payments {
             .await?
             .ok_or_else(|| not_found(id))?;
         confirmable(&seen, kind)?;
-        if !self.offers(kind) {
+        if !self.offers_in(kind, &seen.currency) {
             return Err(unavailable("payment_method.type".to_owned(), kind));
         }
         let now = OffsetDateTime::now_utc();
@@ -793,7 +811,24 @@ pub(super) fn next_action(action: &CustomerAction) -> Value {
             "type": "display_voucher",
             "voucher": { "reference": reference, "expires_at": expires_at.unix_timestamp() },
         }),
-        CustomerAction::BankTransferInstructions { reference } => json!({
+        CustomerAction::BankTransferInstructions {
+            reference,
+            payee: Some(payee),
+        } => json!({
+            "type": "bank_transfer_instructions",
+            "reference": reference,
+            "account_holder": payee.holder,
+            "iban": payee.iban,
+            "bic": payee.bic,
+            "routing_number": payee.routing_number,
+            "account_number": payee.account_number,
+            "amount": payee.amount,
+            "currency": payee.currency,
+        }),
+        CustomerAction::BankTransferInstructions {
+            reference,
+            payee: None,
+        } => json!({
             "type": "bank_transfer_instructions",
             "reference": reference,
             "account_holder": "E-PG Sandbox Clearing",

@@ -300,7 +300,12 @@ async fn pay_out(
     if spendable <= 0 {
         return Ok(Amount::ZERO);
     }
+    let bank_rail = !asset.is_crypto()
+        && crate::bank::transfers::can_pay_out(conn, merchant, asset.as_str()).await?;
     let (destination, status) = match (asset.is_crypto(), payout_address) {
+        // Through the gateway's payout account: a pain.001 line, `pending`
+        // until exported, `paid` when its debit is in a statement.
+        (false, _) if bank_rail => ("bank_account".to_owned(), "pending"),
         (false, _) => ("bank_account".to_owned(), "paid"),
         (true, Some(address)) => (address.to_owned(), "pending"),
         // No address: crypto funds stay available in the treasury.
@@ -325,7 +330,18 @@ async fn pay_out(
     )
     .execute(&mut *conn)
     .await?;
-    if status == "pending" {
+    if bank_rail {
+        let units = i64::try_from(amount.units())
+            .map_err(|_| SettlementError::Corrupt(format!("payout amount {amount:?}")))?;
+        crate::bank::transfers::queue_payout(
+            conn,
+            merchant,
+            payout.as_str(),
+            asset.as_str(),
+            units,
+        )
+        .await?;
+    } else if status == "pending" {
         let to: alloy::primitives::Address = destination
             .parse()
             .map_err(|_| SettlementError::Corrupt(format!("payout address {destination}")))?;

@@ -16,6 +16,7 @@ mod api_foundation;
 mod api_guide;
 mod audit_follow;
 mod audit_verify;
+mod bank_rails;
 mod card_data_at_rest;
 mod chain_guard;
 mod chain_reconcile;

@@ -257,6 +257,7 @@ pub fn test_config(database_url: &str) -> Config {
         wallet: epg::config::WalletConfig::default(),
         processors: epg::methods::ProcessorsConfig::default(),
         chains: Vec::new(),
+        bank: epg::bank::BankConfig::default(),
     }
 }
 

@@ -1,0 +1,245 @@
+//! `/v1/reconciliation/exceptions`: the reconciliation desk (list with
+//! filters, retrieve, and the actions assign / refund / write off).
+//!
+//! Bank money that matched no payment belongs to no merchant yet, so the
+//! desk is the operator's: the operator token (`Authorization: Bearer …`)
+//! sees and acts on every exception. A merchant's secret key sees and acts
+//! on the exceptions of its own payments only; another's is a 404.
+//! Repeating an action that resolved an exception answers it as it is, so
+//! retries are safe without an idempotency key.
+
+use axum::Router;
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::header;
+use axum::http::request::Parts;
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::client_ip::ClientIp;
+use super::error::ApiError;
+use super::{AppState, Json, Query};
+use crate::bank::BankError;
+use crate::bank::exceptions::{self, Action, Desk, Filter, Kind};
+use crate::crypto::Purpose;
+use crate::ids::PaymentId;
+use crate::merchants::KeyKind;
+
+/// Routes of this resource (authenticated by [`DeskCaller`]).
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/reconciliation/exceptions", get(list))
+        .route("/v1/reconciliation/exceptions/{id}", get(retrieve))
+        .route("/v1/reconciliation/exceptions/{id}/assign", post(assign))
+        .route("/v1/reconciliation/exceptions/{id}/refund", post(refund))
+        .route(
+            "/v1/reconciliation/exceptions/{id}/write_off",
+            post(write_off),
+        )
+}
+
+impl From<BankError> for ApiError {
+    fn from(e: BankError) -> Self {
+        match e {
+            BankError::Invalid { param, message } => ApiError::invalid_param(param, message),
+            BankError::State { code, message } => ApiError::conflict(code, message),
+            BankError::NotFound { kind, id } => ApiError::not_found(kind, &id),
+            BankError::Payment(e) => ApiError::from(e),
+            other => ApiError::internal(&other),
+        }
+    }
+}
+
+/// The operator (by its token) or a merchant (by a secret key).
+#[derive(Debug)]
+pub struct DeskCaller(pub Desk);
+
+impl FromRequestParts<AppState> for DeskCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let ip = parts
+            .extensions
+            .get::<ClientIp>()
+            .map_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), |c| {
+                c.0
+            });
+        super::auth::refused_for_failures(state, ip)?;
+        let header = parts.headers.get(header::AUTHORIZATION);
+        let token = header
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        if let (Some(token), Some(expected)) =
+            (token, state.config.security.operator_token.as_deref())
+            && crate::crypto::constant_time_eq(token.as_bytes(), expected.as_bytes())
+        {
+            return Ok(DeskCaller(Desk::Operator));
+        }
+        match super::auth::resolve(state, header).await {
+            Ok(caller) if caller.kind == KeyKind::Secret => {
+                Ok(DeskCaller(Desk::Merchant(caller.merchant_id)))
+            }
+            Ok(_) => Err(ApiError::forbidden(
+                "secret_key_required",
+                "The reconciliation desk needs the operator token or a secret key (sk_…).",
+            )),
+            Err(err) => {
+                super::auth::count_failure(state, ip, &err);
+                Err(err)
+            }
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    status: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    payment: Option<String>,
+    bank_account: Option<String>,
+    limit: Option<i64>,
+    starting_after: Option<String>,
+}
+
+fn object(
+    state: &AppState,
+    (exception, transfer): &(exceptions::Exception, Option<String>),
+) -> Value {
+    let mut value = exception.to_api(transfer.as_deref());
+    value["livemode"] = json!(state.config.mode == crate::config::Mode::Live);
+    value
+}
+
+#[tracing::instrument(skip_all)]
+async fn list(
+    State(state): State<AppState>,
+    DeskCaller(desk): DeskCaller,
+    Query(q): Query<ListQuery>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let limit = super::list::limit(q.limit)?;
+    if let Some(status) = &q.status
+        && status != "open"
+        && status != "resolved"
+    {
+        return Err(ApiError::invalid_param(
+            "status",
+            "status must be open or resolved",
+        ));
+    }
+    let kind = q
+        .kind
+        .as_deref()
+        .map(|k| {
+            Kind::parse(k).ok_or_else(|| {
+                ApiError::invalid_param(
+                    "type",
+                    format!(
+                        "type must be one of {}",
+                        Kind::ALL.map(Kind::as_str).join(", ")
+                    ),
+                )
+            })
+        })
+        .transpose()?;
+    let payment = q
+        .payment
+        .as_deref()
+        .map(|p| PaymentId::parse(p).map_err(|e| ApiError::invalid_param("payment", e.to_string())))
+        .transpose()?;
+    let filter = Filter {
+        status: q.status,
+        kind,
+        payment,
+        bank_account: q.bank_account,
+    };
+    let (rows, has_more) = exceptions::list(
+        &state.pool,
+        &desk,
+        &filter,
+        q.starting_after.as_deref(),
+        limit,
+    )
+    .await?;
+    Ok(axum::Json(json!({
+        "object": "list",
+        "url": "/v1/reconciliation/exceptions",
+        "data": rows.iter().map(|r| object(&state, r)).collect::<Vec<_>>(),
+        "has_more": has_more,
+    })))
+}
+
+#[tracing::instrument(skip_all)]
+async fn retrieve(
+    State(state): State<AppState>,
+    DeskCaller(desk): DeskCaller,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let row = exceptions::get(&state.pool, &desk, &id).await?;
+    Ok(axum::Json(object(&state, &row)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AssignBody {
+    payment: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WriteOffBody {
+    reason: String,
+}
+
+async fn act(
+    state: &AppState,
+    desk: &Desk,
+    id: &str,
+    action: Action,
+) -> Result<axum::Json<Value>, ApiError> {
+    let row = exceptions::act(
+        &state.pool,
+        desk,
+        id,
+        action,
+        &state.keys.sealer(Purpose::BankAccounts),
+        state.config.mode == crate::config::Mode::Live,
+    )
+    .await?;
+    Ok(axum::Json(object(state, &row)))
+}
+
+#[tracing::instrument(skip_all)]
+async fn assign(
+    State(state): State<AppState>,
+    DeskCaller(desk): DeskCaller,
+    Path(id): Path<String>,
+    Json(body): Json<AssignBody>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let payment = PaymentId::parse(&body.payment).map_err(|_| {
+        ApiError::invalid_param("payment", format!("No such payment: '{}'", body.payment))
+    })?;
+    act(&state, &desk, &id, Action::Assign(payment)).await
+}
+
+#[tracing::instrument(skip_all)]
+async fn refund(
+    State(state): State<AppState>,
+    DeskCaller(desk): DeskCaller,
+    Path(id): Path<String>,
+    Json(_): Json<super::NoParams>,
+) -> Result<axum::Json<Value>, ApiError> {
+    act(&state, &desk, &id, Action::Refund).await
+}
+
+#[tracing::instrument(skip_all)]
+async fn write_off(
+    State(state): State<AppState>,
+    DeskCaller(desk): DeskCaller,
+    Path(id): Path<String>,
+    Json(body): Json<WriteOffBody>,
+) -> Result<axum::Json<Value>, ApiError> {
+    act(&state, &desk, &id, Action::WriteOff(body.reason)).await
+}
