@@ -20,6 +20,8 @@
 //! | `payments.card_number_sealed` (+ `card_fingerprint`, `card`, events) | the payment id |
 //! | `webhook_endpoints.secret_sealed` | `webhooks::secret_context`, from the endpoint id |
 //! | `idempotency_keys.response_body` | `idempotency::context`, from the record's key |
+//! | `merchant_bank_accounts.sealed` | `bank::transfers::merchant_context`, from merchant and currency |
+//! | `bank_transfers_out.creditor_sealed` | the transfer's id |
 //!
 //! `idempotency_keys.request_hash` is a MAC that cannot be recomputed
 //! without the request; it names its key, still verifies under a previous
@@ -96,17 +98,26 @@ pub struct Report {
     pub webhook_secrets: Counts,
     /// Saved idempotent responses.
     pub saved_responses: Counts,
+    /// Bank account details: merchants' payout accounts and the creditors
+    /// of outgoing transfers.
+    pub bank_details: Counts,
 }
 
 impl Report {
     /// Values re-sealed in all.
     pub fn resealed(&self) -> u64 {
-        self.cards.resealed + self.webhook_secrets.resealed + self.saved_responses.resealed
+        self.cards.resealed
+            + self.webhook_secrets.resealed
+            + self.saved_responses.resealed
+            + self.bank_details.resealed
     }
 
     /// Values no configured key opens, in all.
     pub fn unreadable(&self) -> u64 {
-        self.cards.unreadable + self.webhook_secrets.unreadable + self.saved_responses.unreadable
+        self.cards.unreadable
+            + self.webhook_secrets.unreadable
+            + self.saved_responses.unreadable
+            + self.bank_details.unreadable
     }
 }
 
@@ -119,6 +130,8 @@ pub struct Remaining {
     pub webhook_secrets: i64,
     /// Sealed saved responses.
     pub saved_responses: i64,
+    /// Sealed bank account details.
+    pub bank_details: i64,
     /// Idempotency request MACs under an old key (they expire within a day).
     pub request_macs: i64,
 }
@@ -126,7 +139,7 @@ pub struct Remaining {
 impl Remaining {
     /// Sealed values not under the current key.
     pub fn sealed(&self) -> i64 {
-        self.cards + self.webhook_secrets + self.saved_responses
+        self.cards + self.webhook_secrets + self.saved_responses + self.bank_details
     }
 }
 
@@ -142,12 +155,15 @@ pub async fn rotate(
     let mut total = Report::default();
     loop {
         let pass = pass(pool, keys, options, stop).await?;
-        total.cards.resealed += pass.cards.resealed;
-        total.webhook_secrets.resealed += pass.webhook_secrets.resealed;
-        total.saved_responses.resealed += pass.saved_responses.resealed;
-        total.cards.unreadable = pass.cards.unreadable;
-        total.webhook_secrets.unreadable = pass.webhook_secrets.unreadable;
-        total.saved_responses.unreadable = pass.saved_responses.unreadable;
+        for (sum, this) in [
+            (&mut total.cards, pass.cards),
+            (&mut total.webhook_secrets, pass.webhook_secrets),
+            (&mut total.saved_responses, pass.saved_responses),
+            (&mut total.bank_details, pass.bank_details),
+        ] {
+            sum.resealed += this.resealed;
+            sum.unreadable = this.unreadable;
+        }
         if pass.resealed() == 0 || stop.is_cancelled() {
             return Ok(total);
         }
@@ -165,6 +181,7 @@ async fn pass(
     let fingerprints = keys.fingerprints();
     let secrets = keys.sealer(Purpose::WebhookSecrets);
     let responses = keys.sealer(Purpose::IdempotentResponses);
+    let bank = keys.sealer(Purpose::BankAccounts);
     let header = keys.current_header();
     let n = options.batch_size;
     Ok(Report {
@@ -180,6 +197,128 @@ async fn pass(
             saved_responses_batch(pool, &header, &responses, after, n)
         })
         .await?,
+        bank_details: {
+            let accounts = drain(options, stop, |after| {
+                merchant_bank_accounts_batch(pool, &header, &bank, after, n)
+            })
+            .await?;
+            let transfers = drain(options, stop, |after| {
+                bank_transfers_batch(pool, &header, &bank, after, n)
+            })
+            .await?;
+            Counts {
+                resealed: accounts.resealed + transfers.resealed,
+                unreadable: accounts.unreadable + transfers.unreadable,
+            }
+        },
+    })
+}
+
+/// Merchants' payout bank accounts.
+async fn merchant_bank_accounts_batch(
+    pool: &PgPool,
+    header: &[u8],
+    bank: &Sealer,
+    after: Option<(String, String)>,
+    limit: i64,
+) -> Result<Batch<(String, String)>, sqlx::Error> {
+    let (after_merchant, after_currency) = after.unwrap_or_default();
+    let mut tx = pool.begin().await?;
+    let rows = sqlx::query!(
+        r#"SELECT merchant_id, currency, sealed FROM merchant_bank_accounts
+           WHERE substring(sealed FROM 1 FOR 9) <> $1 AND (merchant_id, currency) > ($2, $3)
+           ORDER BY merchant_id, currency LIMIT $4 FOR UPDATE SKIP LOCKED"#,
+        header,
+        after_merchant,
+        after_currency,
+        limit,
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    let last = rows
+        .last()
+        .map(|r| (r.merchant_id.clone(), r.currency.clone()));
+    let (mut merchants, mut currencies, mut sealed) = (vec![], vec![], vec![]);
+    let mut unreadable = 0;
+    for row in rows {
+        let context = crate::ids::MerchantId::parse(&row.merchant_id)
+            .map(|m| crate::bank::transfers::merchant_context(&m, &row.currency));
+        let Some(details) = context
+            .as_ref()
+            .ok()
+            .and_then(|c| bank.open(&row.sealed, c.as_bytes()).ok())
+        else {
+            tracing::warn!(merchant = %row.merchant_id, "bank account opens with no configured master key");
+            unreadable += 1;
+            continue;
+        };
+        let context = context.unwrap_or_default();
+        sealed.push(bank.seal(&details, context.as_bytes()));
+        merchants.push(row.merchant_id);
+        currencies.push(row.currency);
+    }
+    sqlx::query!(
+        r#"UPDATE merchant_bank_accounts a SET sealed = u.sealed
+           FROM unnest($1::text[], $2::text[], $3::bytea[]) AS u(merchant_id, currency, sealed)
+           WHERE a.merchant_id = u.merchant_id AND a.currency = u.currency"#,
+        &merchants,
+        &currencies,
+        &sealed,
+    )
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Batch {
+        resealed: merchants.len() as u64,
+        unreadable,
+        last,
+    })
+}
+
+/// Creditors of outgoing bank transfers.
+async fn bank_transfers_batch(
+    pool: &PgPool,
+    header: &[u8],
+    bank: &Sealer,
+    after: Option<String>,
+    limit: i64,
+) -> Result<Batch<String>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let rows = sqlx::query!(
+        r#"SELECT id, creditor_sealed FROM bank_transfers_out
+           WHERE substring(creditor_sealed FROM 1 FOR 9) <> $1 AND id > $2
+           ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED"#,
+        header,
+        after.as_deref().unwrap_or(""),
+        limit,
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    let last = rows.last().map(|r| r.id.clone());
+    let (mut ids, mut sealed) = (vec![], vec![]);
+    let mut unreadable = 0;
+    for row in rows {
+        let Ok(details) = bank.open(&row.creditor_sealed, row.id.as_bytes()) else {
+            tracing::warn!(transfer = %row.id, "creditor account opens with no configured master key");
+            unreadable += 1;
+            continue;
+        };
+        sealed.push(bank.seal(&details, row.id.as_bytes()));
+        ids.push(row.id);
+    }
+    sqlx::query!(
+        r#"UPDATE bank_transfers_out t SET creditor_sealed = u.sealed
+           FROM unnest($1::text[], $2::bytea[]) AS u(id, sealed) WHERE t.id = u.id"#,
+        &ids,
+        &sealed,
+    )
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Batch {
+        resealed: ids.len() as u64,
+        unreadable,
+        last,
     })
 }
 
@@ -410,6 +549,10 @@ pub async fn remaining(pool: &PgPool, keys: &Keyring) -> Result<Remaining, sqlx:
                 WHERE substring(secret_sealed FROM 1 FOR 9) <> $1) AS "webhook_secrets!",
              (SELECT count(*) FROM idempotency_keys WHERE response_body IS NOT NULL
                 AND substring(response_body FROM 1 FOR 9) <> $1) AS "saved_responses!",
+             (SELECT count(*) FROM merchant_bank_accounts
+                WHERE substring(sealed FROM 1 FOR 9) <> $1)
+             + (SELECT count(*) FROM bank_transfers_out
+                WHERE substring(creditor_sealed FROM 1 FOR 9) <> $1) AS "bank_details!",
              (SELECT count(*) FROM idempotency_keys WHERE octet_length(request_hash) > 0
                 AND substring(request_hash FROM 1 FOR 8) <> $2) AS "request_macs!""#,
         &header[..],
@@ -421,6 +564,7 @@ pub async fn remaining(pool: &PgPool, keys: &Keyring) -> Result<Remaining, sqlx:
         cards: row.cards,
         webhook_secrets: row.webhook_secrets,
         saved_responses: row.saved_responses,
+        bank_details: row.bank_details,
         request_macs: row.request_macs,
     })
 }

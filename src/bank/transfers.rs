@@ -74,7 +74,9 @@ fn open_sealed(
     serde_json::from_slice(&json).map_err(|e| BankError::Sealed(e.to_string()))
 }
 
-fn merchant_context(merchant: &MerchantId, currency: &str) -> String {
+/// What a merchant's sealed bank account is bound to (also used by
+/// [`crate::rotation`] to re-seal it).
+pub(crate) fn merchant_context(merchant: &MerchantId, currency: &str) -> String {
     format!("merchant_bank_account:{merchant}:{currency}")
 }
 

@@ -232,6 +232,7 @@ async fn rotate_master(db: &DbArgs) -> Result<ExitCode, CliError> {
         ("cards", report.cards),
         ("webhook secrets", report.webhook_secrets),
         ("saved responses", report.saved_responses),
+        ("bank details", report.bank_details),
     ] {
         println!(
             "{what:<16} re-sealed {:>8}  unreadable {:>4}",

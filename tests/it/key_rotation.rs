@@ -163,6 +163,15 @@ async fn sealed_values(pool: &PgPool) -> Vec<(Purpose, Vec<u8>, Vec<u8>)> {
         let context = format!("epg.idempotency.v2:{merchant}:{kind}:{key}").into_bytes();
         out.push((Purpose::IdempotentResponses, sealed, context));
     }
+    let accounts: Vec<(String, String, Vec<u8>)> =
+        sqlx::query_as("SELECT merchant_id, currency, sealed FROM merchant_bank_accounts")
+            .fetch_all(pool)
+            .await
+            .unwrap();
+    for (merchant, currency, sealed) in accounts {
+        let context = format!("merchant_bank_account:{merchant}:{currency}").into_bytes();
+        out.push((Purpose::BankAccounts, sealed, context));
+    }
     out
 }
 
@@ -180,6 +189,24 @@ async fn a_leaked_master_key_opens_nothing_once_it_is_rotated_out() {
     assert_eq!(old_fingerprint, fingerprint(&second));
     let created = create_endpoint(&app, "we-1").await;
     let secret = created["secret"].as_str().unwrap().to_owned();
+    // The merchant's payout bank account is sealed under the same key.
+    epg::bank::transfers::set_merchant_account(
+        &app.pool,
+        &Keyring::new(&leaked_key, &[])
+            .unwrap()
+            .sealer(Purpose::BankAccounts),
+        &app.merchant_id,
+        "eur",
+        "Test Merchant",
+        &epg::bank::transfers::CreditorAccount {
+            iban: Some("DE89370400440532013000".into()),
+            bic: Some("COBADEFFXXX".into()),
+            routing_number: None,
+            account_number: None,
+        },
+    )
+    .await
+    .unwrap();
     let (pool, url, sk) = (
         app.pool.clone(),
         app.database_url.clone(),
@@ -192,6 +219,7 @@ async fn a_leaked_master_key_opens_nothing_once_it_is_rotated_out() {
     assert_eq!(counts(&report, "cards"), (2, 0), "{report}");
     assert_eq!(counts(&report, "webhook secrets"), (1, 0), "{report}");
     assert_eq!(counts(&report, "saved responses"), (3, 0), "{report}");
+    assert_eq!(counts(&report, "bank details"), (1, 0), "{report}");
     assert!(
         report.contains("left on old keys: 0 sealed values, 3 idempotency request MACs"),
         "{report}"
@@ -202,7 +230,7 @@ async fn a_leaked_master_key_opens_nothing_once_it_is_rotated_out() {
     let leaked = Keyring::new(&leaked_key, &[]).unwrap();
     let current = Keyring::new(&new, &[]).unwrap();
     let values = sealed_values(&pool).await;
-    assert_eq!(values.len(), 6);
+    assert_eq!(values.len(), 7);
     for (purpose, sealed, context) in &values {
         assert!(sealed.starts_with(&current.current_header()));
         assert!(
@@ -213,8 +241,10 @@ async fn a_leaked_master_key_opens_nothing_once_it_is_rotated_out() {
         match purpose {
             Purpose::Cards => assert_eq!(opened, CARD.as_bytes()),
             Purpose::WebhookSecrets => assert_eq!(opened, secret.as_bytes()),
-            Purpose::IdempotentResponses | Purpose::BankAccounts => {
-                assert!(opened.starts_with(b"{"))
+            Purpose::IdempotentResponses => assert!(opened.starts_with(b"{")),
+            Purpose::BankAccounts => {
+                assert!(opened.starts_with(b"{"));
+                assert!(String::from_utf8_lossy(&opened).contains("DE89370400440532013000"));
             }
         }
     }
