@@ -139,7 +139,10 @@ fn local(name: &[u8]) -> String {
 /// Parses `text` into its root element and the root's default namespace.
 pub fn parse(text: &str) -> Result<(Node, String), Refusal> {
     let mut reader = Reader::from_str(text);
-    reader.config_mut().trim_text(true);
+    // Not trimmed per event: quick-xml splits text around entity
+    // references, and "2 &amp; 3" must keep its spaces. Each element's text
+    // is trimmed once, at its end tag.
+    reader.config_mut().trim_text(false);
     let mut stack: Vec<Node> = Vec::new();
     let mut root: Option<Node> = None;
     let mut namespace = String::new();
@@ -164,8 +167,10 @@ pub fn parse(text: &str) -> Result<(Node, String), Refusal> {
                 for attribute in start.attributes() {
                     let attribute = attribute.map_err(|e| malformed(before, &e))?;
                     let key = String::from_utf8_lossy(attribute.key.as_ref()).into_owned();
+                    // Bank files are XML 1.0 (their declaration says so, or
+                    // none does and 1.0 is assumed).
                     let value = attribute
-                        .unescape_value()
+                        .normalized_value(quick_xml::XmlVersion::Implicit1_0)
                         .map_err(|e| malformed(before, &e))?
                         .into_owned();
                     if stack.is_empty() && key == "xmlns" {
@@ -213,24 +218,54 @@ pub fn parse(text: &str) -> Result<(Node, String), Refusal> {
                 }
             }
             Event::End(_) => {
-                let Some(node) = stack.pop() else {
+                let Some(mut node) = stack.pop() else {
                     return Err(malformed(before, &"an end tag without its start"));
                 };
+                // Text arrives in pieces (around entity references); the
+                // layout whitespace of the file is not part of a value.
+                node.text = node.text.trim().to_owned();
                 match stack.last_mut() {
                     Some(parent) => parent.children.push(node),
                     None => root = Some(node),
                 }
             }
             Event::Text(t) => {
-                let value = t.unescape().map_err(|e| malformed(before, &e))?;
+                let value = t.decode().map_err(|e| malformed(before, &e))?;
                 if let Some(node) = stack.last_mut() {
-                    node.text.push_str(value.trim());
+                    node.text.push_str(&value);
+                }
+            }
+            // `&amp;`, `&#233;`: the reader hands references over apart
+            // from the text around them; XML's five entities and character
+            // references are all a bank file may use (no DTD is read).
+            Event::GeneralRef(r) => {
+                let resolved = match r.resolve_char_ref() {
+                    Ok(Some(c)) => c.to_string(),
+                    Ok(None) => {
+                        let name = r.decode().map_err(|e| malformed(before, &e))?;
+                        match &*name {
+                            "amp" => "&".into(),
+                            "lt" => "<".into(),
+                            "gt" => ">".into(),
+                            "quot" => "\"".into(),
+                            "apos" => "'".into(),
+                            other => {
+                                return Err(malformed(
+                                    before,
+                                    &format!("the unknown entity &{other};"),
+                                ));
+                            }
+                        }
+                    }
+                    Err(e) => return Err(malformed(before, &e)),
+                };
+                if let Some(node) = stack.last_mut() {
+                    node.text.push_str(&resolved);
                 }
             }
             Event::CData(c) => {
                 if let Some(node) = stack.last_mut() {
-                    node.text
-                        .push_str(String::from_utf8_lossy(c.as_ref()).trim());
+                    node.text.push_str(&String::from_utf8_lossy(c.as_ref()));
                 }
             }
             Event::Eof => break,
