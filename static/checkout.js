@@ -600,15 +600,26 @@
       qr.setAttribute("src", src);
     }
     qr.alt = t("qr_alt", { amount: whole, asset: asset });
-    show("crypto-qr", !!uri);
-    setText($("wallet-intro"), window.ethereum ? t("wallet_intro") : t("wallet_missing"));
-    $("wallet-pay").disabled = !window.ethereum || state.walletBusy;
-
     var received = view.amount_received || "0";
     var expected = view.amount || c.amount;
     var remaining = minus(expected, received);
     var expired = quoteExpired(c.expires_at);
     state.shownExpired = expired;
+    // The QR code and the link ask for the whole amount: once part of it
+    // has arrived, only the rest may be sent (copied, or by the wallet).
+    var partial = received !== "0" && remaining !== "0";
+    show("crypto-qr", !!uri && !partial);
+    show("crypto-uri-label", !partial);
+    show("crypto-uri-row", !partial);
+    if (partial) {
+      setText($("crypto-amount-copy"), formatUnits(remaining, decimals));
+      setText($("scan-hint"), t("scan_hint_rest"));
+    }
+    // A lapsed quote is not paid any more: only a new one is offered.
+    show("crypto-pay", !expired || received !== "0");
+    setText($("wallet-intro"), window.ethereum ? t("wallet_intro") : t("wallet_missing"));
+    $("wallet-pay").disabled = !window.ethereum || state.walletBusy;
+
     show("crypto-requote", false);
     if (payment.status === "processing" && received !== "0" && remaining !== "0") {
       status(t("crypto_underpaid", {
@@ -678,7 +689,9 @@
       expected: formatUnits(view.amount, decimals) + " " + asset,
       extra: formatUnits(minus(view.amount_received, view.amount), decimals) + " " + asset
     };
-    if (view.exception === "overpaid") {
+    if (!view.exception && payment.status === "succeeded") {
+      status(t("crypto_received", vars), "success");
+    } else if (view.exception === "overpaid") {
       status(t("crypto_overpaid", vars));
     } else if (view.exception === "paid_late") {
       status(t("crypto_paid_late", vars), "error");

@@ -76,8 +76,7 @@ impl Grid {
         let last = centres.len().saturating_sub(1);
         for (i, &cx) in centres.iter().enumerate() {
             for (j, &cy) in centres.iter().enumerate() {
-                let on_finder =
-                    (i == 0 && j == 0) || (i == 0 && j == last) || (i == last && j == 0);
+                let on_finder = (i == 0 && (j == 0 || j == last)) || (i == last && j == 0);
                 if !on_finder {
                     grid.alignment(cx, cy);
                 }
@@ -178,14 +177,14 @@ impl Grid {
 /// Whether mask `mask` flips the module at column `x`, row `y`.
 pub(super) fn mask_flips(mask: usize, x: usize, y: usize) -> bool {
     match mask {
-        0 => (x + y) % 2 == 0,
-        1 => y % 2 == 0,
-        2 => x % 3 == 0,
-        3 => (x + y) % 3 == 0,
-        4 => (x / 3 + y / 2) % 2 == 0,
+        0 => (x + y).is_multiple_of(2),
+        1 => y.is_multiple_of(2),
+        2 => x.is_multiple_of(3),
+        3 => (x + y).is_multiple_of(3),
+        4 => (x / 3 + y / 2).is_multiple_of(2),
         5 => (x * y) % 2 + (x * y) % 3 == 0,
-        6 => ((x * y) % 2 + (x * y) % 3) % 2 == 0,
-        _ => ((x + y) % 2 + (x * y) % 3) % 2 == 0,
+        6 => ((x * y) % 2 + (x * y) % 3).is_multiple_of(2),
+        _ => ((x + y) % 2 + (x * y) % 3).is_multiple_of(2),
     }
 }
 

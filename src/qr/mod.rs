@@ -15,9 +15,12 @@ pub use svg::to_svg;
 /// The largest version this encoder produces.
 pub const MAX_VERSION: usize = 13;
 
+/// (blocks, data codewords per block) of one group of blocks.
+type Group = (usize, usize);
+
 /// Level-M block structure of each version: error-correction codewords
-/// per block, then (blocks, data codewords) of the short and long groups.
-const BLOCKS_M: [(usize, (usize, usize), (usize, usize)); MAX_VERSION] = [
+/// per block, then the short and the long group.
+const BLOCKS_M: [(usize, Group, Group); MAX_VERSION] = [
     (10, (1, 16), (0, 0)),
     (16, (1, 28), (0, 0)),
     (26, (1, 44), (0, 0)),

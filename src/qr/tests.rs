@@ -63,7 +63,7 @@ fn decode(code: &QrCode) -> Vec<u8> {
     };
     assert_eq!(read(4), 0b0100, "byte mode");
     let len = read(count_bits(version));
-    (0..len).map(|_| read(8) as u8).collect()
+    (0..len).map(|_| u8::try_from(read(8)).unwrap()).collect()
 }
 
 #[test]
@@ -77,7 +77,9 @@ fn known_format_and_version_bits() {
 #[test]
 fn round_trips_every_version() {
     for len in [0usize, 1, 14, 20, 40, 77, 100, 134, 180, 213, 250, 287, 331] {
-        let data: Vec<u8> = (0..len).map(|i| (i * 37 % 251) as u8).collect();
+        let data: Vec<u8> = (0..len)
+            .map(|i| u8::try_from(i * 37 % 251).unwrap())
+            .collect();
         let code = QrCode::encode(&data).unwrap();
         assert_eq!(
             decode(&code),

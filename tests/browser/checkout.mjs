@@ -352,6 +352,36 @@ flows.crypto_underpaid_then_topped_up = async () => {
   await page.context().close();
 };
 
+flows.crypto_eth_native_by_wallet = async () => {
+  const created = await payment({ amount: 3000, payment_method_types: ["crypto"] });
+  const page = await open(created.checkout_url, { wallet: true });
+  await page.check("#crypto-options input[value='1']");
+  await page.click("#crypto-form button[type=submit]");
+  await visibleText(page, "#crypto-title", /Send ETH/, "the ETH quote");
+  await page.click("#tab-wallet");
+  await page.click("#wallet-pay");
+  await visibleText(page, "#wallet-steps", /Sent\. This page follows/, "payNative sent");
+  await mine(3);
+  await visibleText(page, "#result-title", /Payment successful/, "paid in ETH");
+  await visibleText(page, "#status", /Received [0-9.]+ ETH on chain/, "the amount received");
+  await page.context().close();
+};
+
+flows.crypto_overpaid_explained = async () => {
+  const created = await payment({ amount: 1000, payment_method_types: ["crypto"] });
+  const page = await open(created.checkout_url);
+  await quote(page);
+  const c = (await api("GET", `/v1/payments/${created.id}`)).next_action.crypto;
+  const more = BigInt(c.amount) + 2500000n;
+  await sendFrom(OTHER, c.token_address, "0x095ea7b3" + word(c.router_address) + uint(more));
+  await sendFrom(OTHER, c.router_address, "0x5e5571ac" + word(c.token_address) + uint(more) + word(c.payment_reference));
+  await mine(3);
+  await visibleText(page, "#result-title", /Payment successful/, "paid");
+  await visibleText(page, "#status", /You sent 12\.5 USDC, 2\.5 USDC more than the 10 USDC asked/, "the overpayment explained");
+  await screenshot(page, "crypto-overpaid");
+  await page.context().close();
+};
+
 // Last: it moves the chain's clock 20 minutes ahead.
 flows.crypto_expired_new_quote = async () => {
   const created = await payment({ amount: 500, payment_method_types: ["crypto"] });

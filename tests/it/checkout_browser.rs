@@ -221,6 +221,8 @@ async fn every_method_in_chromium() {
         "zh_cn",
         "crypto_wallet_to_paid",
         "crypto_underpaid_then_topped_up",
+        "crypto_eth_native_by_wallet",
+        "crypto_overpaid_explained",
         "crypto_expired_new_quote",
     ] {
         assert!(
