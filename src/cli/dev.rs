@@ -522,6 +522,8 @@ fn print_banner(b: &Banner<'_>) {
     curl -s {api}/v1/account -H "Authorization: Bearer {sk}"
   Hosted checkout of a fresh demo payment ($12.34; card 4242 4242 4242 4242, or crypto):
     {checkout}
+  (crypto counts after 3 confirmations; without --block-time, blocks come only with
+   transactions: cast rpc anvil_mine 3 --rpc-url {rpc})
 
   State: {dir}   Stop: Ctrl-C
 "#,
