@@ -26,7 +26,8 @@ const CHROMIUM = need("EPG_CHROMIUM");
 // someone paying part of an amount from elsewhere.
 const WALLET = "0x70997970c51812dc3a010c7d01b50e0d17dc79c8";
 const OTHER = "0x3c44cdddb6a900fa2b585dd299e03d12fa4293bc";
-const WAIT = 30000;
+// Generous: the suite runs many nodes and chains at once on few cores.
+const WAIT = 60000;
 
 function need(name) {
   const value = process.env[name];
@@ -82,8 +83,15 @@ const uint = (value) => BigInt(value).toString(16).padStart(64, "0");
 
 async function sendFrom(from, to, data) {
   const hash = await rpcOk("eth_sendTransaction", [{ from, to, data }]);
-  const receipt = await rpcOk("eth_getTransactionReceipt", [hash]);
-  check(receipt && receipt.status === "0x1", `transaction ${hash} succeeds`);
+  // Anvil mines it at once, but a loaded machine may answer before it has.
+  let receipt = null;
+  for (let i = 0; i < 100 && !receipt; i++) {
+    receipt = await rpcOk("eth_getTransactionReceipt", [hash]);
+    if (!receipt) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  check(receipt && receipt.status === "0x1", `transaction ${hash} succeeds: ${JSON.stringify(receipt)}`);
 }
 
 let browser;
