@@ -24,6 +24,7 @@ pub mod metadata;
 pub mod methods;
 pub mod money;
 pub mod payments;
+pub mod qr;
 pub mod rotation;
 pub mod server;
 pub mod settlement;

@@ -90,12 +90,48 @@ pub(super) async fn resolve(
             "Invalid API key provided (unknown, revoked, or for the other mode).",
         )
     };
+    if let Some(payment) = client_secret_payment(token) {
+        return client_secret_caller(state, payment, token)
+            .await?
+            .ok_or_else(invalid);
+    }
     let key = ApiKey::parse(token).ok_or_else(invalid)?;
     state
         .merchants
         .authenticate(&key, state.config.mode)
         .await?
         .ok_or_else(invalid)
+}
+
+/// The payment id of a token shaped like a client secret
+/// (`pay_…_secret_…`).
+fn client_secret_payment(token: &str) -> Option<&str> {
+    let (payment, _) = token.split_once("_secret_")?;
+    crate::ids::PaymentId::parse(payment).ok().map(|_| payment)
+}
+
+/// A payment's client secret used as the bearer token: what a hosted
+/// checkout opened from `checkout_url` sends, as it holds no publishable
+/// key (keys are stored hashed, so the node cannot put one in the link).
+/// It acts as a publishable key of the payment's merchant: the checkout
+/// routes still ask for the client secret of the payment they touch, and
+/// secret-key routes refuse it. Its requests share a rate-limit bucket per
+/// payment.
+async fn client_secret_caller(
+    state: &AppState,
+    payment: &str,
+    token: &str,
+) -> Result<Option<Caller>, ApiError> {
+    let merchant = super::stream::authorize_client_secret(&state.pool, payment, token)
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
+    let bucket = crate::ids::ApiKeyId::parse(&format!("key_{}", &payment[4..]))
+        .map_err(|e| ApiError::internal(&e))?;
+    Ok(merchant.map(|merchant_id| Caller {
+        merchant_id,
+        key_id: bucket,
+        kind: KeyKind::Publishable,
+    }))
 }
 
 /// Which kinds of key a group of routes accepts.

@@ -12,6 +12,12 @@
 //! [`super::auth::AnyKey`] and the client-secret checks in
 //! [`super::payments`]).
 //!
+//! The page is served in the customer's language (`?locale=` or
+//! `Accept-Language`, see [`super::checkout_i18n`]): its `lang` and its
+//! message catalogue, embedded as inert JSON the script reads. The QR code
+//! of a crypto payment is drawn here too (`/checkout/{id}/qr.svg`, with the
+//! client secret), so the page needs nothing from another origin.
+//!
 //! The policy headers make the page safe to hand to customers: scripts,
 //! styles and requests from this node only, no inline script, no framing
 //! (clickjacking), no form submission (card inputs have no `name` and only
@@ -19,12 +25,16 @@
 //! holds the client secret), no caching.
 
 use axum::Router;
-use axum::http::header;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use serde::Deserialize;
 
-use super::AppState;
+use super::checkout_i18n::Locale;
 use super::docs::html_headers;
+use super::error::ApiError;
+use super::{AppState, Query};
 
 /// The page.
 const PAGE: &str = include_str!("../../static/checkout.html");
@@ -43,13 +53,32 @@ pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/checkout/{payment_id}", get(page))
+        .route("/checkout/{payment_id}/qr.svg", get(qr))
         .route("/static/checkout.js", get(script))
         .route("/static/checkout.css", get(style))
 }
 
+/// The page, in the customer's language. The server reads only `locale`
+/// of the query: the rest (`client_secret`, `key`) is the script's.
 #[tracing::instrument(skip_all)]
-async fn page() -> Response {
-    let mut response = (html_headers(CSP), PAGE).into_response();
+async fn page(
+    axum::extract::RawQuery(raw): axum::extract::RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let asked = raw.as_deref().and_then(|q| {
+        serde_urlencoded::from_str::<Vec<(String, String)>>(q)
+            .ok()?
+            .into_iter()
+            .find_map(|(k, v)| (k == "locale").then_some(v))
+    });
+    let accept = headers
+        .get(header::ACCEPT_LANGUAGE)
+        .and_then(|v| v.to_str().ok());
+    let locale = Locale::negotiate(asked.as_deref(), accept);
+    let html = PAGE
+        .replace("{{lang}}", locale.tag())
+        .replace("{{messages}}", &locale.catalogue_json());
+    let mut response = (html_headers(CSP), html).into_response();
     // The URL carries the client secret: keep the page out of every cache.
     response.headers_mut().insert(
         header::CACHE_CONTROL,
@@ -80,4 +109,53 @@ async fn style() -> Response {
         STYLE,
     )
         .into_response()
+}
+
+#[derive(Debug, Deserialize)]
+struct QrQuery {
+    client_secret: Option<String>,
+}
+
+/// The QR code of the payment URI the customer's wallet should open: the
+/// deposit address's URI when the payment has one, else the router's.
+#[tracing::instrument(skip_all)]
+async fn qr(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(query): Query<QrQuery>,
+) -> Result<Response, ApiError> {
+    let not_found = || ApiError::not_found("payment", &id);
+    let payment_id = crate::ids::PaymentId::parse(&id).map_err(|_| not_found())?;
+    let secret = query
+        .client_secret
+        .ok_or_else(|| ApiError::missing_param("client_secret"))?;
+    let payment = state
+        .payments
+        .get_for_checkout(&payment_id, &secret)
+        .await
+        .map_err(|_| not_found())?;
+    let crypto = payment
+        .next_action
+        .as_ref()
+        .and_then(|a| a.get("crypto"))
+        .ok_or_else(not_found)?;
+    let uri = crypto
+        .get("deposit_uri")
+        .and_then(|u| u.as_str())
+        .or_else(|| crypto.get("uri").and_then(|u| u.as_str()))
+        .ok_or_else(not_found)?;
+    let code = crate::qr::QrCode::encode(uri.as_bytes()).map_err(|e| ApiError::internal(&e))?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "image/svg+xml"),
+            (header::CACHE_CONTROL, "no-store"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; style-src 'unsafe-inline'",
+            ),
+        ],
+        crate::qr::to_svg(&code, "Payment QR code"),
+    )
+        .into_response())
 }

@@ -10,6 +10,7 @@ pub mod account;
 pub mod auth;
 pub mod balance;
 pub mod checkout;
+pub mod checkout_i18n;
 pub mod client_ip;
 pub mod disputes;
 pub mod docs;

@@ -56,6 +56,7 @@ struct CreateBody {
     metadata: BTreeMap<String, String>,
     customer: Option<CustomerBody>,
     shipping: Option<ShippingBody>,
+    return_url: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -147,6 +148,35 @@ fn parse_customer(body: CustomerBody) -> Result<Customer, ApiError> {
     })
 }
 
+/// Where the hosted checkout may send a customer: an absolute https URL,
+/// or in test mode http to this machine (a merchant's local shop).
+fn parse_return_url(raw: &str, mode: crate::config::Mode) -> Result<String, ApiError> {
+    let invalid = |why: &str| ApiError::invalid_param("return_url", why.to_owned());
+    if raw.len() > 2048 {
+        return Err(invalid("return_url must be at most 2048 characters"));
+    }
+    let url = reqwest::Url::parse(raw).map_err(|_| {
+        invalid("return_url must be an absolute URL such as https://shop.example/thanks")
+    })?;
+    let local = matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
+    match url.scheme() {
+        "https" if url.host_str().is_some() => {}
+        "http" if local && mode == crate::config::Mode::Test => {}
+        "http" if local => {
+            return Err(invalid("return_url must be https in live mode"));
+        }
+        _ => {
+            return Err(invalid(
+                "return_url must be an https URL (http only to localhost in test mode)",
+            ));
+        }
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(invalid("return_url must not carry credentials"));
+    }
+    Ok(url.to_string())
+}
+
 /// A known ISO 4217 currency, lower case.
 pub fn parse_currency(raw: &str, param: &str) -> Result<String, ApiError> {
     let code = raw.trim().to_lowercase();
@@ -194,6 +224,11 @@ async fn create(
             "description must be at most 1000 characters",
         ));
     }
+    let return_url = body
+        .return_url
+        .as_deref()
+        .map(|raw| parse_return_url(raw, state.config.mode))
+        .transpose()?;
     let merchant = state.merchants.get(&caller.merchant_id).await?;
     let payment = state
         .payments
@@ -209,6 +244,7 @@ async fn create(
                 metadata,
                 customer: body.customer.map(parse_customer).transpose()?,
                 shipping: body.shipping.map(parse_shipping).transpose()?,
+                return_url,
             },
         )
         .await?;
@@ -240,9 +276,15 @@ async fn retrieve(
             Audience::Checkout
         }
     };
-    Ok(axum::Json(
-        payment.to_api(audience, state.payments.livemode()),
-    ))
+    let mut object = state.payments.view(&payment, audience);
+    // What the hosted checkout shows besides the payment itself (the
+    // merchant's own reads stay equal to the other answers' objects).
+    if audience == Audience::Checkout {
+        let merchant = state.merchants.get(&caller.merchant_id).await?;
+        object["merchant_name"] = json!(merchant.name);
+        object["crypto_options"] = json!(state.payments.crypto_options(&payment));
+    }
+    Ok(axum::Json(object))
 }
 
 #[derive(Debug, Deserialize)]
@@ -476,9 +518,7 @@ async fn confirm(
     };
     let payment =
         confirmed.map_err(|e| ApiError::from_payment(e, audience, state.payments.livemode()))?;
-    Ok(axum::Json(
-        payment.to_api(audience, state.payments.livemode()),
-    ))
+    Ok(axum::Json(state.payments.view(&payment, audience)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -521,9 +561,7 @@ async fn challenge(
         .answer_challenge(&caller.merchant_id, &id, &body.code, request_key.as_deref())
         .await
         .map_err(|e| ApiError::from_payment(e, audience, state.payments.livemode()))?;
-    Ok(axum::Json(
-        payment.to_api(audience, state.payments.livemode()),
-    ))
+    Ok(axum::Json(state.payments.view(&payment, audience)))
 }
 
 #[derive(Debug, Deserialize)]

@@ -214,6 +214,7 @@ pub async fn run(args: DevArgs) -> Result<ExitCode, CliError> {
     };
     let app = Application::build_with_pool(config, pool).await?;
     let api_url = format!("http://{}", app.address());
+    let checkout_url = demo_checkout(&app, &merchant_id).await?;
     print_banner(&Banner {
         api_url: &api_url,
         database_url: &database_url,
@@ -224,6 +225,7 @@ pub async fn run(args: DevArgs) -> Result<ExitCode, CliError> {
         secret_key: &secret_key,
         publishable_key: &publishable_key,
         operator_token: &operator_token,
+        checkout_url: &checkout_url,
         data_dir: dir,
     });
 
@@ -459,7 +461,40 @@ struct Banner<'a> {
     secret_key: &'a str,
     publishable_key: &'a str,
     operator_token: &'a str,
+    checkout_url: &'a str,
     data_dir: &'a Path,
+}
+
+/// A fresh demo payment of $12.34, payable with every method this node
+/// offers: its hosted checkout is the banner's one-click tour.
+async fn demo_checkout(app: &Application, merchant: &MerchantId) -> Result<String, CliError> {
+    let state = app.state();
+    let enabled = state
+        .merchants
+        .get(merchant)
+        .await
+        .map_err(|e| CliError::Failed(format!("demo payment: {e}")))?
+        .payment_method_types;
+    let payment = state
+        .payments
+        .create(
+            merchant,
+            &enabled,
+            crate::payments::service::NewPayment {
+                amount: 1234,
+                currency: "usd".into(),
+                payment_method_types: None,
+                capture_method: crate::payments::CaptureMethod::Automatic,
+                description: Some("E-PG demo order".into()),
+                metadata: crate::metadata::Metadata::default(),
+                customer: None,
+                shipping: None,
+                return_url: None,
+            },
+        )
+        .await
+        .map_err(|e| CliError::Failed(format!("demo payment: {e}")))?;
+    Ok(state.payments.checkout_url(&payment))
 }
 
 fn print_banner(b: &Banner<'_>) {
@@ -485,6 +520,10 @@ fn print_banner(b: &Banner<'_>) {
 
   Try it:
     curl -s {api}/v1/account -H "Authorization: Bearer {sk}"
+  Hosted checkout of a fresh demo payment ($12.34; card 4242 4242 4242 4242, or crypto):
+    {checkout}
+  (crypto counts after 3 confirmations; without --block-time, blocks come only with
+   transactions: cast rpc anvil_mine 3 --rpc-url {rpc})
 
   State: {dir}   Stop: Ctrl-C
 "#,
@@ -501,6 +540,7 @@ fn print_banner(b: &Banner<'_>) {
         sk = b.secret_key,
         pk = b.publishable_key,
         operator = b.operator_token,
+        checkout = b.checkout_url,
         dir = b.data_dir.display(),
     );
 }

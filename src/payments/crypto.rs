@@ -153,6 +153,39 @@ fn eip681(chain: &ChainConfig, asset: &AssetConfig, units: u128, reference: &str
 }
 
 impl Payments {
+    /// The chains and assets `payment` may be paid with now, as a hosted
+    /// checkout offers them: each with its decimals (to show amounts in
+    /// whole units) and the contracts a browser wallet calls. Empty when
+    /// crypto is not among its methods.
+    pub fn crypto_options(&self, payment: &Payment) -> Vec<Value> {
+        if !payment.payment_method_types.iter().any(|t| t == "crypto") {
+            return Vec::new();
+        }
+        let mut options = Vec::new();
+        for chain in self.chains().0.iter() {
+            for asset in &chain.assets {
+                // Both pricing paths quote usd only (see quote_for).
+                let priced =
+                    (asset.usd_peg || asset.price_feed.is_some()) && payment.currency == "usd";
+                let refused = self
+                    .chain_status()
+                    .and_then(|s| s.quote_refusal(chain.chain_id, &asset.symbol))
+                    .is_some();
+                if priced && !refused {
+                    options.push(json!({
+                        "chain_id": chain.chain_id,
+                        "asset": asset.symbol,
+                        "decimals": asset.decimals,
+                        "token_address": asset.token_address.map(hex_lower),
+                        "router_address": hex_lower(chain.router),
+                        "confirmations_required": chain.confirmations,
+                    }));
+                }
+            }
+        }
+        options
+    }
+
     /// Confirms a payment with a crypto asset: locks a quote and answers
     /// the transfer to make.
     pub async fn confirm_crypto(
@@ -197,10 +230,15 @@ impl Payments {
                     kind: "payment",
                     id: id.to_string(),
                 })?;
-        if !matches!(
-            payment.status,
-            Status::RequiresPaymentMethod | Status::Failed
-        ) {
+        let requote = payment.status == Status::RequiresAction
+            && payment.method.as_deref() == Some("crypto")
+            && quote_lapsed_unpaid(&mut tx, &payment.id).await?;
+        if !requote
+            && !matches!(
+                payment.status,
+                Status::RequiresPaymentMethod | Status::Failed
+            )
+        {
             return Err(PaymentError::state(
                 "payment_unexpected_state",
                 format!(
@@ -271,6 +309,29 @@ impl Payments {
         tx.commit().await?;
         Ok(payment)
     }
+}
+
+/// Whether the payment's quote has lapsed with nothing sent to it, by the
+/// chain's clock as its watcher has seen it (as the expiry job decides):
+/// only then may the customer ask for a new quote without a transfer made
+/// on time arriving for a reference that no longer exists.
+async fn quote_lapsed_unpaid(
+    conn: &mut PgConnection,
+    payment: &PaymentId,
+) -> Result<bool, PaymentError> {
+    let lapsed = sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM crypto_payments c
+                            JOIN chain_cursors cur ON cur.chain_id = c.chain_id
+                           WHERE c.payment_id = $1 AND c.received = 0
+                             AND cur.block_timestamp > c.expires_at
+                             AND NOT EXISTS (SELECT 1 FROM crypto_bookings b
+                                              WHERE b.payment_id = c.payment_id))
+           AS "lapsed!""#,
+        payment.as_str()
+    )
+    .fetch_one(conn)
+    .await?;
+    Ok(lapsed)
 }
 
 /// A crypto payment row, locked.

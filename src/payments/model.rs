@@ -134,6 +134,8 @@ pub struct Payment {
     pub hold_id: Option<String>,
     /// The crypto view (quote, transfers seen, exception) of a crypto payment.
     pub crypto: Option<Value>,
+    /// Where the hosted checkout sends the customer once the payment ends.
+    pub return_url: Option<String>,
     /// Creation.
     pub created_at: OffsetDateTime,
 }
@@ -209,11 +211,13 @@ impl Payment {
             },
             "client_secret": self.client_secret,
             "crypto": self.crypto,
+            "return_url": self.return_url,
             "created": self.created_at.unix_timestamp(),
             "livemode": livemode,
         });
+        // The hosted checkout shows what is being paid for.
+        object["description"] = json!(self.description);
         if audience == Audience::Merchant {
-            object["description"] = json!(self.description);
             object["metadata"] = self.metadata.clone();
             object["customer"] = json!(self.customer);
             object["shipping"] = json!(self.shipping);

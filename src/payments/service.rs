@@ -46,6 +46,9 @@ pub struct NewPayment {
     pub customer: Option<Customer>,
     /// Shipping name and address.
     pub shipping: Option<Shipping>,
+    /// Where the hosted checkout sends the customer once the payment
+    /// ends (already validated by the API).
+    pub return_url: Option<String>,
 }
 
 /// The paying customer.
@@ -305,7 +308,26 @@ impl Payments {
 
     /// The merchant API object of `payment`.
     pub fn object(&self, payment: &Payment) -> Value {
-        payment.to_api(Audience::Merchant, self.livemode)
+        self.view(payment, Audience::Merchant)
+    }
+
+    /// The API object of `payment` for `audience`, with its hosted
+    /// checkout link.
+    pub fn view(&self, payment: &Payment, audience: Audience) -> Value {
+        let mut object = payment.to_api(audience, self.livemode);
+        object["checkout_url"] = json!(self.checkout_url(payment));
+        object
+    }
+
+    /// The hosted checkout of `payment`: the page authenticates with the
+    /// client secret alone, so the link needs no key.
+    pub fn checkout_url(&self, payment: &Payment) -> String {
+        format!(
+            "{}/checkout/{}?client_secret={}",
+            self.public_url.trim_end_matches('/'),
+            payment.id,
+            payment.client_secret
+        )
     }
 
     /// Records `event_type` for `payment` in the caller's transaction.
@@ -414,6 +436,7 @@ impl Payments {
             expires_at: None,
             hold_id: None,
             crypto: None,
+            return_url: new.return_url,
             created_at: now_micros(),
         };
         let mut conn = self.pool.acquire().await?;

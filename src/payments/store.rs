@@ -51,6 +51,7 @@ struct Row {
     #[allow(dead_code)]
     confirm_attempts: i32,
     amount_disputed: i64,
+    return_url: Option<String>,
 }
 
 impl Row {
@@ -89,6 +90,7 @@ impl Row {
             expires_at: self.expires_at,
             hold_id: self.hold_id,
             crypto: self.crypto,
+            return_url: self.return_url,
             created_at: self.created_at,
         })
     }
@@ -110,8 +112,8 @@ pub async fn insert(conn: &mut PgConnection, p: &Payment) -> Result<(), sqlx::Er
     sqlx::query!(
         r#"INSERT INTO payments (id, merchant_id, amount, currency, status, capture_method,
                payment_method_types, description, metadata, customer, shipping, client_secret,
-               customer_email, created_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"#,
+               customer_email, created_at, return_url)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"#,
         p.id.as_str(),
         p.merchant_id.as_str(),
         p.amount,
@@ -130,6 +132,7 @@ pub async fn insert(conn: &mut PgConnection, p: &Payment) -> Result<(), sqlx::Er
             .and_then(Value::as_str)
             .map(str::to_lowercase),
         p.created_at,
+        p.return_url,
     )
     .execute(conn)
     .await?;

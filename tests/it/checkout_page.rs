@@ -115,7 +115,13 @@ async fn the_page_is_served_with_a_strict_policy_and_no_secrets() {
     // Only its own script and style sheet; no inline script, handlers or
     // styles (the policy would block them anyway).
     assert!(page.contains("<script src=\"/static/checkout.js\" defer></script>"));
-    assert_eq!(page.matches("<script").count(), 1);
+    // The other script element is the message catalogue: inert JSON.
+    assert_eq!(page.matches("<script").count(), 2);
+    assert_eq!(
+        page.matches("<script type=\"application/json\" id=\"messages\">")
+            .count(),
+        1
+    );
     assert!(page.contains("<link rel=\"stylesheet\" href=\"/static/checkout.css\">"));
     for inline in [
         " onclick=",
@@ -179,7 +185,7 @@ async fn the_script_keeps_card_data_out_of_urls_and_storage() {
     assert_eq!(script.matches("\"?").count(), 1);
     assert!(script.contains("\"?client_secret=\" + encodeURIComponent(state.secret)"));
     // A secret key in the link is refused, not used.
-    assert!(script.contains("/^sk_/.test(state.key)"));
+    assert!(script.contains("/^sk_/.test(key)"));
 
     let css = get(&app, "/static/checkout.css").await;
     assert_eq!(css.status(), 200);

@@ -25,6 +25,7 @@ mod chain_sends;
 mod chain_two_chains;
 mod chain_watcher;
 mod checkout_browser;
+mod checkout_link;
 mod checkout_page;
 mod cli;
 mod contracts_deploy;
