@@ -241,8 +241,13 @@ impl DeliveryStore {
                 }
             }
         }
+        // The rows are answered as enqueued, from the statement itself: the
+        // worker is woken by the notification and may deliver before a
+        // second read, which would then report an attempt the caller did
+        // not ask about.
         let mut tx = self.pool.begin().await?;
-        let ids = sqlx::query_scalar!(
+        let mut rows = sqlx::query_as!(
+            Row,
             r#"INSERT INTO webhook_deliveries (id, merchant_id, event_id, endpoint_id)
                SELECT epg_random_id('whd'), ev.merchant_id, ev.id, e.id
                FROM events ev
@@ -255,14 +260,16 @@ impl DeliveryStore {
                ON CONFLICT (event_id, endpoint_id) WHERE status = 'pending'
                DO UPDATE SET next_attempt_at = now()
                    WHERE webhook_deliveries.claim_token IS NULL
-               RETURNING id AS "id: WebhookDeliveryId""#,
+               RETURNING seq, id AS "id: WebhookDeliveryId", event_id AS "event_id: EventId",
+                         endpoint_id AS "endpoint_id: WebhookEndpointId", status, attempts,
+                         next_attempt_at, created_at, completed_at"#,
             event.as_str(),
             merchant.as_str(),
             endpoint.map(WebhookEndpointId::as_str),
         )
         .fetch_all(&mut *tx)
         .await?;
-        if !ids.is_empty() {
+        if !rows.is_empty() {
             sqlx::query!(
                 r#"SELECT pg_notify($1, '') AS "notified: ()""#,
                 DELIVERIES_CHANNEL
@@ -271,19 +278,7 @@ impl DeliveryStore {
             .await?;
         }
         tx.commit().await?;
-        let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
-        let rows = sqlx::query_as!(
-            Row,
-            r#"SELECT seq, id AS "id: WebhookDeliveryId", event_id AS "event_id: EventId",
-                      endpoint_id AS "endpoint_id: WebhookEndpointId", status, attempts,
-                      next_attempt_at, created_at, completed_at
-               FROM webhook_deliveries
-               WHERE id = ANY ($1)
-               ORDER BY seq DESC"#,
-            &ids,
-        )
-        .fetch_all(&self.pool)
-        .await?;
+        rows.sort_by(|a, b| b.seq.cmp(&a.seq));
         Ok(self.hydrate(rows).await?)
     }
 }
