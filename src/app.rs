@@ -433,6 +433,8 @@ impl crate::chain::sender::SendSink for SendBook {
                 Purpose::Payout => {
                     crate::settlement::payouts::on_chain_finished(conn, send, outcome).await?;
                 }
+                // The anchorer's sender books its own calls.
+                Purpose::Anchor => {}
             }
             Ok(())
         })
