@@ -599,7 +599,7 @@ async fn on_chain(
         .map_err(|e| PaymentError::Ledger(e.to_string()))?
         .units();
     let units = units_for(expected, payment.amount, payment.amount_refunded, amount);
-    let units = Amount::new(units).map_err(|e| PaymentError::Ledger(e.to_string()))?;
+    let units = Amount::new(units).map_err(PaymentError::Amount)?;
     if !units.is_positive() {
         return Err(PaymentError::invalid(
             "amount",

@@ -86,8 +86,8 @@ impl Default for AnchorOptions {
 #[derive(Debug, thiserror::Error)]
 pub enum AnchorError {
     /// The RPC endpoint failed.
-    #[error("RPC: {0}")]
-    Rpc(String),
+    #[error("the chain's endpoint failed")]
+    Rpc(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// No code at the contract address.
     #[error("no contract at {0}")]
     NoContract(Address),
@@ -151,8 +151,8 @@ pub enum AnchorError {
     Database(#[from] sqlx::Error),
 }
 
-fn rpc(e: impl std::fmt::Display) -> AnchorError {
-    AnchorError::Rpc(e.to_string())
+fn rpc(e: impl std::error::Error + Send + Sync + 'static) -> AnchorError {
+    AnchorError::Rpc(Box::new(e))
 }
 
 /// A connection to `SettlementAnchor` with the node's anchoring key.
@@ -717,11 +717,14 @@ async fn on_chain(anchorer: &Anchorer, cp: &Checkpoint) -> Result<Option<Mined>,
     let seq = u64::try_from(found.seq).map_err(rpc)?;
     let log = find_anchoring_log(&anchorer.provider, anchorer.contract, seq, None)
         .await
-        .map_err(AnchorError::Rpc)?
+        .map_err(|e| AnchorError::Rpc(e.into()))?
         .ok_or_else(|| {
-            AnchorError::Rpc(format!(
-                "the contract holds checkpoint #{seq} but no CheckpointAnchored #{seq} was found"
-            ))
+            AnchorError::Rpc(
+                format!(
+                    "the contract holds checkpoint #{seq} but no CheckpointAnchored #{seq} was found"
+                )
+                .into(),
+            )
         })?;
     if log.tree_size != size || log.root.0 != cp.root {
         return Err(AnchorError::ChainMismatch(format!(
