@@ -23,6 +23,7 @@ pub mod merchants;
 pub mod metadata;
 pub mod methods;
 pub mod money;
+pub mod page;
 pub mod payments;
 pub mod rotation;
 pub mod server;

@@ -57,11 +57,13 @@ async fn list(
         SettlementId::parse,
     )?;
     let param = cursors.param();
-    let (settlements, has_more) = settlement::list(
+    let crate::page::Listed {
+        data: settlements,
+        has_more,
+    } = settlement::list(
         &state.pool,
         &caller.merchant_id,
-        cursors.starting_after.as_ref(),
-        cursors.ending_before.as_ref(),
+        &cursors.into_page(),
         limit,
     )
     .await
