@@ -8,6 +8,7 @@
 pub mod api;
 pub mod app;
 pub mod audit;
+pub mod backoff;
 pub mod bank;
 pub mod chain;
 pub mod cli;

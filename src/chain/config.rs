@@ -243,12 +243,7 @@ impl ChainConfig {
     /// The delay before retry number `failures` (1 for the first):
     /// `min(retry_cap_ms, retry_base_ms * 2^(failures - 1))`.
     pub fn retry_delay(&self, failures: u32) -> Duration {
-        let exponent = failures.saturating_sub(1).min(32);
-        let ms = self
-            .retry_base_ms
-            .saturating_mul(1u64 << exponent)
-            .min(self.retry_cap_ms);
-        Duration::from_millis(ms)
+        crate::backoff::Backoff::from_millis(self.retry_base_ms, self.retry_cap_ms).delay(failures)
     }
 }
 
