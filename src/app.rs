@@ -28,6 +28,9 @@ pub enum AppError {
     /// A configured chain (settlement's anchor, a chain's assets) cannot be used.
     #[error("chain configuration: {0}")]
     Anchor(String),
+    /// The anchorer cannot reach its contract.
+    #[error("settlement: the anchorer cannot start")]
+    Anchorer(#[source] crate::transparency::anchor::AnchorError),
     /// The configuration is unusable.
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
@@ -302,7 +305,7 @@ async fn settlement_context(
                     options,
                 )
                 .await
-                .map_err(|e| AppError::Anchor(e.to_string()))?,
+                .map_err(AppError::Anchorer)?,
             )
         }
     };
@@ -433,6 +436,8 @@ impl crate::chain::sender::SendSink for SendBook {
                 Purpose::Payout => {
                     crate::settlement::payouts::on_chain_finished(conn, send, outcome).await?;
                 }
+                // The anchorer's sender books its own calls.
+                Purpose::Anchor => {}
             }
             Ok(())
         })

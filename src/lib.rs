@@ -8,6 +8,7 @@
 pub mod api;
 pub mod app;
 pub mod audit;
+pub mod backoff;
 pub mod bank;
 pub mod chain;
 pub mod cli;
@@ -23,6 +24,7 @@ pub mod merchants;
 pub mod metadata;
 pub mod methods;
 pub mod money;
+pub mod page;
 pub mod payments;
 pub mod qr;
 pub mod rotation;

@@ -264,6 +264,17 @@ impl ApiError {
     /// 500. The cause is logged here, never sent.
     pub fn internal(cause: &dyn std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "internal error");
+        Self::internal_response()
+    }
+
+    /// 500 for an error: the log line carries it with every cause under
+    /// it, so a 5xx says why.
+    pub fn internal_error(cause: &(dyn std::error::Error + 'static)) -> Self {
+        tracing::error!(error = %crate::telemetry::ErrorChain(cause), "internal error");
+        Self::internal_response()
+    }
+
+    fn internal_response() -> Self {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             ErrorType::ApiError,
@@ -313,7 +324,7 @@ impl IntoResponse for ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
-        let mut err = ApiError::internal(&e);
+        let mut err = ApiError::internal_error(&e);
         err.outcome_unknown = commit_may_have_happened(&e);
         err
     }
@@ -338,7 +349,7 @@ impl From<crate::merchants::MerchantError> for ApiError {
         match e {
             E::NotFound(what) => ApiError::not_found("object", &what),
             E::Invalid { param, message } => ApiError::invalid_param(param, message),
-            E::Database(e) => ApiError::internal(&e),
+            E::Database(e) => ApiError::internal_error(&e),
         }
     }
 }
@@ -402,7 +413,7 @@ impl ApiError {
                 err
             }
             E::Connector(e) => {
-                tracing::error!(error = %e, "processor failed");
+                tracing::error!(error = %crate::telemetry::ErrorChain(&e), "processor failed");
                 Self::new(
                     StatusCode::BAD_GATEWAY,
                     ErrorType::ApiError,
@@ -411,6 +422,7 @@ impl ApiError {
                 )
             }
             E::Ledger(message) => ApiError::internal(&message),
+            e @ (E::Booking(_) | E::Amount(_)) => ApiError::internal_error(&e),
             E::Database(e) => ApiError::from(e),
         }
     }

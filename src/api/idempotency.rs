@@ -60,7 +60,7 @@ async fn run(state: AppState, req: Request, next: Next) -> Result<Response, Resp
     let claim = store
         .claim(&caller, &key, &method, &path, &bytes)
         .await
-        .map_err(|e| ApiError::internal(&e).into_response())?;
+        .map_err(|e| ApiError::internal_error(&e).into_response())?;
     match claim {
         Claim::Run => {}
         Claim::Replay { status, body } => {
@@ -94,7 +94,7 @@ async fn run(state: AppState, req: Request, next: Next) -> Result<Response, Resp
         Ok(body) => body,
         Err(e) => {
             let _ = store.release(&caller, &key).await;
-            return Err(ApiError::internal(&e).into_response());
+            return Err(ApiError::internal_error(&e).into_response());
         }
     };
     let saved = if parts

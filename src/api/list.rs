@@ -61,6 +61,15 @@ impl<T> Cursors<T> {
         })
     }
 
+    /// The page the cursors ask for.
+    pub fn into_page(self) -> crate::page::Page<T> {
+        match (self.starting_after, self.ending_before) {
+            (_, Some(before)) => crate::page::Page::Before(before),
+            (Some(after), None) => crate::page::Page::After(after),
+            (None, None) => crate::page::Page::First,
+        }
+    }
+
     /// The parameter the cursor came from, to name in an error about it.
     pub fn param(&self) -> &'static str {
         if self.ending_before.is_some() {

@@ -317,22 +317,20 @@ async fn list(
         "payment",
         PaymentId::parse,
     )?;
-    let (payments, has_more) = state
+    let payments = state
         .payments
-        .list(
-            &caller.merchant_id,
-            status,
-            cursors.starting_after.as_ref(),
-            cursors.ending_before.as_ref(),
-            limit,
-        )
+        .list(&caller.merchant_id, status, &cursors.into_page(), limit)
         .await?;
-    let data: Vec<Value> = payments.iter().map(|p| state.payments.object(p)).collect();
+    let data: Vec<Value> = payments
+        .data
+        .iter()
+        .map(|p| state.payments.object(p))
+        .collect();
     Ok(axum::Json(json!({
         "object": "list",
         "url": "/v1/payments",
         "data": data,
-        "has_more": has_more,
+        "has_more": payments.has_more,
     })))
 }
 

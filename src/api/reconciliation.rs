@@ -24,6 +24,7 @@ use crate::bank::exceptions::{self, Action, Desk, Filter, Kind};
 use crate::crypto::Purpose;
 use crate::ids::PaymentId;
 use crate::merchants::KeyKind;
+use crate::page::{Listed, Page};
 
 /// Routes of this resource (authenticated by [`DeskCaller`]).
 pub fn router() -> Router<AppState> {
@@ -45,7 +46,7 @@ impl From<BankError> for ApiError {
             BankError::State { code, message } => ApiError::conflict(code, message),
             BankError::NotFound { kind, id } => ApiError::not_found(kind, &id),
             BankError::Payment(e) => ApiError::from(e),
-            other => ApiError::internal(&other),
+            other => ApiError::internal_error(&other),
         }
     }
 }
@@ -155,14 +156,11 @@ async fn list(
         payment,
         bank_account: q.bank_account,
     };
-    let (rows, has_more) = exceptions::list(
-        &state.pool,
-        &desk,
-        &filter,
-        q.starting_after.as_deref(),
-        limit,
-    )
-    .await?;
+    let page = q.starting_after.map_or(Page::First, Page::After);
+    let Listed {
+        data: rows,
+        has_more,
+    } = exceptions::list(&state.pool, &desk, &filter, &page, limit).await?;
     Ok(axum::Json(json!({
         "object": "list",
         "url": "/v1/reconciliation/exceptions",

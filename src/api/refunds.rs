@@ -117,20 +117,19 @@ async fn list(
         "refund",
         RefundId::parse,
     )?;
-    let (refunds, has_more) = refunds::list(
+    let refunds = refunds::list(
         &state.pool,
         &caller.merchant_id,
         payment.as_ref(),
-        cursors.starting_after.as_ref(),
-        cursors.ending_before.as_ref(),
+        &cursors.into_page(),
         limit,
     )
     .await?;
-    let data: Vec<Value> = refunds.iter().map(|r| r.to_api()).collect();
+    let data: Vec<Value> = refunds.data.iter().map(|r| r.to_api()).collect();
     Ok(axum::Json(json!({
         "object": "list",
         "url": "/v1/refunds",
         "data": data,
-        "has_more": has_more,
+        "has_more": refunds.has_more,
     })))
 }

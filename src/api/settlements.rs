@@ -30,7 +30,7 @@ impl From<SettlementError> for ApiError {
             SettlementError::NotConfigured(message) => {
                 ApiError::conflict("settlement_not_configured", message)
             }
-            other => ApiError::internal(&other),
+            other => ApiError::internal_error(&other),
         }
     }
 }
@@ -57,11 +57,13 @@ async fn list(
         SettlementId::parse,
     )?;
     let param = cursors.param();
-    let (settlements, has_more) = settlement::list(
+    let crate::page::Listed {
+        data: settlements,
+        has_more,
+    } = settlement::list(
         &state.pool,
         &caller.merchant_id,
-        cursors.starting_after.as_ref(),
-        cursors.ending_before.as_ref(),
+        &cursors.into_page(),
         limit,
     )
     .await
@@ -133,9 +135,9 @@ async fn proof(
             "settlement_not_anchored",
             "This payment is settled but its checkpoint is not anchored on-chain yet; retry shortly.",
         ),
-        other => ApiError::internal(&other),
+        other => ApiError::internal_error(&other),
     })?;
     Ok(axum::Json(
-        serde_json::to_value(&bundle).map_err(|e| ApiError::internal(&e))?,
+        serde_json::to_value(&bundle).map_err(|e| ApiError::internal_error(&e))?,
     ))
 }

@@ -32,8 +32,8 @@ impl From<WebhookError> for ApiError {
         match e {
             WebhookError::NotFound { what, id } => ApiError::not_found(what, &id),
             WebhookError::Invalid { param, message } => ApiError::invalid_param(param, message),
-            e @ (WebhookError::Sealing(_) | WebhookError::Key(_)) => ApiError::internal(&e),
-            WebhookError::Database(e) => ApiError::internal(&e),
+            e @ (WebhookError::Sealing(_) | WebhookError::Key(_)) => ApiError::internal_error(&e),
+            WebhookError::Database(e) => ApiError::internal_error(&e),
         }
     }
 }

@@ -27,6 +27,7 @@ use crate::events::{self, EventType};
 use crate::ids::{MerchantId, PaymentId, ReconciliationExceptionId};
 use crate::ledger::{self, AccountRef, Entry, EntryKind};
 use crate::money::{Amount, AssetCode, Currency};
+use crate::page::{Listed, Page};
 use crate::payments::bank as pay;
 
 /// Kinds of exception.
@@ -381,10 +382,12 @@ pub async fn list(
     pool: &PgPool,
     desk: &Desk,
     filter: &Filter,
-    starting_after: Option<&str>,
+    page: &Page<String>,
     limit: i64,
-) -> Result<(Vec<(Exception, Option<String>)>, bool), BankError> {
+) -> Result<Listed<(Exception, Option<String>)>, BankError> {
     let mut conn = pool.acquire().await?;
+    // The desk pages forwards only.
+    let starting_after = page.cursor().map(String::as_str);
     if let Some(cursor) = starting_after {
         load(&mut conn, desk, cursor, false).await.map_err(|_| {
             BankError::invalid(
@@ -419,7 +422,10 @@ pub async fn list(
         let transfer = transfer_of(&mut conn, &e.id).await?;
         out.push((e, transfer));
     }
-    Ok((out, has_more))
+    Ok(Listed {
+        data: out,
+        has_more,
+    })
 }
 
 /// Open exceptions of every account, oldest first (for `epg reconcile bank`).

@@ -204,6 +204,32 @@ impl ChainConfig {
         self.assets.iter().find(|a| a.symbol == symbol)
     }
 
+    /// A chain known only by its endpoint, with every default: what a
+    /// sender needs to sign for a key other than a configured treasury
+    /// (the anchorer's, `[settlement] anchor_rpc_url`).
+    pub fn endpoint(chain_id: u64, http_url: &str, confirmations: u64) -> Self {
+        Self {
+            chain_id,
+            http_url: http_url.to_owned(),
+            ws_url: None,
+            confirmations,
+            router: Address::ZERO,
+            anchor: Address::ZERO,
+            treasury: Address::ZERO,
+            start_block: 0,
+            poll_interval_ms: default_poll_interval_ms(),
+            max_block_range: default_max_block_range(),
+            reorg_window: default_reorg_window(),
+            max_lag_blocks: default_max_lag_blocks(),
+            rpc_timeout_ms: default_rpc_timeout_ms(),
+            retry_base_ms: default_retry_base_ms(),
+            retry_cap_ms: default_retry_cap_ms(),
+            fee_bump_after_secs: default_fee_bump_after_secs(),
+            max_fee_per_gas_gwei: default_max_fee_per_gas_gwei(),
+            assets: Vec::new(),
+        }
+    }
+
     /// [`ChainConfig::poll_interval_ms`] as a duration.
     pub fn poll_interval(&self) -> Duration {
         Duration::from_millis(self.poll_interval_ms)
@@ -217,12 +243,7 @@ impl ChainConfig {
     /// The delay before retry number `failures` (1 for the first):
     /// `min(retry_cap_ms, retry_base_ms * 2^(failures - 1))`.
     pub fn retry_delay(&self, failures: u32) -> Duration {
-        let exponent = failures.saturating_sub(1).min(32);
-        let ms = self
-            .retry_base_ms
-            .saturating_mul(1u64 << exponent)
-            .min(self.retry_cap_ms);
-        Duration::from_millis(ms)
+        crate::backoff::Backoff::from_millis(self.retry_base_ms, self.retry_cap_ms).delay(failures)
     }
 }
 

@@ -235,6 +235,7 @@ async fn finished_sends(
                   block_hash AS "block_hash!", gas_fee::text AS "gas_fee!"
              FROM chain_sends
             WHERE chain_id = $1 AND status IN ('confirmed', 'failed')
+              AND purpose IN ('refund', 'payout')
             ORDER BY block_number, id"#,
         int8(chain_id)?,
     )

@@ -218,7 +218,10 @@ async fn rotate_master(db: &DbArgs) -> Result<ExitCode, CliError> {
     let target = db.resolve()?;
     let (keys, previous) = target.keyring()?;
     let pool = target.pool().await?;
-    let failed = |e: sqlx::Error| CliError::Failed(format!("re-sealing failed: {e}"));
+    let failed = |e: sqlx::Error| CliError::Step {
+        context: "re-sealing failed".to_owned(),
+        source: Box::new(e),
+    };
     println!("master key {} ({previous} previous)", keys.current_id());
     let report = crate::rotation::rotate(
         &pool,

@@ -8,6 +8,7 @@ use clap::{Args, Subcommand};
 use time::Date;
 use time::macros::format_description;
 
+use super::Context;
 use super::{CliError, DbArgs};
 use crate::bank::transfers::CreditorAccount;
 use crate::bank::watcher::{self, Handled};
@@ -116,7 +117,7 @@ fn parse_date(s: &str) -> Result<Date, String> {
 }
 
 fn failed(e: BankError) -> CliError {
-    CliError::Failed(e.to_string())
+    CliError::other(e)
 }
 
 fn config_of(path: Option<&Path>) -> Result<Config, CliError> {
@@ -175,7 +176,7 @@ pub async fn run(cmd: BankCommand) -> Result<ExitCode, CliError> {
             .bind(id.as_str())
             .fetch_optional(&pool)
             .await
-            .map_err(|e| CliError::Failed(e.to_string()))?;
+            .map_err(CliError::other)?;
             let Some((reference, account_id, owed)) = row else {
                 return Err(CliError::Failed(format!(
                     "{id} has no bank transfer instructions: confirm it with bank_transfer on a node whose \
@@ -184,7 +185,7 @@ pub async fn run(cmd: BankCommand) -> Result<ExitCode, CliError> {
             };
             let accounts = bank_config::registered(&pool)
                 .await
-                .map_err(|e| CliError::Failed(e.to_string()))?;
+                .map_err(CliError::other)?;
             let account = accounts
                 .iter()
                 .find(|a| a.id == account_id)
@@ -213,7 +214,7 @@ pub async fn run(cmd: BankCommand) -> Result<ExitCode, CliError> {
 async fn connect(url: &str) -> Result<sqlx::PgPool, CliError> {
     crate::db::connect(url, 2)
         .await
-        .map_err(|e| CliError::Failed(format!("cannot connect to the database: {e}")))
+        .context("cannot connect to the database")
 }
 
 async fn import(files: &[PathBuf], db: &DbArgs) -> Result<ExitCode, CliError> {

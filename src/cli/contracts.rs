@@ -93,5 +93,5 @@ pub async fn run(cmd: ContractsCommand) -> Result<ExitCode, CliError> {
 }
 
 fn fail(e: crate::chain::ChainError) -> CliError {
-    CliError::Failed(e.to_string())
+    CliError::other(e)
 }

@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 
 use super::CliError;
+use super::Context;
 use super::dev::DevState;
 use crate::chain::config::ChainConfig;
 use crate::config::Config;
@@ -132,12 +133,15 @@ impl Target {
     pub async fn pool(&self) -> Result<sqlx::PgPool, CliError> {
         crate::db::connect(&self.url, 2)
             .await
-            .map_err(|e| match &self.dev {
-                Some(dev) => CliError::Failed(format!(
-                    "cannot connect to the database of `epg dev` in {}: {e} (is it running?)",
-                    dev.dir.display()
-                )),
-                None => CliError::Failed(format!("cannot connect to the database: {e}")),
+            .map_err(|e| CliError::Step {
+                context: match &self.dev {
+                    Some(dev) => format!(
+                        "cannot connect to the database of `epg dev` in {} (is it running?)",
+                        dev.dir.display()
+                    ),
+                    None => "cannot connect to the database".to_owned(),
+                },
+                source: Box::new(e),
             })
     }
 
@@ -158,8 +162,8 @@ impl Target {
                     dev.state_path().display()
                 ))
             })?;
-            let keys = Keyring::new(key, &[])
-                .map_err(|e| CliError::Failed(format!("{}: {e}", dev.state_path().display())))?;
+            let keys =
+                Keyring::new(key, &[]).with_context(|| dev.state_path().display().to_string())?;
             return Ok((keys, 0));
         }
         // No file: the environment gives the keys, this URL the database
@@ -197,7 +201,7 @@ impl Target {
         })?;
         let path = dev.dir.join("deployment.json");
         let deployment = crate::chain::deploy::read(&path)
-            .map_err(|e| CliError::Failed(e.to_string()))?
+            .map_err(CliError::other)?
             .ok_or_else(|| CliError::Failed(format!("{} is missing", path.display())))?;
         Ok(Some(vec![ChainConfig::devnet(&deployment, rpc_url)]))
     }

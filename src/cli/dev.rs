@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use super::CliError;
+use super::Context;
 use crate::app::{Application, shutdown_signal};
 use crate::chain::deploy::{self, DeployPlan, Deployment};
 use crate::config::{
@@ -109,7 +110,7 @@ pub async fn run(args: DevArgs) -> Result<ExitCode, CliError> {
         None => {
             let cluster = PrivateCluster::start(&dir.join("pg"), args.pg_port)
                 .await
-                .map_err(|e| CliError::Failed(e.to_string()))?;
+                .map_err(CliError::other)?;
             create_database(&cluster.url("postgres"), DEV_DATABASE).await?;
             let url = cluster.url(DEV_DATABASE);
             (Some(cluster), url)
@@ -130,7 +131,7 @@ pub async fn run(args: DevArgs) -> Result<ExitCode, CliError> {
                 log_file: Some(dir.join("anvil.log")),
             })
             .await
-            .map_err(|e| CliError::Failed(e.to_string()))?;
+            .map_err(CliError::other)?;
             let (url, id) = (anvil.rpc_url(), anvil.chain_id());
             (Some(anvil), url, id)
         }
@@ -140,10 +141,10 @@ pub async fn run(args: DevArgs) -> Result<ExitCode, CliError> {
 
     let pool = crate::db::connect(&database_url, 20)
         .await
-        .map_err(|e| CliError::Failed(format!("cannot connect to {database_url}: {e}")))?;
+        .with_context(|| format!("cannot connect to {database_url}"))?;
     crate::db::migrate(&pool)
         .await
-        .map_err(|e| CliError::Failed(format!("migration failed: {e}")))?;
+        .context("migration failed")?;
 
     let master_key = state
         .master_key
@@ -290,7 +291,7 @@ fn dev_bank(dir: &Path) -> crate::bank::BankConfig {
 /// or deploys all four (with anvil's first funded account, or
 /// `EPG_DEPLOYER_KEY` on another chain) and records them.
 async fn ensure_contracts(rpc_url: &str, path: &Path) -> Result<Deployment, CliError> {
-    let fail = |e: crate::chain::ChainError| CliError::Failed(e.to_string());
+    let fail = CliError::other;
     if let Some(existing) = deploy::read(path).map_err(fail)?
         && deploy::is_live(rpc_url, &existing).await.map_err(fail)?
     {
@@ -389,10 +390,10 @@ async fn ensure_demo_merchant(
 async fn create_database(admin_url: &str, name: &str) -> Result<(), CliError> {
     let pool = crate::db::connect(admin_url, 1)
         .await
-        .map_err(|e| CliError::Failed(format!("cannot connect to {admin_url}: {e}")))?;
+        .with_context(|| format!("cannot connect to {admin_url}"))?;
     crate::db::create_database_if_missing(&pool, name)
         .await
-        .map_err(|e| CliError::Failed(format!("cannot create database {name}: {e}")))?;
+        .with_context(|| format!("cannot create database {name}"))?;
     pool.close().await;
     Ok(())
 }
@@ -404,10 +405,10 @@ async fn chain_id(rpc_url: &str) -> Result<u64, CliError> {
         .send()
         .await
         .and_then(reqwest::Response::error_for_status)
-        .map_err(|e| CliError::Failed(format!("--rpc-url {rpc_url}: {e}")))?
+        .with_context(|| format!("--rpc-url {rpc_url}"))?
         .json()
         .await
-        .map_err(|e| CliError::Failed(format!("--rpc-url {rpc_url}: {e}")))?;
+        .with_context(|| format!("--rpc-url {rpc_url}"))?;
     response["result"]
         .as_str()
         .and_then(|hex| u64::from_str_radix(hex.trim_start_matches("0x"), 16).ok())
@@ -432,7 +433,7 @@ pub(super) fn read_state(path: &Path) -> Result<DevState, CliError> {
 fn write_state(path: &Path, state: &DevState) -> Result<(), CliError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let json = serde_json::to_vec_pretty(state).map_err(|e| CliError::Failed(e.to_string()))?;
+    let json = serde_json::to_vec_pretty(state).map_err(CliError::other)?;
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -448,7 +449,10 @@ fn absolute(path: &Path) -> Result<PathBuf, CliError> {
 }
 
 fn fail(path: &Path, e: std::io::Error) -> CliError {
-    CliError::Failed(format!("{}: {e}", path.display()))
+    CliError::Step {
+        context: path.display().to_string(),
+        source: Box::new(e),
+    }
 }
 
 struct Banner<'a> {

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 
+use super::Context;
 use super::{CliError, DbArgs};
 
 #[derive(Debug, Subcommand)]
@@ -25,7 +26,7 @@ pub async fn run(cmd: LedgerCommand) -> Result<ExitCode, CliError> {
             let pool = db.resolve()?.pool().await?;
             let report = crate::ledger::check(&pool)
                 .await
-                .map_err(|e| CliError::Failed(format!("ledger check could not run: {e}")))?;
+                .context("ledger check could not run")?;
             print!("{report}");
             Ok(if report.is_ok() {
                 ExitCode::SUCCESS

@@ -86,7 +86,9 @@ enum ConfigCommand {
     },
 }
 
-/// A command that failed; printed as `error: …` with exit status 1.
+/// A command that failed; printed as `error: …` with every cause under
+/// it (`error: migration failed: error returned from database: …`), exit
+/// status 1.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
     /// The invocation is incomplete or contradictory.
@@ -98,17 +100,58 @@ pub enum CliError {
     /// The command ran and failed.
     #[error("{0}")]
     Failed(String),
+    /// A step of the command failed: what it was doing, and why.
+    #[error("{context}")]
+    Step {
+        /// What the command was doing.
+        context: String,
+        /// Why it failed.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The node (or a part of it) failed.
+    #[error(transparent)]
+    App(#[from] crate::app::AppError),
+    /// A library call failed; its own message says what.
+    #[error(transparent)]
+    Other(Box<dyn std::error::Error + Send + Sync>),
 }
 
-impl From<crate::app::AppError> for CliError {
-    fn from(e: crate::app::AppError) -> Self {
-        CliError::Failed(e.to_string())
+impl CliError {
+    /// A library error, kept with its causes.
+    pub fn other<E: std::error::Error + Send + Sync + 'static>(e: E) -> Self {
+        CliError::Other(Box::new(e))
+    }
+}
+
+/// Context for a failing step, as `anyhow`'s: the CLI's errors are chains
+/// of what was being done, down to the cause.
+pub trait Context<T> {
+    /// Fails with `context`, keeping the error as its cause.
+    fn context(self, context: impl Into<String>) -> Result<T, CliError>;
+    /// [`Context::context`], built only on failure.
+    fn with_context(self, context: impl FnOnce() -> String) -> Result<T, CliError>;
+}
+
+impl<T, E: std::error::Error + Send + Sync + 'static> Context<T> for Result<T, E> {
+    fn context(self, context: impl Into<String>) -> Result<T, CliError> {
+        self.map_err(|e| CliError::Step {
+            context: context.into(),
+            source: Box::new(e),
+        })
+    }
+
+    fn with_context(self, context: impl FnOnce() -> String) -> Result<T, CliError> {
+        self.map_err(|e| CliError::Step {
+            context: context(),
+            source: Box::new(e),
+        })
     }
 }
 
 impl From<crate::merchants::MerchantError> for CliError {
     fn from(e: crate::merchants::MerchantError) -> Self {
-        CliError::Failed(e.to_string())
+        CliError::other(e)
     }
 }
 
@@ -128,7 +171,7 @@ pub fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", crate::telemetry::ErrorChain(&e));
             ExitCode::FAILURE
         }
     }
@@ -142,7 +185,7 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             let pool = db.resolve()?.pool().await?;
             crate::db::migrate(&pool)
                 .await
-                .map_err(|e| CliError::Failed(format!("migration failed: {e}")))?;
+                .context("migration failed")?;
             println!("migrations applied");
             Ok(ExitCode::SUCCESS)
         }

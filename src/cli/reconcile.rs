@@ -41,7 +41,7 @@ pub async fn run(cmd: ReconcileCommand) -> Result<ExitCode, CliError> {
         ReconcileCommand::Chain(args) => args,
         ReconcileCommand::Bank(args) => return super::bank::reconcile(args).await,
     };
-    let failed = |e: reconcile::ReconcileError| CliError::Failed(e.to_string());
+    let failed = CliError::other::<reconcile::ReconcileError>;
     let target = args.db.resolve()?;
     let pool = target.pool().await?;
     let mut targets = Vec::new();

@@ -10,6 +10,7 @@ use clap::Subcommand;
 use time::OffsetDateTime;
 
 use super::CliError;
+use super::Context;
 use crate::webhooks::signature::{self, DEFAULT_TOLERANCE_SECS, SECRET_PREFIX};
 
 #[derive(Debug, Subcommand)]
@@ -54,8 +55,8 @@ async fn read_stdin() -> Result<Vec<u8>, CliError> {
         std::io::Read::read_to_end(&mut std::io::stdin(), &mut body).map(|_| body)
     })
     .await
-    .map_err(|e| CliError::Failed(format!("cannot read the body from stdin: {e}")))?;
-    read.map_err(|e| CliError::Failed(format!("cannot read the body from stdin: {e}")))
+    .context("cannot read the body from stdin")?;
+    read.context("cannot read the body from stdin")
 }
 
 pub async fn run(command: WebhooksCommand) -> Result<ExitCode, CliError> {

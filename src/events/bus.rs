@@ -123,7 +123,8 @@ impl Subscription {
 /// it hears on `bus` until `shutdown`, then closes the bus. Reconnects with
 /// a growing pause if the database goes away.
 pub async fn listen(pool: PgPool, bus: Bus, shutdown: CancellationToken) {
-    let mut pause = Duration::from_millis(250);
+    let backoff = crate::backoff::Backoff::new(Duration::from_millis(250), Duration::from_secs(10));
+    let mut failures = 0u32;
     while !shutdown.is_cancelled() {
         let connected = tokio::select! {
             () = shutdown.cancelled() => break,
@@ -133,15 +134,15 @@ pub async fn listen(pool: PgPool, bus: Bus, shutdown: CancellationToken) {
             Ok(listener) => listener,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot LISTEN for events; retrying");
+                failures = failures.saturating_add(1);
                 tokio::select! {
                     () = shutdown.cancelled() => break,
-                    () = tokio::time::sleep(pause) => {}
+                    () = tokio::time::sleep(backoff.delay(failures)) => {}
                 }
-                pause = (pause * 2).min(Duration::from_secs(10));
                 continue;
             }
         };
-        pause = Duration::from_millis(250);
+        failures = 0;
         // Anything committed before LISTEN took effect was not heard.
         bus.publish(Notice::Resync);
         loop {

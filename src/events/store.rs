@@ -26,42 +26,7 @@ pub enum EventError {
     Database(#[from] sqlx::Error),
 }
 
-/// Which page of a newest-first list: Stripe's `starting_after` /
-/// `ending_before` cursors.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Page<Id> {
-    /// The newest items.
-    First,
-    /// Items older than this one.
-    After(Id),
-    /// Items newer than this one (the page just before it).
-    Before(Id),
-}
-
-/// One page of a list, newest first.
-#[derive(Debug, Clone)]
-pub struct Listed<T> {
-    /// The items.
-    pub data: Vec<T>,
-    /// Whether more items lie beyond this page in the direction of travel.
-    pub has_more: bool,
-}
-
-impl<T> Listed<T> {
-    /// Builds a page from up to `limit + 1` rows fetched in the direction of
-    /// travel (the extra row only says there is more), newest first.
-    pub fn from_rows(mut rows: Vec<T>, limit: usize, backwards: bool) -> Self {
-        let has_more = rows.len() > limit;
-        rows.truncate(limit);
-        if backwards {
-            rows.reverse();
-        }
-        Self {
-            data: rows,
-            has_more,
-        }
-    }
-}
+pub use crate::page::{Listed, Page};
 
 /// Event queries, always scoped to one merchant.
 #[derive(Debug, Clone)]

@@ -151,26 +151,7 @@ pub struct BalanceTransaction {
     pub created_at: OffsetDateTime,
 }
 
-/// Which page of a newest-first list: Stripe's `starting_after` /
-/// `ending_before` cursors.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Page<Id> {
-    /// The newest items.
-    First,
-    /// Items older than this one.
-    After(Id),
-    /// Items newer than this one (the page just before it).
-    Before(Id),
-}
-
-/// One page of a list, newest first.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Listed<T> {
-    /// The items.
-    pub data: Vec<T>,
-    /// Whether more items lie beyond this page in the direction of travel.
-    pub has_more: bool,
-}
+pub use crate::page::{Listed, Page};
 
 struct TxnRow {
     entry_id: i64,

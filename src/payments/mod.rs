@@ -88,9 +88,16 @@ pub enum PaymentError {
     /// The processor could not be reached or answered nonsense.
     #[error(transparent)]
     Connector(#[from] ConnectorError),
-    /// The ledger refused or failed.
+    /// Something the ledger needs is not as it should be (a currency, an
+    /// amount, an operation without its object).
     #[error("ledger: {0}")]
     Ledger(String),
+    /// The ledger refused or failed to book.
+    #[error("the ledger refused the booking")]
+    Booking(#[source] crate::ledger::LedgerError),
+    /// An amount out of the ledger's range.
+    #[error("the ledger cannot hold the amount")]
+    Amount(#[source] crate::money::AmountError),
     /// The database failed.
     #[error(transparent)]
     Database(#[from] sqlx::Error),

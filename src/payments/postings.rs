@@ -39,7 +39,7 @@ impl From<LedgerError> for PaymentError {
                 format!("The merchant balance cannot cover this: {message}"),
             ),
             LedgerError::Database(e) => PaymentError::Database(e),
-            other => PaymentError::Ledger(other.to_string()),
+            other => PaymentError::Booking(other),
         }
     }
 }
@@ -95,7 +95,7 @@ async fn withdraw(
 }
 
 fn ledger_amount(e: crate::money::AmountError) -> PaymentError {
-    PaymentError::Ledger(e.to_string())
+    PaymentError::Amount(e)
 }
 
 /// The fee of `amount` for this payment's merchant and method.

@@ -26,6 +26,7 @@ use crate::ids::{MerchantId, OperationId, PaymentId, RefundId};
 use crate::metadata::Metadata;
 use crate::methods::MethodType;
 use crate::money::{Amount, AssetCode};
+use crate::page::{Listed, Page};
 
 /// Why the merchant refunds (Stripe's reasons).
 pub const REASONS: [&str; 3] = ["duplicate", "fraudulent", "requested_by_customer"];
@@ -418,10 +419,9 @@ pub async fn list(
     pool: &PgPool,
     merchant: &MerchantId,
     payment: Option<&PaymentId>,
-    starting_after: Option<&RefundId>,
-    ending_before: Option<&RefundId>,
+    page: &Page<RefundId>,
     limit: i64,
-) -> Result<(Vec<Refund>, bool), PaymentError> {
+) -> Result<Listed<Refund>, PaymentError> {
     struct Row {
         id: RefundId,
         payment_id: PaymentId,
@@ -434,30 +434,25 @@ pub async fn list(
         failure_reason: Option<String>,
         created_at: OffsetDateTime,
     }
-    for (param, cursor) in [
-        ("starting_after", starting_after),
-        ("ending_before", ending_before),
-    ] {
-        if let Some(cursor) = cursor {
-            let known = sqlx::query_scalar!(
-                r#"SELECT EXISTS (SELECT 1 FROM refunds WHERE id = $1 AND merchant_id = $2) AS "e!""#,
-                cursor.as_str(),
-                merchant.as_str()
-            )
-            .fetch_one(pool)
-            .await?;
-            if !known {
-                return Err(PaymentError::invalid(
-                    param,
-                    format!("No such refund: '{cursor}'"),
-                ));
-            }
+    if let Some(cursor) = page.cursor() {
+        let known = sqlx::query_scalar!(
+            r#"SELECT EXISTS (SELECT 1 FROM refunds WHERE id = $1 AND merchant_id = $2) AS "e!""#,
+            cursor.as_str(),
+            merchant.as_str()
+        )
+        .fetch_one(pool)
+        .await?;
+        if !known {
+            return Err(PaymentError::invalid(
+                page.param(),
+                format!("No such refund: '{cursor}'"),
+            ));
         }
     }
     // Cursor pagination on (created_at, id), the order of the index; one
     // more row than the page tells whether more lie beyond it.
-    let backwards = ending_before.is_some();
-    let mut rows = if let Some(before) = ending_before {
+    let (starting_after, ending_before) = page.bounds();
+    let rows = if let Some(before) = ending_before {
         sqlx::query_as!(
             Row,
             r#"SELECT r.id AS "id: RefundId", r.payment_id AS "payment_id: PaymentId", r.amount,
@@ -496,30 +491,22 @@ pub async fn list(
         .await?
     };
     let limit = usize::try_from(limit).unwrap_or(0);
-    let has_more = rows.len() > limit;
-    rows.truncate(limit);
-    if backwards {
-        // Fetched oldest first from the cursor; a page is newest first.
-        rows.reverse();
-    }
-    let mut refunds: Vec<Refund> = rows
-        .into_iter()
-        .map(|row| Refund {
-            id: row.id,
-            merchant_id: merchant.clone(),
-            payment_id: row.payment_id,
-            amount: row.amount,
-            currency: row.currency,
-            status: row.status,
-            reason: row.reason,
-            metadata: row.metadata,
-            crypto: row.crypto,
-            failure_reason: row.failure_reason,
-            created_at: row.created_at,
-        })
-        .collect();
-    show_transactions(pool, &mut refunds).await?;
-    Ok((refunds, has_more))
+    // Fetched oldest first from an `ending_before` cursor.
+    let mut refunds = Listed::from_rows(rows, limit, page.backwards()).map(|row| Refund {
+        id: row.id,
+        merchant_id: merchant.clone(),
+        payment_id: row.payment_id,
+        amount: row.amount,
+        currency: row.currency,
+        status: row.status,
+        reason: row.reason,
+        metadata: row.metadata,
+        crypto: row.crypto,
+        failure_reason: row.failure_reason,
+        created_at: row.created_at,
+    });
+    show_transactions(pool, &mut refunds.data).await?;
+    Ok(refunds)
 }
 
 /// What remains refundable of a payment (for views).
@@ -599,7 +586,7 @@ async fn on_chain(
         .map_err(|e| PaymentError::Ledger(e.to_string()))?
         .units();
     let units = units_for(expected, payment.amount, payment.amount_refunded, amount);
-    let units = Amount::new(units).map_err(|e| PaymentError::Ledger(e.to_string()))?;
+    let units = Amount::new(units).map_err(PaymentError::Amount)?;
     if !units.is_positive() {
         return Err(PaymentError::invalid(
             "amount",

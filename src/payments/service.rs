@@ -26,6 +26,7 @@ use crate::methods::{
     AuthorizeRequest, Card, Connectors, CustomerAction, Decline, MethodDetails, MethodType,
     ProcessorEvent,
 };
+use crate::page::{Listed, Page};
 
 /// A payment to create, parsed at the edge.
 #[derive(Debug, Clone)]
@@ -475,24 +476,19 @@ impl Payments {
         &self,
         merchant: &MerchantId,
         status: Option<Status>,
-        starting_after: Option<&PaymentId>,
-        ending_before: Option<&PaymentId>,
+        page: &Page<PaymentId>,
         limit: i64,
-    ) -> Result<(Vec<Payment>, bool), PaymentError> {
-        for (param, cursor) in [
-            ("starting_after", starting_after),
-            ("ending_before", ending_before),
-        ] {
-            if let Some(cursor) = cursor
-                && !store::exists(&self.pool, merchant, cursor).await?
-            {
-                return Err(PaymentError::invalid(
-                    param,
-                    format!("No such payment: '{cursor}'"),
-                ));
-            }
+    ) -> Result<Listed<Payment>, PaymentError> {
+        if let Some(cursor) = page.cursor()
+            && !store::exists(&self.pool, merchant, cursor).await?
+        {
+            return Err(PaymentError::invalid(
+                page.param(),
+                format!("No such payment: '{cursor}'"),
+            ));
         }
-        let mut rows = store::list(
+        let (starting_after, ending_before) = page.bounds();
+        let rows = store::list(
             &self.pool,
             merchant,
             status.map(Status::as_str),
@@ -502,16 +498,9 @@ impl Payments {
         )
         .await?;
         let limit = usize::try_from(limit).unwrap_or(0);
-        let has_more = rows.len() > limit;
-        if has_more {
-            if ending_before.is_some() {
-                rows.remove(0);
-            } else {
-                rows.truncate(limit);
-            }
-        }
-        super::crypto::live_confirmations(&self.pool, &mut rows).await?;
-        Ok((rows, has_more))
+        let mut listed = Listed::from_newest_first(rows, limit, page.backwards());
+        super::crypto::live_confirmations(&self.pool, &mut listed.data).await?;
+        Ok(listed)
     }
 
     /// Confirms a payment with a payment method: risk check, then the

@@ -22,6 +22,7 @@ use sqlx::PgPool;
 
 use super::{SettlementError, batch};
 use crate::ids::{MerchantId, SettlementId};
+use crate::telemetry::ErrorChain;
 use crate::transparency::TransparencyLog;
 use crate::transparency::anchor::{self, Anchorer, anchor_checkpoint};
 
@@ -48,7 +49,9 @@ pub async fn anchor_pending(pool: &PgPool, anchorer: &Anchorer) -> Result<usize,
     anchor_steps_below(pool, anchorer, &checkpoint).await?;
     let record = anchor_checkpoint(pool, anchorer, checkpoint.tree_size)
         .await
-        .map_err(|e| SettlementError::NotConfigured(format!("anchoring failed: {e}")))?;
+        .map_err(|e| {
+            SettlementError::NotConfigured(format!("anchoring failed: {}", ErrorChain(&e)))
+        })?;
     let size = i64::try_from(checkpoint.tree_size)
         .map_err(|_| SettlementError::Corrupt("tree size beyond i64".into()))?;
     let mut tx = pool.begin().await?;
@@ -94,7 +97,7 @@ pub async fn anchor_pending(pool: &PgPool, anchorer: &Anchorer) -> Result<usize,
 /// unanchored, retiring the anchor in the same transaction.
 async fn unmark_orphaned(pool: &PgPool, anchorer: &Anchorer) -> Result<(), SettlementError> {
     let failed = |e: anchor::AnchorError| {
-        SettlementError::NotConfigured(format!("checking anchors again failed: {e}"))
+        SettlementError::NotConfigured(format!("checking anchors again failed: {}", ErrorChain(&e)))
     };
     let orphaned = anchor::orphaned_anchors(pool, anchorer)
         .await
@@ -131,7 +134,7 @@ async fn anchor_steps_below(
     checkpoint: &crate::transparency::Checkpoint,
 ) -> Result<(), SettlementError> {
     let failed = |e: crate::transparency::anchor::AnchorError| {
-        SettlementError::NotConfigured(format!("anchoring failed: {e}"))
+        SettlementError::NotConfigured(format!("anchoring failed: {}", ErrorChain(&e)))
     };
     let mut previous = 0;
     loop {

@@ -25,6 +25,7 @@ pub use batch::run;
 
 use crate::ids::{MerchantId, SettlementId};
 use crate::ledger::LedgerError;
+use crate::page::{Listed, Page};
 use crate::transparency::TransparencyError;
 
 /// Errors of settlement.
@@ -154,21 +155,19 @@ pub async fn payouts_of(
 pub async fn list(
     pool: &PgPool,
     merchant: &MerchantId,
-    starting_after: Option<&SettlementId>,
-    ending_before: Option<&SettlementId>,
+    page: &Page<SettlementId>,
     limit: i64,
-) -> Result<(Vec<Settlement>, bool), SettlementError> {
-    for cursor in [starting_after, ending_before].into_iter().flatten() {
-        if batch::load(pool, merchant, cursor).await?.is_none() {
-            return Err(SettlementError::NotFound(cursor.to_string()));
-        }
+) -> Result<Listed<Settlement>, SettlementError> {
+    if let Some(cursor) = page.cursor()
+        && batch::load(pool, merchant, cursor).await?.is_none()
+    {
+        return Err(SettlementError::NotFound(cursor.to_string()));
     }
     let limit_rows = usize::try_from(limit).unwrap_or(0);
+    let (starting_after, ending_before) = page.bounds();
     let Some(before) = ending_before else {
-        let mut rows = batch::list(pool, merchant, starting_after, limit + 1).await?;
-        let has_more = rows.len() > limit_rows;
-        rows.truncate(limit_rows);
-        return Ok((rows, has_more));
+        let rows = batch::list(pool, merchant, starting_after, limit + 1).await?;
+        return Ok(Listed::from_rows(rows, limit_rows, false));
     };
     // The settlements newer than the cursor, nearest first, on
     // (created_at, id), the order of the index.
@@ -183,12 +182,15 @@ pub async fn list(
     )
     .fetch_all(pool)
     .await?;
-    let has_more = ids.len() > limit_rows;
-    let mut rows = Vec::with_capacity(limit_rows.min(ids.len()));
-    for id in ids.iter().take(limit_rows).rev() {
+    let ids = Listed::from_rows(ids, limit_rows, true);
+    let mut rows = Vec::with_capacity(ids.data.len());
+    for id in &ids.data {
         if let Some(s) = batch::load(pool, merchant, id).await? {
             rows.push(s);
         }
     }
-    Ok((rows, has_more))
+    Ok(Listed {
+        data: rows,
+        has_more: ids.has_more,
+    })
 }

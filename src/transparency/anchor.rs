@@ -7,14 +7,20 @@
 //!    before recording it), it checks the root and adopts that transaction,
 //!    found through its `CheckpointAnchored` event ([`find_anchoring_log`]:
 //!    the contract stores only sizes and roots, the event's block is where
-//!    and when it was anchored).
-//! 2. Otherwise it sends `anchor(treeSize, root, prevRoot)`, with `prevRoot`
-//!    the contract's latest root, after checking that that root is our own
-//!    log's root at that size (a fork is refused, never papered over).
-//! 3. It waits for the receipt, then for `confirmations` blocks, re-reading
-//!    the receipt at every poll and checking that its block is still the
-//!    canonical block at that height. If a reorg drops the transaction it is
-//!    marked `dropped` and the procedure starts again at 1, which re-sends.
+//!    and when it was anchored), once it is `confirmations` deep.
+//! 2. Otherwise it queues the call `anchor(treeSize, root, prevRoot)`, with
+//!    `prevRoot` the contract's latest root, after checking that that root
+//!    is our own log's root at that size (a fork is refused, never papered
+//!    over).
+//! 3. The call goes through the node's one transaction pipeline, the hot
+//!    wallet's [`crate::chain::sender`], signed by the anchorer key under
+//!    its own nonce row: written before it is broadcast, fee bumps,
+//!    re-broadcasts, confirmations on the canonical chain. A transaction a
+//!    reorg drops is replaced at its nonce by a fresh one. The pipeline
+//!    tells [`AnchorRows`] what happens, which mirrors it in
+//!    `transparency_anchors` (`sent`, `mined`, `dropped`, `reverted`,
+//!    and `confirmed` in the transaction that finishes the send). A
+//!    reverted call starts again at 1.
 //!
 //! A reorg can also take an anchor away *after* its confirmations (deeper
 //! than the confirmation depth). [`orphaned_anchors`] looks at every
@@ -27,21 +33,28 @@
 //! strictly growing sizes linked to the previous root, so two racing
 //! anchorers or a re-sent twin can never anchor a checkpoint twice.
 //! The function is idempotent: after a crash or a timeout, calling it again
-//! picks up where the chain is.
+//! picks up where the chain and the pipeline are.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use alloy::network::EthereumWallet;
 use alloy::primitives::{Address, B256, U256};
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use alloy::rpc::types::{Filter, TransactionReceipt};
 use alloy::signers::local::PrivateKeySigner;
-use alloy::sol_types::SolEvent;
-use sqlx::PgPool;
+use alloy::sol_types::{SolCall, SolEvent};
+use futures::future::BoxFuture;
+use sqlx::{PgConnection, PgPool};
 
 use super::store::{AnchorRecord, to_i64, to_u64};
 use super::{Checkpoint, TransparencyError, TransparencyLog, origin_for_anchor};
+use crate::chain::config::ChainConfig;
 use crate::chain::contracts::SettlementAnchor;
+use crate::chain::sender::{
+    self, Call, CallEvent, ChainSend, NewCall, Purpose, SendError, SendOutcome, SendSink, Sender,
+};
+use crate::chain::watcher::SinkError;
+use crate::telemetry::metrics::Metrics;
 
 /// How patiently to anchor.
 #[derive(Debug, Clone)]
@@ -73,8 +86,8 @@ impl Default for AnchorOptions {
 #[derive(Debug, thiserror::Error)]
 pub enum AnchorError {
     /// The RPC endpoint failed.
-    #[error("RPC: {0}")]
-    Rpc(String),
+    #[error("the chain's endpoint failed")]
+    Rpc(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// No code at the contract address.
     #[error("no contract at {0}")]
     NoContract(Address),
@@ -127,6 +140,9 @@ pub enum AnchorError {
     /// The budget ran out; calling again resumes.
     #[error("timed out waiting for {0}")]
     Timeout(String),
+    /// The transaction pipeline failed.
+    #[error(transparent)]
+    Send(#[from] SendError),
     /// The log failed.
     #[error(transparent)]
     Log(#[from] TransparencyError),
@@ -135,14 +151,16 @@ pub enum AnchorError {
     Database(#[from] sqlx::Error),
 }
 
-fn rpc(e: impl std::fmt::Display) -> AnchorError {
-    AnchorError::Rpc(e.to_string())
+fn rpc(e: impl std::error::Error + Send + Sync + 'static) -> AnchorError {
+    AnchorError::Rpc(Box::new(e))
 }
 
 /// A connection to `SettlementAnchor` with the node's anchoring key.
 #[derive(Debug, Clone)]
 pub struct Anchorer {
     provider: DynProvider,
+    rpc_url: String,
+    signer: PrivateKeySigner,
     contract: Address,
     chain_id: u64,
     options: AnchorOptions,
@@ -150,25 +168,17 @@ pub struct Anchorer {
 
 impl Anchorer {
     /// Connects to `contract` on the chain at `rpc_url`, signing with
-    /// `signer` (which must hold `ANCHORER_ROLE`). Nonces are read from the
-    /// chain for every transaction, never cached, so they stay right after
-    /// a reorg.
+    /// `signer` (which must hold `ANCHORER_ROLE`; it is not the treasury's
+    /// key). Its transactions go through the hot-wallet pipeline, under the
+    /// signer's own nonce row.
     pub async fn connect(
         rpc_url: &str,
         contract: Address,
         signer: PrivateKeySigner,
         options: AnchorOptions,
     ) -> Result<Self, AnchorError> {
-        let url = rpc_url
-            .parse()
-            .map_err(|e| AnchorError::Rpc(format!("{rpc_url}: {e}")))?;
-        let provider = ProviderBuilder::default()
-            .with_gas_estimation()
-            .with_simple_nonce_management()
-            .fetch_chain_id()
-            .wallet(EthereumWallet::from(signer))
-            .connect_http(url)
-            .erased();
+        let url = rpc_url.parse().map_err(rpc)?;
+        let provider = ProviderBuilder::new().connect_http(url).erased();
         let chain_id = provider.get_chain_id().await.map_err(rpc)?;
         if provider
             .get_code_at(contract)
@@ -180,10 +190,30 @@ impl Anchorer {
         }
         Ok(Self {
             provider,
+            rpc_url: rpc_url.to_owned(),
+            signer,
             contract,
             chain_id,
             options,
         })
+    }
+
+    /// The pipeline's sender of this anchorer's calls.
+    fn sender(&self, pool: &PgPool) -> Result<Sender, AnchorError> {
+        let chain = ChainConfig::endpoint(self.chain_id, &self.rpc_url, self.options.confirmations);
+        Ok(Sender::for_calls(
+            chain,
+            pool.clone(),
+            self.signer.clone(),
+            Purpose::Anchor,
+            Arc::new(AnchorRows),
+            Arc::new(Metrics::default()),
+        )?)
+    }
+
+    /// The object ids of the calls anchoring `tree_size` here start so.
+    fn object_prefix(&self, tree_size: u64) -> String {
+        format!("{}:{tree_size}:", address_hex(self.contract))
     }
 
     /// The chain's id.
@@ -241,14 +271,6 @@ struct Mined {
     block_hash: B256,
     seq: u64,
     gas_used: Option<u64>,
-}
-
-enum Wait {
-    Mined(Mined),
-    /// Gone from the chain and the mempool.
-    Dropped,
-    /// Mined and failed.
-    Reverted,
 }
 
 /// How far back confirmed anchors are checked again. Chains finalize far
@@ -342,62 +364,333 @@ pub async fn anchor_checkpoint(
     if let Some(done) = confirmed(pool, anchorer, tree_size).await? {
         return Ok(done);
     }
-    let mut sends = 0u32;
-    let mut last_failure = String::new();
+    let pipeline = anchorer.sender(pool)?;
+    let prefix = anchorer.object_prefix(tree_size);
     loop {
+        pipeline.tick().await?;
+        if let Some(done) = confirmed(pool, anchorer, tree_size).await? {
+            return Ok(done);
+        }
+        let sends = sender::sends_of(pool, Purpose::Anchor, &prefix).await?;
+        let open = sends
+            .iter()
+            .rev()
+            .find(|s| s.status == "queued" || s.status == "sent");
+        // A send on its way is the pipeline's. One the chain refuses to
+        // estimate (another anchor moved the contract's latest root, or
+        // the log forked) is given up, and the contract looked at again.
+        let stale = open.filter(|s| s.status == "queued" && s.failures > 0);
+        if let Some(s) = stale {
+            if !sender::cancel_queued(pool, &s.id).await? {
+                // The pipeline signed it meanwhile: it sees it through.
+                continue;
+            }
+            tracing::info!(tree_size, send = %s.id, error = s.last_error.as_deref().unwrap_or(""),
+                "anchoring call refused by the chain; looking again");
+        }
+        if open.is_none() || stale.is_some() {
+            if let Some(found) = on_chain(anchorer, &checkpoint).await? {
+                if let Some(done) = adopt(pool, anchorer, tree_size, &found).await? {
+                    return Ok(done);
+                }
+            } else {
+                let input = anchor_call(pool, anchorer, &checkpoint).await?;
+                let attempts = u32::try_from(sends.len()).unwrap_or(u32::MAX);
+                if attempts >= anchorer.options.max_sends {
+                    return Err(AnchorError::GaveUp {
+                        sends: attempts,
+                        last: sends
+                            .iter()
+                            .rev()
+                            .find_map(|s| s.last_error.clone())
+                            .unwrap_or_default(),
+                    });
+                }
+                let object_id = format!("{prefix}{attempts}");
+                let mut conn = pool.acquire().await?;
+                let call = NewCall {
+                    chain_id: anchorer.chain_id,
+                    purpose: Purpose::Anchor,
+                    object_id: &object_id,
+                    signer: anchorer.signer.address(),
+                    to: anchorer.contract,
+                    input: &input,
+                };
+                // `None`: another node queued it; the pipeline has it.
+                if let Some(id) = sender::queue_call(&mut conn, &call).await? {
+                    tracing::info!(tree_size, send = %id, "checkpoint anchoring queued");
+                }
+                continue;
+            }
+        }
         if Instant::now() > deadline {
             return Err(AnchorError::Timeout(format!(
                 "checkpoint {tree_size} to be anchored"
             )));
         }
-        let mined = match on_chain(anchorer, &checkpoint).await? {
-            Some(found) => found,
-            None => {
-                if sends >= anchorer.options.max_sends {
-                    return Err(AnchorError::GaveUp {
-                        sends,
-                        last: last_failure,
-                    });
-                }
-                sends += 1;
-                let tx_hash = match send(pool, anchorer, &checkpoint).await? {
-                    Ok(hash) => hash,
-                    Err(failure) => {
-                        // Typically lost a race: the next look at the chain
-                        // finds the winner, or we try again.
-                        tracing::warn!(tree_size, %failure, "anchoring transaction not sent");
-                        last_failure = failure;
-                        tokio::time::sleep(anchorer.options.poll_interval).await;
-                        continue;
-                    }
-                };
-                match wait_mined(anchorer, tx_hash, deadline).await? {
-                    Wait::Mined(mined) => mined,
-                    Wait::Dropped => {
-                        set_status(pool, tx_hash, "dropped").await?;
-                        last_failure = format!("{tx_hash:#x} dropped");
-                        continue;
-                    }
-                    Wait::Reverted => {
-                        set_status(pool, tx_hash, "reverted").await?;
-                        last_failure = format!("{tx_hash:#x} reverted");
-                        continue;
-                    }
-                }
-            }
+        tokio::time::sleep(anchorer.options.poll_interval).await;
+    }
+}
+
+/// Takes the checkpoint another transaction put on the chain (ours, sent
+/// by a node that crashed before recording it, or another anchorer's) once
+/// it is `confirmations` deep in a canonical block; `None` while it is not.
+async fn adopt(
+    pool: &PgPool,
+    anchorer: &Anchorer,
+    tree_size: u64,
+    found: &Mined,
+) -> Result<Option<AnchorRecord>, AnchorError> {
+    let provider = &anchorer.provider;
+    let canonical = provider
+        .get_block_by_number(found.block_number.into())
+        .await
+        .map_err(rpc)?
+        .map(|b| b.header.hash);
+    if canonical != Some(found.block_hash) {
+        // The log came from a block a reorg is replacing: look again.
+        return Ok(None);
+    }
+    let mut conn = pool.acquire().await?;
+    let at = (anchorer.chain_id, anchorer.contract);
+    record_mined(&mut conn, at, tree_size, found).await?;
+    let head = provider.get_block_number().await.map_err(rpc)?;
+    if (head + 1).saturating_sub(found.block_number) < anchorer.options.confirmations {
+        return Ok(None);
+    }
+    record_confirmed(&mut conn, at, tree_size, found).await?;
+    confirmed(pool, anchorer, tree_size).await
+}
+
+/// The input of `anchor(treeSize, root, prevRoot)` for `cp`, with
+/// `prevRoot` the contract's latest root, after checking that the contract
+/// can take it and that that root is our own log's root at its size (a
+/// fork is refused, never papered over).
+async fn anchor_call(
+    pool: &PgPool,
+    anchorer: &Anchorer,
+    cp: &Checkpoint,
+) -> Result<Vec<u8>, AnchorError> {
+    let contract = anchorer.anchor();
+    let (prev_size, prev_root) = latest_on_chain(&contract).await?;
+    if prev_size >= cp.tree_size {
+        return Err(AnchorError::Superseded {
+            tree_size: cp.tree_size,
+            anchored: prev_size,
+        });
+    }
+    let max = contract.MAX_TREE_SIZE().call().await.map_err(rpc)?;
+    if cp.tree_size > max {
+        return Err(AnchorError::TooLarge {
+            tree_size: cp.tree_size,
+            max,
+        });
+    }
+    let max_growth = contract.maxGrowth().call().await.map_err(rpc)?;
+    if cp.tree_size - prev_size > max_growth {
+        return Err(AnchorError::GrowthTooLarge {
+            tree_size: cp.tree_size,
+            anchored: prev_size,
+            max_growth,
+        });
+    }
+    if prev_size > 0 {
+        let ours = {
+            let mut conn = pool.acquire().await?;
+            TransparencyLog::root(&mut conn, prev_size).await?
         };
-        record_mined(pool, anchorer, tree_size, &mined).await?;
-        match wait_confirmed(pool, anchorer, tree_size, mined, deadline).await? {
-            Some(mined) => return record_confirmed(pool, anchorer, tree_size, &mined).await,
-            None => {
-                tracing::warn!(
-                    tree_size,
-                    "anchoring transaction dropped by a reorg; re-sending"
-                );
-                last_failure = "dropped by a reorg".into();
-            }
+        if ours != prev_root.0 {
+            return Err(AnchorError::ChainMismatch(format!(
+                "the contract's latest checkpoint (size {prev_size}, root {prev_root:#x}) \
+                 is not this log's root at that size ({})",
+                super::hex32(&ours)
+            )));
         }
     }
+    Ok(SettlementAnchor::anchorCall {
+        treeSize: cp.tree_size,
+        root: B256::from(cp.root),
+        prevRoot: prev_root,
+    }
+    .abi_encode())
+}
+
+/// Mirrors the anchoring calls of the hot-wallet pipeline in
+/// `transparency_anchors`: a row per transaction, `confirmed` in the
+/// transaction that finishes the send.
+struct AnchorRows;
+
+impl AnchorRows {
+    /// The checkpoint a call anchors, from its object id
+    /// (`<contract>:<tree size>:<attempt>`).
+    fn tree_size(call: &Call) -> Result<u64, SinkError> {
+        call.object_id
+            .split(':')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| SinkError::msg(format!("anchor call {}: bad object id", call.id)))
+    }
+}
+
+impl SendSink for AnchorRows {
+    fn finished<'a>(
+        &'a self,
+        _conn: &'a mut PgConnection,
+        send: &'a ChainSend,
+        _outcome: SendOutcome,
+    ) -> BoxFuture<'a, Result<(), SinkError>> {
+        Box::pin(async move {
+            Err(SinkError::msg(format!(
+                "{} is not an anchoring call",
+                send.id
+            )))
+        })
+    }
+
+    fn call_event<'a>(
+        &'a self,
+        conn: &'a mut PgConnection,
+        call: &'a Call,
+        event: CallEvent<'a>,
+    ) -> BoxFuture<'a, Result<(), SinkError>> {
+        Box::pin(async move {
+            let tree_size = Self::tree_size(call)?;
+            let at = (call.chain_id, call.to);
+            match event {
+                CallEvent::Signed(tx_hash) => {
+                    record_sent(conn, at, tree_size, tx_hash).await?;
+                }
+                CallEvent::Replaced { old, new } => {
+                    set_status(conn, old, "dropped").await?;
+                    record_sent(conn, at, tree_size, new).await?;
+                    tracing::warn!(tree_size, old = %b256_hex(old), new = %b256_hex(new),
+                        "anchoring transaction replaced");
+                }
+                CallEvent::Mined(receipt) => {
+                    if let Some(mined) = mined_from(receipt, call.to) {
+                        record_mined(conn, at, tree_size, &mined).await?;
+                    }
+                }
+                CallEvent::Finished(SendOutcome::Reverted, receipt) => {
+                    set_status(conn, receipt.transaction_hash, "reverted").await?;
+                }
+                CallEvent::Finished(SendOutcome::Confirmed, receipt) => {
+                    let mined = mined_from(receipt, call.to).ok_or_else(|| {
+                        SinkError::msg(format!(
+                            "{:#x} has no CheckpointAnchored event",
+                            receipt.transaction_hash
+                        ))
+                    })?;
+                    record_mined(conn, at, tree_size, &mined).await?;
+                    record_confirmed(conn, at, tree_size, &mined).await?;
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Where an anchor is: chain id and contract.
+type At = (u64, Address);
+
+async fn record_sent(
+    conn: &mut PgConnection,
+    (chain_id, contract): At,
+    tree_size: u64,
+    tx_hash: B256,
+) -> Result<(), AnchorError> {
+    sqlx::query!(
+        "INSERT INTO transparency_anchors (tree_size, chain_id, contract, tx_hash, status)
+         VALUES ($1, $2, $3, $4, 'sent')
+         ON CONFLICT (tx_hash) DO NOTHING",
+        to_i64(tree_size)?,
+        to_i64(chain_id)?,
+        address_hex(contract),
+        b256_hex(tx_hash),
+    )
+    .execute(conn)
+    .await?;
+    tracing::info!(tree_size, tx = %b256_hex(tx_hash), "checkpoint anchoring signed");
+    Ok(())
+}
+
+async fn set_status(
+    conn: &mut PgConnection,
+    tx_hash: B256,
+    status: &str,
+) -> Result<(), AnchorError> {
+    sqlx::query!(
+        "UPDATE transparency_anchors SET status = $2 WHERE tx_hash = $1 AND status <> 'confirmed'",
+        b256_hex(tx_hash),
+        status,
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+async fn record_mined(
+    conn: &mut PgConnection,
+    (chain_id, contract): At,
+    tree_size: u64,
+    mined: &Mined,
+) -> Result<(), AnchorError> {
+    sqlx::query!(
+        "INSERT INTO transparency_anchors
+             (tree_size, chain_id, contract, tx_hash, status, block_number, block_hash, seq, gas_used)
+         VALUES ($1, $2, $3, $4, 'mined', $5, $6, $7, $8)
+         ON CONFLICT (tx_hash) DO UPDATE
+         SET status = 'mined', block_number = EXCLUDED.block_number,
+             block_hash = EXCLUDED.block_hash, seq = EXCLUDED.seq,
+             gas_used = COALESCE(EXCLUDED.gas_used, transparency_anchors.gas_used)
+         WHERE transparency_anchors.status <> 'confirmed'",
+        to_i64(tree_size)?,
+        to_i64(chain_id)?,
+        address_hex(contract),
+        b256_hex(mined.tx_hash),
+        to_i64(mined.block_number)?,
+        b256_hex(mined.block_hash),
+        to_i64(mined.seq)?,
+        mined.gas_used.map(to_i64).transpose()?,
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Marks the anchor confirmed, unless another transaction of the same
+/// checkpoint and contract already is (another node's adoption): that
+/// one stands.
+async fn record_confirmed(
+    conn: &mut PgConnection,
+    (chain_id, contract): At,
+    tree_size: u64,
+    mined: &Mined,
+) -> Result<(), AnchorError> {
+    let updated = sqlx::query!(
+        "UPDATE transparency_anchors
+         SET status = 'confirmed', confirmed_at = now(),
+             block_number = $2, block_hash = $3, seq = $4
+         WHERE tx_hash = $1
+           AND NOT EXISTS (SELECT 1 FROM transparency_anchors
+                            WHERE tree_size = $5 AND chain_id = $6 AND contract = $7
+                              AND status = 'confirmed')",
+        b256_hex(mined.tx_hash),
+        to_i64(mined.block_number)?,
+        b256_hex(mined.block_hash),
+        to_i64(mined.seq)?,
+        to_i64(tree_size)?,
+        to_i64(chain_id)?,
+        address_hex(contract),
+    )
+    .execute(conn)
+    .await?
+    .rows_affected();
+    if updated == 1 {
+        tracing::info!(tree_size, tx = %b256_hex(mined.tx_hash), block = mined.block_number,
+            "checkpoint anchored");
+    }
+    Ok(())
 }
 
 /// The checkpoint of this size on the contract, with the transaction that
@@ -424,11 +717,14 @@ async fn on_chain(anchorer: &Anchorer, cp: &Checkpoint) -> Result<Option<Mined>,
     let seq = u64::try_from(found.seq).map_err(rpc)?;
     let log = find_anchoring_log(&anchorer.provider, anchorer.contract, seq, None)
         .await
-        .map_err(AnchorError::Rpc)?
+        .map_err(|e| AnchorError::Rpc(e.into()))?
         .ok_or_else(|| {
-            AnchorError::Rpc(format!(
-                "the contract holds checkpoint #{seq} but no CheckpointAnchored #{seq} was found"
-            ))
+            AnchorError::Rpc(
+                format!(
+                    "the contract holds checkpoint #{seq} but no CheckpointAnchored #{seq} was found"
+                )
+                .into(),
+            )
         })?;
     if log.tree_size != size || log.root.0 != cp.root {
         return Err(AnchorError::ChainMismatch(format!(
@@ -574,73 +870,6 @@ fn pick_anchoring_log(
     Ok(found.map(|(_, log)| log))
 }
 
-/// Sends the anchoring transaction and records it; `Err(reason)` inside if
-/// it could not be sent (e.g. gas estimation saw it revert).
-async fn send(
-    pool: &PgPool,
-    anchorer: &Anchorer,
-    cp: &Checkpoint,
-) -> Result<Result<B256, String>, AnchorError> {
-    let contract = anchorer.anchor();
-    let (prev_size, prev_root) = latest_on_chain(&contract).await?;
-    if prev_size >= cp.tree_size {
-        return Err(AnchorError::Superseded {
-            tree_size: cp.tree_size,
-            anchored: prev_size,
-        });
-    }
-    let max = contract.MAX_TREE_SIZE().call().await.map_err(rpc)?;
-    if cp.tree_size > max {
-        return Err(AnchorError::TooLarge {
-            tree_size: cp.tree_size,
-            max,
-        });
-    }
-    let max_growth = contract.maxGrowth().call().await.map_err(rpc)?;
-    if cp.tree_size - prev_size > max_growth {
-        return Err(AnchorError::GrowthTooLarge {
-            tree_size: cp.tree_size,
-            anchored: prev_size,
-            max_growth,
-        });
-    }
-    if prev_size > 0 {
-        let ours = {
-            let mut conn = pool.acquire().await?;
-            TransparencyLog::root(&mut conn, prev_size).await?
-        };
-        if ours != prev_root.0 {
-            return Err(AnchorError::ChainMismatch(format!(
-                "the contract's latest checkpoint (size {prev_size}, root {prev_root:#x}) \
-                 is not this log's root at that size ({})",
-                super::hex32(&ours)
-            )));
-        }
-    }
-    let pending = match contract
-        .anchor(cp.tree_size, B256::from(cp.root), prev_root)
-        .send()
-        .await
-    {
-        Ok(pending) => pending,
-        Err(e) => return Ok(Err(e.to_string())),
-    };
-    let tx_hash = *pending.tx_hash();
-    sqlx::query!(
-        "INSERT INTO transparency_anchors (tree_size, chain_id, contract, tx_hash, status)
-         VALUES ($1, $2, $3, $4, 'sent')
-         ON CONFLICT (tx_hash) DO NOTHING",
-        to_i64(cp.tree_size)?,
-        to_i64(anchorer.chain_id)?,
-        address_hex(anchorer.contract),
-        b256_hex(tx_hash),
-    )
-    .execute(pool)
-    .await?;
-    tracing::info!(tree_size = cp.tree_size, tx = %b256_hex(tx_hash), "checkpoint anchoring sent");
-    Ok(Ok(tx_hash))
-}
-
 fn mined_from(receipt: &TransactionReceipt, contract: Address) -> Option<Mined> {
     let event = receipt.inner.logs().iter().find_map(|log| {
         (log.address() == contract)
@@ -659,201 +888,12 @@ fn mined_from(receipt: &TransactionReceipt, contract: Address) -> Option<Mined> 
     })
 }
 
-/// Waits for a sent transaction's receipt.
-async fn wait_mined(
-    anchorer: &Anchorer,
-    tx_hash: B256,
-    deadline: Instant,
-) -> Result<Wait, AnchorError> {
-    // A transaction just sent may not be visible yet on every backend of a
-    // load-balanced endpoint: only a few misses in a row mean it is gone.
-    let mut misses = 0;
-    loop {
-        let provider = &anchorer.provider;
-        if let Some(receipt) = provider
-            .get_transaction_receipt(tx_hash)
-            .await
-            .map_err(rpc)?
-        {
-            if !receipt.status() {
-                return Ok(Wait::Reverted);
-            }
-            if let Some(mined) = mined_from(&receipt, anchorer.contract) {
-                return Ok(Wait::Mined(mined));
-            }
-            // A receipt without a block (pending) or without the event: look again.
-        } else if provider
-            .get_transaction_by_hash(tx_hash)
-            .await
-            .map_err(rpc)?
-            .is_none()
-        {
-            misses += 1;
-            if misses >= 3 {
-                return Ok(Wait::Dropped);
-            }
-        } else {
-            misses = 0;
-        }
-        if Instant::now() > deadline {
-            return Err(AnchorError::Timeout(format!(
-                "{} to be mined",
-                b256_hex(tx_hash)
-            )));
-        }
-        tokio::time::sleep(anchorer.options.poll_interval).await;
-    }
-}
-
-/// Waits until `mined` has enough confirmations on the canonical chain;
-/// `None` if a reorg dropped it. Follows it if a reorg moved it to another
-/// block.
-async fn wait_confirmed(
-    pool: &PgPool,
-    anchorer: &Anchorer,
-    tree_size: u64,
-    mut mined: Mined,
-    deadline: Instant,
-) -> Result<Option<Mined>, AnchorError> {
-    let provider = &anchorer.provider;
-    loop {
-        match provider
-            .get_transaction_receipt(mined.tx_hash)
-            .await
-            .map_err(rpc)?
-        {
-            None => {
-                if provider
-                    .get_transaction_by_hash(mined.tx_hash)
-                    .await
-                    .map_err(rpc)?
-                    .is_none()
-                {
-                    set_status(pool, mined.tx_hash, "dropped").await?;
-                    return Ok(None);
-                }
-                // Back in the mempool after a reorg: wait for it to be mined again.
-            }
-            Some(receipt) if !receipt.status() => {
-                set_status(pool, mined.tx_hash, "reverted").await?;
-                return Ok(None);
-            }
-            Some(receipt) => {
-                if let Some(now) = mined_from(&receipt, anchorer.contract) {
-                    let canonical = provider
-                        .get_block_by_number(now.block_number.into())
-                        .await
-                        .map_err(rpc)?
-                        .map(|b| b.header.hash);
-                    if canonical == Some(now.block_hash) {
-                        if now.block_hash != mined.block_hash {
-                            record_mined(pool, anchorer, tree_size, &now).await?;
-                            mined = now;
-                        }
-                        let head = provider.get_block_number().await.map_err(rpc)?;
-                        let confirmations = (head + 1).saturating_sub(mined.block_number);
-                        if confirmations >= anchorer.options.confirmations {
-                            return Ok(Some(mined));
-                        }
-                    }
-                    // Otherwise the node still serves a receipt from a block
-                    // that is no longer canonical: look again.
-                }
-            }
-        }
-        if Instant::now() > deadline {
-            return Err(AnchorError::Timeout(format!(
-                "{} confirmations of {}",
-                anchorer.options.confirmations,
-                b256_hex(mined.tx_hash)
-            )));
-        }
-        tokio::time::sleep(anchorer.options.poll_interval).await;
-    }
-}
-
 fn address_hex(a: Address) -> String {
     format!("0x{}", hex::encode(a.as_slice()))
 }
 
 fn b256_hex(h: B256) -> String {
     format!("0x{}", hex::encode(h.as_slice()))
-}
-
-async fn set_status(pool: &PgPool, tx_hash: B256, status: &str) -> Result<(), AnchorError> {
-    sqlx::query!(
-        "UPDATE transparency_anchors SET status = $2 WHERE tx_hash = $1 AND status <> 'confirmed'",
-        b256_hex(tx_hash),
-        status,
-    )
-    .execute(pool)
-    .await?;
-    Ok(())
-}
-
-async fn record_mined(
-    pool: &PgPool,
-    anchorer: &Anchorer,
-    tree_size: u64,
-    mined: &Mined,
-) -> Result<(), AnchorError> {
-    sqlx::query!(
-        "INSERT INTO transparency_anchors
-             (tree_size, chain_id, contract, tx_hash, status, block_number, block_hash, seq, gas_used)
-         VALUES ($1, $2, $3, $4, 'mined', $5, $6, $7, $8)
-         ON CONFLICT (tx_hash) DO UPDATE
-         SET status = 'mined', block_number = EXCLUDED.block_number,
-             block_hash = EXCLUDED.block_hash, seq = EXCLUDED.seq,
-             gas_used = COALESCE(EXCLUDED.gas_used, transparency_anchors.gas_used)
-         WHERE transparency_anchors.status <> 'confirmed'",
-        to_i64(tree_size)?,
-        to_i64(anchorer.chain_id)?,
-        address_hex(anchorer.contract),
-        b256_hex(mined.tx_hash),
-        to_i64(mined.block_number)?,
-        b256_hex(mined.block_hash),
-        to_i64(mined.seq)?,
-        mined.gas_used.map(to_i64).transpose()?,
-    )
-    .execute(pool)
-    .await?;
-    Ok(())
-}
-
-async fn record_confirmed(
-    pool: &PgPool,
-    anchorer: &Anchorer,
-    tree_size: u64,
-    mined: &Mined,
-) -> Result<AnchorRecord, AnchorError> {
-    let updated = sqlx::query!(
-        "UPDATE transparency_anchors
-         SET status = 'confirmed', confirmed_at = now(),
-             block_number = $2, block_hash = $3, seq = $4
-         WHERE tx_hash = $1",
-        b256_hex(mined.tx_hash),
-        to_i64(mined.block_number)?,
-        b256_hex(mined.block_hash),
-        to_i64(mined.seq)?,
-    )
-    .execute(pool)
-    .await;
-    match updated {
-        Ok(_) => {}
-        // Another node confirmed the same checkpoint first: theirs stands.
-        Err(e)
-            if e.as_database_error()
-                .and_then(|d| d.constraint())
-                .is_some_and(|c| c == "transparency_anchors_confirmed") => {}
-        Err(e) => return Err(e.into()),
-    }
-    tracing::info!(tree_size, tx = %b256_hex(mined.tx_hash), block = mined.block_number,
-        "checkpoint anchored");
-    confirmed(pool, anchorer, tree_size).await?.ok_or_else(|| {
-        AnchorError::Log(TransparencyError::Corrupt(format!(
-            "the confirmed anchor of checkpoint {tree_size} is missing"
-        )))
-    })
 }
 
 /// The confirmed anchor of checkpoint `tree_size` on this anchorer's contract.

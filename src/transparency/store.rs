@@ -569,24 +569,9 @@ fn duplicate_error(leaves: &[LeafData]) -> TransparencyError {
 }
 
 /// Which page of the newest-first checkpoint list; cursors are tree sizes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CheckpointPage {
-    /// The newest.
-    First,
-    /// Older than (smaller than) this tree size.
-    After(u64),
-    /// Newer than this tree size (the page just before it).
-    Before(u64),
-}
+pub type CheckpointPage = crate::page::Page<u64>;
 
-/// One page of a list.
-#[derive(Debug, Clone)]
-pub struct Listed<T> {
-    /// The items, newest first.
-    pub data: Vec<T>,
-    /// Whether more lie beyond this page in the direction of travel.
-    pub has_more: bool,
-}
+pub use crate::page::Listed;
 
 /// Where and how a checkpoint was anchored.
 #[derive(Debug, Clone, PartialEq, Eq)]

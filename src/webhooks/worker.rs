@@ -119,11 +119,8 @@ impl std::fmt::Debug for Worker {
 /// in `0..=min(cap, base * 2^(attempt - 1))` milliseconds ("full jitter",
 /// so receivers coming back up are not hit by synchronized retries).
 pub fn retry_delay(attempt: i32, base_ms: u64, cap_ms: u64, rng: &mut impl Rng) -> Duration {
-    let doublings = u32::try_from(attempt.saturating_sub(1))
-        .unwrap_or(0)
-        .min(62);
-    let ceiling = base_ms.saturating_mul(1u64 << doublings).min(cap_ms).max(1);
-    Duration::from_millis(rng.gen_range(0..=ceiling))
+    let failures = u32::try_from(attempt).unwrap_or(0);
+    crate::backoff::Backoff::from_millis(base_ms, cap_ms).jittered(failures, rng)
 }
 
 /// Builds the delivery client: no proxy (it would resolve names itself and
@@ -184,7 +181,9 @@ impl Worker {
         let capacity = usize::try_from(this.settings.workers).unwrap_or(1).max(1);
         let endpoint_cap = i32::try_from(this.settings.endpoint_concurrency).unwrap_or(1);
         let poll = Duration::from_millis(this.settings.poll_interval_ms);
-        let mut error_pause = Duration::from_millis(100);
+        let claim_backoff =
+            crate::backoff::Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
+        let mut claim_failures = 0u32;
         while !shutdown.is_cancelled() {
             // Reap every finished attempt first, so one claim fills all the
             // slots freed meanwhile (under load, claims come in batches).
@@ -196,7 +195,7 @@ impl Worker {
             if free > 0 {
                 match this.claim(free, &per_endpoint).await {
                     Ok(batch) => {
-                        error_pause = Duration::from_millis(100);
+                        claim_failures = 0;
                         let full = batch.len() == free;
                         for claimed in batch {
                             let endpoint = claimed.endpoint_id.clone();
@@ -226,8 +225,8 @@ impl Worker {
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "webhook worker: cannot claim deliveries");
-                        wait = error_pause;
-                        error_pause = (error_pause * 2).min(Duration::from_secs(10));
+                        claim_failures = claim_failures.saturating_add(1);
+                        wait = claim_backoff.delay(claim_failures);
                     }
                 }
             }

@@ -463,3 +463,82 @@ async fn the_contract_accepts_the_nodes_inclusion_proofs() {
         }
     }
 }
+
+/// anvil's second funded account (its well-known default mnemonic).
+const ANCHORER_KEY: &str = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
+
+#[tokio::test]
+async fn anchors_go_through_the_hot_wallet_pipeline_under_the_anchorers_own_nonce_row() {
+    let anvil = common::anvil().await;
+    let treasury: PrivateKeySigner = DEV_KEY_0.parse().unwrap();
+    let anchorer_key: PrivateKeySigner = ANCHORER_KEY.parse().unwrap();
+    let plan = DeployPlan {
+        treasury: treasury.address(),
+        admin: treasury.address(),
+        anchorer: anchorer_key.address(),
+        dev_helpers: false,
+        ..DeployPlan::default()
+    };
+    let contract = deploy::deploy(&anvil.rpc_url(), treasury.clone(), &plan)
+        .await
+        .unwrap()
+        .anchor;
+    let pool = common::test_db().await;
+    let anchorer = Anchorer::connect(
+        &anvil.rpc_url(),
+        contract,
+        anchorer_key.clone(),
+        AnchorOptions {
+            confirmations: 1,
+            poll_interval: Duration::from_millis(50),
+            timeout: Duration::from_secs(60),
+            max_sends: 5,
+        },
+    )
+    .await
+    .unwrap();
+    let log = TransparencyLog::new(anchorer.origin()).unwrap();
+    let first = grow(&pool, &log, 0, 4).await;
+    let record = anchor_checkpoint(&pool, &anchorer, first).await.unwrap();
+    let second = grow(&pool, &log, 4, 6).await;
+    anchor_checkpoint(&pool, &anchorer, second).await.unwrap();
+
+    // Each anchor is a send of the pipeline, signed by the anchorer key.
+    let sends: Vec<(String, Option<String>, String, Option<String>)> = sqlx::query_as(
+        "SELECT purpose, signer, status, tx_hash FROM chain_sends ORDER BY created_at",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let signer = format!("{:#x}", anchorer_key.address());
+    assert_eq!(sends.len(), 2, "{sends:?}");
+    assert!(
+        sends.iter().all(|(p, s, st, _)| p == "anchor"
+            && s.as_deref() == Some(&signer)
+            && st == "confirmed"),
+        "{sends:?}"
+    );
+    assert_eq!(
+        sends[0].3.as_deref(),
+        Some(format!("{:#x}", record.tx_hash).as_str())
+    );
+    // Written ahead: every transaction of the send has its row.
+    let txs: i64 = sqlx::query_scalar("SELECT count(*) FROM chain_send_txs")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(txs, 2);
+    // The anchorer's nonces are its own row; the treasury's is untouched.
+    let nonces: Vec<(String, i64)> =
+        sqlx::query_as("SELECT address, next_nonce FROM chain_nonces ORDER BY address")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(nonces, vec![(signer, 2)]);
+    // And the treasury paid no gas for it: nothing is in the ledger.
+    let entries: i64 = sqlx::query_scalar("SELECT count(*) FROM ledger_entries")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(entries, 0);
+}

@@ -61,6 +61,7 @@ use std::time::Duration;
 
 use alloy::primitives::{Address, B256};
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
+use alloy::rpc::types::TransactionReceipt;
 use alloy::signers::local::PrivateKeySigner;
 use futures::StreamExt;
 use futures::future::BoxFuture;
@@ -74,7 +75,7 @@ use crate::ledger::{self, AccountRef, Entry, EntryKind};
 use crate::money::{Amount, AssetCode};
 use crate::telemetry::metrics::Metrics;
 
-pub use store::{newest_transactions, queue};
+pub use store::{SendState, cancel_queued, newest_transactions, queue, queue_call, sends_of};
 
 /// Most sends signed under one hold of the nonce lock.
 const DISPATCH_BATCH: i64 = 64;
@@ -88,6 +89,9 @@ pub enum Purpose {
     Refund,
     /// A crypto payout (`po_…`).
     Payout,
+    /// A checkpoint anchor (`transparency::anchor`): a contract call signed
+    /// by the anchorer key, moving no merchant's money.
+    Anchor,
 }
 
 impl Purpose {
@@ -96,6 +100,7 @@ impl Purpose {
         match self {
             Purpose::Refund => "refund",
             Purpose::Payout => "payout",
+            Purpose::Anchor => "anchor",
         }
     }
 
@@ -103,6 +108,7 @@ impl Purpose {
         match s {
             "refund" => Some(Purpose::Refund),
             "payout" => Some(Purpose::Payout),
+            "anchor" => Some(Purpose::Anchor),
             _ => None,
         }
     }
@@ -125,6 +131,86 @@ pub struct NewSend<'a> {
     pub to: Address,
     /// Base units of the asset.
     pub amount: Amount,
+}
+
+/// A contract call to queue: a send signed by a key other than the
+/// treasury (the anchorer's), moving no merchant's money.
+#[derive(Debug, Clone)]
+pub struct NewCall<'a> {
+    /// The chain.
+    pub chain_id: u64,
+    /// What it is for.
+    pub purpose: Purpose,
+    /// Its owner's name for it, unique per purpose.
+    pub object_id: &'a str,
+    /// The key that signs it.
+    pub signer: Address,
+    /// The contract.
+    pub to: Address,
+    /// The call's input.
+    pub input: &'a [u8],
+}
+
+/// A queued contract call as its sink sees it.
+#[derive(Debug, Clone)]
+pub struct Call {
+    /// `cs_…`.
+    pub id: ChainSendId,
+    /// The chain.
+    pub chain_id: u64,
+    /// What it is for.
+    pub purpose: Purpose,
+    /// Its owner's name for it.
+    pub object_id: String,
+    /// The contract.
+    pub to: Address,
+}
+
+/// What happened to a contract call, told to its sink.
+#[derive(Debug, Clone, Copy)]
+pub enum CallEvent<'a> {
+    /// A transaction was signed (in the transaction that writes it ahead).
+    Signed(B256),
+    /// `old` vanished from the endpoint (a reorg took it out of its block,
+    /// or it never reached a mempool) or sat too long, and `new` replaced
+    /// it at the same nonce.
+    Replaced {
+        /// The transaction given up.
+        old: B256,
+        /// The one signed instead.
+        new: B256,
+    },
+    /// A transaction is in a canonical block, not yet deep enough.
+    Mined(&'a TransactionReceipt),
+    /// The call ended (in the transaction that finishes the send).
+    Finished(SendOutcome, &'a TransactionReceipt),
+}
+
+/// One row of `chain_sends` as the sender works it, whatever it pays.
+#[derive(Debug, Clone)]
+struct Job {
+    id: ChainSendId,
+    chain_id: u64,
+    purpose: Purpose,
+    object_id: String,
+    to: Address,
+    nonce: Option<u64>,
+    failures: u32,
+    call: tx::TransferCall,
+    /// A refund's or payout's money; `None` for a contract call.
+    money: Option<ChainSend>,
+}
+
+impl Job {
+    fn as_call(&self) -> Call {
+        Call {
+            id: self.id.clone(),
+            chain_id: self.chain_id,
+            purpose: self.purpose,
+            object_id: self.object_id.clone(),
+            to: self.to,
+        }
+    }
 }
 
 /// A send as stored.
@@ -178,6 +264,18 @@ pub trait SendSink: Send + Sync {
         send: &'a ChainSend,
         outcome: SendOutcome,
     ) -> BoxFuture<'a, Result<(), SinkError>>;
+
+    /// Progress of a contract call ([`queue_call`]); a sink of refunds and
+    /// payouts has none.
+    fn call_event<'a>(
+        &'a self,
+        conn: &'a mut PgConnection,
+        call: &'a Call,
+        event: CallEvent<'a>,
+    ) -> BoxFuture<'a, Result<(), SinkError>> {
+        let _ = (conn, call, event);
+        Box::pin(async { Ok(()) })
+    }
 }
 
 /// Errors of the sender.
@@ -222,8 +320,11 @@ pub struct Sender {
     signer: PrivateKeySigner,
     provider: DynProvider,
     sink: Arc<dyn SendSink>,
-    /// The chain's native coin, in which gas is booked.
-    native: AssetCode,
+    /// The chain's native coin, in which gas is booked: only the
+    /// treasury's gas is in the ledger.
+    native: Option<AssetCode>,
+    /// What this sender's signer sends.
+    purposes: Vec<String>,
     metrics: Arc<Metrics>,
 }
 
@@ -267,23 +368,67 @@ impl Sender {
             .ok_or_else(|| setup("no native coin among its assets, to book gas in".to_owned()))?
             .asset_code(chain.chain_id)
             .map_err(|e| setup(e.to_string()))?;
-        let url = chain
-            .http_url
-            .parse()
-            .map_err(|e| setup(format!("http_url: {e}")))?;
-        let provider = ProviderBuilder::new()
-            .disable_recommended_fillers()
-            .connect_http(url)
-            .erased();
+        let provider = Self::provider(&chain)?;
         Ok(Self {
             chain,
             pool,
             signer,
             provider,
             sink,
-            native,
+            native: Some(native),
+            purposes: vec![
+                Purpose::Refund.as_str().to_owned(),
+                Purpose::Payout.as_str().to_owned(),
+            ],
             metrics,
         })
+    }
+
+    /// The sender of `chain` for the contract calls of `purpose` signed by
+    /// `signer`, a key other than the treasury (the anchorer's): the same
+    /// pipeline, under the signer's own nonce row. Its gas is not booked in
+    /// the ledger (the treasury does not pay it); `sink` hears of its calls
+    /// through [`SendSink::call_event`].
+    pub fn for_calls(
+        chain: ChainConfig,
+        pool: PgPool,
+        signer: PrivateKeySigner,
+        purpose: Purpose,
+        sink: Arc<dyn SendSink>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, SendError> {
+        let provider = Self::provider(&chain)?;
+        Ok(Self {
+            chain,
+            pool,
+            signer,
+            provider,
+            sink,
+            native: None,
+            purposes: vec![purpose.as_str().to_owned()],
+            metrics,
+        })
+    }
+
+    fn provider(chain: &ChainConfig) -> Result<DynProvider, SendError> {
+        let url = chain.http_url.parse().map_err(|e| SendError::Setup {
+            chain_id: chain.chain_id,
+            message: format!("http_url: {e}"),
+        })?;
+        Ok(ProviderBuilder::new()
+            .disable_recommended_fillers()
+            .connect_http(url)
+            .erased())
+    }
+
+    /// Which rows of `chain_sends` are this sender's.
+    fn owner(&self) -> store::Owner<'_> {
+        store::Owner {
+            chain_id: self.chain.chain_id,
+            signer: self.signer.address(),
+            treasury: self.native.is_some(),
+            purposes: &self.purposes,
+        }
     }
 
     /// The sending address (the treasury).
@@ -318,7 +463,7 @@ impl Sender {
     /// One pass: dispatch every due queued send, then track every sent one.
     pub async fn tick(&self) -> Result<(), SendError> {
         while self.dispatch_batch().await? > 0 {}
-        let open = store::sent(&self.pool, self.chain.chain_id).await?;
+        let open = store::sent(&self.pool, &self.owner()).await?;
         futures::stream::iter(&open)
             .for_each_concurrent(TRACK_CONCURRENCY, |send| async move {
                 if let Err(e) = self.track(send).await {
@@ -358,7 +503,7 @@ impl Sender {
         let from = self.address();
         let mut db = self.pool.begin().await?;
         let stored_next = store::lock_nonce(&mut db, self.chain.chain_id, from).await?;
-        let sends = store::claim_queued(&mut db, self.chain.chain_id, DISPATCH_BATCH).await?;
+        let sends = store::claim_queued(&mut db, &self.owner(), DISPATCH_BATCH).await?;
         if sends.is_empty() {
             return Ok(0);
         }
@@ -374,17 +519,27 @@ impl Sender {
                 tx::Fees::current(&self.provider, &self.chain),
             )
             .await?;
-        let calls: Vec<tx::TransferCall> = sends.iter().map(tx::transfer_call).collect();
-        let estimates = futures::future::join_all(calls.iter().map(|call| {
+        let estimates = futures::future::join_all(sends.iter().map(|send| {
             self.call(
                 "eth_estimateGas",
-                self.provider.estimate_gas(call.request(from)),
+                self.provider.estimate_gas(send.call.request(from)),
             )
         }))
         .await;
         let mut nonce = stored_next.max(pending);
+        if self.native.is_none() && pending < stored_next {
+            // A reorg deeper than the confirmations took finished calls of
+            // this key away (an anchor that is anchored again): their
+            // nonces are free, and nothing later can be mined until they
+            // are used. They are used again only while no send of the key
+            // has a transaction out at or above the chain's count.
+            let open = store::lowest_open_nonce(&mut db, self.chain.chain_id, from).await?;
+            if open.is_none_or(|n| n < pending) {
+                nonce = pending;
+            }
+        }
         let mut signed = Vec::new();
-        for ((send, call), estimate) in sends.iter().zip(&calls).zip(estimates) {
+        for (send, estimate) in sends.iter().zip(estimates) {
             let gas = match estimate {
                 Ok(gas) => tx::with_margin(gas),
                 Err(e) => {
@@ -396,9 +551,19 @@ impl Sender {
                     continue;
                 }
             };
-            let tx = tx::sign(&self.signer, self.chain.chain_id, nonce, gas, fees, call)
-                .map_err(|e| self.rpc_error(format!("signing: {e}")))?;
+            let tx = tx::sign(
+                &self.signer,
+                self.chain.chain_id,
+                nonce,
+                gas,
+                fees,
+                &send.call,
+            )
+            .map_err(|e| self.rpc_error(format!("signing: {e}")))?;
             store::record_signed(&mut db, &send.id, from, &tx).await?;
+            if send.money.is_none() {
+                self.tell(&mut db, send, CallEvent::Signed(tx.hash)).await?;
+            }
             nonce += 1;
             signed.push((send, tx));
         }
@@ -416,7 +581,7 @@ impl Sender {
     }
 
     /// Broadcasts a recorded transaction and books what the endpoint says.
-    async fn broadcast(&self, send: &ChainSend, signed: &tx::Signed) -> Result<(), SendError> {
+    async fn broadcast(&self, send: &Job, signed: &tx::Signed) -> Result<(), SendError> {
         let outcome = tokio::time::timeout(
             self.chain.rpc_timeout(),
             self.provider.send_raw_transaction(&signed.raw),
@@ -456,7 +621,7 @@ impl Sender {
     /// be given back.
     async fn refused(
         &self,
-        send: &ChainSend,
+        send: &Job,
         signed: &tx::Signed,
         message: &str,
     ) -> Result<(), SendError> {
@@ -496,10 +661,7 @@ impl Sender {
     /// A receipt of any transaction `send` ever signed (any nonce, rejected
     /// and replaced ones included: a refusal or a replacement does not take
     /// a transaction out of every mempool), newest first.
-    async fn find_receipt(
-        &self,
-        send: &ChainSend,
-    ) -> Result<Option<alloy::rpc::types::TransactionReceipt>, SendError> {
+    async fn find_receipt(&self, send: &Job) -> Result<Option<TransactionReceipt>, SendError> {
         for hash in store::all_transactions(&self.pool, &send.id).await? {
             let receipt = self
                 .call(
@@ -515,12 +677,12 @@ impl Sender {
     }
 
     /// Back-off before the next try of a send that could not be made.
-    fn backoff(&self, send: &ChainSend) -> Duration {
+    fn backoff(&self, send: &Job) -> Duration {
         self.chain.retry_delay(send.failures.saturating_add(1))
     }
 
     /// Moves one sent send along (see the module documentation).
-    async fn track(&self, send: &ChainSend) -> Result<(), SendError> {
+    async fn track(&self, send: &Job) -> Result<(), SendError> {
         let Some(nonce) = send.nonce else {
             return Ok(());
         };
@@ -574,6 +736,15 @@ impl Sender {
             .await?
             .is_some();
         if !known {
+            // A contract call the endpoint lost (a reorg took it out of
+            // its block) is replaced at its nonce, priced for today's base
+            // fee, rather than sent again as it was: its owner records the
+            // lost transaction as dropped and the new one apart
+            // (`CallEvent::Replaced`). Every transaction of the nonce is
+            // still looked for, so this is as safe as the same bytes.
+            if send.money.is_none() && self.bump(send, nonce, latest).await? {
+                return Ok(());
+            }
             // Written ahead: once sent again it may sit in some mempool
             // even if this endpoint refuses it, so its nonce must never be
             // given back. Not sent if it was retired meanwhile.
@@ -591,13 +762,30 @@ impl Sender {
         Ok(())
     }
 
-    /// Replaces the pending transaction `latest` with higher fees.
+    /// Tells the sink of a contract call what happened to it.
+    async fn tell(
+        &self,
+        conn: &mut PgConnection,
+        send: &Job,
+        event: CallEvent<'_>,
+    ) -> Result<(), SendError> {
+        self.sink
+            .call_event(conn, &send.as_call(), event)
+            .await
+            .map_err(|e| SendError::Sink {
+                id: send.id.clone(),
+                message: e.to_string(),
+            })
+    }
+
+    /// Replaces the pending transaction `latest` with higher fees; false
+    /// if it was not (the fee cap, or another node moved first).
     async fn bump(
         &self,
-        send: &ChainSend,
+        send: &Job,
         nonce: u64,
         latest: &store::SentTx,
-    ) -> Result<(), SendError> {
+    ) -> Result<bool, SendError> {
         let current = self
             .call(
                 "eth_feeHistory",
@@ -606,42 +794,47 @@ impl Sender {
             .await?;
         let Some(fees) = latest.fees.bumped(current, &self.chain) else {
             tracing::warn!(send = %send.id, "pending at the fee cap (max_fee_per_gas_gwei); waiting");
-            return Ok(());
+            return Ok(false);
         };
-        let call = tx::transfer_call(send);
         let signed = tx::sign(
             &self.signer,
             self.chain.chain_id,
             nonce,
             latest.gas_limit,
             fees,
-            &call,
+            &send.call,
         )
         .map_err(|e| self.rpc_error(format!("signing: {e}")))?;
         if !store::record_replacement(&self.pool, send, nonce, &latest.hash, &signed).await? {
             // Another node bumped or finished it meanwhile.
-            return Ok(());
+            return Ok(false);
         }
         tracing::info!(send = %send.id, nonce, old = %latest.hash, new = %signed.hash,
             max_fee = fees.max_fee_per_gas, "fee bumped");
         self.metrics.add("chain_sends_fee_bumps", 1);
-        self.broadcast(send, &signed).await
+        if send.money.is_none() {
+            let mut conn = self.pool.acquire().await?;
+            let event = CallEvent::Replaced {
+                old: latest.hash,
+                new: signed.hash,
+            };
+            self.tell(&mut conn, send, event).await?;
+        }
+        self.broadcast(send, &signed).await?;
+        Ok(true)
     }
 
     /// A transaction of `send` is mined: finishes the send once the receipt
     /// is deep enough and still canonical.
-    async fn on_mined(
-        &self,
-        send: &ChainSend,
-        receipt: &alloy::rpc::types::TransactionReceipt,
-    ) -> Result<(), SendError> {
+    async fn on_mined(&self, send: &Job, receipt: &TransactionReceipt) -> Result<(), SendError> {
         let (Some(number), Some(hash)) = (receipt.block_number, receipt.block_hash) else {
             return Ok(());
         };
         let head = self
             .call("eth_blockNumber", self.provider.get_block_number())
             .await?;
-        if head + 1 < number + self.chain.confirmations {
+        let deep = head + 1 >= number + self.chain.confirmations;
+        if !deep && send.money.is_some() {
             return Ok(());
         }
         let canonical = self
@@ -653,6 +846,10 @@ impl Sender {
             .map(|b| b.header.hash);
         if canonical != Some(hash) {
             return Ok(());
+        }
+        if !deep {
+            let mut conn = self.pool.acquire().await?;
+            return self.tell(&mut conn, send, CallEvent::Mined(receipt)).await;
         }
         let outcome = if receipt.status() {
             SendOutcome::Confirmed
@@ -671,18 +868,27 @@ impl Sender {
             gas_fee,
         };
         let mut db = self.pool.begin().await?;
-        let Some(mut send) = store::lock_sent(&mut db, &send.id).await? else {
+        let Some(job) = store::lock_sent(&mut db, &send.id).await? else {
             return Ok(());
         };
-        store::finish(&mut db, &send, outcome, &mined).await?;
-        if gas_fee.is_positive() {
+        store::finish(&mut db, &job.id, outcome, &mined).await?;
+        let Some(mut send) = job.money.clone() else {
+            self.tell(&mut db, &job, CallEvent::Finished(outcome, receipt))
+                .await?;
+            db.commit().await?;
+            tracing::info!(send = %job.id, tx = %mined.tx_hash, ?outcome, "call finished");
+            return Ok(());
+        };
+        if let Some(native) = &self.native
+            && gas_fee.is_positive()
+        {
             let entry = Entry::new(format!("{}:gas", send.id), EntryKind::custom("network_fee"))
                 .source(send.object_id.as_str())
                 .description(format!("gas of {:#x}", mined.tx_hash))
                 .transfer(
                     AccountRef::network_fees(self.chain.chain_id),
                     AccountRef::treasury(self.chain.chain_id),
-                    &self.native,
+                    native,
                     gas_fee,
                 );
             ledger::post(&mut db, &entry).await?;

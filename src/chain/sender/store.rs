@@ -7,8 +7,8 @@ use alloy::primitives::{Address, B256};
 use rust_decimal::Decimal;
 use sqlx::{PgConnection, PgPool};
 
-use super::tx::{Fees, Signed};
-use super::{ChainSend, NewSend, Purpose, SendOutcome};
+use super::tx::{self, Fees, Signed};
+use super::{ChainSend, Job, NewCall, NewSend, Purpose, SendOutcome};
 use crate::chain::watcher::store::{hex0x, int8};
 use crate::ids::{ChainSendId, MerchantId};
 use crate::money::{Amount, AssetCode};
@@ -97,11 +97,12 @@ struct Row {
     chain_id: i64,
     purpose: String,
     object_id: String,
-    merchant_id: String,
-    asset: String,
+    merchant_id: Option<String>,
+    asset: Option<String>,
     token: String,
     to_address: String,
     amount: Decimal,
+    input: Option<Vec<u8>>,
     nonce: Option<i64>,
     tx_hash: Option<String>,
     block_number: Option<i64>,
@@ -109,26 +110,150 @@ struct Row {
 }
 
 impl Row {
-    fn into_send(self) -> Result<ChainSend, sqlx::Error> {
-        Ok(ChainSend {
-            id: ChainSendId::parse(&self.id).map_err(|_| corrupt("id", &self.id))?,
-            chain_id: uint(self.chain_id)?,
-            purpose: Purpose::parse(&self.purpose)
-                .ok_or_else(|| corrupt("purpose", &self.purpose))?,
+    fn into_job(self) -> Result<Job, sqlx::Error> {
+        let id = ChainSendId::parse(&self.id).map_err(|_| corrupt("id", &self.id))?;
+        let chain_id = uint(self.chain_id)?;
+        let purpose =
+            Purpose::parse(&self.purpose).ok_or_else(|| corrupt("purpose", &self.purpose))?;
+        let to = address(&self.to_address)?;
+        let nonce = self.nonce.map(uint).transpose()?;
+        let failures = u32::try_from(self.failures).unwrap_or(0);
+        let (call, money) = match (self.input, self.merchant_id, self.asset) {
+            (Some(input), None, None) => (tx::contract_call(to, input), None),
+            (None, Some(merchant_id), Some(asset)) => {
+                let send = ChainSend {
+                    id: id.clone(),
+                    chain_id,
+                    purpose,
+                    object_id: self.object_id.clone(),
+                    merchant_id: MerchantId::parse(&merchant_id)
+                        .map_err(|_| corrupt("merchant", &merchant_id))?,
+                    asset: AssetCode::parse(&asset).map_err(|_| corrupt("asset", &asset))?,
+                    token: address(&self.token)?,
+                    to,
+                    amount: Amount::try_from(self.amount)
+                        .map_err(|_| corrupt("amount", &self.amount.to_string()))?,
+                    nonce,
+                    tx_hash: self.tx_hash.as_deref().map(hash).transpose()?,
+                    block_number: self.block_number.map(uint).transpose()?,
+                    failures,
+                };
+                (tx::transfer_call(&send), Some(send))
+            }
+            _ => return Err(corrupt("send", &self.id)),
+        };
+        Ok(Job {
+            id,
+            chain_id,
+            purpose,
             object_id: self.object_id,
-            merchant_id: MerchantId::parse(&self.merchant_id)
-                .map_err(|_| corrupt("merchant", &self.merchant_id))?,
-            asset: AssetCode::parse(&self.asset).map_err(|_| corrupt("asset", &self.asset))?,
-            token: address(&self.token)?,
-            to: address(&self.to_address)?,
-            amount: Amount::try_from(self.amount)
-                .map_err(|_| corrupt("amount", &self.amount.to_string()))?,
-            nonce: self.nonce.map(uint).transpose()?,
-            tx_hash: self.tx_hash.as_deref().map(hash).transpose()?,
-            block_number: self.block_number.map(uint).transpose()?,
-            failures: u32::try_from(self.failures).unwrap_or(0),
+            to,
+            nonce,
+            failures,
+            call,
+            money,
         })
     }
+}
+
+/// Whose sends a sender works: one signer's, of some purposes, on one
+/// chain. A send queued without a signer is the treasury's.
+#[derive(Debug, Clone, Copy)]
+pub struct Owner<'a> {
+    /// The chain.
+    pub chain_id: u64,
+    /// The signing address.
+    pub signer: Address,
+    /// Whether it is the chain's treasury.
+    pub treasury: bool,
+    /// The purposes it sends.
+    pub purposes: &'a [String],
+}
+
+/// Queues a contract call in the caller's transaction; `None` if a send
+/// of that purpose and object is already queued.
+pub async fn queue_call(
+    conn: &mut PgConnection,
+    call: &NewCall<'_>,
+) -> Result<Option<ChainSendId>, sqlx::Error> {
+    let id = ChainSendId::generate();
+    let inserted = sqlx::query!(
+        r#"INSERT INTO chain_sends (id, chain_id, purpose, object_id, token, signer, to_address,
+                                    amount, input, status)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, 'queued')
+           ON CONFLICT (purpose, object_id) DO NOTHING"#,
+        id.as_str(),
+        int8(call.chain_id)?,
+        call.purpose.as_str(),
+        call.object_id,
+        hex0x(Address::ZERO.as_slice()),
+        hex0x(call.signer.as_slice()),
+        hex0x(call.to.as_slice()),
+        call.input,
+    )
+    .execute(conn)
+    .await?
+    .rows_affected();
+    Ok((inserted == 1).then_some(id))
+}
+
+/// Where a send stands, for its owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendState {
+    /// `cs_…`.
+    pub id: ChainSendId,
+    /// Its owner's name for it.
+    pub object_id: String,
+    /// `queued`, `sent`, `confirmed`, `failed` or `cancelled`.
+    pub status: String,
+    /// Times it could not be made (gas estimation refused, broadcast
+    /// refused) in a row.
+    pub failures: u32,
+    /// Why, the last time.
+    pub last_error: Option<String>,
+}
+
+/// The sends of `purpose` whose object ids start with `prefix`, oldest
+/// first.
+pub async fn sends_of(
+    pool: &PgPool,
+    purpose: Purpose,
+    prefix: &str,
+) -> Result<Vec<SendState>, sqlx::Error> {
+    let rows = sqlx::query!(
+        r#"SELECT id, object_id, status, failures, last_error FROM chain_sends
+            WHERE purpose = $1 AND starts_with(object_id, $2)
+            ORDER BY created_at, id"#,
+        purpose.as_str(),
+        prefix,
+    )
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter()
+        .map(|r| {
+            Ok(SendState {
+                id: ChainSendId::parse(&r.id).map_err(|_| corrupt("id", &r.id))?,
+                object_id: r.object_id,
+                status: r.status,
+                failures: u32::try_from(r.failures).unwrap_or(0),
+                last_error: r.last_error,
+            })
+        })
+        .collect()
+}
+
+/// Gives up a send no transaction of which was signed yet; false if one
+/// was (the pipeline then sees it through).
+pub async fn cancel_queued(pool: &PgPool, id: &ChainSendId) -> Result<bool, sqlx::Error> {
+    let updated = sqlx::query!(
+        "UPDATE chain_sends SET status = 'cancelled', updated_at = now()
+          WHERE id = $1 AND status = 'queued'",
+        id.as_str(),
+    )
+    .execute(pool)
+    .await?
+    .rows_affected();
+    Ok(updated == 1)
 }
 
 /// Locks the wallet's nonce row (creating it) and returns the next nonce
@@ -176,46 +301,72 @@ pub async fn set_next_nonce(
     Ok(())
 }
 
-/// The chain's oldest due queued sends (at most `limit`), locked.
-pub async fn claim_queued(
+/// The lowest nonce of `from` held by a send with a transaction out.
+pub(super) async fn lowest_open_nonce(
     conn: &mut PgConnection,
     chain_id: u64,
+    from: Address,
+) -> Result<Option<u64>, sqlx::Error> {
+    sqlx::query_scalar!(
+        "SELECT min(nonce) FROM chain_sends
+          WHERE chain_id = $1 AND from_address = $2 AND status = 'sent'",
+        int8(chain_id)?,
+        hex0x(from.as_slice()),
+    )
+    .fetch_one(conn)
+    .await?
+    .map(uint)
+    .transpose()
+}
+
+/// The owner's oldest due queued sends (at most `limit`), locked.
+pub(super) async fn claim_queued(
+    conn: &mut PgConnection,
+    owner: &Owner<'_>,
     limit: i64,
-) -> Result<Vec<ChainSend>, sqlx::Error> {
+) -> Result<Vec<Job>, sqlx::Error> {
     sqlx::query_as!(
         Row,
         r#"SELECT id, chain_id, purpose, object_id, merchant_id, asset, token, to_address, amount,
-                  nonce, tx_hash, block_number, failures
+                  input, nonce, tx_hash, block_number, failures
              FROM chain_sends
             WHERE chain_id = $1 AND status = 'queued' AND next_attempt_at <= now()
+              AND (signer = $2 OR (signer IS NULL AND $3)) AND purpose = ANY($4)
             ORDER BY created_at, id
-            LIMIT $2
+            LIMIT $5
             FOR UPDATE SKIP LOCKED"#,
-        int8(chain_id)?,
+        int8(owner.chain_id)?,
+        hex0x(owner.signer.as_slice()),
+        owner.treasury,
+        owner.purposes,
         limit,
     )
     .fetch_all(conn)
     .await?
     .into_iter()
-    .map(Row::into_send)
+    .map(Row::into_job)
     .collect()
 }
 
-/// The chain's sends with a transaction out.
-pub async fn sent(pool: &PgPool, chain_id: u64) -> Result<Vec<ChainSend>, sqlx::Error> {
+/// The owner's sends with a transaction out.
+pub(super) async fn sent(pool: &PgPool, owner: &Owner<'_>) -> Result<Vec<Job>, sqlx::Error> {
     sqlx::query_as!(
         Row,
         r#"SELECT id, chain_id, purpose, object_id, merchant_id, asset, token, to_address, amount,
-                  nonce, tx_hash, block_number, failures
+                  input, nonce, tx_hash, block_number, failures
              FROM chain_sends
             WHERE chain_id = $1 AND status = 'sent'
+              AND (signer = $2 OR (signer IS NULL AND $3)) AND purpose = ANY($4)
             ORDER BY nonce"#,
-        int8(chain_id)?,
+        int8(owner.chain_id)?,
+        hex0x(owner.signer.as_slice()),
+        owner.treasury,
+        owner.purposes,
     )
     .fetch_all(pool)
     .await?
     .into_iter()
-    .map(Row::into_send)
+    .map(Row::into_job)
     .collect()
 }
 
@@ -328,9 +479,9 @@ pub struct Refusal<'a> {
 ///
 /// Otherwise the transaction stays, to be tracked like any sent one.
 /// Returns whether the nonce was given back. The nonce row must be locked.
-pub async fn reject(
+pub(super) async fn reject(
     conn: &mut PgConnection,
-    send: &ChainSend,
+    send: &Job,
     signed: &Signed,
     from: Address,
     refusal: Refusal<'_>,
@@ -517,7 +668,7 @@ pub async fn all_transactions(pool: &PgPool, send: &ChainSendId) -> Result<Vec<B
 
 /// Sends `send` back to the queue: another transaction, now deep, took
 /// its nonce, so none of its transactions can be mined any more.
-pub async fn requeue(pool: &PgPool, send: &ChainSend, nonce: u64) -> Result<(), sqlx::Error> {
+pub(super) async fn requeue(pool: &PgPool, send: &Job, nonce: u64) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
     let message = format!("nonce {nonce} was used by another transaction");
     let updated = sqlx::query!(
@@ -548,9 +699,9 @@ pub async fn requeue(pool: &PgPool, send: &ChainSend, nonce: u64) -> Result<(), 
 /// Records `signed` as the replacement of `old`, if `send` is still sent
 /// at `nonce` and `old` is still its newest transaction; false if not
 /// (another node moved it first).
-pub async fn record_replacement(
+pub(super) async fn record_replacement(
     pool: &PgPool,
-    send: &ChainSend,
+    send: &Job,
     nonce: u64,
     old: &B256,
     signed: &Signed,
@@ -587,14 +738,14 @@ pub async fn record_replacement(
 }
 
 /// A send still `sent`, locked; `None` if it moved on.
-pub async fn lock_sent(
+pub(super) async fn lock_sent(
     conn: &mut PgConnection,
     id: &ChainSendId,
-) -> Result<Option<ChainSend>, sqlx::Error> {
+) -> Result<Option<Job>, sqlx::Error> {
     sqlx::query_as!(
         Row,
         r#"SELECT id, chain_id, purpose, object_id, merchant_id, asset, token, to_address, amount,
-                  nonce, tx_hash, block_number, failures
+                  input, nonce, tx_hash, block_number, failures
              FROM chain_sends
             WHERE id = $1 AND status = 'sent'
             FOR UPDATE"#,
@@ -602,7 +753,7 @@ pub async fn lock_sent(
     )
     .fetch_optional(conn)
     .await?
-    .map(Row::into_send)
+    .map(Row::into_job)
     .transpose()
 }
 
@@ -622,7 +773,7 @@ pub struct Mined {
 /// Ends a locked send.
 pub async fn finish(
     conn: &mut PgConnection,
-    send: &ChainSend,
+    send: &ChainSendId,
     outcome: SendOutcome,
     mined: &Mined,
 ) -> Result<(), sqlx::Error> {
@@ -637,7 +788,7 @@ pub async fn finish(
                   last_error = CASE WHEN $2 = 'failed' THEN 'transaction reverted' END,
                   updated_at = now()
             WHERE id = $1"#,
-        send.id.as_str(),
+        send.as_str(),
         status,
         tx_hash,
         int8(mined.block_number)?,
@@ -649,7 +800,7 @@ pub async fn finish(
     sqlx::query!(
         r#"UPDATE chain_send_txs SET status = 'replaced'
             WHERE send_id = $1 AND tx_hash <> $2 AND status IN ('signed', 'broadcast')"#,
-        send.id.as_str(),
+        send.as_str(),
         tx_hash,
     )
     .execute(conn)

@@ -14,7 +14,8 @@ use super::ChainSend;
 use crate::chain::config::ChainConfig;
 use crate::chain::contracts::DevStablecoin;
 
-/// The call that moves a send's money.
+/// The call a send's transactions make: a transfer of its money, or a
+/// contract call.
 #[derive(Debug, Clone)]
 pub(super) struct TransferCall {
     to: Address,
@@ -54,6 +55,15 @@ pub(super) fn transfer_call(send: &ChainSend) -> TransferCall {
             .abi_encode()
             .into(),
         }
+    }
+}
+
+/// A contract call with no value (an anchor).
+pub(super) fn contract_call(to: Address, input: Vec<u8>) -> TransferCall {
+    TransferCall {
+        to,
+        value: U256::ZERO,
+        input: input.into(),
     }
 }
 
