@@ -365,13 +365,20 @@ fn spawn_jobs(
     match wallet {
         Some(signer) => {
             let sink: Arc<dyn crate::chain::sender::SendSink> = Arc::new(SendBook);
-            crate::chain::sender::spawn_all(
+            let sending = crate::chain::sender::spawn_all(
                 jobs,
                 &state.config.chains,
                 &state.pool,
                 signer,
                 &sink,
                 &state.metrics,
+                shutdown,
+            );
+            crate::chain::sweeper::spawn_all(
+                jobs,
+                &state.config.chains,
+                &sending,
+                &state.pool,
                 shutdown,
             );
         }
@@ -432,6 +439,9 @@ impl crate::chain::sender::SendSink for SendBook {
                 }
                 Purpose::Payout => {
                     crate::settlement::payouts::on_chain_finished(conn, send, outcome).await?;
+                }
+                Purpose::Sweep => {
+                    crate::chain::sweeper::on_chain_finished(conn, send, outcome).await?;
                 }
             }
             Ok(())

@@ -74,7 +74,7 @@ use crate::ledger::{self, AccountRef, Entry, EntryKind};
 use crate::money::{Amount, AssetCode};
 use crate::telemetry::metrics::Metrics;
 
-pub use store::{newest_transactions, queue};
+pub use store::{NewSweep, newest_transactions, queue, queue_sweep};
 
 /// Most sends signed under one hold of the nonce lock.
 const DISPATCH_BATCH: i64 = 64;
@@ -88,6 +88,8 @@ pub enum Purpose {
     Refund,
     /// A crypto payout (`po_…`).
     Payout,
+    /// A sweep of deposit addresses into the treasury (issue 17).
+    Sweep,
 }
 
 impl Purpose {
@@ -96,6 +98,7 @@ impl Purpose {
         match self {
             Purpose::Refund => "refund",
             Purpose::Payout => "payout",
+            Purpose::Sweep => "sweep",
         }
     }
 
@@ -103,6 +106,7 @@ impl Purpose {
         match s {
             "refund" => Some(Purpose::Refund),
             "payout" => Some(Purpose::Payout),
+            "sweep" => Some(Purpose::Sweep),
             _ => None,
         }
     }
@@ -138,8 +142,8 @@ pub struct ChainSend {
     pub purpose: Purpose,
     /// The refund or payout id.
     pub object_id: String,
-    /// Whose money it is.
-    pub merchant_id: MerchantId,
+    /// Whose money it is (none for a sweep: the gateway's own).
+    pub merchant_id: Option<MerchantId>,
     /// Ledger asset.
     pub asset: AssetCode,
     /// ERC-20 token; the zero address for the native coin.
@@ -156,6 +160,8 @@ pub struct ChainSend {
     pub block_number: Option<u64>,
     /// Attempts in a row the endpoint refused.
     pub failures: u32,
+    /// The call's input, for a sweep (sent to `to` with no value).
+    pub input: Option<alloy::primitives::Bytes>,
 }
 
 /// How a send ended.

@@ -3,7 +3,7 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use alloy::primitives::{Address, B256};
+use alloy::primitives::{Address, B256, Bytes};
 use rust_decimal::Decimal;
 use sqlx::{PgConnection, PgPool};
 
@@ -92,12 +92,56 @@ pub async fn queue(
     Ok(id)
 }
 
+/// A sweep to queue: a call of `factory` with `input`, for no merchant;
+/// `amount` is what it is booked to move (base units of `asset`).
+#[derive(Debug, Clone)]
+pub struct NewSweep<'a> {
+    /// The chain.
+    pub chain_id: u64,
+    /// Unique among sweeps.
+    pub object_id: &'a str,
+    /// Ledger asset swept.
+    pub asset: &'a AssetCode,
+    /// Its token (zero: the native coin).
+    pub token: Address,
+    /// The chain's `DepositFactory`.
+    pub factory: Address,
+    /// Base units booked to move.
+    pub amount: Amount,
+    /// `sweep(salts, token)` or `sweepNative(salts)`.
+    pub input: &'a [u8],
+}
+
+/// Queues `sweep` in the caller's transaction.
+pub async fn queue_sweep(
+    conn: &mut PgConnection,
+    sweep: &NewSweep<'_>,
+) -> Result<ChainSendId, sqlx::Error> {
+    let id = ChainSendId::generate();
+    sqlx::query!(
+        r#"INSERT INTO chain_sends (id, chain_id, purpose, object_id, merchant_id, asset, token,
+                                    to_address, amount, status, input)
+           VALUES ($1, $2, 'sweep', $3, NULL, $4, $5, $6, $7, 'queued', $8)"#,
+        id.as_str(),
+        int8(sweep.chain_id)?,
+        sweep.object_id,
+        sweep.asset.as_str(),
+        hex0x(sweep.token.as_slice()),
+        hex0x(sweep.factory.as_slice()),
+        sweep.amount.to_decimal(),
+        sweep.input,
+    )
+    .execute(&mut *conn)
+    .await?;
+    Ok(id)
+}
+
 struct Row {
     id: String,
     chain_id: i64,
     purpose: String,
     object_id: String,
-    merchant_id: String,
+    merchant_id: Option<String>,
     asset: String,
     token: String,
     to_address: String,
@@ -106,6 +150,7 @@ struct Row {
     tx_hash: Option<String>,
     block_number: Option<i64>,
     failures: i32,
+    input: Option<Vec<u8>>,
 }
 
 impl Row {
@@ -116,8 +161,11 @@ impl Row {
             purpose: Purpose::parse(&self.purpose)
                 .ok_or_else(|| corrupt("purpose", &self.purpose))?,
             object_id: self.object_id,
-            merchant_id: MerchantId::parse(&self.merchant_id)
-                .map_err(|_| corrupt("merchant", &self.merchant_id))?,
+            merchant_id: self
+                .merchant_id
+                .as_deref()
+                .map(|m| MerchantId::parse(m).map_err(|_| corrupt("merchant", m)))
+                .transpose()?,
             asset: AssetCode::parse(&self.asset).map_err(|_| corrupt("asset", &self.asset))?,
             token: address(&self.token)?,
             to: address(&self.to_address)?,
@@ -127,6 +175,7 @@ impl Row {
             tx_hash: self.tx_hash.as_deref().map(hash).transpose()?,
             block_number: self.block_number.map(uint).transpose()?,
             failures: u32::try_from(self.failures).unwrap_or(0),
+            input: self.input.map(Bytes::from),
         })
     }
 }
@@ -185,7 +234,7 @@ pub async fn claim_queued(
     sqlx::query_as!(
         Row,
         r#"SELECT id, chain_id, purpose, object_id, merchant_id, asset, token, to_address, amount,
-                  nonce, tx_hash, block_number, failures
+                  nonce, tx_hash, block_number, failures, input
              FROM chain_sends
             WHERE chain_id = $1 AND status = 'queued' AND next_attempt_at <= now()
             ORDER BY created_at, id
@@ -206,7 +255,7 @@ pub async fn sent(pool: &PgPool, chain_id: u64) -> Result<Vec<ChainSend>, sqlx::
     sqlx::query_as!(
         Row,
         r#"SELECT id, chain_id, purpose, object_id, merchant_id, asset, token, to_address, amount,
-                  nonce, tx_hash, block_number, failures
+                  nonce, tx_hash, block_number, failures, input
              FROM chain_sends
             WHERE chain_id = $1 AND status = 'sent'
             ORDER BY nonce"#,
@@ -594,7 +643,7 @@ pub async fn lock_sent(
     sqlx::query_as!(
         Row,
         r#"SELECT id, chain_id, purpose, object_id, merchant_id, asset, token, to_address, amount,
-                  nonce, tx_hash, block_number, failures
+                  nonce, tx_hash, block_number, failures, input
              FROM chain_sends
             WHERE id = $1 AND status = 'sent'
             FOR UPDATE"#,

@@ -33,6 +33,28 @@ pub use quote::QUOTE_TTL;
 pub use sink::{PaymentsSink, flag_underpaid};
 pub use view::live_confirmations;
 
+/// Which instructions a crypto quote gives the payer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CryptoMode {
+    /// The router call and, where the chain has a deposit factory, the
+    /// deposit address.
+    #[default]
+    Any,
+    /// Only the deposit address (for payers who can only send to an
+    /// address: exchanges, hardware wallets, QR codes).
+    Deposit,
+}
+
+impl CryptoMode {
+    /// The stored and shown name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CryptoMode::Any => "any",
+            CryptoMode::Deposit => "deposit",
+        }
+    }
+}
+
 /// The chains crypto payments may use.
 #[derive(Debug, Clone, Default)]
 pub struct Chains(pub Arc<Vec<ChainConfig>>);

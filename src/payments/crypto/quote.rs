@@ -1,17 +1,18 @@
 //! The request path: confirming a payment with `crypto` locks a quote and
 //! answers the transfer to make (`next_action.crypto`).
 
-use alloy::primitives::B256;
+use alloy::primitives::{B256, U256};
 use alloy::providers::ProviderBuilder;
 use rand::RngCore;
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use time::{Duration, OffsetDateTime};
 
-use super::hex_lower;
 use super::view::refresh_view;
+use super::{CryptoMode, hex_lower};
 use crate::chain::config::{AssetConfig, ChainConfig};
 use crate::chain::contracts::DevPriceFeed;
+use crate::chain::deposits;
 use crate::chain::guard::QuoteRefusal;
 use crate::events::EventType;
 use crate::ids::{MerchantId, PaymentId};
@@ -126,6 +127,7 @@ impl Payments {
         id: &PaymentId,
         chain_id: u64,
         symbol: &str,
+        mode: CryptoMode,
     ) -> Result<Payment, PaymentError> {
         let chain = self.chains().get(chain_id).ok_or_else(|| {
             PaymentError::invalid(
@@ -180,6 +182,16 @@ impl Payments {
                 "crypto is not among this payment's payment_method_types",
             ));
         }
+        let deposit = chain.deposit_factory.map(|factory| {
+            let salt = deposits::salt(payment.id.as_str());
+            (deposits::address(factory, salt), salt)
+        });
+        if mode == CryptoMode::Deposit && deposit.is_none() {
+            return Err(PaymentError::invalid(
+                "payment_method.crypto.mode",
+                format!("chain {chain_id} has no deposit addresses on this node"),
+            ));
+        }
         let (units, rate) = quote_for(&payment, chain, asset).await?;
         let mut bytes = [0u8; 32];
         rand::thread_rng().fill_bytes(&mut bytes);
@@ -190,11 +202,13 @@ impl Payments {
             .map_err(|e| PaymentError::Ledger(e.to_string()))?;
         sqlx::query!(
             r#"INSERT INTO crypto_payments (payment_id, merchant_id, chain_id, asset, token, router,
-                   reference, expected, rate, expires_at, confirmations)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                   reference, expected, rate, expires_at, confirmations, deposit_address,
+                   deposit_salt, mode)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
                ON CONFLICT (payment_id) DO UPDATE SET chain_id = $3, asset = $4, token = $5,
                    router = $6, reference = $7, expected = $8, rate = $9, expires_at = $10,
-                   confirmations = $11, received = 0, confirmed = 0, exception = NULL"#,
+                   confirmations = $11, received = 0, confirmed = 0, exception = NULL,
+                   deposit_address = $12, deposit_salt = $13, mode = $14"#,
             payment.id.as_str(),
             merchant.as_str(),
             i64::try_from(chain_id).unwrap_or(i64::MAX),
@@ -207,6 +221,9 @@ impl Payments {
             rate,
             expires_at,
             i64::try_from(chain.confirmations).unwrap_or(i64::MAX),
+            deposit.map(|(address, _)| hex_lower(address)),
+            deposit.map(|(_, salt)| format!("{salt}")),
+            mode.as_str(),
         )
         .execute(&mut *tx)
         .await?;
@@ -215,16 +232,31 @@ impl Payments {
         payment.last_error = None;
         payment.status = Status::RequiresAction;
         payment.expires_at = Some(expires_at);
+        let deposit_address = deposit.map(|(address, _)| address);
+        let deposit_uri = deposit_address
+            .map(|d| deposits::uri(chain_id, asset.token_address, d, U256::from(units)));
+        // In deposit mode the address is the only instruction: the router
+        // fields are null and `uri` pays the address.
+        let (router_address, uri) = match mode {
+            CryptoMode::Any => (
+                Some(hex_lower(chain.router)),
+                eip681(chain, asset, units, &reference),
+            ),
+            CryptoMode::Deposit => (None, deposit_uri.clone().unwrap_or_default()),
+        };
         payment.next_action = Some(json!({
             "type": "crypto_transfer",
             "crypto": {
                 "chain_id": chain_id,
                 "asset": asset.symbol,
                 "token_address": asset.token_address.map(hex_lower),
-                "router_address": hex_lower(chain.router),
+                "router_address": router_address,
                 "amount": units.to_string(),
                 "payment_reference": reference,
-                "uri": eip681(chain, asset, units, &reference),
+                "uri": uri,
+                "mode": mode.as_str(),
+                "deposit_address": deposit_address.map(hex_lower),
+                "deposit_uri": deposit_uri,
                 "expires_at": expires_at.unix_timestamp(),
                 "confirmations_required": chain.confirmations,
             },

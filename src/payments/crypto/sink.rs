@@ -9,9 +9,11 @@ use time::OffsetDateTime;
 
 use super::hex_lower;
 use super::view::refresh_view;
+use crate::chain::deposits;
 use crate::chain::watcher::{SinkError, Transfer, TransferSink};
 use crate::events::EventType;
 use crate::ids::{MerchantId, PaymentId};
+use crate::ledger::AccountRef;
 use crate::money::{Amount, AssetCode};
 use crate::payments::model::{Payment, Status};
 use crate::payments::{PaymentError, Payments, postings, store};
@@ -29,6 +31,7 @@ struct Quote {
     received: Decimal,
     confirmed: Decimal,
     expires_at: OffsetDateTime,
+    deposit_address: Option<String>,
 }
 
 /// The payments side of the chain watcher.
@@ -56,7 +59,7 @@ async fn lock_quote(conn: &mut PgConnection, reference: &str) -> Result<Option<Q
     Ok(sqlx::query_as!(
         Quote,
         r#"SELECT c.payment_id, c.merchant_id, c.chain_id, c.router, c.asset, c.token, c.expected,
-                  c.received, c.confirmed, c.expires_at
+                  c.received, c.confirmed, c.expires_at, c.deposit_address
              FROM crypto_payments c JOIN payments p ON p.id = c.payment_id
             WHERE c.reference = $1
               FOR UPDATE OF c, p"#,
@@ -68,11 +71,12 @@ async fn lock_quote(conn: &mut PgConnection, reference: &str) -> Result<Option<Q
 
 impl Quote {
     /// Whether `t` is the transfer this quote asked for: its chain, its
-    /// router, its token. The reference alone is not enough: every chain's
-    /// native coin is token 0x0.
+    /// router or its deposit address, its token. The reference alone is
+    /// not enough: every chain's native coin is token 0x0.
     fn pays(&self, t: &Transfer) -> bool {
+        let to = hex_lower(t.router);
         u64::try_from(self.chain_id).is_ok_and(|id| id == t.chain_id)
-            && self.router == hex_lower(t.router)
+            && (self.router == to || self.deposit_address.as_ref() == Some(&to))
             && self.token == hex_lower(t.token)
     }
 }
@@ -210,6 +214,7 @@ impl PaymentsSink {
         };
         postings::crypto_received(
             conn,
+            receiving(t),
             inclusion(t, t.removals),
             &code,
             amount,
@@ -334,6 +339,7 @@ impl PaymentsSink {
             // reversed is the generation before it.
             postings::crypto_reversed(
                 conn,
+                receiving(t),
                 inclusion(t, t.removals.saturating_sub(1)),
                 &code,
                 amount,
@@ -385,6 +391,16 @@ impl PaymentsSink {
             payment.crypto = refresh_view(conn, &payment.id).await?;
         }
         Ok(())
+    }
+}
+
+/// The account money of `t` landed in: the treasury for the router, the
+/// chain's unswept deposits for a deposit address.
+fn receiving(t: &Transfer) -> AccountRef {
+    if deposits::is_deposit(t.tx_log_ordinal) {
+        AccountRef::deposits(t.chain_id)
+    } else {
+        AccountRef::treasury(t.chain_id)
     }
 }
 

@@ -21,6 +21,8 @@ pub(super) async fn refresh_view(
                'token_address', CASE WHEN c.token = '0x0000000000000000000000000000000000000000'
                                      THEN NULL ELSE c.token END,
                'payment_reference', c.reference,
+               'deposit_address', c.deposit_address,
+               'mode', c.mode,
                'amount', c.expected::text,
                'amount_received', c.received::text,
                'amount_confirmed', c.confirmed::text,
