@@ -99,7 +99,10 @@ pub async fn plan(pool: &PgPool, chain: &ChainConfig) -> Result<Vec<ChainSendId>
                 .iter()
                 .try_fold(Amount::ZERO, |sum, d| sum.checked_add(d.unswept))
                 .ok_or_else(|| SweepError::Corrupt("sweep total overflows".into()))?;
-            let object_id = format!("sweep_{}", ChainSendId::generate().as_str());
+            // An object id as the ledger wants sources: `sw_` and 24
+            // alphanumerics.
+            let random = ChainSendId::generate();
+            let object_id = format!("sw_{}", random.as_str().trim_start_matches("cs_"));
             let id = sender::queue_sweep(
                 &mut tx,
                 &NewSweep {
@@ -199,7 +202,6 @@ pub async fn on_chain_finished(
         format!("{}:swept", send.object_id),
         EntryKind::custom("deposit_sweep"),
     )
-    .source(send.id.as_str())
     .transfer(
         AccountRef::treasury(send.chain_id),
         AccountRef::deposits(send.chain_id),

@@ -415,3 +415,152 @@ async fn a_reorg_below_the_confirmation_depth_uncounts_a_deposit() {
     s.wait_for(id, |p| p["status"] == "succeeded").await;
     s.books_clean().await;
 }
+
+/// A devnet whose treasury is the node's hot wallet (a fresh key, funded
+/// before the watcher's first block), sweeping every second in batches of
+/// `batch`.
+async fn setup_sweeping(batch: u32) -> Setup {
+    let anvil = common::anvil().await;
+    let wallet = PrivateKeySigner::random();
+    let deployer: PrivateKeySigner = epg::devnet::anvil::DEV_KEY_0.parse().unwrap();
+    let deployment = epg::chain::deploy::deploy(
+        &anvil.rpc_url(),
+        deployer.clone(),
+        &epg::chain::deploy::DeployPlan {
+            treasury: wallet.address(),
+            admin: deployer.address(),
+            anchorer: deployer.address(),
+            dev_helpers: true,
+            ..epg::chain::deploy::DeployPlan::default()
+        },
+    )
+    .await
+    .unwrap();
+    let provider = ProviderBuilder::new().connect_http(anvil.rpc_url().parse().unwrap());
+    let _: Value = provider
+        .raw_request(
+            "anvil_setBalance".into(),
+            (wallet.address(), U256::from(10u128.pow(19))),
+        )
+        .await
+        .unwrap();
+    let mut chain = ChainConfig::devnet(&deployment, &anvil.rpc_url());
+    chain.poll_interval_ms = 50;
+    chain.retry_base_ms = 20;
+    chain.retry_cap_ms = 400;
+    chain.sweep_interval_secs = 1;
+    chain.sweep_batch = batch;
+    chain.start_block = provider.get_block_number().await.unwrap() + 1;
+    let watched = chain.clone();
+    let key = format!("{:#x}", wallet.to_bytes());
+    let app = spawn_app_with(move |config| {
+        config.chains = vec![watched];
+        config.wallet.key = Some(key);
+    })
+    .await;
+    Setup {
+        app,
+        anvil,
+        deployment,
+        chain,
+    }
+}
+
+/// Mines a block every 100 ms until dropped (sweeps need confirmations).
+struct Miner(tokio::task::JoinHandle<()>);
+
+impl Miner {
+    fn start(rpc_url: String) -> Self {
+        Self(tokio::spawn(async move {
+            let provider = ProviderBuilder::new().connect_http(rpc_url.parse().unwrap());
+            loop {
+                let _: Result<Value, _> = provider.raw_request("anvil_mine".into(), ("0x1",)).await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }))
+    }
+}
+
+impl Drop for Miner {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+async fn sweeps(pool: &sqlx::PgPool) -> Vec<(String, String, i64)> {
+    sqlx::query_as(
+        "SELECT cs.id, cs.status, count(s.*) FROM chain_sends cs JOIN deposit_sweeps s ON s.send_id = cs.id
+          WHERE cs.purpose = 'sweep' GROUP BY cs.id, cs.status ORDER BY cs.id",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_hundred_deposits_are_swept_to_the_treasury_in_batches() {
+    let s = setup_sweeping(40).await;
+    let treasury = s.chain.treasury;
+    let provider = s.customer();
+    let usdc = DevStablecoin::new(s.usdc(), &provider);
+    let before = usdc.balanceOf(treasury).call().await.unwrap();
+    let mut addresses = Vec::new();
+    let mut total = 0u64;
+    for i in 0..100u64 {
+        let payment = s
+            .confirm(100 + i64::try_from(i).unwrap(), "usdc", None)
+            .await;
+        let deposit = deposit_address(&payment);
+        total += amount(&payment);
+        s.transfer_usdc(deposit, amount(&payment)).await;
+        addresses.push((payment["id"].as_str().unwrap().to_owned(), deposit));
+    }
+    let eth = s.confirm(3000, "eth", Some("deposit")).await;
+    let eth_deposit = deposit_address(&eth);
+    s.send_eth(eth_deposit, U256::from(amount(&eth))).await;
+
+    let _miner = Miner::start(s.anvil.rpc_url());
+    for (id, _) in &addresses {
+        s.wait_for(id, |p| p["status"] == "succeeded").await;
+    }
+    let mut swept = false;
+    for _ in 0..600 {
+        let all = sweeps(&s.app.pool).await;
+        let moved: i64 = all
+            .iter()
+            .filter(|(_, st, _)| st == "confirmed")
+            .map(|(_, _, n)| n)
+            .sum();
+        if moved == 101 && all.iter().all(|(_, st, _)| st == "confirmed") {
+            swept = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let all = sweeps(&s.app.pool).await;
+    assert!(swept, "sweeps: {all:?}");
+    assert!(
+        all.len() >= 4,
+        "100 ERC-20 deposits in batches of 40, and one native: {all:?}"
+    );
+    assert!(all.iter().all(|(_, _, n)| *n <= 40), "{all:?}");
+    for (_, deposit) in &addresses {
+        assert_eq!(usdc.balanceOf(*deposit).call().await.unwrap(), U256::ZERO);
+    }
+    assert_eq!(
+        usdc.balanceOf(treasury).call().await.unwrap() - before,
+        U256::from(total)
+    );
+    assert_eq!(provider.get_balance(eth_deposit).await.unwrap(), U256::ZERO);
+    drop(_miner);
+    s.books_clean().await;
+    // Nothing is left unswept in the ledger.
+    let unswept: Option<String> = sqlx::query_scalar(
+        "SELECT sum(b.posted)::text FROM ledger_accounts a JOIN ledger_balances b ON b.account_id = a.id
+          WHERE a.kind = 'deposits'",
+    )
+    .fetch_one(&s.app.pool)
+    .await
+    .unwrap();
+    assert_eq!(unswept.as_deref().unwrap_or("0"), "0");
+}
