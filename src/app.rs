@@ -368,13 +368,20 @@ fn spawn_jobs(
     match wallet {
         Some(signer) => {
             let sink: Arc<dyn crate::chain::sender::SendSink> = Arc::new(SendBook);
-            crate::chain::sender::spawn_all(
+            let sending = crate::chain::sender::spawn_all(
                 jobs,
                 &state.config.chains,
                 &state.pool,
                 signer,
                 &sink,
                 &state.metrics,
+                shutdown,
+            );
+            crate::chain::sweeper::spawn_all(
+                jobs,
+                &state.config.chains,
+                &sending,
+                &state.pool,
                 shutdown,
             );
         }
@@ -438,6 +445,9 @@ impl crate::chain::sender::SendSink for SendBook {
                 }
                 // The anchorer's sender books its own calls.
                 Purpose::Anchor => {}
+                Purpose::Sweep => {
+                    crate::chain::sweeper::on_chain_finished(conn, send, outcome).await?;
+                }
             }
             Ok(())
         })

@@ -19,6 +19,7 @@ use crate::ids::PaymentId;
 use crate::merchants::KeyKind;
 use crate::metadata::Metadata;
 use crate::methods::MethodType;
+use crate::payments::crypto::CryptoMode;
 use crate::payments::service::{Address, ConfirmMethod, Customer, NewPayment, Shipping};
 use crate::payments::{Audience, CaptureMethod, Status};
 
@@ -450,9 +451,20 @@ fn parse_method(body: PaymentMethodBody) -> Result<ConfirmMethod, ApiError> {
                     e.param = e.param.map(|p| format!("payment_method.crypto.{p}"));
                     e
                 })?;
+            let mode = match crypto.mode.as_deref() {
+                None | Some("any") => CryptoMode::Any,
+                Some("deposit") => CryptoMode::Deposit,
+                Some(_) => {
+                    return Err(ApiError::invalid_param(
+                        "payment_method.crypto.mode",
+                        "mode must be one of any, deposit",
+                    ));
+                }
+            };
             ConfirmMethod::Crypto {
                 chain_id: crypto.chain_id,
                 asset: crypto.asset.to_lowercase(),
+                mode,
             }
         }
     })
@@ -463,6 +475,10 @@ fn parse_method(body: PaymentMethodBody) -> Result<ConfirmMethod, ApiError> {
 struct CryptoBody {
     chain_id: u64,
     asset: String,
+    /// `any` (default): the router and the deposit address; `deposit`:
+    /// only the deposit address.
+    #[serde(default)]
+    mode: Option<String>,
 }
 
 #[tracing::instrument(skip_all)]
@@ -495,10 +511,14 @@ async fn confirm(
             .ok_or_else(|| ApiError::missing_param("payment_method"))?,
     )?;
     let confirmed = match method {
-        ConfirmMethod::Crypto { chain_id, asset } => {
+        ConfirmMethod::Crypto {
+            chain_id,
+            asset,
+            mode,
+        } => {
             state
                 .payments
-                .confirm_crypto(&caller.merchant_id, &id, chain_id, &asset)
+                .confirm_crypto(&caller.merchant_id, &id, chain_id, &asset, mode)
                 .await
         }
         method => {

@@ -36,6 +36,12 @@ pub struct ChainConfig {
     pub router: Address,
     /// `SettlementAnchor`.
     pub anchor: Address,
+    /// `DepositFactory`: when set, every crypto quote also gets a deposit
+    /// address (the factory's CREATE2 forwarder for the payment), watched
+    /// for plain transfers and swept to the factory's treasury, which must
+    /// be `treasury`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deposit_factory: Option<Address>,
     /// Where the router forwards payments (reconciled against the ledger).
     /// The contract guard raises an alert and refuses new quotes on the
     /// chain while the router's own treasury is another ([`super::guard`]).
@@ -76,6 +82,13 @@ pub struct ChainConfig {
     /// The most the hot wallet pays per gas, in gwei, bumps included.
     #[serde(default = "default_max_fee_per_gas_gwei")]
     pub max_fee_per_gas_gwei: u64,
+    /// How often the hot wallet sweeps confirmed deposits into the
+    /// treasury (with `deposit_factory` and a hot wallet only).
+    #[serde(default = "default_sweep_interval_secs")]
+    pub sweep_interval_secs: u64,
+    /// Most deposit addresses one sweep transaction moves.
+    #[serde(default = "default_sweep_batch")]
+    pub sweep_batch: u32,
     /// Assets accepted on this chain.
     #[serde(default)]
     pub assets: Vec<AssetConfig>,
@@ -102,6 +115,10 @@ pub struct AssetConfig {
     /// A feed answer older than this is stale and no quote is given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_feed_age_secs: Option<u64>,
+    /// Base units a deposit address must hold (confirmed, unswept) before
+    /// it is swept: below, the sweep's gas would eat the deposit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sweep_min_units: Option<u64>,
 }
 
 fn default_poll_interval_ms() -> u64 {
@@ -130,6 +147,12 @@ fn default_fee_bump_after_secs() -> u64 {
 }
 fn default_max_fee_per_gas_gwei() -> u64 {
     1000
+}
+fn default_sweep_interval_secs() -> u64 {
+    3600
+}
+fn default_sweep_batch() -> u32 {
+    50
 }
 
 /// Confirmations `epg dev` asks for: enough to see `processing` before
@@ -162,6 +185,7 @@ impl ChainConfig {
                 usd_peg: true,
                 price_feed: None,
                 max_feed_age_secs: None,
+                sweep_min_units: None,
             });
         }
         assets.push(AssetConfig {
@@ -171,6 +195,7 @@ impl ChainConfig {
             usd_peg: false,
             price_feed: deployment.price_feed,
             max_feed_age_secs: deployment.price_feed.map(|_| DEVNET_MAX_FEED_AGE_SECS),
+            sweep_min_units: None,
         });
         Self {
             chain_id: deployment.chain_id,
@@ -179,6 +204,7 @@ impl ChainConfig {
             confirmations: DEVNET_CONFIRMATIONS,
             router: deployment.router,
             anchor: deployment.anchor,
+            deposit_factory: deployment.deposit_factory,
             treasury: deployment.treasury,
             start_block: deployment.start_block,
             poll_interval_ms: 1000,
@@ -190,6 +216,8 @@ impl ChainConfig {
             retry_cap_ms: 5000,
             fee_bump_after_secs: 15,
             max_fee_per_gas_gwei: default_max_fee_per_gas_gwei(),
+            sweep_interval_secs: 60,
+            sweep_batch: default_sweep_batch(),
             assets,
         }
     }
@@ -215,6 +243,7 @@ impl ChainConfig {
             confirmations,
             router: Address::ZERO,
             anchor: Address::ZERO,
+            deposit_factory: None,
             treasury: Address::ZERO,
             start_block: 0,
             poll_interval_ms: default_poll_interval_ms(),
@@ -226,6 +255,8 @@ impl ChainConfig {
             retry_cap_ms: default_retry_cap_ms(),
             fee_bump_after_secs: default_fee_bump_after_secs(),
             max_fee_per_gas_gwei: default_max_fee_per_gas_gwei(),
+            sweep_interval_secs: default_sweep_interval_secs(),
+            sweep_batch: default_sweep_batch(),
             assets: Vec::new(),
         }
     }
@@ -303,10 +334,20 @@ pub fn validate(chains: &[ChainConfig]) -> Result<(), (String, String)> {
             ("router", chain.router),
             ("anchor", chain.anchor),
             ("treasury", chain.treasury),
+            (
+                "deposit_factory",
+                chain.deposit_factory.unwrap_or(chain.treasury),
+            ),
         ] {
             if address == Address::ZERO {
                 return fail(field, "must not be the zero address");
             }
+        }
+        if !(1..=86_400 * 30).contains(&chain.sweep_interval_secs) {
+            return fail("sweep_interval_secs", "must be between 1 and 2592000");
+        }
+        if !(1..=crate::chain::sweeper::MAX_BATCH).contains(&chain.sweep_batch) {
+            return fail("sweep_batch", "must be between 1 and 200");
         }
         if i64::try_from(chain.start_block).is_err() {
             return fail("start_block", "must be below 2^63");
@@ -428,6 +469,7 @@ mod tests {
             anchorer: Address::repeat_byte(3),
             stablecoin: Some(Address::repeat_byte(4)),
             price_feed: Some(Address::repeat_byte(5)),
+            deposit_factory: None,
             start_block: 7,
         }
     }

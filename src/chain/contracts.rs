@@ -31,3 +31,16 @@ alloy::sol!(
     DevPriceFeed,
     "contracts/artifacts/DevPriceFeed.json"
 );
+
+alloy::sol!(
+    #[sol(rpc)]
+    #[derive(Debug)]
+    DepositFactory,
+    "contracts/artifacts/DepositFactory.json"
+);
+
+alloy::sol!(
+    #[derive(Debug)]
+    DepositForwarder,
+    "contracts/artifacts/DepositForwarder.json"
+);

@@ -14,7 +14,9 @@ use alloy::signers::local::PrivateKeySigner;
 use serde::{Deserialize, Serialize};
 
 use super::ChainError;
-use super::contracts::{DevPriceFeed, DevStablecoin, PaymentRouter, SettlementAnchor};
+use super::contracts::{
+    DepositFactory, DevPriceFeed, DevStablecoin, PaymentRouter, SettlementAnchor,
+};
 
 /// The version of E-PG's contracts this build deploys and reads. Version 2
 /// (issue 16): the router's delayed treasury change and token allow-list,
@@ -53,6 +55,10 @@ pub struct Deployment {
     pub stablecoin: Option<Address>,
     /// `DevPriceFeed` ETH/USD (devnets only).
     pub price_feed: Option<Address>,
+    /// `DepositFactory` paying `treasury` (issue 17); absent in deployment
+    /// files written before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deposit_factory: Option<Address>,
     /// Block of the first deployment transaction: watchers start there.
     pub start_block: u64,
 }
@@ -218,6 +224,12 @@ pub async fn deploy(
         (None, None)
     };
 
+    // Last, so that the addresses of the contracts above stay those of
+    // deployments made before the factory existed.
+    let factory = DepositFactory::deploy(&provider, plan.treasury)
+        .await
+        .map_err(|e| contract_err("deploy DepositFactory", e))?;
+
     Ok(Deployment {
         contracts_version: CONTRACTS_VERSION,
         chain_id,
@@ -228,6 +240,7 @@ pub async fn deploy(
         anchorer: plan.anchorer,
         stablecoin,
         price_feed,
+        deposit_factory: Some(*factory.address()),
         start_block,
     })
 }
@@ -269,6 +282,7 @@ pub async fn is_live(rpc_url: &str, deployment: &Deployment) -> Result<bool, Cha
         Some(deployment.anchor),
         deployment.stablecoin,
         deployment.price_feed,
+        deployment.deposit_factory,
     ];
     for address in addresses.into_iter().flatten() {
         let code = provider

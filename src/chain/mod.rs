@@ -5,10 +5,12 @@
 pub mod config;
 pub mod contracts;
 pub mod deploy;
+pub mod deposits;
 pub mod guard;
 pub mod reconcile;
 pub mod rpc;
 pub mod sender;
+pub mod sweeper;
 pub mod watcher;
 
 /// Errors talking to a chain.

@@ -27,6 +27,11 @@
 //!    the hot wallet finished in blocks above the horizon are taken out of
 //!    the ledger side, since the chain side does not see them yet.
 //!
+//!    Deposit addresses (issue 17) hold the treasury's money until they
+//!    are swept: their balances at the horizon are added to the chain side,
+//!    and the ledger's `deposits:<chain_id>` to the ledger side, so the
+//!    books compare equal before and after a sweep.
+//!
 //! Every mismatch is a [`Discrepancy`]; the command exits non-zero if there
 //! is one.
 
@@ -40,6 +45,7 @@ use sqlx::{PgConnection, PgPool};
 
 use super::config::ChainConfig;
 use super::contracts::{DevStablecoin, PaymentRouter};
+use super::deposits;
 use super::rpc::{ChainRpc, RpcError};
 use super::watcher::store::{self, hex0x, int8};
 use super::watcher::{Transfer, TransferStatus};
@@ -210,11 +216,16 @@ struct Snapshot {
     ledger: Vec<(TargetAsset, AssetCode, i128)>,
     /// Finished hot-wallet sends.
     sends: Vec<FinishedSend>,
+    /// Every deposit address of the chain.
+    deposit_addresses: Vec<Address>,
 }
 
 /// A hot-wallet send that ended, as recorded.
 struct FinishedSend {
     id: String,
+    /// A sweep of deposit addresses: it moves money between two things
+    /// both counted on the chain side, so only its gas is seen there.
+    sweep: bool,
     token: Address,
     to: Address,
     amount: U256,
@@ -230,7 +241,7 @@ async fn finished_sends(
     chain_id: u64,
 ) -> Result<Vec<FinishedSend>, ReconcileError> {
     let rows = sqlx::query!(
-        r#"SELECT id, token, to_address, amount::text AS "amount!", status,
+        r#"SELECT id, purpose, token, to_address, amount::text AS "amount!", status,
                   tx_hash AS "tx_hash!", block_number AS "block_number!",
                   block_hash AS "block_hash!", gas_fee::text AS "gas_fee!"
              FROM chain_sends
@@ -255,6 +266,7 @@ async fn finished_sends(
                 block_hash: B256::from_str(&r.block_hash)
                     .map_err(|_| bad("hash", &r.block_hash))?,
                 gas_fee: U256::from_str(&r.gas_fee).map_err(|_| bad("gas fee", &r.gas_fee))?,
+                sweep: r.purpose == "sweep",
                 id: r.id,
             })
         })
@@ -288,6 +300,19 @@ async fn snapshot(pool: &PgPool, target: &Target) -> Result<Snapshot, ReconcileE
         let balance = treasury_posted(&mut tx, target.chain_id, &code).await?;
         ledger.push((asset.clone(), code, balance));
     }
+    let deposit_addresses = sqlx::query_scalar!(
+        r#"SELECT deposit_address AS "address!" FROM crypto_payments
+            WHERE chain_id = $1 AND deposit_address IS NOT NULL ORDER BY deposit_address"#,
+        int8(target.chain_id)?,
+    )
+    .fetch_all(&mut *tx)
+    .await?
+    .iter()
+    .map(|a| {
+        Address::from_str(a)
+            .map_err(|_| ReconcileError::Setup(format!("crypto_payments: bad deposit address {a}")))
+    })
+    .collect::<Result<Vec<_>, _>>()?;
     tx.commit().await?;
     Ok(Snapshot {
         cursor,
@@ -295,6 +320,7 @@ async fn snapshot(pool: &PgPool, target: &Target) -> Result<Snapshot, ReconcileE
         confirmed,
         ledger,
         sends,
+        deposit_addresses,
     })
 }
 
@@ -303,8 +329,11 @@ async fn treasury_posted(
     chain_id: u64,
     asset: &AssetCode,
 ) -> Result<i128, ReconcileError> {
-    let balance = account_balance(conn, &AccountRef::treasury(chain_id), asset).await?;
-    Ok(balance.posted.units())
+    // Unswept deposits are the treasury's too: the chain side counts the
+    // deposit addresses' balances with the treasury's.
+    let treasury = account_balance(conn, &AccountRef::treasury(chain_id), asset).await?;
+    let deposits = account_balance(conn, &AccountRef::deposits(chain_id), asset).await?;
+    Ok(treasury.posted.units() + deposits.posted.units())
 }
 
 /// Reconciles every target.
@@ -374,12 +403,17 @@ async fn reconcile_chain(
             for (asset, code, ledger) in &snap.ledger {
                 let before = balance(target, asset.token, baseline).await?;
                 let after = balance(target, asset.token, horizon).await?;
-                let change = signed_difference(after, before);
+                // Deposit addresses are fresh CREATE2 addresses: before the
+                // node quoted them they held nothing, so all they hold now
+                // is change.
+                let at_deposits =
+                    deposit_balances(target, asset.token, &snap.deposit_addresses, horizon).await?;
+                let change = signed_difference(after.saturating_add(at_deposits), before);
                 // What the ledger booked for sends the horizon does not cover.
                 let unseen: U256 = snap.sends.iter().filter(|s| s.block_number > horizon).fold(
                     U256::ZERO,
                     |sum, s| {
-                        let moved = if s.confirmed && s.token == asset.token {
+                        let moved = if s.confirmed && !s.sweep && s.token == asset.token {
                             s.amount
                         } else {
                             U256::ZERO
@@ -402,8 +436,9 @@ async fn reconcile_chain(
                     .filter(|t| t.token == asset.token && t.status == TransferStatus::Confirmed)
                     .fold(U256::ZERO, |sum, t| sum.saturating_add(t.amount));
                 let line = format!(
-                    "chain {chain_id} treasury {code}: on-chain change {} (blocks {baseline} → {horizon}), ledger {ledger}, confirmed transfers {transfers}",
+                    "chain {chain_id} treasury {code}: on-chain change {} (blocks {baseline} → {horizon}; {at_deposits} of it at {} deposit addresses), ledger {ledger}, confirmed transfers {transfers}",
                     change.map_or_else(|| "beyond 128 bits".to_owned(), |c| c.to_string()),
+                    snap.deposit_addresses.len(),
                 );
                 if change == Some(*ledger) {
                     report.checked.push(line);
@@ -434,6 +469,28 @@ async fn balance(target: &Target, token: Address, block: u64) -> Result<U256, Rp
             .token_balance(token, target.treasury, block)
             .await
     }
+}
+
+/// What `addresses` hold of `token` after block `block`, summed.
+async fn deposit_balances(
+    target: &Target,
+    token: Address,
+    addresses: &[Address],
+    block: u64,
+) -> Result<U256, RpcError> {
+    let mut sum = U256::ZERO;
+    for chunk in addresses.chunks(16) {
+        let balances = try_join_all(chunk.iter().map(|a| async move {
+            if token == Address::ZERO {
+                target.rpc.native_balance(*a, block).await
+            } else {
+                target.rpc.token_balance(token, *a, block).await
+            }
+        }))
+        .await?;
+        sum = balances.into_iter().fold(sum, U256::saturating_add);
+    }
+    Ok(sum)
 }
 
 /// `after - before` as a signed 128-bit number, if it fits.
@@ -480,7 +537,7 @@ async fn check_send(target: &Target, s: &FinishedSend) -> Result<Option<String>,
     if fee != s.gas_fee {
         return Ok(Some(format!("gas fee {fee} ≠ recorded {}", s.gas_fee)));
     }
-    if !s.confirmed {
+    if !s.confirmed || s.sweep {
         return Ok(None);
     }
     if s.token == Address::ZERO {
@@ -510,6 +567,14 @@ async fn check_send(target: &Target, s: &FinishedSend) -> Result<Option<String>,
 
 /// What is wrong with a confirmed transfer on the chain, if anything.
 async fn check_transfer(target: &Target, t: &Transfer) -> Result<Option<String>, RpcError> {
+    if t.tx_log_ordinal >= deposits::NATIVE_ORDINALS {
+        // Found by balance difference (its "transaction" is the block):
+        // the block must still be canonical; the balance itself is
+        // counted with the treasury below.
+        let canonical = target.rpc.header(t.block_number).await?;
+        return Ok((canonical.map(|h| h.hash) != Some(t.block_hash))
+            .then(|| format!("block {} is no longer canonical", t.block_number)));
+    }
     let Some(receipt) = target.rpc.receipt(t.tx_hash).await? else {
         return Ok(Some("the transaction is not on the chain".into()));
     };
@@ -539,6 +604,23 @@ async fn check_transfer(target: &Target, t: &Transfer) -> Result<Option<String>,
     else {
         return Ok(Some(format!("no log at index {}", t.log_index)));
     };
+    if deposits::is_deposit(t.tx_log_ordinal) {
+        let transfer = DevStablecoin::Transfer::decode_log(&log.inner).ok();
+        return Ok(match transfer {
+            Some(e)
+                if log.inner.address == t.token
+                    && e.data.from == t.payer
+                    && e.data.to == t.router
+                    && e.data.value == t.amount =>
+            {
+                None
+            }
+            _ => Some(format!(
+                "log {} is not a Transfer of {} {} from {} to the deposit address {}",
+                t.log_index, t.amount, t.token, t.payer, t.router
+            )),
+        });
+    }
     if log.inner.address != target.router {
         return Ok(Some(format!(
             "log {} was emitted by {}, not the router {}",

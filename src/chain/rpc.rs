@@ -277,6 +277,20 @@ impl ChainRpc {
         .await
     }
 
+    /// The native balance of `account` after the block with hash `block`
+    /// (EIP-1898: an error rather than another fork's state if the block
+    /// is no longer known).
+    pub async fn native_balance_at(&self, account: Address, block: B256) -> Result<U256, RpcError> {
+        self.call(
+            "eth_getBalance",
+            self.provider
+                .get_balance(account)
+                .block_id(BlockId::hash(block))
+                .into_future(),
+        )
+        .await
+    }
+
     /// `token.balanceOf(account)` after block `block` (zero before the
     /// token existed).
     pub async fn token_balance(

@@ -46,6 +46,9 @@ pub enum GatewayAccount {
     BankSuspense,
     /// What the reconciliation desk wrote off.
     WriteOffs,
+    /// At deposit addresses on a chain, not yet swept to the treasury
+    /// (qualifier: the chain id).
+    Deposits,
 }
 
 impl MerchantAccount {
@@ -76,10 +79,11 @@ impl GatewayAccount {
             GatewayAccount::BankOpening => "bank_opening",
             GatewayAccount::BankSuspense => "bank_suspense",
             GatewayAccount::WriteOffs => "write_offs",
+            GatewayAccount::Deposits => "deposits",
         }
     }
 
-    const ALL: [GatewayAccount; 12] = [
+    const ALL: [GatewayAccount; 13] = [
         GatewayAccount::FeeRevenue,
         GatewayAccount::Clearing,
         GatewayAccount::Treasury,
@@ -92,6 +96,7 @@ impl GatewayAccount {
         GatewayAccount::BankOpening,
         GatewayAccount::BankSuspense,
         GatewayAccount::WriteOffs,
+        GatewayAccount::Deposits,
     ];
 }
 
@@ -144,6 +149,11 @@ impl AccountRef {
     /// Held on chain `chain_id` (in the asset of the posting).
     pub fn treasury(chain_id: u64) -> Self {
         Self::gateway(GatewayAccount::Treasury, &chain_id.to_string())
+    }
+
+    /// At deposit addresses on chain `chain_id`, not yet swept.
+    pub fn deposits(chain_id: u64) -> Self {
+        Self::gateway(GatewayAccount::Deposits, &chain_id.to_string())
     }
 
     /// Refunds owed to customers.

@@ -16,6 +16,8 @@
 //! | dispute opened (funds withdrawn) | merchant as for a refund | `disputes` |
 //! | dispute won (funds reinstated) | `disputes` | merchant `pending` |
 //! | dispute lost (funds go to the cardholder) | `disputes` | `clearing:card` |
+//! | crypto received at a deposit address (confirmed) | `deposits:<chain>` | `suspense` |
+//! | deposits swept to the treasury | `treasury:<chain>` | `deposits:<chain>` |
 //! | crypto refund requested | merchant as for a refund | `refunds_payable` |
 //! | crypto refund confirmed on-chain | `refunds_payable` | `treasury:<chain>` |
 //! | crypto refund reverted on-chain | `refunds_payable` | merchant `pending` |
@@ -298,22 +300,17 @@ impl Inclusion {
 /// (late, wrong asset, unknown reference).
 pub(super) async fn crypto_received(
     conn: &mut PgConnection,
+    into: AccountRef,
     inclusion: Inclusion,
     asset: &AssetCode,
     amount: Amount,
     payment: Option<&str>,
 ) -> Result<(), PaymentError> {
-    let chain_id = inclusion.chain_id;
     let mut entry = Entry::new(
         inclusion.key("received"),
         EntryKind::custom("crypto_received"),
     )
-    .transfer(
-        AccountRef::treasury(chain_id),
-        AccountRef::suspense(),
-        asset,
-        amount,
-    );
+    .transfer(into, AccountRef::suspense(), asset, amount);
     if let Some(payment) = payment {
         entry = entry.source(payment);
     }
@@ -374,17 +371,14 @@ pub(super) struct CryptoAmounts {
 /// the removals before this one).
 pub(super) async fn crypto_reversed(
     conn: &mut PgConnection,
+    from: AccountRef,
     inclusion: Inclusion,
     asset: &AssetCode,
     amount: Amount,
     completed: Option<&Payment>,
 ) -> Result<(), PaymentError> {
-    let chain_id = inclusion.chain_id;
-    let entry = Entry::new(inclusion.key("reversed"), EntryKind::CHAIN_REVERSAL).credit(
-        AccountRef::treasury(chain_id),
-        asset,
-        amount,
-    );
+    let entry = Entry::new(inclusion.key("reversed"), EntryKind::CHAIN_REVERSAL)
+        .credit(from, asset, amount);
     let entry = match completed {
         Some(payment) => {
             withdraw(

@@ -642,18 +642,22 @@ pub async fn on_chain_finished(
 ) -> Result<(), PaymentError> {
     let id = RefundId::parse(&send.object_id)
         .map_err(|_| PaymentError::Ledger(format!("send {} pays no refund", send.id)))?;
+    let merchant = send
+        .merchant_id
+        .as_ref()
+        .ok_or_else(|| PaymentError::Ledger(format!("send {} has no merchant", send.id)))?;
     let row = sqlx::query!(
         r#"SELECT payment_id AS "payment_id: PaymentId", amount, status FROM refunds
             WHERE id = $1 AND merchant_id = $2 FOR UPDATE"#,
         id.as_str(),
-        send.merchant_id.as_str()
+        merchant.as_str()
     )
     .fetch_one(&mut *conn)
     .await?;
     if row.status != "pending" {
         return Ok(());
     }
-    let mut payment = store::lock(conn, &send.merchant_id, &row.payment_id)
+    let mut payment = store::lock(conn, merchant, &row.payment_id)
         .await?
         .ok_or_else(|| PaymentError::NotFound {
             kind: "payment",
@@ -691,7 +695,7 @@ pub async fn on_chain_finished(
     )
     .execute(&mut *conn)
     .await?;
-    let refund = get_on(conn, &send.merchant_id, &id).await?;
-    events::record(conn, &send.merchant_id, event, &refund.to_api()).await?;
+    let refund = get_on(conn, merchant, &id).await?;
+    events::record(conn, merchant, event, &refund.to_api()).await?;
     Ok(())
 }

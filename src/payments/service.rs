@@ -121,6 +121,8 @@ pub enum ConfirmMethod {
         chain_id: u64,
         /// `usdc`, `eth`, …
         asset: String,
+        /// Which instructions the quote gives.
+        mode: super::crypto::CryptoMode,
     },
 }
 
@@ -513,9 +515,16 @@ impl Payments {
         client_ip: Option<String>,
         request_key: Option<&str>,
     ) -> Result<Payment, PaymentError> {
-        if let ConfirmMethod::Crypto { chain_id, asset } = &method {
+        if let ConfirmMethod::Crypto {
+            chain_id,
+            asset,
+            mode,
+        } = &method
+        {
             // The crypto flow has no processor: a quote, then the chain.
-            return self.confirm_crypto(merchant, id, *chain_id, asset).await;
+            return self
+                .confirm_crypto(merchant, id, *chain_id, asset, *mode)
+                .await;
         }
         if let Some(key) = request_key {
             let mut conn = self.pool.acquire().await?;

@@ -20,10 +20,14 @@ pub async fn on_chain_finished(
     send: &ChainSend,
     outcome: SendOutcome,
 ) -> Result<(), SettlementError> {
+    let merchant = send
+        .merchant_id
+        .as_ref()
+        .ok_or_else(|| SettlementError::Corrupt(format!("send {} has no merchant", send.id)))?;
     let status = sqlx::query_scalar!(
         "SELECT status FROM payouts WHERE id = $1 AND merchant_id = $2 FOR UPDATE",
         send.object_id,
-        send.merchant_id.as_str()
+        merchant.as_str()
     )
     .fetch_optional(&mut *conn)
     .await?
@@ -52,7 +56,7 @@ pub async fn on_chain_finished(
             )
             .transfer(
                 AccountRef::payouts_in_transit(),
-                AccountRef::merchant(&send.merchant_id, MerchantAccount::Available),
+                AccountRef::merchant(merchant, MerchantAccount::Available),
                 &send.asset,
                 send.amount,
             ),

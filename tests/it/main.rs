@@ -32,6 +32,7 @@ mod contracts_deploy;
 mod crypto_expiry;
 mod crypto_payments;
 mod crypto_reorgs;
+mod deposits;
 mod events_api;
 mod events_stream;
 mod exactly_once_payments;

@@ -35,6 +35,11 @@ contract NoReturnToken {
         balanceOf[from] -= amount;
         balanceOf[to] += amount;
     }
+
+    function transfer(address to, uint256 amount) external {
+        balanceOf[msg.sender] -= amount;
+        balanceOf[to] += amount;
+    }
 }
 
 /// @dev ERC-20 that calls back into the router during transferFrom and records
@@ -113,5 +118,28 @@ contract LyingToken is ERC20 {
 
     function transferFrom(address, address, uint256) public pure override returns (bool) {
         return true;
+    }
+}
+
+/// @dev An ERC-20 whose `transfer` moves nothing and returns false.
+contract FalseTransferToken is ERC20 {
+    constructor() ERC20("False", "FALSE") {}
+
+    function mint(address to, uint256 amount) external {
+        _mint(to, amount);
+    }
+
+    function transfer(address, uint256) public pure override returns (bool) {
+        return false;
+    }
+}
+
+/// @dev Pays with Solidity's `transfer`, forwarding only the 2,300-gas
+/// stipend, as many exchange hot wallets do.
+contract StipendSender {
+    receive() external payable {}
+
+    function send(address payable to, uint256 amount) external {
+        to.transfer(amount);
     }
 }

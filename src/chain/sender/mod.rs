@@ -75,7 +75,10 @@ use crate::ledger::{self, AccountRef, Entry, EntryKind};
 use crate::money::{Amount, AssetCode};
 use crate::telemetry::metrics::Metrics;
 
-pub use store::{SendState, cancel_queued, newest_transactions, queue, queue_call, sends_of};
+pub use store::{
+    NewSweep, SendState, cancel_queued, newest_transactions, queue, queue_call, queue_sweep,
+    sends_of,
+};
 
 /// Most sends signed under one hold of the nonce lock.
 const DISPATCH_BATCH: i64 = 64;
@@ -92,6 +95,8 @@ pub enum Purpose {
     /// A checkpoint anchor (`transparency::anchor`): a contract call signed
     /// by the anchorer key, moving no merchant's money.
     Anchor,
+    /// A sweep of deposit addresses into the treasury (issue 17).
+    Sweep,
 }
 
 impl Purpose {
@@ -101,6 +106,7 @@ impl Purpose {
             Purpose::Refund => "refund",
             Purpose::Payout => "payout",
             Purpose::Anchor => "anchor",
+            Purpose::Sweep => "sweep",
         }
     }
 
@@ -109,6 +115,7 @@ impl Purpose {
             "refund" => Some(Purpose::Refund),
             "payout" => Some(Purpose::Payout),
             "anchor" => Some(Purpose::Anchor),
+            "sweep" => Some(Purpose::Sweep),
             _ => None,
         }
     }
@@ -224,8 +231,8 @@ pub struct ChainSend {
     pub purpose: Purpose,
     /// The refund or payout id.
     pub object_id: String,
-    /// Whose money it is.
-    pub merchant_id: MerchantId,
+    /// Whose money it is (none for a sweep: the gateway's own).
+    pub merchant_id: Option<MerchantId>,
     /// Ledger asset.
     pub asset: AssetCode,
     /// ERC-20 token; the zero address for the native coin.
@@ -242,6 +249,8 @@ pub struct ChainSend {
     pub block_number: Option<u64>,
     /// Attempts in a row the endpoint refused.
     pub failures: u32,
+    /// The call's input, for a sweep (sent to `to` with no value).
+    pub input: Option<alloy::primitives::Bytes>,
 }
 
 /// How a send ended.
@@ -379,6 +388,7 @@ impl Sender {
             purposes: vec![
                 Purpose::Refund.as_str().to_owned(),
                 Purpose::Payout.as_str().to_owned(),
+                Purpose::Sweep.as_str().to_owned(),
             ],
             metrics,
         })

@@ -3,7 +3,7 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use alloy::primitives::{Address, B256};
+use alloy::primitives::{Address, B256, Bytes};
 use rust_decimal::Decimal;
 use sqlx::{PgConnection, PgPool};
 
@@ -92,6 +92,50 @@ pub async fn queue(
     Ok(id)
 }
 
+/// A sweep to queue: a call of `factory` with `input`, for no merchant;
+/// `amount` is what it is booked to move (base units of `asset`).
+#[derive(Debug, Clone)]
+pub struct NewSweep<'a> {
+    /// The chain.
+    pub chain_id: u64,
+    /// Unique among sweeps.
+    pub object_id: &'a str,
+    /// Ledger asset swept.
+    pub asset: &'a AssetCode,
+    /// Its token (zero: the native coin).
+    pub token: Address,
+    /// The chain's `DepositFactory`.
+    pub factory: Address,
+    /// Base units booked to move.
+    pub amount: Amount,
+    /// `sweep(salts, token)` or `sweepNative(salts)`.
+    pub input: &'a [u8],
+}
+
+/// Queues `sweep` in the caller's transaction.
+pub async fn queue_sweep(
+    conn: &mut PgConnection,
+    sweep: &NewSweep<'_>,
+) -> Result<ChainSendId, sqlx::Error> {
+    let id = ChainSendId::generate();
+    sqlx::query!(
+        r#"INSERT INTO chain_sends (id, chain_id, purpose, object_id, merchant_id, asset, token,
+                                    to_address, amount, status, input)
+           VALUES ($1, $2, 'sweep', $3, NULL, $4, $5, $6, $7, 'queued', $8)"#,
+        id.as_str(),
+        int8(sweep.chain_id)?,
+        sweep.object_id,
+        sweep.asset.as_str(),
+        hex0x(sweep.token.as_slice()),
+        hex0x(sweep.factory.as_slice()),
+        sweep.amount.to_decimal(),
+        sweep.input,
+    )
+    .execute(&mut *conn)
+    .await?;
+    Ok(id)
+}
+
 struct Row {
     id: String,
     chain_id: i64,
@@ -120,14 +164,21 @@ impl Row {
         let failures = u32::try_from(self.failures).unwrap_or(0);
         let (call, money) = match (self.input, self.merchant_id, self.asset) {
             (Some(input), None, None) => (tx::contract_call(to, input), None),
-            (None, Some(merchant_id), Some(asset)) => {
+            // A refund or payout (a merchant's money, no input), or a sweep
+            // (the gateway's own deposits, moved by a call of the factory):
+            // both book their gas and finish through the sink.
+            (input, merchant_id, Some(asset))
+                if (purpose == Purpose::Sweep) == (merchant_id.is_none() && input.is_some()) =>
+            {
                 let send = ChainSend {
                     id: id.clone(),
                     chain_id,
                     purpose,
                     object_id: self.object_id.clone(),
-                    merchant_id: MerchantId::parse(&merchant_id)
-                        .map_err(|_| corrupt("merchant", &merchant_id))?,
+                    merchant_id: merchant_id
+                        .as_deref()
+                        .map(|m| MerchantId::parse(m).map_err(|_| corrupt("merchant", m)))
+                        .transpose()?,
                     asset: AssetCode::parse(&asset).map_err(|_| corrupt("asset", &asset))?,
                     token: address(&self.token)?,
                     to,
@@ -137,6 +188,7 @@ impl Row {
                     tx_hash: self.tx_hash.as_deref().map(hash).transpose()?,
                     block_number: self.block_number.map(uint).transpose()?,
                     failures,
+                    input: input.map(Bytes::from),
                 };
                 (tx::transfer_call(&send), Some(send))
             }

@@ -37,6 +37,14 @@ impl TransferCall {
 /// A value transfer for the native coin; ERC-20 `transfer(to, amount)`
 /// otherwise (the standard ABI, as compiled into the devnet token).
 pub(super) fn transfer_call(send: &ChainSend) -> TransferCall {
+    if let Some(input) = &send.input {
+        // A sweep: its own call of the deposit factory.
+        return TransferCall {
+            to: send.to,
+            value: U256::ZERO,
+            input: input.clone(),
+        };
+    }
     let amount = U256::from(u128::try_from(send.amount.units()).unwrap_or(0));
     if send.token == Address::ZERO {
         TransferCall {

@@ -71,6 +71,7 @@
 //! capped at `retry_cap_ms`; [`ChainStatus`] says meanwhile whether the
 //! chain is healthy, lagging or unreachable (`/readyz` shows it).
 
+pub mod deposits;
 mod heads;
 pub mod sink;
 pub mod status;
@@ -79,7 +80,7 @@ pub mod store;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
-use alloy::primitives::B256;
+use alloy::primitives::{Address, B256};
 use alloy::sol_types::SolEvent;
 use sqlx::PgPool;
 use time::OffsetDateTime;
@@ -177,8 +178,51 @@ struct Scan {
     keep: Vec<BlockHeader>,
     /// The router's logs, in chain order.
     logs: Vec<FoundLog>,
+    /// Deposits (ERC-20 first, in chain order, then native coin), by the
+    /// deposit address they were paid into.
+    deposits: Vec<(Address, FoundLog)>,
     /// The router's and the anchor's admin logs, in chain order.
     admin: Vec<AdminLog>,
+}
+
+/// A log with its position, in the block whose header the step read.
+type Positioned = (u64, u64, B256, BlockHeader, alloy::rpc::types::Log);
+
+/// `raw` in chain order, each checked against the header read for its
+/// block (a log of another fork aborts the step).
+fn position(
+    raw: Vec<alloy::rpc::types::Log>,
+    headers: &BTreeMap<u64, BlockHeader>,
+) -> Result<Vec<Positioned>, StepError> {
+    let raced = |why: String| StepError::Raced(why);
+    let mut positioned = Vec::with_capacity(raw.len());
+    for log in raw {
+        let (Some(number), Some(block_hash), Some(tx_hash), Some(log_index)) = (
+            log.block_number,
+            log.block_hash,
+            log.transaction_hash,
+            log.log_index,
+        ) else {
+            return Err(StepError::BadChain(
+                "eth_getLogs returned a log without its block, transaction or index".into(),
+            ));
+        };
+        if log.removed {
+            return Err(raced(format!("log {tx_hash}:{log_index} was removed")));
+        }
+        let block = headers
+            .get(&number)
+            .copied()
+            .ok_or_else(|| raced(format!("block {number} is gone")))?;
+        if block.hash != block_hash {
+            return Err(raced(format!(
+                "log {tx_hash}:{log_index} is in another block {number} than the header read"
+            )));
+        }
+        positioned.push((number, log_index, tx_hash, block, log));
+    }
+    positioned.sort_by_key(|(number, index, ..)| (*number, *index));
+    Ok(positioned)
 }
 
 /// The cursor as committed, and where scanning starts without one.
@@ -611,8 +655,23 @@ impl Watcher {
                 break;
             }
         }
+        let watched = if deposits::enabled(&self.chain) {
+            deposits::watched(&self.pool, self.chain.chain_id).await?
+        } else {
+            deposits::Watched::default()
+        };
+        let mut token_raw = Vec::new();
+        for asset in &self.chain.assets {
+            if let Some(token) = asset.token_address {
+                token_raw.extend(
+                    deposits::transfer_logs(&self.rpc, &self.chain, token, &watched, from, end)
+                        .await?,
+                );
+            }
+        }
         let unread: BTreeSet<u64> = raw
             .iter()
+            .chain(token_raw.iter())
             .filter_map(|l| l.block_number)
             .filter(|n| !headers.contains_key(n))
             .collect();
@@ -621,30 +680,8 @@ impl Watcher {
         }
         let admin = guard::scan(&self.rpc, &self.chain, from, end, &mut headers).await?;
 
-        let mut positioned = Vec::with_capacity(raw.len());
-        for log in raw {
-            let (Some(number), Some(block_hash), Some(tx_hash), Some(log_index)) = (
-                log.block_number,
-                log.block_hash,
-                log.transaction_hash,
-                log.log_index,
-            ) else {
-                return Err(StepError::BadChain(
-                    "eth_getLogs returned a log without its block, transaction or index".into(),
-                ));
-            };
-            if log.removed {
-                return Err(raced(format!("log {tx_hash}:{log_index} was removed")));
-            }
-            let block = header(&headers, number)?;
-            if block.hash != block_hash {
-                return Err(raced(format!(
-                    "log {tx_hash}:{log_index} is in another block {number} than the header read"
-                )));
-            }
-            positioned.push((number, log_index, tx_hash, block, log));
-        }
-        positioned.sort_by_key(|(number, index, ..)| (*number, *index));
+        let positioned = position(raw, &headers)?;
+        let token_positioned = position(token_raw, &headers)?;
 
         let mut ordinals: HashMap<B256, u32> = HashMap::new();
         let mut logs = Vec::with_capacity(positioned.len());
@@ -682,8 +719,22 @@ impl Watcher {
             });
         }
 
-        // Nothing moved under us while the logs were read.
         let end_header = header(&headers, end)?;
+        let mut found_deposits = deposits::erc20_deposits(&self.chain, &watched, token_positioned)?;
+        if !watched.native.is_empty() {
+            found_deposits.extend(
+                deposits::native_deposits(
+                    &self.rpc,
+                    &self.chain,
+                    &watched,
+                    base.map(|b| b.hash),
+                    &end_header,
+                )
+                .await?,
+            );
+        }
+
+        // Nothing moved under us while the logs were read.
         let again = self.rpc.header(end).await?;
         if again.map(|h| h.hash) != Some(end_header.hash) {
             return Err(raced(format!("block {end} changed during the step")));
@@ -697,6 +748,7 @@ impl Watcher {
             end: end_header,
             keep,
             logs,
+            deposits: found_deposits,
             admin,
         })
     }
@@ -734,12 +786,23 @@ impl Watcher {
             guard::forget_above(&mut tx, chain_id, ancestor).await?;
         }
 
-        let logs = scan.as_ref().map_or(&[][..], |s| s.logs.as_slice());
-        let mut fresh = Vec::with_capacity(logs.len());
+        // Each log with the address it paid: the router, or a deposit address.
+        let router = self.chain.router;
+        let logs: Vec<(Address, &FoundLog)> = scan
+            .as_ref()
+            .map(|s| {
+                s.logs
+                    .iter()
+                    .map(|l| (router, l))
+                    .chain(s.deposits.iter().map(|(to, l)| (*to, l)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut fresh: Vec<(Address, FoundLog)> = Vec::with_capacity(logs.len());
         let mut to_remove = Vec::new();
-        for log in logs {
+        for (to, log) in logs {
             match dropped.remove(&(log.tx_hash, log.tx_log_ordinal)) {
-                Some(old) if log.same_payment(&old) => {
+                Some(old) if log.same_payment(&old) && old.router == to => {
                     store::move_transfer(&mut tx, chain_id, log).await?;
                     report.kept += 1;
                 }
@@ -747,9 +810,9 @@ impl Watcher {
                     // Same transaction, another payment: the old one is
                     // gone, the new one is new.
                     to_remove.push(old);
-                    fresh.push(log.clone());
+                    fresh.push((to, log.clone()));
                 }
-                None => fresh.push(log.clone()),
+                None => fresh.push((to, log.clone())),
             }
         }
         to_remove.extend(dropped.into_values());
@@ -780,9 +843,16 @@ impl Watcher {
         // Blocks up to here have the confirmation depth once the cursor is
         // at `cursor`.
         let deep_enough = cursor.and_then(|c| (c.number + 1).checked_sub(self.chain.confirmations));
-        let written =
-            store::insert_transfers(&mut tx, chain_id, self.chain.router, &fresh, deep_enough)
-                .await?;
+        let mut by_receiver: BTreeMap<Address, Vec<FoundLog>> = BTreeMap::new();
+        for (to, log) in &fresh {
+            by_receiver.entry(*to).or_default().push(log.clone());
+        }
+        let mut written = Vec::with_capacity(fresh.len());
+        for (to, logs) in &by_receiver {
+            written
+                .extend(store::insert_transfers(&mut tx, chain_id, *to, logs, deep_enough).await?);
+        }
+        written.sort_by_key(|t| (t.block_number, t.log_index, t.id));
         if written.len() < fresh.len() {
             let recorded: HashSet<(B256, u32)> = written
                 .iter()
@@ -790,6 +860,7 @@ impl Watcher {
                 .collect();
             let elsewhere: Vec<FoundLog> = fresh
                 .iter()
+                .map(|(_, l)| l)
                 .filter(|l| !recorded.contains(&(l.tx_hash, l.tx_log_ordinal)))
                 .cloned()
                 .collect();

@@ -10,24 +10,29 @@
 ALTER TABLE chain_sends
     ADD COLUMN signer TEXT CHECK (signer ~ '^0x[0-9a-f]{40}$');
 
--- A contract call's input (an anchor's `anchor(treeSize, root, prevRoot)`);
--- NULL for a transfer of `token` to `to_address`.
-ALTER TABLE chain_sends ADD COLUMN input BYTEA;
+-- The call's input column exists since 0023 (sweeps); an anchor's is its
+-- `anchor(treeSize, root, prevRoot)`.
 
 -- An anchor moves no merchant's money: no merchant, no asset, no amount.
-ALTER TABLE chain_sends ALTER COLUMN merchant_id DROP NOT NULL;
 ALTER TABLE chain_sends ALTER COLUMN asset DROP NOT NULL;
 ALTER TABLE chain_sends DROP CONSTRAINT chain_sends_purpose_check;
 ALTER TABLE chain_sends DROP CONSTRAINT chain_sends_amount_check;
+ALTER TABLE chain_sends DROP CONSTRAINT chain_sends_merchant;
+ALTER TABLE chain_sends DROP CONSTRAINT chain_sends_input;
 ALTER TABLE chain_sends
     ADD CONSTRAINT chain_sends_purpose_check
-        CHECK (purpose IN ('refund', 'payout', 'anchor')),
+        CHECK (purpose IN ('refund', 'payout', 'sweep', 'anchor')),
     ADD CONSTRAINT chain_sends_amount_check
         CHECK (amount >= 0 AND amount = trunc(amount)),
+    -- Refunds and payouts move a merchant's money by a plain transfer; a
+    -- sweep moves the gateway's deposits by a call of the factory; an
+    -- anchor is a call signed by the anchorer that moves no money.
     ADD CONSTRAINT chain_sends_money_check
-        CHECK (CASE WHEN purpose = 'anchor'
-                    THEN merchant_id IS NULL AND asset IS NULL AND amount = 0
-                         AND input IS NOT NULL AND signer IS NOT NULL
+        CHECK (CASE purpose
+                    WHEN 'anchor' THEN merchant_id IS NULL AND asset IS NULL AND amount = 0
+                                       AND input IS NOT NULL AND signer IS NOT NULL
+                    WHEN 'sweep' THEN merchant_id IS NULL AND asset IS NOT NULL AND amount > 0
+                                      AND input IS NOT NULL
                     ELSE merchant_id IS NOT NULL AND asset IS NOT NULL AND amount > 0
                          AND input IS NULL END);
 
