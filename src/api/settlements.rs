@@ -30,7 +30,7 @@ impl From<SettlementError> for ApiError {
             SettlementError::NotConfigured(message) => {
                 ApiError::conflict("settlement_not_configured", message)
             }
-            other => ApiError::internal(&other),
+            other => ApiError::from_failure(&other),
         }
     }
 }
@@ -133,7 +133,7 @@ async fn proof(
             "settlement_not_anchored",
             "This payment is settled but its checkpoint is not anchored on-chain yet; retry shortly.",
         ),
-        other => ApiError::internal(&other),
+        other => ApiError::from_failure(&other),
     })?;
     Ok(axum::Json(
         serde_json::to_value(&bundle).map_err(|e| ApiError::internal(&e))?,
