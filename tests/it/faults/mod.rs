@@ -140,6 +140,13 @@ async fn under_faults_nothing_acknowledged_is_lost_or_duplicated() {
 
     let merchants = MerchantStore::new(pool.clone());
     let merchant = merchants.create("Fault Suite").await.unwrap();
+    // Thousands of payments with one test card from one address are what
+    // the velocity checks exist to block; here they are the load.
+    sqlx::query("UPDATE merchants SET risk_threshold = 100 WHERE id = $1")
+        .bind(merchant.id.as_str())
+        .execute(&pool)
+        .await
+        .unwrap();
     let (_, sk) = merchants
         .create_key(&merchant.id, KeyKind::Secret, epg::config::Mode::Test)
         .await
