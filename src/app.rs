@@ -164,7 +164,11 @@ impl Application {
             .with_chain_status(chains.clone()),
             settlement,
             chains,
-            public_pool: crate::db::sibling(&pool, config.database.public_max_connections),
+            public_pool: crate::db::sibling(
+                &pool,
+                config.database.public_max_connections,
+                crate::db::is_multi_host(&config.database.url),
+            ),
             proxies: Arc::new(config.server.proxies()),
             public_limiter: Arc::new(api::rate_limit::RateLimiter::new(
                 config.security.public_rate_limit_per_second,

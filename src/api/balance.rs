@@ -224,7 +224,7 @@ impl From<LedgerError> for ApiError {
                 tracing::warn!(error = %e, "ledger transaction conflict");
                 ApiError::unavailable("A conflicting update was in progress; retry the request.")
             }
-            other => ApiError::internal_error(&other),
+            other => ApiError::from_failure(&other),
         }
     }
 }

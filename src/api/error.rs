@@ -253,12 +253,14 @@ impl ApiError {
 
     /// 503 when the node cannot serve right now (e.g. timeout).
     pub fn unavailable(message: impl Into<String>) -> Self {
-        Self::new(
+        let mut err = Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
             ErrorType::ApiError,
             "service_unavailable",
             message.into(),
-        )
+        );
+        err.retry_after = Some(DATABASE_RETRY_AFTER_SECS);
+        err
     }
 
     /// 500. The cause is logged here, never sent.
@@ -324,11 +326,56 @@ impl IntoResponse for ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
-        let mut err = ApiError::internal_error(&e);
+        let mut err = if crate::db::is_unavailable(&e) {
+            ApiError::database_unavailable(&e)
+        } else {
+            ApiError::internal_error(&e)
+        };
         err.outcome_unknown = commit_may_have_happened(&e);
         err
     }
 }
+
+impl ApiError {
+    /// 503 `database_unavailable` with `Retry-After`: the database is
+    /// restarting, failing over or out of reach. Not the node's bug, and the
+    /// client's retry (same `Idempotency-Key`) completes the request once.
+    pub fn database_unavailable(cause: &dyn std::fmt::Display) -> Self {
+        tracing::warn!(error = %cause, "database unavailable");
+        let mut err = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorType::ApiError,
+            "database_unavailable",
+            "The database is unavailable (restarting or failing over); retry shortly with the same Idempotency-Key."
+                .into(),
+        );
+        err.retry_after = Some(DATABASE_RETRY_AFTER_SECS);
+        err
+    }
+
+    /// The API error of a lower layer's failure: 503 when a database error
+    /// in its chain of causes says the database is unavailable, else 500.
+    pub fn from_failure(e: &(dyn std::error::Error + 'static)) -> Self {
+        let mut cause = Some(e);
+        while let Some(c) = cause {
+            if let Some(db) = c.downcast_ref::<sqlx::Error>() {
+                let mut err = if crate::db::is_unavailable(db) {
+                    ApiError::database_unavailable(&e)
+                } else {
+                    ApiError::internal_error(e)
+                };
+                err.outcome_unknown = commit_may_have_happened(db);
+                return err;
+            }
+            cause = c.source();
+        }
+        ApiError::internal_error(e)
+    }
+}
+
+/// A failover with pg_auto_failover takes a few seconds; one second keeps
+/// well-behaved clients from hammering the node meanwhile.
+const DATABASE_RETRY_AFTER_SECS: u64 = 1;
 
 /// Whether, after `e`, the database may have committed what the request
 /// sent: the connection broke, so its last COMMIT may have run or not.
@@ -349,7 +396,7 @@ impl From<crate::merchants::MerchantError> for ApiError {
         match e {
             E::NotFound(what) => ApiError::not_found("object", &what),
             E::Invalid { param, message } => ApiError::invalid_param(param, message),
-            E::Database(e) => ApiError::internal_error(&e),
+            E::Database(e) => ApiError::from(e),
         }
     }
 }

@@ -29,7 +29,7 @@ impl From<EventError> for ApiError {
         match e {
             EventError::NotFound(id) => ApiError::not_found("event", &id),
             EventError::Invalid { param, message } => ApiError::invalid_param(param, message),
-            EventError::Database(e) => ApiError::internal_error(&e),
+            EventError::Database(e) => ApiError::from(e),
         }
     }
 }

@@ -60,7 +60,7 @@ async fn run(state: AppState, req: Request, next: Next) -> Result<Response, Resp
     let claim = store
         .claim(&caller, &key, &method, &path, &bytes)
         .await
-        .map_err(|e| ApiError::internal_error(&e).into_response())?;
+        .map_err(|e| ApiError::from(e).into_response())?;
     match claim {
         Claim::Run => {}
         Claim::Replay { status, body } => {

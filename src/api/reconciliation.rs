@@ -46,7 +46,7 @@ impl From<BankError> for ApiError {
             BankError::State { code, message } => ApiError::conflict(code, message),
             BankError::NotFound { kind, id } => ApiError::not_found(kind, &id),
             BankError::Payment(e) => ApiError::from(e),
-            other => ApiError::internal_error(&other),
+            other => ApiError::from_failure(&other),
         }
     }
 }

@@ -30,7 +30,7 @@ impl From<SettlementError> for ApiError {
             SettlementError::NotConfigured(message) => {
                 ApiError::conflict("settlement_not_configured", message)
             }
-            other => ApiError::internal_error(&other),
+            other => ApiError::from_failure(&other),
         }
     }
 }
@@ -135,7 +135,7 @@ async fn proof(
             "settlement_not_anchored",
             "This payment is settled but its checkpoint is not anchored on-chain yet; retry shortly.",
         ),
-        other => ApiError::internal_error(&other),
+        other => ApiError::from_failure(&other),
     })?;
     Ok(axum::Json(
         serde_json::to_value(&bundle).map_err(|e| ApiError::internal_error(&e))?,

@@ -42,7 +42,7 @@ impl From<TransparencyError> for ApiError {
                 ),
             ),
             E::Proof(e) => ApiError::bad_request("parameter_invalid", e.to_string()),
-            other => ApiError::internal_error(&other),
+            other => ApiError::from_failure(&other),
         }
     }
 }

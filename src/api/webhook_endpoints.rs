@@ -33,7 +33,7 @@ impl From<WebhookError> for ApiError {
             WebhookError::NotFound { what, id } => ApiError::not_found(what, &id),
             WebhookError::Invalid { param, message } => ApiError::invalid_param(param, message),
             e @ (WebhookError::Sealing(_) | WebhookError::Key(_)) => ApiError::internal_error(&e),
-            WebhookError::Database(e) => ApiError::internal_error(&e),
+            WebhookError::Database(e) => ApiError::from(e),
         }
     }
 }

@@ -135,7 +135,11 @@ async fn a_refund_whose_commit_answer_is_lost_is_not_refunded_twice_on_retry() {
     // The refund commits, but the node never hears it did.
     proxy.arm("INSERT INTO refunds", Fault::DropAfterCommit);
     let first = post_with_key(&app, "/v1/refunds", "refund-1", &body).await;
-    assert_eq!(first.status(), 500);
+    assert_eq!(
+        first.status(),
+        503,
+        "a lost connection is the database unavailable"
+    );
     assert_eq!(proxy.fired(), 1);
     // The key stays claimed while the outcome is unknown ...
     let early = post_with_key(&app, "/v1/refunds", "refund-1", &body).await;
@@ -188,7 +192,11 @@ async fn a_refund_whose_booking_crashes_after_the_processor_paid_is_booked_once(
     // The processor refunds; the node dies before booking it.
     proxy.arm("UPDATE refunds SET status", Fault::DropBeforeCommit);
     let first = post_with_key(&app, "/v1/refunds", "refund-2", &body).await;
-    assert_eq!(first.status(), 500);
+    assert_eq!(
+        first.status(),
+        503,
+        "a lost connection is the database unavailable"
+    );
     assert_eq!(proxy.fired(), 1);
     leases_pass(&app).await;
     let retried = json(
@@ -240,7 +248,11 @@ async fn a_capture_whose_booking_is_lost_is_finished_by_the_reconciler_once() {
         &json!({}),
     )
     .await;
-    assert_eq!(first.status(), 500);
+    assert_eq!(
+        first.status(),
+        503,
+        "a lost connection is the database unavailable"
+    );
     let pending = json(
         app.get(&format!("/v1/payments/{id}"), &app.secret_key)
             .await,
@@ -310,7 +322,11 @@ async fn a_confirmation_whose_answer_is_lost_charges_the_card_once() {
         Fault::DropAfterCommit,
     );
     let first = post_with_key(&app, &path, "confirm-1", &body).await;
-    assert_eq!(first.status(), 500);
+    assert_eq!(
+        first.status(),
+        503,
+        "a lost connection is the database unavailable"
+    );
     leases_pass(&app).await;
     let retried = json(post_with_key(&app, &path, "confirm-1", &body).await, 200).await;
     assert_eq!(retried["status"], "succeeded");

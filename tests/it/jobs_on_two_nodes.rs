@@ -279,7 +279,7 @@ async fn two_nodes_resuming_processor_operations_at_once_finish_each_once() {
             .send()
             .await
             .unwrap();
-        assert_eq!(capture.status(), 500);
+        assert_eq!(capture.status(), 503);
         ids.push(id);
     }
     sqlx::query(

@@ -1,0 +1,271 @@
+//! The verdict of a fault run, as a table: lost, duplicated, undelivered,
+//! the books, the chain, the 5xx answers, and the time from each fault to
+//! the first successful payment after it.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use sqlx::PgPool;
+
+use super::Injected;
+use super::client::Client;
+use crate::webhooks_support::Receiver;
+
+pub struct Inputs<'a> {
+    pub pool: &'a PgPool,
+    pub merchant: &'a str,
+    pub client: &'a Client,
+    pub receiver: &'a Receiver,
+    pub injected: &'a [Injected],
+    pub crypto_paid: &'a [String],
+    pub chain: &'a epg::chain::config::ChainConfig,
+}
+
+pub struct Table {
+    rows: Vec<(String, String, bool)>,
+}
+
+impl Table {
+    pub fn clean(&self) -> bool {
+        self.rows.iter().all(|(_, _, ok)| *ok)
+    }
+
+    fn row(&mut self, what: &str, value: impl fmt::Display, ok: bool) {
+        self.rows.push((what.to_owned(), value.to_string(), ok));
+    }
+}
+
+impl fmt::Display for Table {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let width = self.rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
+        writeln!(f, "| {:width$} | result | ok |", "check")?;
+        writeln!(f, "|{}|--------|----|", "-".repeat(width + 2))?;
+        for (what, value, ok) in &self.rows {
+            writeln!(
+                f,
+                "| {what:width$} | {value} | {} |",
+                if *ok { "ok" } else { "FAIL" }
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Later states rank higher: an acknowledged state may only move forward.
+fn rank(object: &str, status: &str) -> u8 {
+    match (object, status) {
+        ("payment", "requires_payment_method") => 0,
+        ("payment", "requires_action") => 1,
+        ("payment", "processing") => 2,
+        ("payment", "requires_capture") => 3,
+        ("payment", _) => 4,
+        (_, "pending") => 0,
+        _ => 1,
+    }
+}
+
+pub async fn check(i: &Inputs<'_>) -> Table {
+    let mut table = Table { rows: Vec::new() };
+    let stats = {
+        let s = i.client.stats.lock().unwrap();
+        (
+            s.acks.clone(),
+            s.bugs.clone(),
+            s.successes.clone(),
+            s.requests,
+            s.unavailable,
+            s.unreachable,
+            s.in_use,
+            s.gave_up.clone(),
+        )
+    };
+    let (acks, bugs, successes, requests, unavailable, unreachable, in_use, gave_up) = stats;
+
+    // Lost: every acknowledged object still exists, in that state or later.
+    let mut lost = Vec::new();
+    for ack in &acks {
+        let table_name = if ack.object == "payment" {
+            "payments"
+        } else {
+            "refunds"
+        };
+        let now: Option<String> =
+            sqlx::query_scalar(&format!("SELECT status FROM {table_name} WHERE id = $1"))
+                .bind(&ack.id)
+                .fetch_optional(i.pool)
+                .await
+                .unwrap();
+        match now {
+            None => lost.push(format!("{} missing", ack.id)),
+            Some(now) if rank(ack.object, &now) < rank(ack.object, &ack.status) => {
+                lost.push(format!("{} {} -> {now}", ack.id, ack.status));
+            }
+            Some(_) => {}
+        }
+    }
+    table.row(
+        &format!("acknowledged writes lost (of {})", acks.len()),
+        format!("{} {}", lost.len(), lost.join(", ")),
+        lost.is_empty(),
+    );
+
+    // Duplicated: one payment and one refund per logical request, one
+    // ledger entry per object and kind.
+    let twice = |sql: &'static str| async move {
+        sqlx::query_scalar::<_, i64>(sql)
+            .bind(i.merchant)
+            .fetch_one(i.pool)
+            .await
+            .unwrap()
+    };
+    let payments_twice = twice(
+        "SELECT count(*) FROM (SELECT metadata->>'fault_key' FROM payments
+          WHERE merchant_id = $1 AND metadata ? 'fault_key' GROUP BY 1 HAVING count(*) > 1) d",
+    )
+    .await;
+    let refunds_twice = twice(
+        "SELECT count(*) FROM (SELECT metadata->>'fault_key' FROM refunds
+          WHERE merchant_id = $1 AND metadata ? 'fault_key' GROUP BY 1 HAVING count(*) > 1) d",
+    )
+    .await;
+    // The sandbox processor records each operation once under its key; a
+    // payment authorized or captured twice, or more refunds at the
+    // processor than card refunds, is a duplicate.
+    let processor_twice = twice(
+        "SELECT (SELECT count(*) FROM (SELECT c.payment_id, c.call FROM sandbox_processor_calls c
+                   JOIN payments p ON p.id = c.payment_id
+                  WHERE p.merchant_id = $1 AND c.call IN ('authorize', 'capture')
+                  GROUP BY 1, 2 HAVING count(*) > 1) d)
+              + abs((SELECT count(*) FROM sandbox_processor_calls c JOIN payments p ON p.id = c.payment_id
+                      WHERE p.merchant_id = $1 AND c.call = 'refund')
+                  - (SELECT count(*) FROM refunds r JOIN payments p ON p.id = r.payment_id
+                      WHERE r.merchant_id = $1 AND p.method = 'card' AND r.status <> 'failed'))",
+    )
+    .await;
+    let ledger_twice = twice(
+        "SELECT count(*) FROM (SELECT e.source, e.kind FROM ledger_entries e
+           JOIN payments p ON p.id = e.source WHERE p.merchant_id = $1
+          GROUP BY 1, 2 HAVING count(*) > 1) d",
+    )
+    .await;
+    table.row(
+        "payments created twice",
+        payments_twice,
+        payments_twice == 0,
+    );
+    table.row("refunds created twice", refunds_twice, refunds_twice == 0);
+    table.row(
+        "processor calls made twice",
+        processor_twice,
+        processor_twice == 0,
+    );
+    table.row(
+        "ledger entries booked twice (per payment and kind)",
+        ledger_twice,
+        ledger_twice == 0,
+    );
+
+    // Crypto payments paid on chain all succeeded, once.
+    let mut crypto_open = 0;
+    for id in i.crypto_paid {
+        let status: String = sqlx::query_scalar("SELECT status FROM payments WHERE id = $1")
+            .bind(id)
+            .fetch_one(i.pool)
+            .await
+            .unwrap();
+        if status != "succeeded" {
+            crypto_open += 1;
+        }
+    }
+    table.row(
+        &format!(
+            "crypto payments paid on chain not succeeded (of {})",
+            i.crypto_paid.len()
+        ),
+        crypto_open,
+        crypto_open == 0,
+    );
+
+    // Every event reached the receiver.
+    let events: Vec<String> =
+        sqlx::query_scalar("SELECT id FROM events WHERE merchant_id = $1 ORDER BY seq")
+            .bind(i.merchant)
+            .fetch_all(i.pool)
+            .await
+            .unwrap();
+    let mut delivered: BTreeMap<String, usize> = BTreeMap::new();
+    for _ in 0..600 {
+        delivered.clear();
+        for r in i.receiver.delivered() {
+            *delivered.entry(r.event_id).or_default() += 1;
+        }
+        if events.iter().all(|e| delivered.contains_key(e)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let missing = events
+        .iter()
+        .filter(|e| !delivered.contains_key(*e))
+        .count();
+    let duplicates: usize = delivered.values().map(|n| n - 1).sum();
+    table.row(
+        &format!("events not delivered (of {})", events.len()),
+        missing,
+        missing == 0,
+    );
+    table.row(
+        "events delivered more than once (allowed: at least once)",
+        duplicates,
+        true,
+    );
+
+    // The books and the chain.
+    let ledger = epg::ledger::check(i.pool).await.unwrap();
+    table.row(
+        "epg ledger check",
+        if ledger.is_ok() {
+            "clean".to_owned()
+        } else {
+            format!("{ledger:?}")
+        },
+        ledger.is_ok(),
+    );
+    crate::common::reconcile_clean(i.pool, i.chain).await;
+    table.row("epg reconcile chain", "clean", true);
+
+    // Answers.
+    table.row(
+        &format!("5xx other than 503+Retry-After (of {requests} requests)"),
+        format!(
+            "{} {}",
+            bugs.len(),
+            bugs.iter()
+                .map(|b| format!("[{} {} {}]", b.status, b.request_id, b.what))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+        bugs.is_empty(),
+    );
+    table.row("503 with Retry-After (retried)", unavailable, true);
+    table.row("no node reachable (retried)", unreachable, true);
+    table.row("409 idempotency_key_in_use (retried)", in_use, true);
+    table.row(
+        "requests given up",
+        format!("{} {}", gave_up.len(), gave_up.join(" ")),
+        gave_up.is_empty(),
+    );
+    for fault in i.injected {
+        let first = successes.iter().filter(|s| **s > fault.at).min();
+        let value = first.map_or("none after".to_owned(), |s| {
+            format!("{:.2}s", s.duration_since(fault.at).as_secs_f64())
+        });
+        table.row(
+            &format!("{} -> next successful payment", fault.what),
+            value,
+            first.is_some(),
+        );
+    }
+    table
+}

@@ -1,0 +1,198 @@
+//! The database the nodes share: the one `scripts/faults` started (a
+//! pg_auto_failover formation in full mode, one server with WAL archiving
+//! in quick mode), or, when the test runs on its own, a private PostgreSQL
+//! of its own. Each can be restarted; the formation can fail over.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use epg::devnet::postgres::PrivateCluster;
+
+pub enum Storage {
+    Private {
+        dir: PathBuf,
+        port: u16,
+        cluster: tokio::sync::Mutex<Option<PrivateCluster>>,
+    },
+    External {
+        url: String,
+        /// The pg_auto_failover monitor's data folder, when a formation.
+        monitor: Option<String>,
+        /// Data folders of the formation's nodes, in the URL's host order.
+        pgdata: Vec<String>,
+    },
+}
+
+impl Storage {
+    pub async fn start(dir: &Path) -> Self {
+        if let (Ok(url), Ok(pgdata)) = (
+            std::env::var("EPG_FAULTS_DATABASE_URL"),
+            std::env::var("EPG_FAULTS_PGDATA"),
+        ) {
+            return Self::External {
+                url,
+                monitor: std::env::var("EPG_FAULTS_MONITOR")
+                    .ok()
+                    .filter(|m| !m.is_empty()),
+                pgdata: pgdata.split(',').map(str::to_owned).collect(),
+            };
+        }
+        let port = epg::devnet::anvil::free_port().unwrap();
+        let pg_dir = dir.join("pg");
+        let cluster = PrivateCluster::start(&pg_dir, port).await.unwrap();
+        let admin = epg::db::connect(&cluster.url("postgres"), 1).await.unwrap();
+        epg::db::create_database_if_missing(&admin, "epg")
+            .await
+            .unwrap();
+        admin.close().await;
+        Self::Private {
+            dir: pg_dir,
+            port,
+            cluster: tokio::sync::Mutex::new(Some(cluster)),
+        }
+    }
+
+    pub fn is_ha(&self) -> bool {
+        matches!(
+            self,
+            Self::External {
+                monitor: Some(_),
+                ..
+            }
+        )
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Private { port, .. } => format!("a private PostgreSQL on port {port}"),
+            Self::External {
+                url,
+                monitor: Some(_),
+                ..
+            } => format!("pg_auto_failover ({url})"),
+            Self::External { url, .. } => format!("PostgreSQL at {url}"),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        match self {
+            Self::Private { port, .. } => format!("postgres://postgres@127.0.0.1:{port}/epg"),
+            Self::External { url, .. } => url.clone(),
+        }
+    }
+
+    /// A fast shutdown and a start: every connection is cut (57P01), the
+    /// server is unreachable for a moment, then comes back.
+    pub async fn restart(&self) {
+        match self {
+            Self::Private { dir, port, cluster } => {
+                let mut slot = cluster.lock().await;
+                if let Some(running) = slot.take() {
+                    running.stop().await.unwrap();
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                *slot = Some(PrivateCluster::start(dir, *port).await.unwrap());
+            }
+            Self::External { url, pgdata, .. } => {
+                let primary = primary_index(url).await;
+                as_postgres(&[
+                    "pg_ctl",
+                    "-D",
+                    &pgdata[primary],
+                    "-m",
+                    "fast",
+                    "-w",
+                    "restart",
+                ]);
+            }
+        }
+    }
+
+    /// The monitor promotes the standby; the old primary follows it.
+    pub async fn failover(&self) {
+        if let Self::External {
+            monitor: Some(monitor),
+            ..
+        } = self
+        {
+            as_postgres(&["pg_autoctl", "perform", "failover", "--pgdata", monitor]);
+        }
+    }
+
+    pub async fn stop(self) {
+        if let Self::Private { cluster, .. } = self
+            && let Some(running) = cluster.into_inner()
+        {
+            let _ = running.stop().await;
+        }
+    }
+}
+
+/// Which host of `url` accepts writes now.
+async fn primary_index(url: &str) -> usize {
+    let targets = epg::db::Targets::parse(url).unwrap();
+    for (i, host) in targets.hosts.iter().enumerate() {
+        let single = epg::db::Targets {
+            hosts: vec![host.clone()],
+            read_write: true,
+        };
+        if let Ok(options) = single.pick().await
+            && let Ok(pool) = sqlx::postgres::PgPoolOptions::new()
+                .max_connections(1)
+                .connect_with(options)
+                .await
+        {
+            let read_only: String = sqlx::query_scalar("SHOW transaction_read_only")
+                .fetch_one(&pool)
+                .await
+                .unwrap_or_default();
+            pool.close().await;
+            if read_only == "off" {
+                return i;
+            }
+        }
+    }
+    panic!("no writable host in {url}");
+}
+
+/// Runs a PostgreSQL tool as the `postgres` user (it refuses root), with
+/// the environment `scripts/faults` set for pg_autoctl.
+fn as_postgres(args: &[&str]) {
+    let bin = epg::devnet::postgres::find_bin_dir().unwrap();
+    let program = if args[0] == "pg_autoctl" {
+        PathBuf::from("pg_autoctl")
+    } else {
+        bin.join(args[0])
+    };
+    let mut command = if is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(&program);
+        c
+    } else {
+        Command::new(&program)
+    };
+    let status = command
+        .args(&args[1..])
+        .env(
+            "PATH",
+            format!(
+                "{}:{}",
+                bin.display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        )
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "{args:?} failed");
+}
+
+fn is_root() -> bool {
+    // The data folders belong to `postgres` when the suite runs as root.
+    std::env::var("USER").is_ok_and(|u| u == "root")
+        || Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
+}
