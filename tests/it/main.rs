@@ -36,6 +36,7 @@ mod events_stream;
 mod exactly_once_payments;
 mod go_live;
 mod idempotency_scope;
+mod idle_node;
 mod jobs_on_two_nodes;
 mod key_rotation;
 mod kill_loop;
