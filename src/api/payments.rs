@@ -58,6 +58,9 @@ struct CreateBody {
     customer: Option<CustomerBody>,
     shipping: Option<ShippingBody>,
     return_url: Option<String>,
+    /// Confirm at once with `payment_method` (as Stripe's `confirm`).
+    confirm: Option<bool>,
+    payment_method: Option<PaymentMethodBody>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -195,8 +198,21 @@ pub fn parse_currency(raw: &str, param: &str) -> Result<String, ApiError> {
 async fn create(
     State(state): State<AppState>,
     SecretKey(caller): SecretKey,
+    ClientIp(client_ip): ClientIp,
+    request_key: RequestKey,
     Json(body): Json<CreateBody>,
 ) -> Result<axum::Json<Value>, ApiError> {
+    let method = match (body.confirm, body.payment_method) {
+        (Some(true), Some(method)) => Some(parse_method(method)?),
+        (Some(true), None) => return Err(ApiError::missing_param("payment_method")),
+        (_, Some(_)) => {
+            return Err(ApiError::invalid_param(
+                "payment_method",
+                "payment_method on create needs confirm: true (or confirm the payment later)",
+            ));
+        }
+        (_, None) => None,
+    };
     let currency = parse_currency(&body.currency, "currency")?;
     let metadata =
         Metadata::parse(body.metadata).map_err(|e| ApiError::invalid_param(e.param, e.message))?;
@@ -231,24 +247,39 @@ async fn create(
         .map(|raw| parse_return_url(raw, state.config.mode))
         .transpose()?;
     let merchant = state.merchants.get(&caller.merchant_id).await?;
-    let payment = state
-        .payments
-        .create(
-            &caller.merchant_id,
-            &merchant.payment_method_types,
-            NewPayment {
-                amount: body.amount,
-                currency,
-                payment_method_types,
-                capture_method: body.capture_method.unwrap_or(CaptureMethod::Automatic),
-                description: body.description,
-                metadata,
-                customer: body.customer.map(parse_customer).transpose()?,
-                shipping: body.shipping.map(parse_shipping).transpose()?,
-                return_url,
-            },
-        )
-        .await?;
+    let new = NewPayment {
+        amount: body.amount,
+        currency,
+        payment_method_types,
+        capture_method: body.capture_method.unwrap_or(CaptureMethod::Automatic),
+        description: body.description,
+        metadata,
+        customer: body.customer.map(parse_customer).transpose()?,
+        shipping: body.shipping.map(parse_shipping).transpose()?,
+        return_url,
+    };
+    let payment = match method {
+        None => {
+            state
+                .payments
+                .create(&caller.merchant_id, &merchant.payment_method_types, new)
+                .await?
+        }
+        Some(method) => state
+            .payments
+            .create_confirmed(
+                &caller.merchant_id,
+                &merchant.payment_method_types,
+                new,
+                method,
+                Some(client_ip.to_string()),
+                request_key.as_deref(),
+            )
+            .await
+            .map_err(|e| {
+                ApiError::from_payment(e, Audience::Merchant, state.payments.livemode())
+            })?,
+    };
     Ok(axum::Json(state.payments.object(&payment)))
 }
 

@@ -6,6 +6,8 @@
 //! [`Payments`]; the processors are reached through [`crate::methods`].
 
 pub mod bank;
+mod cards;
+mod confirm;
 pub mod crypto;
 pub mod disputes;
 pub mod jobs;
@@ -16,6 +18,7 @@ mod processor;
 pub mod quote;
 pub mod refunds;
 pub mod risk;
+mod screening;
 pub mod service;
 pub mod store;
 

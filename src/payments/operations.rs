@@ -232,6 +232,25 @@ pub async fn finish(
     Ok(())
 }
 
+/// Finishes operation `id` with `status` if it is still pending; whether it
+/// was (false: a concurrent request or the reconciler finished it first).
+/// The caller holds the payment's row lock.
+pub async fn finish_pending(
+    conn: &mut PgConnection,
+    id: &OperationId,
+    status: Status,
+) -> Result<bool, PaymentError> {
+    let done = sqlx::query!(
+        "UPDATE payment_operations SET status = $2, finished_at = now()
+          WHERE id = $1 AND status = 'pending'",
+        id.as_str(),
+        status as Status,
+    )
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 /// Takes over up to `limit` pending operations whose lease ran out (their
 /// node died, timed out, or lost its answer), leasing them for `lease`.
 pub async fn claim_stale(

@@ -60,13 +60,15 @@ impl Payments {
         op: &Operation,
         authorization: Authorization,
     ) -> Result<Payment, PaymentError> {
-        let (mut tx, mut payment, pending) = self.lock_for_answer(op).await?;
-        if !pending {
-            tx.rollback().await?;
-            return Ok(payment);
-        }
         let succeeded = !matches!(authorization, Authorization::Declined(_));
-        operations::finish(
+        let mut tx = self.pool().begin().await?;
+        let mut payment = store::lock(&mut tx, &op.merchant_id, &op.payment_id)
+            .await?
+            .ok_or_else(|| not_found(&op.payment_id))?;
+        // Finishing only a pending operation both decides who books the
+        // answer (under the payment's lock) and books the operation's end:
+        // one statement where a lock and an update were two.
+        let finished = operations::finish_pending(
             &mut tx,
             &op.id,
             if succeeded {
@@ -76,6 +78,10 @@ impl Payments {
             },
         )
         .await?;
+        if !finished {
+            tx.rollback().await?;
+            return Ok(payment);
+        }
         let mut followups = Vec::new();
         let event = match authorization {
             Authorization::Declined(decline) => return self.fail(tx, payment, decline).await,
@@ -85,23 +91,28 @@ impl Payments {
             } => {
                 payment.processor_reference = Some(reference);
                 payment.next_action = None;
-                payment.amount_capturable = payment.amount;
-                payment.hold_id = Some(
-                    postings::authorize(
-                        &mut tx,
-                        &payment,
-                        OffsetDateTime::now_utc() + self.authorization_ttl(),
-                    )
-                    .await?,
-                );
                 match captured {
                     Some(captured) => {
-                        let amount = payment.amount;
-                        book_capture(&mut tx, &mut payment, amount).await?;
+                        // Captured with the authorization: nothing is held.
+                        postings::capture_at_authorization(&mut tx, &payment).await?;
+                        payment.amount_received = payment.amount;
+                        payment.amount_capturable = 0;
+                        payment.status = Status::Succeeded;
+                        payment.expires_at = None;
+                        store::update(&mut tx, &payment).await?;
                         followups = captured.followups;
                         EventType::PaymentSucceeded
                     }
                     None => {
+                        payment.amount_capturable = payment.amount;
+                        payment.hold_id = Some(
+                            postings::authorize(
+                                &mut tx,
+                                &payment,
+                                OffsetDateTime::now_utc() + self.authorization_ttl(),
+                            )
+                            .await?,
+                        );
                         payment.status = Status::RequiresCapture;
                         payment.expires_at =
                             Some(OffsetDateTime::now_utc() + self.authorization_ttl());

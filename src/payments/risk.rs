@@ -53,6 +53,11 @@ pub struct RiskAssessment {
 /// Prior successful payments needed before the amount rule applies.
 pub const MIN_HISTORY: i64 = 5;
 
+/// Velocity counts at or above this score the same as any larger count
+/// (the highest rule is "more than 30 from one address"), so the database
+/// counts no further.
+pub const COUNTS_ENOUGH: i64 = 31;
+
 /// Scores `signals`.
 pub fn assess(signals: &RiskSignals) -> RiskAssessment {
     let mut reasons = Vec::new();
@@ -104,6 +109,20 @@ pub fn assess(signals: &RiskSignals) -> RiskAssessment {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_beyond_counts_enough_change_nothing() {
+        let at = |n: i64| {
+            assess(&RiskSignals {
+                card_attempts_last_hour: n,
+                email_attempts_last_hour: n,
+                ip_attempts_last_hour: n,
+                amount: 1000,
+                ..Default::default()
+            })
+        };
+        assert_eq!(at(COUNTS_ENOUGH), at(COUNTS_ENOUGH * 100));
+    }
 
     #[test]
     fn a_clean_payment_scores_zero() {

@@ -14,18 +14,13 @@ use sqlx::{PgConnection, PgPool};
 use time::{Duration, OffsetDateTime};
 
 use super::model::{Audience, CaptureMethod, Payment, Status};
-use super::operations::{self, Kind};
 use super::processor::{not_found, unexpected_state};
-use super::risk::{self, RiskSignals};
 use super::{MAX_AMOUNT, PaymentError, postings, store};
 use crate::crypto::{Fingerprints, Keyring, Purpose, Sealer};
 use crate::events::{self, EventType};
 use crate::ids::{MerchantId, PaymentId, random_base62};
 use crate::metadata::Metadata;
-use crate::methods::{
-    AuthorizeRequest, Card, Connectors, CustomerAction, Decline, MethodDetails, MethodType,
-    ProcessorEvent,
-};
+use crate::methods::{Connectors, CustomerAction, MethodType, ProcessorEvent};
 use crate::page::{Listed, Page};
 
 /// A payment to create, parsed at the edge.
@@ -127,7 +122,7 @@ pub enum ConfirmMethod {
 }
 
 impl ConfirmMethod {
-    fn method(&self) -> MethodType {
+    pub(super) fn method(&self) -> MethodType {
         match self {
             ConfirmMethod::Crypto { .. } => MethodType::Crypto,
             ConfirmMethod::Card { .. } => MethodType::Card,
@@ -176,9 +171,6 @@ pub const DEFAULT_OPERATION_LEASE: Duration = Duration::seconds(60);
 
 /// Confirmation attempts of one payment, unless configured.
 pub const DEFAULT_MAX_CONFIRM_ATTEMPTS: i32 = 5;
-
-/// Card countries of the sandbox cards (all issued in the US, as Stripe's).
-const SANDBOX_CARD_COUNTRY: &str = "US";
 
 impl Payments {
     /// The subsystem over `pool`.
@@ -299,6 +291,26 @@ impl Payments {
         self
     }
 
+    /// Seals card numbers (for the confirmation module).
+    pub(super) fn card_sealer(&self) -> &Sealer {
+        &self.cards
+    }
+
+    /// Per-merchant card fingerprints (for the confirmation module).
+    pub(super) fn fingerprints(&self) -> &Fingerprints {
+        &self.fingerprints
+    }
+
+    /// Confirmations a payment may take.
+    pub(super) fn max_confirm_attempts(&self) -> i32 {
+        self.max_confirm_attempts
+    }
+
+    /// Base URL of the node, for redirects.
+    pub(super) fn public_url(&self) -> &str {
+        &self.public_url
+    }
+
     /// The pool (for the refund and dispute modules).
     pub(super) fn pool(&self) -> &PgPool {
         &self.pool
@@ -352,6 +364,19 @@ impl Payments {
 
     /// Creates a payment in `requires_payment_method`.
     pub async fn create(
+        &self,
+        merchant: &MerchantId,
+        enabled_methods: &[String],
+        new: NewPayment,
+    ) -> Result<Payment, PaymentError> {
+        let payment = self.new_payment(merchant, enabled_methods, new)?;
+        let mut conn = self.pool.acquire().await?;
+        store::insert(&mut conn, &payment).await?;
+        Ok(payment)
+    }
+
+    /// The payment `new` describes, checked, not yet stored.
+    pub(super) fn new_payment(
         &self,
         merchant: &MerchantId,
         enabled_methods: &[String],
@@ -442,8 +467,6 @@ impl Payments {
             return_url: new.return_url,
             created_at: now_micros(),
         };
-        let mut conn = self.pool.acquire().await?;
-        store::insert(&mut conn, &payment).await?;
         Ok(payment)
     }
 
@@ -503,232 +526,6 @@ impl Payments {
         let mut listed = Listed::from_newest_first(rows, limit, page.backwards());
         super::crypto::live_confirmations(&self.pool, &mut listed.data).await?;
         Ok(listed)
-    }
-
-    /// Confirms a payment with a payment method: risk check, then the
-    /// processor's authorization.
-    pub async fn confirm(
-        &self,
-        merchant: &MerchantId,
-        id: &PaymentId,
-        method: ConfirmMethod,
-        client_ip: Option<String>,
-        request_key: Option<&str>,
-    ) -> Result<Payment, PaymentError> {
-        if let ConfirmMethod::Crypto {
-            chain_id,
-            asset,
-            mode,
-        } = &method
-        {
-            // The crypto flow has no processor: a quote, then the chain.
-            return self
-                .confirm_crypto(merchant, id, *chain_id, asset, *mode)
-                .await;
-        }
-        if let Some(key) = request_key {
-            let mut conn = self.pool.acquire().await?;
-            if let Some(op) =
-                operations::by_request(&mut conn, merchant, Kind::Authorize, key).await?
-            {
-                // A retry whose first try's answer was lost: that try's
-                // outcome, finished first if it is still pending.
-                drop(conn);
-                return self.replay(op).await;
-            }
-        }
-        let kind = method.method();
-        let seen = store::get(&self.pool, merchant, id)
-            .await?
-            .ok_or_else(|| not_found(id))?;
-        confirmable(&seen, kind)?;
-        if !self.offers_in(kind, &seen.currency) {
-            return Err(unavailable("payment_method.type".to_owned(), kind));
-        }
-        let now = OffsetDateTime::now_utc();
-        let (details, billing_country) = match method {
-            ConfirmMethod::Card {
-                number,
-                exp_month,
-                exp_year,
-                cvc,
-                billing_country,
-            } => {
-                let card = Card::parse(&number, exp_month, exp_year, &cvc, now)
-                    .map_err(|e| PaymentError::invalid(e.param(), e.to_string()))?;
-                (MethodDetails::Card(card), billing_country)
-            }
-            ConfirmMethod::BankTransfer => (MethodDetails::BankTransfer, None),
-            ConfirmMethod::Ewallet { provider } => (MethodDetails::Ewallet { provider }, None),
-            ConfirmMethod::CashVoucher => (MethodDetails::CashVoucher, None),
-            ConfirmMethod::Check => (MethodDetails::Check, None),
-            ConfirmMethod::Crypto { .. } => {
-                return Err(unavailable("payment_method.type".into(), kind));
-            }
-        };
-        let (fingerprint, fingerprint_candidates) = match &details {
-            MethodDetails::Card(card) => {
-                let number = card.number.expose().as_bytes();
-                (
-                    Some(self.fingerprints.of(merchant.as_str(), number)),
-                    // Velocity counts the card under every fingerprint it
-                    // may still have at rest (a rotation may be under way).
-                    self.fingerprints.candidates(merchant.as_str(), number),
-                )
-            }
-            _ => (None, Vec::new()),
-        };
-        let email = seen
-            .customer
-            .as_ref()
-            .and_then(|c| c.get("email"))
-            .and_then(Value::as_str)
-            .map(str::to_lowercase);
-        let attempt = store::Attempt {
-            method: kind.as_str(),
-            card_fingerprint: fingerprint.as_deref(),
-            customer_email: email.as_deref(),
-            client_ip: client_ip.as_deref(),
-        };
-
-        // The intent: attempt counted, card sealed, risk scored and the
-        // authorization operation started, all committed before the
-        // processor is called.
-        let mut tx = self.pool.begin().await?;
-        let mut payment = store::lock(&mut tx, merchant, id)
-            .await?
-            .ok_or_else(|| not_found(id))?;
-        if let Some(op) = self
-            .earlier_request(&mut tx, merchant, Kind::Authorize, request_key)
-            .await?
-        {
-            // A retry whose first try's answer was lost.
-            tx.rollback().await?;
-            return self.replay(op).await;
-        }
-        // Another request may have moved it since it was first read.
-        confirmable(&payment, kind)?;
-        // Every attempt counts, whatever happens next: a tester's declined,
-        // blocked or failed tries count against the cap and in the velocity
-        // of the next one.
-        if !store::record_attempt(&mut tx, merchant, id, &attempt, self.max_confirm_attempts)
-            .await?
-        {
-            return Err(PaymentError::refused(
-                "payment_attempts_exceeded",
-                "payment_method",
-                format!(
-                    "This payment was confirmed {} times without success, the most allowed; \
-                     create a new payment to try again.",
-                    self.max_confirm_attempts
-                ),
-            ));
-        }
-        payment.method = Some(kind.as_str().to_owned());
-        payment.last_error = None;
-        payment.next_action = None;
-
-        // Card data: sealed at rest, shown as brand/last four/fingerprint.
-        if let MethodDetails::Card(card) = &details {
-            let fingerprint = fingerprint.clone().unwrap_or_default();
-            let display = json!({
-                "brand": card.number.brand().as_str(),
-                "last4": card.number.last4(),
-                "exp_month": card.exp_month,
-                "exp_year": card.exp_year,
-                "fingerprint": fingerprint,
-                "country": SANDBOX_CARD_COUNTRY,
-            });
-            let sealed = self.cards.seal(
-                card.number.expose().as_bytes(),
-                payment.id.as_str().as_bytes(),
-            );
-            store::set_card(
-                &mut tx,
-                &payment.id,
-                &store::StoredCard {
-                    display: display.clone(),
-                    sealed_number: sealed,
-                    fingerprint,
-                },
-            )
-            .await?;
-            payment.card = Some(display);
-        } else {
-            payment.card = None;
-        }
-        if let Some(ip) = &client_ip {
-            store::set_client_ip(&mut tx, &payment.id, ip).await?;
-        }
-
-        // Risk, before anything reaches the processor.
-        let counts = store::risk_counts(
-            &mut tx,
-            &payment,
-            &attempt,
-            &fingerprint_candidates,
-            risk::MIN_HISTORY,
-        )
-        .await?;
-        let assessment = risk::assess(&RiskSignals {
-            card_attempts_last_hour: counts.card,
-            email_attempts_last_hour: counts.email,
-            ip_attempts_last_hour: counts.ip,
-            amount: payment.amount,
-            merchant_median_amount: counts.median,
-            card_country: payment
-                .card
-                .as_ref()
-                .map(|_| SANDBOX_CARD_COUNTRY.to_owned()),
-            billing_country,
-            shipping_country: payment
-                .shipping
-                .as_ref()
-                .and_then(|s| s["address"]["country"].as_str())
-                .map(str::to_owned),
-        });
-        payment.risk_score = Some(i16::from(assessment.score));
-        payment.risk_reasons = Some(json!(assessment.reasons));
-        let threshold = store::risk_threshold(&mut tx, merchant).await?;
-        if i16::from(assessment.score) >= threshold {
-            // The score and reasons are on the payment for the merchant;
-            // the message, which reaches browsers, does not help a tester
-            // learn what tripped the check.
-            let decline = Decline {
-                code: "risk_blocked".into(),
-                decline_code: None,
-                message: "The payment was blocked by the merchant's risk checks.".into(),
-            };
-            return self.fail(tx, payment, decline).await;
-        }
-
-        let connector = self.connector_of(&payment)?;
-        store::update(&mut tx, &payment).await?;
-        let op = self
-            .begin(
-                &mut tx,
-                &payment,
-                Kind::Authorize,
-                payment.amount,
-                None,
-                request_key,
-            )
-            .await?;
-        tx.commit().await?;
-
-        let authorization = connector
-            .authorize(AuthorizeRequest {
-                key: op.id.as_str(),
-                payment_id: payment.id.as_str(),
-                amount: payment.amount,
-                currency: &payment.currency,
-                details: &details,
-                now,
-                return_base_url: &self.public_url,
-                capture: payment.capture_method == CaptureMethod::Automatic,
-            })
-            .await?;
-        self.finish_authorization(&op, authorization).await
     }
 
     /// Applies something the processor reported later (sandbox helpers in
@@ -864,7 +661,7 @@ pub(super) fn next_action(action: &CustomerAction) -> Value {
 }
 
 /// Whether `payment` may be confirmed with `kind` now.
-fn confirmable(payment: &Payment, kind: MethodType) -> Result<(), PaymentError> {
+pub(super) fn confirmable(payment: &Payment, kind: MethodType) -> Result<(), PaymentError> {
     if !matches!(
         payment.status,
         Status::RequiresPaymentMethod | Status::Failed
@@ -888,7 +685,7 @@ fn confirmable(payment: &Payment, kind: MethodType) -> Result<(), PaymentError> 
 }
 
 /// `method` has no processor (or chain) on this node.
-fn unavailable(param: String, method: MethodType) -> PaymentError {
+pub(super) fn unavailable(param: String, method: MethodType) -> PaymentError {
     PaymentError::refused(
         "payment_method_unavailable",
         param,

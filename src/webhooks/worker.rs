@@ -360,7 +360,12 @@ impl Worker {
     /// `busy` is due (zero if one is due now), or `None` if there is none.
     async fn next_due(&self, busy: &[String]) -> Result<Option<i64>, sqlx::Error> {
         sqlx::query_scalar!(
-            r#"SELECT GREATEST(0, EXTRACT(EPOCH FROM (min(d.next_attempt_at) - now())) * 1000)::bigint
+            // Without the CASE, `GREATEST(0, NULL)` is 0 when nothing is
+            // pending (GREATEST skips NULLs), and the idle loop would claim
+            // and ask again every few milliseconds.
+            r#"SELECT CASE WHEN min(d.next_attempt_at) IS NULL THEN NULL
+                          ELSE GREATEST(0, EXTRACT(EPOCH FROM (min(d.next_attempt_at) - now())) * 1000)::bigint
+                     END
                FROM webhook_deliveries d
                JOIN webhook_endpoints e ON e.id = d.endpoint_id
                WHERE d.status = 'pending' AND e.status = 'enabled' AND e.deleted_at IS NULL

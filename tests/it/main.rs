@@ -40,6 +40,7 @@ mod exactly_once_payments;
 mod faults;
 mod go_live;
 mod idempotency_scope;
+mod idle_node;
 mod jobs_on_two_nodes;
 mod key_rotation;
 mod kill_loop;

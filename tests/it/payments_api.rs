@@ -1324,3 +1324,140 @@ async fn a_browser_checkout_confirms_with_the_publishable_key_and_client_secret(
         .await;
     assert_eq!(refund.status(), 403);
 }
+
+#[tokio::test]
+async fn confirm_on_create_pays_in_one_request() {
+    let app = spawn_app().await;
+    let paid = create(
+        &app,
+        json!({"amount": 2000, "currency": "usd", "confirm": true,
+               "customer": {"email": "ada@example.com"},
+               "payment_method": card(CARD_OK)}),
+    )
+    .await;
+    assert_eq!(paid["status"], "succeeded");
+    assert_eq!(paid["amount_received"], 2000);
+    assert_eq!(paid["payment_method"]["card"]["last4"], "4242");
+    assert_eq!(paid["risk"]["score"], 0);
+    let id = paid["id"].as_str().unwrap();
+    let fetched = json(
+        app.get(&format!("/v1/payments/{id}"), &app.secret_key)
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(fetched, paid);
+    // Captured at authorization: 2000 less the fee of 88, nothing held.
+    let balance = balance(&app).await;
+    assert_eq!(amount_in(&balance, "pending", "usd"), 1912);
+    let events = events_of(&app, "payment.succeeded").await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["data"]["object"]["id"], id);
+
+    // Manual capture: authorized in the same request, captured later.
+    let held = create(
+        &app,
+        json!({"amount": 1000, "currency": "usd", "capture_method": "manual",
+               "confirm": true, "payment_method": card(CARD_OK)}),
+    )
+    .await;
+    assert_eq!(held["status"], "requires_capture");
+    assert_eq!(held["amount_capturable"], 1000);
+    let hid = held["id"].as_str().unwrap();
+    let captured = json(
+        app.post(
+            &format!("/v1/payments/{hid}/capture"),
+            &app.secret_key,
+            &json!({"amount_to_capture": 600}),
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(captured["status"], "succeeded");
+    assert_eq!(captured["amount_received"], 600);
+
+    // Other methods go as their confirmation would.
+    let bank = create(
+        &app,
+        json!({"amount": 500, "currency": "usd", "payment_method_types": ["bank_transfer"],
+               "confirm": true, "payment_method": {"type": "bank_transfer"}}),
+    )
+    .await;
+    assert_eq!(bank["status"], "processing");
+    ledger_is_consistent(&app).await;
+}
+
+#[tokio::test]
+async fn confirm_on_create_refuses_bad_input_before_making_a_payment() {
+    let app = spawn_app().await;
+    let refused = |body: Value| {
+        let app = &app;
+        async move { json(app.post("/v1/payments", &app.secret_key, &body).await, 400).await }
+    };
+    let missing = refused(json!({"amount": 2000, "currency": "usd", "confirm": true})).await;
+    assert_eq!(missing["error"]["param"], "payment_method");
+    let unconfirmed = refused(json!({"amount": 2000, "currency": "usd",
+                                     "payment_method": card(CARD_OK)}))
+    .await;
+    assert_eq!(unconfirmed["error"]["param"], "payment_method");
+    let bad_card = refused(json!({"amount": 2000, "currency": "usd", "confirm": true,
+        "payment_method": card("4242424242424241")}))
+    .await;
+    assert_eq!(bad_card["error"]["param"], "payment_method.card.number");
+    let bad_amount = refused(json!({"amount": 0, "currency": "usd", "confirm": true,
+        "payment_method": card(CARD_OK)}))
+    .await;
+    assert_eq!(bad_amount["error"]["param"], "amount");
+    let not_allowed = refused(json!({"amount": 2000, "currency": "usd", "confirm": true,
+        "payment_method_types": ["bank_transfer"], "payment_method": card(CARD_OK)}))
+    .await;
+    assert_eq!(not_allowed["error"]["param"], "payment_method.type");
+    let list = json(app.get("/v1/payments", &app.secret_key).await, 200).await;
+    assert_eq!(list["data"], json!([]), "no payment was made");
+}
+
+#[tokio::test]
+async fn confirm_on_create_declines_with_402_and_retries_with_its_key() {
+    let app = spawn_app().await;
+    let declined = json(
+        app.post(
+            "/v1/payments",
+            &app.secret_key,
+            &json!({"amount": 1500, "currency": "usd", "confirm": true,
+                    "payment_method": card(CARD_DECLINED)}),
+        )
+        .await,
+        402,
+    )
+    .await;
+    assert_eq!(declined["error"]["code"], "card_declined");
+    assert_eq!(declined["error"]["payment"]["status"], "failed");
+    // The failed payment may be confirmed again.
+    let id = declined["error"]["payment"]["id"].as_str().unwrap();
+    let paid = json(confirm(&app, id, card(CARD_OK)).await, 200).await;
+    assert_eq!(paid["status"], "succeeded");
+
+    // The same request with the same key: the one payment it made.
+    let body = json!({"amount": 700, "currency": "usd", "confirm": true,
+                      "payment_method": card(CARD_OK)});
+    let send = || {
+        app.client
+            .post(format!("{}/v1/payments", app.address))
+            .bearer_auth(&app.secret_key)
+            .header("Idempotency-Key", "one-request-pay-1")
+            .json(&body)
+            .send()
+    };
+    let first = json(send().await.unwrap(), 200).await;
+    let again = json(send().await.unwrap(), 200).await;
+    assert_eq!(first["id"], again["id"]);
+    assert_eq!(first["status"], "succeeded");
+    let list = json(
+        app.get("/v1/payments?limit=100", &app.secret_key).await,
+        200,
+    )
+    .await;
+    assert_eq!(list["data"].as_array().unwrap().len(), 2);
+    ledger_is_consistent(&app).await;
+}

@@ -1,0 +1,65 @@
+//! The risk screening of a confirmation: the signals from the database
+//! (velocity, the merchant's history and threshold, in one query), the
+//! score of [`super::risk`], and whether it blocks the payment.
+
+use serde_json::json;
+use sqlx::PgConnection;
+
+use super::PaymentError;
+use super::cards::SANDBOX_CARD_COUNTRY;
+use super::model::Payment;
+use super::risk::{self, RiskSignals};
+use super::store::{self, Attempt};
+use crate::methods::Decline;
+
+/// The outcome of a screening.
+#[derive(Debug)]
+pub enum Verdict {
+    /// Go on to the processor.
+    Pass,
+    /// Blocked by the merchant's threshold.
+    Blocked(Decline),
+}
+
+/// Scores `payment` (its score and reasons are set on it) and compares the
+/// score with the merchant's threshold.
+pub async fn screen(
+    conn: &mut PgConnection,
+    payment: &mut Payment,
+    attempt: &Attempt<'_>,
+    fingerprints: &[String],
+    billing_country: Option<String>,
+) -> Result<Verdict, PaymentError> {
+    let counts =
+        store::risk_counts(conn, payment, attempt, fingerprints, risk::MIN_HISTORY).await?;
+    let assessment = risk::assess(&RiskSignals {
+        card_attempts_last_hour: counts.card,
+        email_attempts_last_hour: counts.email,
+        ip_attempts_last_hour: counts.ip,
+        amount: payment.amount,
+        merchant_median_amount: counts.median,
+        card_country: payment
+            .card
+            .as_ref()
+            .map(|_| SANDBOX_CARD_COUNTRY.to_owned()),
+        billing_country,
+        shipping_country: payment
+            .shipping
+            .as_ref()
+            .and_then(|s| s["address"]["country"].as_str())
+            .map(str::to_owned),
+    });
+    payment.risk_score = Some(i16::from(assessment.score));
+    payment.risk_reasons = Some(json!(assessment.reasons));
+    if i16::from(assessment.score) >= counts.threshold {
+        // The score and reasons are on the payment for the merchant; the
+        // message, which reaches browsers, does not help a tester learn
+        // what tripped the check.
+        return Ok(Verdict::Blocked(Decline {
+            code: "risk_blocked".into(),
+            decline_code: None,
+            message: "The payment was blocked by the merchant's risk checks.".into(),
+        }));
+    }
+    Ok(Verdict::Pass)
+}
