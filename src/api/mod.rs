@@ -148,7 +148,10 @@ pub fn router(state: AppState) -> Router {
         .route_layer(from_fn_with_state(state.clone(), rate_limit::limit_public))
         .merge(health::router())
         // The desk authenticates the operator token or a secret key itself.
-        .merge(reconciliation::router());
+        .merge(reconciliation::router())
+        // The dashboard authenticates its session cookie itself and limits
+        // sign-in attempts per user and per address (src/dashboard).
+        .merge(crate::dashboard::web::router());
     let body_limit = state.config.server.body_limit_bytes;
     Router::new()
         .merge(authenticated)

@@ -211,7 +211,17 @@ pub async fn run(args: DevArgs) -> Result<ExitCode, CliError> {
             &rpc_url,
         )],
         bank: dev_bank(dir),
+        // Auditors on this machine check bundles against the devnet.
+        dashboard: crate::dashboard::DashboardConfig {
+            verify_rpc_url: rpc_url.clone(),
+            ..crate::dashboard::DashboardConfig::default()
+        },
     };
+    let dashboard_password = super::users::one_time_password();
+    crate::dashboard::Dashboard::new(pool.clone(), &config.keyring()?, config.dashboard.clone())
+        .ensure_demo_user(&merchant_id, DEMO_USER, &dashboard_password)
+        .await
+        .map_err(|e| CliError::Failed(format!("cannot create the demo dashboard user: {e}")))?;
     let app = Application::build_with_pool(config, pool).await?;
     let api_url = format!("http://{}", app.address());
     print_banner(&Banner {
@@ -224,6 +234,7 @@ pub async fn run(args: DevArgs) -> Result<ExitCode, CliError> {
         secret_key: &secret_key,
         publishable_key: &publishable_key,
         operator_token: &operator_token,
+        dashboard_password: &dashboard_password,
         data_dir: dir,
     });
 
@@ -459,8 +470,12 @@ struct Banner<'a> {
     secret_key: &'a str,
     publishable_key: &'a str,
     operator_token: &'a str,
+    dashboard_password: &'a str,
     data_dir: &'a Path,
 }
+
+/// The demo dashboard user's email.
+const DEMO_USER: &str = "demo@epg.dev";
 
 fn print_banner(b: &Banner<'_>) {
     println!(
@@ -483,6 +498,11 @@ fn print_banner(b: &Banner<'_>) {
   Operator token   {operator}  (/metrics, detailed /readyz, reconciliation desk)
   Bank drop folder {dir}/bank/inbox  (camt.053/054, pain.002; pain.001 in bank/outbox)
 
+  Dashboard        {api}/dashboard
+  Dashboard user   {demo_user}
+  Password         {dashboard_password}  (new at every start; set up two-factor sign-in at the first)
+  Proof verifier   {api}/verify
+
   Try it:
     curl -s {api}/v1/account -H "Authorization: Bearer {sk}"
 
@@ -501,6 +521,8 @@ fn print_banner(b: &Banner<'_>) {
         sk = b.secret_key,
         pk = b.publishable_key,
         operator = b.operator_token,
+        demo_user = DEMO_USER,
+        dashboard_password = b.dashboard_password,
         dir = b.data_dir.display(),
     );
 }
