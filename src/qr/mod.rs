@@ -167,6 +167,9 @@ mod tests {
     fn svg_has_the_quiet_zone() {
         let svg = svg(b"otpauth://totp/x?secret=ABC", 4);
         assert!(svg.starts_with("<svg"));
-        assert!(svg.contains("viewBox=\"0 0 33 33\""), "{svg}");
+        assert!(
+            svg.contains("viewBox=\"0 0 37 37\""),
+            "version 3 and the quiet zone: {svg}"
+        );
     }
 }

@@ -36,13 +36,13 @@ async function signIn(page, email, password) {
   await page.goto(`${s.base}/dashboard`);
   await page.fill("input[name=email]", email);
   await page.fill("input[name=password]", password);
-  await Promise.all([page.waitForLoadState("load"), page.click("#sign-in button")]);
+  await Promise.all([page.waitForNavigation(), page.click("#sign-in button")]);
 }
 
 async function enrol(page) {
   const secret = base32Decode((await page.textContent("#secret")).trim());
   await page.fill("#enrol input[name=code]", totp(secret, -1));
-  await Promise.all([page.waitForLoadState("load"), page.click("#enrol button")]);
+  await Promise.all([page.waitForNavigation(), page.click("#enrol button")]);
   return secret;
 }
 
@@ -60,12 +60,12 @@ try {
   out.after_password = new URL(page.url()).pathname;
   out.qr_svg = await page.locator("#qr svg").count();
   await page.fill("#enrol input[name=code]", "000000");
-  await Promise.all([page.waitForLoadState("load"), page.click("#enrol button")]);
+  await Promise.all([page.waitForNavigation(), page.click("#enrol button")]);
   out.wrong_enrol_code = await page.textContent("#error");
   await page.screenshot({ path: `${s.screens}/enrol.png`, fullPage: true });
   const secret = await enrol(page);
   out.recovery_codes = await page.locator("#recovery-codes li").count();
-  await Promise.all([page.waitForLoadState("load"), page.click("#continue")]);
+  await Promise.all([page.waitForNavigation(), page.click("#continue")]);
   out.home_title = await page.title();
   out.home_balances = await page.locator("#balances .card").count();
   out.home_chart = await page.locator("#chart svg rect").count();
@@ -74,11 +74,11 @@ try {
   // Refund with step-up: refused without a code, made with a fresh one.
   await page.goto(`${s.base}/dashboard/payments/${s.payment_id}`);
   await page.fill("#refund input[name=amount]", String(s.refund_amount));
-  await Promise.all([page.waitForLoadState("load"), page.click("#refund button")]);
+  await Promise.all([page.waitForNavigation(), page.click("#refund button")]);
   out.refund_without_code = await page.textContent("#error");
   await page.fill("#refund input[name=amount]", String(s.refund_amount));
   await page.fill("#refund input[name=code]", totp(secret, 0));
-  await Promise.all([page.waitForLoadState("load"), page.click("#refund button")]);
+  await Promise.all([page.waitForNavigation(), page.click("#refund button")]);
   out.refund_rows = await page.locator("#refunds tbody tr").count();
   out.payment_status = await page.textContent("#payment-status");
   await page.screenshot({ path: `${s.screens}/payment.png`, fullPage: true });
@@ -151,6 +151,15 @@ try {
     if (b.name === "valid") await p4.screenshot({ path: `${s.screens}/verify.png`, fullPage: true });
     if (b.name === "leaf byte") await p4.screenshot({ path: `${s.screens}/verify-tampered.png`, fullPage: true });
   }
+} catch (e) {
+  // Say where the browser was, for the test's failure message.
+  for (const context of browser.contexts()) {
+    for (const p of context.pages()) {
+      console.error(`page ${p.url()}:\n${(await p.content()).slice(0, 3000)}`);
+      await p.screenshot({ path: `${s.screens}/failure.png`, fullPage: true }).catch(() => {});
+    }
+  }
+  throw e;
 } finally {
   await browser.close();
 }

@@ -70,10 +70,11 @@ async fn first_sign_in_enrols_totp_and_later_sign_ins_need_a_code() {
     let secret = crate::dashboard_support::base32_decode(
         crate::dashboard_support::between(&enrol.body, "<code id=\"secret\">", "<").unwrap(),
     );
+    let enrol_code = code(&secret, -1);
     let done = browser
         .post(
             "/dashboard/enrol",
-            &[("csrf", &token), ("code", &code(&secret, -1))],
+            &[("csrf", &token), ("code", &enrol_code)],
         )
         .await;
     assert_eq!(done.status, 200, "{}", done.body);
@@ -107,7 +108,7 @@ async fn first_sign_in_enrols_totp_and_later_sign_ins_need_a_code() {
     let replay = browser
         .post(
             "/dashboard/two-factor",
-            &[("csrf", &token), ("code", &code(&secret, -1))],
+            &[("csrf", &token), ("code", &enrol_code)],
         )
         .await;
     assert_eq!(replay.status, 401, "{}", replay.body);
