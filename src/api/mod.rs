@@ -182,12 +182,15 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
 /// path parameter of the wrong shape) into the API's error object.
 async fn normalize_errors(req: Request, next: axum::middleware::Next) -> Response {
     let response = next.run(req).await;
-    let is_json = response
+    // Dashboard pages render their own error pages (text/html) for people.
+    let is_rendered = response
         .headers()
         .get(axum::http::header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+        .is_some_and(|v| {
+            v.as_bytes().starts_with(b"application/json") || v.as_bytes().starts_with(b"text/html")
+        });
     let status = response.status();
-    if is_json || !(status.is_client_error() || status.is_server_error()) {
+    if is_rendered || !(status.is_client_error() || status.is_server_error()) {
         return response;
     }
     let (_, body) = response.into_parts();
