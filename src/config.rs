@@ -57,6 +57,9 @@ pub struct Config {
     /// The gateway's bank accounts and the folders of its bank files.
     #[serde(default)]
     pub bank: crate::bank::BankConfig,
+    /// The merchant dashboard's sign-in limits and step-up threshold.
+    #[serde(default)]
+    pub dashboard: crate::dashboard::DashboardConfig,
 }
 
 /// The hot wallet: the key of the chains' treasury, from which the node

@@ -144,6 +144,8 @@ pub enum Purpose {
     /// Bank account details: merchants' payout accounts and the creditor
     /// accounts of outgoing bank transfers.
     BankAccounts,
+    /// Dashboard users' TOTP secrets.
+    TotpSecrets,
 }
 
 impl Purpose {
@@ -162,6 +164,7 @@ struct MasterKey {
     idempotent_responses: Aes256Gcm,
     webhook_secrets: Aes256Gcm,
     bank_accounts: Aes256Gcm,
+    totp_secrets: Aes256Gcm,
     idempotency_requests: HmacSha256,
     fingerprints: HmacSha256,
     /// The master key used directly, as before envelopes: opens old values.
@@ -202,6 +205,7 @@ impl MasterKey {
             idempotent_responses: aes(&derive("idempotency/seal")?)?,
             webhook_secrets: aes(&derive("webhook-secrets/seal")?)?,
             bank_accounts: aes(&derive("bank-accounts/seal")?)?,
+            totp_secrets: aes(&derive("totp-secrets/seal")?)?,
             idempotency_requests: mac(&derive("idempotency/mac")?)?,
             fingerprints: mac(&derive("fingerprints/mac")?)?,
             legacy_cipher: aes(&bytes)?,
@@ -215,6 +219,7 @@ impl MasterKey {
             Purpose::IdempotentResponses => &self.idempotent_responses,
             Purpose::WebhookSecrets => &self.webhook_secrets,
             Purpose::BankAccounts => &self.bank_accounts,
+            Purpose::TotpSecrets => &self.totp_secrets,
         }
     }
 }

@@ -172,6 +172,12 @@ define_id!(
     "we"
 );
 define_id!(
+    /// A dashboard user (`usr_…`).
+    UserId,
+    "usr"
+);
+
+define_id!(
     /// One event's delivery to one endpoint (`whd_…`), with its attempts.
     WebhookDeliveryId,
     "whd"

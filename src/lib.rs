@@ -14,6 +14,7 @@ pub mod chain;
 pub mod cli;
 pub mod config;
 pub mod crypto;
+pub mod dashboard;
 pub mod db;
 pub mod devnet;
 pub mod events;

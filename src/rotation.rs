@@ -101,6 +101,8 @@ pub struct Report {
     /// Bank account details: merchants' payout accounts and the creditors
     /// of outgoing transfers.
     pub bank_details: Counts,
+    /// Dashboard users' TOTP secrets (enrolled and offered).
+    pub totp_secrets: Counts,
 }
 
 impl Report {
@@ -110,6 +112,7 @@ impl Report {
             + self.webhook_secrets.resealed
             + self.saved_responses.resealed
             + self.bank_details.resealed
+            + self.totp_secrets.resealed
     }
 
     /// Values no configured key opens, in all.
@@ -118,6 +121,7 @@ impl Report {
             + self.webhook_secrets.unreadable
             + self.saved_responses.unreadable
             + self.bank_details.unreadable
+            + self.totp_secrets.unreadable
     }
 }
 
@@ -132,6 +136,8 @@ pub struct Remaining {
     pub saved_responses: i64,
     /// Sealed bank account details.
     pub bank_details: i64,
+    /// Sealed TOTP secrets.
+    pub totp_secrets: i64,
     /// Idempotency request MACs under an old key (they expire within a day).
     pub request_macs: i64,
 }
@@ -139,7 +145,11 @@ pub struct Remaining {
 impl Remaining {
     /// Sealed values not under the current key.
     pub fn sealed(&self) -> i64 {
-        self.cards + self.webhook_secrets + self.saved_responses + self.bank_details
+        self.cards
+            + self.webhook_secrets
+            + self.saved_responses
+            + self.bank_details
+            + self.totp_secrets
     }
 }
 
@@ -160,6 +170,7 @@ pub async fn rotate(
             (&mut total.webhook_secrets, pass.webhook_secrets),
             (&mut total.saved_responses, pass.saved_responses),
             (&mut total.bank_details, pass.bank_details),
+            (&mut total.totp_secrets, pass.totp_secrets),
         ] {
             sum.resealed += this.resealed;
             sum.unreadable = this.unreadable;
@@ -182,6 +193,7 @@ async fn pass(
     let secrets = keys.sealer(Purpose::WebhookSecrets);
     let responses = keys.sealer(Purpose::IdempotentResponses);
     let bank = keys.sealer(Purpose::BankAccounts);
+    let totp = keys.sealer(Purpose::TotpSecrets);
     let header = keys.current_header();
     let n = options.batch_size;
     Ok(Report {
@@ -211,6 +223,74 @@ async fn pass(
                 unreadable: accounts.unreadable + transfers.unreadable,
             }
         },
+        totp_secrets: drain(options, stop, |after| {
+            totp_secrets_batch(pool, &header, &totp, after, n)
+        })
+        .await?,
+    })
+}
+
+/// Dashboard users' TOTP secrets, sealed with the user id as context.
+async fn totp_secrets_batch(
+    pool: &PgPool,
+    header: &[u8],
+    totp: &Sealer,
+    after: Option<String>,
+    limit: i64,
+) -> Result<Batch<String>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let rows = sqlx::query!(
+        r#"SELECT id, totp_secret, totp_pending FROM dashboard_users
+           WHERE (substring(totp_secret FROM 1 FOR 9) <> $1
+                  OR substring(totp_pending FROM 1 FOR 9) <> $1)
+             AND id > $2
+           ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED"#,
+        header,
+        after.as_deref().unwrap_or(""),
+        limit,
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    let last = rows.last().map(|r| r.id.clone());
+    let (mut ids, mut secrets, mut pendings) = (vec![], vec![], vec![]);
+    let mut unreadable = 0;
+    for row in rows {
+        let reseal = |sealed: &Option<Vec<u8>>| -> Result<Option<Vec<u8>>, ()> {
+            match sealed {
+                None => Ok(None),
+                Some(s) => totp
+                    .open(s, row.id.as_bytes())
+                    .map(|plain| Some(totp.seal(&plain, row.id.as_bytes())))
+                    .map_err(|_| ()),
+            }
+        };
+        match (reseal(&row.totp_secret), reseal(&row.totp_pending)) {
+            (Ok(secret), Ok(pending)) => {
+                ids.push(row.id);
+                secrets.push(secret);
+                pendings.push(pending);
+            }
+            _ => {
+                tracing::warn!(user = %row.id, "TOTP secret opens with no configured master key");
+                unreadable += 1;
+            }
+        }
+    }
+    for ((id, secret), pending) in ids.iter().zip(&secrets).zip(&pendings) {
+        sqlx::query!(
+            "UPDATE dashboard_users SET totp_secret = $2, totp_pending = $3 WHERE id = $1",
+            id,
+            secret.as_deref(),
+            pending.as_deref(),
+        )
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(Batch {
+        resealed: ids.len() as u64,
+        unreadable,
+        last,
     })
 }
 
@@ -553,6 +633,9 @@ pub async fn remaining(pool: &PgPool, keys: &Keyring) -> Result<Remaining, sqlx:
                 WHERE substring(sealed FROM 1 FOR 9) <> $1)
              + (SELECT count(*) FROM bank_transfers_out
                 WHERE substring(creditor_sealed FROM 1 FOR 9) <> $1) AS "bank_details!",
+             (SELECT count(*) FROM dashboard_users
+                WHERE substring(totp_secret FROM 1 FOR 9) <> $1
+                   OR substring(totp_pending FROM 1 FOR 9) <> $1) AS "totp_secrets!",
              (SELECT count(*) FROM idempotency_keys WHERE octet_length(request_hash) > 0
                 AND substring(request_hash FROM 1 FOR 8) <> $2) AS "request_macs!""#,
         &header[..],
@@ -565,6 +648,7 @@ pub async fn remaining(pool: &PgPool, keys: &Keyring) -> Result<Remaining, sqlx:
         webhook_secrets: row.webhook_secrets,
         saved_responses: row.saved_responses,
         bank_details: row.bank_details,
+        totp_secrets: row.totp_secrets,
         request_macs: row.request_macs,
     })
 }

@@ -149,7 +149,10 @@ pub fn router(state: AppState) -> Router {
         .route_layer(from_fn_with_state(state.clone(), rate_limit::limit_public))
         .merge(health::router())
         // The desk authenticates the operator token or a secret key itself.
-        .merge(reconciliation::router());
+        .merge(reconciliation::router())
+        // The dashboard authenticates its session cookie itself and limits
+        // sign-in attempts per user and per address (src/dashboard).
+        .merge(crate::dashboard::web::router());
     let body_limit = state.config.server.body_limit_bytes;
     Router::new()
         .merge(authenticated)
@@ -180,12 +183,15 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
 /// path parameter of the wrong shape) into the API's error object.
 async fn normalize_errors(req: Request, next: axum::middleware::Next) -> Response {
     let response = next.run(req).await;
-    let is_json = response
+    // Dashboard pages render their own error pages (text/html) for people.
+    let is_rendered = response
         .headers()
         .get(axum::http::header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+        .is_some_and(|v| {
+            v.as_bytes().starts_with(b"application/json") || v.as_bytes().starts_with(b"text/html")
+        });
     let status = response.status();
-    if is_json || !(status.is_client_error() || status.is_server_error()) {
+    if is_rendered || !(status.is_client_error() || status.is_server_error()) {
         return response;
     }
     let (_, body) = response.into_parts();

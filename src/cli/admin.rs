@@ -236,6 +236,7 @@ async fn rotate_master(db: &DbArgs) -> Result<ExitCode, CliError> {
         ("webhook secrets", report.webhook_secrets),
         ("saved responses", report.saved_responses),
         ("bank details", report.bank_details),
+        ("TOTP secrets", report.totp_secrets),
     ] {
         println!(
             "{what:<16} re-sealed {:>8}  unreadable {:>4}",

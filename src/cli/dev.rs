@@ -212,7 +212,17 @@ pub async fn run(args: DevArgs) -> Result<ExitCode, CliError> {
             &rpc_url,
         )],
         bank: dev_bank(dir),
+        // Auditors on this machine check bundles against the devnet.
+        dashboard: crate::dashboard::DashboardConfig {
+            verify_rpc_url: rpc_url.clone(),
+            ..crate::dashboard::DashboardConfig::default()
+        },
     };
+    let dashboard_password = super::users::one_time_password();
+    crate::dashboard::Dashboard::new(pool.clone(), &config.keyring()?, config.dashboard.clone())
+        .ensure_demo_user(&merchant_id, DEMO_USER, &dashboard_password)
+        .await
+        .map_err(|e| CliError::Failed(format!("cannot create the demo dashboard user: {e}")))?;
     let app = Application::build_with_pool(config, pool).await?;
     let api_url = format!("http://{}", app.address());
     let checkout_url = demo_checkout(&app, &merchant_id).await?;
@@ -227,6 +237,7 @@ pub async fn run(args: DevArgs) -> Result<ExitCode, CliError> {
         publishable_key: &publishable_key,
         operator_token: &operator_token,
         checkout_url: &checkout_url,
+        dashboard_password: &dashboard_password,
         data_dir: dir,
     });
 
@@ -466,8 +477,12 @@ struct Banner<'a> {
     publishable_key: &'a str,
     operator_token: &'a str,
     checkout_url: &'a str,
+    dashboard_password: &'a str,
     data_dir: &'a Path,
 }
+
+/// The demo dashboard user's email.
+const DEMO_USER: &str = "demo@epg.dev";
 
 /// A fresh demo payment of $12.34, payable with every method this node
 /// offers: its hosted checkout is the banner's one-click tour.
@@ -522,6 +537,11 @@ fn print_banner(b: &Banner<'_>) {
   Operator token   {operator}  (/metrics, detailed /readyz, reconciliation desk)
   Bank drop folder {dir}/bank/inbox  (camt.053/054, pain.002; pain.001 in bank/outbox)
 
+  Dashboard        {api}/dashboard
+  Dashboard user   {demo_user}
+  Password         {dashboard_password}  (new at every start; set up two-factor sign-in at the first)
+  Proof verifier   {api}/verify
+
   Try it:
     curl -s {api}/v1/account -H "Authorization: Bearer {sk}"
   Hosted checkout of a fresh demo payment ($12.34; card 4242 4242 4242 4242, or crypto):
@@ -545,6 +565,8 @@ fn print_banner(b: &Banner<'_>) {
         pk = b.publishable_key,
         operator = b.operator_token,
         checkout = b.checkout_url,
+        demo_user = DEMO_USER,
+        dashboard_password = b.dashboard_password,
         dir = b.data_dir.display(),
     );
 }

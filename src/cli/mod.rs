@@ -13,6 +13,7 @@ mod dev;
 mod ledger;
 mod reconcile;
 mod serve;
+pub mod users;
 mod webhooks;
 
 use std::path::PathBuf;
@@ -72,6 +73,9 @@ enum Command {
     /// against the chain.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Dashboard users: create a merchant's first admin, list the team.
+    #[command(subcommand)]
+    Users(users::UsersCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -206,5 +210,6 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Reconcile(cmd) => reconcile::run(cmd).await,
         Command::Bank(cmd) => bank::run(cmd).await,
         Command::Audit(cmd) => audit::run(cmd).await,
+        Command::Users(cmd) => users::run(cmd).await,
     }
 }

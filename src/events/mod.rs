@@ -66,11 +66,14 @@ pub enum EventType {
     ReconciliationExceptionCreated,
     /// `reconciliation_exception.resolved`
     ReconciliationExceptionResolved,
+    /// `dashboard_user.locked`: too many failed sign-ins locked a
+    /// dashboard user out.
+    DashboardUserLocked,
 }
 
 impl EventType {
     /// Every type, in docs/api.md's order.
-    pub const ALL: [EventType; 14] = [
+    pub const ALL: [EventType; 15] = [
         EventType::PaymentSucceeded,
         EventType::PaymentFailed,
         EventType::PaymentProcessing,
@@ -85,6 +88,7 @@ impl EventType {
         EventType::SettlementAnchored,
         EventType::ReconciliationExceptionCreated,
         EventType::ReconciliationExceptionResolved,
+        EventType::DashboardUserLocked,
     ];
 
     /// The wire name (`payment.succeeded`).
@@ -104,6 +108,7 @@ impl EventType {
             EventType::SettlementAnchored => "settlement.anchored",
             EventType::ReconciliationExceptionCreated => "reconciliation_exception.created",
             EventType::ReconciliationExceptionResolved => "reconciliation_exception.resolved",
+            EventType::DashboardUserLocked => "dashboard_user.locked",
         }
     }
 

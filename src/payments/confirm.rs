@@ -77,7 +77,9 @@ impl Payments {
         } = &method
         {
             // The crypto flow has no processor: a quote, then the chain.
-            return self.confirm_crypto(merchant, id, *chain_id, asset, *mode).await;
+            return self
+                .confirm_crypto(merchant, id, *chain_id, asset, *mode)
+                .await;
         }
         let now = OffsetDateTime::now_utc();
         let mut tx = self.pool().begin().await?;

@@ -528,6 +528,36 @@ impl Payments {
         Ok(listed)
     }
 
+    /// Payments matching the dashboard's filters and search, newest first.
+    pub async fn search(
+        &self,
+        merchant: &MerchantId,
+        search: &store::Search,
+        limit: i64,
+    ) -> Result<Vec<Payment>, PaymentError> {
+        let mut rows = store::search(&self.pool, merchant, search, limit).await?;
+        super::crypto::live_confirmations(&self.pool, &mut rows).await?;
+        Ok(rows)
+    }
+
+    /// Volume and success per method and currency since `since`.
+    pub async fn volume_by_method(
+        &self,
+        merchant: &MerchantId,
+        since: OffsetDateTime,
+    ) -> Result<Vec<store::MethodVolume>, PaymentError> {
+        Ok(store::volume_by_method(&self.pool, merchant, since).await?)
+    }
+
+    /// Succeeded volume per UTC day and currency since `since`.
+    pub async fn daily_volume(
+        &self,
+        merchant: &MerchantId,
+        since: OffsetDateTime,
+    ) -> Result<Vec<(time::Date, String, i64)>, PaymentError> {
+        Ok(store::daily_volume(&self.pool, merchant, since).await?)
+    }
+
     /// Applies something the processor reported later (sandbox helpers in
     /// test mode): a bank transfer cleared or returned, a voucher paid, a
     /// check cleared or bounced, an e-wallet approved or declined.

@@ -484,3 +484,130 @@ pub async fn claim_expired(
     .map(Row::into_payment)
     .collect()
 }
+
+/// What the dashboard's payment list filters on; `None` fields do not
+/// filter. `query` matches a payment id, customer email, card last four,
+/// crypto transaction hash or RF creditor reference.
+#[derive(Debug, Clone, Default)]
+pub struct Search {
+    /// `succeeded`, …
+    pub status: Option<String>,
+    /// `card`, `crypto`, …
+    pub method: Option<String>,
+    /// Created at or after.
+    pub created_from: Option<OffsetDateTime>,
+    /// Created before.
+    pub created_to: Option<OffsetDateTime>,
+    /// Smallest amount (smallest unit).
+    pub amount_min: Option<i64>,
+    /// Largest amount.
+    pub amount_max: Option<i64>,
+    /// Free text (see above).
+    pub query: Option<String>,
+}
+
+/// Payments of `merchant` matching `search`, newest first.
+pub async fn search(
+    pool: &PgPool,
+    merchant: &MerchantId,
+    search: &Search,
+    limit: i64,
+) -> Result<Vec<Payment>, sqlx::Error> {
+    let query = search
+        .query
+        .as_deref()
+        .map(str::trim)
+        .filter(|q| !q.is_empty());
+    let rows = sqlx::query_as!(
+        Row,
+        r#"SELECT p.* FROM payments p
+           WHERE p.merchant_id = $1
+             AND ($2::text IS NULL OR p.status = $2)
+             AND ($3::text IS NULL OR p.method = $3)
+             AND ($4::timestamptz IS NULL OR p.created_at >= $4)
+             AND ($5::timestamptz IS NULL OR p.created_at < $5)
+             AND ($6::bigint IS NULL OR p.amount >= $6)
+             AND ($7::bigint IS NULL OR p.amount <= $7)
+             AND ($8::text IS NULL
+                  OR p.id = $8
+                  OR lower(p.customer_email) = lower($8)
+                  OR p.card->>'last4' = $8
+                  OR EXISTS (SELECT 1 FROM bank_references r
+                             WHERE r.payment_id = p.id AND r.reference = upper($8))
+                  OR EXISTS (SELECT 1 FROM crypto_bookings b
+                             JOIN chain_transfers t ON t.id = b.transfer_id
+                             WHERE b.payment_id = p.id AND t.tx_hash = lower($8)))
+           ORDER BY p.created_at DESC, p.id DESC LIMIT $9"#,
+        merchant.as_str(),
+        search.status.as_deref(),
+        search.method.as_deref(),
+        search.created_from,
+        search.created_to,
+        search.amount_min,
+        search.amount_max,
+        query,
+        limit
+    )
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter().map(Row::into_payment).collect()
+}
+
+/// Payments of one method and currency over a period, for the dashboard.
+#[derive(Debug, Clone)]
+pub struct MethodVolume {
+    /// The method chosen (`None`: never confirmed).
+    pub method: Option<String>,
+    /// The currency.
+    pub currency: String,
+    /// Payments created.
+    pub count: i64,
+    /// Of which succeeded.
+    pub succeeded: i64,
+    /// Amount received by the succeeded ones (smallest unit).
+    pub volume: i64,
+}
+
+/// Volume and success per method and currency of payments created since
+/// `since`.
+pub async fn volume_by_method(
+    pool: &PgPool,
+    merchant: &MerchantId,
+    since: OffsetDateTime,
+) -> Result<Vec<MethodVolume>, sqlx::Error> {
+    sqlx::query_as!(
+        MethodVolume,
+        r#"SELECT method, currency, count(*) AS "count!",
+                  count(*) FILTER (WHERE status = 'succeeded') AS "succeeded!",
+                  coalesce(sum(amount_received) FILTER (WHERE status = 'succeeded'), 0)::bigint AS "volume!"
+           FROM payments WHERE merchant_id = $1 AND created_at >= $2
+           GROUP BY method, currency ORDER BY currency, method NULLS LAST"#,
+        merchant.as_str(),
+        since
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// Succeeded volume per UTC day and currency since `since`.
+pub async fn daily_volume(
+    pool: &PgPool,
+    merchant: &MerchantId,
+    since: OffsetDateTime,
+) -> Result<Vec<(time::Date, String, i64)>, sqlx::Error> {
+    let rows = sqlx::query!(
+        r#"SELECT (created_at AT TIME ZONE 'UTC')::date AS "day!", currency,
+                  coalesce(sum(amount_received), 0)::bigint AS "volume!"
+           FROM payments
+           WHERE merchant_id = $1 AND created_at >= $2 AND status = 'succeeded'
+           GROUP BY 1, 2 ORDER BY 1, 2"#,
+        merchant.as_str(),
+        since
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.day, r.currency, r.volume))
+        .collect())
+}

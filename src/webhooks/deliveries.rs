@@ -278,7 +278,7 @@ impl DeliveryStore {
             .await?;
         }
         tx.commit().await?;
-        rows.sort_by(|a, b| b.seq.cmp(&a.seq));
+        rows.sort_by_key(|row| std::cmp::Reverse(row.seq));
         Ok(self.hydrate(rows).await?)
     }
 }

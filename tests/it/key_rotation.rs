@@ -246,6 +246,7 @@ async fn a_leaked_master_key_opens_nothing_once_it_is_rotated_out() {
                 assert!(opened.starts_with(b"{"));
                 assert!(String::from_utf8_lossy(&opened).contains("DE89370400440532013000"));
             }
+            Purpose::TotpSecrets => assert_eq!(opened.len(), 20),
         }
     }
 

@@ -8,6 +8,7 @@
 
 mod chain_support;
 mod common;
+mod dashboard_support;
 mod openapi_support;
 mod rpc_proxy;
 mod webhooks_support;
@@ -32,6 +33,8 @@ mod contracts_deploy;
 mod crypto_expiry;
 mod crypto_payments;
 mod crypto_reorgs;
+mod dashboard;
+mod dashboard_browser;
 mod db_failover;
 mod deposits;
 mod events_api;

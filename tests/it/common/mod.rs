@@ -258,6 +258,7 @@ pub fn test_config(database_url: &str) -> Config {
         processors: epg::methods::ProcessorsConfig::default(),
         chains: Vec::new(),
         bank: epg::bank::BankConfig::default(),
+        dashboard: epg::dashboard::DashboardConfig::default(),
     }
 }
 

@@ -1,0 +1,103 @@
+//! The merchant dashboard's accounts: users of a merchant with a role,
+//! argon2id passwords, TOTP second factor with recovery codes, server-side
+//! sessions, sign-in lockout, step-up codes for sensitive actions and an
+//! append-only audit log. The pages themselves are in [`web`]; they call
+//! this module and the other subsystems, never SQL.
+
+pub mod audit_log;
+pub mod config;
+pub mod password;
+pub mod service;
+pub mod sessions;
+pub mod totp;
+pub mod users;
+pub mod web;
+
+pub use config::DashboardConfig;
+pub use service::{Dashboard, DashboardError};
+
+/// What a user may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Everything, including the team and the settings.
+    Admin,
+    /// API keys and webhook endpoints; reads everything.
+    Developer,
+    /// Reads, nothing else.
+    Analyst,
+    /// Refunds and disputes; no keys.
+    Support,
+}
+
+/// Actions the role check knows about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Refund a payment.
+    Refund,
+    /// Answer a dispute.
+    Dispute,
+    /// Create, roll or revoke API keys.
+    ManageKeys,
+    /// Create or change webhook endpoints, redeliver events.
+    ManageWebhooks,
+    /// Invite or remove users.
+    ManageTeam,
+    /// Payment methods, payout address, bank details.
+    EditSettings,
+    /// Read the audit log.
+    ReadAuditLog,
+}
+
+impl Role {
+    /// Every role, in the order pages list them.
+    pub const ALL: [Role; 4] = [Role::Admin, Role::Developer, Role::Analyst, Role::Support];
+
+    /// The stored and displayed name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Developer => "developer",
+            Role::Analyst => "analyst",
+            Role::Support => "support",
+        }
+    }
+
+    /// Parses a stored or typed name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+
+    /// Whether this role may do `action`.
+    pub fn may(self, action: Action) -> bool {
+        matches!(
+            (self, action),
+            (Role::Admin, _)
+                | (Role::Developer, Action::ManageKeys | Action::ManageWebhooks)
+                | (Role::Support, Action::Refund | Action::Dispute)
+        )
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles() {
+        assert!(Role::Support.may(Action::Refund));
+        assert!(!Role::Support.may(Action::ManageKeys));
+        assert!(!Role::Analyst.may(Action::Refund));
+        assert!(Role::Developer.may(Action::ManageKeys));
+        assert!(!Role::Developer.may(Action::Refund));
+        assert!(Role::Admin.may(Action::ManageTeam));
+        for r in Role::ALL {
+            assert_eq!(Role::parse(r.as_str()), Some(r));
+        }
+    }
+}
