@@ -293,7 +293,7 @@ mod tests {
     #[test]
     fn filters_expand_prefixes() {
         assert_eq!(EventType::matching("refund.*").map(|v| v.len()), Some(2));
-        assert_eq!(EventType::matching("*").map(|v| v.len()), Some(14));
+        assert_eq!(EventType::matching("*").map(|v| v.len()), Some(15));
         assert_eq!(
             EventType::matching("dispute.closed"),
             Some(vec![EventType::DisputeClosed])

@@ -150,6 +150,15 @@ async fn a_payment_made_on_time_is_never_canceled_or_flagged_because_the_watcher
     payer.pay_usdc(half_units / 2, half_ref).await;
     dev.mine(chain.confirmations).await;
     payment_until(&app, &half, |p| p["status"] == "processing").await;
+    // The payment may be seen before the watcher's last step reaches the
+    // head; "lags" below means it moved no further than where it stood.
+    let head = i64::try_from(dev.head().await).unwrap();
+    chain_support::wait_until(
+        Duration::from_secs(20),
+        "the watcher to reach the head",
+        || async { cursor(&app).await >= Some(head) },
+    )
+    .await;
     let seen = cursor(&app).await.unwrap();
 
     // The endpoint fails every log query from now on: the watcher stands
