@@ -118,7 +118,23 @@ impl Load {
         let id = self.create(key, amount, extra).await?;
         let card = json!({"type": "card", "card":
             {"number": CARD, "exp_month": 12, "exp_year": 2034, "cvc": "123"}});
-        let confirmed = self.confirm(key, &id, card).await?;
+        let mut confirmed = self.confirm(key, &id, card.clone()).await?;
+        // A node killed between committing the authorization's intent and
+        // calling the processor leaves a call the processor never saw; it
+        // is given up as `processing_error` (the security code is never
+        // stored, so it cannot be replayed), and the customer confirms
+        // again, as the API tells them to.
+        let mut again = 0;
+        while confirmed["status"] == "failed"
+            && confirmed["last_payment_error"]["code"] == "processing_error"
+            && again < 3
+        {
+            again += 1;
+            eprintln!("faults: {key}: authorization given up after a crash; confirmed again");
+            confirmed = self
+                .confirm(&format!("{key}-again{again}"), &id, card.clone())
+                .await?;
+        }
         if manual {
             if confirmed["status"] != "requires_capture" {
                 return Err(format!("manual capture: {confirmed}"));
