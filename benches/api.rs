@@ -641,7 +641,8 @@ fn fresh_ids(sql: &str) -> String {
                 j += 1;
             }
             let prefix_len = j - i;
-            if (2..=4).contains(&prefix_len) && j < chars.len() && chars[j] == '_' {
+            // `pay_…` and the like, and a client secret's `secret_…`.
+            if (2..=6).contains(&prefix_len) && j < chars.len() && chars[j] == '_' {
                 let mut k = j + 1;
                 while k < chars.len() && chars[k].is_ascii_alphanumeric() {
                     k += 1;
