@@ -897,6 +897,14 @@ impl Config {
                     "must be https:// in live mode (or a loopback address)".into(),
                 ));
             }
+            if let Some(public) = &chain.public_rpc_url
+                && !is_encrypted_or_loopback(public)
+            {
+                return Some((
+                    format!("chains[{i}].public_rpc_url"),
+                    "must be https:// in live mode (or a loopback address)".into(),
+                ));
+            }
             if let Some(ws) = &chain.ws_url
                 && !is_encrypted_or_loopback(ws)
             {

@@ -767,6 +767,17 @@
     return t("wallet_failed", { detail: detail });
   }
 
+  // The node's EIP-3085 parameters for a chain, when it has a public RPC URL.
+  function addChainParams(chainId) {
+    var options = state.cryptoOptions || [];
+    for (var i = 0; i < options.length; i++) {
+      if (options[i].chain_id === chainId && options[i].add_chain) {
+        return options[i].add_chain;
+      }
+    }
+    return null;
+  }
+
   function request(method, params) {
     return window.ethereum.request({ method: method, params: params || [] });
   }
@@ -920,10 +931,19 @@
       }
       step(t("wallet_switch", { chain: chainName(c.chain_id) }));
       return request("wallet_switchEthereumChain", [{ chainId: chainHex }]).catch(function (error) {
-        if (error && error.code === 4902) {
+        if (!error || error.code !== 4902) {
+          throw error;
+        }
+        var addChain = addChainParams(c.chain_id);
+        if (!addChain) {
           throw { message: t("wallet_unknown_chain", { chain: chainName(c.chain_id) }) };
         }
-        throw error;
+        // EIP-3085: the wallet adds the chain (the customer approves it),
+        // then switches to it.
+        step(t("wallet_add_chain", { chain: chainName(c.chain_id) }));
+        return request("wallet_addEthereumChain", [addChain]).then(function () {
+          return request("wallet_switchEthereumChain", [{ chainId: chainHex }]);
+        });
       });
     }).then(function () {
       if (!c.token_address) {

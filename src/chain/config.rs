@@ -29,6 +29,11 @@ pub struct ChainConfig {
     /// while it is down) the watcher polls `http_url`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ws_url: Option<String>,
+    /// JSON-RPC URL a customer's browser wallet may add for this chain
+    /// (`wallet_addEthereumChain` on the hosted checkout). Public by
+    /// nature, so never `http_url`, which may carry a provider's key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_rpc_url: Option<String>,
     /// Blocks a payment's block needs on top of and including it before
     /// the payment counts (1: its own block is enough).
     pub confirmations: u64,
@@ -201,6 +206,7 @@ impl ChainConfig {
             chain_id: deployment.chain_id,
             http_url: rpc_url.to_owned(),
             ws_url,
+            public_rpc_url: Some(rpc_url.to_owned()),
             confirmations: DEVNET_CONFIRMATIONS,
             router: deployment.router,
             anchor: deployment.anchor,
@@ -240,6 +246,7 @@ impl ChainConfig {
             chain_id,
             http_url: http_url.to_owned(),
             ws_url: None,
+            public_rpc_url: None,
             confirmations,
             router: Address::ZERO,
             anchor: Address::ZERO,
@@ -326,6 +333,11 @@ pub fn validate(chains: &[ChainConfig]) -> Result<(), (String, String)> {
             && !is_url(ws, &["ws://", "wss://"])
         {
             return fail("ws_url", "must be a ws:// or wss:// URL");
+        }
+        if let Some(public) = &chain.public_rpc_url
+            && !is_url(public, &["http://", "https://"])
+        {
+            return fail("public_rpc_url", "must be an http:// or https:// URL");
         }
         if !(1..=10_000).contains(&chain.confirmations) {
             return fail("confirmations", "must be between 1 and 10000");

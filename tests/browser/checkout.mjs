@@ -97,7 +97,7 @@ async function sendFrom(from, to, data) {
 let browser;
 const screens = [];
 
-async function open(url, { width = 1280, height = 900, locale = "en-US", wallet = false } = {}) {
+async function open(url, { width = 1280, height = 900, locale = "en-US", wallet = false, unknownChain = false } = {}) {
   const context = await browser.newContext({ viewport: { width, height }, locale });
   if (wallet) {
     // The injected EIP-1193 provider: accounts and chain switching answered
@@ -106,15 +106,29 @@ async function open(url, { width = 1280, height = 900, locale = "en-US", wallet 
     await context.exposeFunction("__epgAnvil", (method, params) => rpc(method, params));
     const chainId = await rpcOk("eth_chainId");
     await context.addInitScript(
-      ({ account, chainId }) => {
+      ({ account, chainId, unknownChain }) => {
+        // A wallet that does not know the devnet until it is added (EIP-3085).
+        let known = !unknownChain;
+        // Such a wallet starts on another chain (mainnet) until it switches.
+        let current = unknownChain ? "0x1" : chainId;
+        window.__walletAdded = [];
         window.ethereum = {
           isEpgTestWallet: true,
           request: async ({ method, params }) => {
             if (method === "eth_requestAccounts" || method === "eth_accounts") {
               return [account];
             }
+            if (method === "wallet_addEthereumChain") {
+              window.__walletAdded.push(params[0]);
+              known = known || params[0].chainId.toLowerCase() === chainId;
+              return null;
+            }
+            if (method === "eth_chainId") {
+              return current;
+            }
             if (method === "wallet_switchEthereumChain") {
-              if (params[0].chainId.toLowerCase() === chainId) {
+              if (known && params[0].chainId.toLowerCase() === chainId) {
+                current = chainId;
                 return null;
               }
               const error = new Error("Unrecognized chain");
@@ -131,7 +145,7 @@ async function open(url, { width = 1280, height = 900, locale = "en-US", wallet 
           },
         };
       },
-      { account: WALLET, chainId },
+      { account: WALLET, chainId, unknownChain },
     );
   }
   const page = await context.newPage();
@@ -362,13 +376,20 @@ flows.crypto_underpaid_then_topped_up = async () => {
 
 flows.crypto_eth_native_by_wallet = async () => {
   const created = await payment({ amount: 3000, payment_method_types: ["crypto"] });
-  const page = await open(created.checkout_url, { wallet: true });
+  // This wallet has never seen the chain: the page asks it to add it first.
+  const page = await open(created.checkout_url, { wallet: true, unknownChain: true });
   await page.check("#crypto-options input[value='1']");
   await page.click("#crypto-form button[type=submit]");
   await visibleText(page, "#crypto-title", /Send ETH/, "the ETH quote");
   await page.click("#tab-wallet");
   await page.click("#wallet-pay");
   await visibleText(page, "#wallet-steps", /Sent\. This page follows/, "payNative sent");
+  const added = await page.evaluate(() => window.__walletAdded);
+  check(added.length === 1, `the wallet was asked to add the chain once: ${JSON.stringify(added)}`);
+  check(
+    added[0].chainId === "0x7a69" && added[0].nativeCurrency.symbol === "ETH" && /^http:\/\/127\.0\.0\.1:/.test(added[0].rpcUrls[0]),
+    `the chain added is the devnet, with its public RPC URL: ${JSON.stringify(added[0])}`,
+  );
   await mine(3);
   await visibleText(page, "#result-title", /Payment successful/, "paid in ETH");
   await visibleText(page, "#status", /Received [0-9.]+ ETH on chain/, "the amount received");

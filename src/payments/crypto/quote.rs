@@ -138,6 +138,22 @@ impl Payments {
                     .and_then(|s| s.quote_refusal(chain.chain_id, &asset.symbol))
                     .is_some();
                 if priced && !refused {
+                    // What a wallet needs to add the chain it does not know
+                    // (EIP-3085): only with a public RPC URL and a native
+                    // coin to name.
+                    let add_chain = chain.public_rpc_url.as_ref().and_then(|url| {
+                        let native = chain.assets.iter().find(|a| a.token_address.is_none())?;
+                        Some(json!({
+                            "chainId": format!("{:#x}", chain.chain_id),
+                            "chainName": format!("Chain {}", chain.chain_id),
+                            "nativeCurrency": {
+                                "name": native.symbol.to_uppercase(),
+                                "symbol": native.symbol.to_uppercase(),
+                                "decimals": native.decimals,
+                            },
+                            "rpcUrls": [url],
+                        }))
+                    });
                     options.push(json!({
                         "chain_id": chain.chain_id,
                         "asset": asset.symbol,
@@ -146,6 +162,7 @@ impl Payments {
                         "router_address": hex_lower(chain.router),
                         "deposit_factory": chain.deposit_factory.map(hex_lower),
                         "confirmations_required": chain.confirmations,
+                        "add_chain": add_chain,
                     }));
                 }
             }
