@@ -265,8 +265,11 @@ async fn two_nodes_expiring_and_flagging_crypto_quotes_at_once_do_each_once() {
     };
     let (node_a, node_b) = (node().await, node().await);
 
-    let (unpaid, _, _, expires_at) = quote(&app, 300).await;
-    let (half, half_ref, half_units, _) = quote(&app, 600).await;
+    let (unpaid, _, _, unpaid_expires) = quote(&app, 300).await;
+    let (half, half_ref, half_units, half_expires) = quote(&app, 600).await;
+    // Past both: on a loaded machine the second quote is a second or more
+    // younger than the first.
+    let expires_at = unpaid_expires.max(half_expires);
     payer.pay_usdc(half_units / 2, half_ref).await;
     dev.mine(chain.confirmations).await;
     payment_until(&app, &half, |p| p["status"] == "processing").await;
