@@ -354,18 +354,18 @@ async fn detail_page(
             Ok(c) => c,
             Err(e) => return payment_error(&PaymentError::from(e)),
         };
-        crate::ledger::balance_transactions(&mut conn, merchant, 100, &crate::ledger::Page::First)
-            .await
-            .map(|l| l.data)
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|t| {
-                t.source.as_deref() == Some(id.as_str())
-                    || refund_list
-                        .iter()
-                        .any(|r| t.source.as_deref() == Some(r.id.as_str()))
-            })
-            .collect::<Vec<_>>()
+        let mut sources = vec![id.as_str()];
+        sources.extend(refund_list.iter().map(|r| r.id.as_str()));
+        match crate::ledger::transactions_of_sources(&mut conn, merchant, &sources).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(error = %e, "dashboard: postings of a payment");
+                return layout::error_page(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Something went wrong on our side.",
+                );
+            }
+        }
     };
     let currency = field(&object, "currency").to_owned();
     let remaining = refunds::remaining(&payment);
