@@ -716,7 +716,36 @@ async fn dispute_evidence_is_saved_and_submitted_through_the_dispute_service() {
         )
         .await;
     assert_eq!(late.status, 400, "{}", late.body);
+    // The payment's page links the dispute and shows its withdrawal.
+    let detail = support
+        .get(&format!(
+            "/dashboard/payments/{}",
+            payment["id"].as_str().unwrap()
+        ))
+        .await;
+    assert!(detail.body.contains(&format!("/dashboard/disputes/{id}")));
+    let postings = between(&detail.body, "id=\"postings\"", "</table>").unwrap();
+    assert!(postings.contains("-70.00 USD"), "{postings}");
+    // Accepting it is the API's close: lost.
+    let closed = support
+        .post(
+            &format!("/dashboard/disputes/{id}/close"),
+            &[("csrf", &token)],
+        )
+        .await;
+    assert_eq!(
+        closed.location.as_deref(),
+        Some(format!("/dashboard/disputes/{id}").as_str())
+    );
+    let api = json(
+        app.get(&format!("/v1/disputes/{id}"), &app.secret_key)
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(api["status"], "lost");
     let acts: Vec<String> = audit(&app).await.into_iter().map(|(a, _)| a).collect();
+    assert!(acts.contains(&"dispute.close".to_owned()));
     assert!(acts.contains(&"dispute.save_evidence".to_owned()));
     assert!(acts.contains(&"dispute.submit_evidence".to_owned()));
 }

@@ -349,6 +349,11 @@ async fn detail_page(
         Ok(r) => r.data,
         Err(e) => return payment_error(&e),
     };
+    let dispute_list =
+        match crate::payments::disputes::recent(&state.pool, merchant, Some(id), 20).await {
+            Ok(d) => d,
+            Err(e) => return payment_error(&e),
+        };
     let postings = {
         let mut conn = match state.pool.acquire().await {
             Ok(c) => c,
@@ -356,6 +361,7 @@ async fn detail_page(
         };
         let mut sources = vec![id.as_str()];
         sources.extend(refund_list.iter().map(|r| r.id.as_str()));
+        sources.extend(dispute_list.iter().map(|d| d.id.as_str()));
         match crate::ledger::transactions_of_sources(&mut conn, merchant, &sources).await {
             Ok(p) => p,
             Err(e) => {
@@ -416,6 +422,16 @@ async fn detail_page(
                             td.num { (t.net.to_major_string(t.asset.scale)) }
                             td { (t.status) }
                         }
+                    }
+                }
+            }
+        }
+        @if !dispute_list.is_empty() {
+            section {
+                h2 { "Disputes" }
+                ul id="payment-disputes" {
+                    @for d in &dispute_list {
+                        li { a.mono href={ "/dashboard/disputes/" (d.id) } { (d.id) } " " span class={ "status " (d.status) } { (d.status) } " " (amount(&serde_json::json!(d.amount), &d.currency)) " · " (d.reason) }
                     }
                 }
             }
