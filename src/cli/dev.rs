@@ -539,7 +539,7 @@ fn print_banner(b: &Banner<'_>) {
 
   Dashboard        {api}/dashboard
   Dashboard user   {demo_user}
-  Password         {dashboard_password}  (new at every start; set up two-factor sign-in at the first)
+  Password         {dashboard_password}  (one-time, new at every start: set up two-factor sign-in, then choose your own)
   Proof verifier   {api}/verify
 
   Try it:

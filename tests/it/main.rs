@@ -35,6 +35,7 @@ mod crypto_payments;
 mod crypto_reorgs;
 mod dashboard;
 mod dashboard_browser;
+mod dashboard_pages;
 mod db_failover;
 mod deposits;
 mod events_api;
