@@ -667,6 +667,7 @@ async fn replay_script(pool: &PgPool, statements: &[Logged], what: &str) -> Stri
          -- transaction. Do not edit.\n\
          \\set r random(1000000000000000, 9999999999999999)\n",
     );
+    let mut prepared = Vec::new();
     for (n, s) in statements.iter().enumerate() {
         let mut text = s.text.trim().trim_end_matches(';').to_owned();
         if !s.params.is_empty() {
@@ -684,6 +685,7 @@ async fn replay_script(pool: &PgPool, statements: &[Logged], what: &str) -> Stri
                         .execute(&mut *conn)
                         .await
                         .unwrap();
+                    prepared.push(name.clone());
                     sqlx::query_scalar(&format!(
                         "SELECT parameter_types::text[] FROM pg_prepared_statements WHERE name = '{name}'"
                     ))
@@ -703,10 +705,14 @@ async fn replay_script(pool: &PgPool, statements: &[Logged], what: &str) -> Stri
         }
         writeln!(script, "{};", fresh_ids(&text)).unwrap();
     }
-    sqlx::raw_sql("DEALLOCATE ALL")
-        .execute(&mut *conn)
-        .await
-        .unwrap();
+    // Only this script's statements: DEALLOCATE ALL would also drop the
+    // connection's own cached statements, which sqlx then fails to find.
+    for name in prepared {
+        sqlx::raw_sql(&format!("DEALLOCATE {name}"))
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+    }
     script
 }
 
