@@ -34,6 +34,9 @@ impl Chain {
             chain_id: 31337,
             state_file: Some(dir.join("anvil-state.json")),
             log_file: Some(dir.join("anvil.log")),
+            // The chain reconciliation reads balances at the watcher's
+            // start block, also after anvil restarted from its state.
+            keep_history: true,
             ..AnvilOptions::default()
         };
         let anvil = Anvil::start(options.clone())

@@ -111,7 +111,7 @@ impl Load {
     }
 
     async fn confirm(&self, key: &str, id: &str, method: Value) -> Result<Value, String> {
-        let answer = self
+        let answer = match self
             .client
             .post(
                 &format!("/v1/payments/{id}/confirm"),
@@ -119,7 +119,17 @@ impl Load {
                 &json!({ "payment_method": method }),
             )
             .await
-            .map_err(|e| format!("confirm {id}: {e:?}"))?;
+        {
+            Ok(answer) => answer,
+            // The authorization given up after a crash (below), answered
+            // as the failed payment it made: 402 `payment_failed`.
+            Err((402, body))
+                if body["error"]["payment"]["last_payment_error"]["code"] == "processing_error" =>
+            {
+                body["error"]["payment"].clone()
+            }
+            Err(e) => return Err(format!("confirm {id}: {e:?}")),
+        };
         self.client.ack("payment", &answer);
         Ok(answer)
     }
