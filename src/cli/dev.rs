@@ -129,6 +129,7 @@ pub async fn run(args: DevArgs) -> Result<ExitCode, CliError> {
                 state_file: Some(absolute(&dir.join("anvil-state.json"))?),
                 block_time: args.block_time,
                 log_file: Some(dir.join("anvil.log")),
+                keep_history: false,
             })
             .await
             .map_err(CliError::other)?;

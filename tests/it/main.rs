@@ -11,6 +11,7 @@ mod common;
 mod dashboard_support;
 mod openapi_support;
 mod rpc_proxy;
+mod tcp_proxy;
 mod webhooks_support;
 
 mod api_foundation;
