@@ -28,7 +28,9 @@ pub struct Chain {
 }
 
 impl Chain {
-    pub async fn start(dir: &Path) -> Self {
+    /// `keep_history` (for a run that restarts anvil): see
+    /// [`AnvilOptions::keep_history`].
+    pub async fn start(dir: &Path, keep_history: bool) -> Self {
         let options = AnvilOptions {
             port: epg::devnet::anvil::free_port().unwrap(),
             chain_id: 31337,
@@ -36,7 +38,7 @@ impl Chain {
             log_file: Some(dir.join("anvil.log")),
             // The chain reconciliation reads balances at the watcher's
             // start block, also after anvil restarted from its state.
-            keep_history: true,
+            keep_history,
             ..AnvilOptions::default()
         };
         let anvil = Anvil::start(options.clone())

@@ -159,7 +159,7 @@ async fn under_faults_nothing_acknowledged_is_lost_or_duplicated() {
 
     // The chain: anvil with its state in a file, the nodes reaching it
     // through a proxy that can cut them off.
-    let devnet = chain::Chain::start(dir.path()).await;
+    let devnet = chain::Chain::start(dir.path(), faults.contains(&Fault::AnvilRestart)).await;
     let rpc = devnet.rpc_url();
     let (deployment, mut chain) =
         common::deploy_with_own_treasury(devnet.anvil().await.as_ref().unwrap()).await;
