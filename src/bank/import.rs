@@ -577,10 +577,7 @@ async fn book(
             if credited == pay::Credited::Late {
                 let mut new = exception(
                     Kind::PaidLate,
-                    format!(
-                        "{payment} is {} and takes no more money",
-                        paid.status.as_str()
-                    ),
+                    format!("{payment} is {} and takes no more money", paid.status),
                 );
                 new.merchant_id = Some(&paid.merchant_id);
                 new.payment_id = Some(&paid.id);

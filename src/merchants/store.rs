@@ -214,7 +214,7 @@ impl MerchantStore {
                SELECT $1, m.id, $3, $4, $5, $6, $7 FROM merchants m WHERE m.id = $2"#,
             id.as_str(),
             merchant.as_str(),
-            kind.as_str(),
+            kind as KeyKind,
             mode.as_str(),
             parsed.lookup(),
             &parsed.hash()[..],
@@ -288,7 +288,7 @@ impl MerchantStore {
         // Compare against every candidate so the time does not depend on
         // which one matched.
         for row in candidates {
-            if constant_time_eq(&row.key_hash, &hash) && row.kind == key.kind().as_str() {
+            if constant_time_eq(&row.key_hash, &hash) && row.kind == key.kind().to_string() {
                 found = Some(row);
             }
         }

@@ -82,7 +82,7 @@ impl ProcessorsConfig {
             .find(|m| *m != MethodType::BankTransfer && self.entry(*m) == Some(Processor::Iso20022))
         {
             return Some((
-                format!("processors.{}", m.as_str()),
+                format!("processors.{m}"),
                 "\"iso20022\" is a bank-transfer processor; only processors.bank_transfer may name it"
                     .to_owned(),
             ));
@@ -95,7 +95,7 @@ impl ProcessorsConfig {
             .find(|m| self.entry(*m) == Some(Processor::Sandbox))
             .map(|m| {
                 (
-                    format!("processors.{}", m.as_str()),
+                    format!("processors.{m}"),
                     "the sandbox processor only simulates payments and is refused in live mode; \
                      configure a real processor for this method or set it to \"none\""
                         .to_owned(),
