@@ -5,8 +5,9 @@
 //! part is stored (a JSONB column, through [`Json`]) or answered
 //! ([`PaymentObject`]).
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Deserializer, Serialize};
-use serde_json::Value;
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
@@ -343,7 +344,7 @@ pub struct Payment {
     /// Free text.
     pub description: Option<String>,
     /// Merchant's key-value pairs.
-    pub metadata: Value,
+    pub metadata: BTreeMap<String, String>,
     /// The paying customer.
     pub customer: Option<Customer>,
     /// Where goods go.
@@ -544,9 +545,8 @@ pub struct PaymentObject {
 /// The merchant's part of a [`PaymentObject`].
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct MerchantView {
-    /// The merchant's key-value pairs (free-form by contract).
-    #[schema(value_type = Object)]
-    pub metadata: Value,
+    /// The merchant's key-value pairs.
+    pub metadata: BTreeMap<String, String>,
     /// The paying customer; null when not given.
     pub customer: Option<Customer>,
     /// Where goods go; null when not given.

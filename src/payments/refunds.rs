@@ -14,7 +14,8 @@
 
 use alloy::primitives::Address;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use std::collections::BTreeMap;
+
 use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool};
 use time::OffsetDateTime;
@@ -52,7 +53,7 @@ pub struct Refund {
     /// One of [`REASONS`].
     pub reason: Option<String>,
     /// Key-value pairs.
-    pub metadata: Value,
+    pub metadata: BTreeMap<String, String>,
     /// On-chain refunds: chain, asset, base units, destination, transaction.
     pub crypto: Option<RefundCrypto>,
     /// Why a refund failed.
@@ -121,9 +122,8 @@ pub struct RefundObject {
     /// Why the merchant refunded: `duplicate`, `fraudulent` or
     /// `requested_by_customer`; null when not given.
     pub reason: Option<String>,
-    /// The merchant's key-value pairs (free-form by contract).
-    #[schema(value_type = Object)]
-    pub metadata: Value,
+    /// The merchant's key-value pairs.
+    pub metadata: BTreeMap<String, String>,
     /// The on-chain transfer of a crypto payment's refund; null otherwise.
     pub crypto: Option<RefundCrypto>,
     /// Why the refund failed; null unless it did.
@@ -283,7 +283,7 @@ pub async fn create(
         currency: payment.currency.clone(),
         status: RefundStatus::Pending,
         reason: request.reason,
-        metadata: request.metadata.to_json(),
+        metadata: request.metadata.clone().into_map(),
         crypto: None,
         failure_reason: None,
         created_at: OffsetDateTime::now_utc(),
@@ -458,7 +458,8 @@ async fn get_on(
 ) -> Result<Refund, PaymentError> {
     let row = sqlx::query!(
         r#"SELECT payment_id AS "payment_id: PaymentId", amount, currency,
-                  status AS "status: RefundStatus", reason, metadata,
+                  status AS "status: RefundStatus", reason,
+                  metadata AS "metadata: Json<BTreeMap<String, String>>",
                   crypto AS "crypto: Json<RefundCrypto>", failure_reason, created_at
            FROM refunds WHERE id = $1 AND merchant_id = $2"#,
         id.as_str(),
@@ -478,7 +479,7 @@ async fn get_on(
         currency: row.currency,
         status: row.status,
         reason: row.reason,
-        metadata: row.metadata,
+        metadata: row.metadata.0,
         crypto: row.crypto.map(|Json(c)| c),
         failure_reason: row.failure_reason,
         created_at: row.created_at,
@@ -504,7 +505,7 @@ pub async fn list(
         currency: String,
         status: RefundStatus,
         reason: Option<String>,
-        metadata: Value,
+        metadata: Json<BTreeMap<String, String>>,
         crypto: Option<Json<RefundCrypto>>,
         failure_reason: Option<String>,
         created_at: OffsetDateTime,
@@ -531,7 +532,8 @@ pub async fn list(
         sqlx::query_as!(
             Row,
             r#"SELECT r.id AS "id: RefundId", r.payment_id AS "payment_id: PaymentId", r.amount,
-                      r.currency, r.status AS "status: RefundStatus", r.reason, r.metadata,
+                      r.currency, r.status AS "status: RefundStatus", r.reason,
+                      r.metadata AS "metadata: Json<BTreeMap<String, String>>",
                       r.crypto AS "crypto: Json<RefundCrypto>", r.failure_reason,
                       r.created_at
                FROM refunds r, refunds c
@@ -550,7 +552,8 @@ pub async fn list(
         sqlx::query_as!(
             Row,
             r#"SELECT r.id AS "id: RefundId", r.payment_id AS "payment_id: PaymentId", r.amount,
-                      r.currency, r.status AS "status: RefundStatus", r.reason, r.metadata,
+                      r.currency, r.status AS "status: RefundStatus", r.reason,
+                      r.metadata AS "metadata: Json<BTreeMap<String, String>>",
                       r.crypto AS "crypto: Json<RefundCrypto>", r.failure_reason,
                       r.created_at
                FROM refunds r
@@ -577,7 +580,7 @@ pub async fn list(
         currency: row.currency,
         status: row.status,
         reason: row.reason,
-        metadata: row.metadata,
+        metadata: row.metadata.0,
         crypto: row.crypto.map(|Json(c)| c),
         failure_reason: row.failure_reason,
         created_at: row.created_at,
@@ -607,7 +610,7 @@ async fn insert(
         refund.currency,
         refund.status as RefundStatus,
         refund.reason,
-        refund.metadata,
+        Json(&refund.metadata) as _,
         refund.crypto.as_ref().map(Json) as _,
         refund.created_at,
         request_key,
@@ -679,7 +682,7 @@ async fn on_chain(
         currency: payment.currency.clone(),
         status: RefundStatus::Pending,
         reason: request.reason.clone(),
-        metadata: request.metadata.to_json(),
+        metadata: request.metadata.clone().into_map(),
         crypto: Some(RefundCrypto {
             chain_id,
             asset: asset.symbol().to_string(),

@@ -415,7 +415,7 @@ impl Payments {
             payment_method_types: types,
             method: None,
             description: new.description,
-            metadata: new.metadata.to_json(),
+            metadata: new.metadata.into_map(),
             customer: new.customer,
             shipping: new.shipping,
             next_action: None,

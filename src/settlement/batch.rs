@@ -83,17 +83,18 @@ pub async fn run(
 
     let id = SettlementId::generate();
     let settled_at = u64::try_from(now.unix_timestamp()).unwrap_or(0);
-    // Leaves: one per (source, kind, asset), and one per fee.
-    let mut leaves: BTreeMap<(String, &'static str, String), Decimal> = BTreeMap::new();
+    // Leaves: one per (source, kind, asset), and one per fee, in the
+    // order of the kinds' names.
+    let mut leaves: BTreeMap<(String, String, String), Decimal> = BTreeMap::new();
     for item in &unsettled {
         let source = item.source.clone().unwrap_or_else(|| item.txn_id.clone());
         let kind = leaf_kind(&item.kind, item.amount, item.asset.contains(':'));
         *leaves
-            .entry((source.clone(), kind.as_str(), item.asset.clone()))
+            .entry((source.clone(), kind.to_string(), item.asset.clone()))
             .or_default() += item.amount.abs();
         if !item.fee.is_zero() {
             *leaves
-                .entry((source, LeafKind::Fee.as_str(), item.asset.clone()))
+                .entry((source, LeafKind::Fee.to_string(), item.asset.clone()))
                 .or_default() += item.fee.abs();
         }
     }
@@ -102,8 +103,9 @@ pub async fn run(
         if amount.is_zero() {
             continue;
         }
-        let kind = LeafKind::parse(kind)
-            .ok_or_else(|| SettlementError::Corrupt(format!("leaf kind {kind}")))?;
+        let kind: LeafKind = kind
+            .parse()
+            .map_err(|_| SettlementError::Corrupt(format!("leaf kind {kind}")))?;
         data.push(LeafData {
             settlement_id: id.to_string(),
             merchant_id: merchant.to_string(),
