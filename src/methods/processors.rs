@@ -26,16 +26,8 @@ pub enum Processor {
     Iso20022,
 }
 
-impl Processor {
-    /// The configuration word.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Processor::Sandbox => "sandbox",
-            Processor::None => "none",
-            Processor::Iso20022 => "iso20022",
-        }
-    }
-}
+// The configuration word is the serde name.
+crate::names!(Processor);
 
 /// `[processors]`: one entry per traditional method. An absent entry means
 /// `sandbox` in test mode and `none` in live mode.
