@@ -205,100 +205,95 @@ impl Client {
         self.call(reqwest::Method::GET, path, None, lat).await
     }
 
+    /// Creates a payment of `types` and confirms it with `method`; checks
+    /// the status it ends in when `expect` says one, and returns its id.
+    async fn create_and_confirm(
+        &self,
+        types: &[&str],
+        manual: bool,
+        method: Value,
+        expect: Option<&str>,
+        lat: &mut Vec<Duration>,
+    ) -> String {
+        let body = json!({
+            "amount": 2000,
+            "currency": "usd",
+            "payment_method_types": types,
+            "capture_method": if manual { "manual" } else { "automatic" },
+        });
+        let p = self.post("/v1/payments", &body, lat).await;
+        let id = p["id"].as_str().unwrap().to_owned();
+        let p = self
+            .post(
+                &format!("/v1/payments/{id}/confirm"),
+                &json!({ "payment_method": method }),
+                lat,
+            )
+            .await;
+        if let Some(expect) = expect {
+            assert_eq!(p["status"], expect, "{p}");
+        }
+        id
+    }
+
     /// Runs one unit of `scenario` (payment, refund or request).
     async fn unit(&self, scenario: &str, ids: &[String], lat: &mut Vec<Duration>) {
-        let create = |types: &[&str], manual: bool| {
-            json!({
-                "amount": 2000,
-                "currency": "usd",
-                "payment_method_types": types,
-                "capture_method": if manual { "manual" } else { "automatic" },
-            })
-        };
         match scenario {
             "card" => {
-                let p = self
-                    .post("/v1/payments", &create(&["card"], false), lat)
+                self.create_and_confirm(&["card"], false, card_method(), Some("succeeded"), lat)
                     .await;
-                let id = p["id"].as_str().unwrap();
-                let p = self
-                    .post(
-                        &format!("/v1/payments/{id}/confirm"),
-                        &json!({"payment_method": card_method()}),
-                        lat,
-                    )
-                    .await;
-                assert_eq!(p["status"], "succeeded", "{p}");
             }
             "card-1req" => {
-                let mut body = create(&["card"], false);
-                body["confirm"] = json!(true);
-                body["payment_method"] = card_method();
+                let body = json!({
+                    "amount": 2000,
+                    "currency": "usd",
+                    "payment_method_types": ["card"],
+                    "confirm": true,
+                    "payment_method": card_method(),
+                });
                 let p = self.post("/v1/payments", &body, lat).await;
                 assert_eq!(p["status"], "succeeded", "{p}");
             }
             "refund" => {
                 // The payment's own requests are not the refund's latency.
                 let mut own = Vec::new();
-                let p = self
-                    .post("/v1/payments", &create(&["card"], false), &mut own)
-                    .await;
-                let id = p["id"].as_str().unwrap();
-                let p = self
-                    .post(
-                        &format!("/v1/payments/{id}/confirm"),
-                        &json!({"payment_method": card_method()}),
+                let id = self
+                    .create_and_confirm(
+                        &["card"],
+                        false,
+                        card_method(),
+                        Some("succeeded"),
                         &mut own,
                     )
                     .await;
-                assert_eq!(p["status"], "succeeded", "{p}");
                 let r = self.post("/v1/refunds", &json!({"payment": id}), lat).await;
                 assert_eq!(r["status"], "succeeded", "{r}");
             }
             "manual" => {
-                let p = self
-                    .post("/v1/payments", &create(&["card"], true), lat)
-                    .await;
-                let id = p["id"].as_str().unwrap();
-                let p = self
-                    .post(
-                        &format!("/v1/payments/{id}/confirm"),
-                        &json!({"payment_method": card_method()}),
+                let id = self
+                    .create_and_confirm(
+                        &["card"],
+                        true,
+                        card_method(),
+                        Some("requires_capture"),
                         lat,
                     )
                     .await;
-                assert_eq!(p["status"], "requires_capture", "{p}");
                 let p = self
                     .post(&format!("/v1/payments/{id}/capture"), &json!({}), lat)
                     .await;
                 assert_eq!(p["status"], "succeeded", "{p}");
             }
             "bank" => {
-                let p = self
-                    .post("/v1/payments", &create(&["bank_transfer"], false), lat)
+                let method = json!({"type": "bank_transfer"});
+                self.create_and_confirm(&["bank_transfer"], false, method, None, lat)
                     .await;
-                let id = p["id"].as_str().unwrap();
-                self.post(
-                    &format!("/v1/payments/{id}/confirm"),
-                    &json!({"payment_method": {"type": "bank_transfer"}}),
-                    lat,
-                )
-                .await;
             }
             "crypto" => {
-                let p = self
-                    .post("/v1/payments", &create(&["crypto"], false), lat)
+                let method =
+                    json!({"type": "crypto", "crypto": {"chain_id": 31337, "asset": "usdc"}});
+                self.create_and_confirm(&["crypto"], false, method, Some("requires_action"), lat)
                     .await;
-                let id = p["id"].as_str().unwrap();
-                let p = self
-                    .post(
-                        &format!("/v1/payments/{id}/confirm"),
-                        &json!({"payment_method": {"type": "crypto",
-                                 "crypto": {"chain_id": 31337, "asset": "usdc"}}}),
-                        lat,
-                    )
-                    .await;
-                assert_eq!(p["status"], "requires_action", "{p}");
             }
             "get" => {
                 let id = &ids[rand::thread_rng().gen_range(0..ids.len())];
@@ -672,6 +667,7 @@ async fn replay_script(pool: &PgPool, statements: &[Logged], what: &str) -> Stri
          -- transaction. Do not edit.\n\
          \\set r random(1000000000000000, 9999999999999999)\n",
     );
+    let mut prepared = Vec::new();
     for (n, s) in statements.iter().enumerate() {
         let mut text = s.text.trim().trim_end_matches(';').to_owned();
         if !s.params.is_empty() {
@@ -689,6 +685,7 @@ async fn replay_script(pool: &PgPool, statements: &[Logged], what: &str) -> Stri
                         .execute(&mut *conn)
                         .await
                         .unwrap();
+                    prepared.push(name.clone());
                     sqlx::query_scalar(&format!(
                         "SELECT parameter_types::text[] FROM pg_prepared_statements WHERE name = '{name}'"
                     ))
@@ -708,10 +705,14 @@ async fn replay_script(pool: &PgPool, statements: &[Logged], what: &str) -> Stri
         }
         writeln!(script, "{};", fresh_ids(&text)).unwrap();
     }
-    sqlx::raw_sql("DEALLOCATE ALL")
-        .execute(&mut *conn)
-        .await
-        .unwrap();
+    // Only this script's statements: DEALLOCATE ALL would also drop the
+    // connection's own cached statements, which sqlx then fails to find.
+    for name in prepared {
+        sqlx::raw_sql(&format!("DEALLOCATE {name}"))
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+    }
     script
 }
 

@@ -15,6 +15,7 @@
 use std::time::Duration;
 
 use sqlx::PgPool;
+use time::OffsetDateTime;
 
 use crate::crypto::{Keyring, Purpose, RequestMac, Sealer};
 use crate::merchants::{Caller, KeyKind};
@@ -80,6 +81,11 @@ impl IdempotencyStore {
         }
     }
 
+    /// How long a claim lasts.
+    pub fn lease(&self) -> Duration {
+        self.lease
+    }
+
     /// Claims `key` of `caller` for a request, or tells how to answer it.
     pub async fn claim(
         &self,
@@ -89,6 +95,20 @@ impl IdempotencyStore {
         path: &str,
         body: &[u8],
     ) -> Result<Claim, sqlx::Error> {
+        Ok(self.claim_leased(caller, key, method, path, body).await?.0)
+    }
+
+    /// [`Self::claim`], with, for [`Claim::Run`], the end of the claim's
+    /// lease: it tells this claim from a later one of the same key, for
+    /// [`Self::end_claim`] and [`Self::complete_claim`].
+    pub async fn claim_leased(
+        &self,
+        caller: &Caller,
+        key: &str,
+        method: &str,
+        path: &str,
+        body: &[u8],
+    ) -> Result<(Claim, Option<OffsetDateTime>), sqlx::Error> {
         let merchant = caller.merchant_id.as_str();
         let kind = caller.kind.to_string();
         let kind = kind.as_str();
@@ -97,12 +117,13 @@ impl IdempotencyStore {
         let lease_ms = i64::try_from(self.lease.as_millis()).unwrap_or(i64::MAX);
         let retention_s = i64::try_from(RETENTION.as_secs()).unwrap_or(i64::MAX);
         let mut tx = self.pool.begin().await?;
-        let inserted = sqlx::query!(
+        let inserted = sqlx::query_scalar!(
             r#"INSERT INTO idempotency_keys
                    (merchant_id, key_kind, key, request_method, request_path, request_hash,
                     locked_until)
                VALUES ($1, $2, $3, $4, $5, $6, now() + $7::bigint * interval '1 millisecond')
-               ON CONFLICT DO NOTHING"#,
+               ON CONFLICT DO NOTHING
+               RETURNING locked_until"#,
             merchant,
             kind,
             key,
@@ -111,11 +132,11 @@ impl IdempotencyStore {
             &tag,
             lease_ms,
         )
-        .execute(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await?;
-        if inserted.rows_affected() == 1 {
+        if let Some(until) = inserted {
             tx.commit().await?;
-            return Ok(Claim::Run);
+            return Ok((Claim::Run, Some(until)));
         }
         let row = sqlx::query!(
             r#"SELECT request_hash, response_status, response_body,
@@ -134,28 +155,32 @@ impl IdempotencyStore {
             // Past retention the key is free again, whatever it held.
             true
         } else if !self.mac.verify(&row.request_hash, &request) {
-            return Ok(Claim::Mismatch);
+            return Ok((Claim::Mismatch, None));
         } else if let (Some(status), Some(sealed)) = (row.response_status, row.response_body) {
             let body = self
                 .sealer
                 .open(&sealed, &context(merchant, kind, key))
                 .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
-            return Ok(Claim::Replay {
-                status: u16::try_from(status).unwrap_or(500),
-                body,
-            });
+            return Ok((
+                Claim::Replay {
+                    status: u16::try_from(status).unwrap_or(500),
+                    body,
+                },
+                None,
+            ));
         } else {
             row.lease_expired
         };
         if !take_over {
-            return Ok(Claim::InProgress);
+            return Ok((Claim::InProgress, None));
         }
-        sqlx::query!(
+        let until = sqlx::query_scalar!(
             r#"UPDATE idempotency_keys
                SET request_method = $4, request_path = $5, request_hash = $6,
                    response_status = NULL, response_body = NULL, created_at = now(),
                    locked_until = now() + $7::bigint * interval '1 millisecond'
-               WHERE merchant_id = $1 AND key_kind = $2 AND key = $3"#,
+               WHERE merchant_id = $1 AND key_kind = $2 AND key = $3
+               RETURNING locked_until"#,
             merchant,
             kind,
             key,
@@ -164,10 +189,67 @@ impl IdempotencyStore {
             &tag,
             lease_ms,
         )
-        .execute(&mut *tx)
+        .fetch_one(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(Claim::Run)
+        Ok((Claim::Run, Some(until)))
+    }
+
+    /// Ends the lease of the claim that lasts `until`, if it is still
+    /// running: its request is over, so a retry may run now instead of
+    /// after the lease. For a request that ended without knowing whether
+    /// its writes committed (the database connection broke): nothing of
+    /// it runs any more, and what it committed carries the key, so the
+    /// retry finds it — exactly what it would find after the lease, only
+    /// sooner. Returns whether the claim was ended.
+    pub async fn end_claim(
+        &self,
+        caller: &Caller,
+        key: &str,
+        until: OffsetDateTime,
+    ) -> Result<bool, sqlx::Error> {
+        let done = sqlx::query!(
+            r#"UPDATE idempotency_keys SET locked_until = now()
+               WHERE merchant_id = $1 AND key_kind = $2 AND key = $3
+                 AND response_status IS NULL AND locked_until = $4"#,
+            caller.merchant_id.as_str(),
+            caller.kind as KeyKind,
+            key,
+            until,
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// [`Self::complete`] for the claim that lasts `until` only, and only
+    /// while no response is saved: late, it must not overwrite what a
+    /// later claim of the key saved.
+    pub async fn complete_claim(
+        &self,
+        caller: &Caller,
+        key: &str,
+        until: OffsetDateTime,
+        status: u16,
+        body: &[u8],
+    ) -> Result<bool, sqlx::Error> {
+        let merchant = caller.merchant_id.as_str();
+        let kind = caller.kind.to_string();
+        let kind = kind.as_str();
+        let done = sqlx::query!(
+            r#"UPDATE idempotency_keys SET response_status = $4, response_body = $5
+               WHERE merchant_id = $1 AND key_kind = $2 AND key = $3
+                 AND response_status IS NULL AND locked_until = $6"#,
+            merchant,
+            kind,
+            key,
+            i16::try_from(status).unwrap_or(500),
+            self.sealer.seal(body, &context(merchant, kind, key)),
+            until,
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     /// Saves the response of a request that ran.

@@ -253,27 +253,22 @@ async fn totp_secrets_batch(
     .await?;
     let last = rows.last().map(|r| r.id.clone());
     let (mut ids, mut secrets, mut pendings) = (vec![], vec![], vec![]);
-    let mut unreadable = 0;
+    let mut resealing = Resealing::new(totp);
     for row in rows {
-        let reseal = |sealed: &Option<Vec<u8>>| -> Result<Option<Vec<u8>>, ()> {
-            match sealed {
-                None => Ok(None),
-                Some(s) => totp
-                    .open(s, row.id.as_bytes())
-                    .map(|plain| Some(totp.seal(&plain, row.id.as_bytes())))
-                    .map_err(|_| ()),
-            }
+        let context = row.id.as_bytes();
+        let mut reseal = |sealed: Option<&[u8]>| match sealed {
+            None => Some(None),
+            Some(sealed) => resealing
+                .reseal(sealed, context, "TOTP secret", &row.id)
+                .map(Some),
         };
-        match (reseal(&row.totp_secret), reseal(&row.totp_pending)) {
-            (Ok(secret), Ok(pending)) => {
-                ids.push(row.id);
-                secrets.push(secret);
-                pendings.push(pending);
-            }
-            _ => {
-                tracing::warn!(user = %row.id, "TOTP secret opens with no configured master key");
-                unreadable += 1;
-            }
+        // Both or neither: a user's row is written whole.
+        let secret = reseal(row.totp_secret.as_deref());
+        let pending = reseal(row.totp_pending.as_deref());
+        if let (Some(secret), Some(pending)) = (secret, pending) {
+            ids.push(row.id);
+            secrets.push(secret);
+            pendings.push(pending);
         }
     }
     for ((id, secret), pending) in ids.iter().zip(&secrets).zip(&pendings) {
@@ -289,7 +284,7 @@ async fn totp_secrets_batch(
     tx.commit().await?;
     Ok(Batch {
         resealed: ids.len() as u64,
-        unreadable,
+        unreadable: resealing.unreadable,
         last,
     })
 }
@@ -319,21 +314,22 @@ async fn merchant_bank_accounts_batch(
         .last()
         .map(|r| (r.merchant_id.clone(), r.currency.clone()));
     let (mut merchants, mut currencies, mut sealed) = (vec![], vec![], vec![]);
-    let mut unreadable = 0;
+    let mut resealing = Resealing::new(bank);
     for row in rows {
+        // A row whose merchant id does not parse has no context to open
+        // with: counted as unreadable like one no key opens.
         let context = crate::ids::MerchantId::parse(&row.merchant_id)
-            .map(|m| crate::bank::transfers::merchant_context(&m, &row.currency));
-        let Some(details) = context
-            .as_ref()
-            .ok()
-            .and_then(|c| bank.open(&row.sealed, c.as_bytes()).ok())
-        else {
-            tracing::warn!(merchant = %row.merchant_id, "bank account opens with no configured master key");
-            unreadable += 1;
+            .map(|m| crate::bank::transfers::merchant_context(&m, &row.currency))
+            .unwrap_or_default();
+        let Some(resealed) = resealing.reseal(
+            &row.sealed,
+            context.as_bytes(),
+            "bank account",
+            &row.merchant_id,
+        ) else {
             continue;
         };
-        let context = context.unwrap_or_default();
-        sealed.push(bank.seal(&details, context.as_bytes()));
+        sealed.push(resealed);
         merchants.push(row.merchant_id);
         currencies.push(row.currency);
     }
@@ -350,7 +346,7 @@ async fn merchant_bank_accounts_batch(
     tx.commit().await?;
     Ok(Batch {
         resealed: merchants.len() as u64,
-        unreadable,
+        unreadable: resealing.unreadable,
         last,
     })
 }
@@ -376,15 +372,17 @@ async fn bank_transfers_batch(
     .await?;
     let last = rows.last().map(|r| r.id.clone());
     let (mut ids, mut sealed) = (vec![], vec![]);
-    let mut unreadable = 0;
+    let mut resealing = Resealing::new(bank);
     for row in rows {
-        let Ok(details) = bank.open(&row.creditor_sealed, row.id.as_bytes()) else {
-            tracing::warn!(transfer = %row.id, "creditor account opens with no configured master key");
-            unreadable += 1;
-            continue;
-        };
-        sealed.push(bank.seal(&details, row.id.as_bytes()));
-        ids.push(row.id);
+        if let Some(resealed) = resealing.reseal(
+            &row.creditor_sealed,
+            row.id.as_bytes(),
+            "creditor account",
+            &row.id,
+        ) {
+            sealed.push(resealed);
+            ids.push(row.id);
+        }
     }
     sqlx::query!(
         r#"UPDATE bank_transfers_out t SET creditor_sealed = u.sealed
@@ -397,9 +395,43 @@ async fn bank_transfers_batch(
     tx.commit().await?;
     Ok(Batch {
         resealed: ids.len() as u64,
-        unreadable,
+        unreadable: resealing.unreadable,
         last,
     })
+}
+
+/// The re-sealing of one batch: each value opened with whichever
+/// configured key sealed it and sealed again under the current key. A value
+/// no configured key opens is left as it is, counted, and named in a
+/// warning, so an operator learns which rows a removed key still guards.
+struct Resealing<'a> {
+    sealer: &'a Sealer,
+    unreadable: u64,
+}
+
+impl<'a> Resealing<'a> {
+    fn new(sealer: &'a Sealer) -> Self {
+        Self {
+            sealer,
+            unreadable: 0,
+        }
+    }
+
+    /// The plaintext of `sealed`, or `None` (counted) when no key opens it.
+    fn open(&mut self, sealed: &[u8], context: &[u8], what: &str, row: &str) -> Option<Vec<u8>> {
+        let opened = self.sealer.open(sealed, context).ok();
+        if opened.is_none() {
+            tracing::warn!(row, "{what} opens with no configured master key");
+            self.unreadable += 1;
+        }
+        opened
+    }
+
+    /// `sealed` sealed again under the current key, or `None` (counted).
+    fn reseal(&mut self, sealed: &[u8], context: &[u8], what: &str, row: &str) -> Option<Vec<u8>> {
+        self.open(sealed, context, what, row)
+            .map(|plain| self.sealer.seal(&plain, context))
+    }
 }
 
 /// Runs `batch` from the start of a column to its end (or until `stop`).
@@ -456,11 +488,12 @@ async fn cards_batch(
     .await?;
     let last = rows.last().map(|r| r.id.clone());
     let (mut ids, mut merchants, mut sealed, mut prints) = (vec![], vec![], vec![], vec![]);
-    let mut unreadable = 0;
+    let mut resealing = Resealing::new(cards);
     for row in rows {
-        let Ok(number) = cards.open(&row.sealed, row.id.as_bytes()) else {
-            tracing::warn!(payment = %row.id, "card number opens with no configured master key");
-            unreadable += 1;
+        // Opened rather than re-sealed in one go: the fingerprint is
+        // recomputed from the number under the current key too.
+        let Some(number) = resealing.open(&row.sealed, row.id.as_bytes(), "card number", &row.id)
+        else {
             continue;
         };
         sealed.push(cards.seal(&number, row.id.as_bytes()));
@@ -500,7 +533,7 @@ async fn cards_batch(
     tx.commit().await?;
     Ok(Batch {
         resealed: ids.len() as u64,
-        unreadable,
+        unreadable: resealing.unreadable,
         last,
     })
 }
@@ -526,16 +559,15 @@ async fn webhook_secrets_batch(
     .await?;
     let last = rows.last().map(|r| r.id.clone());
     let (mut ids, mut sealed) = (vec![], vec![]);
-    let mut unreadable = 0;
+    let mut resealing = Resealing::new(secrets);
     for row in rows {
         let context = crate::webhooks::secret_context(&row.id);
-        let Ok(secret) = secrets.open(&row.secret_sealed, &context) else {
-            tracing::warn!(endpoint = %row.id, "webhook secret opens with no configured master key");
-            unreadable += 1;
-            continue;
-        };
-        sealed.push(secrets.seal(&secret, &context));
-        ids.push(row.id);
+        if let Some(resealed) =
+            resealing.reseal(&row.secret_sealed, &context, "webhook secret", &row.id)
+        {
+            sealed.push(resealed);
+            ids.push(row.id);
+        }
     }
     sqlx::query!(
         r#"UPDATE webhook_endpoints w SET secret_sealed = u.sealed
@@ -548,7 +580,7 @@ async fn webhook_secrets_batch(
     tx.commit().await?;
     Ok(Batch {
         resealed: ids.len() as u64,
-        unreadable,
+        unreadable: resealing.unreadable,
         last,
     })
 }
@@ -584,18 +616,17 @@ async fn saved_responses_batch(
         .last()
         .map(|r| (r.merchant_id.clone(), r.key_kind.clone(), r.key.clone()));
     let (mut merchants, mut kinds, mut keys, mut sealed) = (vec![], vec![], vec![], vec![]);
-    let mut unreadable = 0;
+    let mut resealing = Resealing::new(responses);
     for row in rows {
         let context = crate::idempotency::context(&row.merchant_id, &row.key_kind, &row.key);
-        let Ok(body) = responses.open(&row.sealed, &context) else {
-            tracing::warn!(merchant = %row.merchant_id, "saved response opens with no configured master key");
-            unreadable += 1;
-            continue;
-        };
-        sealed.push(responses.seal(&body, &context));
-        merchants.push(row.merchant_id);
-        kinds.push(row.key_kind);
-        keys.push(row.key);
+        if let Some(resealed) =
+            resealing.reseal(&row.sealed, &context, "saved response", &row.merchant_id)
+        {
+            sealed.push(resealed);
+            merchants.push(row.merchant_id);
+            kinds.push(row.key_kind);
+            keys.push(row.key);
+        }
     }
     sqlx::query!(
         r#"UPDATE idempotency_keys i SET response_body = u.sealed
@@ -612,7 +643,7 @@ async fn saved_responses_batch(
     tx.commit().await?;
     Ok(Batch {
         resealed: keys.len() as u64,
-        unreadable,
+        unreadable: resealing.unreadable,
         last,
     })
 }

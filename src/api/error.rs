@@ -207,13 +207,16 @@ impl ApiError {
     }
 
     /// 409 for a request whose twin under the same idempotency key still runs.
+    /// `Retry-After: 1`: the twin usually ends within a second or two.
     pub fn idempotency_in_progress() -> Self {
-        Self::new(
+        let mut err = Self::new(
             StatusCode::CONFLICT,
             ErrorType::IdempotencyError,
             "idempotency_key_in_use",
             "A request with this Idempotency-Key is still being processed; retry later.".into(),
-        )
+        );
+        err.retry_after = Some(1);
+        err
     }
 
     /// 413.

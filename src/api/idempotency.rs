@@ -9,10 +9,11 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use time::OffsetDateTime;
 
 use super::AppState;
 use super::error::ApiError;
-use crate::idempotency::{Claim, is_saved};
+use crate::idempotency::{Claim, IdempotencyStore, is_saved};
 use crate::merchants::Caller;
 
 /// The request header.
@@ -57,8 +58,8 @@ async fn run(state: AppState, req: Request, next: Next) -> Result<Response, Resp
     let method = parts.method.as_str().to_owned();
     let path = parts.uri.path().to_owned();
     let store = &state.idempotency;
-    let claim = store
-        .claim(&caller, &key, &method, &path, &bytes)
+    let (claim, until) = store
+        .claim_leased(&caller, &key, &method, &path, &bytes)
         .await
         .map_err(|e| ApiError::from(e).into_response())?;
     match claim {
@@ -97,30 +98,82 @@ async fn run(state: AppState, req: Request, next: Next) -> Result<Response, Resp
             return Err(ApiError::internal_error(&e).into_response());
         }
     };
+    let status = parts.status.as_u16();
     let saved = if parts
         .extensions
         .get::<super::error::OutcomeUnknown>()
         .is_some()
     {
         // Whether the request committed is unknown: releasing the key would
-        // let a retry run it a second time. It stays claimed until its
-        // lease passes; by then what the request started (a refund, an
-        // operation) carries the key, and the retry finds it.
-        tracing::warn!("outcome unknown: idempotency key kept claimed until its lease passes");
+        // let a retry run it a second time while its writes may still be
+        // landing. But the request is over here, so its claim can end as
+        // soon as the database answers again (a failover takes seconds):
+        // what the request started (a refund, an operation) carries the
+        // key, and the retry finds it, instead of 409 until the lease ends.
+        tracing::warn!("outcome unknown: idempotency claim ends once the database answers");
+        settle_later(store.clone(), caller, key, until, None);
         Ok(())
-    } else if is_saved(parts.status.as_u16()) {
-        store
-            .complete(&caller, &key, parts.status.as_u16(), &body)
-            .await
+    } else if is_saved(status) {
+        match store.complete(&caller, &key, status, &body).await {
+            Err(e) => {
+                settle_later(
+                    store.clone(),
+                    caller,
+                    key,
+                    until,
+                    Some((status, body.clone())),
+                );
+                Err(e)
+            }
+            ok => ok,
+        }
     } else {
-        store.release(&caller, &key).await
+        match store.release(&caller, &key).await {
+            Err(e) => {
+                settle_later(store.clone(), caller, key, until, None);
+                Err(e)
+            }
+            ok => ok,
+        }
     };
     if let Err(e) = saved {
-        // The request ran; its effect stands. Not saving the response only
-        // means a retry within the lease gets 409, after it a re-run.
-        tracing::error!(error = %e, "could not save idempotent response");
+        // The request ran; its effect stands. The response is saved (or
+        // the claim ended) in the background once the database answers.
+        tracing::error!(error = %e, "could not save idempotent response; retrying in the background");
     }
     Ok(Response::from_parts(parts, Body::from(body)))
+}
+
+/// Saves `response` for the claim that lasts `until` (or, without one,
+/// ends the claim) once the database answers again, trying until the
+/// lease ends: a client retrying after a failover then gets the saved
+/// answer or runs at once, rather than 409 `idempotency_key_in_use` for
+/// the rest of a lease whose request is long over.
+fn settle_later(
+    store: IdempotencyStore,
+    caller: Caller,
+    key: String,
+    until: Option<OffsetDateTime>,
+    response: Option<(u16, axum::body::Bytes)>,
+) {
+    let Some(until) = until else { return };
+    tokio::spawn(async move {
+        while OffsetDateTime::now_utc() < until {
+            let done = match &response {
+                Some((status, body)) => {
+                    store
+                        .complete_claim(&caller, &key, until, *status, body)
+                        .await
+                }
+                None => store.end_claim(&caller, &key, until).await,
+            };
+            match done {
+                Ok(_) => return,
+                Err(e) => tracing::debug!(error = %e, "idempotency claim not settled yet"),
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        }
+    });
 }
 
 /// The request's `Idempotency-Key`, as the subsystems store it with what

@@ -94,6 +94,25 @@ pub struct ChainConfig {
     /// Most deposit addresses one sweep transaction moves.
     #[serde(default = "default_sweep_batch")]
     pub sweep_batch: u32,
+    /// Days after its quote expired (paid or not) that a deposit address is
+    /// still watched at every step: its ERC-20 `Transfer` logs, and its
+    /// native balance. Then it is retired (`chain::watcher::deposits`).
+    #[serde(default = "default_deposit_watch_days")]
+    pub deposit_watch_days: u32,
+    /// How often the watcher reads the `Transfer` logs into retired deposit
+    /// addresses since its last such read: money sent to one long after
+    /// its payment is found within this (plus the reorg window) and booked
+    /// to suspense.
+    #[serde(default = "default_deposit_rescan_secs")]
+    pub deposit_rescan_secs: u64,
+    /// Watched deposit addresses up to which a step reads each token's
+    /// `Transfer` logs by topic filter on the receiver (in requests of
+    /// [`crate::chain::deposits::TOPIC_FILTER_MAX`] addresses); above, it
+    /// reads the token's every `Transfer` and keeps those into a deposit
+    /// address. Where the crossover lies depends on the token's traffic and
+    /// the provider (`scripts/bench deposits` measures it).
+    #[serde(default = "default_deposit_topic_filter_max")]
+    pub deposit_topic_filter_max: u32,
     /// Assets accepted on this chain.
     #[serde(default)]
     pub assets: Vec<AssetConfig>,
@@ -155,6 +174,15 @@ fn default_max_fee_per_gas_gwei() -> u64 {
 }
 fn default_sweep_interval_secs() -> u64 {
     3600
+}
+fn default_deposit_watch_days() -> u32 {
+    7
+}
+fn default_deposit_rescan_secs() -> u64 {
+    3600
+}
+fn default_deposit_topic_filter_max() -> u32 {
+    u32::try_from(crate::chain::deposits::TOPIC_FILTER_MAX).unwrap_or(u32::MAX)
 }
 fn default_sweep_batch() -> u32 {
     50
@@ -224,6 +252,9 @@ impl ChainConfig {
             max_fee_per_gas_gwei: default_max_fee_per_gas_gwei(),
             sweep_interval_secs: 60,
             sweep_batch: default_sweep_batch(),
+            deposit_watch_days: default_deposit_watch_days(),
+            deposit_rescan_secs: default_deposit_rescan_secs(),
+            deposit_topic_filter_max: default_deposit_topic_filter_max(),
             assets,
         }
     }
@@ -264,6 +295,9 @@ impl ChainConfig {
             max_fee_per_gas_gwei: default_max_fee_per_gas_gwei(),
             sweep_interval_secs: default_sweep_interval_secs(),
             sweep_batch: default_sweep_batch(),
+            deposit_watch_days: default_deposit_watch_days(),
+            deposit_rescan_secs: default_deposit_rescan_secs(),
+            deposit_topic_filter_max: default_deposit_topic_filter_max(),
             assets: Vec::new(),
         }
     }
@@ -360,6 +394,15 @@ pub fn validate(chains: &[ChainConfig]) -> Result<(), (String, String)> {
         }
         if !(1..=crate::chain::sweeper::MAX_BATCH).contains(&chain.sweep_batch) {
             return fail("sweep_batch", "must be between 1 and 200");
+        }
+        if chain.deposit_watch_days > 3650 {
+            return fail("deposit_watch_days", "must be at most 3650");
+        }
+        if !(1..=86_400 * 30).contains(&chain.deposit_rescan_secs) {
+            return fail("deposit_rescan_secs", "must be between 1 and 2592000");
+        }
+        if chain.deposit_topic_filter_max > 1_000_000 {
+            return fail("deposit_topic_filter_max", "must be at most 1000000");
         }
         if i64::try_from(chain.start_block).is_err() {
             return fail("start_block", "must be below 2^63");

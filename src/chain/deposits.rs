@@ -17,8 +17,14 @@
 //! into a deposit address keeps one identity per payment:
 //!
 //! - `[0, ERC20_ORDINALS)`: the router's `PaymentReceived` logs;
-//! - `[ERC20_ORDINALS, NATIVE_ORDINALS)`: ERC-20 `Transfer` logs into deposit
-//!   addresses, by position among those of the transaction;
+//! - `[ERC20_ORDINALS, RESCAN_ORDINALS)`: ERC-20 `Transfer` logs into
+//!   deposit addresses found at the watcher's step, by position among those
+//!   of the transaction;
+//! - `[RESCAN_ORDINALS, NATIVE_ORDINALS)`: ERC-20 `Transfer` logs into
+//!   deposit addresses found by the rescan of retired addresses, by the
+//!   log's index in its block (the rescan reads other addresses than the
+//!   step did, so positions among a transaction's deposits would not be
+//!   stable); a log the step recorded is never recorded again by the rescan;
 //! - `[NATIVE_ORDINALS, …)`: native coin found by balance difference; the
 //!   "transaction" is the block the difference was seen at (its hash), the
 //!   ordinal the address's position among the deposits of that step.
@@ -31,17 +37,22 @@ use super::contracts::DepositForwarder;
 
 /// First `tx_log_ordinal` of an ERC-20 deposit.
 pub const ERC20_ORDINALS: u32 = 1 << 20;
+/// First `tx_log_ordinal` of an ERC-20 deposit found by the rescan of
+/// retired addresses: this plus the log's index in its block (a block holds
+/// far fewer than 2^19 logs).
+pub const RESCAN_ORDINALS: u32 = ERC20_ORDINALS + (1 << 19);
+const _: () = assert!(ERC20_ORDINALS < RESCAN_ORDINALS && RESCAN_ORDINALS < NATIVE_ORDINALS);
+
 /// First `tx_log_ordinal` of a native-coin deposit.
 pub const NATIVE_ORDINALS: u32 = 1 << 21;
 
-/// Open deposit addresses up to which the watcher asks the endpoint for the
-/// `Transfer` logs of each token with the addresses as a topic filter;
-/// above it, it reads every `Transfer` of the token in the range and keeps
-/// those into a deposit address (a lookup in a hash set loaded from the
-/// database). Providers refuse long topic lists (a few hundred to a
-/// thousand entries, and request-size limits), and beyond a few hundred
-/// addresses the token-wide read is also the cheaper one on a busy token:
-/// one request per range instead of one per chunk of addresses.
+/// Most receivers in one `eth_getLogs` topic filter (providers refuse long
+/// topic lists: a few hundred to a thousand entries, and request-size
+/// limits), and the default of `deposit_topic_filter_max`: up to this many
+/// watched addresses a step reads a token's deposits with one request per
+/// block range; above it, the token's every `Transfer` (one request per
+/// range too, but every log of the token) with a lookup in a hash set
+/// loaded from the database. `scripts/bench deposits` measures both.
 pub const TOPIC_FILTER_MAX: usize = 256;
 
 /// keccak256 of the forwarder's creation code: the CREATE2 init code hash
@@ -112,6 +123,7 @@ mod tests {
         assert!(!is_deposit(0));
         assert!(!is_deposit(ERC20_ORDINALS - 1));
         assert!(is_deposit(ERC20_ORDINALS));
+        assert!(is_deposit(RESCAN_ORDINALS));
         assert!(is_deposit(NATIVE_ORDINALS));
     }
 }

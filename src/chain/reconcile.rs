@@ -7,9 +7,10 @@
 //!    recorded block, which is canonical, and its log at the recorded index
 //!    is the router's `PaymentReceived` with the same reference, payer,
 //!    token and amount.
-//! 2. **Every finished hot-wallet send** (`chain_sends`, refunds and
-//!    payouts) against its receipt: sent from the treasury, in the recorded
-//!    canonical block, succeeded exactly when recorded `confirmed`, and
+//! 2. **Every finished hot-wallet send** (`chain_sends`, refunds, payouts
+//!    and deposit sweeps) against its receipt: sent from the treasury, in
+//!    the recorded canonical block, succeeded exactly when recorded
+//!    `confirmed`, with the recorded gas fee, and (refunds and payouts)
 //!    moving the recorded amount to the recorded address (the token's
 //!    `Transfer` log, or the transaction's value for the native coin).
 //! 3. **The treasury per asset** against the ledger. The treasury may have
@@ -246,7 +247,7 @@ async fn finished_sends(
                   block_hash AS "block_hash!", gas_fee::text AS "gas_fee!"
              FROM chain_sends
             WHERE chain_id = $1 AND status IN ('confirmed', 'failed')
-              AND purpose IN ('refund', 'payout')
+              AND purpose IN ('refund', 'payout', 'sweep')
             ORDER BY block_number, id"#,
         int8(chain_id)?,
     )

@@ -129,6 +129,7 @@ pub async fn run(args: DevArgs) -> Result<ExitCode, CliError> {
                 state_file: Some(absolute(&dir.join("anvil-state.json"))?),
                 block_time: args.block_time,
                 log_file: Some(dir.join("anvil.log")),
+                keep_history: false,
             })
             .await
             .map_err(CliError::other)?;
@@ -539,7 +540,7 @@ fn print_banner(b: &Banner<'_>) {
 
   Dashboard        {api}/dashboard
   Dashboard user   {demo_user}
-  Password         {dashboard_password}  (new at every start; set up two-factor sign-in at the first)
+  Password         {dashboard_password}  (one-time, new at every start: set up two-factor sign-in, then choose your own)
   Proof verifier   {api}/verify
 
   Try it:

@@ -79,7 +79,7 @@ pub async fn run(cmd: UsersCommand) -> Result<ExitCode, CliError> {
             merchants.get(&merchant).await?;
             let password = one_time_password();
             let user = dashboard
-                .create_user(
+                .create_user_one_time(
                     &merchant,
                     &email,
                     role,
@@ -98,7 +98,9 @@ pub async fn run(cmd: UsersCommand) -> Result<ExitCode, CliError> {
             println!("email     {}", user.email);
             println!("role      {}", user.role);
             println!("password  {password}");
-            println!("(shown once; sign in at /dashboard and set up two-factor sign-in)");
+            println!(
+                "(shown once; sign in at /dashboard, set up two-factor sign-in and choose your own password)"
+            );
             Ok(ExitCode::SUCCESS)
         }
         UsersCommand::List { merchant, db } => {

@@ -18,6 +18,8 @@ pub struct DashboardConfig {
     /// Refunds larger than this (in the payment's smallest unit) ask for
     /// a fresh code; 0 asks for every refund.
     pub refund_step_up_above: i64,
+    /// How long an invitation link works.
+    pub invite_ttl_secs: u64,
     /// The JSON-RPC URL `/verify` suggests to auditors, who can type
     /// another. It is shown to anyone: a public endpoint, never one with a
     /// key in it. Empty: the auditor types one.
@@ -32,6 +34,7 @@ impl Default for DashboardConfig {
             failures_per_address: 50,
             session_ttl_secs: 12 * 3600,
             refund_step_up_above: 10_000,
+            invite_ttl_secs: 7 * 24 * 3600,
             verify_rpc_url: String::new(),
         }
     }

@@ -6,6 +6,7 @@
 
 pub mod audit_log;
 pub mod config;
+pub mod invites;
 pub mod password;
 pub mod service;
 pub mod sessions;

@@ -7,6 +7,7 @@ use sqlx::PgPool;
 use time::OffsetDateTime;
 
 use super::audit_log::{self, Entry, NewEntry, Origin};
+use super::invites::{self, Invite};
 use super::sessions::{self, Session};
 use super::users::{self, User};
 use super::{DashboardConfig, Role, password, totp};
@@ -97,6 +98,22 @@ fn recovery_hash(code: &str) -> Vec<u8> {
     sha256(normal.as_bytes()).to_vec()
 }
 
+/// The normalized email, or why it is not one.
+fn check_email(email: &str) -> Result<String, DashboardError> {
+    let email = normalize_email(email);
+    if email.len() > 254
+        || email.chars().any(char::is_whitespace)
+        || email.split('@').filter(|p| !p.is_empty()).count() != 2
+        || email.matches('@').count() != 1
+    {
+        return Err(DashboardError::Invalid {
+            param: "email",
+            message: format!("`{email}` is not an email address"),
+        });
+    }
+    Ok(email)
+}
+
 fn secs(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
@@ -116,7 +133,7 @@ impl Dashboard {
         &self.config
     }
 
-    /// Creates a user (`epg users create`, an accepted invitation).
+    /// Creates a user with a password they chose.
     pub async fn create_user(
         &self,
         merchant: &MerchantId,
@@ -126,13 +143,38 @@ impl Dashboard {
         origin: &Origin,
         actor: &str,
     ) -> Result<User, DashboardError> {
-        let email = normalize_email(email);
-        if email.len() > 254 || email.split('@').filter(|p| !p.is_empty()).count() != 2 {
-            return Err(DashboardError::Invalid {
-                param: "email",
-                message: format!("`{email}` is not an email address"),
-            });
-        }
+        self.insert_user(merchant, email, role, password_text, false, origin, actor)
+            .await
+    }
+
+    /// Creates a user with a one-time password someone else will hand
+    /// over (`epg users create`): the user must choose their own at the
+    /// first sign-in.
+    pub async fn create_user_one_time(
+        &self,
+        merchant: &MerchantId,
+        email: &str,
+        role: Role,
+        password_text: &str,
+        origin: &Origin,
+        actor: &str,
+    ) -> Result<User, DashboardError> {
+        self.insert_user(merchant, email, role, password_text, true, origin, actor)
+            .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn insert_user(
+        &self,
+        merchant: &MerchantId,
+        email: &str,
+        role: Role,
+        password_text: &str,
+        one_time: bool,
+        origin: &Origin,
+        actor: &str,
+    ) -> Result<User, DashboardError> {
+        let email = check_email(email)?;
         password::check_policy(password_text).map_err(|message| DashboardError::Invalid {
             param: "password",
             message,
@@ -142,7 +184,7 @@ impl Dashboard {
             message,
         })?;
         let mut tx = self.pool.begin().await?;
-        let user = users::insert(&mut tx, merchant, &email, role, &hash)
+        let user = users::insert(&mut tx, merchant, &email, role, &hash, one_time)
             .await?
             .ok_or_else(|| DashboardError::Invalid {
                 param: "email",
@@ -156,7 +198,7 @@ impl Dashboard {
                 actor,
                 action: "user.create",
                 target: Some(user.id.as_str()),
-                detail: json!({"email": email, "role": role.as_str()}),
+                detail: json!({"email": email, "role": role.as_str(), "one_time_password": one_time}),
                 origin,
             },
         )
@@ -181,7 +223,7 @@ impl Dashboard {
                     message,
                 })?;
             let mut tx = self.pool.begin().await?;
-            users::set_password(&mut tx, &user.id, &hash).await?;
+            users::set_password(&mut tx, &user.id, &hash, true).await?;
             audit_log::append(
                 &mut tx,
                 &NewEntry {
@@ -198,7 +240,7 @@ impl Dashboard {
             tx.commit().await?;
             return Ok(user);
         }
-        self.create_user(
+        self.create_user_one_time(
             merchant,
             email,
             Role::Admin,
@@ -326,7 +368,10 @@ impl Dashboard {
             )
             .await?;
             DashboardError::Locked { until }
-        } else if action == "session.sign_in_failed" {
+        } else if matches!(
+            action,
+            "session.sign_in_failed" | "user.change_password_failed"
+        ) {
             DashboardError::BadCredentials
         } else {
             DashboardError::BadCode
@@ -612,6 +657,176 @@ impl Dashboard {
             });
         }
         Ok(audit_log::list(&self.pool, &user.merchant_id, None, limit).await?)
+    }
+
+    /// Replaces the signed-in user's password (after the one-time one, or
+    /// whenever they like): the current one is asked again, so a session
+    /// left open cannot take the account over.
+    pub async fn change_password(
+        &self,
+        session: &Session,
+        current: &str,
+        new: &str,
+        origin: &Origin,
+    ) -> Result<(), DashboardError> {
+        let mut tx = self.pool.begin().await?;
+        let user = users::lock(&mut tx, &session.user_id)
+            .await?
+            .ok_or(DashboardError::NoSession)?;
+        if !password::verify(&user.password_hash, current) {
+            tx.rollback().await?;
+            return Err(self
+                .fail(&user, origin, "user.change_password_failed")
+                .await?);
+        }
+        if current == new {
+            return Err(DashboardError::Invalid {
+                param: "new_password",
+                message: "choose a password other than the current one".into(),
+            });
+        }
+        let invalid = |message| DashboardError::Invalid {
+            param: "new_password",
+            message,
+        };
+        password::check_policy(new).map_err(invalid)?;
+        let hash = password::hash(new).map_err(invalid)?;
+        users::set_password(&mut tx, &user.id, &hash, false).await?;
+        self.record_in(
+            &mut tx,
+            &user,
+            "user.change_password",
+            Some(user.id.as_str()),
+            json!({"was_one_time": user.must_change_password}),
+            origin,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Invites `email` to the admin's merchant with `role`: the token of
+    /// the one-time link (shown to the admin once). The caller asks for a
+    /// fresh code first ([`Self::step_up`]).
+    pub async fn invite(
+        &self,
+        admin: &User,
+        email: &str,
+        role: Role,
+        origin: &Origin,
+    ) -> Result<String, DashboardError> {
+        if !admin.role.may(super::Action::ManageTeam) {
+            return Err(DashboardError::Forbidden {
+                role: admin.role,
+                what: "invite users",
+            });
+        }
+        let email = check_email(email)?;
+        let mut tx = self.pool.begin().await?;
+        if users::email_taken(&mut tx, &email).await? {
+            return Err(DashboardError::Invalid {
+                param: "email",
+                message: format!("a dashboard user with the email {email} exists already"),
+            });
+        }
+        let token = invites::insert(
+            &mut tx,
+            &admin.merchant_id,
+            &email,
+            role,
+            &admin.id,
+            secs(self.config.invite_ttl_secs),
+        )
+        .await?;
+        self.record_in(
+            &mut tx,
+            admin,
+            "team.invite",
+            None,
+            json!({"email": email, "role": role.as_str()}),
+            origin,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(token)
+    }
+
+    /// The open invitation of a link, if it is one.
+    pub async fn invitation(&self, token: &str) -> Result<Option<Invite>, DashboardError> {
+        let mut conn = self.pool.acquire().await?;
+        Ok(invites::open(&mut conn, token).await?)
+    }
+
+    /// Accepts an invitation: the user is created with the password they
+    /// chose, the link stops working, and the session opened can do
+    /// nothing but enrol two-factor sign-in.
+    pub async fn accept_invitation(
+        &self,
+        token: &str,
+        password_text: &str,
+        origin: &Origin,
+    ) -> Result<SignedIn, DashboardError> {
+        let invalid = |message| DashboardError::Invalid {
+            param: "password",
+            message,
+        };
+        password::check_policy(password_text).map_err(invalid)?;
+        let hash = password::hash(password_text).map_err(invalid)?;
+        let mut tx = self.pool.begin().await?;
+        let invite =
+            invites::open(&mut tx, token)
+                .await?
+                .ok_or_else(|| DashboardError::Invalid {
+                    param: "token",
+                    message: "this invitation link was used already, has expired or is not one"
+                        .into(),
+                })?;
+        let user = users::insert(
+            &mut tx,
+            &invite.merchant_id,
+            &invite.email,
+            invite.role,
+            &hash,
+            false,
+        )
+        .await?
+        .ok_or_else(|| DashboardError::Invalid {
+            param: "email",
+            message: format!(
+                "a dashboard user with the email {} exists already",
+                invite.email
+            ),
+        })?;
+        invites::accept(&mut tx, &invite.token_hash).await?;
+        let (token, session) = sessions::create(
+            &mut tx,
+            &user.id,
+            false,
+            origin.ip.as_deref(),
+            origin.user_agent.as_deref(),
+            secs(self.config.session_ttl_secs),
+        )
+        .await?;
+        self.record_in(
+            &mut tx,
+            &user,
+            "team.invite_accepted",
+            Some(user.id.as_str()),
+            json!({"email": user.email, "role": user.role.as_str(), "invited_by": invite.invited_by}),
+            origin,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(SignedIn {
+            token,
+            session,
+            user,
+        })
+    }
+
+    /// The invitations of the user's merchant, newest first.
+    pub async fn invitations(&self, user: &User) -> Result<Vec<Invite>, DashboardError> {
+        Ok(invites::list(&self.pool, &user.merchant_id, 100).await?)
     }
 
     /// The users of a merchant (`epg users list`).

@@ -29,6 +29,9 @@ pub struct User {
     pub failed_attempts: i32,
     /// Until when sign-in is refused.
     pub locked_until: Option<OffsetDateTime>,
+    /// Signed in with a one-time password: must choose one before anything
+    /// else.
+    pub must_change_password: bool,
     /// Creation time.
     pub created_at: OffsetDateTime,
 }
@@ -44,6 +47,7 @@ struct Row {
     totp_last_step: Option<i64>,
     failed_attempts: i32,
     locked_until: Option<OffsetDateTime>,
+    must_change_password: bool,
     created_at: OffsetDateTime,
 }
 
@@ -62,6 +66,7 @@ impl Row {
             totp_last_step: self.totp_last_step,
             failed_attempts: self.failed_attempts,
             locked_until: self.locked_until,
+            must_change_password: self.must_change_password,
             created_at: self.created_at,
         })
     }
@@ -74,20 +79,22 @@ pub async fn insert(
     email: &str,
     role: Role,
     password_hash: &str,
+    must_change_password: bool,
 ) -> Result<Option<User>, sqlx::Error> {
     let id = UserId::generate();
     let row = sqlx::query_as!(
         Row,
-        r#"INSERT INTO dashboard_users (id, merchant_id, email, role, password_hash)
-           VALUES ($1, $2, $3, $4, $5)
+        r#"INSERT INTO dashboard_users (id, merchant_id, email, role, password_hash, must_change_password)
+           VALUES ($1, $2, $3, $4, $5, $6)
            ON CONFLICT (email) DO NOTHING
            RETURNING id, merchant_id, email, role, password_hash, totp_secret, totp_pending,
-                     totp_last_step, failed_attempts, locked_until, created_at"#,
+                     totp_last_step, failed_attempts, locked_until, must_change_password, created_at"#,
         id.as_str(),
         merchant.as_str(),
         email,
         role.as_str(),
         password_hash,
+        must_change_password,
     )
     .fetch_optional(&mut *conn)
     .await?;
@@ -99,7 +106,7 @@ pub async fn by_email(pool: &PgPool, email: &str) -> Result<Option<User>, sqlx::
     let row = sqlx::query_as!(
         Row,
         r#"SELECT id, merchant_id, email, role, password_hash, totp_secret, totp_pending,
-                  totp_last_step, failed_attempts, locked_until, created_at
+                  totp_last_step, failed_attempts, locked_until, must_change_password, created_at
            FROM dashboard_users WHERE email = $1 AND disabled_at IS NULL"#,
         email,
     )
@@ -108,12 +115,24 @@ pub async fn by_email(pool: &PgPool, email: &str) -> Result<Option<User>, sqlx::
     row.map(Row::into_user).transpose()
 }
 
+/// Whether a user (enabled or not) has `email`: emails are unique over
+/// all merchants.
+pub async fn email_taken(conn: &mut PgConnection, email: &str) -> Result<bool, sqlx::Error> {
+    let taken = sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM dashboard_users WHERE email = $1) AS "taken!""#,
+        email
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(taken)
+}
+
 /// A user by id, locked for update when `conn` is in a transaction.
 pub async fn lock(conn: &mut PgConnection, id: &UserId) -> Result<Option<User>, sqlx::Error> {
     let row = sqlx::query_as!(
         Row,
         r#"SELECT id, merchant_id, email, role, password_hash, totp_secret, totp_pending,
-                  totp_last_step, failed_attempts, locked_until, created_at
+                  totp_last_step, failed_attempts, locked_until, must_change_password, created_at
            FROM dashboard_users WHERE id = $1 AND disabled_at IS NULL FOR UPDATE"#,
         id.as_str(),
     )
@@ -127,7 +146,7 @@ pub async fn list(pool: &PgPool, merchant: &MerchantId) -> Result<Vec<User>, sql
     let rows = sqlx::query_as!(
         Row,
         r#"SELECT id, merchant_id, email, role, password_hash, totp_secret, totp_pending,
-                  totp_last_step, failed_attempts, locked_until, created_at
+                  totp_last_step, failed_attempts, locked_until, must_change_password, created_at
            FROM dashboard_users WHERE merchant_id = $1 AND disabled_at IS NULL
            ORDER BY created_at, id"#,
         merchant.as_str(),
@@ -285,16 +304,20 @@ pub async fn record_attempt(
     Ok(())
 }
 
-/// Replaces a user's password hash.
+/// Replaces a user's password hash; `one_time` when someone other than
+/// the user chose it (the user must then replace it at sign-in).
 pub async fn set_password(
     conn: &mut PgConnection,
     id: &UserId,
     password_hash: &str,
+    one_time: bool,
 ) -> Result<(), sqlx::Error> {
     sqlx::query!(
-        "UPDATE dashboard_users SET password_hash = $2, failed_attempts = 0, locked_until = NULL WHERE id = $1",
+        "UPDATE dashboard_users SET password_hash = $2, failed_attempts = 0, locked_until = NULL,
+                must_change_password = $3 WHERE id = $1",
         id.as_str(),
-        password_hash
+        password_hash,
+        one_time
     )
     .execute(&mut *conn)
     .await?;

@@ -32,6 +32,11 @@ pub struct AnvilOptions {
     pub block_time: Option<u64>,
     /// Where anvil's own output goes; `None` discards it.
     pub log_file: Option<PathBuf>,
+    /// Keep every block's state, also across a restart from `state_file`
+    /// (anvil otherwise keeps only recent states in memory and dumps
+    /// none): `epg reconcile chain` reads the treasury's balance at the
+    /// watcher's start block. The state file grows with the chain.
+    pub keep_history: bool,
 }
 
 impl Default for AnvilOptions {
@@ -42,6 +47,7 @@ impl Default for AnvilOptions {
             state_file: None,
             block_time: None,
             log_file: None,
+            keep_history: false,
         }
     }
 }
@@ -75,6 +81,13 @@ impl Anvil {
             .kill_on_drop(true);
         if let Some(state) = &options.state_file {
             cmd.arg("--state").arg(state);
+        }
+        if options.keep_history {
+            cmd.args([
+                "--prune-history",
+                "100000000",
+                "--preserve-historical-states",
+            ]);
         }
         if let Some(secs) = options.block_time {
             cmd.args(["--block-time", &secs.to_string()]);

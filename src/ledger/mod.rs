@@ -133,7 +133,7 @@ pub use hold::{
 };
 pub use read::{
     AccountBalance, BalanceTransaction, Listed, MerchantBalance, Page, account_balance,
-    balance_transaction, balance_transactions, merchant_balances,
+    balance_transaction, balance_transactions, merchant_balances, transactions_of_sources,
 };
 
 /// Errors of the ledger.

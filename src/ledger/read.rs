@@ -270,6 +270,48 @@ pub async fn balance_transaction(
         .into_transaction()
 }
 
+/// Most balance transactions [`transactions_of_sources`] answers: a payment
+/// with this many postings is not one a page can show anyway.
+pub const MAX_SOURCE_TRANSACTIONS: i64 = 1000;
+
+/// `merchant`'s balance transactions whose source is one of `sources` (a
+/// payment and its refunds, say), oldest first, however old they are.
+/// Sources of another merchant give nothing.
+pub async fn transactions_of_sources(
+    conn: &mut PgConnection,
+    merchant: &MerchantId,
+    sources: &[&str],
+) -> Result<Vec<BalanceTransaction>, LedgerError> {
+    let sources: Vec<String> = sources.iter().map(|s| (*s).to_owned()).collect();
+    let rows = sqlx::query_as!(
+        TxnRow,
+        r#"SELECT t.entry_id AS "entry_id!", e.public_id, e.kind, e.source, e.description,
+                  e.created_at, t.asset AS "asset!", s.kind AS asset_kind, s.scale, s.chain_id,
+                  s.token_address, t.amount AS "amount!", t.fee AS "fee!",
+                  t.available AS "available!"
+             FROM (SELECT p.entry_id, p.asset,
+                          coalesce(-sum(p.amount) FILTER (WHERE NOT p.fee), 0) AS amount,
+                          coalesce(sum(p.amount) FILTER (WHERE p.fee), 0) AS fee,
+                          bool_or(a.kind IN ('available', 'receivable')) AS available
+                     FROM ledger_entries x
+                     JOIN ledger_postings p ON p.entry_id = x.id
+                     JOIN ledger_accounts a ON a.id = p.account_id
+                    WHERE x.source = ANY ($2::text[])
+                      AND p.owner = $1 AND p.owner <> '' AND p.phase = 'posted'
+                    GROUP BY p.entry_id, p.asset) t
+             JOIN ledger_entries e ON e.id = t.entry_id
+             JOIN assets s ON s.code = t.asset
+            ORDER BY t.entry_id, t.asset
+            LIMIT $3"#,
+        merchant.as_str(),
+        &sources,
+        MAX_SOURCE_TRANSACTIONS,
+    )
+    .fetch_all(conn)
+    .await?;
+    rows.into_iter().map(TxnRow::into_transaction).collect()
+}
+
 /// Transactions before entry `before` (all when `None`), newest first.
 async fn older(
     conn: &mut PgConnection,

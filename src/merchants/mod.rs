@@ -8,7 +8,7 @@ mod keys;
 mod store;
 
 pub use keys::{ApiKey, KeyKind, NewKey};
-pub use store::{Caller, Merchant, MerchantStore};
+pub use store::{Caller, Merchant, MerchantStore, PAYMENT_METHOD_TYPES};
 
 /// Errors of the merchant subsystem.
 #[derive(Debug, thiserror::Error)]

@@ -9,6 +9,17 @@ use crate::config::Mode;
 use crate::crypto::constant_time_eq;
 use crate::ids::{ApiKeyId, MerchantId};
 
+/// Every payment method type a merchant may take (docs/api.md names), in
+/// the order they are listed.
+pub const PAYMENT_METHOD_TYPES: [&str; 6] = [
+    "card",
+    "bank_transfer",
+    "ewallet",
+    "cash_voucher",
+    "check",
+    "crypto",
+];
+
 /// A merchant as stored.
 #[derive(Debug, Clone)]
 pub struct Merchant {
@@ -170,6 +181,154 @@ impl MerchantStore {
             return Err(MerchantError::NotFound(id.to_string()));
         }
         Ok(())
+    }
+
+    /// Sets which payment method types the merchant takes: a subset of
+    /// [`PAYMENT_METHOD_TYPES`], in that order.
+    pub async fn set_payment_methods(
+        &self,
+        id: &MerchantId,
+        types: &[String],
+    ) -> Result<Vec<String>, MerchantError> {
+        if let Some(unknown) = types
+            .iter()
+            .find(|t| !PAYMENT_METHOD_TYPES.contains(&t.as_str()))
+        {
+            return Err(MerchantError::Invalid {
+                param: "payment_method_types",
+                message: format!(
+                    "unknown type `{unknown}`; expected some of {}",
+                    PAYMENT_METHOD_TYPES.join(", ")
+                ),
+            });
+        }
+        let ordered: Vec<String> = PAYMENT_METHOD_TYPES
+            .iter()
+            .filter(|t| types.iter().any(|x| x == *t))
+            .map(|t| (*t).to_owned())
+            .collect();
+        let updated = sqlx::query!(
+            "UPDATE merchants SET payment_method_types = $2 WHERE id = $1",
+            id.as_str(),
+            &ordered,
+        )
+        .execute(&self.pool)
+        .await?;
+        if updated.rows_affected() == 0 {
+            return Err(MerchantError::NotFound(id.to_string()));
+        }
+        Ok(ordered)
+    }
+
+    /// The risk score (0–100) at or above which the merchant's payments
+    /// are blocked.
+    pub async fn risk_threshold(&self, id: &MerchantId) -> Result<i16, MerchantError> {
+        sqlx::query_scalar!(
+            "SELECT risk_threshold FROM merchants WHERE id = $1",
+            id.as_str()
+        )
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| MerchantError::NotFound(id.to_string()))
+    }
+
+    /// Sets the risk threshold (0–100).
+    pub async fn set_risk_threshold(
+        &self,
+        id: &MerchantId,
+        threshold: i64,
+    ) -> Result<(), MerchantError> {
+        let threshold = i16::try_from(threshold)
+            .ok()
+            .filter(|t| (0..=100).contains(t))
+            .ok_or_else(|| MerchantError::Invalid {
+                param: "risk_threshold",
+                message: "must be an integer from 0 to 100".into(),
+            })?;
+        let updated = sqlx::query!(
+            "UPDATE merchants SET risk_threshold = $2 WHERE id = $1",
+            id.as_str(),
+            threshold,
+        )
+        .execute(&self.pool)
+        .await?;
+        if updated.rows_affected() == 0 {
+            return Err(MerchantError::NotFound(id.to_string()));
+        }
+        Ok(())
+    }
+
+    /// Revokes `merchant`'s key `id` (another merchant's key is not found).
+    pub async fn revoke_key_of(
+        &self,
+        merchant: &MerchantId,
+        id: &ApiKeyId,
+    ) -> Result<(), MerchantError> {
+        let done = sqlx::query!(
+            "UPDATE api_keys SET revoked_at = now()
+             WHERE id = $1 AND merchant_id = $2 AND revoked_at IS NULL",
+            id.as_str(),
+            merchant.as_str()
+        )
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(MerchantError::NotFound(format!("active key {id}")));
+        }
+        Ok(())
+    }
+
+    /// Rolls `merchant`'s active key `id`: a new key of the same kind and
+    /// mode replaces it, and the old one stops working, in one
+    /// transaction (never both or neither). The [`NewKey`] is the only
+    /// copy of the new key's clear text.
+    pub async fn roll_key(
+        &self,
+        merchant: &MerchantId,
+        id: &ApiKeyId,
+    ) -> Result<(ApiKeyId, NewKey), MerchantError> {
+        let mut tx = self.pool.begin().await?;
+        let old = sqlx::query!(
+            "UPDATE api_keys SET revoked_at = now()
+             WHERE id = $1 AND merchant_id = $2 AND revoked_at IS NULL
+             RETURNING kind, mode",
+            id.as_str(),
+            merchant.as_str()
+        )
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| MerchantError::NotFound(format!("active key {id}")))?;
+        let corrupt = |what: &str| MerchantError::Invalid {
+            param: "key",
+            message: format!("stored key has an unknown {what}"),
+        };
+        let kind: KeyKind = old.kind.parse().map_err(|_| corrupt("kind"))?;
+        let mode = match old.mode.as_str() {
+            "test" => Mode::Test,
+            "live" => Mode::Live,
+            _ => return Err(corrupt("mode")),
+        };
+        let key = NewKey::generate(kind, mode);
+        let parsed = key.parsed().ok_or_else(|| MerchantError::Invalid {
+            param: "key",
+            message: "generated key did not parse".into(),
+        })?;
+        let new_id = ApiKeyId::generate();
+        sqlx::query!(
+            r#"INSERT INTO api_keys (id, merchant_id, kind, mode, lookup, key_hash, last4)
+               VALUES ($1, $2, $3, $4, $5, $6, $7)"#,
+            new_id.as_str(),
+            merchant.as_str(),
+            kind as KeyKind,
+            mode.as_str(),
+            parsed.lookup(),
+            &parsed.hash()[..],
+            &key.secret[key.secret.len() - 4..],
+        )
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok((new_id, key))
     }
 
     /// Every merchant, oldest first.

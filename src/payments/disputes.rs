@@ -281,6 +281,43 @@ pub async fn get(
     lock(&mut conn, merchant, id).await
 }
 
+/// `merchant`'s newest disputes (at most `limit`), optionally of one
+/// payment: what the dashboard lists.
+pub async fn recent(
+    pool: &PgPool,
+    merchant: &MerchantId,
+    payment: Option<&PaymentId>,
+    limit: i64,
+) -> Result<Vec<Dispute>, PaymentError> {
+    let rows = sqlx::query!(
+        r#"SELECT id AS "id: DisputeId", payment_id AS "payment_id: PaymentId", amount, currency,
+                  status AS "status: DisputeStatus", reason,
+                  evidence AS "evidence: Json<BTreeMap<String, String>>", created_at
+           FROM disputes
+           WHERE merchant_id = $1 AND ($2::text IS NULL OR payment_id = $2)
+           ORDER BY created_at DESC, id DESC LIMIT $3"#,
+        merchant.as_str(),
+        payment.map(PaymentId::as_str),
+        limit
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| Dispute {
+            id: row.id,
+            merchant_id: merchant.clone(),
+            payment_id: row.payment_id,
+            amount: row.amount,
+            currency: row.currency,
+            status: row.status,
+            reason: row.reason,
+            evidence: row.evidence.0,
+            created_at: row.created_at,
+        })
+        .collect())
+}
+
 /// Adds evidence; `submit` sends it to the network (`under_review`).
 pub async fn submit_evidence(
     payments: &Payments,

@@ -18,13 +18,16 @@ use tokio_util::sync::CancellationToken;
 use super::model::Status;
 use super::{PaymentError, Payments, store};
 
-/// Most payments expired per pass.
+/// Most payments claimed per pass.
 const MAX_PER_PASS: usize = 1000;
 
-/// Expires everything due at `now`; returns how many payments it canceled.
+/// Expires everything due at `now`; returns how many payments this pass
+/// canceled (a void left to the processor's late answer is not counted).
 pub async fn expire_due(payments: &Payments, now: OffsetDateTime) -> Result<usize, PaymentError> {
     let mut total = 0;
-    while total < MAX_PER_PASS {
+    // Bounded by claims, not by successes: a payment whose void fails before
+    // its operation commits is claimed again, and must not spin the pass.
+    for _ in 0..MAX_PER_PASS {
         let mut tx = payments.pool().begin().await?;
         let Some(mut payment) = store::claim_expired(&mut tx, now, 1).await?.pop() else {
             return Ok(total);
@@ -34,16 +37,28 @@ pub async fn expire_due(payments: &Payments, now: OffsetDateTime) -> Result<usiz
             // processor that does not answer leaves the operation pending
             // for the reconciler; the pass goes on with the next payment.
             let id = payment.id.clone();
-            if let Err(e) = payments.void(tx, payment, "expired".into(), None).await {
-                tracing::warn!(payment = %id, error = %e, "void of an expired authorization failed");
+            match payments.void(tx, payment, "expired".into(), None).await {
+                Ok(voided) if voided.status == Status::Canceled => total += 1,
+                // Canceled by another node's answer meanwhile: counted there.
+                Ok(_) => {}
+                // The claim's snapshot predates another node's void of this
+                // payment (that node released the row between committing its
+                // operation and booking it): the payment is that node's.
+                Err(PaymentError::State {
+                    code: "payment_operation_in_progress",
+                    ..
+                }) => {}
+                Err(e) => {
+                    tracing::warn!(payment = %id, error = %e, "void of an expired authorization failed");
+                }
             }
         } else {
             payments
                 .cancel_locked(&mut tx, &mut payment, "expired".into())
                 .await?;
             tx.commit().await?;
+            total += 1;
         }
-        total += 1;
     }
     Ok(total)
 }

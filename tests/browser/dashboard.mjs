@@ -138,6 +138,80 @@ try {
   });
   out.analyst_refund_status = refused.status();
 
+  // Another role refused: an analyst may not create API keys, whatever the form says.
+  const keyRefused = await p3.request.post(`${s.base}/dashboard/api-keys`, {
+    form: { csrf: token, kind: "secret", code: "123456" }, maxRedirects: 0,
+  });
+  out.analyst_key_status = keyRefused.status();
+
+  // Settlements: the admin sees the settlement made before the run.
+  await page.goto(`${s.base}/dashboard/settlements`);
+  out.settlement_rows = await page.locator("#settlements tbody tr").count();
+  await page.click("#settlements tbody tr a");
+  out.settlement_anchor = (await page.textContent("#anchor")).trim();
+  out.settlement_verify_link = await page.getAttribute("#verify-link", "href");
+  await page.screenshot({ path: `${s.screens}/settlements.png`, fullPage: true });
+
+  // An invitation, end to end: the admin invites with a fresh code, the
+  // invitee opens the link in another browser, chooses a password, enrols.
+  await page.goto(`${s.base}/dashboard/team`);
+  await page.fill("#invite input[name=email]", s.invitee.email);
+  await page.selectOption("#invite select[name=role]", "developer");
+  await page.fill("#invite input[name=code]", totp(secret, 1));
+  await Promise.all([page.waitForNavigation(), page.click("#invite button")]);
+  const link = (await page.textContent("#invite-link")).trim();
+  const invitee = await browser.newContext();
+  const p5 = await invitee.newPage();
+  await p5.goto(link);
+  out.invitee_email = await p5.textContent("#invitee");
+  await p5.fill("#accept input[name=password]", s.invitee.password);
+  await p5.fill("#accept input[name=password_again]", s.invitee.password);
+  await Promise.all([p5.waitForNavigation(), p5.click("#accept button")]);
+  out.invitee_after_accept = new URL(p5.url()).pathname;
+  const inviteeSecret = await enrol(p5);
+  await Promise.all([p5.waitForNavigation(), p5.click("#continue")]);
+  out.invitee_who = (await p5.textContent("header .who")).trim();
+  const reused = await (await browser.newContext()).request.get(link, { maxRedirects: 0 });
+  out.invite_reused_status = reused.status();
+
+  // The invitee (a developer) adds a webhook endpoint with a fresh code,
+  // sees an event's delivery with its request and response, redelivers it.
+  await p5.goto(`${s.base}/dashboard/webhooks`);
+  await p5.fill("#create-endpoint input[name=url]", s.receiver_url);
+  await p5.fill("#create-endpoint input[name=enabled_events]", "payment.succeeded");
+  await p5.fill("#create-endpoint input[name=code]", totp(inviteeSecret, 0));
+  await Promise.all([p5.waitForNavigation(), p5.click("#create-endpoint button")]);
+  out.endpoint_secret = (await p5.textContent("#endpoint-secret")).trim();
+  const hooked = await fetch(`${s.base}/v1/payments`, {
+    method: "POST",
+    headers: { Authorization: `Bearer ${s.secret_key}`, "Content-Type": "application/json" },
+    body: JSON.stringify({ amount: 2222, currency: "usd", confirm: true, payment_method: { type: "card", card: { number: "4242424242424242", exp_month: 12, exp_year: 2034, cvc: "123" } } }),
+  }).then((r) => r.json());
+  out.hooked_payment = hooked.id;
+  // The event page, reloaded until the worker has recorded the first attempt.
+  await p5.goto(`${s.base}/dashboard/webhooks`);
+  await p5.click('#events tbody tr:has-text("payment.succeeded") a >> nth=0');
+  out.event_path = new URL(p5.url()).pathname;
+  for (let i = 0; i < 150 && (await p5.locator(".attempts tbody tr").count()) === 0; i++) {
+    await p5.waitForTimeout(200);
+    await p5.reload();
+  }
+  out.event_request_has_payment = (await p5.textContent("#request")).includes(hooked.id);
+  out.attempt_rows = await p5.locator(".attempts tbody tr").count();
+  await Promise.all([p5.waitForNavigation(), p5.click("#redeliver button")]);
+  out.redeliver_notice = await p5.textContent("#notice");
+
+  // Step-up key roll: refused without a code, done with a fresh one.
+  await p5.goto(`${s.base}/dashboard/api-keys`);
+  const roll = '#keys tr:has-text("publishable") form.roll';
+  await p5.fill(`${roll} input[name=code]`, "000000");
+  await Promise.all([p5.waitForNavigation(), p5.click(`${roll} button`)]);
+  out.roll_wrong_code = await p5.textContent("#error");
+  await p5.fill(`${roll} input[name=code]`, totp(inviteeSecret, 1));
+  await Promise.all([p5.waitForNavigation(), p5.click(`${roll} button`)]);
+  out.rolled_key = (await p5.textContent("#new-key")).trim();
+  await p5.screenshot({ path: `${s.screens}/api-keys.png`, fullPage: true });
+
   // /verify: every bundle, valid or tampered.
   const auditor = await browser.newContext({ viewport: { width: 1280, height: 900 } });
   const p4 = await auditor.newPage();

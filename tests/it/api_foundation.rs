@@ -226,8 +226,74 @@ async fn a_duplicate_while_the_first_runs_is_409() {
         .send()
         .await
         .unwrap();
+    // The twin usually ends within a second or two: say when to retry.
+    assert_eq!(response.headers()["retry-after"], "1");
     let error = json(response, 409).await;
     assert_eq!(error["error"]["type"], "idempotency_error");
+    assert_eq!(error["error"]["code"], "idempotency_key_in_use");
+}
+
+#[tokio::test]
+async fn a_claim_ended_early_frees_its_key_and_never_touches_a_later_claim() {
+    let app = spawn_app().await;
+    let caller = epg::merchants::MerchantStore::new(app.pool.clone())
+        .authenticate(
+            &epg::merchants::ApiKey::parse(&app.secret_key).unwrap(),
+            epg::config::Mode::Test,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let store = epg::idempotency::IdempotencyStore::new(
+        app.pool.clone(),
+        std::time::Duration::from_secs(60),
+        &app.config.keyring().unwrap(),
+    );
+    let body = b"{}";
+    let claim = |store: epg::idempotency::IdempotencyStore, caller: epg::merchants::Caller| async move {
+        store
+            .claim_leased(&caller, "k", "POST", "/v1/account", body)
+            .await
+            .unwrap()
+    };
+    let (first, first_until) = claim(store.clone(), caller.clone()).await;
+    assert!(matches!(first, epg::idempotency::Claim::Run));
+    let first_until = first_until.unwrap();
+    let (twin, none) = claim(store.clone(), caller.clone()).await;
+    assert!(matches!(twin, epg::idempotency::Claim::InProgress));
+    assert!(none.is_none());
+
+    // The first request is over (its outcome unknown): its claim ends, and
+    // the retry takes the key over under a claim of its own.
+    assert!(store.end_claim(&caller, "k", first_until).await.unwrap());
+    let (retry, retry_until) = claim(store.clone(), caller.clone()).await;
+    assert!(matches!(retry, epg::idempotency::Claim::Run));
+    let retry_until = retry_until.unwrap();
+    assert_ne!(retry_until, first_until);
+
+    // Late news of the first claim changes nothing of the retry's.
+    assert!(!store.end_claim(&caller, "k", first_until).await.unwrap());
+    assert!(
+        !store
+            .complete_claim(&caller, "k", first_until, 200, b"{\"stale\":true}")
+            .await
+            .unwrap()
+    );
+    let (still, _) = claim(store.clone(), caller.clone()).await;
+    assert!(matches!(still, epg::idempotency::Claim::InProgress));
+    assert!(
+        store
+            .complete_claim(&caller, "k", retry_until, 200, b"{\"fresh\":true}")
+            .await
+            .unwrap()
+    );
+    match claim(store.clone(), caller.clone()).await.0 {
+        epg::idempotency::Claim::Replay { status, body } => {
+            assert_eq!(status, 200);
+            assert_eq!(body, b"{\"fresh\":true}");
+        }
+        other => panic!("expected the retry's saved answer, got {other:?}"),
+    }
 }
 
 #[tokio::test]

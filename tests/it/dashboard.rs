@@ -565,6 +565,22 @@ async fn users_create_prints_a_one_time_password_that_signs_in() {
         Some("/dashboard/enrol"),
         "{page:?}"
     );
+    // After enrolment, the one-time password must be replaced first.
+    let enrol = browser.get("/dashboard/enrol").await;
+    let secret = crate::dashboard_support::base32_decode(
+        crate::dashboard_support::between(&enrol.body, "<code id=\"secret\">", "<").unwrap(),
+    );
+    let done = browser
+        .post(
+            "/dashboard/enrol",
+            &[("csrf", &csrf(&enrol.body)), ("code", &code(&secret, -1))],
+        )
+        .await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    assert_eq!(
+        browser.get("/dashboard").await.location.as_deref(),
+        Some("/dashboard/password")
+    );
 
     let bad = tokio::process::Command::new(env!("CARGO_BIN_EXE_epg"))
         .args([

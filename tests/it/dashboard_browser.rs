@@ -176,7 +176,17 @@ async fn the_dashboard_and_verify_work_in_a_browser() {
     }
     let anvil = common::anvil().await;
     let (bundle, later) = anchored_bundles(&anvil).await;
-    let app = common::spawn_app().await;
+    // The node settles and anchors on the same anvil, for the settlements page.
+    let deployment = common::deploy_devnet(&anvil).await;
+    let rpc = anvil.rpc_url();
+    let app = common::spawn_app_with(move |config| {
+        config.settlement.anchor_rpc_url = rpc;
+        config.settlement.anchor_contract = deployment.anchor.to_string();
+        config.settlement.anchor_confirmations = 1;
+        config.settlement.anchor_key = Some(DEV_KEY_0.to_owned());
+    })
+    .await;
+    let receiver = crate::webhooks_support::Receiver::start().await;
     create_user(&app, "admin@shop.test", Role::Admin).await;
     create_user(&app, "locked@shop.test", Role::Admin).await;
     create_user(&app, "analyst@shop.test", Role::Analyst).await;
@@ -202,6 +212,13 @@ async fn the_dashboard_and_verify_work_in_a_browser() {
     )
     .await;
 
+    let settled = json(
+        app.post("/v1/test/settlements/run", &app.secret_key, &json!({}))
+            .await,
+        200,
+    )
+    .await;
+
     let screens = root().join("target/dashboard-screens");
     std::fs::create_dir_all(&screens).unwrap();
     let cases = cases(&bundle, &later);
@@ -213,6 +230,8 @@ async fn the_dashboard_and_verify_work_in_a_browser() {
         "admin": {"email": "admin@shop.test", "password": PASSWORD},
         "locked": {"email": "locked@shop.test", "password": PASSWORD},
         "analyst": {"email": "analyst@shop.test", "password": PASSWORD},
+        "invitee": {"email": "invitee@shop.test", "password": "invitee's own passphrase"},
+        "receiver_url": receiver.url,
         "payment_id": id,
         "refund_amount": 30_000,
         "rpc_url": anvil.rpc_url(),
@@ -295,6 +314,69 @@ async fn the_dashboard_and_verify_work_in_a_browser() {
         assert!(actions.contains(&expected), "{expected} in {actions:?}");
     }
 
+    assert_eq!(seen["analyst_key_status"], 403, "{seen}");
+    assert!(seen["settlement_rows"].as_u64().unwrap() >= 1, "{seen}");
+    assert!(
+        seen["settlement_anchor"]
+            .as_str()
+            .unwrap()
+            .contains(settled["anchor"]["tx_hash"].as_str().unwrap()),
+        "{seen}"
+    );
+    assert_eq!(seen["settlement_verify_link"], "/verify");
+    // The invitation, accepted once, gave the role the admin chose.
+    assert_eq!(seen["invitee_email"], "invitee@shop.test");
+    assert_eq!(seen["invitee_after_accept"], "/dashboard/enrol");
+    assert_eq!(
+        seen["invitee_who"], "invitee@shop.test · developer",
+        "{seen}"
+    );
+    assert_eq!(seen["invite_reused_status"], 404);
+    // A webhook endpoint, an event's delivery with request and response,
+    // and a redelivery the receiver got.
+    assert!(
+        seen["endpoint_secret"]
+            .as_str()
+            .unwrap()
+            .starts_with("whsec_")
+    );
+    assert_eq!(seen["event_request_has_payment"], true, "{seen}");
+    assert!(seen["attempt_rows"].as_u64().unwrap() >= 1, "{seen}");
+    assert!(
+        seen["redeliver_notice"]
+            .as_str()
+            .unwrap()
+            .contains("Queued 1"),
+        "{seen}"
+    );
+    let hooked = seen["hooked_payment"].as_str().unwrap().to_owned();
+    receiver
+        .wait_until("the delivery and its redelivery", |r| {
+            r.iter()
+                .filter(|d| String::from_utf8_lossy(&d.body).contains(&hooked))
+                .count()
+                >= 2
+        })
+        .await;
+    // The key roll: a wrong code refused, a fresh one rolled the key.
+    assert!(
+        seen["roll_wrong_code"]
+            .as_str()
+            .unwrap()
+            .contains("Key not rolled"),
+        "{seen}"
+    );
+    let rolled = seen["rolled_key"].as_str().unwrap();
+    assert!(rolled.starts_with("pk_test_"), "{seen}");
+    let revoked: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM api_keys WHERE merchant_id = $1 AND kind = 'publishable' AND revoked_at IS NOT NULL",
+    )
+    .bind(app.merchant_id.as_str())
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(revoked, 1);
+
     // The CSV the browser downloaded has the API's rows.
     let api = json(
         app.get("/v1/payments?limit=100", &app.secret_key).await,
@@ -340,7 +422,22 @@ async fn the_dashboard_and_verify_work_in_a_browser() {
             assert!(!page_ok, "{name}: {page}");
         }
     }
-    for shot in ["home.png", "payment.png", "verify.png"] {
+    let log: Vec<String> = sqlx::query_scalar("SELECT action FROM dashboard_audit_log ORDER BY id")
+        .fetch_all(&app.pool)
+        .await
+        .unwrap();
+    for expected in [
+        "api_key.create_refused",
+        "team.invite",
+        "team.invite_accepted",
+        "webhook_endpoint.create",
+        "webhook.redeliver",
+        "session.step_up_failed",
+        "api_key.roll",
+    ] {
+        assert!(log.iter().any(|a| a == expected), "{expected} in {log:?}");
+    }
+    for shot in ["home.png", "payment.png", "settlements.png", "verify.png"] {
         assert!(
             screens.join(shot).metadata().unwrap().len() > 1000,
             "{shot}"

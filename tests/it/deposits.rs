@@ -564,3 +564,405 @@ async fn a_hundred_deposits_are_swept_to_the_treasury_in_batches() {
     .unwrap();
     assert_eq!(unswept.as_deref().unwrap_or("0"), "0");
 }
+
+/// A real `epg serve` process, killed by SIGKILL.
+struct Node {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Node {
+    async fn start(config: &std::path::Path, port: u16, wallet_key: &str) -> Node {
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_epg"))
+            .args(["serve", "--config"])
+            .arg(config)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("EPG_WALLET_KEY", wallet_key)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let node = Node {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        let client = reqwest::Client::new();
+        for _ in 0..500 {
+            if let Ok(r) = client.get(format!("{}/healthz", node.url)).send().await
+                && r.status() == 200
+            {
+                return node;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("the node did not come up");
+    }
+
+    /// SIGKILL: no shutdown, no flush, nothing finished.
+    fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+async fn rpc_call(rpc: &str, method: &'static str, params: Value) -> Value {
+    let provider = ProviderBuilder::new().connect_http(rpc.parse().unwrap());
+    provider
+        .raw_request::<_, Value>(method.into(), params)
+        .await
+        .unwrap()
+}
+
+/// The node signs and broadcasts a sweep, dies by SIGKILL before it is
+/// confirmed, and a new process finishes it: once with the transaction
+/// mined while the node was down, once with it lost from the mempool (the
+/// new node must broadcast the same signed bytes, not sign a second
+/// sweep). Each time the treasury receives the deposits exactly once.
+#[tokio::test]
+async fn a_node_killed_mid_sweep_finishes_after_restart_without_paying_twice() {
+    let anvil = common::anvil().await;
+    let rpc = anvil.rpc_url();
+    let wallet = PrivateKeySigner::random();
+    let deployer: PrivateKeySigner = epg::devnet::anvil::DEV_KEY_0.parse().unwrap();
+    let deployment = epg::chain::deploy::deploy(
+        &rpc,
+        deployer.clone(),
+        &epg::chain::deploy::DeployPlan {
+            treasury: wallet.address(),
+            admin: deployer.address(),
+            anchorer: deployer.address(),
+            dev_helpers: true,
+            ..epg::chain::deploy::DeployPlan::default()
+        },
+    )
+    .await
+    .unwrap();
+    let provider = ProviderBuilder::new().connect_http(rpc.parse().unwrap());
+    rpc_call(
+        &rpc,
+        "anvil_setBalance",
+        json!([
+            wallet.address(),
+            format!("{:#x}", U256::from(10u128.pow(19)))
+        ]),
+    )
+    .await;
+    let mut chain = ChainConfig::devnet(&deployment, &rpc);
+    // Deeper than the three blocks of a round's three transfers: none is
+    // confirmed (and so swept) before the test stops automatic mining.
+    chain.confirmations = 4;
+    chain.poll_interval_ms = 50;
+    chain.retry_base_ms = 20;
+    chain.retry_cap_ms = 400;
+    chain.sweep_interval_secs = 1;
+    // No fee bump: the one signed transaction is the only one there is.
+    chain.fee_bump_after_secs = 3600;
+    chain.start_block = provider.get_block_number().await.unwrap() + 1;
+
+    let (pool, database_url) = common::test_database().await;
+    let merchants = epg::merchants::MerchantStore::new(pool.clone());
+    let merchant = merchants.create("Killed Sweeper").await.unwrap();
+    let (_, sk) = merchants
+        .create_key(
+            &merchant.id,
+            epg::merchants::KeyKind::Secret,
+            epg::config::Mode::Test,
+        )
+        .await
+        .unwrap();
+    let sk = sk.secret;
+    let port = epg::devnet::anvil::free_port().unwrap();
+    let mut config = common::test_config(&database_url);
+    config.server.listen = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    config.server.shutdown_grace_secs = 1;
+    config.log.level = "error".into();
+    config.chains = vec![chain.clone()];
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = dir.path().join("epg.toml");
+    std::fs::write(&config_path, toml::to_string(&config).unwrap()).unwrap();
+    let wallet_key = format!("{:#x}", wallet.to_bytes());
+    let client = reqwest::Client::new();
+    let customer: PrivateKeySigner = CUSTOMER_KEY.parse().unwrap();
+    let paying = ProviderBuilder::new()
+        .wallet(EthereumWallet::from(customer))
+        .connect_http(rpc.parse().unwrap());
+    let usdc = DevStablecoin::new(deployment.stablecoin.unwrap(), &paying);
+    let treasury_usdc = || async { usdc.balanceOf(wallet.address()).call().await.unwrap() };
+
+    let mut node = Node::start(&config_path, port, &wallet_key).await;
+    let mut sweeps_seen = Vec::new();
+    for lost_from_mempool in [false, true] {
+        // Three deposits in three blocks; then a block is mined only when the
+        // test says so, so that the sweep waits in the mempool.
+        let mut deposits = Vec::new();
+        let mut total = U256::ZERO;
+        for i in 0..3i64 {
+            let payment: Value = client
+                .post(format!("{}/v1/payments", node.url))
+                .bearer_auth(&sk)
+                .json(&json!({"amount": 700 + i, "currency": "usd", "confirm": true,
+                    "payment_method": {"type": "crypto", "crypto": {"chain_id": 31337, "asset": "usdc"}}}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let id = payment["id"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{payment}"))
+                .to_owned();
+            let deposit = deposit_address(&payment);
+            let owed = U256::from(amount(&payment));
+            usdc.transfer(deposit, owed)
+                .send()
+                .await
+                .unwrap()
+                .get_receipt()
+                .await
+                .unwrap();
+            total += owed;
+            deposits.push((id, deposit));
+        }
+        rpc_call(&rpc, "evm_setAutomine", json!([false])).await;
+        let before = treasury_usdc().await;
+        rpc_call(&rpc, "anvil_mine", json!(["0x3"])).await;
+        for (id, _) in &deposits {
+            let mut status = Value::Null;
+            for _ in 0..400 {
+                let p: Value = client
+                    .get(format!("{}/v1/payments/{id}", node.url))
+                    .bearer_auth(&sk)
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                status = p["status"].clone();
+                if status == "succeeded" {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            assert_eq!(status, "succeeded", "{id}");
+        }
+
+        // The sweep is signed and broadcast; the node dies before a block.
+        let (send_id, tx_hash) = loop {
+            let row: Option<(String, String)> = sqlx::query_as(
+                "SELECT s.id, t.tx_hash FROM chain_sends s JOIN chain_send_txs t ON t.send_id = s.id
+                  WHERE s.purpose = 'sweep' AND t.status = 'broadcast' AND NOT (s.id = ANY($1))",
+            )
+            .bind(&sweeps_seen)
+            .fetch_optional(&pool)
+            .await
+            .unwrap();
+            if let Some(row) = row {
+                break row;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        sweeps_seen.push(send_id.clone());
+        node.kill();
+        let pending: Value = rpc_call(&rpc, "eth_getTransactionByHash", json!([tx_hash])).await;
+        assert!(!pending.is_null(), "the sweep reached the mempool");
+        if lost_from_mempool {
+            let dropped = rpc_call(&rpc, "anvil_dropTransaction", json!([tx_hash])).await;
+            assert!(!dropped.is_null());
+            rpc_call(&rpc, "anvil_mine", json!(["0x1"])).await;
+            assert_eq!(treasury_usdc().await, before, "nothing moved while down");
+        } else {
+            rpc_call(&rpc, "anvil_mine", json!(["0x1"])).await;
+            assert_eq!(treasury_usdc().await, before + total, "mined while down");
+        }
+
+        // A new process finishes the sweep.
+        node = Node::start(&config_path, port, &wallet_key).await;
+        let mut status = String::new();
+        for _ in 0..600 {
+            rpc_call(&rpc, "anvil_mine", json!(["0x1"])).await;
+            status = sqlx::query_scalar("SELECT status FROM chain_sends WHERE id = $1")
+                .bind(&send_id)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            if status == "confirmed" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(status, "confirmed");
+        let (mined, signed): (String, i64) = sqlx::query_as(
+            "SELECT s.tx_hash, (SELECT count(*) FROM chain_send_txs t WHERE t.send_id = s.id)
+               FROM chain_sends s WHERE s.id = $1",
+        )
+        .bind(&send_id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert_eq!(mined, tx_hash, "the stored transaction, not a new one");
+        assert_eq!(signed, 1);
+        // A few more sweep rounds: nothing is queued for these addresses again.
+        for _ in 0..3 {
+            rpc_call(&rpc, "anvil_mine", json!(["0x1"])).await;
+            tokio::time::sleep(Duration::from_millis(1100)).await;
+        }
+        for (_, deposit) in &deposits {
+            let sweeps: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM deposit_sweeps WHERE deposit_address = $1",
+            )
+            .bind(format!("{deposit:#x}"))
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            assert_eq!(sweeps, 1, "{deposit:#x} swept once");
+            assert_eq!(usdc.balanceOf(*deposit).call().await.unwrap(), U256::ZERO);
+        }
+        assert_eq!(treasury_usdc().await, before + total, "paid once");
+        rpc_call(&rpc, "evm_setAutomine", json!([true])).await;
+    }
+    let all: i64 = sqlx::query_scalar("SELECT count(*) FROM chain_sends WHERE purpose = 'sweep'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(all, 2, "one sweep per round, no second one");
+
+    // `epg ledger check` and `epg reconcile chain`, as an operator runs
+    // them, while the node keeps watching.
+    common::reconcile_clean(&pool, &chain).await;
+    for args in [&["ledger", "check"][..], &["reconcile", "chain"][..]] {
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_epg"))
+            .args(args)
+            .env_remove("EPG_DATABASE_URL")
+            .arg("--config")
+            .arg(&config_path)
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "epg {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    node.kill();
+}
+
+async fn cursor_reaches_head(s: &Setup) {
+    let provider = ProviderBuilder::new().connect_http(s.anvil.rpc_url().parse().unwrap());
+    let head = i64::try_from(provider.get_block_number().await.unwrap()).unwrap();
+    for _ in 0..400 {
+        let cursor: Option<i64> =
+            sqlx::query_scalar("SELECT block_number FROM chain_cursors WHERE chain_id = 31337")
+                .fetch_optional(&s.app.pool)
+                .await
+                .unwrap()
+                .flatten();
+        if cursor.is_some_and(|c| c >= head) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the watcher did not reach block {head}");
+}
+
+/// Retirement (default rule: 7 days after the quote expired): a retired
+/// address is no longer read at each step, money sent to it is first seen
+/// only by `epg reconcile chain`, then found by the hourly rescan, booked
+/// once to suspense on its payment, and the books are clean again.
+#[tokio::test]
+async fn money_sent_to_a_retired_address_is_found_by_the_rescan_and_lands_in_suspense() {
+    let s = setup().await;
+    assert_eq!(s.chain.deposit_watch_days, 7);
+    let payment = s.confirm(400, "usdc", None).await;
+    let id = payment["id"].as_str().unwrap();
+    let deposit = deposit_address(&payment);
+    s.transfer_usdc(deposit, amount(&payment)).await;
+    s.mine(3).await;
+    s.wait_for(id, |p| p["status"] == "succeeded").await;
+    let open = s.confirm(500, "eth", Some("deposit")).await;
+    let native = s.confirm(600, "eth", Some("deposit")).await;
+
+    // Eight days pass for two of them (their quotes' clocks, as time would).
+    for p in [&payment, &native] {
+        sqlx::query("UPDATE crypto_payments SET expires_at = now() - interval '8 days' WHERE payment_id = $1")
+            .bind(p["id"].as_str().unwrap())
+            .execute(&s.app.pool)
+            .await
+            .unwrap();
+    }
+    let watched = epg::chain::watcher::deposits::watched(&s.app.pool, &s.chain)
+        .await
+        .unwrap();
+    assert!(!watched.all.contains_key(&deposit));
+    assert!(!watched.all.contains_key(&deposit_address(&native)));
+    assert!(!watched.native.contains_key(&deposit_address(&native)));
+    assert!(watched.all.contains_key(&deposit_address(&open)));
+    assert!(watched.native.contains_key(&deposit_address(&open)));
+
+    // Money into the retired address: the steps do not see it ...
+    let late_tx = s.transfer_usdc(deposit, 1_500_000).await;
+    s.mine(3).await;
+    cursor_reaches_head(&s).await;
+    let recorded: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM chain_transfers WHERE tx_hash = $1")
+            .bind(format!("{late_tx:#x}"))
+            .fetch_one(&s.app.pool)
+            .await
+            .unwrap();
+    assert_eq!(recorded, 0);
+    // ... `epg reconcile chain` does: the treasury holds more than the books.
+    let target = epg::chain::reconcile::Target::from_config(&s.chain).unwrap();
+    let report = epg::chain::reconcile::reconcile(&s.app.pool, &[target])
+        .await
+        .unwrap();
+    assert!(!report.is_ok(), "{report}");
+    assert!(format!("{report}").contains("treasury usdc"), "{report}");
+
+    // An hour later the rescan reads it, once the block is past the reorg
+    // window.
+    sqlx::query("UPDATE deposit_rescans SET scanned_at = now() - interval '2 hours'")
+        .execute(&s.app.pool)
+        .await
+        .unwrap();
+    s.mine(s.chain.reorg_window + 2).await;
+    let late = s
+        .wait_for(id, |p| {
+            p["crypto"]["transfers"].as_array().unwrap().len() == 2
+        })
+        .await;
+    assert_eq!(late["status"], "succeeded");
+    assert_eq!(late["crypto"]["exception"], "paid_late");
+    let transfers = late["crypto"]["transfers"].as_array().unwrap();
+    assert_eq!(transfers[1]["booking"], "late");
+    assert_eq!(transfers[1]["amount"], "1500000");
+    let (ordinal, status): (i32, String) =
+        sqlx::query_as("SELECT tx_log_ordinal, status FROM chain_transfers WHERE tx_hash = $1")
+            .bind(format!("{late_tx:#x}"))
+            .fetch_one(&s.app.pool)
+            .await
+            .unwrap();
+    assert!(ordinal >= i32::try_from(epg::chain::deposits::RESCAN_ORDINALS).unwrap());
+    assert_eq!(status, "confirmed");
+    // The first payment, in the rescanned range too, is not counted twice.
+    let all: i64 = sqlx::query_scalar("SELECT count(*) FROM chain_transfers WHERE router = $1")
+        .bind(format!("{deposit:#x}"))
+        .fetch_one(&s.app.pool)
+        .await
+        .unwrap();
+    assert_eq!(all, 2);
+    let (scanned_to, due): (i64, bool) = sqlx::query_as(
+        "SELECT scanned_to, scanned_at < now() - interval '1 hour' FROM deposit_rescans",
+    )
+    .fetch_one(&s.app.pool)
+    .await
+    .unwrap();
+    assert!(
+        !due,
+        "the rescan waits an hour again (scanned to {scanned_to})"
+    );
+    s.books_clean().await;
+}

@@ -11,6 +11,7 @@ mod common;
 mod dashboard_support;
 mod openapi_support;
 mod rpc_proxy;
+mod tcp_proxy;
 mod webhooks_support;
 
 mod api_foundation;
@@ -35,6 +36,7 @@ mod crypto_payments;
 mod crypto_reorgs;
 mod dashboard;
 mod dashboard_browser;
+mod dashboard_pages;
 mod db_failover;
 mod deposits;
 mod events_api;

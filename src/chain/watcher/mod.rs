@@ -183,6 +183,9 @@ struct Scan {
     deposits: Vec<(Address, FoundLog)>,
     /// The router's and the anchor's admin logs, in chain order.
     admin: Vec<AdminLog>,
+    /// The rescan of retired deposit addresses done in this step (its
+    /// finds are in `deposits`).
+    rescan: Option<deposits::Rescan>,
 }
 
 /// A log with its position, in the block whose header the step read.
@@ -655,10 +658,13 @@ impl Watcher {
                 break;
             }
         }
-        let watched = if deposits::enabled(&self.chain) {
-            deposits::watched(&self.pool, self.chain.chain_id).await?
+        let (watched, rescan) = if deposits::enabled(&self.chain) {
+            (
+                deposits::watched(&self.pool, &self.chain).await?,
+                deposits::rescan(&self.pool, &self.chain, from, end).await?,
+            )
         } else {
-            deposits::Watched::default()
+            (deposits::Watched::default(), None)
         };
         let mut token_raw = Vec::new();
         for asset in &self.chain.assets {
@@ -669,9 +675,34 @@ impl Watcher {
                 );
             }
         }
+        let mut rescan_raw = Vec::new();
+        if let Some(deposits::Rescan::Read {
+            from: rescan_from,
+            to: rescan_to,
+            addresses,
+            ..
+        }) = &rescan
+        {
+            for asset in &self.chain.assets {
+                if let Some(token) = asset.token_address {
+                    rescan_raw.extend(
+                        deposits::rescan_logs(
+                            &self.rpc,
+                            &self.chain,
+                            token,
+                            addresses,
+                            *rescan_from,
+                            *rescan_to,
+                        )
+                        .await?,
+                    );
+                }
+            }
+        }
         let unread: BTreeSet<u64> = raw
             .iter()
             .chain(token_raw.iter())
+            .chain(rescan_raw.iter())
             .filter_map(|l| l.block_number)
             .filter(|n| !headers.contains_key(n))
             .collect();
@@ -682,6 +713,7 @@ impl Watcher {
 
         let positioned = position(raw, &headers)?;
         let token_positioned = position(token_raw, &headers)?;
+        let rescan_positioned = position(rescan_raw, &headers)?;
 
         let mut ordinals: HashMap<B256, u32> = HashMap::new();
         let mut logs = Vec::with_capacity(positioned.len());
@@ -721,6 +753,16 @@ impl Watcher {
 
         let end_header = header(&headers, end)?;
         let mut found_deposits = deposits::erc20_deposits(&self.chain, &watched, token_positioned)?;
+        if let Some(deposits::Rescan::Read { addresses, .. }) = &rescan {
+            let hashes: Vec<B256> = rescan_positioned.iter().map(|p| p.2).collect();
+            let recorded = deposits::recorded(&self.pool, self.chain.chain_id, &hashes).await?;
+            found_deposits.extend(deposits::rescanned_deposits(
+                &self.chain,
+                addresses,
+                rescan_positioned,
+                &recorded,
+            )?);
+        }
         if !watched.native.is_empty() {
             found_deposits.extend(
                 deposits::native_deposits(
@@ -750,6 +792,7 @@ impl Watcher {
             logs,
             deposits: found_deposits,
             admin,
+            rescan,
         })
     }
 
@@ -897,6 +940,9 @@ impl Watcher {
         if let Some(s) = &scan {
             store::put_blocks(&mut tx, chain_id, &s.keep).await?;
             guard::record(&mut tx, chain_id, &s.admin).await?;
+            if let Some(rescan) = &s.rescan {
+                deposits::record_rescan(&mut tx, chain_id, rescan).await?;
+            }
             report.admin_events = u32::try_from(s.admin.len()).unwrap_or(u32::MAX);
         }
         if let Some(deep_enough) = deep_enough {

@@ -257,3 +257,90 @@ pub async fn sign_out(
     }
     redirect_with_session("/dashboard/sign-in", None, &state)
 }
+
+/// The password form: after the second factor, before any other page
+/// when the password was a one-time one.
+fn password_form(pending: &Pending, message: Option<&str>, status: StatusCode) -> Response {
+    let forced = pending.user.must_change_password;
+    layout::bare(
+        status,
+        "Choose a password",
+        html! {
+            h1 { "Choose a password" }
+            @if forced {
+                p { "You signed in with a one-time password. Choose your own before you go on: the one-time password stops working." }
+            }
+            @if let Some(m) = message { p.error id="error" role="alert" { (m) } }
+            form method="post" action="/dashboard/password" id="password" {
+                input type="hidden" name="csrf" value=(pending.session.csrf_token);
+                input type="hidden" name="email" value=(pending.user.email) autocomplete="username";
+                label { @if forced { "One-time password" } @else { "Current password" }
+                    input type="password" name="current_password" autocomplete="current-password" required autofocus; }
+                label { "New password (at least 12 characters)" input type="password" name="new_password" autocomplete="new-password" required; }
+                label { "New password again" input type="password" name="new_password_again" autocomplete="new-password" required; }
+                button type="submit" { "Save password" }
+            }
+        },
+    )
+}
+
+/// Only a fully signed-in session (both factors) may change the password.
+fn fully_signed(pending: &Pending) -> Result<(), Response> {
+    if pending.user.totp_secret.is_none() {
+        return Err(Redirect::to("/dashboard/enrol").into_response());
+    }
+    if pending.session.mfa_at.is_none() {
+        return Err(Redirect::to("/dashboard/two-factor").into_response());
+    }
+    Ok(())
+}
+
+pub async fn password_page(pending: Pending) -> Response {
+    if let Err(r) = fully_signed(&pending) {
+        return r;
+    }
+    password_form(&pending, None, StatusCode::OK)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PasswordForm {
+    csrf: String,
+    current_password: String,
+    new_password: String,
+    new_password_again: String,
+}
+
+pub async fn change_password(
+    State(state): State<AppState>,
+    pending: Pending,
+    Form(form): Form<PasswordForm>,
+) -> Response {
+    if let Err(r) = fully_signed(&pending) {
+        return r;
+    }
+    if let Err(r) = pending.check_csrf(&form.csrf) {
+        return r;
+    }
+    if form.new_password != form.new_password_again {
+        return password_form(
+            &pending,
+            Some("The two new passwords differ."),
+            StatusCode::BAD_REQUEST,
+        );
+    }
+    match dashboard(&state)
+        .change_password(
+            &pending.session,
+            &form.current_password,
+            &form.new_password,
+            &pending.origin,
+        )
+        .await
+    {
+        Ok(()) => Redirect::to("/dashboard").into_response(),
+        Err(e) => match form_message(&e) {
+            Some(m) => password_form(&pending, Some(&m), status_of(&e)),
+            None => layout::dashboard_error(&e),
+        },
+    }
+}

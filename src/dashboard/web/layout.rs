@@ -10,12 +10,19 @@ use crate::api::docs::html_headers;
 use crate::dashboard::DashboardError;
 
 /// The navigation: path and label.
-const NAV: [(&str, &str); 5] = [
+const NAV: [(&str, &str); 12] = [
     ("/dashboard", "Home"),
     ("/dashboard/payments", "Payments"),
+    ("/dashboard/refunds", "Refunds"),
+    ("/dashboard/disputes", "Disputes"),
     ("/dashboard/balance", "Balance"),
+    ("/dashboard/settlements", "Settlements"),
+    ("/dashboard/webhooks", "Webhooks"),
+    ("/dashboard/api-keys", "API keys"),
     ("/dashboard/team", "Team"),
+    ("/dashboard/settings", "Settings"),
     ("/dashboard/audit-log", "Audit log"),
+    ("/dashboard/password", "Password"),
 ];
 
 fn document(title: &str, body: Markup) -> Markup {

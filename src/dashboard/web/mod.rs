@@ -16,13 +16,18 @@
 #![allow(clippy::result_large_err)]
 
 mod auth;
+mod developers;
 mod feed;
 mod form;
 mod format;
+mod guard;
 mod layout;
+mod money;
 mod pages;
 mod payments;
 mod session;
+mod settings;
+mod team;
 pub mod verify;
 
 use axum::Router;
@@ -59,6 +64,10 @@ pub fn router() -> Router<AppState> {
         )
         .route("/dashboard/enrol", get(auth::enrol_page).post(auth::enrol))
         .route("/dashboard/sign-out", post(auth::sign_out))
+        .route(
+            "/dashboard/password",
+            get(auth::password_page).post(auth::change_password),
+        )
         .route("/dashboard/payments", get(payments::list))
         .route("/dashboard/payments.csv", get(payments::csv))
         .route("/dashboard/payments/{id}", get(payments::detail))
@@ -66,7 +75,48 @@ pub fn router() -> Router<AppState> {
         .route("/dashboard/payments/{id}/proof.json", get(payments::proof))
         .route("/dashboard/balance", get(pages::balance))
         .route("/dashboard/audit-log", get(pages::audit_log))
-        .route("/dashboard/team", get(pages::team))
+        .route("/dashboard/refunds", get(money::refunds))
+        .route("/dashboard/disputes", get(money::disputes))
+        .route("/dashboard/disputes/{id}", get(money::dispute))
+        .route("/dashboard/disputes/{id}/evidence", post(money::evidence))
+        .route("/dashboard/disputes/{id}/close", post(money::concede))
+        .route("/dashboard/settlements", get(money::settlements))
+        .route("/dashboard/settlements/{id}", get(money::settlement_detail))
+        .route(
+            "/dashboard/webhooks",
+            get(developers::webhooks).post(developers::create_endpoint),
+        )
+        .route("/dashboard/events/{id}", get(developers::event))
+        .route(
+            "/dashboard/events/{id}/redeliver",
+            post(developers::redeliver),
+        )
+        .route(
+            "/dashboard/api-keys",
+            get(developers::keys).post(developers::create_key),
+        )
+        .route("/dashboard/api-keys/{id}/roll", post(developers::roll_key))
+        .route(
+            "/dashboard/api-keys/{id}/revoke",
+            post(developers::revoke_key),
+        )
+        .route("/dashboard/team", get(team::team))
+        .route("/dashboard/team/invite", post(team::invite))
+        .route(
+            "/dashboard/invite/{token}",
+            get(team::accept_page).post(team::accept),
+        )
+        .route("/dashboard/settings", get(settings::settings))
+        .route("/dashboard/settings/methods", post(settings::methods))
+        .route("/dashboard/settings/risk", post(settings::risk))
+        .route(
+            "/dashboard/settings/payout-address",
+            post(settings::payout_address),
+        )
+        .route(
+            "/dashboard/settings/bank-account",
+            post(settings::bank_account),
+        )
         .route("/dashboard/feed", get(feed::stream))
         .route("/dashboard/static/dashboard.css", get(style))
         .route("/dashboard/static/dashboard.js", get(script))

@@ -1,4 +1,4 @@
-//! Home, balance, team and audit log.
+//! Home, balance and audit log.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -208,25 +208,6 @@ pub async fn balance(State(state): State<AppState>, signed: Signed) -> Response 
         }
     };
     layout::page("Balance", &signed, "/dashboard/balance", content)
-}
-
-pub async fn team(State(state): State<AppState>, signed: Signed) -> Response {
-    let users = match dashboard(&state).team(&signed.user).await {
-        Ok(u) => u,
-        Err(e) => return layout::dashboard_error(&e),
-    };
-    let content = html! {
-        h1 { "Team" }
-        table id="team" {
-            thead { tr { th { "Email" } th { "Role" } th { "Two-factor" } th { "Since" } } }
-            tbody { @for u in &users { tr {
-                td { (u.email) } td { (u.role) }
-                td { @if u.totp_secret.is_some() { "on" } @else { "not set up" } }
-                td { (time(u.created_at.unix_timestamp())) }
-            } } }
-        }
-    };
-    layout::page("Team", &signed, "/dashboard/team", content)
 }
 
 pub async fn audit_log(State(state): State<AppState>, signed: Signed) -> Response {

@@ -349,23 +349,29 @@ async fn detail_page(
         Ok(r) => r.data,
         Err(e) => return payment_error(&e),
     };
+    let dispute_list =
+        match crate::payments::disputes::recent(&state.pool, merchant, Some(id), 20).await {
+            Ok(d) => d,
+            Err(e) => return payment_error(&e),
+        };
     let postings = {
         let mut conn = match state.pool.acquire().await {
             Ok(c) => c,
             Err(e) => return payment_error(&PaymentError::from(e)),
         };
-        crate::ledger::balance_transactions(&mut conn, merchant, 100, &crate::ledger::Page::First)
-            .await
-            .map(|l| l.data)
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|t| {
-                t.source.as_deref() == Some(id.as_str())
-                    || refund_list
-                        .iter()
-                        .any(|r| t.source.as_deref() == Some(r.id.as_str()))
-            })
-            .collect::<Vec<_>>()
+        let mut sources = vec![id.as_str()];
+        sources.extend(refund_list.iter().map(|r| r.id.as_str()));
+        sources.extend(dispute_list.iter().map(|d| d.id.as_str()));
+        match crate::ledger::transactions_of_sources(&mut conn, merchant, &sources).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(error = %e, "dashboard: postings of a payment");
+                return layout::error_page(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Something went wrong on our side.",
+                );
+            }
+        }
     };
     let currency = field(&object, "currency").to_owned();
     let remaining = refunds::remaining(&payment);
@@ -416,6 +422,16 @@ async fn detail_page(
                             td.num { (t.net.to_major_string(t.asset.scale)) }
                             td { (t.status) }
                         }
+                    }
+                }
+            }
+        }
+        @if !dispute_list.is_empty() {
+            section {
+                h2 { "Disputes" }
+                ul id="payment-disputes" {
+                    @for d in &dispute_list {
+                        li { a.mono href={ "/dashboard/disputes/" (d.id) } { (d.id) } " " span class={ "status " (d.status) } { (d.status) } " " (amount(&serde_json::json!(d.amount), &d.currency)) " · " (d.reason) }
                     }
                 }
             }

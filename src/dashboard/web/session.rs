@@ -112,6 +112,13 @@ impl FromRequestParts<AppState> for Signed {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
         match resolve(parts, state).await? {
+            Some((session, user))
+                if session.mfa_at.is_some()
+                    && user.totp_secret.is_some()
+                    && user.must_change_password =>
+            {
+                Err(Redirect::to("/dashboard/password").into_response())
+            }
             Some((session, user)) if session.mfa_at.is_some() && user.totp_secret.is_some() => {
                 Ok(Signed {
                     session,

@@ -1,14 +1,15 @@
 //! The mixed load: card payments (automatic and manual capture), refunds,
-//! bank transfers and crypto payments paid through the router on anvil,
-//! from several workers at once, each logical request under its own
+//! bank transfers and crypto payments paid on anvil, through the router or
+//! by a plain ERC-20 transfer to the payment's deposit address, from
+//! several workers at once, each logical request under its own
 //! `Idempotency-Key` and retried until answered.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use alloy::network::EthereumWallet;
-use alloy::primitives::{B256, U256};
+use alloy::primitives::{Address, B256, U256};
 use alloy::providers::{Provider, ProviderBuilder};
 use alloy::signers::local::PrivateKeySigner;
 use epg::chain::contracts::{DevStablecoin, PaymentRouter};
@@ -32,22 +33,35 @@ pub struct Load {
     succeeded: Arc<Mutex<Vec<String>>>,
     /// Crypto payments paid on chain: each must end `succeeded`.
     crypto: Arc<Mutex<Vec<String>>>,
-    /// One customer paying on chain at a time keeps its nonces in order.
+    /// One customer paying on chain at a time keeps its nonces in order;
+    /// the chain faults take it too (see [`super::chain::Chain::lock`]).
     chain_lock: Arc<tokio::sync::Mutex<()>>,
     operations: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
 }
 
 impl Load {
-    pub fn new(client: Arc<Client>, rpc: &str, deployment: &Deployment) -> Self {
+    pub fn new(
+        client: Arc<Client>,
+        rpc: &str,
+        deployment: &Deployment,
+        chain_lock: Arc<tokio::sync::Mutex<()>>,
+    ) -> Self {
         Self {
             client,
             rpc: rpc.to_owned(),
             deployment: deployment.clone(),
             succeeded: Arc::default(),
             crypto: Arc::default(),
-            chain_lock: Arc::default(),
+            chain_lock,
             operations: Arc::default(),
+            stop: Arc::default(),
         }
+    }
+
+    /// Ends the load: each worker finishes its operation and returns.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
     }
 
     pub fn operations(&self) -> usize {
@@ -58,11 +72,11 @@ impl Load {
         self.crypto.lock().unwrap().clone()
     }
 
-    /// Worker `w`: operations until `stop_at`.
-    pub async fn run(&self, w: usize, seed: u64, stop_at: Instant) {
+    /// Worker `w`: operations until [`Self::stop`].
+    pub async fn run(&self, w: usize, seed: u64) {
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ (w as u64 + 1));
         let mut n = 0usize;
-        while Instant::now() < stop_at {
+        while !self.stop.load(Ordering::SeqCst) {
             n += 1;
             let key = format!("w{w}-{n}");
             let roll = rng.gen_range(0..100);
@@ -72,7 +86,8 @@ impl Load {
                 40..60 => self.card(&key, amount, true).await,
                 60..75 => self.refund(&key, &mut rng).await,
                 75..90 => self.bank(&key, amount).await,
-                _ => self.crypto(&key, amount).await,
+                90..95 => self.crypto(&key, amount, false).await,
+                _ => self.crypto(&key, amount, true).await,
             };
             if let Err(e) = outcome {
                 panic!("worker {w}, operation {key}: {e}");
@@ -96,7 +111,7 @@ impl Load {
     }
 
     async fn confirm(&self, key: &str, id: &str, method: Value) -> Result<Value, String> {
-        let answer = self
+        let answer = match self
             .client
             .post(
                 &format!("/v1/payments/{id}/confirm"),
@@ -104,7 +119,17 @@ impl Load {
                 &json!({ "payment_method": method }),
             )
             .await
-            .map_err(|e| format!("confirm {id}: {e:?}"))?;
+        {
+            Ok(answer) => answer,
+            // The authorization given up after a crash (below), answered
+            // as the failed payment it made: 402 `payment_failed`.
+            Err((402, body))
+                if body["error"]["payment"]["last_payment_error"]["code"] == "processing_error" =>
+            {
+                body["error"]["payment"].clone()
+            }
+            Err(e) => return Err(format!("confirm {id}: {e:?}")),
+        };
         self.client.ack("payment", &answer);
         Ok(answer)
     }
@@ -200,7 +225,9 @@ impl Load {
         Ok(())
     }
 
-    async fn crypto(&self, key: &str, amount: u64) -> Result<(), String> {
+    /// A crypto payment in dev USDC, paid through the router with its
+    /// reference, or (`deposit`) by a plain transfer to its deposit address.
+    async fn crypto(&self, key: &str, amount: u64, deposit: bool) -> Result<(), String> {
         let id = self.create(key, amount, json!({})).await?;
         let quote = self
             .confirm(
@@ -224,6 +251,21 @@ impl Load {
             .wallet(EthereumWallet::from(customer))
             .connect_http(self.rpc.parse().unwrap());
         let usdc = DevStablecoin::new(self.deployment.stablecoin.unwrap(), &paying);
+        if deposit {
+            let to: Address = crypto["deposit_address"]
+                .as_str()
+                .and_then(|a| a.parse().ok())
+                .ok_or_else(|| format!("crypto quote without a deposit address: {quote}"))?;
+            usdc.transfer(to, units)
+                .send()
+                .await
+                .map_err(|e| e.to_string())?
+                .get_receipt()
+                .await
+                .map_err(|e| e.to_string())?;
+            self.crypto.lock().unwrap().push(id);
+            return Ok(());
+        }
         usdc.approve(self.deployment.router, units)
             .send()
             .await

@@ -5,13 +5,18 @@
 //!
 //! `scripts/faults` runs it. Modes, by `EPG_FAULTS`:
 //! - `quick` (the default, and what `scripts/test` runs): two nodes on a
-//!   private PostgreSQL, about a minute of load, node kills, a PostgreSQL
-//!   restart and the webhook receiver down;
+//!   private PostgreSQL, node kills, a PostgreSQL restart, the webhook
+//!   receiver down, a reorg deeper than the confirmation depth and the RPC
+//!   cut for a few seconds;
 //! - `full`: three nodes on the pg_auto_failover formation that
 //!   `scripts/faults` starts (`EPG_FAULTS_DATABASE_URL`, a multi-host URL,
-//!   and `EPG_FAULTS_MONITOR`, the monitor's data folder), several minutes
-//!   of load, ten kills, three primary failovers, a restart of the primary
-//!   and the receiver down for a minute.
+//!   and `EPG_FAULTS_MONITOR`, the monitor's data folder): ten kills, three
+//!   primary failovers, a restart of the primary, the receiver down for a
+//!   minute, anvil stopped and started again from its state, a reorg below
+//!   and one above the confirmation depth, and the RPC cut for 30 s.
+//!
+//! The nodes reach anvil through a TCP proxy (the RPC cut drops every
+//! connection through it); the suite's customers reach anvil directly.
 //!
 //! The faults are drawn with a seed printed at the start
 //! (`EPG_FAULTS_SEED` replays one). No timing is asserted: the time from
@@ -19,6 +24,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod chain;
 mod client;
 mod load;
 mod nodes;
@@ -53,14 +59,29 @@ enum Fault {
     RestartDatabase,
     Failover,
     ReceiverDown,
+    /// Anvil stopped (it writes its state) and started again from it.
+    AnvilRestart,
+    /// An `anvil_reorg` of fewer blocks than the confirmation depth.
+    ReorgBelow,
+    /// An `anvil_reorg` deeper than the confirmation depth.
+    ReorgAbove,
+    /// Every connection from the nodes to the RPC endpoint dropped.
+    RpcCut,
 }
 
 struct Plan {
     nodes: usize,
     workers: usize,
-    load: Duration,
+    /// Between two faults (drawn from 60 to 100 % of it).
+    pause: Duration,
+    /// Load after the last fault, before the checks.
+    tail: Duration,
     faults: Vec<Fault>,
     receiver_down: Duration,
+    rpc_cut: Duration,
+    /// The chain's confirmation depth: the reorgs are one block short of
+    /// it and two blocks past it.
+    confirmations: u64,
 }
 
 fn plan(full: bool, ha: bool) -> Plan {
@@ -69,26 +90,41 @@ fn plan(full: bool, ha: bool) -> Plan {
         if ha {
             faults.extend([Fault::Failover; 3]);
         }
-        faults.extend([Fault::RestartDatabase, Fault::ReceiverDown]);
+        faults.extend([
+            Fault::RestartDatabase,
+            Fault::ReceiverDown,
+            Fault::AnvilRestart,
+            Fault::ReorgBelow,
+            Fault::ReorgAbove,
+            Fault::RpcCut,
+        ]);
         Plan {
             nodes: 3,
             workers: 6,
-            load: Duration::from_secs(300),
+            pause: Duration::from_secs(12),
+            tail: Duration::from_secs(20),
             faults,
             receiver_down: Duration::from_secs(60),
+            rpc_cut: Duration::from_secs(30),
+            confirmations: 3,
         }
     } else {
         Plan {
             nodes: 2,
             workers: 4,
-            load: Duration::from_secs(50),
+            pause: Duration::from_secs(7),
+            tail: Duration::from_secs(5),
             faults: vec![
                 Fault::KillNode,
                 Fault::RestartDatabase,
                 Fault::KillNode,
                 Fault::ReceiverDown,
+                Fault::ReorgAbove,
+                Fault::RpcCut,
             ],
             receiver_down: Duration::from_secs(8),
+            rpc_cut: Duration::from_secs(5),
+            confirmations: 3,
         }
     }
 }
@@ -113,21 +149,24 @@ async fn under_faults_nothing_acknowledged_is_lost_or_duplicated() {
         faults.swap(i, rng.gen_range(0..=i));
     }
     println!(
-        "faults: {} mode, {} nodes on {}, {:?} of load, EPG_FAULTS_SEED={seed}",
+        "faults: {} mode, {} nodes on {}, faults {faults:?}, EPG_FAULTS_SEED={seed}",
         if full { "full" } else { "quick" },
         plan.nodes,
         storage.describe(),
-        plan.load
     );
     let pool = epg::db::connect(&storage.url(), 4).await.unwrap();
     epg::db::migrate(&pool).await.unwrap();
 
-    // The chain, with a hot wallet as treasury.
-    let anvil = common::anvil().await;
-    let rpc = anvil.rpc_url();
-    let (deployment, mut chain) = common::deploy_with_own_treasury(&anvil).await;
-    chain.confirmations = 1;
+    // The chain: anvil with its state in a file, the nodes reaching it
+    // through a proxy that can cut them off.
+    let devnet = chain::Chain::start(dir.path()).await;
+    let rpc = devnet.rpc_url();
+    let (deployment, mut chain) =
+        common::deploy_with_own_treasury(devnet.anvil().await.as_ref().unwrap()).await;
+    chain.confirmations = plan.confirmations;
     chain.fee_bump_after_secs = 3600;
+    chain.http_url = devnet.node_http_url();
+    chain.ws_url = Some(devnet.node_ws_url());
     let provider = ProviderBuilder::new().connect_http(rpc.parse().unwrap());
     let wallet = PrivateKeySigner::random();
     let _: Value = provider
@@ -185,18 +224,16 @@ async fn under_faults_nothing_acknowledged_is_lost_or_duplicated() {
 
     // Load and faults, side by side.
     let started = Instant::now();
-    let stop_at = started + plan.load;
-    let load = load::Load::new(client.clone(), &rpc, &deployment);
+    let load = load::Load::new(client.clone(), &rpc, &deployment, devnet.lock.clone());
     let workers: Vec<_> = (0..plan.workers)
         .map(|w| {
             let load = load.clone();
-            tokio::spawn(async move { load.run(w, seed, stop_at).await })
+            tokio::spawn(async move { load.run(w, seed).await })
         })
         .collect();
     let mut injected: Vec<Injected> = Vec::new();
-    let gap = plan.load / u32::try_from(faults.len() + 1).unwrap();
     for fault in &faults {
-        tokio::time::sleep(gap.mul_f64(rng.gen_range(0.6..1.0))).await;
+        tokio::time::sleep(plan.pause.mul_f64(rng.gen_range(0.6..1.0))).await;
         let at = Instant::now();
         let what = match fault {
             Fault::KillNode => {
@@ -220,6 +257,28 @@ async fn under_faults_nothing_acknowledged_is_lost_or_duplicated() {
                 receiver.fail_all(false);
                 format!("webhook receiver down {:?}", plan.receiver_down)
             }
+            Fault::AnvilRestart => {
+                devnet
+                    .restart(Duration::from_millis(rng.gen_range(500..3000)))
+                    .await;
+                "anvil stopped and restarted from its state".to_owned()
+            }
+            Fault::ReorgBelow => {
+                let depth = plan.confirmations - 1;
+                let back = devnet.reorg(depth, chain.start_block).await;
+                format!("anvil_reorg of {depth} blocks (below the depth), {back} txs sent again")
+            }
+            Fault::ReorgAbove => {
+                let depth = plan.confirmations + 2;
+                let back = devnet.reorg(depth, chain.start_block).await;
+                format!("anvil_reorg of {depth} blocks (above the depth), {back} txs sent again")
+            }
+            Fault::RpcCut => {
+                devnet.proxy.set_cut(true);
+                tokio::time::sleep(plan.rpc_cut).await;
+                devnet.proxy.set_cut(false);
+                format!("RPC cut for {:?}", plan.rpc_cut)
+            }
         };
         println!(
             "faults: {:>6.1}s {what}",
@@ -227,6 +286,8 @@ async fn under_faults_nothing_acknowledged_is_lost_or_duplicated() {
         );
         injected.push(Injected { what, at });
     }
+    tokio::time::sleep(plan.tail).await;
+    load.stop();
     for worker in workers {
         worker.await.unwrap();
     }
@@ -259,5 +320,6 @@ async fn under_faults_nothing_acknowledged_is_lost_or_duplicated() {
         "the fault suite found problems (seed {seed})"
     );
     pool.close().await;
+    devnet.stop().await;
     storage.stop().await;
 }

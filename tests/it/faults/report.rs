@@ -232,8 +232,12 @@ pub async fn check(i: &Inputs<'_>) -> Table {
         },
         ledger.is_ok(),
     );
-    crate::common::reconcile_clean(i.pool, i.chain).await;
-    table.row("epg reconcile chain", "clean", true);
+    let reconciled = reconcile(i.pool, i.chain).await;
+    table.row(
+        "epg reconcile chain",
+        reconciled.as_deref().unwrap_or("clean"),
+        reconciled.is_none(),
+    );
 
     // Answers.
     table.row(
@@ -268,4 +272,38 @@ pub async fn check(i: &Inputs<'_>) -> Table {
         );
     }
     table
+}
+
+/// `epg reconcile chain` once the watcher has passed the head: `None` when
+/// clean, else what it found (or why it could not run), so the table is
+/// printed whatever happens.
+async fn reconcile(pool: &PgPool, chain: &epg::chain::config::ChainConfig) -> Option<String> {
+    use alloy::providers::{Provider, ProviderBuilder};
+    let provider = ProviderBuilder::new().connect_http(chain.http_url.parse().ok()?);
+    let head = match provider.get_block_number().await {
+        Ok(head) => i64::try_from(head).unwrap_or(i64::MAX),
+        Err(e) => return Some(format!("the chain's head: {e}")),
+    };
+    for _ in 0..1200 {
+        let cursor: Option<i64> =
+            sqlx::query_scalar("SELECT block_number FROM chain_cursors WHERE chain_id = $1")
+                .bind(i64::try_from(chain.chain_id).unwrap_or(0))
+                .fetch_optional(pool)
+                .await
+                .unwrap()
+                .flatten();
+        if cursor.is_some_and(|c| c >= head) {
+            let target = match epg::chain::reconcile::Target::from_config(chain) {
+                Ok(target) => target,
+                Err(e) => return Some(e.to_string()),
+            };
+            return match epg::chain::reconcile::reconcile(pool, &[target]).await {
+                Ok(report) if report.is_ok() => None,
+                Ok(report) => Some(report.to_string()),
+                Err(e) => Some(e.to_string()),
+            };
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Some(format!("the watcher never reached block {head}"))
 }

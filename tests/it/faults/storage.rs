@@ -94,7 +94,11 @@ impl Storage {
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 *slot = Some(PrivateCluster::start(dir, *port).await.unwrap());
             }
-            Self::External { url, pgdata, .. } => {
+            Self::External {
+                url,
+                pgdata,
+                monitor: None,
+            } => {
                 let primary = primary_index(url).await;
                 as_postgres(&[
                     "pg_ctl",
@@ -106,17 +110,49 @@ impl Storage {
                     "restart",
                 ]);
             }
+            Self::External {
+                url,
+                pgdata,
+                monitor: Some(_),
+            } => {
+                // pg_autoctl's keeper keeps its PostgreSQL running: a fast
+                // shutdown of the primary is followed by its keeper's start.
+                let primary = primary_index(url).await;
+                as_postgres(&["pg_ctl", "-D", &pgdata[primary], "-m", "fast", "-w", "stop"]);
+                for _ in 0..600 {
+                    if writable_index(url).await.is_some() {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                panic!("no writable host in {url} after the primary's restart");
+            }
         }
     }
 
-    /// The monitor promotes the standby; the old primary follows it.
+    /// The monitor promotes the standby; the old primary follows it. A
+    /// failover needs a standby that has caught up: after an earlier one,
+    /// the old primary is rewound and catches up first.
     pub async fn failover(&self) {
         if let Self::External {
             monitor: Some(monitor),
             ..
         } = self
         {
-            as_postgres(&["pg_autoctl", "perform", "failover", "--pgdata", monitor]);
+            for _ in 0..1200 {
+                if settled(monitor) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            for attempt in 1..=3 {
+                if try_as_postgres(&["pg_autoctl", "perform", "failover", "--pgdata", monitor]) {
+                    return;
+                }
+                eprintln!("faults: pg_autoctl perform failover failed (attempt {attempt})");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+            panic!("pg_autoctl perform failover failed three times");
         }
     }
 
@@ -129,8 +165,32 @@ impl Storage {
     }
 }
 
+/// Whether the formation is one primary and one secondary, each in the
+/// state the monitor assigned.
+fn settled(monitor: &str) -> bool {
+    let Some(state) = output_as_postgres(&["pg_autoctl", "show", "state", "--pgdata", monitor])
+    else {
+        return false;
+    };
+    let settled = state
+        .lines()
+        .filter(|line| {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            cells.len() == 7 && matches!(cells[5], "primary" | "secondary") && cells[5] == cells[6]
+        })
+        .count();
+    settled == 2
+}
+
 /// Which host of `url` accepts writes now.
 async fn primary_index(url: &str) -> usize {
+    writable_index(url)
+        .await
+        .unwrap_or_else(|| panic!("no writable host in {url}"))
+}
+
+/// Which host of `url` accepts writes now, if any.
+async fn writable_index(url: &str) -> Option<usize> {
     let targets = epg::db::Targets::parse(url).unwrap();
     for (i, host) in targets.hosts.iter().enumerate() {
         let single = epg::db::Targets {
@@ -149,16 +209,35 @@ async fn primary_index(url: &str) -> usize {
                 .unwrap_or_default();
             pool.close().await;
             if read_only == "off" {
-                return i;
+                return Some(i);
             }
         }
     }
-    panic!("no writable host in {url}");
+    None
 }
 
 /// Runs a PostgreSQL tool as the `postgres` user (it refuses root), with
 /// the environment `scripts/faults` set for pg_autoctl.
 fn as_postgres(args: &[&str]) {
+    assert!(try_as_postgres(args), "{args:?} failed");
+}
+
+fn try_as_postgres(args: &[&str]) -> bool {
+    command_as_postgres(args)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap()
+        .success()
+}
+
+fn output_as_postgres(args: &[&str]) -> Option<String> {
+    let out = command_as_postgres(args).output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn command_as_postgres(args: &[&str]) -> Command {
     let bin = epg::devnet::postgres::find_bin_dir().unwrap();
     let program = if args[0] == "pg_autoctl" {
         PathBuf::from("pg_autoctl")
@@ -172,20 +251,25 @@ fn as_postgres(args: &[&str]) {
     } else {
         Command::new(&program)
     };
-    let status = command
-        .args(&args[1..])
-        .env(
-            "PATH",
-            format!(
-                "{}:{}",
-                bin.display(),
-                std::env::var("PATH").unwrap_or_default()
-            ),
-        )
-        .stdout(std::process::Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success(), "{args:?} failed");
+    command.args(&args[1..]).env(
+        "PATH",
+        format!(
+            "{}:{}",
+            bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        ),
+    );
+    // pg_autoctl finds a node's configuration under XDG_CONFIG_HOME, set by
+    // scripts/lib/ha-pg.sh for the formation it made.
+    if let Ok(dir) = std::env::var("HA_PG_DIR") {
+        command
+            .env("XDG_CONFIG_HOME", format!("{dir}/xdg/config"))
+            .env("XDG_DATA_HOME", format!("{dir}/xdg/data"))
+            .env("XDG_RUNTIME_DIR", format!("{dir}/xdg/run"));
+    }
+    // runuser from the repository: `postgres` may not read it.
+    command.current_dir("/");
+    command
 }
 
 fn is_root() -> bool {
