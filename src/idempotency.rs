@@ -18,7 +18,7 @@ use sqlx::PgPool;
 use time::OffsetDateTime;
 
 use crate::crypto::{Keyring, Purpose, RequestMac, Sealer};
-use crate::merchants::Caller;
+use crate::merchants::{Caller, KeyKind};
 
 /// How long saved responses are kept.
 pub const RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
@@ -110,7 +110,8 @@ impl IdempotencyStore {
         body: &[u8],
     ) -> Result<(Claim, Option<OffsetDateTime>), sqlx::Error> {
         let merchant = caller.merchant_id.as_str();
-        let kind = caller.kind.as_str();
+        let kind = caller.kind.to_string();
+        let kind = kind.as_str();
         let request: [&[u8]; 3] = [method.as_bytes(), path.as_bytes(), body];
         let tag = self.mac.tag(&request);
         let lease_ms = i64::try_from(self.lease.as_millis()).unwrap_or(i64::MAX);
@@ -212,7 +213,7 @@ impl IdempotencyStore {
                WHERE merchant_id = $1 AND key_kind = $2 AND key = $3
                  AND response_status IS NULL AND locked_until = $4"#,
             caller.merchant_id.as_str(),
-            caller.kind.as_str(),
+            caller.kind as KeyKind,
             key,
             until,
         )
@@ -233,7 +234,8 @@ impl IdempotencyStore {
         body: &[u8],
     ) -> Result<bool, sqlx::Error> {
         let merchant = caller.merchant_id.as_str();
-        let kind = caller.kind.as_str();
+        let kind = caller.kind.to_string();
+        let kind = kind.as_str();
         let done = sqlx::query!(
             r#"UPDATE idempotency_keys SET response_status = $4, response_body = $5
                WHERE merchant_id = $1 AND key_kind = $2 AND key = $3
@@ -259,7 +261,8 @@ impl IdempotencyStore {
         body: &[u8],
     ) -> Result<(), sqlx::Error> {
         let merchant = caller.merchant_id.as_str();
-        let kind = caller.kind.as_str();
+        let kind = caller.kind.to_string();
+        let kind = kind.as_str();
         sqlx::query!(
             r#"UPDATE idempotency_keys SET response_status = $4, response_body = $5
                WHERE merchant_id = $1 AND key_kind = $2 AND key = $3"#,
@@ -281,7 +284,7 @@ impl IdempotencyStore {
             r#"DELETE FROM idempotency_keys
                WHERE merchant_id = $1 AND key_kind = $2 AND key = $3 AND response_status IS NULL"#,
             caller.merchant_id.as_str(),
-            caller.kind.as_str(),
+            caller.kind as KeyKind,
             key,
         )
         .execute(&self.pool)

@@ -25,6 +25,7 @@ pub mod merchants;
 pub mod metadata;
 pub mod methods;
 pub mod money;
+pub mod names;
 pub mod page;
 pub mod payments;
 pub mod qr;

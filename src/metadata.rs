@@ -52,9 +52,9 @@ impl Metadata {
         Ok(Self(map))
     }
 
-    /// As JSON for storage.
-    pub fn to_json(&self) -> serde_json::Value {
-        serde_json::to_value(&self.0).unwrap_or_default()
+    /// The pairs, checked.
+    pub fn into_map(self) -> BTreeMap<String, String> {
+        self.0
     }
 }
 

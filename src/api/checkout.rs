@@ -35,6 +35,7 @@ use super::checkout_i18n::Locale;
 use super::docs::html_headers;
 use super::error::ApiError;
 use super::{AppState, Query};
+use crate::payments::model::NextAction;
 
 /// The page.
 const PAGE: &str = include_str!("../../static/checkout.html");
@@ -134,16 +135,10 @@ async fn qr(
         .get_for_checkout(&payment_id, &secret)
         .await
         .map_err(|_| not_found())?;
-    let crypto = payment
-        .next_action
-        .as_ref()
-        .and_then(|a| a.get("crypto"))
-        .ok_or_else(not_found)?;
-    let uri = crypto
-        .get("deposit_uri")
-        .and_then(|u| u.as_str())
-        .or_else(|| crypto.get("uri").and_then(|u| u.as_str()))
-        .ok_or_else(not_found)?;
+    let Some(NextAction::CryptoTransfer { crypto }) = &payment.next_action else {
+        return Err(not_found());
+    };
+    let uri = crypto.deposit_uri.as_deref().unwrap_or(&crypto.uri);
     let code = crate::qr::QrCode::encode(uri.as_bytes()).map_err(|e| ApiError::internal(&e))?;
     Ok((
         [

@@ -10,7 +10,7 @@ use super::auth::SecretKey;
 use super::error::ApiError;
 use super::{AppState, Json};
 use crate::ids::DisputeId;
-use crate::payments::disputes::{self, Outcome};
+use crate::payments::disputes::{self, DisputeObject, Outcome};
 
 /// Routes of this resource.
 pub fn router() -> Router<AppState> {
@@ -30,7 +30,7 @@ async fn retrieve(
     State(state): State<AppState>,
     SecretKey(caller): SecretKey,
     Path(id): Path<String>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<DisputeObject>, ApiError> {
     let dispute = disputes::get(&state.pool, &caller.merchant_id, &dispute_id(&id)?).await?;
     Ok(axum::Json(dispute.to_api()))
 }
@@ -49,7 +49,7 @@ async fn evidence(
     SecretKey(caller): SecretKey,
     Path(id): Path<String>,
     Json(body): Json<EvidenceBody>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<DisputeObject>, ApiError> {
     let dispute = disputes::submit_evidence(
         &state.payments,
         &caller.merchant_id,
@@ -67,7 +67,7 @@ async fn close(
     SecretKey(caller): SecretKey,
     Path(id): Path<String>,
     Json(_): Json<super::NoParams>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<DisputeObject>, ApiError> {
     // Closing is conceding: the cardholder keeps the money.
     let dispute = disputes::resolve(
         &state.payments,

@@ -44,7 +44,7 @@ pub struct ApiError {
     /// Seconds to wait, for 429.
     pub retry_after: Option<u64>,
     /// The payment a decline concerns, as Stripe's `payment_intent`.
-    pub payment: Option<Box<serde_json::Value>>,
+    pub payment: Option<Box<crate::payments::model::PaymentObject>>,
     /// The request failed in a way that leaves unknown whether its writes
     /// committed (the database connection broke). The idempotency layer
     /// then keeps the key claimed instead of releasing it, so a retry
@@ -72,7 +72,7 @@ struct ErrorObject<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     decline_code: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    payment: Option<&'a serde_json::Value>,
+    payment: Option<&'a crate::payments::model::PaymentObject>,
 }
 
 impl ApiError {

@@ -154,7 +154,7 @@ struct DeliveryObject {
     object: &'static str,
     event: String,
     endpoint: String,
-    status: String,
+    status: crate::webhooks::deliveries::DeliveryStatus,
     attempt_count: i32,
     next_attempt: Option<i64>,
     created: i64,

@@ -20,6 +20,7 @@ use crate::merchants::KeyKind;
 use crate::metadata::Metadata;
 use crate::methods::MethodType;
 use crate::payments::crypto::CryptoMode;
+use crate::payments::model::PaymentObject;
 use crate::payments::service::{Address, ConfirmMethod, Customer, NewPayment, Shipping};
 use crate::payments::{Audience, CaptureMethod, Status};
 
@@ -201,7 +202,7 @@ async fn create(
     ClientIp(client_ip): ClientIp,
     request_key: RequestKey,
     Json(body): Json<CreateBody>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<PaymentObject>, ApiError> {
     let method = match (body.confirm, body.payment_method) {
         (Some(true), Some(method)) => Some(parse_method(method)?),
         (Some(true), None) => return Err(ApiError::missing_param("payment_method")),
@@ -223,7 +224,7 @@ async fn create(
                 .iter()
                 .enumerate()
                 .map(|(i, t)| {
-                    MethodType::parse(t).ok_or_else(|| {
+                    t.parse::<MethodType>().map_err(|_| {
                         ApiError::invalid_param(
                             format!("payment_method_types[{i}]"),
                             format!("unknown payment method type `{t}`"),
@@ -280,7 +281,9 @@ async fn create(
                 ApiError::from_payment(e, Audience::Merchant, state.payments.livemode())
             })?,
     };
-    Ok(axum::Json(state.payments.object(&payment)))
+    Ok(axum::Json(
+        state.payments.view(&payment, Audience::Merchant),
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -295,7 +298,7 @@ async fn retrieve(
     AnyKey(caller): AnyKey,
     Path(id): Path<String>,
     Query(query): Query<RetrieveQuery>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<PaymentObject>, ApiError> {
     let id = payment_id(&id)?;
     let payment = state.payments.get(&caller.merchant_id, &id).await?;
     let audience = match caller.kind {
@@ -313,8 +316,8 @@ async fn retrieve(
     // merchant's own reads stay equal to the other answers' objects).
     if audience == Audience::Checkout {
         let merchant = state.merchants.get(&caller.merchant_id).await?;
-        object["merchant_name"] = json!(merchant.name);
-        object["crypto_options"] = json!(state.payments.crypto_options(&payment));
+        object.merchant_name = Some(merchant.name);
+        object.crypto_options = Some(state.payments.crypto_options(&payment));
     }
     Ok(axum::Json(object))
 }
@@ -339,8 +342,8 @@ async fn list(
         .status
         .as_deref()
         .map(|s| {
-            Status::parse(s)
-                .ok_or_else(|| ApiError::invalid_param("status", format!("unknown status `{s}`")))
+            s.parse::<Status>()
+                .map_err(|_| ApiError::invalid_param("status", format!("unknown status `{s}`")))
         })
         .transpose()?;
     let cursors = super::list::Cursors::parse(
@@ -353,10 +356,10 @@ async fn list(
         .payments
         .list(&caller.merchant_id, status, &cursors.into_page(), limit)
         .await?;
-    let data: Vec<Value> = payments
+    let data: Vec<PaymentObject> = payments
         .data
         .iter()
-        .map(|p| state.payments.object(p))
+        .map(|p| state.payments.view(p, Audience::Merchant))
         .collect();
     Ok(axum::Json(json!({
         "object": "list",
@@ -422,7 +425,7 @@ struct BillingAddress {
 const EWALLET_PROVIDERS: [&str; 5] = ["paypal", "alipay", "wechat_pay", "grabpay", "paytm"];
 
 fn parse_method(body: PaymentMethodBody) -> Result<ConfirmMethod, ApiError> {
-    let method = MethodType::parse(&body.kind).ok_or_else(|| {
+    let method = body.kind.parse::<MethodType>().map_err(|_| {
         ApiError::invalid_param(
             "payment_method.type",
             format!("unknown payment method type `{}`", body.kind),
@@ -520,7 +523,7 @@ async fn confirm(
     request_key: RequestKey,
     Path(id): Path<String>,
     Json(body): Json<ConfirmBody>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<PaymentObject>, ApiError> {
     let id = payment_id(&id)?;
     let audience = match caller.kind {
         KeyKind::Secret => Audience::Merchant,
@@ -584,7 +587,7 @@ async fn challenge(
     request_key: RequestKey,
     Path(id): Path<String>,
     Json(body): Json<ChallengeBody>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<PaymentObject>, ApiError> {
     let id = payment_id(&id)?;
     let audience = match caller.kind {
         KeyKind::Secret => Audience::Merchant,
@@ -626,7 +629,7 @@ async fn capture(
     request_key: RequestKey,
     Path(id): Path<String>,
     Json(body): Json<CaptureBody>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<PaymentObject>, ApiError> {
     let id = payment_id(&id)?;
     let payment = state
         .payments
@@ -637,7 +640,9 @@ async fn capture(
             request_key.as_deref(),
         )
         .await?;
-    Ok(axum::Json(state.payments.object(&payment)))
+    Ok(axum::Json(
+        state.payments.view(&payment, Audience::Merchant),
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -661,7 +666,7 @@ async fn cancel(
     request_key: RequestKey,
     Path(id): Path<String>,
     Json(body): Json<CancelBody>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<PaymentObject>, ApiError> {
     let id = payment_id(&id)?;
     if let Some(reason) = &body.cancellation_reason
         && !CANCELLATION_REASONS.contains(&reason.as_str())
@@ -683,5 +688,7 @@ async fn cancel(
             request_key.as_deref(),
         )
         .await?;
-    Ok(axum::Json(state.payments.object(&payment)))
+    Ok(axum::Json(
+        state.payments.view(&payment, Audience::Merchant),
+    ))
 }

@@ -134,12 +134,12 @@ async fn list(
         .kind
         .as_deref()
         .map(|k| {
-            Kind::parse(k).ok_or_else(|| {
+            k.parse::<Kind>().map_err(|_| {
                 ApiError::invalid_param(
                     "type",
                     format!(
                         "type must be one of {}",
-                        Kind::ALL.map(Kind::as_str).join(", ")
+                        Kind::ALL.map(|k| k.to_string()).join(", ")
                     ),
                 )
             })

@@ -15,7 +15,7 @@ use super::payments::payment_id;
 use super::{AppState, Json, Query};
 use crate::ids::{PaymentId, RefundId};
 use crate::metadata::Metadata;
-use crate::payments::refunds::{self, NewRefund};
+use crate::payments::refunds::{self, NewRefund, RefundObject};
 
 /// Routes of this resource.
 pub fn router() -> Router<AppState> {
@@ -41,7 +41,7 @@ async fn create(
     SecretKey(caller): SecretKey,
     request_key: RequestKey,
     Json(body): Json<CreateBody>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<RefundObject>, ApiError> {
     let payment = PaymentId::parse(&body.payment).map_err(|_| {
         ApiError::invalid_param("payment", format!("No such payment: '{}'", body.payment))
     })?;
@@ -88,7 +88,7 @@ async fn retrieve(
     State(state): State<AppState>,
     SecretKey(caller): SecretKey,
     Path(id): Path<String>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<RefundObject>, ApiError> {
     let id = RefundId::parse(&id).map_err(|_| ApiError::not_found("refund", &id))?;
     let refund = refunds::get(&state.pool, &caller.merchant_id, &id).await?;
     Ok(axum::Json(refund.to_api()))
@@ -125,7 +125,7 @@ async fn list(
         limit,
     )
     .await?;
-    let data: Vec<Value> = refunds.data.iter().map(|r| r.to_api()).collect();
+    let data: Vec<RefundObject> = refunds.data.iter().map(|r| r.to_api()).collect();
     Ok(axum::Json(json!({
         "object": "list",
         "url": "/v1/refunds",

@@ -11,7 +11,7 @@ use super::error::ApiError;
 use super::payments::payment_id;
 use super::{AppState, Query};
 use crate::ids::SettlementId;
-use crate::settlement::{self, SettlementError};
+use crate::settlement::{self, SettlementError, SettlementObject};
 use crate::transparency::TransparencyError;
 use crate::transparency::leaf::LeafKind;
 
@@ -77,7 +77,7 @@ async fn list(
     // Items can run to thousands per batch: only the settlement itself
     // lists them; its payouts are a few and shown here too.
     let mut payouts = settlement::payouts_of(&state.pool, &settlements).await?;
-    let data: Vec<Value> = settlements
+    let data: Vec<SettlementObject> = settlements
         .iter()
         .map(|s| {
             s.to_api(&settlement::Contents {
@@ -99,7 +99,7 @@ async fn retrieve(
     State(state): State<AppState>,
     SecretKey(caller): SecretKey,
     Path(id): Path<String>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<SettlementObject>, ApiError> {
     let id = SettlementId::parse(&id).map_err(|_| ApiError::not_found("settlement", &id))?;
     let (settlement, contents) = settlement::get(&state.pool, &caller.merchant_id, &id).await?;
     Ok(axum::Json(settlement.to_api(&contents)))
@@ -114,7 +114,7 @@ async fn proof(
     let id = payment_id(&id)?;
     // The payment must be the caller's before anything about it is said.
     let payment = state.payments.get(&caller.merchant_id, &id).await?;
-    let kind = if payment.method.as_deref() == Some("crypto") {
+    let kind = if payment.method == Some(crate::methods::MethodType::Crypto) {
         LeafKind::CryptoReceipt
     } else {
         LeafKind::Payment

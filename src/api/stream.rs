@@ -313,7 +313,7 @@ impl Follow {
         .unwrap_or_default();
         SseEvent::default()
             .id(event.id.as_str())
-            .event(event.event_type.as_str())
+            .event(event.event_type.to_string())
             .data(data)
     }
 }

@@ -13,7 +13,7 @@ use super::error::ApiError;
 use super::payments::payment_id;
 use super::{AppState, Json};
 use crate::methods::{Decline, MethodType, ProcessorEvent};
-use crate::payments::disputes::{self, Outcome};
+use crate::payments::disputes::{self, DisputeObject, Outcome};
 
 /// Routes of the test helpers.
 pub fn router() -> Router<AppState> {
@@ -65,7 +65,7 @@ async fn run_settlement(
     State(state): State<AppState>,
     SecretKey(caller): SecretKey,
     Json(_): Json<super::NoParams>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<crate::settlement::SettlementObject>, ApiError> {
     let Some(ctx) = &state.settlement else {
         return Err(ApiError::conflict(
             "settlement_not_configured",
@@ -180,7 +180,7 @@ async fn open_dispute(
     State(state): State<AppState>,
     SecretKey(caller): SecretKey,
     Json(body): Json<OpenDisputeBody>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<DisputeObject>, ApiError> {
     let id = crate::ids::PaymentId::parse(&body.payment).map_err(|_| {
         ApiError::invalid_param("payment", format!("No such payment: '{}'", body.payment))
     })?;
@@ -200,7 +200,7 @@ async fn resolve_dispute(
     SecretKey(caller): SecretKey,
     Path(id): Path<String>,
     Json(body): Json<ResolveBody>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<DisputeObject>, ApiError> {
     let outcome = match body.outcome.as_str() {
         "won" => Outcome::Won,
         "lost" => Outcome::Lost,

@@ -60,7 +60,7 @@ struct EndpointObject {
     description: Option<String>,
     metadata: BTreeMap<String, String>,
     /// `enabled` or `disabled`.
-    status: String,
+    status: crate::webhooks::endpoints::EndpointStatus,
     livemode: bool,
     created: i64,
     /// Only in the response that creates the endpoint.

@@ -31,7 +31,8 @@ use crate::page::{Listed, Page};
 use crate::payments::bank as pay;
 
 /// Kinds of exception.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Kind {
     /// A credit that matched no payment.
     UnmatchedCredit,
@@ -57,24 +58,9 @@ impl Kind {
         Kind::UnmatchedDebit,
         Kind::TransferFailed,
     ];
-
-    /// The stored / API name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::UnmatchedCredit => "unmatched_credit",
-            Kind::Underpaid => "underpaid",
-            Kind::Overpaid => "overpaid",
-            Kind::PaidLate => "paid_late",
-            Kind::UnmatchedDebit => "unmatched_debit",
-            Kind::TransferFailed => "transfer_failed",
-        }
-    }
-
-    /// Parses the stored name.
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.as_str() == s)
-    }
 }
+
+crate::names!(Kind);
 
 /// Who acts at the desk.
 #[derive(Debug, Clone)]
@@ -281,7 +267,7 @@ pub async fn open(conn: &mut PgConnection, new: &NewException<'_>) -> Result<Exc
            RETURNING {COLUMNS}"#
     ))
     .bind(ReconciliationExceptionId::generate().as_str())
-    .bind(new.kind.as_str())
+    .bind(new.kind.to_string())
     .bind(new.account_id)
     .bind(new.currency)
     .bind(new.amount)
@@ -409,7 +395,7 @@ pub async fn list(
     ))
     .bind(scope(desk))
     .bind(&filter.status)
-    .bind(filter.kind.map(Kind::as_str))
+    .bind(filter.kind.map(|k| k.to_string()))
     .bind(filter.payment.as_ref().map(PaymentId::as_str))
     .bind(&filter.bank_account)
     .bind(starting_after)
@@ -507,8 +493,10 @@ pub async fn act(
             ),
         ));
     }
-    let kind = Kind::parse(&exception.kind)
-        .ok_or_else(|| BankError::state("exception_corrupt", "unknown exception kind"))?;
+    let kind: Kind = exception
+        .kind
+        .parse()
+        .map_err(|_| BankError::state("exception_corrupt", "unknown exception kind"))?;
     let asset = asset(&exception.currency)?;
     let amount = Amount::from_minor(exception.amount);
     let key = |step: &str| format!("{}:{step}", exception.id);
@@ -518,10 +506,7 @@ pub async fn act(
         (Action::Assign(_), Kind::Underpaid | Kind::UnmatchedDebit) => {
             return Err(BankError::state(
                 "exception_action_unavailable",
-                format!(
-                    "A {} exception cannot be assigned: refund it or write it off.",
-                    kind.as_str()
-                ),
+                format!("A {kind} exception cannot be assigned: refund it or write it off."),
             ));
         }
         (Action::Assign(target), _) => {

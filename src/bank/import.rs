@@ -175,9 +175,16 @@ async fn import_report(
             .execute(&mut *tx)
             .await?;
     }
-    let file_id = record_file(&mut tx, report.kind.as_str(), name, sha, &report.message_id).await?;
+    let file_id = record_file(
+        &mut tx,
+        &report.kind.to_string(),
+        name,
+        sha,
+        &report.message_id,
+    )
+    .await?;
     let mut outcome = Outcome {
-        kind: report.kind.as_str().into(),
+        kind: report.kind.to_string(),
         message_id: report.message_id.clone(),
         ..Outcome::default()
     };
@@ -216,7 +223,7 @@ async fn import_report(
             .bind(date)
             .bind(bank_ref)
             .bind(file_id)
-            .bind(entry.direction.as_str())
+            .bind(entry.direction.to_string())
             .bind(rust_decimal::Decimal::from_i128_with_scale(entry.amount, 0))
             .bind(entry.value_date)
             .fetch_optional(&mut *tx)
@@ -441,7 +448,7 @@ async fn book(
     let bank = AccountRef::bank(&account.id);
     let shown = format!(
         "{} {} {}",
-        direction.as_str(),
+        direction,
         super::decimal(t.amount, super::exponent(&account.currency)),
         account.currency.to_ascii_uppercase()
     );
@@ -577,10 +584,7 @@ async fn book(
             if credited == pay::Credited::Late {
                 let mut new = exception(
                     Kind::PaidLate,
-                    format!(
-                        "{payment} is {} and takes no more money",
-                        paid.status.as_str()
-                    ),
+                    format!("{payment} is {} and takes no more money", paid.status),
                 );
                 new.merchant_id = Some(&paid.merchant_id);
                 new.payment_id = Some(&paid.id);

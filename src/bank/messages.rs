@@ -31,23 +31,17 @@ pub enum BankFile {
 }
 
 /// Which report.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ReportKind {
     /// End-of-day statement.
+    #[serde(rename = "camt.053")]
     Camt053,
     /// Debit/credit notification.
+    #[serde(rename = "camt.054")]
     Camt054,
 }
 
-impl ReportKind {
-    /// `camt.053` / `camt.054`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ReportKind::Camt053 => "camt.053",
-            ReportKind::Camt054 => "camt.054",
-        }
-    }
-}
+crate::names!(ReportKind);
 
 /// A camt.053 or camt.054.
 #[derive(Debug, Clone)]
@@ -98,7 +92,8 @@ pub struct Balance {
 }
 
 /// Credit or debit, from the account's side.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Direction {
     /// Money in.
     Credit,
@@ -106,15 +101,7 @@ pub enum Direction {
     Debit,
 }
 
-impl Direction {
-    /// `credit` / `debit`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Direction::Credit => "credit",
-            Direction::Debit => "debit",
-        }
-    }
-}
+crate::names!(Direction);
 
 /// An entry (`Ntry`).
 #[derive(Debug, Clone)]

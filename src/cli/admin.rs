@@ -104,7 +104,8 @@ fn parse_key_id(s: &str) -> Result<ApiKeyId, String> {
 }
 
 fn parse_kind(s: &str) -> Result<KeyKind, String> {
-    KeyKind::parse(s).ok_or_else(|| "expected `secret` or `publishable`".to_owned())
+    s.parse()
+        .map_err(|_| "expected `secret` or `publishable`".to_owned())
 }
 
 fn parse_mode(s: &str) -> Result<Mode, String> {
@@ -129,7 +130,7 @@ pub async fn merchants(cmd: MerchantsCommand) -> Result<ExitCode, CliError> {
             if with_keys {
                 for kind in [KeyKind::Secret, KeyKind::Publishable] {
                     let (id, key) = store.create_key(&merchant.id, kind, mode).await?;
-                    println!("{:<11} {}  {}", kind.as_str(), id, key.secret);
+                    println!("{:<11} {}  {}", kind, id, key.secret);
                 }
                 println!("(keys are shown once; only their hashes are stored)");
             }

@@ -15,8 +15,6 @@
 pub mod bus;
 mod store;
 
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::PgConnection;
@@ -36,38 +34,82 @@ pub const CHANNEL: &str = "epg_events";
 pub const DELIVERIES_CHANNEL: &str = "epg_webhook_deliveries";
 
 /// The event types of docs/api.md, and nothing else.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    sqlx::Type,
+    utoipa::ToSchema,
+)]
+#[sqlx(type_name = "text")]
 pub enum EventType {
     /// `payment.succeeded`
+    #[serde(rename = "payment.succeeded")]
+    #[sqlx(rename = "payment.succeeded")]
     PaymentSucceeded,
     /// `payment.failed`
+    #[serde(rename = "payment.failed")]
+    #[sqlx(rename = "payment.failed")]
     PaymentFailed,
     /// `payment.processing`
+    #[serde(rename = "payment.processing")]
+    #[sqlx(rename = "payment.processing")]
     PaymentProcessing,
     /// `payment.requires_action`
+    #[serde(rename = "payment.requires_action")]
+    #[sqlx(rename = "payment.requires_action")]
     PaymentRequiresAction,
     /// `payment.canceled`
+    #[serde(rename = "payment.canceled")]
+    #[sqlx(rename = "payment.canceled")]
     PaymentCanceled,
     /// `payment.crypto_detected`
+    #[serde(rename = "payment.crypto_detected")]
+    #[sqlx(rename = "payment.crypto_detected")]
     PaymentCryptoDetected,
     /// `payment.crypto_exception`
+    #[serde(rename = "payment.crypto_exception")]
+    #[sqlx(rename = "payment.crypto_exception")]
     PaymentCryptoException,
     /// `refund.succeeded`
+    #[serde(rename = "refund.succeeded")]
+    #[sqlx(rename = "refund.succeeded")]
     RefundSucceeded,
     /// `refund.failed`
+    #[serde(rename = "refund.failed")]
+    #[sqlx(rename = "refund.failed")]
     RefundFailed,
     /// `dispute.created`
+    #[serde(rename = "dispute.created")]
+    #[sqlx(rename = "dispute.created")]
     DisputeCreated,
     /// `dispute.closed`
+    #[serde(rename = "dispute.closed")]
+    #[sqlx(rename = "dispute.closed")]
     DisputeClosed,
     /// `settlement.anchored`
+    #[serde(rename = "settlement.anchored")]
+    #[sqlx(rename = "settlement.anchored")]
     SettlementAnchored,
     /// `reconciliation_exception.created`
+    #[serde(rename = "reconciliation_exception.created")]
+    #[sqlx(rename = "reconciliation_exception.created")]
     ReconciliationExceptionCreated,
     /// `reconciliation_exception.resolved`
+    #[serde(rename = "reconciliation_exception.resolved")]
+    #[sqlx(rename = "reconciliation_exception.resolved")]
     ReconciliationExceptionResolved,
     /// `dashboard_user.locked`: too many failed sign-ins locked a
     /// dashboard user out.
+    #[serde(rename = "dashboard_user.locked")]
+    #[sqlx(rename = "dashboard_user.locked")]
     DashboardUserLocked,
 }
 
@@ -91,32 +133,6 @@ impl EventType {
         EventType::DashboardUserLocked,
     ];
 
-    /// The wire name (`payment.succeeded`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventType::PaymentSucceeded => "payment.succeeded",
-            EventType::PaymentFailed => "payment.failed",
-            EventType::PaymentProcessing => "payment.processing",
-            EventType::PaymentRequiresAction => "payment.requires_action",
-            EventType::PaymentCanceled => "payment.canceled",
-            EventType::PaymentCryptoDetected => "payment.crypto_detected",
-            EventType::PaymentCryptoException => "payment.crypto_exception",
-            EventType::RefundSucceeded => "refund.succeeded",
-            EventType::RefundFailed => "refund.failed",
-            EventType::DisputeCreated => "dispute.created",
-            EventType::DisputeClosed => "dispute.closed",
-            EventType::SettlementAnchored => "settlement.anchored",
-            EventType::ReconciliationExceptionCreated => "reconciliation_exception.created",
-            EventType::ReconciliationExceptionResolved => "reconciliation_exception.resolved",
-            EventType::DashboardUserLocked => "dashboard_user.locked",
-        }
-    }
-
-    /// Parses a wire name; `None` for anything not in docs/api.md.
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|t| t.as_str() == s)
-    }
-
     /// The types a filter names: one exact type, or every type under a
     /// prefix with `payment.*`, or all of them with `*`. `None` when the
     /// filter matches nothing docs/api.md defines.
@@ -127,32 +143,15 @@ impl EventType {
         if let Some(prefix) = filter.strip_suffix(".*") {
             let found: Vec<_> = Self::ALL
                 .into_iter()
-                .filter(|t| t.as_str().split('.').next() == Some(prefix))
+                .filter(|t| t.to_string().split('.').next() == Some(prefix))
                 .collect();
             return (!found.is_empty()).then_some(found);
         }
-        Self::parse(filter).map(|t| vec![t])
+        filter.parse().ok().map(|t| vec![t])
     }
 }
 
-impl fmt::Display for EventType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl Serialize for EventType {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
-}
-
-impl<'de> Deserialize<'de> for EventType {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        Self::parse(&s).ok_or_else(|| serde::de::Error::custom(format!("unknown event type `{s}`")))
-    }
-}
+crate::names!(EventType);
 
 /// Writes an event announcing that `object` (a snapshot of the API object,
 /// with its `id`) changed, inside the caller's transaction.
@@ -162,17 +161,19 @@ impl<'de> Deserialize<'de> for EventType {
 /// `*`), and queues a `NOTIFY` that PostgreSQL sends at commit. If the
 /// caller rolls back, there was no event, no delivery and no notification.
 ///
-/// `object` should be a JSON object; anything else is wrapped as
+/// `object` (an API object, typed) should serialize to a JSON object;
+/// anything else is wrapped as
 /// `{"value": …}` so that `data.object` is always an object.
 pub async fn record(
     conn: &mut PgConnection,
     merchant: &MerchantId,
     event_type: EventType,
-    object: &Value,
+    object: &impl Serialize,
 ) -> Result<EventId, sqlx::Error> {
     let id = EventId::generate();
+    let object = serde_json::to_value(object).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
     let object = if object.is_object() {
-        object.clone()
+        object
     } else {
         serde_json::json!({ "value": object })
     };
@@ -205,7 +206,7 @@ pub async fn record(
         "#,
         id.as_str(),
         merchant.as_str(),
-        event_type.as_str(),
+        event_type as EventType,
         object,
         CHANNEL,
     )
@@ -284,10 +285,10 @@ mod tests {
     fn type_names_round_trip_and_are_unique() {
         let mut seen = std::collections::HashSet::new();
         for t in EventType::ALL {
-            assert_eq!(EventType::parse(t.as_str()), Some(t));
-            assert!(seen.insert(t.as_str()));
+            assert_eq!(t.to_string().parse::<EventType>(), Ok(t));
+            assert!(seen.insert(t.to_string()));
         }
-        assert_eq!(EventType::parse("payment.created"), None);
+        assert!("payment.created".parse::<EventType>().is_err());
     }
 
     #[test]

@@ -46,7 +46,7 @@ struct Row {
 
 impl Row {
     fn into_event(self) -> Result<Event, sqlx::Error> {
-        let event_type = EventType::parse(&self.event_type).ok_or_else(|| {
+        let event_type = self.event_type.parse::<EventType>().map_err(|_| {
             sqlx::Error::Decode(
                 format!("unknown event type `{}` in events", self.event_type).into(),
             )
@@ -122,7 +122,7 @@ impl EventStore {
         page: Page<EventId>,
     ) -> Result<Listed<Event>, EventError> {
         let types: Option<Vec<String>> =
-            types.map(|t| t.iter().map(|t| t.as_str().to_owned()).collect());
+            types.map(|t| t.iter().map(EventType::to_string).collect());
         let fetch = i64::try_from(limit).unwrap_or(100) + 1;
         let (before, after, backwards) = match &page {
             Page::First => (None, None, false),

@@ -1,7 +1,5 @@
 //! Two-phase transfers: open a hold, then post, void or expire it.
 
-use std::fmt;
-
 use serde_json::json;
 use sqlx::PgConnection;
 use time::OffsetDateTime;
@@ -11,7 +9,9 @@ use super::{AccountRef, Entry, EntryKind, LedgerError, Posted, TxnId};
 use crate::money::{Amount, AssetCode};
 
 /// Where a hold is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, sqlx::Type)]
+#[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
 pub enum HoldStatus {
     /// Open: its amount is reserved.
     Pending,
@@ -23,35 +23,7 @@ pub enum HoldStatus {
     Expired,
 }
 
-impl HoldStatus {
-    /// The stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            HoldStatus::Pending => "pending",
-            HoldStatus::Posted => "posted",
-            HoldStatus::Voided => "voided",
-            HoldStatus::Expired => "expired",
-        }
-    }
-
-    fn parse(s: &str) -> Result<Self, LedgerError> {
-        [
-            HoldStatus::Pending,
-            HoldStatus::Posted,
-            HoldStatus::Voided,
-            HoldStatus::Expired,
-        ]
-        .into_iter()
-        .find(|h| h.as_str() == s)
-        .ok_or_else(|| LedgerError::Invalid(format!("unknown hold status {s:?}")))
-    }
-}
-
-impl fmt::Display for HoldStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+crate::names!(HoldStatus);
 
 /// A hold to open: `amount` reserved from `debit` towards `credit`.
 #[derive(Debug, Clone)]
@@ -230,7 +202,10 @@ pub async fn get_hold(conn: &mut PgConnection, key: &str) -> Result<Hold, Ledger
         credit: account(&row.credit_owner, &row.credit_kind, &row.credit_qualifier)?,
         asset: AssetCode::parse(&row.asset)?,
         amount: amount(row.amount)?,
-        status: HoldStatus::parse(&row.status)?,
+        status: row
+            .status
+            .parse()
+            .map_err(|e| LedgerError::Invalid(format!("hold status: {e}")))?,
         posted_amount: row.posted_amount.map(amount).transpose()?,
         expires_at: row.expires_at,
         closed: row.closed.map(TxnId),
@@ -393,7 +368,7 @@ async fn close(
         r#"UPDATE ledger_holds SET status = $2, posted_amount = $3, closed_entry_id = $4
             WHERE id = $1"#,
         locked,
-        status.as_str(),
+        status as HoldStatus,
         posted_amount.map(Amount::to_decimal),
         posted.seq,
     )

@@ -12,7 +12,9 @@ const SECRET_LEN: usize = 32;
 pub(crate) const LOOKUP_LEN: usize = 8;
 
 /// What a key may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, sqlx::Type)]
+#[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
 pub enum KeyKind {
     /// Everything for its merchant.
     Secret,
@@ -28,24 +30,9 @@ impl KeyKind {
             KeyKind::Publishable => "pk",
         }
     }
-
-    /// Stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            KeyKind::Secret => "secret",
-            KeyKind::Publishable => "publishable",
-        }
-    }
-
-    /// Parses the stored or CLI name.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "secret" => Some(KeyKind::Secret),
-            "publishable" => Some(KeyKind::Publishable),
-            _ => None,
-        }
-    }
 }
+
+crate::names!(KeyKind);
 
 /// A key presented by a caller, split into its parts. Holding one proves
 /// nothing yet: it must be found and its hash matched.

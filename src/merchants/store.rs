@@ -302,7 +302,7 @@ impl MerchantStore {
             param: "key",
             message: format!("stored key has an unknown {what}"),
         };
-        let kind = KeyKind::parse(&old.kind).ok_or_else(|| corrupt("kind"))?;
+        let kind: KeyKind = old.kind.parse().map_err(|_| corrupt("kind"))?;
         let mode = match old.mode.as_str() {
             "test" => Mode::Test,
             "live" => Mode::Live,
@@ -319,7 +319,7 @@ impl MerchantStore {
                VALUES ($1, $2, $3, $4, $5, $6, $7)"#,
             new_id.as_str(),
             merchant.as_str(),
-            kind.as_str(),
+            kind as KeyKind,
             mode.as_str(),
             parsed.lookup(),
             &parsed.hash()[..],
@@ -373,7 +373,7 @@ impl MerchantStore {
                SELECT $1, m.id, $3, $4, $5, $6, $7 FROM merchants m WHERE m.id = $2"#,
             id.as_str(),
             merchant.as_str(),
-            kind.as_str(),
+            kind as KeyKind,
             mode.as_str(),
             parsed.lookup(),
             &parsed.hash()[..],
@@ -447,7 +447,7 @@ impl MerchantStore {
         // Compare against every candidate so the time does not depend on
         // which one matched.
         for row in candidates {
-            if constant_time_eq(&row.key_hash, &hash) && row.kind == key.kind().as_str() {
+            if constant_time_eq(&row.key_hash, &hash) && row.kind == key.kind().to_string() {
                 found = Some(row);
             }
         }

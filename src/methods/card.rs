@@ -8,7 +8,8 @@ use std::fmt;
 use time::{Date, Month, OffsetDateTime};
 
 /// Card networks we recognise by their issuer identification number.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Brand {
     /// Visa.
     Visa,
@@ -26,20 +27,9 @@ pub enum Brand {
     UnionPay,
 }
 
-impl Brand {
-    /// The API name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Brand::Visa => "visa",
-            Brand::Mastercard => "mastercard",
-            Brand::Amex => "amex",
-            Brand::Discover => "discover",
-            Brand::Jcb => "jcb",
-            Brand::Diners => "diners",
-            Brand::UnionPay => "unionpay",
-        }
-    }
+crate::names!(Brand);
 
+impl Brand {
     fn lengths(self) -> &'static [usize] {
         match self {
             Brand::Visa => &[13, 16, 19],
@@ -157,12 +147,7 @@ impl CardNumber {
 
 impl fmt::Debug for CardNumber {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "CardNumber({} •••• {})",
-            self.brand.as_str(),
-            self.last4()
-        )
+        write!(f, "CardNumber({} •••• {})", self.brand, self.last4())
     }
 }
 

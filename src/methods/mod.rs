@@ -24,8 +24,20 @@ pub use processors::{Processor, ProcessorsConfig};
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// The payment method types of docs/api.md.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+    sqlx::Type,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
 pub enum MethodType {
     /// Cards, with 3-D Secure.
     Card,
@@ -51,24 +63,9 @@ impl MethodType {
         MethodType::Check,
         MethodType::Crypto,
     ];
-
-    /// The API name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MethodType::Card => "card",
-            MethodType::BankTransfer => "bank_transfer",
-            MethodType::Ewallet => "ewallet",
-            MethodType::CashVoucher => "cash_voucher",
-            MethodType::Check => "check",
-            MethodType::Crypto => "crypto",
-        }
-    }
-
-    /// Parses the API name.
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|m| m.as_str() == s)
-    }
 }
+
+crate::names!(MethodType);
 
 /// What the customer gave, already validated.
 #[derive(Debug, Clone)]
@@ -362,10 +359,9 @@ pub struct Connectors {
 
 impl std::fmt::Debug for Connectors {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let offered: Vec<&str> = MethodType::ALL
+        let offered: Vec<MethodType> = MethodType::ALL
             .into_iter()
             .filter(|m| self.get(*m).is_some())
-            .map(MethodType::as_str)
             .collect();
         f.debug_struct("Connectors")
             .field("offered", &offered)

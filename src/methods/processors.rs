@@ -26,16 +26,8 @@ pub enum Processor {
     Iso20022,
 }
 
-impl Processor {
-    /// The configuration word.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Processor::Sandbox => "sandbox",
-            Processor::None => "none",
-            Processor::Iso20022 => "iso20022",
-        }
-    }
-}
+// The configuration word is the serde name.
+crate::names!(Processor);
 
 /// `[processors]`: one entry per traditional method. An absent entry means
 /// `sandbox` in test mode and `none` in live mode.
@@ -82,7 +74,7 @@ impl ProcessorsConfig {
             .find(|m| *m != MethodType::BankTransfer && self.entry(*m) == Some(Processor::Iso20022))
         {
             return Some((
-                format!("processors.{}", m.as_str()),
+                format!("processors.{m}"),
                 "\"iso20022\" is a bank-transfer processor; only processors.bank_transfer may name it"
                     .to_owned(),
             ));
@@ -95,7 +87,7 @@ impl ProcessorsConfig {
             .find(|m| self.entry(*m) == Some(Processor::Sandbox))
             .map(|m| {
                 (
-                    format!("processors.{}", m.as_str()),
+                    format!("processors.{m}"),
                     "the sandbox processor only simulates payments and is refused in live mode; \
                      configure a real processor for this method or set it to \"none\""
                         .to_owned(),

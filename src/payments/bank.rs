@@ -15,10 +15,9 @@
 //! Every function runs in the caller's transaction and takes the mode the
 //! payment objects are rendered in (these run from the command line too).
 
-use serde_json::json;
 use sqlx::PgConnection;
 
-use super::model::{Audience, Payment, Status};
+use super::model::{Audience, LastError, Payment, Status};
 use super::{PaymentError, postings, store};
 use crate::events::{self, EventType};
 use crate::ids::{MerchantId, PaymentId};
@@ -81,8 +80,7 @@ pub async fn lock(conn: &mut PgConnection, id: &PaymentId) -> Result<Payment, Pa
 
 /// Whether `payment` still waits for a bank transfer.
 pub fn is_open(payment: &Payment) -> bool {
-    payment.status == Status::Processing
-        && payment.method.as_deref() == Some(MethodType::BankTransfer.as_str())
+    payment.status == Status::Processing && payment.method == Some(MethodType::BankTransfer)
 }
 
 fn asset(payment: &Payment) -> Result<AssetCode, PaymentError> {
@@ -152,7 +150,7 @@ async fn complete(
     let rule = ledger::fee_rule(
         conn,
         &payment.merchant_id,
-        MethodType::BankTransfer.as_str(),
+        &MethodType::BankTransfer.to_string(),
         &asset,
     )
     .await?;
@@ -238,10 +236,10 @@ pub async fn give_back(
     if is_open(&payment) {
         payment.status = Status::Failed;
         payment.next_action = None;
-        payment.last_error = Some(json!({
-            "code": "bank_transfer_incomplete",
-            "message": "The transfer received was short of the amount and was sent back to the payer.",
-        }));
+        payment.last_error = Some(LastError::later(
+            "bank_transfer_incomplete",
+            "The transfer received was short of the amount and was sent back to the payer.",
+        ));
         store::update(conn, &payment).await?;
         announce(conn, &payment, EventType::PaymentFailed, livemode).await?;
     }
@@ -259,17 +257,19 @@ pub async fn returned(
 ) -> Result<Option<(Payment, Returned)>, PaymentError> {
     let mut payment = lock(conn, payment).await?;
     if payment.status == Status::Succeeded
-        && payment.method.as_deref() == Some(MethodType::BankTransfer.as_str())
+        && payment.method == Some(MethodType::BankTransfer)
         && payment.refundable() >= units
     {
         postings::reverse_receipt(conn, &payment, units, "bank_return").await?;
         payment.amount_refunded += units;
         payment.status = Status::Failed;
-        payment.last_error = Some(json!({
-            "code": "bank_return",
-            "decline_code": reason,
-            "message": format!("The bank returned the transfer ({reason}); the funds were taken back."),
-        }));
+        payment.last_error = Some(LastError {
+            decline_code: Some(Some(reason.to_owned())),
+            ..LastError::later(
+                "bank_return",
+                &format!("The bank returned the transfer ({reason}); the funds were taken back."),
+            )
+        });
         store::update(conn, &payment).await?;
         announce(conn, &payment, EventType::PaymentFailed, livemode).await?;
         return Ok(Some((payment, Returned::Reversed)));

@@ -2,8 +2,7 @@
 //! subkey (bound to the payment's id), the per-merchant fingerprint for
 //! velocity checks, and what may be shown (brand, last four, expiry).
 
-use serde_json::{Value, json};
-
+use super::model::CardDetails;
 use super::store::StoredCard;
 use crate::crypto::{Fingerprints, Sealer};
 use crate::ids::{MerchantId, PaymentId};
@@ -32,15 +31,15 @@ pub fn prints(fingerprints: &Fingerprints, merchant: &MerchantId, card: &Card) -
 }
 
 /// What is shown of `card` on its payment.
-pub fn display(card: &Card, fingerprint: &str) -> Value {
-    json!({
-        "brand": card.number.brand().as_str(),
-        "last4": card.number.last4(),
-        "exp_month": card.exp_month,
-        "exp_year": card.exp_year,
-        "fingerprint": fingerprint,
-        "country": SANDBOX_CARD_COUNTRY,
-    })
+pub fn display(card: &Card, fingerprint: &str) -> CardDetails {
+    CardDetails {
+        brand: card.number.brand().to_string(),
+        last4: card.number.last4().to_string(),
+        exp_month: card.exp_month,
+        exp_year: card.exp_year,
+        fingerprint: Some(fingerprint.to_owned()),
+        country: Some(SANDBOX_CARD_COUNTRY.to_owned()),
+    }
 }
 
 /// `card` as stored with payment `payment`: its number sealed, bound to the

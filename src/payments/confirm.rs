@@ -5,7 +5,6 @@
 //! `confirm: true` is inserted in that first transaction, so a server-side
 //! card payment takes two database transactions in all.
 
-use serde_json::Value;
 use sqlx::{Postgres, Transaction};
 use time::OffsetDateTime;
 
@@ -175,11 +174,10 @@ impl Payments {
         let email = payment
             .customer
             .as_ref()
-            .and_then(|c| c.get("email"))
-            .and_then(Value::as_str)
+            .and_then(|c| c.email.as_deref())
             .map(str::to_lowercase);
         let attempt = store::Attempt {
-            method: checked.kind.as_str(),
+            method: checked.kind,
             card_fingerprint: prints.as_ref().map(|p| p.current.as_str()),
             customer_email: email.as_deref(),
             client_ip: client_ip.as_deref(),
@@ -198,7 +196,7 @@ impl Payments {
                 ),
             ));
         }
-        payment.method = Some(checked.kind.as_str().to_owned());
+        payment.method = Some(checked.kind);
         payment.last_error = None;
         payment.next_action = None;
 

@@ -3,14 +3,20 @@
 //! by the network. The disputed funds are withdrawn from the merchant when
 //! the dispute opens and reinstated if it is won.
 
-use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 use sqlx::PgPool;
+use sqlx::types::Json;
 use time::OffsetDateTime;
+use utoipa::ToSchema;
 
 use super::model::{Payment, Status};
 use super::{PaymentError, Payments, postings, store};
 use crate::events::{self, EventType};
 use crate::ids::{DisputeId, MerchantId, PaymentId};
+use crate::methods::MethodType;
 
 /// Evidence fields a merchant may submit (Stripe's text fields).
 pub const EVIDENCE_FIELDS: [&str; 10] = [
@@ -42,30 +48,88 @@ pub struct Dispute {
     pub amount: i64,
     /// Currency.
     pub currency: String,
-    /// `needs_response`, `under_review`, `won`, `lost`.
-    pub status: String,
+    /// Where the dispute is.
+    pub status: DisputeStatus,
     /// Network reason.
     pub reason: String,
-    /// Submitted evidence.
-    pub evidence: Value,
+    /// Submitted evidence, by field of [`EVIDENCE_FIELDS`].
+    pub evidence: BTreeMap<String, String>,
     /// Creation.
     pub created_at: OffsetDateTime,
 }
 
+/// Where a dispute is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
+pub enum DisputeStatus {
+    /// Opened; the merchant may add evidence and submit it.
+    NeedsResponse,
+    /// Evidence submitted; the network decides.
+    UnderReview,
+    /// Decided for the merchant, who keeps the money.
+    Won,
+    /// Conceded by the merchant or decided for the cardholder.
+    Lost,
+}
+
+crate::names!(DisputeStatus);
+
+impl DisputeStatus {
+    /// Whether the dispute is still undecided.
+    pub fn is_open(self) -> bool {
+        matches!(self, Self::NeedsResponse | Self::UnderReview)
+    }
+}
+
+/// `"dispute"`: what the object is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DisputeObjectName {
+    /// A dispute.
+    Dispute,
+}
+
+/// A dispute as the API answers it and events carry it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DisputeObject {
+    /// Unique identifier, `dp_…`.
+    #[schema(value_type = String)]
+    pub id: DisputeId,
+    /// Always `dispute`.
+    pub object: DisputeObjectName,
+    /// Disputed amount, in the currency's smallest unit.
+    pub amount: i64,
+    /// Lower-case ISO 4217.
+    pub currency: String,
+    /// The disputed payment, `pay_…`.
+    #[schema(value_type = String)]
+    pub payment: PaymentId,
+    /// Where the dispute is.
+    pub status: DisputeStatus,
+    /// The network's reason (`fraudulent`, …).
+    pub reason: String,
+    /// The evidence added so far, by field (`product_description`,
+    /// `customer_name`, `receipt`, …).
+    pub evidence: BTreeMap<String, String>,
+    /// Creation time (Unix seconds).
+    pub created: i64,
+}
+
 impl Dispute {
     /// The API object.
-    pub fn to_api(&self) -> Value {
-        json!({
-            "id": self.id,
-            "object": "dispute",
-            "amount": self.amount,
-            "currency": self.currency,
-            "payment": self.payment_id,
-            "status": self.status,
-            "reason": self.reason,
-            "evidence": self.evidence,
-            "created": self.created_at.unix_timestamp(),
-        })
+    pub fn to_api(&self) -> DisputeObject {
+        DisputeObject {
+            id: self.id.clone(),
+            object: DisputeObjectName::Dispute,
+            amount: self.amount,
+            currency: self.currency.clone(),
+            payment: self.payment_id.clone(),
+            status: self.status,
+            reason: self.reason.clone(),
+            evidence: self.evidence.clone(),
+            created: self.created_at.unix_timestamp(),
+        }
     }
 }
 
@@ -91,7 +155,7 @@ pub async fn open(
             kind: "payment",
             id: payment.id.to_string(),
         })?;
-    if payment.status != Status::Succeeded || payment.method.as_deref() != Some("card") {
+    if payment.status != Status::Succeeded || payment.method != Some(MethodType::Card) {
         return Err(PaymentError::state(
             "payment_not_disputable",
             "Only succeeded card payments can be disputed.",
@@ -110,9 +174,9 @@ pub async fn open(
         payment_id: payment.id.clone(),
         amount,
         currency: payment.currency.clone(),
-        status: "needs_response".into(),
+        status: DisputeStatus::NeedsResponse,
         reason: reason.to_owned(),
-        evidence: json!({}),
+        evidence: BTreeMap::new(),
         created_at: OffsetDateTime::now_utc(),
     };
     let inserted = sqlx::query!(
@@ -124,7 +188,7 @@ pub async fn open(
         dispute.payment_id.as_str(),
         amount,
         dispute.currency,
-        dispute.status,
+        dispute.status as DisputeStatus,
         dispute.reason,
         dispute.created_at,
     )
@@ -180,7 +244,9 @@ async fn lock(
     id: &DisputeId,
 ) -> Result<Dispute, PaymentError> {
     let row = sqlx::query!(
-        r#"SELECT payment_id AS "payment_id: PaymentId", amount, currency, status, reason, evidence, created_at
+        r#"SELECT payment_id AS "payment_id: PaymentId", amount, currency,
+                  status AS "status: DisputeStatus", reason,
+                  evidence AS "evidence: Json<BTreeMap<String, String>>", created_at
            FROM disputes WHERE id = $1 AND merchant_id = $2 FOR UPDATE"#,
         id.as_str(),
         merchant.as_str()
@@ -199,7 +265,7 @@ async fn lock(
         currency: row.currency,
         status: row.status,
         reason: row.reason,
-        evidence: row.evidence,
+        evidence: row.evidence.0,
         created_at: row.created_at,
     })
 }
@@ -225,7 +291,8 @@ pub async fn recent(
 ) -> Result<Vec<Dispute>, PaymentError> {
     let rows = sqlx::query!(
         r#"SELECT id AS "id: DisputeId", payment_id AS "payment_id: PaymentId", amount, currency,
-                  status, reason, evidence, created_at
+                  status AS "status: DisputeStatus", reason,
+                  evidence AS "evidence: Json<BTreeMap<String, String>>", created_at
            FROM disputes
            WHERE merchant_id = $1 AND ($2::text IS NULL OR payment_id = $2)
            ORDER BY created_at DESC, id DESC LIMIT $3"#,
@@ -245,7 +312,7 @@ pub async fn recent(
             currency: row.currency,
             status: row.status,
             reason: row.reason,
-            evidence: row.evidence,
+            evidence: row.evidence.0,
             created_at: row.created_at,
         })
         .collect())
@@ -259,7 +326,8 @@ pub async fn submit_evidence(
     evidence: Map<String, Value>,
     submit: bool,
 ) -> Result<Dispute, PaymentError> {
-    for (key, value) in &evidence {
+    let mut texts = BTreeMap::new();
+    for (key, value) in evidence {
         if !EVIDENCE_FIELDS.contains(&key.as_str()) {
             return Err(PaymentError::invalid(
                 format!("evidence.{key}"),
@@ -269,8 +337,10 @@ pub async fn submit_evidence(
                 ),
             ));
         }
-        match value.as_str() {
-            Some(text) if text.chars().count() <= MAX_EVIDENCE_LEN => {}
+        match value {
+            Value::String(text) if text.chars().count() <= MAX_EVIDENCE_LEN => {
+                texts.insert(key, text);
+            }
             _ => {
                 return Err(PaymentError::invalid(
                     format!("evidence.{key}"),
@@ -281,7 +351,7 @@ pub async fn submit_evidence(
     }
     let mut tx = payments.pool().begin().await?;
     let mut dispute = lock(&mut tx, merchant, id).await?;
-    if dispute.status != "needs_response" {
+    if dispute.status != DisputeStatus::NeedsResponse {
         return Err(PaymentError::state(
             "dispute_not_open",
             format!(
@@ -290,19 +360,17 @@ pub async fn submit_evidence(
             ),
         ));
     }
-    if let Value::Object(existing) = &mut dispute.evidence {
-        existing.extend(evidence);
-    }
+    dispute.evidence.extend(texts);
     if submit {
-        dispute.status = "under_review".into();
+        dispute.status = DisputeStatus::UnderReview;
     }
     sqlx::query!(
         r#"UPDATE disputes SET evidence = $2, status = $3,
                evidence_submitted_at = CASE WHEN $3 = 'under_review' THEN now() ELSE evidence_submitted_at END
            WHERE id = $1"#,
         id.as_str(),
-        dispute.evidence,
-        dispute.status,
+        Json(&dispute.evidence) as _,
+        dispute.status as DisputeStatus,
     )
     .execute(&mut *tx)
     .await?;
@@ -320,7 +388,7 @@ pub async fn resolve(
 ) -> Result<Dispute, PaymentError> {
     let mut tx = payments.pool().begin().await?;
     let mut dispute = lock(&mut tx, merchant, id).await?;
-    if !matches!(dispute.status.as_str(), "needs_response" | "under_review") {
+    if !dispute.status.is_open() {
         return Err(PaymentError::state(
             "dispute_already_closed",
             format!("This dispute is already closed ({}).", dispute.status),
@@ -347,14 +415,13 @@ pub async fn resolve(
     )
     .await?;
     dispute.status = match outcome {
-        Outcome::Won => "won",
-        Outcome::Lost => "lost",
-    }
-    .into();
+        Outcome::Won => DisputeStatus::Won,
+        Outcome::Lost => DisputeStatus::Lost,
+    };
     sqlx::query!(
         "UPDATE disputes SET status = $2, closed_at = now() WHERE id = $1",
         id.as_str(),
-        dispute.status
+        dispute.status as DisputeStatus
     )
     .execute(&mut *tx)
     .await?;

@@ -1,15 +1,25 @@
 //! The payment as stored, its statuses, and its API representation (the
 //! same JSON is answered by the API and snapshotted into events).
+//!
+//! Every part of a payment keeps its type here: JSON appears only where a
+//! part is stored (a JSONB column, through [`Json`]) or answered
+//! ([`PaymentObject`]).
 
-use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Deserializer, Serialize};
 use time::OffsetDateTime;
+use utoipa::ToSchema;
 
+use super::crypto::CryptoMode;
+use super::risk::RiskReason;
 use crate::ids::{MerchantId, PaymentId};
+use crate::methods::MethodType;
 
 /// Statuses of docs/api.md.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type, ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
 pub enum Status {
     /// Created; waiting for a payment method.
     RequiresPaymentMethod,
@@ -27,39 +37,10 @@ pub enum Status {
     Failed,
 }
 
-impl Status {
-    /// The stored / API name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::RequiresPaymentMethod => "requires_payment_method",
-            Status::RequiresAction => "requires_action",
-            Status::Processing => "processing",
-            Status::RequiresCapture => "requires_capture",
-            Status::Succeeded => "succeeded",
-            Status::Canceled => "canceled",
-            Status::Failed => "failed",
-        }
-    }
-
-    /// Parses the stored name.
-    pub fn parse(s: &str) -> Option<Self> {
-        [
-            Status::RequiresPaymentMethod,
-            Status::RequiresAction,
-            Status::Processing,
-            Status::RequiresCapture,
-            Status::Succeeded,
-            Status::Canceled,
-            Status::Failed,
-        ]
-        .into_iter()
-        .find(|st| st.as_str() == s)
-    }
-}
-
 /// When the money of an authorization is taken.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type, ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
 pub enum CaptureMethod {
     /// At authorization.
     Automatic,
@@ -67,14 +48,278 @@ pub enum CaptureMethod {
     Manual,
 }
 
-impl CaptureMethod {
-    /// The stored / API name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CaptureMethod::Automatic => "automatic",
-            CaptureMethod::Manual => "manual",
+crate::names!(Status, CaptureMethod);
+
+/// The paying customer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Customer {
+    /// Email, lower-cased.
+    pub email: Option<String>,
+    /// Name.
+    pub name: Option<String>,
+}
+
+/// Where goods go.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Shipping {
+    /// Recipient.
+    pub name: String,
+    /// Complete address.
+    pub address: Address,
+}
+
+/// A postal address; `line1`, `city`, `postal_code` and `country` required.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Address {
+    /// Street.
+    pub line1: String,
+    /// Second line.
+    pub line2: Option<String>,
+    /// City.
+    pub city: String,
+    /// State or region.
+    pub state: Option<String>,
+    /// Postal code.
+    pub postal_code: String,
+    /// ISO 3166-1 alpha-2, upper case.
+    pub country: String,
+}
+
+/// What is shown of the card a payment was confirmed with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CardDetails {
+    /// `visa`, `mastercard`, `amex`, `discover`, `jcb`, `diners`, `unionpay`.
+    pub brand: String,
+    /// The number's last four digits.
+    pub last4: String,
+    /// Expiry month, 1–12.
+    pub exp_month: u8,
+    /// Expiry year, four digits.
+    pub exp_year: u16,
+    /// The merchant's keyed fingerprint of the number: equal for the same
+    /// card on two payments of one merchant, unrelated across merchants.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+    /// Issuing country (ISO 3166-1 alpha-2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub country: Option<String>,
+}
+
+/// What the customer must do next (`next_action`), by its `type`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum NextAction {
+    /// Enter the one-time code of 3-D Secure
+    /// (`POST /v1/payments/{id}/challenge`).
+    OtpChallenge,
+    /// Go to the e-wallet and approve.
+    Redirect {
+        /// Where to send the customer.
+        redirect_url: String,
+    },
+    /// Pay the voucher at a store before it expires.
+    DisplayVoucher {
+        /// The voucher.
+        voucher: Voucher,
+    },
+    /// Transfer the amount to the account, quoting the reference.
+    BankTransferInstructions {
+        /// The reference to quote on the transfer.
+        reference: String,
+        /// Account holder.
+        account_holder: String,
+        /// IBAN of the account to pay.
+        iban: Option<String>,
+        /// The rest of a real account's details (absent in the sandbox).
+        #[serde(flatten)]
+        payee: Option<PayeeDetails>,
+    },
+    /// Mail or deposit the check.
+    MailCheck {
+        /// Reference to write on the check.
+        reference: String,
+        /// Whom the check is made out to.
+        payable_to: String,
+    },
+    /// Send the crypto transfer.
+    CryptoTransfer {
+        /// The transfer to make.
+        crypto: CryptoInstructions,
+    },
+}
+
+/// A cash voucher.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Voucher {
+    /// The reference printed on the voucher.
+    pub reference: String,
+    /// When it stops being payable (Unix seconds).
+    pub expires_at: i64,
+}
+
+/// A real collection account's details besides holder and IBAN.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PayeeDetails {
+    /// BIC of the account's bank.
+    pub bic: Option<String>,
+    /// ABA routing number (US accounts).
+    pub routing_number: Option<String>,
+    /// Account number (US accounts).
+    pub account_number: Option<String>,
+    /// The amount to transfer, in the smallest unit.
+    pub amount: i64,
+    /// Lower-case ISO 4217.
+    pub currency: String,
+}
+
+/// The transfer a crypto payment waits for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CryptoInstructions {
+    /// EIP-155 chain id.
+    pub chain_id: u64,
+    /// Asset symbol (`usdc`, `eth`, …).
+    pub asset: String,
+    /// The token's contract; null for the chain's native coin.
+    pub token_address: Option<String>,
+    /// The PaymentRouter to call; null in deposit mode.
+    pub router_address: Option<String>,
+    /// Base units to send, as a decimal string.
+    pub amount: String,
+    /// The 32-byte reference the router call must carry.
+    pub payment_reference: String,
+    /// An EIP-681 URI of the transfer (the deposit address's in deposit mode).
+    pub uri: String,
+    /// Which instructions are given: `any` (router call and, where the
+    /// chain has one, a deposit address) or `deposit` (the address only).
+    #[serde(default)]
+    pub mode: CryptoMode,
+    /// An address of this payment alone that a plain transfer may pay.
+    #[serde(default)]
+    pub deposit_address: Option<String>,
+    /// An EIP-681 URI paying the deposit address.
+    #[serde(default)]
+    pub deposit_uri: Option<String>,
+    /// When the quote lapses (Unix seconds).
+    pub expires_at: i64,
+    /// Confirmations before the payment succeeds.
+    pub confirmations_required: u64,
+}
+
+/// Why the last attempt failed (`last_payment_error`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct LastError {
+    /// Machine-readable code (`card_declined`, `risk_blocked`, `bank_return`, …).
+    pub code: String,
+    /// The issuer's or bank's reason, when there is one.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
+    #[schema(value_type = Option<String>)]
+    pub decline_code: Option<Option<String>>,
+    /// For the customer.
+    pub message: String,
+    /// `card_error` for a decline of a confirmation.
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<LastErrorType>,
+}
+
+/// The type of a [`LastError`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LastErrorType {
+    /// A confirmation was declined or could not be processed.
+    CardError,
+}
+
+impl LastError {
+    /// A decline of a confirmation.
+    pub fn card_error(code: &str, decline_code: Option<String>, message: &str) -> Self {
+        Self {
+            code: code.to_owned(),
+            decline_code: Some(decline_code),
+            message: message.to_owned(),
+            kind: Some(LastErrorType::CardError),
         }
     }
+
+    /// A failure after the fact (a return, a reorg, a short transfer).
+    pub fn later(code: &str, message: &str) -> Self {
+        Self {
+            code: code.to_owned(),
+            decline_code: None,
+            message: message.to_owned(),
+            kind: None,
+        }
+    }
+}
+
+/// A key that is present, even as null: `Some(None)`, where a missing key
+/// is `None` (through `default`). Keeps `"decline_code": null` apart from
+/// no `decline_code` at all.
+fn present<'de, D, T>(de: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(de).map(Some)
+}
+
+/// The `crypto` view of a crypto payment: its quote and the transfers
+/// seen for it (written by the database, see `crypto::view`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CryptoView {
+    /// EIP-155 chain id.
+    pub chain_id: u64,
+    /// Asset symbol.
+    pub asset: String,
+    /// The token's contract; null for the native coin.
+    pub token_address: Option<String>,
+    /// The 32-byte reference of the quote.
+    pub payment_reference: String,
+    /// The payment's deposit address, when the chain has a deposit factory.
+    #[serde(default)]
+    pub deposit_address: Option<String>,
+    /// `any` or `deposit`.
+    #[serde(default)]
+    pub mode: CryptoMode,
+    /// Base units owed, as a decimal string.
+    pub amount: String,
+    /// Base units seen on time, as a decimal string.
+    pub amount_received: String,
+    /// Base units confirmed, as a decimal string.
+    pub amount_confirmed: String,
+    /// When the quote lapses (Unix seconds).
+    pub expires_at: i64,
+    /// Confirmations needed.
+    pub confirmations_required: i64,
+    /// Depth of the shallowest transfer now.
+    pub confirmations: i64,
+    /// `underpaid`, `overpaid`, `paid_late`, `wrong_asset` or `unbookable`:
+    /// money held for the merchant's decision.
+    pub exception: Option<String>,
+    /// The transfers seen, oldest first.
+    pub transfers: Vec<CryptoTransfer>,
+}
+
+/// A transfer seen for a crypto payment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CryptoTransfer {
+    /// Transaction hash.
+    pub tx_hash: String,
+    /// Index of the log in its block.
+    pub log_index: i64,
+    /// Block number.
+    pub block_number: i64,
+    /// Base units, as a decimal string.
+    pub amount: String,
+    /// Sender.
+    pub payer: String,
+    /// `detected`, `confirmed` or `removed`.
+    pub status: String,
+    /// How it was booked: `payment`, `late`, `wrong_asset`, `unmatched`, …
+    pub booking: String,
 }
 
 /// A payment row.
@@ -95,19 +340,19 @@ pub struct Payment {
     /// Allowed method types.
     pub payment_method_types: Vec<String>,
     /// Method chosen at confirmation.
-    pub method: Option<String>,
+    pub method: Option<MethodType>,
     /// Free text.
     pub description: Option<String>,
     /// Merchant's key-value pairs.
-    pub metadata: Value,
-    /// `{email, name}`.
-    pub customer: Option<Value>,
-    /// `{name, address}`.
-    pub shipping: Option<Value>,
+    pub metadata: BTreeMap<String, String>,
+    /// The paying customer.
+    pub customer: Option<Customer>,
+    /// Where goods go.
+    pub shipping: Option<Shipping>,
     /// Capability of the browser checkout.
     pub client_secret: String,
     /// What the customer must do.
-    pub next_action: Option<Value>,
+    pub next_action: Option<NextAction>,
     /// The processor's id.
     pub processor_reference: Option<String>,
     /// Authorized, not yet captured or released.
@@ -119,13 +364,13 @@ pub struct Payment {
     /// Under dispute, or lost to one: neither refundable nor returnable.
     pub amount_disputed: i64,
     /// Displayable card details.
-    pub card: Option<Value>,
+    pub card: Option<CardDetails>,
     /// Risk score 0–100.
     pub risk_score: Option<i16>,
     /// Risk reasons.
-    pub risk_reasons: Option<Value>,
+    pub risk_reasons: Option<Vec<RiskReason>>,
     /// The last decline.
-    pub last_error: Option<Value>,
+    pub last_error: Option<LastError>,
     /// Why it was canceled.
     pub cancellation_reason: Option<String>,
     /// Authorization or voucher expiry.
@@ -133,7 +378,7 @@ pub struct Payment {
     /// Ledger hold of the authorization.
     pub hold_id: Option<String>,
     /// The crypto view (quote, transfers seen, exception) of a crypto payment.
-    pub crypto: Option<Value>,
+    pub crypto: Option<CryptoView>,
     /// Where the hosted checkout sends the customer once the payment ends.
     pub return_url: Option<String>,
     /// Creation.
@@ -143,14 +388,13 @@ pub struct Payment {
 /// What a browser may learn of a decline: a risk block reads as a plain
 /// decline, so a card tester cannot tell the merchant's rules from the
 /// issuer's answer and tune its next attempt.
-pub fn browser_error(error: &Value) -> Value {
-    if error["code"] == "risk_blocked" {
-        json!({
-            "code": "card_declined",
-            "decline_code": "generic_decline",
-            "message": "Your card was declined.",
-            "type": "card_error",
-        })
+pub fn browser_error(error: &LastError) -> LastError {
+    if error.code == "risk_blocked" {
+        LastError::card_error(
+            "card_declined",
+            Some("generic_decline".into()),
+            "Your card was declined.",
+        )
     } else {
         error.clone()
     }
@@ -182,52 +426,155 @@ impl Payment {
         })
     }
 
-    /// The API object (`"object": "payment"`).
-    pub fn to_api(&self, audience: Audience, livemode: bool) -> Value {
-        let payment_method = self.method.as_ref().map(|method| {
-            let mut pm = json!({ "type": method });
-            if let Some(card) = &self.card {
-                pm["card"] = card.clone();
-            }
-            pm
-        });
-        let mut object = json!({
-            "id": self.id,
-            "object": "payment",
-            "amount": self.amount,
-            "amount_capturable": self.amount_capturable,
-            "amount_received": self.amount_received,
-            "amount_refunded": self.amount_refunded,
-            "amount_disputed": self.amount_disputed,
-            "currency": self.currency,
-            "status": self.status.as_str(),
-            "capture_method": self.capture_method.as_str(),
-            "payment_method_types": self.payment_method_types,
-            "payment_method": payment_method,
-            "next_action": self.next_action,
-            "last_payment_error": match audience {
+    /// The API object (`"object": "payment"`), without the node's
+    /// checkout link (see `Payments::view`).
+    pub fn to_api(&self, audience: Audience, livemode: bool) -> PaymentObject {
+        PaymentObject {
+            id: self.id.clone(),
+            object: PaymentObjectName::Payment,
+            amount: self.amount,
+            amount_capturable: self.amount_capturable,
+            amount_received: self.amount_received,
+            amount_refunded: self.amount_refunded,
+            amount_disputed: self.amount_disputed,
+            currency: self.currency.clone(),
+            status: self.status,
+            capture_method: self.capture_method,
+            payment_method_types: self.payment_method_types.clone(),
+            payment_method: self.method.map(|kind| PaymentMethodObject {
+                kind,
+                card: self.card.clone(),
+            }),
+            next_action: self.next_action.clone(),
+            last_payment_error: match audience {
                 Audience::Merchant => self.last_error.clone(),
                 Audience::Checkout => self.last_error.as_ref().map(browser_error),
             },
-            "client_secret": self.client_secret,
-            "crypto": self.crypto,
-            "return_url": self.return_url,
-            "created": self.created_at.unix_timestamp(),
-            "livemode": livemode,
-        });
-        // The hosted checkout shows what is being paid for.
-        object["description"] = json!(self.description);
-        if audience == Audience::Merchant {
-            object["metadata"] = self.metadata.clone();
-            object["customer"] = json!(self.customer);
-            object["shipping"] = json!(self.shipping);
-            object["cancellation_reason"] = json!(self.cancellation_reason);
-            object["risk"] = match self.risk_score {
-                Some(score) => json!({ "score": score, "reasons": self.risk_reasons }),
-                None => Value::Null,
-            };
-            object["expires_at"] = json!(self.expires_at.map(OffsetDateTime::unix_timestamp));
+            client_secret: self.client_secret.clone(),
+            crypto: self.crypto.clone(),
+            return_url: self.return_url.clone(),
+            created: self.created_at.unix_timestamp(),
+            livemode,
+            // The hosted checkout shows what is being paid for.
+            description: self.description.clone(),
+            merchant: (audience == Audience::Merchant).then(|| MerchantView {
+                metadata: self.metadata.clone(),
+                customer: self.customer.clone(),
+                shipping: self.shipping.clone(),
+                cancellation_reason: self.cancellation_reason.clone(),
+                risk: self.risk_score.map(|score| Risk {
+                    score,
+                    reasons: self.risk_reasons.clone(),
+                }),
+                expires_at: self.expires_at.map(OffsetDateTime::unix_timestamp),
+            }),
+            checkout_url: None,
+            merchant_name: None,
+            crypto_options: None,
         }
-        object
     }
+}
+
+/// `"payment"`: what the object is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentObjectName {
+    /// A payment.
+    Payment,
+}
+
+/// A payment as the API answers it and events carry it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PaymentObject {
+    /// Unique identifier, `pay_…`.
+    #[schema(value_type = String, example = "pay_3MtwBwLkdIwHu7ix28a3tqPa")]
+    pub id: PaymentId,
+    /// Always `payment`.
+    pub object: PaymentObjectName,
+    /// Amount to collect, in the currency's smallest unit.
+    pub amount: i64,
+    /// Authorized and not yet captured or released.
+    pub amount_capturable: i64,
+    /// Received so far.
+    pub amount_received: i64,
+    /// Refunded or returned so far.
+    pub amount_refunded: i64,
+    /// Under dispute, or lost to one.
+    pub amount_disputed: i64,
+    /// Lower-case ISO 4217 currency code.
+    pub currency: String,
+    /// Where the payment is in its life cycle.
+    pub status: Status,
+    /// When the money of an authorization is taken.
+    pub capture_method: CaptureMethod,
+    /// The methods the payment may be confirmed with.
+    pub payment_method_types: Vec<String>,
+    /// The method it was confirmed with; null before confirmation.
+    pub payment_method: Option<PaymentMethodObject>,
+    /// What the customer must do next; null when nothing.
+    pub next_action: Option<NextAction>,
+    /// Why the last attempt failed; null when it did not.
+    pub last_payment_error: Option<LastError>,
+    /// The secret a browser checkout acts on the payment with.
+    pub client_secret: String,
+    /// The quote and transfers of a crypto payment; null otherwise.
+    pub crypto: Option<CryptoView>,
+    /// Where the hosted checkout sends the customer once the payment ends.
+    pub return_url: Option<String>,
+    /// Creation time (Unix seconds).
+    pub created: i64,
+    /// Whether the payment is live (false: test mode).
+    pub livemode: bool,
+    /// Free text shown to the customer.
+    pub description: Option<String>,
+    /// What only the merchant sees (absent for a browser checkout).
+    #[serde(flatten)]
+    pub merchant: Option<MerchantView>,
+    /// The hosted checkout page of the payment.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkout_url: Option<String>,
+    /// The merchant's name (browser checkout reads only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub merchant_name: Option<String>,
+    /// The chains and assets the payment may be paid with now (browser
+    /// checkout reads only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub crypto_options: Option<Vec<super::crypto::CryptoOption>>,
+}
+
+/// The merchant's part of a [`PaymentObject`].
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct MerchantView {
+    /// The merchant's key-value pairs.
+    pub metadata: BTreeMap<String, String>,
+    /// The paying customer; null when not given.
+    pub customer: Option<Customer>,
+    /// Where goods go; null when not given.
+    pub shipping: Option<Shipping>,
+    /// Why it was canceled: `requested_by_customer`, `expired`, …
+    pub cancellation_reason: Option<String>,
+    /// The risk assessment of the last card confirmation; null before one.
+    pub risk: Option<Risk>,
+    /// When the authorization, voucher or quote lapses (Unix seconds).
+    pub expires_at: Option<i64>,
+}
+
+/// A payment's risk assessment.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Risk {
+    /// 0 (no concern) to 100.
+    pub score: i16,
+    /// What added to the score, largest first.
+    pub reasons: Option<Vec<RiskReason>>,
+}
+
+/// The method a payment was confirmed with.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PaymentMethodObject {
+    /// The method.
+    #[serde(rename = "type")]
+    pub kind: MethodType,
+    /// What is shown of the card (card payments only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub card: Option<CardDetails>,
 }

@@ -32,6 +32,7 @@ use super::PaymentError;
 use super::model::Payment;
 use crate::ids::{DisputeId, RefundId};
 use crate::ledger::{self, AccountRef, Entry, EntryKind, LedgerError, MerchantAccount, NewHold};
+use crate::methods::MethodType;
 use crate::money::{Amount, AssetCode, Currency};
 
 impl From<LedgerError> for PaymentError {
@@ -53,8 +54,8 @@ fn asset(payment: &Payment) -> Result<AssetCode, PaymentError> {
     Ok(AssetCode::fiat(currency))
 }
 
-fn method(payment: &Payment) -> &str {
-    payment.method.as_deref().unwrap_or("card")
+fn method(payment: &Payment) -> String {
+    payment.method.unwrap_or(MethodType::Card).to_string()
 }
 
 fn pending(payment: &Payment) -> AccountRef {
@@ -108,7 +109,7 @@ async fn fee(
     asset: &AssetCode,
     amount: i64,
 ) -> Result<Amount, PaymentError> {
-    let rule = ledger::fee_rule(conn, &payment.merchant_id, method(payment), asset).await?;
+    let rule = ledger::fee_rule(conn, &payment.merchant_id, &method(payment), asset).await?;
     Ok(rule.fee_for(Amount::from_minor(amount)))
 }
 
@@ -123,7 +124,7 @@ pub(super) async fn authorize(
     let hold = NewHold::new(
         key.clone(),
         EntryKind::AUTHORIZATION,
-        AccountRef::clearing(method(payment)),
+        AccountRef::clearing(&method(payment)),
         pending(payment),
         &asset,
         Amount::from_minor(payment.amount),
@@ -167,7 +168,7 @@ pub(super) async fn capture_at_authorization(
     let entry = Entry::new(format!("{}:capture", payment.id), EntryKind::PAYMENT)
         .source(payment.id.as_str())
         .transfer(
-            AccountRef::clearing(method(payment)),
+            AccountRef::clearing(&method(payment)),
             pending(payment),
             &asset,
             Amount::from_minor(payment.amount),
@@ -195,7 +196,7 @@ pub(super) async fn receive(
     let mut entry = Entry::new(format!("{}:receive", payment.id), EntryKind::PAYMENT)
         .source(payment.id.as_str())
         .transfer(
-            AccountRef::clearing(method(payment)),
+            AccountRef::clearing(&method(payment)),
             pending(payment),
             &asset,
             Amount::from_minor(payment.amount),
@@ -219,7 +220,7 @@ pub(super) async fn reverse_receipt(
     )
     .source(payment.id.as_str())
     .credit(
-        AccountRef::clearing(method(payment)),
+        AccountRef::clearing(&method(payment)),
         &asset,
         Amount::from_minor(amount),
     );
@@ -239,7 +240,7 @@ pub(super) async fn refund(
     let entry = Entry::new(format!("{refund}:refund"), EntryKind::REFUND)
         .source(refund.as_str())
         .credit(
-            AccountRef::clearing(method(payment)),
+            AccountRef::clearing(&method(payment)),
             &asset,
             Amount::from_minor(amount),
         );
@@ -278,7 +279,7 @@ pub(super) async fn dispute_closed(
     let (step, to) = if won {
         ("won", pending(payment))
     } else {
-        ("lost", AccountRef::clearing(method(payment)))
+        ("lost", AccountRef::clearing(&method(payment)))
     };
     let entry = Entry::new(format!("{dispute}:{step}"), EntryKind::DISPUTE)
         .source(dispute.as_str())

@@ -8,17 +8,16 @@
 //! does nothing if the operation is no longer pending, so an answer is
 //! booked once however many times it arrives.
 
-use serde_json::json;
 use sqlx::{PgConnection, Postgres, Transaction};
 use time::OffsetDateTime;
 
-use super::model::{CaptureMethod, Payment, Status};
+use super::model::{CaptureMethod, LastError, NextAction, Payment, Status};
 use super::operations::{self, Kind, NewOperation, Operation};
 use super::{PaymentError, Payments, postings, store};
 use crate::events::EventType;
 use crate::ids::{MerchantId, PaymentId};
 use crate::methods::{
-    Answer, Authorization, Captured, Connector, CustomerAction, Decline, MethodType, ProcessorEvent,
+    Answer, Authorization, Captured, Connector, CustomerAction, Decline, ProcessorEvent,
 };
 
 /// Operations the reconciler resumes per pass.
@@ -31,8 +30,6 @@ impl Payments {
     pub(super) fn connector_of(&self, payment: &Payment) -> Result<&dyn Connector, PaymentError> {
         payment
             .method
-            .as_deref()
-            .and_then(MethodType::parse)
             .and_then(|m| self.connectors().get(m))
             .ok_or_else(|| {
                 PaymentError::state(
@@ -172,7 +169,7 @@ impl Payments {
             && payment
                 .next_action
                 .as_ref()
-                .is_some_and(|a| a["type"] == "otp_challenge");
+                .is_some_and(|a| *a == NextAction::OtpChallenge);
         if !pending_otp {
             return Err(unexpected_state(&payment, "answer a challenge for"));
         }
@@ -427,9 +424,9 @@ impl Payments {
             // The retry gets what the first request got: the decline.
             return Err(PaymentError::Declined {
                 decline: Decline {
-                    code: error["code"].as_str().unwrap_or("card_declined").to_owned(),
-                    decline_code: error["decline_code"].as_str().map(str::to_owned),
-                    message: error["message"].as_str().unwrap_or_default().to_owned(),
+                    code: error.code.clone(),
+                    decline_code: error.decline_code.clone().flatten(),
+                    message: error.message.clone(),
                 },
                 payment: Box::new(payment),
             });
@@ -491,11 +488,14 @@ impl Payments {
         operations::finish(&mut tx, &op.id, operations::Status::Failed).await?;
         payment.status = Status::Failed;
         payment.next_action = None;
-        payment.last_error = Some(json!({
-            "code": "processing_error",
-            "message": "The payment could not be processed; please try again.",
-            "type": "card_error",
-        }));
+        payment.last_error = Some(LastError {
+            decline_code: None,
+            ..LastError::card_error(
+                "processing_error",
+                None,
+                "The payment could not be processed; please try again.",
+            )
+        });
         store::update(&mut tx, &payment).await?;
         self.announce(&mut tx, &payment, EventType::PaymentFailed)
             .await?;
@@ -530,12 +530,11 @@ impl Payments {
     ) -> Result<Payment, PaymentError> {
         payment.status = Status::Failed;
         payment.next_action = None;
-        payment.last_error = Some(json!({
-            "code": decline.code,
-            "decline_code": decline.decline_code,
-            "message": decline.message,
-            "type": "card_error",
-        }));
+        payment.last_error = Some(LastError::card_error(
+            &decline.code,
+            decline.decline_code.clone(),
+            &decline.message,
+        ));
         store::update(&mut tx, &payment).await?;
         self.announce(&mut tx, &payment, EventType::PaymentFailed)
             .await?;
@@ -588,7 +587,7 @@ pub(super) fn unexpected_state(payment: &Payment, action: &str) -> PaymentError 
         "payment_unexpected_state",
         format!(
             "You cannot {action} this payment because it has a status of {}.",
-            payment.status.as_str()
+            payment.status
         ),
     )
 }

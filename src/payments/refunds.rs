@@ -13,9 +13,13 @@
 //! (`refund.failed`, money back to the merchant) if it reverts.
 
 use alloy::primitives::Address;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool};
 use time::OffsetDateTime;
+use utoipa::ToSchema;
 
 use super::model::{Payment, Status};
 use super::operations::{self, Kind, NewOperation, Operation};
@@ -44,36 +48,106 @@ pub struct Refund {
     pub amount: i64,
     /// The payment's currency.
     pub currency: String,
-    /// `succeeded`, `pending` (crypto, until confirmed on-chain), `failed`.
-    pub status: String,
+    /// Where the refund is.
+    pub status: RefundStatus,
     /// One of [`REASONS`].
     pub reason: Option<String>,
     /// Key-value pairs.
-    pub metadata: Value,
+    pub metadata: BTreeMap<String, String>,
     /// On-chain refunds: chain, asset, base units, destination, transaction.
-    pub crypto: Option<Value>,
+    pub crypto: Option<RefundCrypto>,
     /// Why a refund failed.
     pub failure_reason: Option<String>,
     /// Creation.
     pub created_at: OffsetDateTime,
 }
 
+/// Where a refund is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
+pub enum RefundStatus {
+    /// Under way: a processor refund whose answer is awaited, or a crypto
+    /// refund until its transfer is confirmed on-chain.
+    Pending,
+    /// The money went back to the customer.
+    Succeeded,
+    /// It did not happen; the money is back in the merchant's balance.
+    Failed,
+}
+
+crate::names!(RefundStatus);
+
+/// The transfer of a crypto payment's refund.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RefundCrypto {
+    /// EIP-155 chain id.
+    pub chain_id: u64,
+    /// Asset symbol (`usdc`, `eth`, …).
+    pub asset: String,
+    /// Base units sent, as a decimal string.
+    pub amount: String,
+    /// The address the refund is sent to.
+    pub destination: String,
+    /// The transaction carrying it: the newest one signed while pending,
+    /// the mined one once the refund ended; null before one is signed.
+    pub transaction: Option<String>,
+}
+
+/// `"refund"`: what the object is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RefundObjectName {
+    /// A refund.
+    Refund,
+}
+
+/// A refund as the API answers it and events carry it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RefundObject {
+    /// Unique identifier, `re_…`.
+    #[schema(value_type = String)]
+    pub id: RefundId,
+    /// Always `refund`.
+    pub object: RefundObjectName,
+    /// Amount refunded, in the payment currency's smallest unit.
+    pub amount: i64,
+    /// The payment's currency (lower-case ISO 4217).
+    pub currency: String,
+    /// The refunded payment, `pay_…`.
+    #[schema(value_type = String)]
+    pub payment: PaymentId,
+    /// Where the refund is.
+    pub status: RefundStatus,
+    /// Why the merchant refunded: `duplicate`, `fraudulent` or
+    /// `requested_by_customer`; null when not given.
+    pub reason: Option<String>,
+    /// The merchant's key-value pairs.
+    pub metadata: BTreeMap<String, String>,
+    /// The on-chain transfer of a crypto payment's refund; null otherwise.
+    pub crypto: Option<RefundCrypto>,
+    /// Why the refund failed; null unless it did.
+    pub failure_reason: Option<String>,
+    /// Creation time (Unix seconds).
+    pub created: i64,
+}
+
 impl Refund {
     /// The API object.
-    pub fn to_api(&self) -> Value {
-        json!({
-            "id": self.id,
-            "object": "refund",
-            "amount": self.amount,
-            "currency": self.currency,
-            "payment": self.payment_id,
-            "status": self.status,
-            "reason": self.reason,
-            "metadata": self.metadata,
-            "crypto": self.crypto,
-            "failure_reason": self.failure_reason,
-            "created": self.created_at.unix_timestamp(),
-        })
+    pub fn to_api(&self) -> RefundObject {
+        RefundObject {
+            id: self.id.clone(),
+            object: RefundObjectName::Refund,
+            amount: self.amount,
+            currency: self.currency.clone(),
+            payment: self.payment_id.clone(),
+            status: self.status,
+            reason: self.reason.clone(),
+            metadata: self.metadata.clone(),
+            crypto: self.crypto.clone(),
+            failure_reason: self.failure_reason.clone(),
+            created: self.created_at.unix_timestamp(),
+        }
     }
 }
 
@@ -133,11 +207,11 @@ pub async fn create(
             "payment_not_refundable",
             format!(
                 "This payment cannot be refunded because it has a status of {}; only succeeded payments can be.",
-                payment.status.as_str()
+                payment.status
             ),
         ));
     }
-    let method = payment.method.as_deref().and_then(MethodType::parse);
+    let method = payment.method;
     let destination = match (method, request.crypto_destination) {
         (Some(MethodType::Crypto), Some(address)) => Some(address),
         (Some(MethodType::Crypto), None) => {
@@ -207,9 +281,9 @@ pub async fn create(
         payment_id: payment.id.clone(),
         amount,
         currency: payment.currency.clone(),
-        status: "pending".into(),
+        status: RefundStatus::Pending,
         reason: request.reason,
-        metadata: request.metadata.to_json(),
+        metadata: request.metadata.clone().into_map(),
         crypto: None,
         failure_reason: None,
         created_at: OffsetDateTime::now_utc(),
@@ -319,7 +393,7 @@ async fn replay(
             ),
         ));
     }
-    if earlier.status == "pending" && earlier.crypto.is_none() {
+    if earlier.status == RefundStatus::Pending && earlier.crypto.is_none() {
         let op = sqlx::query_scalar!(
             r#"SELECT id AS "id: OperationId" FROM payment_operations
                 WHERE refund_id = $1 AND status = 'pending'"#,
@@ -358,7 +432,7 @@ pub async fn get(
 async fn show_transactions(pool: &PgPool, refunds: &mut [Refund]) -> Result<(), PaymentError> {
     let pending: Vec<String> = refunds
         .iter()
-        .filter(|r| r.status == "pending" && r.crypto.is_some())
+        .filter(|r| r.status == RefundStatus::Pending && r.crypto.is_some())
         .map(|r| r.id.as_str().to_owned())
         .collect();
     if pending.is_empty() {
@@ -366,12 +440,12 @@ async fn show_transactions(pool: &PgPool, refunds: &mut [Refund]) -> Result<(), 
     }
     for (refund_id, tx_hash) in sender::newest_transactions(pool, Purpose::Refund, &pending).await?
     {
-        if let Some(Value::Object(view)) = refunds
+        if let Some(view) = refunds
             .iter_mut()
             .find(|r| r.id.as_str() == refund_id)
             .and_then(|r| r.crypto.as_mut())
         {
-            view.insert("transaction".into(), Value::String(tx_hash));
+            view.transaction = Some(tx_hash);
         }
     }
     Ok(())
@@ -383,8 +457,10 @@ async fn get_on(
     id: &RefundId,
 ) -> Result<Refund, PaymentError> {
     let row = sqlx::query!(
-        r#"SELECT payment_id AS "payment_id: PaymentId", amount, currency, status, reason, metadata,
-                  crypto, failure_reason, created_at
+        r#"SELECT payment_id AS "payment_id: PaymentId", amount, currency,
+                  status AS "status: RefundStatus", reason,
+                  metadata AS "metadata: Json<BTreeMap<String, String>>",
+                  crypto AS "crypto: Json<RefundCrypto>", failure_reason, created_at
            FROM refunds WHERE id = $1 AND merchant_id = $2"#,
         id.as_str(),
         merchant.as_str()
@@ -403,8 +479,8 @@ async fn get_on(
         currency: row.currency,
         status: row.status,
         reason: row.reason,
-        metadata: row.metadata,
-        crypto: row.crypto,
+        metadata: row.metadata.0,
+        crypto: row.crypto.map(|Json(c)| c),
         failure_reason: row.failure_reason,
         created_at: row.created_at,
     })
@@ -427,10 +503,10 @@ pub async fn list(
         payment_id: PaymentId,
         amount: i64,
         currency: String,
-        status: String,
+        status: RefundStatus,
         reason: Option<String>,
-        metadata: Value,
-        crypto: Option<Value>,
+        metadata: Json<BTreeMap<String, String>>,
+        crypto: Option<Json<RefundCrypto>>,
         failure_reason: Option<String>,
         created_at: OffsetDateTime,
     }
@@ -456,7 +532,9 @@ pub async fn list(
         sqlx::query_as!(
             Row,
             r#"SELECT r.id AS "id: RefundId", r.payment_id AS "payment_id: PaymentId", r.amount,
-                      r.currency, r.status, r.reason, r.metadata, r.crypto, r.failure_reason,
+                      r.currency, r.status AS "status: RefundStatus", r.reason,
+                      r.metadata AS "metadata: Json<BTreeMap<String, String>>",
+                      r.crypto AS "crypto: Json<RefundCrypto>", r.failure_reason,
                       r.created_at
                FROM refunds r, refunds c
                WHERE c.id = $3 AND c.merchant_id = $1 AND r.merchant_id = $1
@@ -474,7 +552,9 @@ pub async fn list(
         sqlx::query_as!(
             Row,
             r#"SELECT r.id AS "id: RefundId", r.payment_id AS "payment_id: PaymentId", r.amount,
-                      r.currency, r.status, r.reason, r.metadata, r.crypto, r.failure_reason,
+                      r.currency, r.status AS "status: RefundStatus", r.reason,
+                      r.metadata AS "metadata: Json<BTreeMap<String, String>>",
+                      r.crypto AS "crypto: Json<RefundCrypto>", r.failure_reason,
                       r.created_at
                FROM refunds r
                WHERE r.merchant_id = $1
@@ -500,8 +580,8 @@ pub async fn list(
         currency: row.currency,
         status: row.status,
         reason: row.reason,
-        metadata: row.metadata,
-        crypto: row.crypto,
+        metadata: row.metadata.0,
+        crypto: row.crypto.map(|Json(c)| c),
         failure_reason: row.failure_reason,
         created_at: row.created_at,
     });
@@ -528,10 +608,10 @@ async fn insert(
         refund.payment_id.as_str(),
         refund.amount,
         refund.currency,
-        refund.status,
+        refund.status as RefundStatus,
         refund.reason,
-        refund.metadata,
-        refund.crypto,
+        Json(&refund.metadata) as _,
+        refund.crypto.as_ref().map(Json) as _,
         refund.created_at,
         request_key,
     )
@@ -600,16 +680,16 @@ async fn on_chain(
         payment_id: payment.id.clone(),
         amount,
         currency: payment.currency.clone(),
-        status: "pending".into(),
+        status: RefundStatus::Pending,
         reason: request.reason.clone(),
-        metadata: request.metadata.to_json(),
-        crypto: Some(json!({
-            "chain_id": chain_id,
-            "asset": asset.symbol(),
-            "amount": units.units().to_string(),
-            "destination": format!("{destination:#x}"),
-            "transaction": null,
-        })),
+        metadata: request.metadata.clone().into_map(),
+        crypto: Some(RefundCrypto {
+            chain_id,
+            asset: asset.symbol().to_string(),
+            amount: units.units().to_string(),
+            destination: format!("{destination:#x}"),
+            transaction: None,
+        }),
         failure_reason: None,
         created_at: OffsetDateTime::now_utc(),
     };
@@ -647,14 +727,15 @@ pub async fn on_chain_finished(
         .as_ref()
         .ok_or_else(|| PaymentError::Ledger(format!("send {} has no merchant", send.id)))?;
     let row = sqlx::query!(
-        r#"SELECT payment_id AS "payment_id: PaymentId", amount, status FROM refunds
+        r#"SELECT payment_id AS "payment_id: PaymentId", amount, status AS "status: RefundStatus"
+             FROM refunds
             WHERE id = $1 AND merchant_id = $2 FOR UPDATE"#,
         id.as_str(),
         merchant.as_str()
     )
     .fetch_one(&mut *conn)
     .await?;
-    if row.status != "pending" {
+    if row.status != RefundStatus::Pending {
         return Ok(());
     }
     let mut payment = store::lock(conn, merchant, &row.payment_id)
@@ -668,7 +749,7 @@ pub async fn on_chain_finished(
         SendOutcome::Confirmed => {
             postings::crypto_refund_sent(conn, &id, send.chain_id, &send.asset, send.amount)
                 .await?;
-            ("succeeded", None, EventType::RefundSucceeded)
+            (RefundStatus::Succeeded, None, EventType::RefundSucceeded)
         }
         SendOutcome::Reverted => {
             postings::crypto_refund_failed(conn, &payment, &id, &send.asset, send.amount).await?;
@@ -676,7 +757,7 @@ pub async fn on_chain_finished(
             payment.amount_refunded -= row.amount;
             store::update(conn, &payment).await?;
             (
-                "failed",
+                RefundStatus::Failed,
                 Some(
                     "The refund transaction reverted on-chain; the funds are back in the merchant balance.",
                 ),
@@ -689,7 +770,7 @@ pub async fn on_chain_finished(
                   crypto = jsonb_set(crypto, '{transaction}', to_jsonb($4::text))
             WHERE id = $1"#,
         id.as_str(),
-        status,
+        status as RefundStatus,
         failure,
         tx_hash,
     )

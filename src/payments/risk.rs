@@ -6,7 +6,7 @@
 //! score. Signals come from the payments table (velocity, the merchant's
 //! history) and the request (countries).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// What the scorer looks at.
 #[derive(Debug, Clone, Default)]
@@ -32,12 +32,13 @@ pub struct RiskSignals {
     pub shipping_country: Option<String>,
 }
 
-/// One reason that added to the score.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// One reason that added to the score (stored with the payment, shown in
+/// its `risk.reasons`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RiskReason {
-    /// Machine-readable code.
-    pub code: &'static str,
-    /// Points it added.
+    /// Machine-readable code, e.g. `card_velocity` or `card_country_mismatch`.
+    pub code: String,
+    /// Points it added to the score.
     pub points: u8,
 }
 
@@ -61,7 +62,12 @@ pub const COUNTS_ENOUGH: i64 = 31;
 /// Scores `signals`.
 pub fn assess(signals: &RiskSignals) -> RiskAssessment {
     let mut reasons = Vec::new();
-    let mut add = |code, points| reasons.push(RiskReason { code, points });
+    let mut add = |code: &str, points| {
+        reasons.push(RiskReason {
+            code: code.to_owned(),
+            points,
+        });
+    };
 
     // The counts include the attempt being scored, hence `>` rather than
     // `>=`: the fourth use of a card within the hour is the first suspect.
@@ -98,7 +104,7 @@ pub fn assess(signals: &RiskSignals) -> RiskAssessment {
         add("billing_country_mismatch", 15);
     }
 
-    reasons.sort_by(|a, b| b.points.cmp(&a.points).then(a.code.cmp(b.code)));
+    reasons.sort_by(|a, b| b.points.cmp(&a.points).then(a.code.cmp(&b.code)));
     let total: u32 = reasons.iter().map(|r| u32::from(r.points)).sum();
     RiskAssessment {
         score: u8::try_from(total.min(100)).unwrap_or(100),

@@ -2,7 +2,6 @@
 //! (velocity, the merchant's history and threshold, in one query), the
 //! score of [`super::risk`], and whether it blocks the payment.
 
-use serde_json::json;
 use sqlx::PgConnection;
 
 use super::PaymentError;
@@ -43,14 +42,10 @@ pub async fn screen(
             .as_ref()
             .map(|_| SANDBOX_CARD_COUNTRY.to_owned()),
         billing_country,
-        shipping_country: payment
-            .shipping
-            .as_ref()
-            .and_then(|s| s["address"]["country"].as_str())
-            .map(str::to_owned),
+        shipping_country: payment.shipping.as_ref().map(|s| s.address.country.clone()),
     });
     payment.risk_score = Some(i16::from(assessment.score));
-    payment.risk_reasons = Some(json!(assessment.reasons));
+    payment.risk_reasons = Some(assessment.reasons);
     if i16::from(assessment.score) >= counts.threshold {
         // The score and reasons are on the payment for the merchant; the
         // message, which reaches browsers, does not help a tester learn

@@ -8,12 +8,15 @@
 
 use std::sync::Arc;
 
-use serde::Serialize;
 use serde_json::{Value, json};
 use sqlx::{PgConnection, PgPool};
 use time::{Duration, OffsetDateTime};
 
-use super::model::{Audience, CaptureMethod, Payment, Status};
+pub use super::model::{Address, Customer, Shipping};
+use super::model::{
+    Audience, CaptureMethod, LastError, NextAction, PayeeDetails, Payment, PaymentObject, Status,
+    Voucher,
+};
 use super::processor::{not_found, unexpected_state};
 use super::{MAX_AMOUNT, PaymentError, postings, store};
 use crate::crypto::{Fingerprints, Keyring, Purpose, Sealer};
@@ -45,41 +48,6 @@ pub struct NewPayment {
     /// Where the hosted checkout sends the customer once the payment
     /// ends (already validated by the API).
     pub return_url: Option<String>,
-}
-
-/// The paying customer.
-#[derive(Debug, Clone, Serialize)]
-pub struct Customer {
-    /// Lower-cased email.
-    pub email: Option<String>,
-    /// Name.
-    pub name: Option<String>,
-}
-
-/// Where goods go.
-#[derive(Debug, Clone, Serialize)]
-pub struct Shipping {
-    /// Recipient.
-    pub name: String,
-    /// Complete address.
-    pub address: Address,
-}
-
-/// A postal address; `line1`, `city`, `postal_code` and `country` required.
-#[derive(Debug, Clone, Serialize)]
-pub struct Address {
-    /// Street.
-    pub line1: String,
-    /// Second line.
-    pub line2: Option<String>,
-    /// City.
-    pub city: String,
-    /// State or region.
-    pub state: Option<String>,
-    /// Postal code.
-    pub postal_code: String,
-    /// ISO 3166-1 alpha-2, upper case.
-    pub country: String,
 }
 
 /// A confirmation's payment method, parsed at the edge (card digits still
@@ -262,7 +230,7 @@ impl Payments {
     pub fn offered(&self, enabled: &[String]) -> Vec<String> {
         enabled
             .iter()
-            .filter(|m| MethodType::parse(m).is_some_and(|m| self.offers(m)))
+            .filter(|m| m.parse().is_ok_and(|m| self.offers(m)))
             .cloned()
             .collect()
     }
@@ -321,17 +289,19 @@ impl Payments {
         &self.connectors
     }
 
-    /// The merchant API object of `payment`.
+    /// The merchant API object of `payment` as JSON: what its events
+    /// carry (and the dashboard reads).
     pub fn object(&self, payment: &Payment) -> Value {
-        self.view(payment, Audience::Merchant)
+        json!(self.view(payment, Audience::Merchant))
     }
 
     /// The API object of `payment` for `audience`, with its hosted
     /// checkout link.
-    pub fn view(&self, payment: &Payment, audience: Audience) -> Value {
-        let mut object = payment.to_api(audience, self.livemode);
-        object["checkout_url"] = json!(self.checkout_url(payment));
-        object
+    pub fn view(&self, payment: &Payment, audience: Audience) -> PaymentObject {
+        PaymentObject {
+            checkout_url: Some(self.checkout_url(payment)),
+            ..payment.to_api(audience, self.livemode)
+        }
     }
 
     /// The hosted checkout of `payment`: the page authenticates with the
@@ -403,17 +373,17 @@ impl Payments {
                     ));
                 }
                 for (i, t) in types.iter().enumerate() {
-                    if !enabled_methods.iter().any(|m| m == t.as_str()) {
+                    if !enabled_methods.iter().any(|m| *m == t.to_string()) {
                         return Err(PaymentError::invalid(
                             format!("payment_method_types[{i}]"),
-                            format!("{} is not enabled for this account", t.as_str()),
+                            format!("{t} is not enabled for this account"),
                         ));
                     }
                     if !self.offers_in(*t, &new.currency) {
                         return Err(unavailable(format!("payment_method_types[{i}]"), *t));
                     }
                 }
-                let mut names: Vec<String> = types.iter().map(|t| t.as_str().to_owned()).collect();
+                let mut names: Vec<String> = types.iter().map(MethodType::to_string).collect();
                 names.dedup();
                 names
             }
@@ -421,9 +391,7 @@ impl Payments {
                 let offered: Vec<String> = self
                     .offered(enabled_methods)
                     .into_iter()
-                    .filter(|m| {
-                        MethodType::parse(m).is_some_and(|m| self.offers_in(m, &new.currency))
-                    })
+                    .filter(|m| m.parse().is_ok_and(|m| self.offers_in(m, &new.currency)))
                     .collect();
                 if offered.is_empty() {
                     return Err(PaymentError::refused(
@@ -447,9 +415,9 @@ impl Payments {
             payment_method_types: types,
             method: None,
             description: new.description,
-            metadata: new.metadata.to_json(),
-            customer: new.customer.map(|c| json!(c)),
-            shipping: new.shipping.map(|s| json!(s)),
+            metadata: new.metadata.into_map(),
+            customer: new.customer,
+            shipping: new.shipping,
             next_action: None,
             processor_reference: None,
             amount_capturable: 0,
@@ -516,7 +484,7 @@ impl Payments {
         let rows = store::list(
             &self.pool,
             merchant,
-            status.map(Status::as_str),
+            status,
             starting_after,
             ending_before,
             limit + 1,
@@ -572,13 +540,14 @@ impl Payments {
         let mut payment = store::lock(&mut tx, merchant, id)
             .await?
             .ok_or_else(|| not_found(id))?;
-        if payment.method.as_deref() != Some(expected.as_str()) {
+        if payment.method != Some(expected) {
             return Err(PaymentError::state(
                 "payment_method_unexpected",
                 format!(
-                    "This payment was not confirmed with {} (method: {}).",
-                    expected.as_str(),
-                    payment.method.as_deref().unwrap_or("none")
+                    "This payment was not confirmed with {expected} (method: {}).",
+                    payment
+                        .method
+                        .map_or_else(|| "none".to_owned(), |m| m.to_string())
                 ),
             ));
         }
@@ -625,13 +594,13 @@ impl Payments {
                 postings::reverse_receipt(&mut tx, &payment, outstanding, &reason).await?;
                 payment.amount_refunded += outstanding;
                 payment.status = Status::Failed;
-                payment.last_error = Some(json!({
-                    "code": reason,
-                    "message": match reason.as_str() {
+                payment.last_error = Some(LastError::later(
+                    &reason,
+                    match reason.as_str() {
                         "check_bounce" => "The check bounced; the funds were taken back.",
                         _ => "The bank returned the transfer; the funds were taken back.",
                     },
-                }));
+                ));
                 store::update(&mut tx, &payment).await?;
                 self.announce(&mut tx, &payment, EventType::PaymentFailed)
                     .await?;
@@ -648,45 +617,49 @@ impl Payments {
 }
 
 /// docs/api.md's `next_action` object of a customer action.
-pub(super) fn next_action(action: &CustomerAction) -> Value {
+pub(super) fn next_action(action: &CustomerAction) -> NextAction {
     match action {
-        CustomerAction::OtpChallenge => json!({ "type": "otp_challenge" }),
-        CustomerAction::Redirect { url } => json!({ "type": "redirect", "redirect_url": url }),
+        CustomerAction::OtpChallenge => NextAction::OtpChallenge,
+        CustomerAction::Redirect { url } => NextAction::Redirect {
+            redirect_url: url.clone(),
+        },
         CustomerAction::DisplayVoucher {
             reference,
             expires_at,
-        } => json!({
-            "type": "display_voucher",
-            "voucher": { "reference": reference, "expires_at": expires_at.unix_timestamp() },
-        }),
+        } => NextAction::DisplayVoucher {
+            voucher: Voucher {
+                reference: reference.clone(),
+                expires_at: expires_at.unix_timestamp(),
+            },
+        },
         CustomerAction::BankTransferInstructions {
             reference,
             payee: Some(payee),
-        } => json!({
-            "type": "bank_transfer_instructions",
-            "reference": reference,
-            "account_holder": payee.holder,
-            "iban": payee.iban,
-            "bic": payee.bic,
-            "routing_number": payee.routing_number,
-            "account_number": payee.account_number,
-            "amount": payee.amount,
-            "currency": payee.currency,
-        }),
+        } => NextAction::BankTransferInstructions {
+            reference: reference.clone(),
+            account_holder: payee.holder.clone(),
+            iban: payee.iban.clone(),
+            payee: Some(PayeeDetails {
+                bic: payee.bic.clone(),
+                routing_number: payee.routing_number.clone(),
+                account_number: payee.account_number.clone(),
+                amount: payee.amount,
+                currency: payee.currency.clone(),
+            }),
+        },
         CustomerAction::BankTransferInstructions {
             reference,
             payee: None,
-        } => json!({
-            "type": "bank_transfer_instructions",
-            "reference": reference,
-            "account_holder": "E-PG Sandbox Clearing",
-            "iban": "XX00EPGSANDBOX0000000000",
-        }),
-        CustomerAction::MailCheck { reference } => json!({
-            "type": "mail_check",
-            "reference": reference,
-            "payable_to": "E-PG Sandbox Lockbox",
-        }),
+        } => NextAction::BankTransferInstructions {
+            reference: reference.clone(),
+            account_holder: "E-PG Sandbox Clearing".into(),
+            iban: Some("XX00EPGSANDBOX0000000000".into()),
+            payee: None,
+        },
+        CustomerAction::MailCheck { reference } => NextAction::MailCheck {
+            reference: reference.clone(),
+            payable_to: "E-PG Sandbox Lockbox".into(),
+        },
     }
 }
 
@@ -701,14 +674,11 @@ pub(super) fn confirmable(payment: &Payment, kind: MethodType) -> Result<(), Pay
     if !payment
         .payment_method_types
         .iter()
-        .any(|t| t == kind.as_str())
+        .any(|t| *t == kind.to_string())
     {
         return Err(PaymentError::invalid(
             "payment_method.type",
-            format!(
-                "{} is not among this payment's payment_method_types",
-                kind.as_str()
-            ),
+            format!("{kind} is not among this payment's payment_method_types"),
         ));
     }
     Ok(())
@@ -719,10 +689,7 @@ pub(super) fn unavailable(param: String, method: MethodType) -> PaymentError {
     PaymentError::refused(
         "payment_method_unavailable",
         param,
-        format!(
-            "{} payments are not available on this node.",
-            method.as_str()
-        ),
+        format!("{method} payments are not available on this node."),
     )
 }
 

@@ -1,98 +1,89 @@
 //! Payment persistence. Every read is scoped to a merchant: another
 //! merchant's payment is simply not found.
 
-use serde_json::Value;
+use std::collections::BTreeMap;
+
+use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool};
 use time::OffsetDateTime;
 
-use super::model::{CaptureMethod, Payment, Status};
+use super::model::{
+    CaptureMethod, CardDetails, CryptoView, Customer, LastError, NextAction, Payment, Shipping,
+    Status,
+};
+use super::risk::RiskReason;
 use crate::ids::{MerchantId, PaymentId};
+use crate::methods::MethodType;
 
-/// A row of `payments`, column for column.
+/// A row of `payments` as the queries below select it: every part typed,
+/// the JSONB ones through [`Json`]. The columns are named, not `*`: the
+/// sealed card number and the velocity columns stay in the database.
 #[derive(Debug)]
 struct Row {
-    id: String,
-    merchant_id: String,
+    id: PaymentId,
+    merchant_id: MerchantId,
     amount: i64,
     currency: String,
-    status: String,
-    capture_method: String,
+    status: Status,
+    capture_method: CaptureMethod,
     payment_method_types: Vec<String>,
-    method: Option<String>,
+    method: Option<MethodType>,
     description: Option<String>,
-    metadata: Value,
-    customer: Option<Value>,
-    shipping: Option<Value>,
+    metadata: Json<BTreeMap<String, String>>,
+    customer: Option<Json<Customer>>,
+    shipping: Option<Json<Shipping>>,
     client_secret: String,
-    next_action: Option<Value>,
+    next_action: Option<Json<NextAction>>,
     processor_reference: Option<String>,
     amount_capturable: i64,
     amount_received: i64,
     amount_refunded: i64,
-    card: Option<Value>,
-    #[allow(dead_code)]
-    card_number_sealed: Option<Vec<u8>>,
-    #[allow(dead_code)]
-    card_fingerprint: Option<String>,
-    #[allow(dead_code)]
-    customer_email: Option<String>,
-    #[allow(dead_code)]
-    client_ip: Option<String>,
+    amount_disputed: i64,
+    card: Option<Json<CardDetails>>,
     risk_score: Option<i16>,
-    risk_reasons: Option<Value>,
-    last_error: Option<Value>,
+    risk_reasons: Option<Json<Vec<RiskReason>>>,
+    last_error: Option<Json<LastError>>,
     cancellation_reason: Option<String>,
     expires_at: Option<OffsetDateTime>,
     hold_id: Option<String>,
-    created_at: OffsetDateTime,
-    #[allow(dead_code)]
-    updated_at: OffsetDateTime,
-    crypto: Option<Value>,
-    #[allow(dead_code)]
-    confirm_attempts: i32,
-    amount_disputed: i64,
+    crypto: Option<Json<CryptoView>>,
     return_url: Option<String>,
+    created_at: OffsetDateTime,
 }
 
-impl Row {
-    fn into_payment(self) -> Result<Payment, sqlx::Error> {
-        let corrupt =
-            |what: &str| sqlx::Error::Decode(format!("payments.{what} is invalid").into());
-        Ok(Payment {
-            id: PaymentId::parse(&self.id).map_err(|_| corrupt("id"))?,
-            merchant_id: MerchantId::parse(&self.merchant_id)
-                .map_err(|_| corrupt("merchant_id"))?,
-            amount: self.amount,
-            currency: self.currency,
-            status: Status::parse(&self.status).ok_or_else(|| corrupt("status"))?,
-            capture_method: match self.capture_method.as_str() {
-                "manual" => CaptureMethod::Manual,
-                _ => CaptureMethod::Automatic,
-            },
-            payment_method_types: self.payment_method_types,
-            method: self.method,
-            description: self.description,
-            metadata: self.metadata,
-            customer: self.customer,
-            shipping: self.shipping,
-            client_secret: self.client_secret,
-            next_action: self.next_action,
-            processor_reference: self.processor_reference,
-            amount_capturable: self.amount_capturable,
-            amount_received: self.amount_received,
-            amount_refunded: self.amount_refunded,
-            amount_disputed: self.amount_disputed,
-            card: self.card,
-            risk_score: self.risk_score,
-            risk_reasons: self.risk_reasons,
-            last_error: self.last_error,
-            cancellation_reason: self.cancellation_reason,
-            expires_at: self.expires_at,
-            hold_id: self.hold_id,
-            crypto: self.crypto,
-            return_url: self.return_url,
-            created_at: self.created_at,
-        })
+impl From<Row> for Payment {
+    fn from(row: Row) -> Self {
+        Payment {
+            id: row.id,
+            merchant_id: row.merchant_id,
+            amount: row.amount,
+            currency: row.currency,
+            status: row.status,
+            capture_method: row.capture_method,
+            payment_method_types: row.payment_method_types,
+            method: row.method,
+            description: row.description,
+            metadata: row.metadata.0,
+            customer: row.customer.map(|Json(c)| c),
+            shipping: row.shipping.map(|Json(s)| s),
+            client_secret: row.client_secret,
+            next_action: row.next_action.map(|Json(a)| a),
+            processor_reference: row.processor_reference,
+            amount_capturable: row.amount_capturable,
+            amount_received: row.amount_received,
+            amount_refunded: row.amount_refunded,
+            amount_disputed: row.amount_disputed,
+            card: row.card.map(|Json(c)| c),
+            risk_score: row.risk_score,
+            risk_reasons: row.risk_reasons.map(|Json(r)| r),
+            last_error: row.last_error.map(|Json(e)| e),
+            cancellation_reason: row.cancellation_reason,
+            expires_at: row.expires_at,
+            hold_id: row.hold_id,
+            crypto: row.crypto.map(|Json(c)| c),
+            return_url: row.return_url,
+            created_at: row.created_at,
+        }
     }
 }
 
@@ -100,7 +91,7 @@ impl Row {
 #[derive(Debug, Clone)]
 pub struct StoredCard {
     /// Brand, last four, expiry, fingerprint, country.
-    pub display: Value,
+    pub display: CardDetails,
     /// The full number, sealed with the cards subkey.
     pub sealed_number: Vec<u8>,
     /// Per-merchant keyed fingerprint, for velocity checks.
@@ -118,18 +109,17 @@ pub async fn insert(conn: &mut PgConnection, p: &Payment) -> Result<(), sqlx::Er
         p.merchant_id.as_str(),
         p.amount,
         p.currency,
-        p.status.as_str(),
-        p.capture_method.as_str(),
+        p.status as Status,
+        p.capture_method as CaptureMethod,
         &p.payment_method_types,
         p.description,
-        p.metadata,
-        p.customer,
-        p.shipping,
+        Json(&p.metadata) as _,
+        p.customer.as_ref().map(Json) as _,
+        p.shipping.as_ref().map(Json) as _,
         p.client_secret,
         p.customer
             .as_ref()
-            .and_then(|c| c.get("email"))
-            .and_then(Value::as_str)
+            .and_then(|c| c.email.as_deref())
             .map(str::to_lowercase),
         p.created_at,
         p.return_url,
@@ -147,14 +137,25 @@ pub async fn get(
 ) -> Result<Option<Payment>, sqlx::Error> {
     sqlx::query_as!(
         Row,
-        "SELECT * FROM payments WHERE id = $1 AND merchant_id = $2",
+        r#"SELECT id AS "id: PaymentId", merchant_id AS "merchant_id: MerchantId", amount,
+                  currency, status AS "status: Status",
+                  capture_method AS "capture_method: CaptureMethod", payment_method_types,
+                  method AS "method: MethodType", description,
+                  metadata AS "metadata: Json<BTreeMap<String, String>>",
+                  customer AS "customer: Json<Customer>", shipping AS "shipping: Json<Shipping>",
+                  client_secret, next_action AS "next_action: Json<NextAction>",
+                  processor_reference, amount_capturable, amount_received, amount_refunded,
+                  amount_disputed, card AS "card: Json<CardDetails>", risk_score,
+                  risk_reasons AS "risk_reasons: Json<Vec<RiskReason>>",
+                  last_error AS "last_error: Json<LastError>", cancellation_reason, expires_at,
+                  hold_id, crypto AS "crypto: Json<CryptoView>", return_url, created_at
+           FROM payments WHERE id = $1 AND merchant_id = $2"#,
         id.as_str(),
         merchant.as_str()
     )
     .fetch_optional(pool)
-    .await?
-    .map(Row::into_payment)
-    .transpose()
+    .await
+    .map(|row| row.map(Payment::from))
 }
 
 /// A payment by its client secret (browser checkout). The payment is
@@ -165,11 +166,25 @@ pub async fn get_by_client_secret(
     id: &PaymentId,
     client_secret: &str,
 ) -> Result<Option<Payment>, sqlx::Error> {
-    let payment = sqlx::query_as!(Row, "SELECT * FROM payments WHERE id = $1", id.as_str())
-        .fetch_optional(pool)
-        .await?
-        .map(Row::into_payment)
-        .transpose()?;
+    let payment = sqlx::query_as!(
+        Row,
+        r#"SELECT id AS "id: PaymentId", merchant_id AS "merchant_id: MerchantId", amount, currency,
+           status AS "status: Status", capture_method AS "capture_method: CaptureMethod",
+           payment_method_types, method AS "method: MethodType", description,
+           metadata AS "metadata: Json<BTreeMap<String, String>>",
+           customer AS "customer: Json<Customer>", shipping AS "shipping: Json<Shipping>",
+           client_secret, next_action AS "next_action: Json<NextAction>", processor_reference,
+           amount_capturable, amount_received, amount_refunded, amount_disputed,
+           card AS "card: Json<CardDetails>", risk_score,
+           risk_reasons AS "risk_reasons: Json<Vec<RiskReason>>",
+           last_error AS "last_error: Json<LastError>", cancellation_reason, expires_at, hold_id,
+           crypto AS "crypto: Json<CryptoView>", return_url, created_at
+           FROM payments WHERE id = $1"#,
+        id.as_str()
+    )
+    .fetch_optional(pool)
+    .await?
+    .map(Payment::from);
     Ok(payment.filter(|p| p.client_secret_matches(Some(client_secret))))
 }
 
@@ -183,14 +198,25 @@ pub async fn lock(
 ) -> Result<Option<Payment>, sqlx::Error> {
     sqlx::query_as!(
         Row,
-        "SELECT * FROM payments WHERE id = $1 AND merchant_id = $2 FOR UPDATE",
+        r#"SELECT id AS "id: PaymentId", merchant_id AS "merchant_id: MerchantId", amount,
+                  currency, status AS "status: Status",
+                  capture_method AS "capture_method: CaptureMethod", payment_method_types,
+                  method AS "method: MethodType", description,
+                  metadata AS "metadata: Json<BTreeMap<String, String>>",
+                  customer AS "customer: Json<Customer>", shipping AS "shipping: Json<Shipping>",
+                  client_secret, next_action AS "next_action: Json<NextAction>",
+                  processor_reference, amount_capturable, amount_received, amount_refunded,
+                  amount_disputed, card AS "card: Json<CardDetails>", risk_score,
+                  risk_reasons AS "risk_reasons: Json<Vec<RiskReason>>",
+                  last_error AS "last_error: Json<LastError>", cancellation_reason, expires_at,
+                  hold_id, crypto AS "crypto: Json<CryptoView>", return_url, created_at
+           FROM payments WHERE id = $1 AND merchant_id = $2 FOR UPDATE"#,
         id.as_str(),
         merchant.as_str()
     )
     .fetch_optional(conn)
-    .await?
-    .map(Row::into_payment)
-    .transpose()
+    .await
+    .map(|row| row.map(Payment::from))
 }
 
 /// Writes every mutable field of `p`.
@@ -204,17 +230,17 @@ pub async fn update(conn: &mut PgConnection, p: &Payment) -> Result<(), sqlx::Er
            WHERE id = $1 AND merchant_id = $2"#,
         p.id.as_str(),
         p.merchant_id.as_str(),
-        p.status.as_str(),
-        p.method,
-        p.next_action,
+        p.status as Status,
+        p.method as Option<MethodType>,
+        p.next_action.as_ref().map(Json) as _,
         p.processor_reference,
         p.amount_capturable,
         p.amount_received,
         p.amount_refunded,
-        p.card,
+        p.card.as_ref().map(Json) as _,
         p.risk_score,
-        p.risk_reasons,
-        p.last_error,
+        p.risk_reasons.as_ref().map(Json) as _,
+        p.last_error.as_ref().map(Json) as _,
         p.cancellation_reason,
         p.expires_at,
         p.hold_id,
@@ -247,17 +273,17 @@ pub async fn update_confirmed(
            WHERE id = $1 AND merchant_id = $2"#,
         p.id.as_str(),
         p.merchant_id.as_str(),
-        p.status.as_str(),
-        p.method,
-        p.next_action,
+        p.status as Status,
+        p.method as Option<MethodType>,
+        p.next_action.as_ref().map(Json) as _,
         p.processor_reference,
         p.amount_capturable,
         p.amount_received,
         p.amount_refunded,
-        p.card,
+        p.card.as_ref().map(Json) as _,
         p.risk_score,
-        p.risk_reasons,
-        p.last_error,
+        p.risk_reasons.as_ref().map(Json) as _,
+        p.last_error.as_ref().map(Json) as _,
         p.cancellation_reason,
         p.expires_at,
         p.hold_id,
@@ -276,7 +302,7 @@ pub async fn update_confirmed(
 pub async fn list(
     pool: &PgPool,
     merchant: &MerchantId,
-    status: Option<&str>,
+    status: Option<Status>,
     starting_after: Option<&PaymentId>,
     ending_before: Option<&PaymentId>,
     limit: i64,
@@ -285,14 +311,28 @@ pub async fn list(
     let rows = if let Some(before) = ending_before {
         let mut rows = sqlx::query_as!(
             Row,
-            r#"SELECT p.* FROM payments p, payments c
+            r#"SELECT p.id AS "id: PaymentId", p.merchant_id AS "merchant_id: MerchantId",
+                      p.amount, p.currency, p.status AS "status: Status",
+                      p.capture_method AS "capture_method: CaptureMethod",
+                      p.payment_method_types, p.method AS "method: MethodType", p.description,
+                      p.metadata AS "metadata: Json<BTreeMap<String, String>>",
+                      p.customer AS "customer: Json<Customer>",
+                      p.shipping AS "shipping: Json<Shipping>", p.client_secret,
+                      p.next_action AS "next_action: Json<NextAction>", p.processor_reference,
+                      p.amount_capturable, p.amount_received, p.amount_refunded,
+                      p.amount_disputed, p.card AS "card: Json<CardDetails>", p.risk_score,
+                      p.risk_reasons AS "risk_reasons: Json<Vec<RiskReason>>",
+                      p.last_error AS "last_error: Json<LastError>", p.cancellation_reason,
+                      p.expires_at, p.hold_id, p.crypto AS "crypto: Json<CryptoView>",
+                      p.return_url, p.created_at
+               FROM payments p, payments c
                WHERE c.id = $2 AND c.merchant_id = $1 AND p.merchant_id = $1
                  AND ($3::text IS NULL OR p.status = $3)
                  AND (p.created_at, p.id) > (c.created_at, c.id)
                ORDER BY p.created_at ASC, p.id ASC LIMIT $4"#,
             merchant.as_str(),
             before.as_str(),
-            status,
+            status as Option<Status>,
             limit
         )
         .fetch_all(pool)
@@ -302,21 +342,35 @@ pub async fn list(
     } else {
         sqlx::query_as!(
             Row,
-            r#"SELECT p.* FROM payments p
+            r#"SELECT p.id AS "id: PaymentId", p.merchant_id AS "merchant_id: MerchantId",
+                      p.amount, p.currency, p.status AS "status: Status",
+                      p.capture_method AS "capture_method: CaptureMethod",
+                      p.payment_method_types, p.method AS "method: MethodType", p.description,
+                      p.metadata AS "metadata: Json<BTreeMap<String, String>>",
+                      p.customer AS "customer: Json<Customer>",
+                      p.shipping AS "shipping: Json<Shipping>", p.client_secret,
+                      p.next_action AS "next_action: Json<NextAction>", p.processor_reference,
+                      p.amount_capturable, p.amount_received, p.amount_refunded,
+                      p.amount_disputed, p.card AS "card: Json<CardDetails>", p.risk_score,
+                      p.risk_reasons AS "risk_reasons: Json<Vec<RiskReason>>",
+                      p.last_error AS "last_error: Json<LastError>", p.cancellation_reason,
+                      p.expires_at, p.hold_id, p.crypto AS "crypto: Json<CryptoView>",
+                      p.return_url, p.created_at
+               FROM payments p
                WHERE p.merchant_id = $1
                  AND ($2::text IS NULL OR p.status = $2)
                  AND ($3::text IS NULL OR (p.created_at, p.id) <
                       (SELECT c.created_at, c.id FROM payments c WHERE c.id = $3 AND c.merchant_id = $1))
                ORDER BY p.created_at DESC, p.id DESC LIMIT $4"#,
             merchant.as_str(),
-            status,
+            status as Option<Status>,
             starting_after.map(PaymentId::as_str),
             limit
         )
         .fetch_all(pool)
         .await?
     };
-    rows.into_iter().map(Row::into_payment).collect()
+    Ok(rows.into_iter().map(Payment::from).collect())
 }
 
 /// Whether a cursor id names a payment of `merchant`.
@@ -356,7 +410,7 @@ pub struct RiskCounts {
 #[derive(Debug)]
 pub struct Attempt<'a> {
     /// The method tried.
-    pub method: &'a str,
+    pub method: MethodType,
     /// The card's fingerprint, for cards.
     pub card_fingerprint: Option<&'a str>,
     /// The customer's email, when the payment has one.
@@ -388,7 +442,7 @@ pub async fn record_attempt(
            RETURNING id"#,
         merchant.as_str(),
         payment.as_str(),
-        attempt.method,
+        attempt.method as MethodType,
         attempt.card_fingerprint,
         attempt.customer_email,
         attempt.client_ip,
@@ -459,9 +513,23 @@ pub async fn claim_expired(
     now: OffsetDateTime,
     limit: i64,
 ) -> Result<Vec<Payment>, sqlx::Error> {
-    sqlx::query_as!(
+    let rows = sqlx::query_as!(
         Row,
-        r#"SELECT p.* FROM payments p
+        r#"SELECT p.id AS "id: PaymentId", p.merchant_id AS "merchant_id: MerchantId", p.amount,
+                  p.currency, p.status AS "status: Status",
+                  p.capture_method AS "capture_method: CaptureMethod", p.payment_method_types,
+                  p.method AS "method: MethodType", p.description,
+                  p.metadata AS "metadata: Json<BTreeMap<String, String>>",
+                  p.customer AS "customer: Json<Customer>",
+                  p.shipping AS "shipping: Json<Shipping>", p.client_secret,
+                  p.next_action AS "next_action: Json<NextAction>", p.processor_reference,
+                  p.amount_capturable, p.amount_received, p.amount_refunded, p.amount_disputed,
+                  p.card AS "card: Json<CardDetails>", p.risk_score,
+                  p.risk_reasons AS "risk_reasons: Json<Vec<RiskReason>>",
+                  p.last_error AS "last_error: Json<LastError>", p.cancellation_reason,
+                  p.expires_at, p.hold_id, p.crypto AS "crypto: Json<CryptoView>", p.return_url,
+                  p.created_at
+           FROM payments p
            WHERE p.status IN ('requires_capture', 'requires_action') AND p.expires_at <= $1
              -- A payment whose processor call is in flight is its
              -- operation's, until the operation is finished or resumed.
@@ -479,10 +547,8 @@ pub async fn claim_expired(
         limit
     )
     .fetch_all(conn)
-    .await?
-    .into_iter()
-    .map(Row::into_payment)
-    .collect()
+    .await?;
+    Ok(rows.into_iter().map(Payment::from).collect())
 }
 
 /// What the dashboard's payment list filters on; `None` fields do not
@@ -520,7 +586,21 @@ pub async fn search(
         .filter(|q| !q.is_empty());
     let rows = sqlx::query_as!(
         Row,
-        r#"SELECT p.* FROM payments p
+        r#"SELECT p.id AS "id: PaymentId", p.merchant_id AS "merchant_id: MerchantId", p.amount,
+                  p.currency, p.status AS "status: Status",
+                  p.capture_method AS "capture_method: CaptureMethod", p.payment_method_types,
+                  p.method AS "method: MethodType", p.description,
+                  p.metadata AS "metadata: Json<BTreeMap<String, String>>",
+                  p.customer AS "customer: Json<Customer>",
+                  p.shipping AS "shipping: Json<Shipping>", p.client_secret,
+                  p.next_action AS "next_action: Json<NextAction>", p.processor_reference,
+                  p.amount_capturable, p.amount_received, p.amount_refunded, p.amount_disputed,
+                  p.card AS "card: Json<CardDetails>", p.risk_score,
+                  p.risk_reasons AS "risk_reasons: Json<Vec<RiskReason>>",
+                  p.last_error AS "last_error: Json<LastError>", p.cancellation_reason,
+                  p.expires_at, p.hold_id, p.crypto AS "crypto: Json<CryptoView>", p.return_url,
+                  p.created_at
+           FROM payments p
            WHERE p.merchant_id = $1
              AND ($2::text IS NULL OR p.status = $2)
              AND ($3::text IS NULL OR p.method = $3)
@@ -550,7 +630,7 @@ pub async fn search(
     )
     .fetch_all(pool)
     .await?;
-    rows.into_iter().map(Row::into_payment).collect()
+    Ok(rows.into_iter().map(Payment::from).collect())
 }
 
 /// Payments of one method and currency over a period, for the dashboard.

@@ -5,11 +5,11 @@ use std::collections::BTreeMap;
 
 use alloy::primitives::U256;
 use rust_decimal::Decimal;
-use serde_json::{Value, json};
+use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool};
 use time::OffsetDateTime;
 
-use super::{Settlement, SettlementError};
+use super::{AssetTotals, Settlement, SettlementError, SettlementItem};
 use crate::events::{self, EventType};
 use crate::ids::{MerchantId, PayoutId, SettlementId};
 use crate::ledger::{self, AccountRef, Entry, EntryKind, MerchantAccount};
@@ -83,17 +83,18 @@ pub async fn run(
 
     let id = SettlementId::generate();
     let settled_at = u64::try_from(now.unix_timestamp()).unwrap_or(0);
-    // Leaves: one per (source, kind, asset), and one per fee.
-    let mut leaves: BTreeMap<(String, &'static str, String), Decimal> = BTreeMap::new();
+    // Leaves: one per (source, kind, asset), and one per fee, in the
+    // order of the kinds' names.
+    let mut leaves: BTreeMap<(String, String, String), Decimal> = BTreeMap::new();
     for item in &unsettled {
         let source = item.source.clone().unwrap_or_else(|| item.txn_id.clone());
         let kind = leaf_kind(&item.kind, item.amount, item.asset.contains(':'));
         *leaves
-            .entry((source.clone(), kind.as_str(), item.asset.clone()))
+            .entry((source.clone(), kind.to_string(), item.asset.clone()))
             .or_default() += item.amount.abs();
         if !item.fee.is_zero() {
             *leaves
-                .entry((source, LeafKind::Fee.as_str(), item.asset.clone()))
+                .entry((source, LeafKind::Fee.to_string(), item.asset.clone()))
                 .or_default() += item.fee.abs();
         }
     }
@@ -102,8 +103,9 @@ pub async fn run(
         if amount.is_zero() {
             continue;
         }
-        let kind = LeafKind::parse(kind)
-            .ok_or_else(|| SettlementError::Corrupt(format!("leaf kind {kind}")))?;
+        let kind: LeafKind = kind
+            .parse()
+            .map_err(|_| SettlementError::Corrupt(format!("leaf kind {kind}")))?;
         data.push(LeafData {
             settlement_id: id.to_string(),
             merchant_id: merchant.to_string(),
@@ -175,20 +177,20 @@ pub async fn run(
     )
     .fetch_one(&mut *tx)
     .await?;
-    let mut totals_json = serde_json::Map::new();
+    let mut totals_by_asset = BTreeMap::new();
     for (asset, (gross, fee)) in &totals {
         let code = AssetCode::parse(asset).map_err(|e| SettlementError::Corrupt(e.to_string()))?;
         let moved = make_available(&mut tx, merchant, &id, &code).await?;
         let paid = pay_out(&mut tx, merchant, &id, &code, payout_address.as_deref()).await?;
-        totals_json.insert(
+        totals_by_asset.insert(
             asset.clone(),
-            json!({
-                "gross": gross.to_string(),
-                "fees": fee.to_string(),
-                "net": (gross - fee).to_string(),
-                "made_available": moved.units().to_string(),
-                "paid_out": paid.units().to_string(),
-            }),
+            AssetTotals {
+                gross: gross.to_string(),
+                fees: fee.to_string(),
+                net: (gross - fee).to_string(),
+                made_available: moved.units().to_string(),
+                paid_out: paid.units().to_string(),
+            },
         );
     }
     // Crypto made available by earlier batches (before the merchant set a
@@ -201,24 +203,23 @@ pub async fn run(
             }
             let paid = pay_out(&mut tx, merchant, &id, &code, payout_address.as_deref()).await?;
             if paid.is_positive() {
-                totals_json.insert(
+                totals_by_asset.insert(
                     code.to_string(),
-                    json!({
-                        "gross": "0",
-                        "fees": "0",
-                        "net": "0",
-                        "made_available": "0",
-                        "paid_out": paid.units().to_string(),
-                    }),
+                    AssetTotals {
+                        gross: "0".into(),
+                        fees: "0".into(),
+                        net: "0".into(),
+                        made_available: "0".into(),
+                        paid_out: paid.units().to_string(),
+                    },
                 );
             }
         }
     }
-    let totals = Value::Object(totals_json);
     sqlx::query!(
         "UPDATE settlements SET totals = $2 WHERE id = $1",
         id.as_str(),
-        totals
+        Json(&totals_by_asset) as _
     )
     .execute(&mut *tx)
     .await?;
@@ -372,7 +373,8 @@ pub(super) async fn load(
     id: &SettlementId,
 ) -> Result<Option<Settlement>, SettlementError> {
     let row = sqlx::query!(
-        r#"SELECT period_start, period_end, totals, first_leaf, leaf_count, checkpoint_size,
+        r#"SELECT period_start, period_end, totals AS "totals: Json<BTreeMap<String, AssetTotals>>",
+                  first_leaf, leaf_count, checkpoint_size,
                   checkpoint_root, anchor_chain_id, anchor_contract, anchor_tx_hash, anchor_block,
                   created_at
              FROM settlements WHERE id = $1 AND merchant_id = $2"#,
@@ -386,7 +388,7 @@ pub(super) async fn load(
         merchant_id: merchant.clone(),
         period_start: r.period_start,
         period_end: r.period_end,
-        totals: r.totals,
+        totals: r.totals.0,
         first_leaf: r.first_leaf,
         leaf_count: r.leaf_count,
         checkpoint: r.checkpoint_size.zip(r.checkpoint_root),
@@ -432,7 +434,10 @@ pub(super) async fn list(
 }
 
 /// The items of a settlement, as API objects.
-pub(super) async fn items(pool: &PgPool, id: &SettlementId) -> Result<Vec<Value>, SettlementError> {
+pub(super) async fn items(
+    pool: &PgPool,
+    id: &SettlementId,
+) -> Result<Vec<SettlementItem>, SettlementError> {
     let rows = sqlx::query!(
         r#"SELECT txn_id, kind, source_id, asset, amount, fee, leaf_index
              FROM settlement_items WHERE settlement_id = $1 ORDER BY entry_id"#,
@@ -442,16 +447,14 @@ pub(super) async fn items(pool: &PgPool, id: &SettlementId) -> Result<Vec<Value>
     .await?;
     Ok(rows
         .into_iter()
-        .map(|r| {
-            json!({
-                "balance_transaction": r.txn_id,
-                "type": r.kind,
-                "source": r.source_id,
-                "asset": r.asset,
-                "amount": r.amount.to_string(),
-                "fee": r.fee.to_string(),
-                "leaf_index": r.leaf_index,
-            })
+        .map(|r| SettlementItem {
+            balance_transaction: r.txn_id,
+            kind: r.kind,
+            source: r.source_id,
+            asset: r.asset,
+            amount: r.amount.to_string(),
+            fee: r.fee.to_string(),
+            leaf_index: r.leaf_index,
         })
         .collect())
 }

@@ -17,9 +17,12 @@ mod batch;
 pub mod jobs;
 pub mod payouts;
 
-use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use time::OffsetDateTime;
+use utoipa::ToSchema;
 
 pub use batch::run;
 
@@ -62,8 +65,8 @@ pub struct Settlement {
     pub period_start: OffsetDateTime,
     /// End of the period.
     pub period_end: OffsetDateTime,
-    /// Per-asset totals.
-    pub totals: Value,
+    /// Totals by asset code.
+    pub totals: BTreeMap<String, AssetTotals>,
     /// First leaf of the batch in the transparency log.
     pub first_leaf: i64,
     /// Number of leaves.
@@ -76,42 +79,222 @@ pub struct Settlement {
     pub created_at: OffsetDateTime,
 }
 
-/// What a settlement object lists besides its totals, as API objects.
+/// One asset's totals in a settlement (stored in `settlements.totals`,
+/// by asset code). Amounts are decimal strings of the asset's smallest
+/// unit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AssetTotals {
+    /// What the settled movements added up to, before fees.
+    pub gross: String,
+    /// Fees taken.
+    pub fees: String,
+    /// `gross - fees`.
+    pub net: String,
+    /// Moved from pending to available.
+    pub made_available: String,
+    /// Paid out by this batch.
+    pub paid_out: String,
+}
+
+/// A settled ledger movement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct SettlementItem {
+    /// The balance transaction, `txn_…`.
+    pub balance_transaction: String,
+    /// Its type (`payment`, `refund`, `payout`, …).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The object it moved money for (`pay_…`, `re_…`, …), if any.
+    pub source: Option<String>,
+    /// Asset code (`usd`, `usdc:8453`, …).
+    pub asset: String,
+    /// Signed change of the merchant's balance, fees excluded, as a
+    /// decimal string of the smallest unit.
+    pub amount: String,
+    /// Fee, as a decimal string of the smallest unit.
+    pub fee: String,
+    /// Index of its leaf in the transparency log.
+    pub leaf_index: Option<i64>,
+}
+
+/// Where a payout is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
+pub enum PayoutStatus {
+    /// Waiting for its bank file or its on-chain transfer.
+    Pending,
+    /// In a bank file, waiting for its debit in a statement.
+    InTransit,
+    /// The money left.
+    Paid,
+    /// It did not happen; the money is back in the merchant's balance.
+    Failed,
+}
+
+crate::names!(PayoutStatus);
+
+/// `"payout"`: what the object is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PayoutObjectName {
+    /// A payout.
+    Payout,
+}
+
+/// What a settlement paid out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct PayoutObject {
+    /// Unique identifier, `po_…`.
+    pub id: String,
+    /// Always `payout`.
+    pub object: PayoutObjectName,
+    /// Asset code.
+    pub asset: String,
+    /// Decimal string of the smallest unit.
+    pub amount: String,
+    /// `bank_account` (fiat) or the 0x address of a crypto payout.
+    pub destination: String,
+    /// Where the payout is.
+    pub status: PayoutStatus,
+    /// The transaction of a crypto payout, once sent.
+    pub tx_hash: Option<String>,
+    /// Creation time (Unix seconds).
+    pub created: i64,
+}
+
+/// What a settlement object lists besides its totals.
 #[derive(Debug, Clone, Default)]
 pub struct Contents {
     /// The settled ledger movements, each with its leaf.
-    pub items: Vec<Value>,
+    pub items: Vec<SettlementItem>,
     /// What the batch paid out: fiat records and on-chain transfers.
-    pub payouts: Vec<Value>,
+    pub payouts: Vec<PayoutObject>,
+}
+
+/// `"settlement"`: what the object is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SettlementObjectName {
+    /// A settlement.
+    Settlement,
+}
+
+/// Where a settlement is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SettlementStatus {
+    /// Settled and in the transparency log, its checkpoint not yet anchored.
+    Settled,
+    /// A checkpoint covering it is anchored on-chain.
+    Anchored,
+}
+
+/// A settlement as the API answers it and events carry it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SettlementObject {
+    /// Unique identifier, `st_…`.
+    #[schema(value_type = String)]
+    pub id: SettlementId,
+    /// Always `settlement`.
+    pub object: SettlementObjectName,
+    /// The period it settles.
+    pub period: Period,
+    /// Totals by asset code.
+    pub totals: BTreeMap<String, AssetTotals>,
+    /// The settled ledger movements.
+    pub items: Vec<SettlementItem>,
+    /// What it paid out: fiat records and on-chain transfers.
+    pub payouts: Vec<PayoutObject>,
+    /// Its leaves in the transparency log.
+    pub leaves: Leaves,
+    /// The anchored checkpoint covering it; null until anchored.
+    pub checkpoint: Option<CheckpointRef>,
+    /// Where the checkpoint was anchored; null until anchored.
+    pub anchor: Option<Anchor>,
+    /// `settled` or `anchored`.
+    pub status: SettlementStatus,
+    /// Creation time (Unix seconds).
+    pub created: i64,
+}
+
+/// A settlement's period (Unix seconds).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Period {
+    /// Start: the previous settlement's end.
+    pub start: i64,
+    /// End.
+    pub end: i64,
+}
+
+/// A settlement's leaves in the transparency log.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Leaves {
+    /// Index of the first.
+    pub first: i64,
+    /// How many.
+    pub count: i64,
+}
+
+/// The checkpoint covering a settlement.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CheckpointRef {
+    /// Leaves in the tree it commits to.
+    pub tree_size: i64,
+    /// Its root, 0x-hex.
+    pub root: String,
+}
+
+/// Where a checkpoint was anchored.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Anchor {
+    /// EIP-155 chain id.
+    pub chain_id: i64,
+    /// The anchor contract.
+    pub contract: String,
+    /// The anchoring transaction.
+    pub tx_hash: String,
+    /// Its block.
+    pub block_number: i64,
 }
 
 impl Settlement {
     /// The API object (`"object": "settlement"`).
-    pub fn to_api(&self, contents: &Contents) -> Value {
-        json!({
-            "id": self.id,
-            "object": "settlement",
-            "period": {
-                "start": self.period_start.unix_timestamp(),
-                "end": self.period_end.unix_timestamp(),
+    pub fn to_api(&self, contents: &Contents) -> SettlementObject {
+        SettlementObject {
+            id: self.id.clone(),
+            object: SettlementObjectName::Settlement,
+            period: Period {
+                start: self.period_start.unix_timestamp(),
+                end: self.period_end.unix_timestamp(),
             },
-            "totals": self.totals,
-            "items": contents.items,
-            "payouts": contents.payouts,
-            "leaves": { "first": self.first_leaf, "count": self.leaf_count },
-            "checkpoint": self.checkpoint.as_ref().map(|(size, root)| json!({
-                "tree_size": size,
-                "root": format!("0x{}", hex::encode(root)),
-            })),
-            "anchor": self.anchor.as_ref().map(|(chain_id, contract, tx, block)| json!({
-                "chain_id": chain_id,
-                "contract": contract,
-                "tx_hash": tx,
-                "block_number": block,
-            })),
-            "status": if self.anchor.is_some() { "anchored" } else { "settled" },
-            "created": self.created_at.unix_timestamp(),
-        })
+            totals: self.totals.clone(),
+            items: contents.items.clone(),
+            payouts: contents.payouts.clone(),
+            leaves: Leaves {
+                first: self.first_leaf,
+                count: self.leaf_count,
+            },
+            checkpoint: self.checkpoint.as_ref().map(|(size, root)| CheckpointRef {
+                tree_size: *size,
+                root: format!("0x{}", hex::encode(root)),
+            }),
+            anchor: self
+                .anchor
+                .as_ref()
+                .map(|(chain_id, contract, tx, block)| Anchor {
+                    chain_id: *chain_id,
+                    contract: contract.clone(),
+                    tx_hash: tx.clone(),
+                    block_number: *block,
+                }),
+            status: if self.anchor.is_some() {
+                SettlementStatus::Anchored
+            } else {
+                SettlementStatus::Settled
+            },
+            created: self.created_at.unix_timestamp(),
+        }
     }
 }
 
@@ -142,7 +325,7 @@ async fn contents(pool: &PgPool, id: &SettlementId) -> Result<Contents, Settleme
 pub async fn payouts_of(
     pool: &PgPool,
     settlements: &[Settlement],
-) -> Result<std::collections::HashMap<String, Vec<Value>>, SettlementError> {
+) -> Result<std::collections::HashMap<String, Vec<PayoutObject>>, SettlementError> {
     let ids: Vec<&str> = settlements.iter().map(|s| s.id.as_str()).collect();
     payouts::of_settlements(pool, &ids).await
 }

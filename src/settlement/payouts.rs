@@ -7,10 +7,9 @@
 
 use std::collections::HashMap;
 
-use serde_json::{Value, json};
 use sqlx::{PgConnection, PgPool};
 
-use super::SettlementError;
+use super::{PayoutObject, PayoutObjectName, PayoutStatus, SettlementError};
 use crate::chain::sender::{ChainSend, SendOutcome};
 use crate::ledger::{self, AccountRef, Entry, EntryKind, MerchantAccount};
 
@@ -25,14 +24,15 @@ pub async fn on_chain_finished(
         .as_ref()
         .ok_or_else(|| SettlementError::Corrupt(format!("send {} has no merchant", send.id)))?;
     let status = sqlx::query_scalar!(
-        "SELECT status FROM payouts WHERE id = $1 AND merchant_id = $2 FOR UPDATE",
+        r#"SELECT status AS "status: PayoutStatus" FROM payouts
+            WHERE id = $1 AND merchant_id = $2 FOR UPDATE"#,
         send.object_id,
         merchant.as_str()
     )
     .fetch_optional(&mut *conn)
     .await?
     .ok_or_else(|| SettlementError::Corrupt(format!("send {} pays no payout", send.id)))?;
-    if status != "pending" {
+    if status != PayoutStatus::Pending {
         return Ok(());
     }
     let (entry, status) = match outcome {
@@ -47,7 +47,7 @@ pub async fn on_chain_finished(
                 &send.asset,
                 send.amount,
             ),
-            "paid",
+            PayoutStatus::Paid,
         ),
         SendOutcome::Reverted => (
             Entry::new(
@@ -60,14 +60,14 @@ pub async fn on_chain_finished(
                 &send.asset,
                 send.amount,
             ),
-            "failed",
+            PayoutStatus::Failed,
         ),
     };
     ledger::post(conn, &entry.source(send.object_id.as_str())).await?;
     sqlx::query!(
         "UPDATE payouts SET status = $2, tx_hash = $3 WHERE id = $1",
         send.object_id,
-        status,
+        status as PayoutStatus,
         send.tx_hash.map(|h| format!("{h:#x}")),
     )
     .execute(conn)
@@ -79,29 +79,30 @@ pub async fn on_chain_finished(
 pub(super) async fn of_settlements(
     pool: &PgPool,
     settlements: &[&str],
-) -> Result<HashMap<String, Vec<Value>>, SettlementError> {
+) -> Result<HashMap<String, Vec<PayoutObject>>, SettlementError> {
     let rows = sqlx::query!(
-        r#"SELECT id, settlement_id, asset, amount, destination, status, tx_hash, created_at
+        r#"SELECT id, settlement_id, asset, amount, destination,
+                  status AS "status: PayoutStatus", tx_hash, created_at
              FROM payouts WHERE settlement_id = ANY($1) ORDER BY created_at, id"#,
         settlements as &[&str]
     )
     .fetch_all(pool)
     .await?;
-    let mut by_settlement: HashMap<String, Vec<Value>> = HashMap::new();
+    let mut by_settlement: HashMap<String, Vec<PayoutObject>> = HashMap::new();
     for r in rows {
         by_settlement
             .entry(r.settlement_id)
             .or_default()
-            .push(json!({
-                "id": r.id,
-                "object": "payout",
-                "asset": r.asset,
-                "amount": r.amount.to_string(),
-                "destination": r.destination,
-                "status": r.status,
-                "tx_hash": r.tx_hash,
-                "created": r.created_at.unix_timestamp(),
-            }));
+            .push(PayoutObject {
+                id: r.id,
+                object: PayoutObjectName::Payout,
+                asset: r.asset,
+                amount: r.amount.to_string(),
+                destination: r.destination,
+                status: r.status,
+                tx_hash: r.tx_hash,
+                created: r.created_at.unix_timestamp(),
+            });
     }
     Ok(by_settlement)
 }

@@ -33,8 +33,6 @@
 //! bytes). A later version changes the first byte; version 1 leaves stay
 //! valid forever.
 
-use std::fmt;
-
 use alloy::primitives::U256;
 use serde::{Deserialize, Serialize};
 
@@ -86,32 +84,10 @@ impl LeafKind {
         LeafKind::Payout,
         LeafKind::Adjustment,
     ];
-
-    /// The name used in the encoding and in JSON.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LeafKind::Payment => "payment",
-            LeafKind::Refund => "refund",
-            LeafKind::Fee => "fee",
-            LeafKind::Dispute => "dispute",
-            LeafKind::DisputeReversal => "dispute_reversal",
-            LeafKind::CryptoReceipt => "crypto_receipt",
-            LeafKind::Payout => "payout",
-            LeafKind::Adjustment => "adjustment",
-        }
-    }
-
-    /// The kind of that name.
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.as_str() == s)
-    }
 }
 
-impl fmt::Display for LeafKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+// The name used in the encoding and in JSON is the serde name.
+crate::names!(LeafKind);
 
 /// One settled item, as the settlement job appends it to the log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -224,7 +200,7 @@ impl LeafEntry {
         put_str(&mut out, "settlement_id", &d.settlement_id)?;
         put_str(&mut out, "merchant_id", &d.merchant_id)?;
         put_str(&mut out, "source_id", &d.source_id)?;
-        put_str(&mut out, "kind", d.kind.as_str())?;
+        put_str(&mut out, "kind", &d.kind.to_string())?;
         put_str(&mut out, "asset", &d.asset)?;
         out.extend_from_slice(&d.amount.to_be_bytes::<32>());
         out.extend_from_slice(&d.settled_at.to_be_bytes());
@@ -243,7 +219,9 @@ impl LeafEntry {
         let merchant_id = r.str8("merchant_id")?;
         let source_id = r.str8("source_id")?;
         let kind_name = r.str8("kind")?;
-        let kind = LeafKind::parse(&kind_name).ok_or(LeafError::UnknownKind(kind_name))?;
+        let kind = kind_name
+            .parse::<LeafKind>()
+            .map_err(|_| LeafError::UnknownKind(kind_name))?;
         let asset = r.str8("asset")?;
         let amount = U256::from_be_bytes(r.take::<32>("amount")?);
         let settled_at = u64::from_be_bytes(r.take::<8>("settled_at")?);

@@ -155,7 +155,7 @@ impl TransparencyLog {
             salt.push(s.to_vec());
             merchant.push(item.merchant_id.clone());
             source.push(item.source_id.clone());
-            kind.push(item.kind.as_str().to_owned());
+            kind.push(item.kind.to_string());
             settlement.push(item.settlement_id.clone());
         }
 
@@ -467,7 +467,7 @@ impl TransparencyLog {
              ORDER BY leaf_index LIMIT 1",
             merchant_id,
             source_id,
-            kind.map(LeafKind::as_str),
+            kind.map(|k| k.to_string()),
         )
         .fetch_optional(&mut *conn)
         .await?;

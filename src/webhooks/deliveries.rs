@@ -1,11 +1,32 @@
 //! The delivery log an API caller sees, and redelivery.
 
+use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use time::OffsetDateTime;
 
 use super::WebhookError;
+use super::endpoints::EndpointStatus;
 use crate::events::{DELIVERIES_CHANNEL, Listed, Page};
 use crate::ids::{EventId, MerchantId, WebhookDeliveryId, WebhookEndpointId};
+
+/// Where a delivery is.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type, utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    /// Not delivered yet; attempts go on until the retry window ends.
+    Pending,
+    /// The endpoint answered 2xx.
+    Succeeded,
+    /// Gave up: the retry window ended without a 2xx.
+    Failed,
+    /// The endpoint was deleted first.
+    Canceled,
+}
+
+crate::names!(DeliveryStatus);
 
 /// One event's delivery to one endpoint.
 #[derive(Debug, Clone)]
@@ -16,9 +37,8 @@ pub struct Delivery {
     pub event_id: EventId,
     /// Where to.
     pub endpoint_id: WebhookEndpointId,
-    /// `pending`, `succeeded`, `failed` (gave up) or `canceled` (endpoint
-    /// deleted).
-    pub status: String,
+    /// Where it is.
+    pub status: DeliveryStatus,
     /// Attempts started.
     pub attempt_count: i32,
     /// When the next attempt is due (or the running one's lease ends),
@@ -64,7 +84,7 @@ struct Row {
     id: WebhookDeliveryId,
     event_id: EventId,
     endpoint_id: WebhookEndpointId,
-    status: String,
+    status: DeliveryStatus,
     attempts: i32,
     next_attempt_at: OffsetDateTime,
     created_at: OffsetDateTime,
@@ -134,7 +154,8 @@ impl DeliveryStore {
         let rows = sqlx::query_as!(
             Row,
             r#"SELECT seq, id AS "id: WebhookDeliveryId", event_id AS "event_id: EventId",
-                      endpoint_id AS "endpoint_id: WebhookEndpointId", status, attempts,
+                      endpoint_id AS "endpoint_id: WebhookEndpointId",
+                      status AS "status: DeliveryStatus", attempts,
                       next_attempt_at, created_at, completed_at
                FROM webhook_deliveries
                WHERE event_id = $1
@@ -187,7 +208,8 @@ impl DeliveryStore {
                     })
                     .collect();
                 Delivery {
-                    next_attempt_at: (row.status == "pending").then_some(row.next_attempt_at),
+                    next_attempt_at: (row.status == DeliveryStatus::Pending)
+                        .then_some(row.next_attempt_at),
                     id: row.id,
                     event_id: row.event_id,
                     endpoint_id: row.endpoint_id,
@@ -216,15 +238,15 @@ impl DeliveryStore {
         self.check_event(merchant, event).await?;
         if let Some(endpoint) = endpoint {
             let status = sqlx::query_scalar!(
-                "SELECT status FROM webhook_endpoints
-                 WHERE id = $1 AND merchant_id = $2 AND deleted_at IS NULL",
+                r#"SELECT status AS "status: EndpointStatus" FROM webhook_endpoints
+                 WHERE id = $1 AND merchant_id = $2 AND deleted_at IS NULL"#,
                 endpoint.as_str(),
                 merchant.as_str()
             )
             .fetch_optional(&self.pool)
             .await?;
-            match status.as_deref() {
-                Some("enabled") => {}
+            match status {
+                Some(EndpointStatus::Enabled) => {}
                 Some(_) => {
                     return Err(WebhookError::Invalid {
                         param: "endpoint".into(),
@@ -261,7 +283,8 @@ impl DeliveryStore {
                DO UPDATE SET next_attempt_at = now()
                    WHERE webhook_deliveries.claim_token IS NULL
                RETURNING seq, id AS "id: WebhookDeliveryId", event_id AS "event_id: EventId",
-                         endpoint_id AS "endpoint_id: WebhookEndpointId", status, attempts,
+                         endpoint_id AS "endpoint_id: WebhookEndpointId",
+                      status AS "status: DeliveryStatus", attempts,
                          next_attempt_at, created_at, completed_at"#,
             event.as_str(),
             merchant.as_str(),

@@ -9,8 +9,9 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::Value;
+use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
+use sqlx::types::Json;
 use time::OffsetDateTime;
 
 use super::guard::UrlPolicy;
@@ -29,6 +30,21 @@ const SECRET_LEN: usize = 32;
 /// Longest description.
 const MAX_DESCRIPTION: usize = 5000;
 
+/// Whether an endpoint gets events.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type, utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
+pub enum EndpointStatus {
+    /// Events are delivered.
+    Enabled,
+    /// Nothing is delivered until it is enabled again.
+    Disabled,
+}
+
+crate::names!(EndpointStatus);
+
 /// An endpoint as the API shows it (never with its secret).
 #[derive(Debug, Clone)]
 pub struct Endpoint {
@@ -44,8 +60,8 @@ pub struct Endpoint {
     pub description: Option<String>,
     /// The merchant's key-value pairs.
     pub metadata: BTreeMap<String, String>,
-    /// `enabled` or `disabled`.
-    pub status: String,
+    /// Whether events are delivered.
+    pub status: EndpointStatus,
     /// Creation time.
     pub created_at: OffsetDateTime,
     /// Insertion order (list cursor).
@@ -113,8 +129,8 @@ struct Row {
     url: String,
     enabled_events: Vec<String>,
     description: Option<String>,
-    metadata: Value,
-    status: String,
+    metadata: Json<BTreeMap<String, String>>,
+    status: EndpointStatus,
     created_at: OffsetDateTime,
 }
 
@@ -126,7 +142,7 @@ impl From<Row> for Endpoint {
             url: row.url,
             enabled_events: row.enabled_events,
             description: row.description,
-            metadata: serde_json::from_value(row.metadata).unwrap_or_default(),
+            metadata: row.metadata.0,
             status: row.status,
             created_at: row.created_at,
             seq: row.seq,
@@ -178,7 +194,8 @@ impl EndpointStore {
                       WHERE merchant_id = $2 AND deleted_at IS NULL) < $8
                RETURNING seq, id AS "id: WebhookEndpointId",
                          merchant_id AS "merchant_id: MerchantId", url, enabled_events,
-                         description, metadata, status, created_at"#,
+                         description, metadata AS "metadata: Json<BTreeMap<String, String>>",
+                         status AS "status: EndpointStatus", created_at"#,
             id.as_str(),
             merchant.as_str(),
             url,
@@ -215,7 +232,8 @@ impl EndpointStore {
             Row,
             r#"SELECT seq, id AS "id: WebhookEndpointId",
                       merchant_id AS "merchant_id: MerchantId", url, enabled_events,
-                      description, metadata, status, created_at
+                      description, metadata AS "metadata: Json<BTreeMap<String, String>>",
+                      status AS "status: EndpointStatus", created_at
                FROM webhook_endpoints
                WHERE id = $1 AND merchant_id = $2 AND deleted_at IS NULL"#,
             id.as_str(),
@@ -259,7 +277,8 @@ impl EndpointStore {
                     Row,
                     r#"SELECT seq, id AS "id: WebhookEndpointId",
                               merchant_id AS "merchant_id: MerchantId", url, enabled_events,
-                              description, metadata, status, created_at
+                              description, metadata AS "metadata: Json<BTreeMap<String, String>>",
+                              status AS "status: EndpointStatus", created_at
                        FROM webhook_endpoints
                        WHERE merchant_id = $1 AND deleted_at IS NULL AND seq > $2
                        ORDER BY seq ASC LIMIT $3"#,
@@ -280,7 +299,8 @@ impl EndpointStore {
                     Row,
                     r#"SELECT seq, id AS "id: WebhookEndpointId",
                               merchant_id AS "merchant_id: MerchantId", url, enabled_events,
-                              description, metadata, status, created_at
+                              description, metadata AS "metadata: Json<BTreeMap<String, String>>",
+                              status AS "status: EndpointStatus", created_at
                        FROM webhook_endpoints
                        WHERE merchant_id = $1 AND deleted_at IS NULL
                          AND ($2::bigint IS NULL OR seq < $2)
@@ -344,9 +364,13 @@ impl EndpointStore {
         validate_metadata(&metadata)?;
         let metadata = serde_json::to_value(&metadata)
             .map_err(|e| WebhookError::invalid("metadata", e.to_string()))?;
-        let status = changes
-            .disabled
-            .map(|d| if d { "disabled" } else { "enabled" });
+        let status = changes.disabled.map(|d| {
+            if d {
+                EndpointStatus::Disabled
+            } else {
+                EndpointStatus::Enabled
+            }
+        });
         let row = sqlx::query_as!(
             Row,
             r#"UPDATE webhook_endpoints SET
@@ -358,14 +382,15 @@ impl EndpointStore {
                WHERE id = $1 AND merchant_id = $2
                RETURNING seq, id AS "id: WebhookEndpointId",
                          merchant_id AS "merchant_id: MerchantId", url, enabled_events,
-                         description, metadata, status, created_at"#,
+                         description, metadata AS "metadata: Json<BTreeMap<String, String>>",
+                         status AS "status: EndpointStatus", created_at"#,
             id.as_str(),
             merchant.as_str(),
             url,
             events.as_deref(),
             description,
             metadata,
-            status,
+            status as Option<EndpointStatus>,
         )
         .fetch_one(&mut *tx)
         .await?;
@@ -434,12 +459,12 @@ fn normalize_events(events: &[String]) -> Result<Vec<String>, WebhookError> {
         if name == "*" {
             return Ok(vec!["*".to_owned()]);
         }
-        let t = EventType::parse(name).ok_or_else(|| {
+        let t = name.parse::<EventType>().map_err(|_| {
             WebhookError::invalid(
                 format!("enabled_events[{i}]"),
                 format!(
                     "Unknown event type `{name}`. Known types: {}, or \"*\".",
-                    EventType::ALL.map(EventType::as_str).join(", ")
+                    EventType::ALL.map(|t| t.to_string()).join(", ")
                 ),
             )
         })?;
@@ -447,7 +472,7 @@ fn normalize_events(events: &[String]) -> Result<Vec<String>, WebhookError> {
     }
     wanted.sort();
     wanted.dedup();
-    Ok(wanted.into_iter().map(|t| t.as_str().to_owned()).collect())
+    Ok(wanted.into_iter().map(|t| t.to_string()).collect())
 }
 
 fn normalize_description(d: Option<String>) -> Result<Option<String>, WebhookError> {

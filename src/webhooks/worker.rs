@@ -29,6 +29,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use super::deliveries::DeliveryStatus;
 use super::guard::{Refusal, UrlPolicy};
 use super::{secret_context, signature};
 use crate::config::{Config, Mode, WebhooksConfig};
@@ -329,7 +330,7 @@ impl Worker {
         .await?;
         let mut claimed = Vec::with_capacity(rows.len());
         for row in rows {
-            let Some(event_type) = EventType::parse(&row.event_type) else {
+            let Ok(event_type) = row.event_type.parse::<EventType>() else {
                 // The table's CHECK makes this impossible; the lease will
                 // bring the row back if it ever happens.
                 tracing::error!(event_type = %row.event_type, "unknown event type in events");
@@ -393,9 +394,11 @@ impl Worker {
         for _ in 0..5 {
             match self.complete(&claimed, &outcome, delay).await {
                 Ok(Some(status)) => {
-                    match status.as_str() {
-                        "succeeded" => self.metrics.add("webhook_deliveries_succeeded", 1),
-                        "failed" => {
+                    match status {
+                        DeliveryStatus::Succeeded => {
+                            self.metrics.add("webhook_deliveries_succeeded", 1);
+                        }
+                        DeliveryStatus::Failed => {
                             self.metrics.add("webhook_deliveries_failed", 1);
                             tracing::warn!(
                                 delivery = %claimed.id,
@@ -526,7 +529,7 @@ impl Worker {
         claimed: &Claimed,
         outcome: &Outcome,
         delay: Duration,
-    ) -> Result<Option<String>, sqlx::Error> {
+    ) -> Result<Option<DeliveryStatus>, sqlx::Error> {
         let duration_ms = i32::try_from(outcome.duration.as_millis()).unwrap_or(i32::MAX);
         let delay_ms = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
         let window = i64::try_from(self.settings.retry_window_secs).unwrap_or(i64::MAX);
@@ -561,7 +564,7 @@ impl Worker {
                 claim_token = NULL
             FROM decided
             WHERE d.id = $1 AND d.claim_token = $8 AND d.status = 'pending'
-            RETURNING d.status
+            RETURNING d.status AS "status: DeliveryStatus"
             "#,
             claimed.id.as_str(),
             claimed.attempt,

@@ -103,7 +103,7 @@ async fn webhooks_page(
             thead { tr { th { "Event" } th { "Type" } th { "Created" } } }
             tbody { @for e in &events { tr {
                 td { a.mono href={ "/dashboard/events/" (e.id) } { (e.id) } }
-                td { code { (e.event_type.as_str()) } }
+                td { code { (e.event_type) } }
                 td { (time(e.created_at.unix_timestamp())) }
             } } }
         }
@@ -243,7 +243,7 @@ async fn event_page(
     let may = signed.user.role.may(Action::ManageWebhooks);
     let content = html! {
         p { a href="/dashboard/webhooks" { "← Webhooks" } }
-        h1 { code { (event.event_type.as_str()) } }
+        h1 { code { (event.event_type) } }
         p.mono id="event-id" { (event.id) }
         (message(&note))
         section {
@@ -447,7 +447,7 @@ pub async fn create_key(
     {
         return r;
     }
-    let Some(kind) = KeyKind::parse(&form.kind) else {
+    let Ok(kind) = form.kind.parse::<KeyKind>() else {
         return layout::error_page(
             StatusCode::BAD_REQUEST,
             "The form field `kind` is wrong: expected secret or publishable",
@@ -475,7 +475,7 @@ pub async fn create_key(
                 &signed,
                 "api_key.create",
                 Some(id.as_str()),
-                json!({"kind": kind.as_str()}),
+                json!({"kind": kind}),
             )
             .await
             {

@@ -39,7 +39,7 @@ pub async fn stream(State(state): State<AppState>, signed: Signed) -> Response {
             };
             let data = json!({
                 "id": event.id,
-                "type": event.event_type.as_str(),
+                "type": event.event_type,
                 "object": event.object_id(),
                 "created": event.created_at.unix_timestamp(),
             });

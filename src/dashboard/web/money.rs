@@ -121,9 +121,9 @@ async fn dispute_page(
         Ok(d) => d,
         Err(e) => return payment_error(&e),
     };
-    let open = dispute.status == "needs_response";
+    let open = dispute.status == disputes::DisputeStatus::NeedsResponse;
     let may = signed.user.role.may(Action::Dispute);
-    let evidence = dispute.evidence.as_object().cloned().unwrap_or_default();
+    let evidence = &dispute.evidence;
     let content = html! {
         p { a href="/dashboard/disputes" { "← Disputes" } }
         h1 { "Dispute " span class={ "status " (dispute.status) } id="dispute-status" { (dispute.status) } }
@@ -144,7 +144,7 @@ async fn dispute_page(
                     @for f in EVIDENCE_FIELDS {
                         label { (label(f))
                             textarea name=(f) rows="3" maxlength=(disputes::MAX_EVIDENCE_LEN) {
-                                (evidence.get(f).and_then(Value::as_str).unwrap_or(""))
+                                (evidence.get(f).map_or("", String::as_str))
                             }
                         }
                     }
@@ -162,7 +162,7 @@ async fn dispute_page(
                 h2 { "Evidence" }
                 @if evidence.is_empty() { p.empty { "None." } }
                 dl.facts id="evidence-read" {
-                    @for (k, v) in &evidence { dt { (label(k)) } dd { (v.as_str().unwrap_or("")) } }
+                    @for (k, v) in evidence { dt { (label(k)) } dd { (v) } }
                 }
             }
         }
@@ -371,10 +371,10 @@ pub async fn settlements(State(state): State<AppState>, signed: Signed) -> Respo
     let objects: Vec<Value> = list
         .iter()
         .map(|s| {
-            s.to_api(&Contents {
+            serde_json::json!(s.to_api(&Contents {
                 items: Vec::new(),
                 payouts: payouts.remove(s.id.as_str()).unwrap_or_default(),
-            })
+            }))
         })
         .collect();
     let content = html! {
@@ -410,7 +410,7 @@ pub async fn settlement_detail(
         Ok(r) => r,
         Err(e) => return settlement_error(&e),
     };
-    let object = s.to_api(&contents);
+    let object = serde_json::json!(s.to_api(&contents));
     let status = field(&object, "status");
     let content = html! {
         p { a href="/dashboard/settlements" { "← Settlements" } }
@@ -435,10 +435,10 @@ pub async fn settlement_detail(
             table id="payouts" {
                 thead { tr { th { "Payout" } th { "Asset" } th { "Amount" } th { "Destination" } th { "Status" } th { "Transaction" } } }
                 tbody { @for p in contents.payouts.iter() { tr {
-                    td.mono { (field(p, "id")) } td { (field(p, "asset")) } td.num { (field(p, "amount")) }
-                    td.mono.small { (p["destination"].as_str().unwrap_or("")) }
-                    td { (field(p, "status")) }
-                    td.mono.small { (p["tx_hash"].as_str().unwrap_or("")) }
+                    td.mono { (p.id) } td { (p.asset) } td.num { (p.amount) }
+                    td.mono.small { (p.destination) }
+                    td { (p.status) }
+                    td.mono.small { (p.tx_hash.as_deref().unwrap_or("")) }
                 } } }
             }
             @if contents.payouts.is_empty() { p.empty { "No payouts in this settlement." } }
@@ -447,13 +447,13 @@ pub async fn settlement_detail(
             h2 { "Items" }
             table id="items" {
                 thead { tr { th { "Source" } th { "Type" } th { "Asset" } th { "Amount" } th { "Fee" } th { "Leaf" } th { "Proof" } } }
-                tbody { @for i in contents.items.iter() { tr {
-                    td { @if field(i, "source").starts_with("pay_") { (payment_link(field(i, "source"))) } @else { span.mono { (field(i, "source")) } } }
-                    td { (field(i, "type")) } td { (field(i, "asset")) }
-                    td.num { (field(i, "amount")) } td.num { (field(i, "fee")) }
-                    td.mono { (i["leaf_index"]) }
-                    td { @if field(i, "source").starts_with("pay_") && field(i, "type") != "fee" {
-                        a href={ "/dashboard/payments/" (field(i, "source")) "/proof.json" } { "bundle" }
+                tbody { @for i in contents.items.iter() { @let source = i.source.as_deref().unwrap_or(""); tr {
+                    td { @if source.starts_with("pay_") { (payment_link(source)) } @else { span.mono { (source) } } }
+                    td { (i.kind) } td { (i.asset) }
+                    td.num { (i.amount) } td.num { (i.fee) }
+                    td.mono { (i.leaf_index.map_or_else(|| "null".to_owned(), |l| l.to_string())) }
+                    td { @if source.starts_with("pay_") && i.kind != "fee" {
+                        a href={ "/dashboard/payments/" (source) "/proof.json" } { "bundle" }
                     } }
                 } } }
             }

@@ -86,7 +86,7 @@ impl Filters {
         };
         let status = non_empty(&self.status);
         if let Some(s) = &status
-            && Status::parse(s).is_none()
+            && s.parse::<Status>().is_err()
         {
             return Err(bad("status", &format!("unknown status `{s}`")));
         }
@@ -399,7 +399,7 @@ async fn detail_page(
             h2 { "Timeline" }
             ol.timeline id="timeline" {
                 @for e in &events {
-                    li { time { (time(e.created_at.unix_timestamp())) } " " code { (e.event_type.as_str()) } " " span.mono { (e.id) } }
+                    li { time { (time(e.created_at.unix_timestamp())) } " " code { (e.event_type) } " " span.mono { (e.id) } }
                 }
             }
         }
@@ -603,7 +603,7 @@ pub async fn proof(
         Ok(p) => p,
         Err(e) => return payment_error(&e),
     };
-    let kind = if payment.method.as_deref() == Some("crypto") {
+    let kind = if payment.method == Some(crate::methods::MethodType::Crypto) {
         crate::transparency::leaf::LeafKind::CryptoReceipt
     } else {
         crate::transparency::leaf::LeafKind::Payment

@@ -29,12 +29,25 @@ use alloy::primitives::Address;
 
 use crate::chain::config::ChainConfig;
 
-pub use quote::QUOTE_TTL;
+pub use quote::{AddChain, CryptoOption, NativeCurrency, QUOTE_TTL};
 pub use sink::{PaymentsSink, flag_underpaid};
 pub use view::live_confirmations;
 
 /// Which instructions a crypto quote gives the payer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    sqlx::Type,
+    utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
 pub enum CryptoMode {
     /// The router call and, where the chain has a deposit factory, the
     /// deposit address.
@@ -45,15 +58,7 @@ pub enum CryptoMode {
     Deposit,
 }
 
-impl CryptoMode {
-    /// The stored and shown name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CryptoMode::Any => "any",
-            CryptoMode::Deposit => "deposit",
-        }
-    }
-}
+crate::names!(CryptoMode);
 
 /// The chains crypto payments may use.
 #[derive(Debug, Clone, Default)]

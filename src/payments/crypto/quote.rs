@@ -5,8 +5,10 @@ use alloy::primitives::{B256, U256};
 use alloy::providers::ProviderBuilder;
 use rand::RngCore;
 use rust_decimal::Decimal;
-use serde_json::{Value, json};
+use serde::Serialize;
+use sqlx::types::Json;
 use time::{Duration, OffsetDateTime};
+use utoipa::ToSchema;
 
 use super::view::refresh_view;
 use super::{CryptoMode, hex_lower};
@@ -16,8 +18,9 @@ use crate::chain::deposits;
 use crate::chain::guard::QuoteRefusal;
 use crate::events::EventType;
 use crate::ids::{MerchantId, PaymentId};
+use crate::methods::MethodType;
 use crate::money::Currency;
-use crate::payments::model::{Payment, Status};
+use crate::payments::model::{CryptoInstructions, NextAction, Payment, Status};
 use crate::payments::quote::{self, QuoteError};
 use crate::payments::{PaymentError, Payments, store};
 
@@ -26,12 +29,80 @@ pub const QUOTE_TTL: Duration = Duration::minutes(15);
 /// Most decimals a price feed may report (Chainlink's are 8 or 18).
 const MAX_FEED_DECIMALS: u8 = 36;
 
+/// How a quote's rate was found (stored with the quote, `crypto_payments.rate`).
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "source", rename_all = "snake_case")]
+enum Rate {
+    /// A stablecoin at par with its currency.
+    Par,
+    /// The asset's price feed.
+    PriceFeed {
+        /// The feed contract.
+        feed: String,
+        /// Its answer, in units of 10^-decimals.
+        price: String,
+        /// The answer's decimals.
+        decimals: u8,
+        /// The round read.
+        round: String,
+        /// When the round was updated (Unix seconds).
+        updated_at: u64,
+    },
+}
+
+/// A chain and asset a hosted checkout may offer for a payment.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CryptoOption {
+    /// EIP-155 chain id.
+    pub chain_id: u64,
+    /// Asset symbol.
+    pub asset: String,
+    /// The asset's decimals (to show amounts in whole units).
+    pub decimals: u8,
+    /// The token's contract; null for the native coin.
+    pub token_address: Option<String>,
+    /// The PaymentRouter a browser wallet calls.
+    pub router_address: String,
+    /// The factory of deposit addresses, when the chain has one.
+    pub deposit_factory: Option<String>,
+    /// Confirmations before a payment succeeds.
+    pub confirmations_required: u64,
+    /// What a wallet needs to add the chain (EIP-3085), when the node has
+    /// a public RPC URL for it.
+    pub add_chain: Option<AddChain>,
+}
+
+/// EIP-3085 `wallet_addEthereumChain` parameters.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AddChain {
+    /// Chain id, 0x-hex.
+    pub chain_id: String,
+    /// A display name.
+    pub chain_name: String,
+    /// The native coin.
+    pub native_currency: NativeCurrency,
+    /// Public RPC URLs.
+    pub rpc_urls: Vec<String>,
+}
+
+/// The native coin of an [`AddChain`].
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct NativeCurrency {
+    /// Its name.
+    pub name: String,
+    /// Its symbol.
+    pub symbol: String,
+    /// Its decimals.
+    pub decimals: u8,
+}
+
 /// Base units owed for `payment`, and how the rate was found.
 async fn quote_for(
     payment: &Payment,
     chain: &ChainConfig,
     asset: &AssetConfig,
-) -> Result<(u128, Value), PaymentError> {
+) -> Result<(u128, Rate), PaymentError> {
     let currency =
         Currency::parse(&payment.currency).map_err(|e| PaymentError::Ledger(e.to_string()))?;
     let amount = u64::try_from(payment.amount).unwrap_or(0);
@@ -48,7 +119,7 @@ async fn quote_for(
         }
         let units =
             quote::at_par(amount, currency.exponent(), asset.decimals).map_err(unavailable)?;
-        return Ok((units, json!({ "source": "par" })));
+        return Ok((units, Rate::Par));
     }
     let Some(feed) = asset.price_feed else {
         return Err(PaymentError::invalid(
@@ -91,14 +162,13 @@ async fn quote_for(
         .map_err(unavailable)?;
     Ok((
         units,
-        json!({
-            "source": "price_feed",
-            "feed": hex_lower(feed),
-            "price": price.to_string(),
-            "decimals": decimals,
-            "round": round.roundId.to_string(),
-            "updated_at": updated_at,
-        }),
+        Rate::PriceFeed {
+            feed: hex_lower(feed),
+            price: price.to_string(),
+            decimals,
+            round: round.roundId.to_string(),
+            updated_at,
+        },
     ))
 }
 
@@ -123,7 +193,7 @@ impl Payments {
     /// checkout offers them: each with its decimals (to show amounts in
     /// whole units) and the contracts a browser wallet calls. Empty when
     /// crypto is not among its methods.
-    pub fn crypto_options(&self, payment: &Payment) -> Vec<Value> {
+    pub fn crypto_options(&self, payment: &Payment) -> Vec<CryptoOption> {
         if !payment.payment_method_types.iter().any(|t| t == "crypto") {
             return Vec::new();
         }
@@ -143,27 +213,27 @@ impl Payments {
                     // coin to name.
                     let add_chain = chain.public_rpc_url.as_ref().and_then(|url| {
                         let native = chain.assets.iter().find(|a| a.token_address.is_none())?;
-                        Some(json!({
-                            "chainId": format!("{:#x}", chain.chain_id),
-                            "chainName": format!("Chain {}", chain.chain_id),
-                            "nativeCurrency": {
-                                "name": native.symbol.to_uppercase(),
-                                "symbol": native.symbol.to_uppercase(),
-                                "decimals": native.decimals,
+                        Some(AddChain {
+                            chain_id: format!("{:#x}", chain.chain_id),
+                            chain_name: format!("Chain {}", chain.chain_id),
+                            native_currency: NativeCurrency {
+                                name: native.symbol.to_uppercase(),
+                                symbol: native.symbol.to_uppercase(),
+                                decimals: native.decimals,
                             },
-                            "rpcUrls": [url],
-                        }))
+                            rpc_urls: vec![url.clone()],
+                        })
                     });
-                    options.push(json!({
-                        "chain_id": chain.chain_id,
-                        "asset": asset.symbol,
-                        "decimals": asset.decimals,
-                        "token_address": asset.token_address.map(hex_lower),
-                        "router_address": hex_lower(chain.router),
-                        "deposit_factory": chain.deposit_factory.map(hex_lower),
-                        "confirmations_required": chain.confirmations,
-                        "add_chain": add_chain,
-                    }));
+                    options.push(CryptoOption {
+                        chain_id: chain.chain_id,
+                        asset: asset.symbol.clone(),
+                        decimals: asset.decimals,
+                        token_address: asset.token_address.map(hex_lower),
+                        router_address: hex_lower(chain.router),
+                        deposit_factory: chain.deposit_factory.map(hex_lower),
+                        confirmations_required: chain.confirmations,
+                        add_chain,
+                    });
                 }
             }
         }
@@ -216,7 +286,7 @@ impl Payments {
                     id: id.to_string(),
                 })?;
         let requote = payment.status == Status::RequiresAction
-            && payment.method.as_deref() == Some("crypto")
+            && payment.method == Some(MethodType::Crypto)
             && quote_lapsed_unpaid(&mut tx, &payment.id).await?;
         if !requote
             && !matches!(
@@ -228,7 +298,7 @@ impl Payments {
                 "payment_unexpected_state",
                 format!(
                     "You cannot confirm this payment because it has a status of {}.",
-                    payment.status.as_str()
+                    payment.status
                 ),
             ));
         }
@@ -274,16 +344,16 @@ impl Payments {
             reference,
             Decimal::from_str_exact(&units.to_string())
                 .map_err(|e| PaymentError::Ledger(e.to_string()))?,
-            rate,
+            Json(&rate) as _,
             expires_at,
             i64::try_from(chain.confirmations).unwrap_or(i64::MAX),
             deposit.map(|(address, _)| hex_lower(address)),
             deposit.map(|(_, salt)| format!("{salt}")),
-            mode.as_str(),
+            mode as CryptoMode,
         )
         .execute(&mut *tx)
         .await?;
-        payment.method = Some("crypto".into());
+        payment.method = Some(MethodType::Crypto);
         payment.card = None;
         payment.last_error = None;
         payment.status = Status::RequiresAction;
@@ -300,23 +370,22 @@ impl Payments {
             ),
             CryptoMode::Deposit => (None, deposit_uri.clone().unwrap_or_default()),
         };
-        payment.next_action = Some(json!({
-            "type": "crypto_transfer",
-            "crypto": {
-                "chain_id": chain_id,
-                "asset": asset.symbol,
-                "token_address": asset.token_address.map(hex_lower),
-                "router_address": router_address,
-                "amount": units.to_string(),
-                "payment_reference": reference,
-                "uri": uri,
-                "mode": mode.as_str(),
-                "deposit_address": deposit_address.map(hex_lower),
-                "deposit_uri": deposit_uri,
-                "expires_at": expires_at.unix_timestamp(),
-                "confirmations_required": chain.confirmations,
+        payment.next_action = Some(NextAction::CryptoTransfer {
+            crypto: CryptoInstructions {
+                chain_id,
+                asset: asset.symbol.clone(),
+                token_address: asset.token_address.map(hex_lower),
+                router_address,
+                amount: units.to_string(),
+                payment_reference: reference,
+                uri,
+                mode,
+                deposit_address: deposit_address.map(hex_lower),
+                deposit_uri,
+                expires_at: expires_at.unix_timestamp(),
+                confirmations_required: chain.confirmations,
             },
-        }));
+        });
         store::update(&mut tx, &payment).await?;
         payment.crypto = refresh_view(&mut tx, &payment.id).await?;
         self.announce(&mut tx, &payment, EventType::PaymentRequiresAction)

@@ -3,7 +3,6 @@
 
 use futures::future::BoxFuture;
 use rust_decimal::Decimal;
-use serde_json::json;
 use sqlx::PgConnection;
 use time::OffsetDateTime;
 
@@ -15,7 +14,7 @@ use crate::events::EventType;
 use crate::ids::{MerchantId, PaymentId};
 use crate::ledger::AccountRef;
 use crate::money::{Amount, AssetCode};
-use crate::payments::model::{Payment, Status};
+use crate::payments::model::{LastError, Payment, Status};
 use crate::payments::{PaymentError, Payments, postings, store};
 
 /// A crypto payment row, locked.
@@ -376,10 +375,10 @@ impl PaymentsSink {
         if completed && was_confirmed {
             // Money the merchant was credited with never arrived.
             payment.status = Status::Failed;
-            payment.last_error = Some(json!({
-                "code": "chain_reorg",
-                "message": "A chain reorganization deeper than the confirmation depth removed a transfer of this payment; the funds were taken back.",
-            }));
+            payment.last_error = Some(LastError::later(
+                "chain_reorg",
+                "A chain reorganization deeper than the confirmation depth removed a transfer of this payment; the funds were taken back.",
+            ));
             store::update(conn, &payment).await?;
             self.exception(conn, &mut payment, "underpaid").await?;
         } else if payment.status == Status::Processing && received <= Decimal::ZERO {

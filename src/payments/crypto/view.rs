@@ -1,10 +1,11 @@
 //! The payment's `crypto` view: the quote and its transfers as the API
 //! shows them.
 
-use serde_json::{Value, json};
 use sqlx::PgConnection;
+use sqlx::types::Json;
 
 use crate::ids::PaymentId;
+use crate::payments::model::CryptoView;
 use crate::payments::{Payment, PaymentError};
 
 /// Rewrites the payment's `crypto` view from the quote and its transfers;
@@ -12,7 +13,7 @@ use crate::payments::{Payment, PaymentError};
 pub(super) async fn refresh_view(
     conn: &mut PgConnection,
     payment: &PaymentId,
-) -> Result<Option<Value>, PaymentError> {
+) -> Result<Option<CryptoView>, PaymentError> {
     let view = sqlx::query_scalar!(
         r#"UPDATE payments p SET crypto = v.view FROM (
              SELECT jsonb_build_object(
@@ -46,12 +47,12 @@ pub(super) async fn refresh_view(
              FROM crypto_payments c WHERE c.payment_id = $1
            ) v
            WHERE p.id = $1
-           RETURNING p.crypto"#,
+           RETURNING p.crypto AS "crypto: Json<CryptoView>""#,
         payment.as_str()
     )
     .fetch_optional(conn)
     .await?;
-    Ok(view.flatten())
+    Ok(view.flatten().map(|Json(view)| view))
 }
 
 /// Sets `crypto.confirmations` of each crypto payment to its depth now.
@@ -85,12 +86,12 @@ pub async fn live_confirmations(
     .fetch_all(pool)
     .await?;
     for row in depths {
-        if let Some(Value::Object(view)) = payments
+        if let Some(view) = payments
             .iter_mut()
             .find(|p| p.id.as_str() == row.payment_id)
             .and_then(|p| p.crypto.as_mut())
         {
-            view.insert("confirmations".into(), json!(row.depth));
+            view.confirmations = row.depth;
         }
     }
     Ok(())
