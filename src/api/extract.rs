@@ -115,8 +115,8 @@ fn backticked(message: &str, prefix: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// A body that must be empty or `{}`: any field is unknown.
-#[derive(Debug, Clone, Copy, Default, serde::Deserialize)]
+/// No parameters: an empty body or `{}`; any field is refused with 400 `parameter_unknown`.
+#[derive(Debug, Clone, Copy, Default, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NoParams {}
 
