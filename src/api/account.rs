@@ -59,16 +59,15 @@ struct Payouts {
 #[schema(as = AccountUpdateParams)]
 struct UpdateAccount {
     /// The merchant's new name: 1–200 characters, not only white space.
-    #[schema(max_length = 200, pattern = r"[^ \t\n\f\r]", nullable = false)]
+    #[schema(max_length = 200, pattern = r"[^ \t\n\f\r]")]
     name: Option<String>,
-    #[schema(nullable = false)]
     payouts: Option<UpdatePayouts>,
 }
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct UpdatePayouts {
-    #[schema(value_type = Option<PayoutSchedule>, nullable = false)]
+    #[schema(value_type = Option<PayoutSchedule>)]
     schedule: Option<String>,
 }
 

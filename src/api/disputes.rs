@@ -60,11 +60,30 @@ async fn retrieve(
 #[schema(as = DisputeEvidenceParams)]
 struct EvidenceBody {
     /// Free-form evidence (e.g. `{"product_description": "…", "shipping_tracking_number": "…"}`), merged into the dispute's.
-    #[schema(value_type = Object)]
+    #[schema(schema_with = evidence_schema)]
     evidence: Map<String, Value>,
     /// Send to the network now (default `true`, the dispute becomes `under_review`); `false` saves a draft.
-    #[schema(nullable = false)]
     submit: Option<bool>,
+}
+
+/// The evidence fields the payments subsystem takes, each text.
+fn evidence_schema() -> utoipa::openapi::Object {
+    use crate::payments::disputes::{EVIDENCE_FIELDS, MAX_EVIDENCE_LEN};
+    let mut object = utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::Object)
+        .description(Some(
+            "Evidence (e.g. `{\"product_description\": \"…\", \"shipping_tracking_number\": \"…\"}`), merged into the dispute's.",
+        ))
+        .additional_properties(Some(utoipa::openapi::schema::AdditionalProperties::FreeForm(false)));
+    for field in EVIDENCE_FIELDS {
+        object = object.property(
+            field,
+            utoipa::openapi::ObjectBuilder::new()
+                .schema_type(utoipa::openapi::Type::String)
+                .max_length(Some(MAX_EVIDENCE_LEN)),
+        );
+    }
+    object.build()
 }
 
 #[utoipa::path(

@@ -408,6 +408,13 @@ impl<'a> Doc<'a> {
                 },
                 self.notes_html(prop)
             ));
+            // A nullable object is `oneOf: [null, object]`: its fields are
+            // those of the object.
+            let prop = prop
+                .get("oneOf")
+                .and_then(Value::as_array)
+                .and_then(|alts| alts.iter().find(|a| a.get("$ref").is_some()))
+                .unwrap_or(prop);
             let is_inline_object = prop.get("$ref").is_none() && prop.get("properties").is_some();
             let is_object_ref = expand_refs
                 && self.deref(prop).get("properties").is_some()

@@ -108,8 +108,9 @@ struct ListParams {
     /// A cursor: the id of the first item of the next page; returns the items before it. Not with `starting_after`. Empty means none.
     #[param(pattern = "^(evt_[A-Za-z0-9]{24})?$")]
     ending_before: Option<String>,
-    /// One type, `payment.*`, or `*`.
+    /// Only events of this type (`payment.succeeded`), of a prefix (`payment.*`), or all (`*`). Empty means all.
     #[serde(rename = "type")]
+    #[param(schema_with = type_filter)]
     event_type: Option<String>,
 }
 
@@ -149,6 +150,7 @@ async fn list(
     let types = params
         .event_type
         .as_deref()
+        .filter(|filter| !filter.is_empty())
         .map(|filter| {
             EventType::matching(filter).ok_or_else(|| {
                 ApiError::invalid_param(
@@ -197,6 +199,24 @@ async fn retrieve(
         .get(&caller.merchant_id, &id)
         .await?;
     Ok(axum::Json(event.to_object(state.config.mode)).into_response())
+}
+
+/// What `type` may be: a type, a prefix of types (`payment.*`), `*`, or
+/// empty, from the types the node knows.
+fn type_filter() -> utoipa::openapi::Object {
+    let mut filters: Vec<String> = vec![String::new(), "*".to_owned()];
+    for t in EventType::ALL {
+        let name = t.as_str();
+        let prefix = format!("{}.*", name.split('.').next().unwrap_or(name));
+        if !filters.contains(&prefix) {
+            filters.push(prefix);
+        }
+        filters.push(name.to_owned());
+    }
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::String)
+        .enum_values(Some(filters))
+        .build()
 }
 
 /// One event's delivery to one endpoint, with its attempts. Retried with exponential backoff for at least 3 days on non-2xx or timeout.
@@ -366,7 +386,7 @@ async fn deliveries(
 #[schema(as = EventRedeliverParams)]
 struct RedeliverParams {
     /// The webhook endpoint to redeliver to (default: every enabled endpoint subscribed to the event's type)'s id (`we_` and 24 letters or digits).
-    #[schema(pattern = "^we_[A-Za-z0-9]{24}$", nullable = false)]
+    #[schema(pattern = "^we_[A-Za-z0-9]{24}$")]
     endpoint: Option<String>,
 }
 

@@ -52,37 +52,34 @@ pub fn payment_id(raw: &str) -> Result<PaymentId, ApiError> {
 #[schema(as = PaymentCreateParams)]
 struct CreateBody {
     /// Amount in the currency's smallest unit (`1234` USD = $12.34; `500` JPY = ¥500).
-    #[schema(minimum = 1, format = Int64)]
+    #[schema(minimum = 1, maximum = 99_999_999, format = Int64)]
+    #[serde(deserialize_with = "super::extract::integral")]
     amount: i64,
     #[schema(schema_with = super::openapi::currency_schema)]
     currency: String,
     /// Methods the customer may pay with; a subset of the merchant's. Default: all enabled for the merchant.
-    #[schema(value_type = Option<Vec<legacy::PaymentMethodType>>, nullable = false)]
+    #[schema(value_type = Option<Vec<legacy::PaymentMethodType>>, min_items = 1)]
     payment_method_types: Option<Vec<String>>,
     /// `automatic` (default) captures at authorization; `manual` waits for `POST /v1/payments/{id}/capture`.
-    #[schema(value_type = Option<legacy::CaptureMethod>, nullable = false)]
+    #[schema(value_type = Option<legacy::CaptureMethod>)]
     capture_method: Option<CaptureMethod>,
-    #[schema(max_length = 1000, nullable = false)]
+    #[schema(max_length = 1000)]
     description: Option<String>,
     #[serde(default)]
     #[schema(schema_with = super::openapi::metadata_schema)]
     metadata: BTreeMap<String, String>,
-    #[schema(nullable = false)]
     customer: Option<CustomerBody>,
-    #[schema(nullable = false)]
     shipping: Option<ShippingBody>,
     /// Where the hosted checkout sends the customer once the payment ends, with `payment_id=pay_…` added to its query. An absolute https URL; in test mode http to localhost, 127.0.0.1 or [::1] too. No credentials in it.
     #[schema(
         max_length = 2048,
-        examples("https://shop.example/orders/1001/done"),
-        nullable = false
+        pattern = r"^(https://[^/?#@\s]+|http://(localhost|127\.0\.0\.1|\[::1\])(:[0-9]{1,5})?)([/?#]\S*)?$",
+        examples("https://shop.example/orders/1001/done")
     )]
     return_url: Option<String>,
     /// `true` confirms the payment at once with `payment_method`, as `POST /v1/payments/{id}/confirm` would: a server-side integration pays in one request (the answer is that of a confirmation, e.g. `402` when the card is declined, with the failed payment in `error.payment`). Default `false`; `payment_method` is refused without it.
-    #[schema(nullable = false)]
     confirm: Option<bool>,
     /// With `confirm: true`: the method to confirm with, as in a confirmation.
-    #[schema(nullable = false)]
     payment_method: Option<PaymentMethodBody>,
 }
 
@@ -92,11 +89,9 @@ struct CustomerBody {
     /// Stored lower-cased.
     #[schema(
         max_length = 254,
-        pattern = r"^[^@ \t\n\f\r]+@[^@ \t\n\f\r]*\.[^@ \t\n\f\r]*$",
-        nullable = false
+        pattern = r"^[^@ \t\n\f\r]+@[^@ \t\n\f\r]*\.[^@ \t\n\f\r]*$"
     )]
     email: Option<String>,
-    #[schema(nullable = false)]
     name: Option<String>,
 }
 
@@ -127,7 +122,6 @@ struct AddressBody {
         pattern = r"[^ \t\n\f\r]"
     )]
     line1: Option<String>,
-    #[schema(nullable = false)]
     line2: Option<String>,
     #[schema(
         required = true,
@@ -136,7 +130,6 @@ struct AddressBody {
         pattern = r"[^ \t\n\f\r]"
     )]
     city: Option<String>,
-    #[schema(nullable = false)]
     state: Option<String>,
     #[schema(
         required = true,
@@ -519,7 +512,6 @@ struct ConfirmBody {
     #[schema(required = true, nullable = false)]
     payment_method: Option<PaymentMethodBody>,
     /// The payment's client secret. Required with a publishable key; a wrong one answers 404, as for an unknown payment.
-    #[schema(nullable = false)]
     client_secret: Option<String>,
 }
 
@@ -531,16 +523,13 @@ struct PaymentMethodBody {
     #[schema(value_type = legacy::PaymentMethodType)]
     kind: String,
     /// With `type: card` only.
-    #[schema(nullable = false)]
     card: Option<CardBody>,
     /// With `type: ewallet` only (required then).
-    #[schema(nullable = false)]
     ewallet: Option<EwalletBody>,
     /// With `type: crypto` only (required then). Locks a quote for 15 minutes and answers `next_action.crypto_transfer`.
-    #[schema(value_type = Option<CryptoBody>, nullable = false)]
+    #[schema(value_type = Option<CryptoBody>)]
     crypto: Option<Value>,
     /// Optional billing details collected by the checkout.
-    #[schema(nullable = false)]
     billing_details: Option<BillingBody>,
 }
 
@@ -550,8 +539,10 @@ struct CardBody {
     /// The card number (spaces allowed). Sandbox: `4242424242424242` succeeds, `4000000000000002` declines, `4000000000009995` declines with `insufficient_funds`, `4000002760003184` needs the one-time code `123456`, `4000000000000259` succeeds and is later disputed.
     number: String,
     #[schema(minimum = 1, maximum = 12)]
+    #[serde(deserialize_with = "super::extract::integral")]
     exp_month: i64,
     /// Four digits; the expiry must be in the future.
+    #[serde(deserialize_with = "super::extract::integral")]
     exp_year: i64,
     /// 3 or 4 digits.
     #[schema(pattern = "^[0-9]{3,4}$")]
@@ -580,7 +571,6 @@ enum EwalletProvider {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct BillingBody {
-    #[schema(nullable = false)]
     address: Option<BillingAddress>,
 }
 
@@ -591,13 +581,9 @@ struct BillingBody {
 #[allow(dead_code)]
 struct BillingAddress {
     /// ISO 3166-1 alpha-2; used by risk scoring.
-    #[schema(nullable = false)]
     country: Option<String>,
-    #[schema(nullable = false)]
     line1: Option<String>,
-    #[schema(nullable = false)]
     city: Option<String>,
-    #[schema(nullable = false)]
     postal_code: Option<String>,
 }
 
@@ -689,13 +675,14 @@ fn parse_method(body: PaymentMethodBody) -> Result<ConfirmMethod, ApiError> {
 struct CryptoBody {
     /// A chain the node watches.
     #[schema(examples(31337))]
+    #[serde(deserialize_with = "super::extract::integral")]
     chain_id: u64,
     /// An asset accepted on that chain (`usdc`, `eth`, …).
     #[schema(examples("usdc"))]
     asset: String,
     /// `deposit`: the quote's only instruction is the payment's deposit address (for payers who can only send to an address); `any` (default): the router call and the deposit address.
     #[serde(default)]
-    #[schema(value_type = Option<CryptoModeParam>, nullable = false)]
+    #[schema(value_type = Option<CryptoModeParam>)]
     mode: Option<String>,
 }
 
@@ -800,7 +787,6 @@ struct ChallengeBody {
     #[schema(pattern = "^[0-9]{1,12}$")]
     code: String,
     /// Required with a publishable key.
-    #[schema(nullable = false)]
     client_secret: Option<String>,
 }
 
@@ -871,7 +857,8 @@ async fn challenge(
 #[schema(as = PaymentCaptureParams)]
 struct CaptureBody {
     /// At most the authorized amount; the rest is released. Default: all of it.
-    #[schema(minimum = 1, format = Int64, nullable = false)]
+    #[schema(minimum = 1, format = Int64)]
+    #[serde(default, deserialize_with = "super::extract::integral_opt")]
     amount_to_capture: Option<i64>,
 }
 
@@ -926,7 +913,7 @@ async fn capture(
 #[serde(deny_unknown_fields)]
 #[schema(as = PaymentCancelParams)]
 struct CancelBody {
-    #[schema(value_type = Option<CancellationReason>, nullable = false)]
+    #[schema(value_type = Option<CancellationReason>)]
     cancellation_reason: Option<String>,
 }
 

@@ -258,7 +258,8 @@ async fn retrieve(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct AssignBody {
-    /// The payment (`pay_…`).
+    /// The payment (`pay_` and 24 letters or digits).
+    #[schema(pattern = "^pay_[A-Za-z0-9]{24}$")]
     payment: String,
 }
 

@@ -33,15 +33,16 @@ struct CreateBody {
     #[schema(pattern = "^pay_[A-Za-z0-9]{24}$")]
     payment: String,
     /// In the smallest unit. Default: all that is left. The refunds of a payment never sum to more than was captured, even under concurrent requests.
-    #[schema(minimum = 1, format = Int64, nullable = false)]
+    #[schema(minimum = 1, format = Int64)]
+    #[serde(default, deserialize_with = "super::extract::integral_opt")]
     amount: Option<i64>,
-    #[schema(value_type = Option<RefundReason>, nullable = false)]
+    #[schema(value_type = Option<RefundReason>)]
     reason: Option<String>,
     #[serde(default)]
     #[schema(schema_with = super::openapi::metadata_schema)]
     metadata: BTreeMap<String, String>,
     /// Required for crypto payments, refused for others: the address the node's hot wallet pays the refund to (0x and 40 hex digits; mixed case must carry a valid EIP-55 checksum). The refund is `pending` until its transaction has the chain's confirmations.
-    #[schema(pattern = "^0x[0-9a-fA-F]{40}$", nullable = false)]
+    #[schema(pattern = "^0x[0-9a-fA-F]{40}$")]
     crypto_destination: Option<String>,
 }
 

@@ -120,9 +120,9 @@ struct CreateParams {
     /// Event types to send; `["*"]` for all.
     #[schema(schema_with = enabled_events_param)]
     enabled_events: Vec<String>,
-    #[schema(max_length = 5000, nullable = false)]
+    #[schema(max_length = 5000)]
     description: Option<String>,
-    #[schema(schema_with = super::openapi::metadata_schema)]
+    #[schema(schema_with = super::openapi::metadata_schema_nullable)]
     metadata: Option<BTreeMap<String, String>>,
 }
 
@@ -141,6 +141,15 @@ fn enabled_events() -> utoipa::openapi::schema::Array {
                 .item(all),
         )
         .build()
+}
+
+/// The same, optional in an update (`null` is as absent).
+fn enabled_events_param_nullable() -> utoipa::openapi::schema::Schema {
+    utoipa::openapi::schema::OneOfBuilder::new()
+        .item(utoipa::openapi::ObjectBuilder::new().schema_type(utoipa::openapi::Type::Null))
+        .item(enabled_events_param())
+        .build()
+        .into()
 }
 
 /// The same, in a request: at least one.
@@ -289,18 +298,17 @@ async fn list(
 #[serde(deny_unknown_fields)]
 #[schema(as = WebhookEndpointUpdateParams)]
 struct UpdateParams {
-    #[schema(max_length = 2048, nullable = false)]
+    #[schema(max_length = 2048)]
     url: Option<String>,
-    #[schema(schema_with = enabled_events_param)]
+    #[schema(schema_with = enabled_events_param_nullable)]
     enabled_events: Option<Vec<String>>,
     /// An empty string removes it.
-    #[schema(max_length = 5000, nullable = false)]
+    #[schema(max_length = 5000)]
     description: Option<String>,
     /// Merged into the endpoint's; a key set to `""` is removed.
-    #[schema(schema_with = super::openapi::metadata_schema)]
+    #[schema(schema_with = super::openapi::metadata_schema_nullable)]
     metadata: Option<BTreeMap<String, String>>,
     /// `true` stops deliveries, `false` resumes them.
-    #[schema(nullable = false)]
     disabled: Option<bool>,
 }
 

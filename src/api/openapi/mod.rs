@@ -195,6 +195,15 @@ macro_rules! object_name_schema {
     };
 }
 
+/// The same where `null` is as absent.
+pub fn metadata_schema_nullable() -> utoipa::openapi::schema::Schema {
+    utoipa::openapi::schema::OneOfBuilder::new()
+        .item(utoipa::openapi::ObjectBuilder::new().schema_type(utoipa::openapi::Type::Null))
+        .item(metadata_schema())
+        .build()
+        .into()
+}
+
 /// A currency of a payment: a lower-case ISO 4217 code the node knows.
 pub fn currency_schema() -> utoipa::openapi::Object {
     utoipa::openapi::ObjectBuilder::new()
@@ -288,6 +297,9 @@ error_response!(
     ServiceUnavailable,
     "The request took too long and was abandoned, or a conflicting update was in progress (`api_error`, `service_unavailable`); retry."
 );
+
+// `PaymentCreateParams.amount`'s maximum, written as a literal there.
+const _: () = assert!(crate::payments::MAX_AMOUNT == 99_999_999);
 
 /// The document served at `/openapi.json`, built once.
 pub static DOCUMENT: LazyLock<Value> = LazyLock::new(document);
@@ -385,7 +397,10 @@ fn conventions(doc: &mut Value) {
 fn dependent_fields(schemas: &mut Map<String, Value>) {
     if let Some(create) = schemas.get_mut("PaymentCreateParams") {
         create["oneOf"] = json!([
-            {"required": ["confirm", "payment_method"], "properties": {"confirm": {"const": true}}},
+            {
+                "required": ["confirm", "payment_method"],
+                "properties": {"confirm": {"const": true}, "payment_method": {"type": "object"}}
+            },
             {"properties": {"confirm": {"const": false}}, "not": {"required": ["payment_method"]}}
         ]);
     }
@@ -402,6 +417,7 @@ fn dependent_fields(schemas: &mut Map<String, Value>) {
             });
             if let Some(own) = own {
                 branch["required"] = json!(["type", own]);
+                branch["properties"][own] = json!({"type": "object"});
             }
             branch
         };
@@ -485,6 +501,7 @@ fn one_cursor(op: &mut Map<String, Value>) {
             "schema": {
                 "type": "object",
                 "properties": {"starting_after": after_schema, "ending_before": before_schema},
+                "additionalProperties": false,
                 "not": both_given
             }
         }),
