@@ -12,6 +12,7 @@ use axum::extract::{Path, State};
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 
 use super::auth::SecretKey;
 use super::error::ApiError;
@@ -28,11 +29,15 @@ pub fn router() -> Router<AppState> {
 }
 
 /// An amount of one asset.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct Funds {
+    #[schema(schema_with = super::openapi::amount_schema)]
     amount: Value,
+    /// Lower-case ISO 4217 code, or the crypto asset's symbol.
     currency: String,
+    /// Crypto assets only: the chain's id.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     chain_id: Option<u64>,
 }
 
@@ -46,15 +51,41 @@ impl Funds {
     }
 }
 
-#[derive(Serialize)]
+/// The merchant's money, per currency or asset.
+#[derive(Serialize, ToSchema)]
 struct Balance {
+    #[schema(schema_with = balance_object)]
     object: &'static str,
+    /// Paid out at the next payout. Negative while the merchant owes more than it holds.
     available: Vec<Funds>,
+    /// On its way (including authorized, uncaptured payments).
     pending: Vec<Funds>,
+    /// The merchant's reserve.
     reserved: Vec<Funds>,
     livemode: bool,
 }
 
+crate::object_name_schema!(balance_object, "balance");
+crate::object_name_schema!(transaction_object, "balance_transaction");
+crate::object_name_schema!(list_object, "list");
+
+#[utoipa::path(
+    get,
+    path = "/v1/balance",
+    operation_id = "retrieveBalance",
+    tag = "Balance",
+    summary = "Retrieve the balance",
+    description = "Per currency / asset: `available`, `pending` (and `reserved`).",
+    security(("secretKey" = [])),
+    responses(
+        (status = 200, description = "OK", content_type = "application/json", body = Balance),
+        (status = 401, response = crate::api::openapi::Unauthorized),
+        (status = 403, response = crate::api::openapi::Forbidden),
+        (status = 429, response = crate::api::openapi::TooManyRequests),
+        (status = 500, response = crate::api::openapi::InternalError),
+        (status = 503, response = crate::api::openapi::ServiceUnavailable),
+    )
+)]
 #[tracing::instrument(skip_all)]
 async fn retrieve(
     State(state): State<AppState>,
@@ -77,22 +108,49 @@ async fn retrieve(
     }))
 }
 
-#[derive(Serialize)]
+/// One movement of the merchant's money in the ledger, linked to its source object.
+#[derive(Serialize, ToSchema)]
+#[schema(as = BalanceTransaction)]
 struct Transaction {
+    /// `txn_` and 24 letters or digits.
+    #[schema(value_type = String, pattern = "^txn_[A-Za-z0-9]{24}$")]
     id: TxnId,
+    #[schema(schema_with = transaction_object)]
     object: &'static str,
+    #[schema(schema_with = super::openapi::amount_schema)]
     amount: Value,
+    /// Lower-case ISO 4217 code, or the crypto asset's symbol.
     currency: String,
+    /// Crypto assets only: the chain's id.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     chain_id: Option<u64>,
+    #[schema(schema_with = super::openapi::amount_schema)]
     fee: Value,
+    #[schema(schema_with = super::openapi::amount_schema)]
     net: Value,
+    /// What moved the money: `payment`, `refund`, `dispute`, `payout`, …
     #[serde(rename = "type")]
     kind: String,
+    /// `available` if it moved the available balance, otherwise `pending`.
+    #[schema(value_type = TransactionStatus)]
     status: &'static str,
+    /// The id of the object it belongs to (`pay_…`, `re_…`, `dp_…`).
+    #[schema(required = true)]
     source: Option<String>,
+    #[schema(required = true)]
     description: Option<String>,
+    /// Unix seconds.
     created: i64,
+}
+
+/// Which balance a transaction moved.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+enum TransactionStatus {
+    Available,
+    Pending,
 }
 
 impl From<BalanceTransaction> for Transaction {
@@ -115,19 +173,31 @@ impl From<BalanceTransaction> for Transaction {
     }
 }
 
-#[derive(Serialize)]
+/// A page of balance transactions, newest first.
+#[derive(Serialize, ToSchema)]
+#[schema(as = BalanceTransactionList)]
 struct List {
+    #[schema(schema_with = list_object)]
     object: &'static str,
+    /// The list's path.
     url: &'static str,
     data: Vec<Transaction>,
+    /// Whether more items follow this page.
     has_more: bool,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ListParams {
+    /// Page size, 1–100 (default 10).
+    #[param(minimum = 1, maximum = 100, default = 10, value_type = Option<i64>)]
     limit: Option<String>,
+    /// A cursor: the id of the last item of the previous page; returns the items after it. Not with `ending_before`. Empty means none.
+    #[param(pattern = "^(txn_[A-Za-z0-9]{24})?$")]
     starting_after: Option<String>,
+    /// A cursor: the id of the first item of the next page; returns the items before it. Not with `starting_after`. Empty means none.
+    #[param(pattern = "^(txn_[A-Za-z0-9]{24})?$")]
     ending_before: Option<String>,
 }
 
@@ -141,6 +211,25 @@ fn unknown_cursor(param: &str, id: &str) -> ApiError {
     ApiError::invalid_param(param, format!("No such balance transaction: '{id}'"))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/balance_transactions",
+    operation_id = "listBalanceTransactions",
+    tag = "Balance",
+    summary = "List balance transactions",
+    description = "The merchant's ledger movements, newest first, each linked to its source object.",
+    security(("secretKey" = [])),
+    params(ListParams),
+    responses(
+        (status = 200, description = "OK", content_type = "application/json", body = List),
+        (status = 400, response = crate::api::openapi::BadRequest),
+        (status = 401, response = crate::api::openapi::Unauthorized),
+        (status = 403, response = crate::api::openapi::Forbidden),
+        (status = 429, response = crate::api::openapi::TooManyRequests),
+        (status = 500, response = crate::api::openapi::InternalError),
+        (status = 503, response = crate::api::openapi::ServiceUnavailable),
+    )
+)]
 #[tracing::instrument(skip_all)]
 async fn list(
     State(state): State<AppState>,
@@ -157,15 +246,23 @@ async fn list(
                 ApiError::invalid_param("limit", "limit must be an integer from 1 to 100.")
             })?,
     };
-    let (page, param) = match (&params.starting_after, &params.ending_before) {
+    // An empty cursor is no cursor, as in every list.
+    let nonempty = |c: &Option<String>| c.clone().filter(|c| !c.is_empty());
+    let (page, param) = match (
+        nonempty(&params.starting_after),
+        nonempty(&params.ending_before),
+    ) {
         (Some(_), Some(_)) => {
             return Err(ApiError::invalid_param(
                 "ending_before",
                 "starting_after and ending_before cannot be used together",
             ));
         }
-        (Some(id), None) => (Page::After(cursor("starting_after", id)?), "starting_after"),
-        (None, Some(id)) => (Page::Before(cursor("ending_before", id)?), "ending_before"),
+        (Some(id), None) => (
+            Page::After(cursor("starting_after", &id)?),
+            "starting_after",
+        ),
+        (None, Some(id)) => (Page::Before(cursor("ending_before", &id)?), "ending_before"),
         (None, None) => (Page::First, ""),
     };
     let mut conn = state.pool.acquire().await?;
@@ -183,6 +280,26 @@ async fn list(
     }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/balance_transactions/{id}",
+    operation_id = "retrieveBalanceTransaction",
+    tag = "Balance",
+    summary = "Retrieve a balance transaction",
+    security(("secretKey" = [])),
+    params(
+        ("id" = String, Path, description = "The transaction's id (`txn_…`)."),
+    ),
+    responses(
+        (status = 200, description = "OK", content_type = "application/json", body = Transaction),
+        (status = 401, response = crate::api::openapi::Unauthorized),
+        (status = 403, response = crate::api::openapi::Forbidden),
+        (status = 404, response = crate::api::openapi::NotFound),
+        (status = 429, response = crate::api::openapi::TooManyRequests),
+        (status = 500, response = crate::api::openapi::InternalError),
+        (status = 503, response = crate::api::openapi::ServiceUnavailable),
+    )
+)]
 #[tracing::instrument(skip_all)]
 async fn retrieve_transaction(
     State(state): State<AppState>,

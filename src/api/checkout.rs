@@ -61,6 +61,24 @@ pub fn router() -> Router<AppState> {
 
 /// The page, in the customer's language. The server reads only `locale`
 /// of the query: the rest (`client_secret`, `key`) is the script's.
+#[utoipa::path(
+    get,
+    path = "/checkout/{payment_id}",
+    operation_id = "checkoutPage",
+    tag = "Checkout",
+    summary = "Hosted checkout page",
+    description = r#"An HTML page for the customer, in English or Simplified Chinese (`?locale=en|zh-CN`, else the browser's `Accept-Language`). In the browser it reads the payment's checkout view with the client secret from its query string (as bearer token, or with a publishable key given as `key`), shows the merchant's name, the description and the amount, collects the payment method among the payment's `payment_method_types`, confirms, handles `next_action` (one-time code, redirect, voucher, bank or check instructions, crypto transfer with QR code, copy buttons and an EIP-1193 browser wallet), follows the payment live over its event stream and shows the outcome, then sends the customer to `return_url`. Loading it needs no key; the page is the same for every payment of a language (an unknown payment shows "not found" once loaded). Card details go only into the confirm request's body: never into a URL or browser storage."#,
+    params(
+        ("payment_id" = String, Path, description = "The payment's id (`pay_…`)."),
+        ("client_secret" = Option<String>, Query, description = "The payment's client secret (read by the page's script, not by the server)."),
+        ("key" = Option<String>, Query, description = "Optional: a publishable key (`pk_…`) of the payment's merchant. Without it the page uses the client secret itself as its credential."),
+        ("locale" = Option<String>, Query, description = "`en` or `zh-CN` (also `zh`, `zh-Hans…`); anything else falls back to `Accept-Language`, then English."),
+    ),
+    responses(
+        (status = 200, description = "The page.", content_type = "text/html", body = String, headers(("Content-Security-Policy" = String, description = "Scripts, styles and connections from this node only; no framing."), ("X-Frame-Options" = String, description = "`DENY`."))),
+        (status = 429, response = crate::api::openapi::TooManyRequests),
+    )
+)]
 #[tracing::instrument(skip_all)]
 async fn page(
     axum::extract::RawQuery(raw): axum::extract::RawQuery,
@@ -88,6 +106,17 @@ async fn page(
     response
 }
 
+#[utoipa::path(
+    get,
+    path = "/static/checkout.js",
+    operation_id = "checkoutScript",
+    tag = "Checkout",
+    summary = "The checkout page's script",
+    responses(
+        (status = 200, description = "The file.", content_type = "text/javascript", body = String),
+        (status = 429, response = crate::api::openapi::TooManyRequests),
+    )
+)]
 async fn script() -> Response {
     (
         [
@@ -100,6 +129,17 @@ async fn script() -> Response {
         .into_response()
 }
 
+#[utoipa::path(
+    get,
+    path = "/static/checkout.css",
+    operation_id = "checkoutStyle",
+    tag = "Checkout",
+    summary = "The checkout page's style sheet",
+    responses(
+        (status = 200, description = "The file.", content_type = "text/css", body = String),
+        (status = 429, response = crate::api::openapi::TooManyRequests),
+    )
+)]
 async fn style() -> Response {
     (
         [
@@ -112,13 +152,34 @@ async fn style() -> Response {
         .into_response()
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct QrQuery {
+    /// The payment's client secret.
+    #[param(required = true, value_type = String)]
     client_secret: Option<String>,
 }
 
 /// The QR code of the payment URI the customer's wallet should open: the
 /// deposit address's URI when the payment has one, else the router's.
+#[utoipa::path(
+    get,
+    path = "/checkout/{payment_id}/qr.svg",
+    operation_id = "checkoutQrCode",
+    tag = "Checkout",
+    summary = "QR code of a crypto payment",
+    description = "The EIP-681 URI a wallet should open for this payment, as an SVG QR code (byte mode, error correction M) drawn by the node: `next_action.crypto.deposit_uri` when the payment has a deposit address, else `next_action.crypto.uri`. 404 unless the payment waits for a crypto transfer.",
+    params(
+        ("payment_id" = String, Path, description = "The payment's id (`pay_…`)."),
+        QrQuery,
+    ),
+    responses(
+        (status = 200, description = "The QR code.", content_type = "image/svg+xml", body = String),
+        (status = 400, response = crate::api::openapi::BadRequest),
+        (status = 404, response = crate::api::openapi::NotFound),
+        (status = 429, response = crate::api::openapi::TooManyRequests),
+    )
+)]
 #[tracing::instrument(skip_all)]
 async fn qr(
     State(state): State<AppState>,

@@ -25,6 +25,26 @@ pub fn dispute_id(raw: &str) -> Result<DisputeId, ApiError> {
     DisputeId::parse(raw).map_err(|_| ApiError::not_found("dispute", raw))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/disputes/{id}",
+    operation_id = "retrieveDispute",
+    tag = "Disputes",
+    summary = "Retrieve a dispute",
+    security(("secretKey" = [])),
+    params(
+        ("id" = String, Path, description = "The dispute's id (`dp_…`)."),
+    ),
+    responses(
+        (status = 200, description = "OK", content_type = "application/json", body = crate::api::openapi::legacy::Dispute),
+        (status = 401, response = crate::api::openapi::Unauthorized),
+        (status = 403, response = crate::api::openapi::Forbidden),
+        (status = 404, response = crate::api::openapi::NotFound),
+        (status = 429, response = crate::api::openapi::TooManyRequests),
+        (status = 500, response = crate::api::openapi::InternalError),
+        (status = 503, response = crate::api::openapi::ServiceUnavailable),
+    )
+)]
 #[tracing::instrument(skip_all)]
 async fn retrieve(
     State(state): State<AppState>,
@@ -35,14 +55,62 @@ async fn retrieve(
     Ok(axum::Json(dispute.to_api()))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = DisputeEvidenceParams)]
 struct EvidenceBody {
+    /// Free-form evidence (e.g. `{"product_description": "…", "shipping_tracking_number": "…"}`), merged into the dispute's.
+    #[schema(schema_with = evidence_schema)]
     evidence: Map<String, Value>,
-    /// Send to the network now (default); `false` saves a draft.
+    /// Send to the network now (default `true`, the dispute becomes `under_review`); `false` saves a draft.
     submit: Option<bool>,
 }
 
+/// The evidence fields the payments subsystem takes, each text.
+fn evidence_schema() -> utoipa::openapi::Object {
+    use crate::payments::disputes::{EVIDENCE_FIELDS, MAX_EVIDENCE_LEN};
+    let mut object = utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::Object)
+        .description(Some(
+            "Evidence (e.g. `{\"product_description\": \"…\", \"shipping_tracking_number\": \"…\"}`), merged into the dispute's.",
+        ))
+        .additional_properties(Some(utoipa::openapi::schema::AdditionalProperties::FreeForm(false)));
+    for field in EVIDENCE_FIELDS {
+        object = object.property(
+            field,
+            utoipa::openapi::ObjectBuilder::new()
+                .schema_type(utoipa::openapi::Type::String)
+                .max_length(Some(MAX_EVIDENCE_LEN)),
+        );
+    }
+    object.build()
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/disputes/{id}/evidence",
+    operation_id = "submitDisputeEvidence",
+    tag = "Disputes",
+    summary = "Submit evidence",
+    description = "Adds evidence to a `needs_response` dispute and (unless `submit` is false) sends it: the dispute becomes `under_review`.",
+    security(("secretKey" = [])),
+    params(
+        ("id" = String, Path, description = "The dispute's id (`dp_…`)."),
+    ),
+    request_body(content = EvidenceBody, example = json!({"evidence": {"product_description": "Hardcover book", "shipping_tracking_number": "1Z999"}})),
+    responses(
+        (status = 200, description = "OK", content_type = "application/json", body = crate::api::openapi::legacy::Dispute, headers(("Idempotent-Replayed" = String, description = "`true` when this is the saved response of an earlier request with the same `Idempotency-Key`."))),
+        (status = 400, response = crate::api::openapi::BadRequest),
+        (status = 401, response = crate::api::openapi::Unauthorized),
+        (status = 403, response = crate::api::openapi::Forbidden),
+        (status = 404, response = crate::api::openapi::NotFound),
+        (status = 409, response = crate::api::openapi::Conflict),
+        (status = 413, response = crate::api::openapi::PayloadTooLarge),
+        (status = 429, response = crate::api::openapi::TooManyRequests),
+        (status = 500, response = crate::api::openapi::InternalError),
+        (status = 503, response = crate::api::openapi::ServiceUnavailable),
+    )
+)]
 #[tracing::instrument(skip_all)]
 async fn evidence(
     State(state): State<AppState>,
@@ -61,6 +129,31 @@ async fn evidence(
     Ok(axum::Json(dispute.to_api()))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/disputes/{id}/close",
+    operation_id = "closeDispute",
+    tag = "Disputes",
+    summary = "Close (concede) a dispute",
+    description = "Concedes: the dispute is `lost` and the cardholder keeps the money.",
+    security(("secretKey" = [])),
+    params(
+        ("id" = String, Path, description = "The dispute's id (`dp_…`)."),
+    ),
+    request_body(content = Option<crate::api::NoParams>),
+    responses(
+        (status = 200, description = "OK", content_type = "application/json", body = crate::api::openapi::legacy::Dispute, headers(("Idempotent-Replayed" = String, description = "`true` when this is the saved response of an earlier request with the same `Idempotency-Key`."))),
+        (status = 400, response = crate::api::openapi::BadRequest),
+        (status = 401, response = crate::api::openapi::Unauthorized),
+        (status = 403, response = crate::api::openapi::Forbidden),
+        (status = 404, response = crate::api::openapi::NotFound),
+        (status = 409, response = crate::api::openapi::Conflict),
+        (status = 413, response = crate::api::openapi::PayloadTooLarge),
+        (status = 429, response = crate::api::openapi::TooManyRequests),
+        (status = 500, response = crate::api::openapi::InternalError),
+        (status = 503, response = crate::api::openapi::ServiceUnavailable),
+    )
+)]
 #[tracing::instrument(skip_all)]
 async fn close(
     State(state): State<AppState>,

@@ -2,12 +2,13 @@
 //! OpenAPI 3.1 document, a human-readable reference rendered from it, and
 //! the guide for merchants, all without a key.
 //!
-//! The document is the repository's `openapi.json`, compiled in; it is
-//! the machine-readable form of the API `docs/api.md` describes, and the
-//! tests in `tests/it/openapi_*.rs` hold it to the router (every routed operation
-//! documented, every documented one routed, request bodies exactly as the
-//! handlers accept them). The reference page is plain HTML rendered here,
-//! once, from that document: grouped by tag, each operation with its
+//! The document is generated from the handlers' annotations and the
+//! request and response types (`super::openapi`); it is the
+//! machine-readable form of the API `docs/api.md` describes, and
+//! `tests/it/openapi_routes.rs` holds it to the router (every routed
+//! operation documented, every documented one routed). The reference page
+//! is plain HTML rendered here, once, from that document: grouped by tag,
+//! each operation with its
 //! parameters, body fields, responses and a curl example, then the objects.
 //! It loads nothing but its own style sheet, and links the API guide for
 //! merchants, `docs/api.md`, which `GET /docs/api.md` serves as it is.
@@ -23,9 +24,6 @@ use serde_json::{Map, Value};
 use super::AppState;
 use super::error::ApiError;
 
-/// The OpenAPI document, as served.
-pub const DOCUMENT: &str = include_str!("../../openapi.json");
-
 /// The API guide (`docs/api.md`), compiled in like the document, so that
 /// a node serves the guide of its own version and a merchant needs no copy
 /// of the repository.
@@ -40,9 +38,12 @@ const PAGE_CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; \
 
 /// The rendered page, or why the document could not be rendered.
 static PAGE: LazyLock<Result<String, String>> = LazyLock::new(|| {
-    serde_json::from_str::<Value>(DOCUMENT)
-        .map_err(|e| format!("openapi.json is not valid JSON: {e}"))
-        .map(|doc| render(&doc))
+    let doc = &*super::openapi::DOCUMENT;
+    if doc.is_object() {
+        Ok(render(doc))
+    } else {
+        Err("the generated OpenAPI document is not an object".to_owned())
+    }
 });
 
 /// Routes of this resource (public router: no key).
@@ -54,6 +55,17 @@ pub fn router() -> Router<AppState> {
         .route("/static/docs.css", get(style))
 }
 
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    operation_id = "openapiDocument",
+    tag = "Operations",
+    summary = "This OpenAPI document",
+    responses(
+        (status = 200, description = "The OpenAPI 3.1 document.", content_type = "application/json", body = serde_json::Value),
+        (status = 429, response = crate::api::openapi::TooManyRequests),
+    )
+)]
 #[tracing::instrument(skip_all)]
 async fn document() -> Response {
     (
@@ -61,13 +73,25 @@ async fn document() -> Response {
             (header::CONTENT_TYPE, "application/json"),
             (header::CACHE_CONTROL, "no-cache"),
         ],
-        DOCUMENT,
+        super::openapi::DOCUMENT_TEXT.as_str(),
     )
         .into_response()
 }
 
 /// The guide as Markdown text (RFC 7763); `nosniff` keeps a browser from
 /// taking it for anything else.
+#[utoipa::path(
+    get,
+    path = "/docs/api.md",
+    operation_id = "apiGuide",
+    tag = "Operations",
+    summary = "The API guide for merchants",
+    description = "`docs/api.md` of this node's version, as Markdown: conventions, authentication, every error code, pagination, idempotency and retries, events and webhooks, crypto payments, settlement and proofs, test mode, rate limits.",
+    responses(
+        (status = 200, description = "The guide.", content_type = "text/markdown", body = String),
+        (status = 429, response = crate::api::openapi::TooManyRequests),
+    )
+)]
 #[tracing::instrument(skip_all)]
 async fn guide() -> Response {
     (
@@ -81,12 +105,35 @@ async fn guide() -> Response {
         .into_response()
 }
 
+#[utoipa::path(
+    get,
+    path = "/docs",
+    operation_id = "apiReference",
+    tag = "Operations",
+    summary = "Human-readable API reference",
+    description = "This document rendered as one HTML page, grouped by tag, with a curl example per operation.",
+    responses(
+        (status = 200, description = "The reference.", content_type = "text/html", body = String, headers(("Content-Security-Policy" = String, description = "Scripts, styles and connections from this node only; no framing."), ("X-Frame-Options" = String, description = "`DENY`."))),
+        (status = 429, response = crate::api::openapi::TooManyRequests),
+    )
+)]
 #[tracing::instrument(skip_all)]
 async fn reference() -> Result<Response, ApiError> {
     let page = PAGE.as_ref().map_err(|e| ApiError::internal(e))?;
     Ok((html_headers(PAGE_CSP), page.clone()).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/static/docs.css",
+    operation_id = "docsStyle",
+    tag = "Operations",
+    summary = "The API reference's style sheet",
+    responses(
+        (status = 200, description = "The file.", content_type = "text/css", body = String),
+        (status = 429, response = crate::api::openapi::TooManyRequests),
+    )
+)]
 async fn style() -> Response {
     (
         [
@@ -325,7 +372,16 @@ impl<'a> Doc<'a> {
 
     /// The rows of an object schema's fields, nested inline objects
     /// flattened with dotted names.
-    fn field_rows(&self, schema: &'a Value, prefix: &str, out: &mut String, depth: usize) {
+    /// `expand_refs`: also list the fields of referenced objects (request
+    /// bodies, whose parts have no section of their own).
+    fn field_rows(
+        &self,
+        schema: &'a Value,
+        prefix: &str,
+        out: &mut String,
+        depth: usize,
+        expand_refs: bool,
+    ) {
         let schema = self.deref(schema);
         let Some(props) = schema.get("properties").and_then(Value::as_object) else {
             return;
@@ -352,9 +408,19 @@ impl<'a> Doc<'a> {
                 },
                 self.notes_html(prop)
             ));
+            // A nullable object is `oneOf: [null, object]`: its fields are
+            // those of the object.
+            let prop = prop
+                .get("oneOf")
+                .and_then(Value::as_array)
+                .and_then(|alts| alts.iter().find(|a| a.get("$ref").is_some()))
+                .unwrap_or(prop);
             let is_inline_object = prop.get("$ref").is_none() && prop.get("properties").is_some();
-            if is_inline_object && depth < 6 {
-                self.field_rows(prop, &format!("{full}."), out, depth + 1);
+            let is_object_ref = expand_refs
+                && self.deref(prop).get("properties").is_some()
+                && prop.get("$ref").is_some();
+            if (is_inline_object || is_object_ref) && depth < 6 {
+                self.field_rows(prop, &format!("{full}."), out, depth + 1, expand_refs);
             }
         }
     }
@@ -364,7 +430,7 @@ impl<'a> Doc<'a> {
     fn fields_table(&self, schema: &'a Value, request: bool) -> String {
         let target = self.deref(schema);
         let mut rows = String::new();
-        self.field_rows(target, "", &mut rows, 0);
+        self.field_rows(target, "", &mut rows, 0, request);
         let mut out = String::new();
         if rows.is_empty() {
             if request {

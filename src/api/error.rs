@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 /// `error.type` values of docs/api.md.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorType {
     /// Bad input or a request not allowed in the object's state.
@@ -56,22 +56,31 @@ pub struct ApiError {
 #[derive(Debug, Clone, Copy)]
 pub struct OutcomeUnknown;
 
-#[derive(Serialize)]
-struct Body<'a> {
+/// Every error response: `{"error": {…}}`.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Error)]
+pub(crate) struct Body<'a> {
     error: ErrorObject<'a>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct ErrorObject<'a> {
     #[serde(rename = "type")]
     kind: ErrorType,
+    /// Machine-readable code, e.g. `parameter_invalid`, `parameter_missing`, `parameter_unknown`, `invalid_json`, `resource_missing`, `route_missing`, `api_key_invalid`, `secret_key_required`, `card_declined`, `idempotency_key_reused`, `rate_limit`, `internal_error`.
     code: &'a str,
+    /// Human-readable explanation.
     message: &'a str,
+    /// The request parameter at fault, dotted (`shipping.address.city`, `payment_method_types[1]`), or `body` for a body that is not valid JSON. Absent when no parameter is at fault.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     param: Option<&'a str>,
+    /// Why the issuer declined (card errors), e.g. `insufficient_funds`.
     #[serde(skip_serializing_if = "Option::is_none")]
     decline_code: Option<&'a str>,
+    /// On a 402: the payment the decline concerns, as the caller may see it (the checkout view for a publishable key).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::api::openapi::legacy::Payment>, nullable = false)]
     payment: Option<&'a crate::payments::model::PaymentObject>,
 }
 

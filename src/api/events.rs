@@ -6,6 +6,7 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::auth::SecretKey;
 use super::error::ApiError;
@@ -73,6 +74,9 @@ pub fn page_params<Id>(
             ApiError::invalid_param(param.to_owned(), format!("Invalid {param}: '{raw}'."))
         })
     };
+    // An empty cursor is no cursor, as in every list.
+    let starting_after = starting_after.filter(|c| !c.is_empty());
+    let ending_before = ending_before.filter(|c| !c.is_empty());
     let page = match (starting_after, ending_before) {
         (Some(_), Some(_)) => {
             return Err(ApiError::invalid_param(
@@ -91,17 +95,46 @@ fn parse_event_id(raw: &str) -> Result<EventId, ApiError> {
     EventId::parse(raw).map_err(|_| ApiError::not_found("event", raw))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ListParams {
+    /// Page size, 1–100 (default 10).
+    #[param(minimum = 1, maximum = 100, default = 10, value_type = Option<i64>)]
     limit: Option<u32>,
+    /// A cursor: the id of the last item of the previous page; returns the items after it. Not with `ending_before`. Empty means none.
+    #[param(pattern = "^(evt_[A-Za-z0-9]{24})?$")]
     starting_after: Option<String>,
+    /// A cursor: the id of the first item of the next page; returns the items before it. Not with `starting_after`. Empty means none.
+    #[param(pattern = "^(evt_[A-Za-z0-9]{24})?$")]
     ending_before: Option<String>,
-    /// One type, `payment.*`, or `*`.
+    /// Only events of this type (`payment.succeeded`), of a prefix (`payment.*`), or all (`*`). Empty means all.
     #[serde(rename = "type")]
+    #[param(schema_with = type_filter)]
     event_type: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/events",
+    operation_id = "listEvents",
+    tag = "Events",
+    summary = "List events",
+    description = "The merchant's events, newest first.",
+    security(("secretKey" = [])),
+    params(
+        ListParams,
+    ),
+    responses(
+        (status = 200, description = "OK", content_type = "application/json", body = crate::api::openapi::legacy::EventList),
+        (status = 400, response = crate::api::openapi::BadRequest),
+        (status = 401, response = crate::api::openapi::Unauthorized),
+        (status = 403, response = crate::api::openapi::Forbidden),
+        (status = 429, response = crate::api::openapi::TooManyRequests),
+        (status = 500, response = crate::api::openapi::InternalError),
+        (status = 503, response = crate::api::openapi::ServiceUnavailable),
+    )
+)]
 #[tracing::instrument(skip_all)]
 async fn list(
     State(state): State<AppState>,
@@ -117,6 +150,7 @@ async fn list(
     let types = params
         .event_type
         .as_deref()
+        .filter(|filter| !filter.is_empty())
         .map(|filter| {
             EventType::matching(filter).ok_or_else(|| {
                 ApiError::invalid_param(
@@ -134,6 +168,26 @@ async fn list(
     Ok(axum::Json(List::new("/v1/events", data, listed.has_more)).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/events/{id}",
+    operation_id = "retrieveEvent",
+    tag = "Events",
+    summary = "Retrieve an event",
+    security(("secretKey" = [])),
+    params(
+        ("id" = String, Path, description = "The event's id (`evt_…`)."),
+    ),
+    responses(
+        (status = 200, description = "OK", content_type = "application/json", body = crate::api::openapi::legacy::Event),
+        (status = 401, response = crate::api::openapi::Unauthorized),
+        (status = 403, response = crate::api::openapi::Forbidden),
+        (status = 404, response = crate::api::openapi::NotFound),
+        (status = 429, response = crate::api::openapi::TooManyRequests),
+        (status = 500, response = crate::api::openapi::InternalError),
+        (status = 503, response = crate::api::openapi::ServiceUnavailable),
+    )
+)]
 #[tracing::instrument(skip_all)]
 async fn retrieve(
     State(state): State<AppState>,
@@ -147,30 +201,87 @@ async fn retrieve(
     Ok(axum::Json(event.to_object(state.config.mode)).into_response())
 }
 
-/// A delivery as the API shows it.
-#[derive(Debug, Serialize)]
-struct DeliveryObject {
+/// What `type` may be: a type, a prefix of types (`payment.*`), `*`, or
+/// empty, from the types the node knows.
+fn type_filter() -> utoipa::openapi::Object {
+    let mut filters: Vec<String> = vec![String::new(), "*".to_owned()];
+    for t in EventType::ALL {
+        let name = t.as_str();
+        let prefix = format!("{}.*", name.split('.').next().unwrap_or(name));
+        if !filters.contains(&prefix) {
+            filters.push(prefix);
+        }
+        filters.push(name.to_owned());
+    }
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::String)
+        .enum_values(Some(filters))
+        .build()
+}
+
+/// One event's delivery to one endpoint, with its attempts. Retried with exponential backoff for at least 3 days on non-2xx or timeout.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = WebhookDelivery)]
+pub(crate) struct DeliveryObject {
+    /// `whd_` and 24 letters or digits.
+    #[schema(pattern = "^whd_[A-Za-z0-9]{24}$")]
     id: String,
+    #[schema(schema_with = delivery_object_name)]
     object: &'static str,
+    /// The event's id (`evt_` and 24 letters or digits).
+    #[schema(pattern = "^evt_[A-Za-z0-9]{24}$")]
     event: String,
+    /// The webhook endpoint's id (`we_` and 24 letters or digits).
+    #[schema(pattern = "^we_[A-Za-z0-9]{24}$")]
     endpoint: String,
+    #[schema(value_type = DeliveryStatus)]
     status: crate::webhooks::deliveries::DeliveryStatus,
+    #[schema(minimum = 0)]
     attempt_count: i32,
+    /// While pending: when the next attempt is due (Unix seconds).
+    #[schema(required = true)]
     next_attempt: Option<i64>,
+    /// Unix seconds.
     created: i64,
+    /// When it stopped being pending (Unix seconds).
+    #[schema(required = true)]
     completed: Option<i64>,
     attempts: Vec<AttemptObject>,
     livemode: bool,
 }
 
-#[derive(Debug, Serialize)]
+crate::object_name_schema!(delivery_object_name, "webhook_delivery");
+
+/// Where a delivery stands.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+enum DeliveryStatus {
+    Pending,
+    Succeeded,
+    Failed,
+    Canceled,
+}
+
+/// One POST of a delivery.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = WebhookAttempt)]
 struct AttemptObject {
+    #[schema(minimum = 1)]
     attempt: i32,
+    /// The receiver's HTTP status, if a response came back.
+    #[schema(required = true)]
     status_code: Option<i16>,
     succeeded: bool,
+    #[schema(minimum = 0)]
     duration_ms: i32,
+    /// Why the attempt failed without a response (timeout, connection refused, …).
+    #[schema(required = true)]
     error: Option<String>,
+    /// The start of the receiver's response body.
+    #[schema(required = true)]
     response_body: Option<String>,
+    /// Unix seconds.
     created: i64,
 }
 
@@ -202,14 +313,44 @@ fn delivery_object(d: Delivery, mode: Mode) -> DeliveryObject {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct DeliveriesParams {
+    /// Page size, 1–100 (default 10).
+    #[param(minimum = 1, maximum = 100, default = 10, value_type = Option<i64>)]
     limit: Option<u32>,
+    /// A cursor: the id of the last item of the previous page; returns the items after it. Not with `ending_before`. Empty means none.
+    #[param(pattern = "^(whd_[A-Za-z0-9]{24})?$")]
     starting_after: Option<String>,
+    /// A cursor: the id of the first item of the next page; returns the items before it. Not with `starting_after`. Empty means none.
+    #[param(pattern = "^(whd_[A-Za-z0-9]{24})?$")]
     ending_before: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/events/{id}/deliveries",
+    operation_id = "listEventDeliveries",
+    tag = "Events",
+    summary = "List an event's webhook deliveries",
+    description = "Every delivery of the event to an endpoint, with its attempts.",
+    security(("secretKey" = [])),
+    params(
+        DeliveriesParams,
+        ("id" = String, Path, description = "The event's id (`evt_…`)."),
+    ),
+    responses(
+        (status = 200, description = "OK", content_type = "application/json", body = crate::api::openapi::legacy::WebhookDeliveryList),
+        (status = 400, response = crate::api::openapi::BadRequest),
+        (status = 401, response = crate::api::openapi::Unauthorized),
+        (status = 403, response = crate::api::openapi::Forbidden),
+        (status = 404, response = crate::api::openapi::NotFound),
+        (status = 429, response = crate::api::openapi::TooManyRequests),
+        (status = 500, response = crate::api::openapi::InternalError),
+        (status = 503, response = crate::api::openapi::ServiceUnavailable),
+    )
+)]
 #[tracing::instrument(skip_all)]
 async fn deliveries(
     State(state): State<AppState>,
@@ -240,13 +381,40 @@ async fn deliveries(
     )))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = EventRedeliverParams)]
 struct RedeliverParams {
-    /// Only to this endpoint (`we_…`); default: every subscribed endpoint.
+    /// The webhook endpoint to redeliver to (default: every enabled endpoint subscribed to the event's type)'s id (`we_` and 24 letters or digits).
+    #[schema(pattern = "^we_[A-Za-z0-9]{24}$")]
     endpoint: Option<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/events/{id}/redeliver",
+    operation_id = "redeliverEvent",
+    tag = "Events",
+    summary = "Redeliver an event",
+    description = "Enqueues the event again for every enabled endpoint subscribed to its type, or only for `endpoint`. Answers the enqueued deliveries (`has_more` is false).",
+    security(("secretKey" = [])),
+    params(
+        ("id" = String, Path, description = "The event's id (`evt_…`)."),
+    ),
+    request_body(content = Option<RedeliverParams>, example = json!({"endpoint": "we_4eC39HqLyjWDarjtT1zdp7dc"})),
+    responses(
+        (status = 200, description = "OK", content_type = "application/json", body = crate::api::openapi::legacy::WebhookDeliveryList, headers(("Idempotent-Replayed" = String, description = "`true` when this is the saved response of an earlier request with the same `Idempotency-Key`."))),
+        (status = 400, response = crate::api::openapi::BadRequest),
+        (status = 401, response = crate::api::openapi::Unauthorized),
+        (status = 403, response = crate::api::openapi::Forbidden),
+        (status = 404, response = crate::api::openapi::NotFound),
+        (status = 409, response = crate::api::openapi::Conflict),
+        (status = 413, response = crate::api::openapi::PayloadTooLarge),
+        (status = 429, response = crate::api::openapi::TooManyRequests),
+        (status = 500, response = crate::api::openapi::InternalError),
+        (status = 503, response = crate::api::openapi::ServiceUnavailable),
+    )
+)]
 #[tracing::instrument(skip_all)]
 async fn redeliver(
     State(state): State<AppState>,

@@ -5,6 +5,7 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::header;
 use axum::http::request::Parts;
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
@@ -49,6 +50,25 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     } else {
         bytes
     };
+    // PostgreSQL text cannot hold U+0000: refuse it here rather than fail
+    // at the database with a 500.
+    if bytes.windows(6).any(|w| w.eq_ignore_ascii_case(b"\\u0000")) {
+        return Err(ApiError::invalid_param(
+            "body",
+            "Invalid body: text may not contain the NUL character (\\u0000).",
+        ));
+    }
+    // Every body is a JSON object (serde would also read a struct from an
+    // array of its fields, which the API never documents).
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first.is_some_and(|b| *b != b'{')
+        && serde_json::from_slice::<serde_json::Value>(bytes).is_ok()
+    {
+        return Err(ApiError::invalid_param(
+            "body",
+            "Invalid body: the request body must be a JSON object.",
+        ));
+    }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| describe(e.path().to_string(), e.inner()))
 }
@@ -115,8 +135,45 @@ fn backticked(message: &str, prefix: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// A body that must be empty or `{}`: any field is unknown.
-#[derive(Debug, Clone, Copy, Default, serde::Deserialize)]
+/// Reads an integer as JSON Schema defines one: any number whose fraction
+/// is zero (`400.0` is `400`), for the integer fields of bodies.
+pub fn integral<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<i64> + TryFrom<u64>,
+{
+    use serde::de::Error;
+    let number = serde_json::Number::deserialize(deserializer)?;
+    let out_of_range = || D::Error::custom(format!("{number} is out of range"));
+    if let Some(n) = number.as_u64() {
+        return T::try_from(n).map_err(|_| out_of_range());
+    }
+    if let Some(n) = number.as_i64() {
+        return T::try_from(n).map_err(|_| out_of_range());
+    }
+    let whole = number
+        .as_f64()
+        .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+        .ok_or_else(|| D::Error::custom(format!("invalid type: {number}, expected an integer")))?;
+    // Exact below 2^53, which the filter above keeps.
+    #[allow(clippy::cast_possible_truncation)]
+    let n = whole as i64;
+    T::try_from(n).map_err(|_| out_of_range())
+}
+
+/// The same for an optional field.
+pub fn integral_opt<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<i64> + TryFrom<u64>,
+{
+    #[derive(serde::Deserialize)]
+    struct Wrap<T: TryFrom<i64> + TryFrom<u64>>(#[serde(deserialize_with = "integral")] T);
+    Option::<Wrap<T>>::deserialize(deserializer).map(|w| w.map(|Wrap(n)| n))
+}
+
+/// No parameters: an empty body or `{}`; any field is refused with 400 `parameter_unknown`.
+#[derive(Debug, Clone, Copy, Default, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NoParams {}
 

@@ -25,6 +25,17 @@ pub fn router() -> Router<AppState> {
 }
 
 /// The process is up and answering.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    operation_id = "healthz",
+    tag = "Operations",
+    summary = "Liveness",
+    description = "The process is up and answering.",
+    responses(
+        (status = 200, description = "Up.", content_type = "application/json", body = crate::api::openapi::legacy::Health),
+    )
+)]
 async fn healthz() -> impl IntoResponse {
     axum::Json(json!({ "status": "ok" }))
 }
@@ -32,6 +43,19 @@ async fn healthz() -> impl IntoResponse {
 /// Ready to serve: the database answers and every configured chain's
 /// watcher is in contact with its chain (`checks.chains.<chain_id>`:
 /// `healthy`, `lagging` — both ready — or `starting` / `unreachable`).
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    operation_id = "readyz",
+    tag = "Operations",
+    summary = "Readiness",
+    description = "Ready to serve: the database (and every configured chain) answers. The status code is for everyone (load balancers); the `checks` are shown only to a request carrying the operator token (`EPG_OPERATOR_TOKEN`) as `Authorization: Bearer …`; a wrong token gets the short answer.",
+    responses(
+        (status = 200, description = "Ready.", content_type = "application/json", body = crate::api::openapi::legacy::Readiness),
+        (status = 503, description = "Not ready: a dependency is down (see `checks`).", content_type = "application/json", body = crate::api::openapi::legacy::Readiness),
+        (status = 429, response = crate::api::openapi::TooManyRequests),
+    )
+)]
 async fn readyz(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -64,6 +88,22 @@ async fn readyz(
 }
 
 /// Prometheus text exposition.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    tag = "Operations",
+    summary = "Prometheus metrics",
+    description = "Prometheus text exposition format. Needs the operator token (`EPG_OPERATOR_TOKEN`) as `Authorization: Bearer …`: 401 without it, 403 when the node has none configured.",
+    security(("operatorToken" = [])),
+    responses(
+        (status = 200, description = "The metrics.", content_type = "text/plain", body = String),
+        (status = 401, response = crate::api::openapi::Unauthorized),
+        (status = 403, response = crate::api::openapi::Forbidden),
+        (status = 429, response = crate::api::openapi::TooManyRequests),
+        (status = 500, response = crate::api::openapi::InternalError),
+    )
+)]
 async fn metrics(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,

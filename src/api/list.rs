@@ -23,10 +23,13 @@ pub fn cursor<T, E>(
     what: &str,
     parse: impl Fn(&str) -> Result<T, E>,
 ) -> Result<Option<T>, ApiError> {
-    raw.map(|c| {
-        parse(c).map_err(|_| ApiError::invalid_param(param, format!("No such {what}: '{c}'")))
-    })
-    .transpose()
+    // An empty cursor (`starting_after=`) is no cursor, as a form that
+    // leaves the field blank sends it.
+    raw.filter(|c| !c.is_empty())
+        .map(|c| {
+            parse(c).map_err(|_| ApiError::invalid_param(param, format!("No such {what}: '{c}'")))
+        })
+        .transpose()
 }
 
 /// A page's cursor: at most one of `starting_after` and `ending_before`,

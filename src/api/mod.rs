@@ -21,6 +21,7 @@ pub mod health;
 pub mod idempotency;
 pub mod list;
 pub mod observe;
+pub mod openapi;
 pub mod payments;
 pub mod rate_limit;
 pub mod reconciliation;

@@ -14,6 +14,9 @@ use axum::http::header;
 use axum::http::request::Parts;
 use axum::routing::{get, post};
 use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+
+use super::openapi::legacy;
 use serde_json::{Value, json};
 
 use super::client_ip::ClientIp;
@@ -93,16 +96,37 @@ impl FromRequestParts<AppState> for DeskCaller {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// `open` or `resolved`.
+    #[param(inline, value_type = Option<ExceptionStatus>)]
     status: Option<String>,
+    /// The kind of exception.
     #[serde(rename = "type")]
+    #[param(value_type = Option<legacy::ReconciliationExceptionType>)]
     kind: Option<String>,
+    /// Exceptions of (or assigned to) this payment. Empty means any.
+    #[param(pattern = "^(pay_[A-Za-z0-9]{24})?$")]
     payment: Option<String>,
+    /// Exceptions of this bank account (its configured id).
     bank_account: Option<String>,
+    /// 1–100, default 10.
+    #[param(minimum = 1, maximum = 100, default = 10)]
     limit: Option<i64>,
+    /// An exception id: the page after it. Empty means none.
+    #[param(pattern = "^(rex_[A-Za-z0-9]{24})?$")]
     starting_after: Option<String>,
+}
+
+/// Whether an exception is still open.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+enum ExceptionStatus {
+    Open,
+    Resolved,
 }
 
 fn object(
@@ -114,6 +138,30 @@ fn object(
     value
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/reconciliation/exceptions",
+    operation_id = "listReconciliationExceptions",
+    tag = "Reconciliation",
+    summary = "List reconciliation exceptions",
+    description = "Newest first. Filters: `status`, `type`, `payment`, `bank_account`.",
+    security(("operatorToken" = []), ("secretKey" = [])),
+    params(
+        ListQuery,
+    ),
+    responses(
+        (status = 200, description = "OK", content_type = "application/json", body = crate::api::openapi::legacy::ReconciliationExceptionList),
+        (status = 400, response = crate::api::openapi::BadRequest),
+        (status = 401, response = crate::api::openapi::Unauthorized),
+        (status = 403, response = crate::api::openapi::Forbidden),
+        (status = 404, response = crate::api::openapi::NotFound),
+        (status = 409, response = crate::api::openapi::Conflict),
+        (status = 413, response = crate::api::openapi::PayloadTooLarge),
+        (status = 429, response = crate::api::openapi::TooManyRequests),
+        (status = 500, response = crate::api::openapi::InternalError),
+        (status = 503, response = crate::api::openapi::ServiceUnavailable),
+    )
+)]
 #[tracing::instrument(skip_all)]
 async fn list(
     State(state): State<AppState>,
@@ -148,6 +196,7 @@ async fn list(
     let payment = q
         .payment
         .as_deref()
+        .filter(|p| !p.is_empty())
         .map(|p| PaymentId::parse(p).map_err(|e| ApiError::invalid_param("payment", e.to_string())))
         .transpose()?;
     let filter = Filter {
@@ -156,7 +205,11 @@ async fn list(
         payment,
         bank_account: q.bank_account,
     };
-    let page = q.starting_after.map_or(Page::First, Page::After);
+    // An empty cursor is no cursor, as in every list.
+    let page = q
+        .starting_after
+        .filter(|c| !c.is_empty())
+        .map_or(Page::First, Page::After);
     let Listed {
         data: rows,
         has_more,
@@ -169,6 +222,29 @@ async fn list(
     })))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/reconciliation/exceptions/{id}",
+    operation_id = "retrieveReconciliationException",
+    tag = "Reconciliation",
+    summary = "Retrieve a reconciliation exception",
+    security(("operatorToken" = []), ("secretKey" = [])),
+    params(
+        ("id" = String, Path, description = "The exception's id (`rex_…`)."),
+    ),
+    responses(
+        (status = 200, description = "OK", content_type = "application/json", body = crate::api::openapi::legacy::ReconciliationException),
+        (status = 400, response = crate::api::openapi::BadRequest),
+        (status = 401, response = crate::api::openapi::Unauthorized),
+        (status = 403, response = crate::api::openapi::Forbidden),
+        (status = 404, response = crate::api::openapi::NotFound),
+        (status = 409, response = crate::api::openapi::Conflict),
+        (status = 413, response = crate::api::openapi::PayloadTooLarge),
+        (status = 429, response = crate::api::openapi::TooManyRequests),
+        (status = 500, response = crate::api::openapi::InternalError),
+        (status = 503, response = crate::api::openapi::ServiceUnavailable),
+    )
+)]
 #[tracing::instrument(skip_all)]
 async fn retrieve(
     State(state): State<AppState>,
@@ -179,15 +255,18 @@ async fn retrieve(
     Ok(axum::Json(object(&state, &row)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct AssignBody {
+    /// The payment (`pay_` and 24 letters or digits).
+    #[schema(pattern = "^pay_[A-Za-z0-9]{24}$")]
     payment: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct WriteOffBody {
+    #[schema(min_length = 1, max_length = 500)]
     reason: String,
 }
 
@@ -209,6 +288,31 @@ async fn act(
     Ok(axum::Json(object(state, &row)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/reconciliation/exceptions/{id}/assign",
+    operation_id = "assignReconciliationException",
+    tag = "Reconciliation",
+    summary = "Assign to a payment",
+    description = "Counts the money towards a bank-transfer payment still waiting for it (same currency); it may complete the payment, or leave it underpaid. Repeating the same assignment answers the exception as it is.",
+    security(("operatorToken" = []), ("secretKey" = [])),
+    params(
+        ("id" = String, Path, description = "The exception's id (`rex_…`)."),
+    ),
+    request_body(content = AssignBody),
+    responses(
+        (status = 200, description = "OK", content_type = "application/json", body = crate::api::openapi::legacy::ReconciliationException),
+        (status = 400, response = crate::api::openapi::BadRequest),
+        (status = 401, response = crate::api::openapi::Unauthorized),
+        (status = 403, response = crate::api::openapi::Forbidden),
+        (status = 404, response = crate::api::openapi::NotFound),
+        (status = 409, response = crate::api::openapi::Conflict),
+        (status = 413, response = crate::api::openapi::PayloadTooLarge),
+        (status = 429, response = crate::api::openapi::TooManyRequests),
+        (status = 500, response = crate::api::openapi::InternalError),
+        (status = 503, response = crate::api::openapi::ServiceUnavailable),
+    )
+)]
 #[tracing::instrument(skip_all)]
 async fn assign(
     State(state): State<AppState>,
@@ -222,6 +326,31 @@ async fn assign(
     act(&state, &desk, &id, Action::Assign(payment)).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/reconciliation/exceptions/{id}/refund",
+    operation_id = "refundReconciliationException",
+    tag = "Reconciliation",
+    summary = "Refund to the sender",
+    description = "Sends the money back to the account the bank named as its sender, in the next pain.001 file (`refunds_payable` meanwhile). An underpaid payment fails. 409 `counterparty_unknown` when the statement named no account.",
+    security(("operatorToken" = []), ("secretKey" = [])),
+    params(
+        ("id" = String, Path, description = "The exception's id (`rex_…`)."),
+    ),
+    request_body(content = Option<crate::api::NoParams>),
+    responses(
+        (status = 200, description = "OK", content_type = "application/json", body = crate::api::openapi::legacy::ReconciliationException),
+        (status = 400, response = crate::api::openapi::BadRequest),
+        (status = 401, response = crate::api::openapi::Unauthorized),
+        (status = 403, response = crate::api::openapi::Forbidden),
+        (status = 404, response = crate::api::openapi::NotFound),
+        (status = 409, response = crate::api::openapi::Conflict),
+        (status = 413, response = crate::api::openapi::PayloadTooLarge),
+        (status = 429, response = crate::api::openapi::TooManyRequests),
+        (status = 500, response = crate::api::openapi::InternalError),
+        (status = 503, response = crate::api::openapi::ServiceUnavailable),
+    )
+)]
 #[tracing::instrument(skip_all)]
 async fn refund(
     State(state): State<AppState>,
@@ -232,6 +361,31 @@ async fn refund(
     act(&state, &desk, &id, Action::Refund).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/reconciliation/exceptions/{id}/write_off",
+    operation_id = "writeOffReconciliationException",
+    tag = "Reconciliation",
+    summary = "Write off",
+    description = "Gives up on the difference, with a reason: a credit's money goes to `write_offs`; an underpayment is accepted short (the payment succeeds with what arrived); an unexplained debit is cleared against `write_offs`.",
+    security(("operatorToken" = []), ("secretKey" = [])),
+    params(
+        ("id" = String, Path, description = "The exception's id (`rex_…`)."),
+    ),
+    request_body(content = WriteOffBody),
+    responses(
+        (status = 200, description = "OK", content_type = "application/json", body = crate::api::openapi::legacy::ReconciliationException),
+        (status = 400, response = crate::api::openapi::BadRequest),
+        (status = 401, response = crate::api::openapi::Unauthorized),
+        (status = 403, response = crate::api::openapi::Forbidden),
+        (status = 404, response = crate::api::openapi::NotFound),
+        (status = 409, response = crate::api::openapi::Conflict),
+        (status = 413, response = crate::api::openapi::PayloadTooLarge),
+        (status = 429, response = crate::api::openapi::TooManyRequests),
+        (status = 500, response = crate::api::openapi::InternalError),
+        (status = 503, response = crate::api::openapi::ServiceUnavailable),
+    )
+)]
 #[tracing::instrument(skip_all)]
 async fn write_off(
     State(state): State<AppState>,

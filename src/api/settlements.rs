@@ -5,6 +5,7 @@ use axum::extract::{Path, State};
 use axum::routing::get;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa::IntoParams;
 
 use super::auth::SecretKey;
 use super::error::ApiError;
@@ -35,14 +36,40 @@ impl From<SettlementError> for ApiError {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// Page size, 1–100 (default 10).
+    #[param(minimum = 1, maximum = 100, default = 10, value_type = Option<i64>)]
     limit: Option<i64>,
+    /// A cursor: the id of the last item of the previous page; returns the items after it. Not with `ending_before`. Empty means none.
+    #[param(pattern = "^(st_[A-Za-z0-9]{24})?$")]
     starting_after: Option<String>,
+    /// A cursor: the id of the first item of the next page; returns the items before it. Not with `starting_after`. Empty means none.
+    #[param(pattern = "^(st_[A-Za-z0-9]{24})?$")]
     ending_before: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/settlements",
+    operation_id = "listSettlements",
+    tag = "Settlements",
+    summary = "List settlements",
+    description = "The merchant's settlement batches, newest first, without their items.",
+    security(("secretKey" = [])),
+    params(ListQuery),
+    responses(
+        (status = 200, description = "OK", content_type = "application/json", body = crate::api::openapi::legacy::SettlementList),
+        (status = 400, response = crate::api::openapi::BadRequest),
+        (status = 401, response = crate::api::openapi::Unauthorized),
+        (status = 403, response = crate::api::openapi::Forbidden),
+        (status = 429, response = crate::api::openapi::TooManyRequests),
+        (status = 500, response = crate::api::openapi::InternalError),
+        (status = 503, response = crate::api::openapi::ServiceUnavailable),
+    )
+)]
 #[tracing::instrument(skip_all)]
 async fn list(
     State(state): State<AppState>,
@@ -94,6 +121,27 @@ async fn list(
     })))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/settlements/{id}",
+    operation_id = "retrieveSettlement",
+    tag = "Settlements",
+    summary = "Retrieve a settlement",
+    description = "A batch with its period, totals, items, checkpoint and anchor.",
+    security(("secretKey" = [])),
+    params(
+        ("id" = String, Path, description = "The settlement's id (`st_…`)."),
+    ),
+    responses(
+        (status = 200, description = "OK", content_type = "application/json", body = crate::api::openapi::legacy::Settlement),
+        (status = 401, response = crate::api::openapi::Unauthorized),
+        (status = 403, response = crate::api::openapi::Forbidden),
+        (status = 404, response = crate::api::openapi::NotFound),
+        (status = 429, response = crate::api::openapi::TooManyRequests),
+        (status = 500, response = crate::api::openapi::InternalError),
+        (status = 503, response = crate::api::openapi::ServiceUnavailable),
+    )
+)]
 #[tracing::instrument(skip_all)]
 async fn retrieve(
     State(state): State<AppState>,
@@ -105,6 +153,28 @@ async fn retrieve(
     Ok(axum::Json(settlement.to_api(&contents)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/payments/{id}/proof",
+    operation_id = "retrievePaymentProof",
+    tag = "Settlements",
+    summary = "Proof bundle of a settled payment",
+    description = "The leaf data and salt, leaf index, inclusion path, the anchored checkpoint and where it was anchored. 409 `payment_not_settled` before a settlement includes the payment, 409 `settlement_not_anchored` until its checkpoint is anchored. Verify it with `epg audit verify`.",
+    security(("secretKey" = [])),
+    params(
+        ("id" = String, Path, description = "The payment's id (`pay_…`)."),
+    ),
+    responses(
+        (status = 200, description = "OK", content_type = "application/json", body = crate::api::openapi::legacy::ProofBundle),
+        (status = 401, response = crate::api::openapi::Unauthorized),
+        (status = 403, response = crate::api::openapi::Forbidden),
+        (status = 404, response = crate::api::openapi::NotFound),
+        (status = 409, response = crate::api::openapi::Conflict),
+        (status = 429, response = crate::api::openapi::TooManyRequests),
+        (status = 500, response = crate::api::openapi::InternalError),
+        (status = 503, response = crate::api::openapi::ServiceUnavailable),
+    )
+)]
 #[tracing::instrument(skip_all)]
 async fn proof(
     State(state): State<AppState>,

@@ -96,6 +96,21 @@ pub async fn authorize_client_secret(
     )
 }
 
+/// One message of the stream, by its Server-Sent Events fields.
+#[derive(utoipa::ToSchema)]
+#[schema(as = PaymentStreamMessage)]
+#[allow(dead_code)]
+struct StreamMessage {
+    /// The event's id (`evt_` and 24 letters or digits); a reconnecting client sends the last one as `Last-Event-ID`.
+    #[schema(pattern = "^evt_[A-Za-z0-9]{24}$")]
+    id: String,
+    /// The event's type.
+    #[schema(value_type = super::openapi::legacy::EventType)]
+    event: String,
+    /// The event object as JSON text.
+    data: String,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct StreamParams {
@@ -108,6 +123,28 @@ fn is_payment_id(s: &str) -> bool {
         .is_some_and(|r| r.len() == 24 && r.bytes().all(|b| b.is_ascii_alphanumeric()))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/payments/{id}/events/stream",
+    operation_id = "streamPaymentEvents",
+    tag = "Payments",
+    summary = "Follow a payment's events live (Server-Sent Events)",
+    description = "For a checkout page or a dashboard. Authenticates by itself: `Authorization: Bearer` with a secret or publishable key, or the payment's `client_secret` query parameter (a browser's `EventSource` cannot send headers). Not rate limited.",
+    security(("secretKey" = []), ("publishableKey" = []), ("clientSecret" = [])),
+    params(
+        ("id" = String, Path, description = "The payment's id (`pay_…`)."),
+        ("Last-Event-ID" = Option<String>, Header, description = "The id of the last event received; the stream resumes after it (browsers send it when they reconnect)."),
+    ),
+    responses(
+        (status = 200, description = "A `text/event-stream`: the payment's past events (or those after `Last-Event-ID`), then new ones as they commit. Each SSE message has `id` = the event id, `event` = its type and `data` = the event JSON (the checkout view of the object for a publishable key or client secret). Comments keep idle connections alive.", content_type = "text/event-stream", body = StreamMessage),
+        (status = 400, response = crate::api::openapi::BadRequest),
+        (status = 401, response = crate::api::openapi::Unauthorized),
+        (status = 404, response = crate::api::openapi::NotFound),
+        (status = 500, response = crate::api::openapi::InternalError),
+        (status = 503, response = crate::api::openapi::ServiceUnavailable),
+        (status = 429, response = crate::api::openapi::TooManyRequests),
+    )
+)]
 #[tracing::instrument(skip_all)]
 async fn stream(
     State(state): State<AppState>,

@@ -40,6 +40,26 @@ pub fn router() -> Router<AppState> {
 /// What the sandbox processor was asked for a payment, by idempotency key,
 /// and how many times each key came: a merchant (or a test) can see that
 /// a retried request charged, captured or refunded once.
+#[utoipa::path(
+    get,
+    path = "/v1/test/payments/{payment}/processor_calls",
+    operation_id = "listTestProcessorCalls",
+    tag = "Test helpers",
+    summary = "What the sandbox processor did for a payment",
+    description = "Every call the sandbox processor received for the payment, by idempotency key, with how many times each key came: a retried or resumed request acts once at the processor. Test mode only.",
+    security(("secretKey" = [])),
+    params(
+        ("payment" = String, Path, description = "The payment's id (`pay_…`)."),
+    ),
+    responses(
+        (status = 200, description = "OK", content_type = "application/json", body = crate::api::openapi::legacy::ProcessorCallList),
+        (status = 401, response = crate::api::openapi::Unauthorized),
+        (status = 403, response = crate::api::openapi::Forbidden),
+        (status = 404, response = crate::api::openapi::NotFound),
+        (status = 429, response = crate::api::openapi::TooManyRequests),
+        (status = 500, response = crate::api::openapi::InternalError),
+    )
+)]
 #[tracing::instrument(skip_all)]
 async fn processor_calls(
     State(state): State<AppState>,
@@ -60,6 +80,27 @@ async fn processor_calls(
 /// Settles the caller's merchant now and, when anchoring is configured,
 /// anchors the checkpoint before answering, so the proof can be fetched
 /// right away.
+#[utoipa::path(
+    post,
+    path = "/v1/test/settlements/run",
+    operation_id = "runTestSettlement",
+    tag = "Test helpers",
+    summary = "Settle now",
+    description = "Settles the merchant's unsettled movements now and, when anchoring is configured, anchors the checkpoint before answering, so the proofs can be fetched right away. 409 `settlement_not_configured` without an anchor chain, 409 `nothing_to_settle` when there is nothing new. Test mode only.",
+    security(("secretKey" = [])),
+    request_body(content = Option<crate::api::NoParams>),
+    responses(
+        (status = 200, description = "OK", content_type = "application/json", body = crate::api::openapi::legacy::Settlement, headers(("Idempotent-Replayed" = String, description = "`true` when this is the saved response of an earlier request with the same `Idempotency-Key`."))),
+        (status = 400, response = crate::api::openapi::BadRequest),
+        (status = 401, response = crate::api::openapi::Unauthorized),
+        (status = 403, response = crate::api::openapi::Forbidden),
+        (status = 409, response = crate::api::openapi::Conflict),
+        (status = 413, response = crate::api::openapi::PayloadTooLarge),
+        (status = 429, response = crate::api::openapi::TooManyRequests),
+        (status = 500, response = crate::api::openapi::InternalError),
+        (status = 503, response = crate::api::openapi::ServiceUnavailable),
+    )
+)]
 #[tracing::instrument(skip_all)]
 async fn run_settlement(
     State(state): State<AppState>,
@@ -116,7 +157,8 @@ async fn apply(
 }
 
 macro_rules! helper {
-    ($name:ident, $method:expr, $event:expr) => {
+    ($(#[$attr:meta])* $name:ident, $method:expr, $event:expr) => {
+        $(#[$attr])*
         #[tracing::instrument(skip_all)]
         async fn $name(
             State(state): State<AppState>,
@@ -130,11 +172,61 @@ macro_rules! helper {
 }
 
 helper!(
+    #[utoipa::path(
+    post,
+    path = "/v1/test/bank_transfers/{payment}/clear",
+    operation_id = "clearTestBankTransfer",
+    tag = "Test helpers",
+    summary = "Clear a bank transfer",
+    description = "The awaited transfer arrives: the `processing` bank transfer payment `succeeded`. Test mode only.",
+    security(("secretKey" = [])),
+    params(
+        ("payment" = String, Path, description = "The payment's id (`pay_…`)."),
+    ),
+    request_body(content = Option<crate::api::NoParams>),
+    responses(
+        (status = 200, description = "OK", content_type = "application/json", body = crate::api::openapi::legacy::Payment, headers(("Idempotent-Replayed" = String, description = "`true` when this is the saved response of an earlier request with the same `Idempotency-Key`."))),
+        (status = 400, response = crate::api::openapi::BadRequest),
+        (status = 401, response = crate::api::openapi::Unauthorized),
+        (status = 403, response = crate::api::openapi::Forbidden),
+        (status = 404, response = crate::api::openapi::NotFound),
+        (status = 409, response = crate::api::openapi::Conflict),
+        (status = 413, response = crate::api::openapi::PayloadTooLarge),
+        (status = 429, response = crate::api::openapi::TooManyRequests),
+        (status = 500, response = crate::api::openapi::InternalError),
+        (status = 503, response = crate::api::openapi::ServiceUnavailable),
+    )
+)]
     bank_clear,
     MethodType::BankTransfer,
     ProcessorEvent::Succeeded
 );
 helper!(
+    #[utoipa::path(
+    post,
+    path = "/v1/test/bank_transfers/{payment}/return",
+    operation_id = "returnTestBankTransfer",
+    tag = "Test helpers",
+    summary = "Return a bank transfer",
+    description = "The bank returns the transfer: the payment `failed` (`bank_return`), funds taken back. Test mode only.",
+    security(("secretKey" = [])),
+    params(
+        ("payment" = String, Path, description = "The payment's id (`pay_…`)."),
+    ),
+    request_body(content = Option<crate::api::NoParams>),
+    responses(
+        (status = 200, description = "OK", content_type = "application/json", body = crate::api::openapi::legacy::Payment, headers(("Idempotent-Replayed" = String, description = "`true` when this is the saved response of an earlier request with the same `Idempotency-Key`."))),
+        (status = 400, response = crate::api::openapi::BadRequest),
+        (status = 401, response = crate::api::openapi::Unauthorized),
+        (status = 403, response = crate::api::openapi::Forbidden),
+        (status = 404, response = crate::api::openapi::NotFound),
+        (status = 409, response = crate::api::openapi::Conflict),
+        (status = 413, response = crate::api::openapi::PayloadTooLarge),
+        (status = 429, response = crate::api::openapi::TooManyRequests),
+        (status = 500, response = crate::api::openapi::InternalError),
+        (status = 503, response = crate::api::openapi::ServiceUnavailable),
+    )
+)]
     bank_return,
     MethodType::BankTransfer,
     ProcessorEvent::Reversed {
@@ -142,12 +234,91 @@ helper!(
     }
 );
 helper!(
+    #[utoipa::path(
+    post,
+    path = "/v1/test/vouchers/{payment}/pay",
+    operation_id = "payTestVoucher",
+    tag = "Test helpers",
+    summary = "Pay a cash voucher",
+    description = "The customer pays the voucher at a store: the payment `succeeded`. Test mode only.",
+    security(("secretKey" = [])),
+    params(
+        ("payment" = String, Path, description = "The payment's id (`pay_…`)."),
+    ),
+    request_body(content = Option<crate::api::NoParams>),
+    responses(
+        (status = 200, description = "OK", content_type = "application/json", body = crate::api::openapi::legacy::Payment, headers(("Idempotent-Replayed" = String, description = "`true` when this is the saved response of an earlier request with the same `Idempotency-Key`."))),
+        (status = 400, response = crate::api::openapi::BadRequest),
+        (status = 401, response = crate::api::openapi::Unauthorized),
+        (status = 403, response = crate::api::openapi::Forbidden),
+        (status = 404, response = crate::api::openapi::NotFound),
+        (status = 409, response = crate::api::openapi::Conflict),
+        (status = 413, response = crate::api::openapi::PayloadTooLarge),
+        (status = 429, response = crate::api::openapi::TooManyRequests),
+        (status = 500, response = crate::api::openapi::InternalError),
+        (status = 503, response = crate::api::openapi::ServiceUnavailable),
+    )
+)]
     voucher_pay,
     MethodType::CashVoucher,
     ProcessorEvent::Succeeded
 );
-helper!(check_clear, MethodType::Check, ProcessorEvent::Succeeded);
 helper!(
+    #[utoipa::path(
+    post,
+    path = "/v1/test/checks/{payment}/clear",
+    operation_id = "clearTestCheck",
+    tag = "Test helpers",
+    summary = "Clear a check",
+    description = "The check clears: the payment `succeeded`. Test mode only.",
+    security(("secretKey" = [])),
+    params(
+        ("payment" = String, Path, description = "The payment's id (`pay_…`)."),
+    ),
+    request_body(content = Option<crate::api::NoParams>),
+    responses(
+        (status = 200, description = "OK", content_type = "application/json", body = crate::api::openapi::legacy::Payment, headers(("Idempotent-Replayed" = String, description = "`true` when this is the saved response of an earlier request with the same `Idempotency-Key`."))),
+        (status = 400, response = crate::api::openapi::BadRequest),
+        (status = 401, response = crate::api::openapi::Unauthorized),
+        (status = 403, response = crate::api::openapi::Forbidden),
+        (status = 404, response = crate::api::openapi::NotFound),
+        (status = 409, response = crate::api::openapi::Conflict),
+        (status = 413, response = crate::api::openapi::PayloadTooLarge),
+        (status = 429, response = crate::api::openapi::TooManyRequests),
+        (status = 500, response = crate::api::openapi::InternalError),
+        (status = 503, response = crate::api::openapi::ServiceUnavailable),
+    )
+)]
+    check_clear,
+    MethodType::Check,
+    ProcessorEvent::Succeeded
+);
+helper!(
+    #[utoipa::path(
+    post,
+    path = "/v1/test/checks/{payment}/bounce",
+    operation_id = "bounceTestCheck",
+    tag = "Test helpers",
+    summary = "Bounce a check",
+    description = "The check bounces: the payment `failed` (`check_bounce`), funds taken back. Test mode only.",
+    security(("secretKey" = [])),
+    params(
+        ("payment" = String, Path, description = "The payment's id (`pay_…`)."),
+    ),
+    request_body(content = Option<crate::api::NoParams>),
+    responses(
+        (status = 200, description = "OK", content_type = "application/json", body = crate::api::openapi::legacy::Payment, headers(("Idempotent-Replayed" = String, description = "`true` when this is the saved response of an earlier request with the same `Idempotency-Key`."))),
+        (status = 400, response = crate::api::openapi::BadRequest),
+        (status = 401, response = crate::api::openapi::Unauthorized),
+        (status = 403, response = crate::api::openapi::Forbidden),
+        (status = 404, response = crate::api::openapi::NotFound),
+        (status = 409, response = crate::api::openapi::Conflict),
+        (status = 413, response = crate::api::openapi::PayloadTooLarge),
+        (status = 429, response = crate::api::openapi::TooManyRequests),
+        (status = 500, response = crate::api::openapi::InternalError),
+        (status = 503, response = crate::api::openapi::ServiceUnavailable),
+    )
+)]
     check_bounce,
     MethodType::Check,
     ProcessorEvent::Reversed {
@@ -155,11 +326,61 @@ helper!(
     }
 );
 helper!(
+    #[utoipa::path(
+    post,
+    path = "/v1/test/ewallet/{payment}/approve",
+    operation_id = "approveTestEwallet",
+    tag = "Test helpers",
+    summary = "Approve an e-wallet payment",
+    description = "The customer approves in their e-wallet: the payment `succeeded`. Test mode only.",
+    security(("secretKey" = [])),
+    params(
+        ("payment" = String, Path, description = "The payment's id (`pay_…`)."),
+    ),
+    request_body(content = Option<crate::api::NoParams>),
+    responses(
+        (status = 200, description = "OK", content_type = "application/json", body = crate::api::openapi::legacy::Payment, headers(("Idempotent-Replayed" = String, description = "`true` when this is the saved response of an earlier request with the same `Idempotency-Key`."))),
+        (status = 400, response = crate::api::openapi::BadRequest),
+        (status = 401, response = crate::api::openapi::Unauthorized),
+        (status = 403, response = crate::api::openapi::Forbidden),
+        (status = 404, response = crate::api::openapi::NotFound),
+        (status = 409, response = crate::api::openapi::Conflict),
+        (status = 413, response = crate::api::openapi::PayloadTooLarge),
+        (status = 429, response = crate::api::openapi::TooManyRequests),
+        (status = 500, response = crate::api::openapi::InternalError),
+        (status = 503, response = crate::api::openapi::ServiceUnavailable),
+    )
+)]
     ewallet_approve,
     MethodType::Ewallet,
     ProcessorEvent::Succeeded
 );
 helper!(
+    #[utoipa::path(
+    post,
+    path = "/v1/test/ewallet/{payment}/decline",
+    operation_id = "declineTestEwallet",
+    tag = "Test helpers",
+    summary = "Decline an e-wallet payment",
+    description = "The customer declines in their e-wallet: the payment `failed` (answered 200 with the failed payment, not 402). Test mode only.",
+    security(("secretKey" = [])),
+    params(
+        ("payment" = String, Path, description = "The payment's id (`pay_…`)."),
+    ),
+    request_body(content = Option<crate::api::NoParams>),
+    responses(
+        (status = 200, description = "OK", content_type = "application/json", body = crate::api::openapi::legacy::Payment, headers(("Idempotent-Replayed" = String, description = "`true` when this is the saved response of an earlier request with the same `Idempotency-Key`."))),
+        (status = 400, response = crate::api::openapi::BadRequest),
+        (status = 401, response = crate::api::openapi::Unauthorized),
+        (status = 403, response = crate::api::openapi::Forbidden),
+        (status = 404, response = crate::api::openapi::NotFound),
+        (status = 409, response = crate::api::openapi::Conflict),
+        (status = 413, response = crate::api::openapi::PayloadTooLarge),
+        (status = 429, response = crate::api::openapi::TooManyRequests),
+        (status = 500, response = crate::api::openapi::InternalError),
+        (status = 503, response = crate::api::openapi::ServiceUnavailable),
+    )
+)]
     ewallet_decline,
     MethodType::Ewallet,
     ProcessorEvent::Failed(Decline {
@@ -169,12 +390,37 @@ helper!(
     })
 );
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = TestDisputeParams)]
 struct OpenDisputeBody {
+    /// The succeeded card payment to dispute's id (`pay_` and 24 letters or digits).
+    #[schema(pattern = "^pay_[A-Za-z0-9]{24}$")]
     payment: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/test/disputes",
+    operation_id = "createTestDispute",
+    tag = "Test helpers",
+    summary = "Open a dispute",
+    description = "The cardholder disputes a succeeded card payment: a `needs_response` dispute and `dispute.created`. Test mode only.",
+    security(("secretKey" = [])),
+    request_body(content = OpenDisputeBody, example = json!({"payment": "pay_4eC39HqLyjWDarjtT1zdp7dc"})),
+    responses(
+        (status = 200, description = "OK", content_type = "application/json", body = crate::api::openapi::legacy::Dispute, headers(("Idempotent-Replayed" = String, description = "`true` when this is the saved response of an earlier request with the same `Idempotency-Key`."))),
+        (status = 400, response = crate::api::openapi::BadRequest),
+        (status = 401, response = crate::api::openapi::Unauthorized),
+        (status = 403, response = crate::api::openapi::Forbidden),
+        (status = 404, response = crate::api::openapi::NotFound),
+        (status = 409, response = crate::api::openapi::Conflict),
+        (status = 413, response = crate::api::openapi::PayloadTooLarge),
+        (status = 429, response = crate::api::openapi::TooManyRequests),
+        (status = 500, response = crate::api::openapi::InternalError),
+        (status = 503, response = crate::api::openapi::ServiceUnavailable),
+    )
+)]
 #[tracing::instrument(skip_all)]
 async fn open_dispute(
     State(state): State<AppState>,
@@ -188,12 +434,48 @@ async fn open_dispute(
     Ok(axum::Json(dispute.to_api()))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = TestDisputeResolveParams)]
 struct ResolveBody {
+    #[schema(value_type = DisputeOutcome)]
     outcome: String,
 }
 
+/// How the network decided.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+enum DisputeOutcome {
+    Won,
+    Lost,
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/test/disputes/{id}/resolve",
+    operation_id = "resolveTestDispute",
+    tag = "Test helpers",
+    summary = "Resolve a dispute",
+    description = "The network decides: `won` or `lost`. Test mode only.",
+    security(("secretKey" = [])),
+    params(
+        ("id" = String, Path, description = "The dispute's id (`dp_…`)."),
+    ),
+    request_body(content = ResolveBody, example = json!({"outcome": "won"})),
+    responses(
+        (status = 200, description = "OK", content_type = "application/json", body = crate::api::openapi::legacy::Dispute, headers(("Idempotent-Replayed" = String, description = "`true` when this is the saved response of an earlier request with the same `Idempotency-Key`."))),
+        (status = 400, response = crate::api::openapi::BadRequest),
+        (status = 401, response = crate::api::openapi::Unauthorized),
+        (status = 403, response = crate::api::openapi::Forbidden),
+        (status = 404, response = crate::api::openapi::NotFound),
+        (status = 409, response = crate::api::openapi::Conflict),
+        (status = 413, response = crate::api::openapi::PayloadTooLarge),
+        (status = 429, response = crate::api::openapi::TooManyRequests),
+        (status = 500, response = crate::api::openapi::InternalError),
+        (status = 503, response = crate::api::openapi::ServiceUnavailable),
+    )
+)]
 #[tracing::instrument(skip_all)]
 async fn resolve_dispute(
     State(state): State<AppState>,
@@ -231,6 +513,21 @@ pub fn sandbox_router() -> Router<AppState> {
     )
 }
 
+#[utoipa::path(
+    get,
+    path = "/sandbox/ewallet/{payment}",
+    operation_id = "sandboxEwalletPage",
+    tag = "Test helpers",
+    summary = "Sandbox e-wallet page (test mode)",
+    description = "Where an e-wallet payment's `redirect_url` sends the customer in test mode. A real wallet would ask for approval here; in the sandbox the outcome is decided with `POST /v1/test/ewallet/{payment}/approve` or `…/decline`.",
+    params(
+        ("payment" = String, Path, description = "The payment's id (`pay_…`)."),
+    ),
+    responses(
+        (status = 200, description = "The page.", content_type = "text/html", body = String, headers(("Content-Security-Policy" = String, description = "Scripts, styles and connections from this node only; no framing."))),
+        (status = 429, response = crate::api::openapi::TooManyRequests),
+    )
+)]
 async fn ewallet_page(Path(payment): Path<String>) -> axum::response::Response {
     use axum::response::IntoResponse;
     let id = crate::ids::PaymentId::parse(&payment)

@@ -10,6 +10,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::error::ApiError;
 use super::{AppState, Query, unix};
@@ -54,16 +55,28 @@ fn beyond_tree(size: u64, tree_size: u64) -> ApiError {
     err
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ListParams {
+    /// Page size, 1–100 (default 10).
+    #[param(minimum = 1, maximum = 100, default = 10, value_type = Option<i64>)]
     limit: Option<String>,
+    /// A tree size: checkpoints of smaller trees. Empty means none.
+    #[param(value_type = Option<u64>, maximum = 9_223_372_036_854_775_807_u64)]
     starting_after: Option<String>,
+    /// A tree size: checkpoints of larger trees. Empty means none.
+    #[param(value_type = Option<u64>, maximum = 9_223_372_036_854_775_807_u64)]
     ending_before: Option<String>,
 }
 
 fn parse_size(param: &str, value: &str) -> Result<u64, ApiError> {
-    value.parse::<u64>().map_err(|_| {
+    // Sizes are BIGINTs in the database: beyond i64::MAX is no tree size.
+    let size = value
+        .parse::<u64>()
+        .ok()
+        .filter(|s| i64::try_from(*s).is_ok());
+    size.ok_or_else(|| {
         ApiError::invalid_param(
             param,
             format!("Invalid {param}: `{value}` is not a tree size (a non-negative integer)."),
@@ -71,23 +84,41 @@ fn parse_size(param: &str, value: &str) -> Result<u64, ApiError> {
     })
 }
 
-#[derive(Serialize)]
+/// An anchored checkpoint of the transparency log.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Checkpoint)]
 struct CheckpointView {
+    #[schema(schema_with = checkpoint_object)]
     object: &'static str,
+    /// The log's name.
     origin: String,
     tree_size: u64,
+    /// Merkle root (hex).
+    #[schema(pattern = "^0x[0-9a-f]{64}$")]
     root: String,
+    /// Unix seconds.
     created: i64,
     anchor: AnchorView,
 }
 
-#[derive(Serialize)]
+crate::object_name_schema!(checkpoint_object, "checkpoint");
+crate::object_name_schema!(list_object, "list");
+crate::object_name_schema!(consistency_object, "consistency_proof");
+
+/// Where a checkpoint was anchored on-chain.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Anchor)]
 struct AnchorView {
     chain_id: u64,
+    /// The anchor contract (0x…).
+    #[schema(pattern = "^0x[0-9a-f]{40}$")]
     contract: String,
+    #[schema(pattern = "^0x[0-9a-f]{64}$")]
     tx_hash: String,
     block_number: u64,
+    #[schema(pattern = "^0x[0-9a-f]{64}$")]
     block_hash: String,
+    /// The anchor's sequence number in the contract.
     seq: u64,
 }
 
@@ -109,13 +140,35 @@ fn view(a: AnchoredCheckpoint) -> CheckpointView {
     }
 }
 
-#[derive(Serialize)]
-struct List<T> {
+/// A page of anchored checkpoints, newest first.
+#[derive(Serialize, ToSchema)]
+#[schema(as = CheckpointList)]
+struct List {
+    #[schema(schema_with = list_object)]
     object: &'static str,
-    data: Vec<T>,
+    data: Vec<CheckpointView>,
+    /// Whether more items follow this page.
     has_more: bool,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/transparency/checkpoints",
+    operation_id = "listCheckpoints",
+    tag = "Transparency",
+    summary = "List anchored checkpoints",
+    description = "Every anchored checkpoint, newest first, with where it was anchored. No key.",
+    params(
+        ListParams,
+    ),
+    responses(
+        (status = 200, description = "OK", content_type = "application/json", body = List),
+        (status = 400, response = crate::api::openapi::BadRequest),
+        (status = 500, response = crate::api::openapi::InternalError),
+        (status = 503, response = crate::api::openapi::ServiceUnavailable),
+        (status = 429, response = crate::api::openapi::TooManyRequests),
+    )
+)]
 #[tracing::instrument(skip_all)]
 async fn list_checkpoints(
     State(state): State<AppState>,
@@ -133,7 +186,12 @@ async fn list_checkpoints(
             }
         },
     };
-    let page = match (params.starting_after, params.ending_before) {
+    // An empty cursor is no cursor, as in every list.
+    let nonempty = |c: Option<String>| c.filter(|c| !c.is_empty());
+    let page = match (
+        nonempty(params.starting_after),
+        nonempty(params.ending_before),
+    ) {
         (Some(_), Some(_)) => {
             return Err(ApiError::invalid_param(
                 "ending_before",
@@ -153,23 +211,65 @@ async fn list_checkpoints(
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ConsistencyParams {
+    /// The smaller tree size.
+    #[param(required = true, value_type = u64, maximum = 9_223_372_036_854_775_807_u64)]
     from: Option<String>,
+    /// The larger tree size (at most the log's size; otherwise 404).
+    #[param(required = true, value_type = u64, maximum = 9_223_372_036_854_775_807_u64)]
     to: Option<String>,
 }
 
-#[derive(Serialize)]
+/// An RFC 9162 consistency proof between two tree sizes.
+#[derive(Serialize, ToSchema)]
+#[schema(as = ConsistencyProof)]
 struct ConsistencyView {
+    #[schema(schema_with = consistency_object)]
     object: &'static str,
     from: u64,
     to: u64,
+    #[schema(pattern = "^0x[0-9a-f]{64}$")]
     from_root: String,
+    #[schema(pattern = "^0x[0-9a-f]{64}$")]
     to_root: String,
+    /// RFC 9162 consistency proof, hashes in order.
+    #[schema(schema_with = hashes)]
     proof: Vec<String>,
 }
 
+/// SHA-256 hashes (hex).
+fn hashes() -> utoipa::openapi::schema::Array {
+    utoipa::openapi::schema::ArrayBuilder::new()
+        .items(
+            utoipa::openapi::ObjectBuilder::new()
+                .schema_type(utoipa::openapi::Type::String)
+                .pattern(Some("^0x[0-9a-f]{64}$")),
+        )
+        .build()
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/transparency/consistency",
+    operation_id = "getConsistencyProof",
+    tag = "Transparency",
+    summary = "Consistency proof between two tree sizes",
+    description = "An RFC 9162 consistency proof from the tree of size `from` to the tree of size `to`, with the roots of both. No key.",
+    params(
+        ConsistencyParams,
+    ),
+    responses(
+        (status = 200, description = "OK", content_type = "application/json", body = ConsistencyView),
+        (status = 400, response = crate::api::openapi::BadRequest),
+        (status = 404, response = crate::api::openapi::NotFound),
+        (status = 500, response = crate::api::openapi::InternalError),
+        (status = 503, response = crate::api::openapi::ServiceUnavailable),
+        (status = 429, response = crate::api::openapi::TooManyRequests),
+    )
+)]
 #[tracing::instrument(skip_all)]
 async fn consistency(
     State(state): State<AppState>,

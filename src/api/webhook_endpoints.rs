@@ -6,6 +6,9 @@ use axum::Router;
 use axum::extract::{Path, State};
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
+use utoipa::IntoParams;
+
+use super::openapi::legacy;
 
 use super::auth::SecretKey;
 use super::error::ApiError;
@@ -50,22 +53,46 @@ fn parse_id(raw: &str) -> Result<WebhookEndpointId, ApiError> {
     WebhookEndpointId::parse(raw).map_err(|_| ApiError::not_found("webhook_endpoint", raw))
 }
 
-/// An endpoint as the API shows it.
-#[derive(Debug, Serialize)]
-struct EndpointObject {
+/// Where events are POSTed, signed with `Epg-Signature`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = WebhookEndpoint)]
+pub(crate) struct EndpointObject {
+    /// The webhook endpoint's id (`we_` and 24 letters or digits).
+    #[schema(pattern = "^we_[A-Za-z0-9]{24}$")]
     id: String,
+    #[schema(schema_with = endpoint_object_name)]
     object: &'static str,
+    /// Where events are POSTed.
+    #[schema(max_length = 2048)]
     url: String,
+    /// Event types sent to it; `["*"]` for all.
+    #[schema(schema_with = enabled_events)]
     enabled_events: Vec<String>,
+    #[schema(required = true)]
     description: Option<String>,
+    #[schema(value_type = legacy::Metadata)]
     metadata: BTreeMap<String, String>,
-    /// `enabled` or `disabled`.
+    /// Deliveries stop while `disabled`.
+    #[schema(value_type = EndpointStatus)]
     status: crate::webhooks::endpoints::EndpointStatus,
     livemode: bool,
+    /// Unix seconds.
     created: i64,
-    /// Only in the response that creates the endpoint.
+    /// The signing secret (`whsec_…`): only in the response that creates the endpoint.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^whsec_", nullable = false)]
     secret: Option<String>,
+}
+
+crate::object_name_schema!(endpoint_object_name, "webhook_endpoint");
+
+/// Whether deliveries are made.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+enum EndpointStatus {
+    Enabled,
+    Disabled,
 }
 
 fn object(e: Endpoint, mode: Mode, secret: Option<String>) -> EndpointObject {
@@ -83,15 +110,76 @@ fn object(e: Endpoint, mode: Mode, secret: Option<String>) -> EndpointObject {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = WebhookEndpointCreateParams)]
 struct CreateParams {
+    /// HTTPS URL the events are POSTed to (plain http and loopback hosts only on a node in dev mode).
+    #[schema(max_length = 2048)]
     url: String,
+    /// Event types to send; `["*"]` for all.
+    #[schema(schema_with = enabled_events_param)]
     enabled_events: Vec<String>,
+    #[schema(max_length = 5000)]
     description: Option<String>,
+    #[schema(schema_with = super::openapi::metadata_schema_nullable)]
     metadata: Option<BTreeMap<String, String>>,
 }
 
+/// Event types, or `["*"]` for all of them.
+fn enabled_events() -> utoipa::openapi::schema::Array {
+    use utoipa::PartialSchema;
+    use utoipa::openapi::schema::{AnyOfBuilder, ArrayBuilder, ObjectBuilder, Type};
+    let all = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(["*"]));
+    let _ = legacy::EventType::schema();
+    ArrayBuilder::new()
+        .items(
+            AnyOfBuilder::new()
+                .item(utoipa::openapi::Ref::from_schema_name("EventType"))
+                .item(all),
+        )
+        .build()
+}
+
+/// The same, optional in an update (`null` is as absent).
+fn enabled_events_param_nullable() -> utoipa::openapi::schema::Schema {
+    utoipa::openapi::schema::OneOfBuilder::new()
+        .item(utoipa::openapi::ObjectBuilder::new().schema_type(utoipa::openapi::Type::Null))
+        .item(enabled_events_param())
+        .build()
+        .into()
+}
+
+/// The same, in a request: at least one.
+fn enabled_events_param() -> utoipa::openapi::schema::Array {
+    let mut events = enabled_events();
+    events.min_items = Some(1);
+    events
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/webhook_endpoints",
+    operation_id = "createWebhookEndpoint",
+    tag = "Webhook endpoints",
+    summary = "Create a webhook endpoint",
+    description = r#"Returns the endpoint with its signing `secret` (`whsec_…`), this once only. Each delivery is a POST of the event JSON with `Epg-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<raw body>")>`."#,
+    security(("secretKey" = [])),
+    request_body(content = CreateParams, example = json!({"url": "https://shop.example.com/epg/webhooks", "enabled_events": ["payment.succeeded", "refund.succeeded"]})),
+    responses(
+        (status = 200, description = "OK", content_type = "application/json", body = EndpointObject, headers(("Idempotent-Replayed" = String, description = "`true` when this is the saved response of an earlier request with the same `Idempotency-Key`."))),
+        (status = 400, response = crate::api::openapi::BadRequest),
+        (status = 401, response = crate::api::openapi::Unauthorized),
+        (status = 403, response = crate::api::openapi::Forbidden),
+        (status = 409, response = crate::api::openapi::Conflict),
+        (status = 413, response = crate::api::openapi::PayloadTooLarge),
+        (status = 429, response = crate::api::openapi::TooManyRequests),
+        (status = 500, response = crate::api::openapi::InternalError),
+        (status = 503, response = crate::api::openapi::ServiceUnavailable),
+    )
+)]
 #[tracing::instrument(skip_all)]
 async fn create(
     State(state): State<AppState>,
@@ -116,6 +204,26 @@ async fn create(
     )))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/webhook_endpoints/{id}",
+    operation_id = "retrieveWebhookEndpoint",
+    tag = "Webhook endpoints",
+    summary = "Retrieve a webhook endpoint",
+    security(("secretKey" = [])),
+    params(
+        ("id" = String, Path, description = "The endpoint's id (`we_…`)."),
+    ),
+    responses(
+        (status = 200, description = "OK", content_type = "application/json", body = EndpointObject),
+        (status = 401, response = crate::api::openapi::Unauthorized),
+        (status = 403, response = crate::api::openapi::Forbidden),
+        (status = 404, response = crate::api::openapi::NotFound),
+        (status = 429, response = crate::api::openapi::TooManyRequests),
+        (status = 500, response = crate::api::openapi::InternalError),
+        (status = 503, response = crate::api::openapi::ServiceUnavailable),
+    )
+)]
 #[tracing::instrument(skip_all)]
 async fn retrieve(
     State(state): State<AppState>,
@@ -127,14 +235,39 @@ async fn retrieve(
     Ok(axum::Json(object(endpoint, state.config.mode, None)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ListParams {
+    /// Page size, 1–100 (default 10).
+    #[param(minimum = 1, maximum = 100, default = 10, value_type = Option<i64>)]
     limit: Option<u32>,
+    /// A cursor: the id of the last item of the previous page; returns the items after it. Not with `ending_before`. Empty means none.
+    #[param(pattern = "^(we_[A-Za-z0-9]{24})?$")]
     starting_after: Option<String>,
+    /// A cursor: the id of the first item of the next page; returns the items before it. Not with `starting_after`. Empty means none.
+    #[param(pattern = "^(we_[A-Za-z0-9]{24})?$")]
     ending_before: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/webhook_endpoints",
+    operation_id = "listWebhookEndpoints",
+    tag = "Webhook endpoints",
+    summary = "List webhook endpoints",
+    security(("secretKey" = [])),
+    params(ListParams),
+    responses(
+        (status = 200, description = "OK", content_type = "application/json", body = crate::api::openapi::legacy::WebhookEndpointList),
+        (status = 400, response = crate::api::openapi::BadRequest),
+        (status = 401, response = crate::api::openapi::Unauthorized),
+        (status = 403, response = crate::api::openapi::Forbidden),
+        (status = 429, response = crate::api::openapi::TooManyRequests),
+        (status = 500, response = crate::api::openapi::InternalError),
+        (status = 503, response = crate::api::openapi::ServiceUnavailable),
+    )
+)]
 #[tracing::instrument(skip_all)]
 async fn list(
     State(state): State<AppState>,
@@ -161,19 +294,49 @@ async fn list(
     )))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = WebhookEndpointUpdateParams)]
 struct UpdateParams {
+    #[schema(max_length = 2048)]
     url: Option<String>,
+    #[schema(schema_with = enabled_events_param_nullable)]
     enabled_events: Option<Vec<String>>,
     /// An empty string removes it.
+    #[schema(max_length = 5000)]
     description: Option<String>,
-    /// Merged; a key set to "" is removed.
+    /// Merged into the endpoint's; a key set to `""` is removed.
+    #[schema(schema_with = super::openapi::metadata_schema_nullable)]
     metadata: Option<BTreeMap<String, String>>,
-    /// Stop (true) or resume (false) deliveries.
+    /// `true` stops deliveries, `false` resumes them.
     disabled: Option<bool>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/webhook_endpoints/{id}",
+    operation_id = "updateWebhookEndpoint",
+    tag = "Webhook endpoints",
+    summary = "Update a webhook endpoint",
+    description = "Absent fields are kept.",
+    security(("secretKey" = [])),
+    params(
+        ("id" = String, Path, description = "The endpoint's id (`we_…`)."),
+    ),
+    request_body(content = Option<UpdateParams>, example = json!({"enabled_events": ["*"], "disabled": false})),
+    responses(
+        (status = 200, description = "OK", content_type = "application/json", body = EndpointObject, headers(("Idempotent-Replayed" = String, description = "`true` when this is the saved response of an earlier request with the same `Idempotency-Key`."))),
+        (status = 400, response = crate::api::openapi::BadRequest),
+        (status = 401, response = crate::api::openapi::Unauthorized),
+        (status = 403, response = crate::api::openapi::Forbidden),
+        (status = 404, response = crate::api::openapi::NotFound),
+        (status = 409, response = crate::api::openapi::Conflict),
+        (status = 413, response = crate::api::openapi::PayloadTooLarge),
+        (status = 429, response = crate::api::openapi::TooManyRequests),
+        (status = 500, response = crate::api::openapi::InternalError),
+        (status = 503, response = crate::api::openapi::ServiceUnavailable),
+    )
+)]
 #[tracing::instrument(skip_all)]
 async fn update(
     State(state): State<AppState>,
@@ -198,13 +361,47 @@ async fn update(
     Ok(axum::Json(object(endpoint, state.config.mode, None)))
 }
 
-#[derive(Debug, Serialize)]
+/// What `DELETE` answers.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = DeletedWebhookEndpoint)]
 struct Deleted {
+    /// The webhook endpoint's id (`we_` and 24 letters or digits).
+    #[schema(pattern = "^we_[A-Za-z0-9]{24}$")]
     id: String,
+    #[schema(schema_with = endpoint_object_name)]
     object: &'static str,
+    #[schema(schema_with = deleted_true)]
     deleted: bool,
 }
 
+fn deleted_true() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::Boolean)
+        .enum_values(Some([true]))
+        .build()
+}
+
+#[utoipa::path(
+    delete,
+    path = "/v1/webhook_endpoints/{id}",
+    operation_id = "deleteWebhookEndpoint",
+    tag = "Webhook endpoints",
+    summary = "Delete a webhook endpoint",
+    description = "Stops its deliveries; pending ones are canceled.",
+    security(("secretKey" = [])),
+    params(
+        ("id" = String, Path, description = "The endpoint's id (`we_…`)."),
+    ),
+    responses(
+        (status = 200, description = "OK", content_type = "application/json", body = Deleted),
+        (status = 401, response = crate::api::openapi::Unauthorized),
+        (status = 403, response = crate::api::openapi::Forbidden),
+        (status = 404, response = crate::api::openapi::NotFound),
+        (status = 429, response = crate::api::openapi::TooManyRequests),
+        (status = 500, response = crate::api::openapi::InternalError),
+        (status = 503, response = crate::api::openapi::ServiceUnavailable),
+    )
+)]
 #[tracing::instrument(skip_all)]
 async fn delete(
     State(state): State<AppState>,

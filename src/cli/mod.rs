@@ -76,6 +76,9 @@ enum Command {
     /// Dashboard users: create a merchant's first admin, list the team.
     #[command(subcommand)]
     Users(users::UsersCommand),
+    /// Print the API's OpenAPI 3.1 document (what a node serves at
+    /// `/openapi.json`), generated from the API's types.
+    Openapi,
 }
 
 #[derive(Debug, Subcommand)]
@@ -191,6 +194,10 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 .await
                 .context("migration failed")?;
             println!("migrations applied");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Openapi => {
+            println!("{}", crate::api::openapi::DOCUMENT_TEXT.as_str());
             Ok(ExitCode::SUCCESS)
         }
         Command::Config(ConfigCommand::Example) => {

@@ -133,7 +133,8 @@ impl MerchantStore {
         payout_schedule: Option<&str>,
     ) -> Result<Merchant, MerchantError> {
         if let Some(name) = name
-            && (name.trim().is_empty() || name.chars().count() > 200)
+            // Only ASCII white space counts as blank, as the API document says.
+            && (name.trim_ascii().is_empty() || name.chars().count() > 200)
         {
             return Err(MerchantError::Invalid {
                 param: "name",

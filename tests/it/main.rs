@@ -53,7 +53,6 @@ mod ledger_api;
 mod ledger_concurrency;
 mod ledger_invariants;
 mod ledger_properties;
-mod openapi_bodies;
 mod openapi_document;
 mod openapi_responses;
 mod openapi_routes;

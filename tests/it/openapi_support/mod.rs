@@ -10,9 +10,9 @@ use serde_json::{Map, Value};
 /// HTTP methods an operation may have in the document.
 pub const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
 
-/// The document the node serves (the repository's `openapi.json`).
+/// The document the node serves, generated from the API's types.
 pub fn document() -> Value {
-    serde_json::from_str(epg::api::docs::DOCUMENT).expect("openapi.json is valid JSON")
+    epg::api::openapi::document()
 }
 
 /// One documented operation.
@@ -207,12 +207,22 @@ fn check_at(
     if schema.as_object().is_some_and(Map::is_empty) {
         return;
     }
+    // Alternatives next to the schema's own `properties` only constrain
+    // them (which fields go together); the fields are judged below.
+    let constraints_only = schema.get("properties").is_some();
     for key in ["anyOf", "oneOf"] {
         if let Some(options) = schema.get(key).and_then(Value::as_array) {
             let mut first = Vec::new();
             let matched = options.iter().any(|o| {
                 let mut e = Vec::new();
-                check_at(doc, o, value, at, ignore_unknown, &mut e);
+                check_at(
+                    doc,
+                    o,
+                    value,
+                    at,
+                    ignore_unknown || constraints_only,
+                    &mut e,
+                );
                 if first.is_empty() {
                     first = e.clone();
                 }
