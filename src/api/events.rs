@@ -206,12 +206,12 @@ async fn retrieve(
 fn type_filter() -> utoipa::openapi::Object {
     let mut filters: Vec<String> = vec![String::new(), "*".to_owned()];
     for t in EventType::ALL {
-        let name = t.as_str();
-        let prefix = format!("{}.*", name.split('.').next().unwrap_or(name));
+        let name = t.to_string();
+        let prefix = format!("{}.*", name.split('.').next().unwrap_or(&name));
         if !filters.contains(&prefix) {
             filters.push(prefix);
         }
-        filters.push(name.to_owned());
+        filters.push(name);
     }
     utoipa::openapi::ObjectBuilder::new()
         .schema_type(utoipa::openapi::Type::String)

@@ -242,7 +242,15 @@ fn parse_return_url(raw: &str, mode: crate::config::Mode) -> Result<String, ApiE
     if !url.username().is_empty() || url.password().is_some() {
         return Err(invalid("return_url must not carry credentials"));
     }
-    Ok(url.to_string())
+    // What is stored is the normalized URL, which percent-encoding can make
+    // longer than what was sent: the limit holds for what is kept.
+    let normalized = url.to_string();
+    if normalized.len() > 2048 {
+        return Err(invalid(
+            "return_url must be at most 2048 characters once percent-encoded",
+        ));
+    }
+    Ok(normalized)
 }
 
 /// A known ISO 4217 currency, lower case.
