@@ -407,3 +407,458 @@ fn verify_page() {}
     )
 )]
 fn verify_script() {}
+
+// The pages of the dashboard's second part (refunds, disputes, settlements,
+// webhooks, API keys, invitations, settings, password change).
+
+#[utoipa::path(
+    get,
+    path = "/dashboard/api-keys",
+    operation_id = "dashboardApiKeys",
+    tag = "Dashboard",
+    summary = "API keys",
+    description = "The merchant's API keys (prefix, kind, mode, last use), with create, roll and revoke forms (admins and developers).",
+    responses(
+        (status = 200, description = "The page.", content_type = "text/html", body = String, headers(("Content-Security-Policy" = String, description = "Scripts, styles and connections from this node only; no framing."), ("X-Frame-Options" = String, description = "`DENY`."))),
+        (status = 303, description = "No session (or the second factor is missing): to the sign-in, enrolment or code form; after a form, to the page that shows its result.", headers(("Location" = String, description = "Where the browser goes next."))),
+        (status = 403, description = "The user's role may not see it.", content_type = "text/html", body = String),
+        (status = 404, description = "No such object of the merchant (or a used invitation).", content_type = "text/html", body = String),
+    )
+)]
+fn dashboard_api_keys() {}
+
+#[utoipa::path(
+    post,
+    path = "/dashboard/api-keys",
+    operation_id = "dashboardCreateApiKey",
+    tag = "Dashboard",
+    summary = "Create an API key",
+    description = "Creates a key; needs a fresh TOTP code (step-up). The secret is shown once.",
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "The page's form: the session's CSRF token (`csrf`) and the fields the page names (`code` for a step-up)."),
+    responses(
+        (status = 200, description = "The result page.", content_type = "text/html", body = String, headers(("Content-Security-Policy" = String, description = "Scripts, styles and connections from this node only; no framing."), ("X-Frame-Options" = String, description = "`DENY`."))),
+        (status = 303, description = "No session (or the second factor is missing): to the sign-in, enrolment or code form; after a form, to the page that shows its result.", headers(("Location" = String, description = "Where the browser goes next."))),
+        (status = 400, description = "A field is wrong (the page names it).", content_type = "text/html", body = String),
+        (status = 401, description = "The step-up code or the current password is wrong.", content_type = "text/html", body = String),
+        (status = 403, description = "CSRF check failed, or the user's role may not do it.", content_type = "text/html", body = String),
+        (status = 404, description = "No such object of the merchant (or a used invitation).", content_type = "text/html", body = String),
+    )
+)]
+fn dashboard_create_api_key() {}
+
+#[utoipa::path(
+    post,
+    path = "/dashboard/api-keys/{id}/roll",
+    operation_id = "dashboardRollApiKey",
+    tag = "Dashboard",
+    summary = "Roll an API key",
+    description = "Replaces a key with a new one; needs a fresh TOTP code (step-up). The new secret is shown once.",
+    params(("id" = String, Path, description = "The object's id.")),
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "The page's form: the session's CSRF token (`csrf`) and the fields the page names (`code` for a step-up)."),
+    responses(
+        (status = 200, description = "The result page.", content_type = "text/html", body = String, headers(("Content-Security-Policy" = String, description = "Scripts, styles and connections from this node only; no framing."), ("X-Frame-Options" = String, description = "`DENY`."))),
+        (status = 303, description = "No session (or the second factor is missing): to the sign-in, enrolment or code form; after a form, to the page that shows its result.", headers(("Location" = String, description = "Where the browser goes next."))),
+        (status = 400, description = "A field is wrong (the page names it).", content_type = "text/html", body = String),
+        (status = 401, description = "The step-up code or the current password is wrong.", content_type = "text/html", body = String),
+        (status = 403, description = "CSRF check failed, or the user's role may not do it.", content_type = "text/html", body = String),
+        (status = 404, description = "No such object of the merchant (or a used invitation).", content_type = "text/html", body = String),
+    )
+)]
+fn dashboard_roll_api_key() {}
+
+#[utoipa::path(
+    post,
+    path = "/dashboard/api-keys/{id}/revoke",
+    operation_id = "dashboardRevokeApiKey",
+    tag = "Dashboard",
+    summary = "Revoke an API key",
+    description = "Revokes a key at once.",
+    params(("id" = String, Path, description = "The object's id.")),
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "The page's form: the session's CSRF token (`csrf`) and the fields the page names (`code` for a step-up)."),
+    responses(
+        (status = 200, description = "The result page.", content_type = "text/html", body = String, headers(("Content-Security-Policy" = String, description = "Scripts, styles and connections from this node only; no framing."), ("X-Frame-Options" = String, description = "`DENY`."))),
+        (status = 303, description = "No session (or the second factor is missing): to the sign-in, enrolment or code form; after a form, to the page that shows its result.", headers(("Location" = String, description = "Where the browser goes next."))),
+        (status = 400, description = "A field is wrong (the page names it).", content_type = "text/html", body = String),
+        (status = 401, description = "The step-up code or the current password is wrong.", content_type = "text/html", body = String),
+        (status = 403, description = "CSRF check failed, or the user's role may not do it.", content_type = "text/html", body = String),
+        (status = 404, description = "No such object of the merchant (or a used invitation).", content_type = "text/html", body = String),
+    )
+)]
+fn dashboard_revoke_api_key() {}
+
+#[utoipa::path(
+    get,
+    path = "/dashboard/disputes",
+    operation_id = "dashboardDisputes",
+    tag = "Dashboard",
+    summary = "Disputes",
+    description = "The merchant's disputes, newest first.",
+    responses(
+        (status = 200, description = "The page.", content_type = "text/html", body = String, headers(("Content-Security-Policy" = String, description = "Scripts, styles and connections from this node only; no framing."), ("X-Frame-Options" = String, description = "`DENY`."))),
+        (status = 303, description = "No session (or the second factor is missing): to the sign-in, enrolment or code form; after a form, to the page that shows its result.", headers(("Location" = String, description = "Where the browser goes next."))),
+        (status = 403, description = "The user's role may not see it.", content_type = "text/html", body = String),
+        (status = 404, description = "No such object of the merchant (or a used invitation).", content_type = "text/html", body = String),
+    )
+)]
+fn dashboard_disputes() {}
+
+#[utoipa::path(
+    get,
+    path = "/dashboard/disputes/{id}",
+    operation_id = "dashboardDispute",
+    tag = "Dashboard",
+    summary = "Dispute",
+    description = "A dispute with its evidence form and its postings.",
+    params(("id" = String, Path, description = "The object's id.")),
+    responses(
+        (status = 200, description = "The page.", content_type = "text/html", body = String, headers(("Content-Security-Policy" = String, description = "Scripts, styles and connections from this node only; no framing."), ("X-Frame-Options" = String, description = "`DENY`."))),
+        (status = 303, description = "No session (or the second factor is missing): to the sign-in, enrolment or code form; after a form, to the page that shows its result.", headers(("Location" = String, description = "Where the browser goes next."))),
+        (status = 403, description = "The user's role may not see it.", content_type = "text/html", body = String),
+        (status = 404, description = "No such object of the merchant (or a used invitation).", content_type = "text/html", body = String),
+    )
+)]
+fn dashboard_dispute() {}
+
+#[utoipa::path(
+    post,
+    path = "/dashboard/disputes/{id}/evidence",
+    operation_id = "dashboardDisputeEvidence",
+    tag = "Dashboard",
+    summary = "Dispute evidence",
+    description = "Saves the evidence as a draft, or submits it.",
+    params(("id" = String, Path, description = "The object's id.")),
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "The page's form: the session's CSRF token (`csrf`) and the fields the page names (`code` for a step-up)."),
+    responses(
+        (status = 200, description = "The result page.", content_type = "text/html", body = String, headers(("Content-Security-Policy" = String, description = "Scripts, styles and connections from this node only; no framing."), ("X-Frame-Options" = String, description = "`DENY`."))),
+        (status = 303, description = "No session (or the second factor is missing): to the sign-in, enrolment or code form; after a form, to the page that shows its result.", headers(("Location" = String, description = "Where the browser goes next."))),
+        (status = 400, description = "A field is wrong (the page names it).", content_type = "text/html", body = String),
+        (status = 401, description = "The step-up code or the current password is wrong.", content_type = "text/html", body = String),
+        (status = 403, description = "CSRF check failed, or the user's role may not do it.", content_type = "text/html", body = String),
+        (status = 404, description = "No such object of the merchant (or a used invitation).", content_type = "text/html", body = String),
+    )
+)]
+fn dashboard_dispute_evidence() {}
+
+#[utoipa::path(
+    post,
+    path = "/dashboard/disputes/{id}/close",
+    operation_id = "dashboardCloseDispute",
+    tag = "Dashboard",
+    summary = "Accept a dispute",
+    description = "Concedes the dispute.",
+    params(("id" = String, Path, description = "The object's id.")),
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "The page's form: the session's CSRF token (`csrf`) and the fields the page names (`code` for a step-up)."),
+    responses(
+        (status = 200, description = "The result page.", content_type = "text/html", body = String, headers(("Content-Security-Policy" = String, description = "Scripts, styles and connections from this node only; no framing."), ("X-Frame-Options" = String, description = "`DENY`."))),
+        (status = 303, description = "No session (or the second factor is missing): to the sign-in, enrolment or code form; after a form, to the page that shows its result.", headers(("Location" = String, description = "Where the browser goes next."))),
+        (status = 400, description = "A field is wrong (the page names it).", content_type = "text/html", body = String),
+        (status = 401, description = "The step-up code or the current password is wrong.", content_type = "text/html", body = String),
+        (status = 403, description = "CSRF check failed, or the user's role may not do it.", content_type = "text/html", body = String),
+        (status = 404, description = "No such object of the merchant (or a used invitation).", content_type = "text/html", body = String),
+    )
+)]
+fn dashboard_close_dispute() {}
+
+#[utoipa::path(
+    get,
+    path = "/dashboard/events/{id}",
+    operation_id = "dashboardEvent",
+    tag = "Dashboard",
+    summary = "Event deliveries",
+    description = "An event's request body and every delivery attempt to each endpoint, with status, response and time.",
+    params(("id" = String, Path, description = "The object's id.")),
+    responses(
+        (status = 200, description = "The page.", content_type = "text/html", body = String, headers(("Content-Security-Policy" = String, description = "Scripts, styles and connections from this node only; no framing."), ("X-Frame-Options" = String, description = "`DENY`."))),
+        (status = 303, description = "No session (or the second factor is missing): to the sign-in, enrolment or code form; after a form, to the page that shows its result.", headers(("Location" = String, description = "Where the browser goes next."))),
+        (status = 403, description = "The user's role may not see it.", content_type = "text/html", body = String),
+        (status = 404, description = "No such object of the merchant (or a used invitation).", content_type = "text/html", body = String),
+    )
+)]
+fn dashboard_event() {}
+
+#[utoipa::path(
+    post,
+    path = "/dashboard/events/{id}/redeliver",
+    operation_id = "dashboardRedeliver",
+    tag = "Dashboard",
+    summary = "Redeliver an event",
+    description = "Queues the event again for its endpoints.",
+    params(("id" = String, Path, description = "The object's id.")),
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "The page's form: the session's CSRF token (`csrf`) and the fields the page names (`code` for a step-up)."),
+    responses(
+        (status = 200, description = "The result page.", content_type = "text/html", body = String, headers(("Content-Security-Policy" = String, description = "Scripts, styles and connections from this node only; no framing."), ("X-Frame-Options" = String, description = "`DENY`."))),
+        (status = 303, description = "No session (or the second factor is missing): to the sign-in, enrolment or code form; after a form, to the page that shows its result.", headers(("Location" = String, description = "Where the browser goes next."))),
+        (status = 400, description = "A field is wrong (the page names it).", content_type = "text/html", body = String),
+        (status = 401, description = "The step-up code or the current password is wrong.", content_type = "text/html", body = String),
+        (status = 403, description = "CSRF check failed, or the user's role may not do it.", content_type = "text/html", body = String),
+        (status = 404, description = "No such object of the merchant (or a used invitation).", content_type = "text/html", body = String),
+    )
+)]
+fn dashboard_redeliver() {}
+
+#[utoipa::path(
+    get,
+    path = "/dashboard/invite/{token}",
+    operation_id = "dashboardInvitation",
+    tag = "Dashboard",
+    summary = "Accept an invitation",
+    description = "The one-time invitation link: choose a password, then enrol TOTP.",
+    params(("token" = String, Path, description = "The invitation's one-time token.")),
+    responses(
+        (status = 200, description = "The page.", content_type = "text/html", body = String, headers(("Content-Security-Policy" = String, description = "Scripts, styles and connections from this node only; no framing."), ("X-Frame-Options" = String, description = "`DENY`."))),
+        (status = 303, description = "No session (or the second factor is missing): to the sign-in, enrolment or code form; after a form, to the page that shows its result.", headers(("Location" = String, description = "Where the browser goes next."))),
+        (status = 403, description = "The user's role may not see it.", content_type = "text/html", body = String),
+        (status = 404, description = "No such object of the merchant (or a used invitation).", content_type = "text/html", body = String),
+    )
+)]
+fn dashboard_invitation() {}
+
+#[utoipa::path(
+    post,
+    path = "/dashboard/invite/{token}",
+    operation_id = "dashboardAcceptInvitation",
+    tag = "Dashboard",
+    summary = "Accept an invitation",
+    description = "Sets the invitee's password; the link stops working.",
+    params(("token" = String, Path, description = "The invitation's one-time token.")),
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "The page's form: the session's CSRF token (`csrf`) and the fields the page names (`code` for a step-up)."),
+    responses(
+        (status = 200, description = "The result page.", content_type = "text/html", body = String, headers(("Content-Security-Policy" = String, description = "Scripts, styles and connections from this node only; no framing."), ("X-Frame-Options" = String, description = "`DENY`."))),
+        (status = 303, description = "No session (or the second factor is missing): to the sign-in, enrolment or code form; after a form, to the page that shows its result.", headers(("Location" = String, description = "Where the browser goes next."))),
+        (status = 400, description = "A field is wrong (the page names it).", content_type = "text/html", body = String),
+        (status = 401, description = "The step-up code or the current password is wrong.", content_type = "text/html", body = String),
+        (status = 403, description = "CSRF check failed, or the user's role may not do it.", content_type = "text/html", body = String),
+        (status = 404, description = "No such object of the merchant (or a used invitation).", content_type = "text/html", body = String),
+    )
+)]
+fn dashboard_accept_invitation() {}
+
+#[utoipa::path(
+    get,
+    path = "/dashboard/password",
+    operation_id = "dashboardPasswordForm",
+    tag = "Dashboard",
+    summary = "Change the password",
+    description = "Asked after the first sign-in with a one-time password.",
+    responses(
+        (status = 200, description = "The page.", content_type = "text/html", body = String, headers(("Content-Security-Policy" = String, description = "Scripts, styles and connections from this node only; no framing."), ("X-Frame-Options" = String, description = "`DENY`."))),
+        (status = 303, description = "No session (or the second factor is missing): to the sign-in, enrolment or code form; after a form, to the page that shows its result.", headers(("Location" = String, description = "Where the browser goes next."))),
+        (status = 403, description = "The user's role may not see it.", content_type = "text/html", body = String),
+        (status = 404, description = "No such object of the merchant (or a used invitation).", content_type = "text/html", body = String),
+    )
+)]
+fn dashboard_password_form() {}
+
+#[utoipa::path(
+    post,
+    path = "/dashboard/password",
+    operation_id = "dashboardChangePassword",
+    tag = "Dashboard",
+    summary = "Change the password",
+    description = "Needs the current password.",
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "The page's form: the session's CSRF token (`csrf`) and the fields the page names (`code` for a step-up)."),
+    responses(
+        (status = 200, description = "The result page.", content_type = "text/html", body = String, headers(("Content-Security-Policy" = String, description = "Scripts, styles and connections from this node only; no framing."), ("X-Frame-Options" = String, description = "`DENY`."))),
+        (status = 303, description = "No session (or the second factor is missing): to the sign-in, enrolment or code form; after a form, to the page that shows its result.", headers(("Location" = String, description = "Where the browser goes next."))),
+        (status = 400, description = "A field is wrong (the page names it).", content_type = "text/html", body = String),
+        (status = 401, description = "The step-up code or the current password is wrong.", content_type = "text/html", body = String),
+        (status = 403, description = "CSRF check failed, or the user's role may not do it.", content_type = "text/html", body = String),
+        (status = 404, description = "No such object of the merchant (or a used invitation).", content_type = "text/html", body = String),
+    )
+)]
+fn dashboard_change_password() {}
+
+#[utoipa::path(
+    get,
+    path = "/dashboard/refunds",
+    operation_id = "dashboardRefunds",
+    tag = "Dashboard",
+    summary = "Refunds",
+    description = "The merchant's refunds, newest first.",
+    responses(
+        (status = 200, description = "The page.", content_type = "text/html", body = String, headers(("Content-Security-Policy" = String, description = "Scripts, styles and connections from this node only; no framing."), ("X-Frame-Options" = String, description = "`DENY`."))),
+        (status = 303, description = "No session (or the second factor is missing): to the sign-in, enrolment or code form; after a form, to the page that shows its result.", headers(("Location" = String, description = "Where the browser goes next."))),
+        (status = 403, description = "The user's role may not see it.", content_type = "text/html", body = String),
+        (status = 404, description = "No such object of the merchant (or a used invitation).", content_type = "text/html", body = String),
+    )
+)]
+fn dashboard_refunds() {}
+
+#[utoipa::path(
+    get,
+    path = "/dashboard/settings",
+    operation_id = "dashboardSettings",
+    tag = "Dashboard",
+    summary = "Settings",
+    description = "Payment methods, risk threshold, payout address and bank accounts.",
+    responses(
+        (status = 200, description = "The page.", content_type = "text/html", body = String, headers(("Content-Security-Policy" = String, description = "Scripts, styles and connections from this node only; no framing."), ("X-Frame-Options" = String, description = "`DENY`."))),
+        (status = 303, description = "No session (or the second factor is missing): to the sign-in, enrolment or code form; after a form, to the page that shows its result.", headers(("Location" = String, description = "Where the browser goes next."))),
+        (status = 403, description = "The user's role may not see it.", content_type = "text/html", body = String),
+        (status = 404, description = "No such object of the merchant (or a used invitation).", content_type = "text/html", body = String),
+    )
+)]
+fn dashboard_settings() {}
+
+#[utoipa::path(
+    post,
+    path = "/dashboard/settings/methods",
+    operation_id = "dashboardSetMethods",
+    tag = "Dashboard",
+    summary = "Payment methods",
+    description = "Sets the payment method types offered (admins).",
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "The page's form: the session's CSRF token (`csrf`) and the fields the page names (`code` for a step-up)."),
+    responses(
+        (status = 200, description = "The result page.", content_type = "text/html", body = String, headers(("Content-Security-Policy" = String, description = "Scripts, styles and connections from this node only; no framing."), ("X-Frame-Options" = String, description = "`DENY`."))),
+        (status = 303, description = "No session (or the second factor is missing): to the sign-in, enrolment or code form; after a form, to the page that shows its result.", headers(("Location" = String, description = "Where the browser goes next."))),
+        (status = 400, description = "A field is wrong (the page names it).", content_type = "text/html", body = String),
+        (status = 401, description = "The step-up code or the current password is wrong.", content_type = "text/html", body = String),
+        (status = 403, description = "CSRF check failed, or the user's role may not do it.", content_type = "text/html", body = String),
+        (status = 404, description = "No such object of the merchant (or a used invitation).", content_type = "text/html", body = String),
+    )
+)]
+fn dashboard_set_methods() {}
+
+#[utoipa::path(
+    post,
+    path = "/dashboard/settings/risk",
+    operation_id = "dashboardSetRisk",
+    tag = "Dashboard",
+    summary = "Risk threshold",
+    description = "Sets the risk score above which payments are blocked (admins).",
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "The page's form: the session's CSRF token (`csrf`) and the fields the page names (`code` for a step-up)."),
+    responses(
+        (status = 200, description = "The result page.", content_type = "text/html", body = String, headers(("Content-Security-Policy" = String, description = "Scripts, styles and connections from this node only; no framing."), ("X-Frame-Options" = String, description = "`DENY`."))),
+        (status = 303, description = "No session (or the second factor is missing): to the sign-in, enrolment or code form; after a form, to the page that shows its result.", headers(("Location" = String, description = "Where the browser goes next."))),
+        (status = 400, description = "A field is wrong (the page names it).", content_type = "text/html", body = String),
+        (status = 401, description = "The step-up code or the current password is wrong.", content_type = "text/html", body = String),
+        (status = 403, description = "CSRF check failed, or the user's role may not do it.", content_type = "text/html", body = String),
+        (status = 404, description = "No such object of the merchant (or a used invitation).", content_type = "text/html", body = String),
+    )
+)]
+fn dashboard_set_risk() {}
+
+#[utoipa::path(
+    post,
+    path = "/dashboard/settings/payout-address",
+    operation_id = "dashboardSetPayoutAddress",
+    tag = "Dashboard",
+    summary = "Payout address",
+    description = "Sets the crypto payout address; needs a fresh TOTP code (step-up).",
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "The page's form: the session's CSRF token (`csrf`) and the fields the page names (`code` for a step-up)."),
+    responses(
+        (status = 200, description = "The result page.", content_type = "text/html", body = String, headers(("Content-Security-Policy" = String, description = "Scripts, styles and connections from this node only; no framing."), ("X-Frame-Options" = String, description = "`DENY`."))),
+        (status = 303, description = "No session (or the second factor is missing): to the sign-in, enrolment or code form; after a form, to the page that shows its result.", headers(("Location" = String, description = "Where the browser goes next."))),
+        (status = 400, description = "A field is wrong (the page names it).", content_type = "text/html", body = String),
+        (status = 401, description = "The step-up code or the current password is wrong.", content_type = "text/html", body = String),
+        (status = 403, description = "CSRF check failed, or the user's role may not do it.", content_type = "text/html", body = String),
+        (status = 404, description = "No such object of the merchant (or a used invitation).", content_type = "text/html", body = String),
+    )
+)]
+fn dashboard_set_payout_address() {}
+
+#[utoipa::path(
+    post,
+    path = "/dashboard/settings/bank-account",
+    operation_id = "dashboardSetBankAccount",
+    tag = "Dashboard",
+    summary = "Bank account",
+    description = "Sets the payout bank account of a currency; needs a fresh TOTP code (step-up).",
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "The page's form: the session's CSRF token (`csrf`) and the fields the page names (`code` for a step-up)."),
+    responses(
+        (status = 200, description = "The result page.", content_type = "text/html", body = String, headers(("Content-Security-Policy" = String, description = "Scripts, styles and connections from this node only; no framing."), ("X-Frame-Options" = String, description = "`DENY`."))),
+        (status = 303, description = "No session (or the second factor is missing): to the sign-in, enrolment or code form; after a form, to the page that shows its result.", headers(("Location" = String, description = "Where the browser goes next."))),
+        (status = 400, description = "A field is wrong (the page names it).", content_type = "text/html", body = String),
+        (status = 401, description = "The step-up code or the current password is wrong.", content_type = "text/html", body = String),
+        (status = 403, description = "CSRF check failed, or the user's role may not do it.", content_type = "text/html", body = String),
+        (status = 404, description = "No such object of the merchant (or a used invitation).", content_type = "text/html", body = String),
+    )
+)]
+fn dashboard_set_bank_account() {}
+
+#[utoipa::path(
+    get,
+    path = "/dashboard/settlements",
+    operation_id = "dashboardSettlements",
+    tag = "Dashboard",
+    summary = "Settlements",
+    description = "The merchant's settlements, newest first.",
+    responses(
+        (status = 200, description = "The page.", content_type = "text/html", body = String, headers(("Content-Security-Policy" = String, description = "Scripts, styles and connections from this node only; no framing."), ("X-Frame-Options" = String, description = "`DENY`."))),
+        (status = 303, description = "No session (or the second factor is missing): to the sign-in, enrolment or code form; after a form, to the page that shows its result.", headers(("Location" = String, description = "Where the browser goes next."))),
+        (status = 403, description = "The user's role may not see it.", content_type = "text/html", body = String),
+        (status = 404, description = "No such object of the merchant (or a used invitation).", content_type = "text/html", body = String),
+    )
+)]
+fn dashboard_settlements() {}
+
+#[utoipa::path(
+    get,
+    path = "/dashboard/settlements/{id}",
+    operation_id = "dashboardSettlement",
+    tag = "Dashboard",
+    summary = "Settlement",
+    description = "Totals, payouts, checkpoint, anchor transaction and items, each with its proof bundle and a link to /verify.",
+    params(("id" = String, Path, description = "The object's id.")),
+    responses(
+        (status = 200, description = "The page.", content_type = "text/html", body = String, headers(("Content-Security-Policy" = String, description = "Scripts, styles and connections from this node only; no framing."), ("X-Frame-Options" = String, description = "`DENY`."))),
+        (status = 303, description = "No session (or the second factor is missing): to the sign-in, enrolment or code form; after a form, to the page that shows its result.", headers(("Location" = String, description = "Where the browser goes next."))),
+        (status = 403, description = "The user's role may not see it.", content_type = "text/html", body = String),
+        (status = 404, description = "No such object of the merchant (or a used invitation).", content_type = "text/html", body = String),
+    )
+)]
+fn dashboard_settlement() {}
+
+#[utoipa::path(
+    post,
+    path = "/dashboard/team/invite",
+    operation_id = "dashboardInvite",
+    tag = "Dashboard",
+    summary = "Invite a user",
+    description = "Sends a one-time invitation link for a role; needs a fresh TOTP code (step-up).",
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "The page's form: the session's CSRF token (`csrf`) and the fields the page names (`code` for a step-up)."),
+    responses(
+        (status = 200, description = "The result page.", content_type = "text/html", body = String, headers(("Content-Security-Policy" = String, description = "Scripts, styles and connections from this node only; no framing."), ("X-Frame-Options" = String, description = "`DENY`."))),
+        (status = 303, description = "No session (or the second factor is missing): to the sign-in, enrolment or code form; after a form, to the page that shows its result.", headers(("Location" = String, description = "Where the browser goes next."))),
+        (status = 400, description = "A field is wrong (the page names it).", content_type = "text/html", body = String),
+        (status = 401, description = "The step-up code or the current password is wrong.", content_type = "text/html", body = String),
+        (status = 403, description = "CSRF check failed, or the user's role may not do it.", content_type = "text/html", body = String),
+        (status = 404, description = "No such object of the merchant (or a used invitation).", content_type = "text/html", body = String),
+    )
+)]
+fn dashboard_invite() {}
+
+#[utoipa::path(
+    get,
+    path = "/dashboard/webhooks",
+    operation_id = "dashboardWebhooks",
+    tag = "Dashboard",
+    summary = "Webhooks",
+    description = "Endpoints, the create form and recent events.",
+    responses(
+        (status = 200, description = "The page.", content_type = "text/html", body = String, headers(("Content-Security-Policy" = String, description = "Scripts, styles and connections from this node only; no framing."), ("X-Frame-Options" = String, description = "`DENY`."))),
+        (status = 303, description = "No session (or the second factor is missing): to the sign-in, enrolment or code form; after a form, to the page that shows its result.", headers(("Location" = String, description = "Where the browser goes next."))),
+        (status = 403, description = "The user's role may not see it.", content_type = "text/html", body = String),
+        (status = 404, description = "No such object of the merchant (or a used invitation).", content_type = "text/html", body = String),
+    )
+)]
+fn dashboard_webhooks() {}
+
+#[utoipa::path(
+    post,
+    path = "/dashboard/webhooks",
+    operation_id = "dashboardCreateWebhook",
+    tag = "Dashboard",
+    summary = "Create a webhook endpoint",
+    description = "Needs a fresh TOTP code (step-up). The signing secret is shown once.",
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "The page's form: the session's CSRF token (`csrf`) and the fields the page names (`code` for a step-up)."),
+    responses(
+        (status = 200, description = "The result page.", content_type = "text/html", body = String, headers(("Content-Security-Policy" = String, description = "Scripts, styles and connections from this node only; no framing."), ("X-Frame-Options" = String, description = "`DENY`."))),
+        (status = 303, description = "No session (or the second factor is missing): to the sign-in, enrolment or code form; after a form, to the page that shows its result.", headers(("Location" = String, description = "Where the browser goes next."))),
+        (status = 400, description = "A field is wrong (the page names it).", content_type = "text/html", body = String),
+        (status = 401, description = "The step-up code or the current password is wrong.", content_type = "text/html", body = String),
+        (status = 403, description = "CSRF check failed, or the user's role may not do it.", content_type = "text/html", body = String),
+        (status = 404, description = "No such object of the merchant (or a used invitation).", content_type = "text/html", body = String),
+    )
+)]
+fn dashboard_create_webhook() {}
