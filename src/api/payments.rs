@@ -356,7 +356,12 @@ async fn create(
         None => {
             state
                 .payments
-                .create(&caller.merchant_id, &merchant.payment_method_types, new)
+                .create(
+                    &caller.merchant_id,
+                    &merchant.payment_method_types,
+                    new,
+                    request_key.as_deref(),
+                )
                 .await?
         }
         Some(method) => state

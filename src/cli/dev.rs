@@ -515,6 +515,7 @@ async fn demo_checkout(app: &Application, merchant: &MerchantId) -> Result<Strin
                 shipping: None,
                 return_url: None,
             },
+            None,
         )
         .await
         .map_err(|e| CliError::Failed(format!("demo payment: {e}")))?;

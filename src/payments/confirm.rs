@@ -9,7 +9,7 @@ use sqlx::{Postgres, Transaction};
 use time::OffsetDateTime;
 
 use super::cards;
-use super::model::Payment;
+use super::model::{Payment, Status};
 use super::operations::Kind;
 use super::processor::not_found;
 use super::screening::{self, Verdict};
@@ -128,7 +128,20 @@ impl Payments {
         } = &method
         {
             let mut conn = self.pool().acquire().await?;
-            store::insert(&mut conn, &payment).await?;
+            if !store::insert(&mut conn, &payment, request_key).await? {
+                // A retry of a request whose answer was lost: its payment,
+                // confirmed again only if the first try stopped before.
+                let earlier = self
+                    .made_by_request(&mut conn, &payment, request_key)
+                    .await?;
+                if earlier.status != Status::RequiresPaymentMethod {
+                    return Ok(earlier);
+                }
+                drop(conn);
+                return self
+                    .confirm_crypto(merchant, &earlier.id, *chain_id, asset, *mode)
+                    .await;
+            }
             drop(conn);
             return self
                 .confirm_crypto(merchant, &payment.id, *chain_id, asset, *mode)
@@ -148,7 +161,13 @@ impl Payments {
             tx.rollback().await?;
             return self.replay(op).await;
         }
-        store::insert(&mut tx, &payment).await?;
+        if !store::insert(&mut tx, &payment, request_key).await? {
+            // The key made a payment but no authorization: a plain create
+            // whose key this request reuses. That payment, as it stands.
+            let earlier = self.made_by_request(&mut tx, &payment, request_key).await;
+            tx.rollback().await?;
+            return earlier;
+        }
         self.authorize_from(tx, payment, checked, client_ip, request_key, now)
             .await
     }

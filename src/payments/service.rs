@@ -338,11 +338,50 @@ impl Payments {
         merchant: &MerchantId,
         enabled_methods: &[String],
         new: NewPayment,
+        request_key: Option<&str>,
     ) -> Result<Payment, PaymentError> {
         let payment = self.new_payment(merchant, enabled_methods, new)?;
         let mut conn = self.pool.acquire().await?;
-        store::insert(&mut conn, &payment).await?;
-        Ok(payment)
+        if store::insert(&mut conn, &payment, request_key).await? {
+            return Ok(payment);
+        }
+        self.made_by_request(&mut conn, &payment, request_key).await
+    }
+
+    /// The payment an earlier request with `request_key` made, where
+    /// `payment` (what this request describes) could not be stored under
+    /// the same key: that payment as it stands, so a retry whose first
+    /// answer was lost never makes a second one. A key that made a payment
+    /// of another amount or currency is refused.
+    pub(super) async fn made_by_request(
+        &self,
+        conn: &mut PgConnection,
+        payment: &Payment,
+        request_key: Option<&str>,
+    ) -> Result<Payment, PaymentError> {
+        let earlier = match request_key {
+            Some(key) => store::by_request(conn, &payment.merchant_id, key).await?,
+            None => None,
+        };
+        // The insert only skips a row on this key's conflict.
+        let Some(earlier) = earlier else {
+            return Err(PaymentError::state(
+                "payment_operation_in_progress",
+                "This request's Idempotency-Key is being used by another request; retry in a moment.",
+            ));
+        };
+        let earlier = self.get(&payment.merchant_id, &earlier).await?;
+        if earlier.amount != payment.amount || earlier.currency != payment.currency {
+            return Err(PaymentError::refused(
+                "idempotency_key_reused",
+                "Idempotency-Key",
+                format!(
+                    "This Idempotency-Key made payment {} of another amount or currency.",
+                    earlier.id
+                ),
+            ));
+        }
+        Ok(earlier)
     }
 
     /// The payment `new` describes, checked, not yet stored.

@@ -99,12 +99,21 @@ pub struct StoredCard {
 }
 
 /// Inserts a new payment.
-pub async fn insert(conn: &mut PgConnection, p: &Payment) -> Result<(), sqlx::Error> {
-    sqlx::query!(
+/// Stores a new payment, with the `Idempotency-Key` of the request that
+/// made it. `false` when that key already made a payment of the merchant
+/// (nothing is written): see [`by_request`].
+pub async fn insert(
+    conn: &mut PgConnection,
+    p: &Payment,
+    request_key: Option<&str>,
+) -> Result<bool, sqlx::Error> {
+    let inserted = sqlx::query!(
         r#"INSERT INTO payments (id, merchant_id, amount, currency, status, capture_method,
                payment_method_types, description, metadata, customer, shipping, client_secret,
-               customer_email, created_at, return_url)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"#,
+               customer_email, created_at, return_url, idempotency_key)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+           ON CONFLICT (merchant_id, idempotency_key) WHERE idempotency_key IS NOT NULL
+           DO NOTHING"#,
         p.id.as_str(),
         p.merchant_id.as_str(),
         p.amount,
@@ -123,10 +132,28 @@ pub async fn insert(conn: &mut PgConnection, p: &Payment) -> Result<(), sqlx::Er
             .map(str::to_lowercase),
         p.created_at,
         p.return_url,
+        request_key,
     )
     .execute(conn)
     .await?;
-    Ok(())
+    Ok(inserted.rows_affected() == 1)
+}
+
+/// The id of the payment an earlier request with this `Idempotency-Key`
+/// made for `merchant`.
+pub async fn by_request(
+    conn: &mut PgConnection,
+    merchant: &MerchantId,
+    key: &str,
+) -> Result<Option<PaymentId>, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"SELECT id AS "id: PaymentId" FROM payments
+           WHERE merchant_id = $1 AND idempotency_key = $2"#,
+        merchant.as_str(),
+        key
+    )
+    .fetch_optional(conn)
+    .await
 }
 
 /// One payment of `merchant`.

@@ -180,3 +180,72 @@ async fn a_publishable_key_cannot_poison_the_secret_keys_idempotency_keys() {
     .await;
     assert_eq!(confirmed["status"], "succeeded");
 }
+
+/// A create whose saved answer was lost (the database failed over between
+/// the payment's commit and the response's save, and the claim's lease
+/// passed) is retried with its key: the retry answers the payment the first
+/// try made, never a second one, and a key reused for another amount is
+/// refused. The same holds for a create with `confirm: true`.
+#[tokio::test]
+async fn a_create_retried_after_its_saved_answer_was_lost_makes_no_second_payment() {
+    let app = spawn_app().await;
+    let body = json!({"amount": 1500, "currency": "usd"});
+    let confirmed = json!({"amount": 1600, "currency": "usd", "confirm": true,
+                           "payment_method": card("4242424242424242")});
+    for (key, body) in [("lost-answer-1", &body), ("lost-answer-2", &confirmed)] {
+        let first = json(
+            post(&app, "/v1/payments", &app.secret_key, key, body).await,
+            200,
+        )
+        .await;
+        // What a lost save and an expired lease leave behind: no saved answer.
+        sqlx::query("DELETE FROM idempotency_keys WHERE key = $1")
+            .bind(key)
+            .execute(&app.pool)
+            .await
+            .unwrap();
+        let retry = json(
+            post(&app, "/v1/payments", &app.secret_key, key, body).await,
+            200,
+        )
+        .await;
+        assert_eq!(retry["id"], first["id"], "{key}");
+        assert_eq!(retry["status"], first["status"], "{key}");
+        let made: i64 = sqlx::query_scalar(
+            // Stored as the kind of API key and the key (`sk:…`), as
+            // refunds and operations store theirs.
+            "SELECT count(*) FROM payments WHERE merchant_id = $1 AND idempotency_key = 'sk:' || $2",
+        )
+        .bind(app.merchant_id.as_str())
+        .bind(key)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+        assert_eq!(made, 1, "{key}");
+    }
+    let payments: i64 = sqlx::query_scalar("SELECT count(*) FROM payments")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(payments, 2);
+
+    sqlx::query("DELETE FROM idempotency_keys WHERE key = 'lost-answer-1'")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let other = json!({"amount": 999, "currency": "usd"});
+    let err = json(
+        post(
+            &app,
+            "/v1/payments",
+            &app.secret_key,
+            "lost-answer-1",
+            &other,
+        )
+        .await,
+        400,
+    )
+    .await;
+    assert_eq!(err["error"]["code"], "idempotency_key_reused");
+    assert_eq!(err["error"]["param"], "Idempotency-Key");
+}
