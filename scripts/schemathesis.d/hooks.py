@@ -49,7 +49,9 @@ def before_call(context, case, kwargs):
 #     and a return URL parses as one (the pattern only approximates URL
 #     syntax: hosts, ports and escapes have rules of their own);
 #   - a payment method type is offered by this node (a processor or a
-#     chain behind it: configuration, not form).
+#     chain behind it: configuration, not form);
+#   - with `confirm: true`, the method's type is among the payment's
+#     `payment_method_types` (two fields of one body).
 STATEFUL_RULES = (
     ("starting_after", "No such "),
     ("ending_before", "No such "),
@@ -62,6 +64,7 @@ STATEFUL_RULES = (
     ("url", ""),
     ("return_url", ""),
     ("payment_method_types[", "not available on this node"),
+    ("payment_method.type", "is not among this payment's payment_method_types"),
 )
 
 
