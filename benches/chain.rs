@@ -43,7 +43,7 @@ use futures::future::BoxFuture;
 use futures::stream::{self, StreamExt};
 use rand::Rng;
 use sqlx::{PgConnection, PgPool};
-use support::{Scratch, option, per_second, percentile};
+use support::{Scratches, option, per_second, percentile};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -101,26 +101,6 @@ fn reference(n: u64) -> B256 {
     bytes[..9].copy_from_slice(b"epg-bench");
     bytes[24..].copy_from_slice(&n.to_be_bytes());
     B256::from(bytes)
-}
-
-/// The run's scratch databases, dropped together at the end.
-#[derive(Default)]
-struct Scratches(Vec<Scratch>);
-
-impl Scratches {
-    async fn database(&mut self, label: &str) -> PgPool {
-        let name = format!("epg_bench_chain_{label}_{}", std::process::id());
-        let scratch = Scratch::create(&name, 10).await;
-        let pool = scratch.pool.clone();
-        self.0.push(scratch);
-        pool
-    }
-
-    async fn drop_all(self) {
-        for scratch in self.0 {
-            scratch.drop().await;
-        }
-    }
 }
 
 struct Chain {
@@ -395,7 +375,7 @@ async fn main() {
     let quick = args.iter().any(|a| a == "--quick");
     let payments = option(&args, "--payments").unwrap_or(if quick { 2_000 } else { 10_000 });
     let samples = option(&args, "--samples").unwrap_or(if quick { 40 } else { 200 });
-    let mut scratch = Scratches::default();
+    let mut scratch = Scratches::new("epg_bench_chain");
 
     let anvil = Anvil::start(AnvilOptions::default()).await.unwrap();
     let deployer: PrivateKeySigner = DEV_KEY_0.parse().unwrap();

@@ -56,7 +56,7 @@ use futures::future::BoxFuture;
 use futures::stream::{self, StreamExt};
 use rand::Rng;
 use sqlx::{PgConnection, PgPool};
-use support::{Scratch, option, percentile};
+use support::{Scratches, option, percentile};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -186,26 +186,6 @@ async fn counting_proxy(upstream: String, rtt: Duration) -> (String, Arc<Counter
     let address = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     (format!("http://{address}"), counter)
-}
-
-/// The run's scratch databases, dropped together at the end.
-#[derive(Default)]
-struct Scratches(Vec<Scratch>);
-
-impl Scratches {
-    async fn database(&mut self, label: &str) -> PgPool {
-        let name = format!("epg_bench_deposits_{label}_{}", std::process::id());
-        let scratch = Scratch::create(&name, 10).await;
-        let pool = scratch.pool.clone();
-        self.0.push(scratch);
-        pool
-    }
-
-    async fn drop_all(self) {
-        for scratch in self.0 {
-            scratch.drop().await;
-        }
-    }
 }
 
 struct Chain {
@@ -602,7 +582,7 @@ async fn main() {
     );
     let rtt = Duration::from_millis(option(&args, "--rtt-ms").unwrap_or(0));
     let latency_runs = !args.iter().any(|a| a == "--cost-only");
-    let mut scratch = Scratches::default();
+    let mut scratch = Scratches::new("epg_bench_deposits");
 
     let anvil = Anvil::start(AnvilOptions::default()).await.unwrap();
     let deployer: PrivateKeySigner = DEV_KEY_0.parse().unwrap();

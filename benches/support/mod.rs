@@ -53,6 +53,39 @@ impl Scratch {
     }
 }
 
+/// A run's scratch databases, dropped together at the end; each named
+/// `<prefix>_<label>_<pid>`.
+pub struct Scratches {
+    prefix: &'static str,
+    made: Vec<Scratch>,
+}
+
+impl Scratches {
+    /// None yet; `prefix` names the bench (`epg_bench_chain`).
+    pub fn new(prefix: &'static str) -> Self {
+        Self {
+            prefix,
+            made: Vec::new(),
+        }
+    }
+
+    /// A fresh migrated database for `label`.
+    pub async fn database(&mut self, label: &str) -> PgPool {
+        let name = format!("{}_{label}_{}", self.prefix, std::process::id());
+        let scratch = Scratch::create(&name, 10).await;
+        let pool = scratch.pool.clone();
+        self.made.push(scratch);
+        pool
+    }
+
+    /// Drops every database made.
+    pub async fn drop_all(self) {
+        for scratch in self.made {
+            scratch.drop().await;
+        }
+    }
+}
+
 async fn admin(sql: &str) {
     let mut conn = PgConnection::connect(&admin_url()).await.unwrap();
     conn.execute(sql).await.unwrap();
