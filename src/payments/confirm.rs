@@ -128,7 +128,9 @@ impl Payments {
         } = &method
         {
             let mut conn = self.pool().acquire().await?;
-            if !store::insert(&mut conn, &payment, request_key).await? {
+            let id = if store::insert(&mut conn, &payment, request_key).await? {
+                payment.id
+            } else {
                 // A retry of a request whose answer was lost: its payment,
                 // confirmed again only if the first try stopped before.
                 let earlier = self
@@ -137,14 +139,11 @@ impl Payments {
                 if earlier.status != Status::RequiresPaymentMethod {
                     return Ok(earlier);
                 }
-                drop(conn);
-                return self
-                    .confirm_crypto(merchant, &earlier.id, *chain_id, asset, *mode)
-                    .await;
-            }
+                earlier.id
+            };
             drop(conn);
             return self
-                .confirm_crypto(merchant, &payment.id, *chain_id, asset, *mode)
+                .confirm_crypto(merchant, &id, *chain_id, asset, *mode)
                 .await;
         }
         if !self.offers_in(kind, &payment.currency) {
