@@ -204,9 +204,12 @@ impl Default for PaymentsConfig {
     }
 }
 
-/// Whether the node runs against sandbox connectors or real ones.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Whether the node runs against sandbox connectors or real ones. Its
+/// serde name is the word of key prefixes (`sk_test_…`) and of
+/// `api_keys.mode`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
 #[serde(rename_all = "lowercase")]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
 pub enum Mode {
     /// Sandbox connectors, test helpers on, `sk_test_` keys.
     #[default]
@@ -215,15 +218,7 @@ pub enum Mode {
     Live,
 }
 
-impl Mode {
-    /// The word used in key prefixes (`sk_test_…`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::Test => "test",
-            Mode::Live => "live",
-        }
-    }
-}
+crate::names!(Mode);
 
 /// How the node's API is protected in transit.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

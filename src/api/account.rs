@@ -7,8 +7,6 @@ use serde::Deserialize;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::openapi::legacy;
-
 use super::auth::SecretKey;
 use super::error::ApiError;
 use super::{AppState, Json, unix};
@@ -30,7 +28,7 @@ struct Account {
     /// The merchant's name.
     name: String,
     /// Payment method types enabled for this merchant and offered by this node (the default of a new payment's `payment_method_types`).
-    #[schema(value_type = Vec<legacy::PaymentMethodType>)]
+    #[schema(value_type = Vec<crate::methods::MethodType>)]
     payment_method_types: Vec<String>,
     payouts: Payouts,
     /// Whether the node runs in live mode.

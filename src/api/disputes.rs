@@ -36,7 +36,7 @@ pub fn dispute_id(raw: &str) -> Result<DisputeId, ApiError> {
         ("id" = String, Path, description = "The dispute's id (`dp_…`)."),
     ),
     responses(
-        (status = 200, description = "OK", content_type = "application/json", body = crate::api::openapi::legacy::Dispute),
+        (status = 200, description = "OK", content_type = "application/json", body = crate::payments::disputes::DisputeObject),
         (status = 401, response = crate::api::openapi::Unauthorized),
         (status = 403, response = crate::api::openapi::Forbidden),
         (status = 404, response = crate::api::openapi::NotFound),
@@ -99,7 +99,7 @@ fn evidence_schema() -> utoipa::openapi::Object {
     ),
     request_body(content = EvidenceBody, example = json!({"evidence": {"product_description": "Hardcover book", "shipping_tracking_number": "1Z999"}})),
     responses(
-        (status = 200, description = "OK", content_type = "application/json", body = crate::api::openapi::legacy::Dispute, headers(("Idempotent-Replayed" = String, description = "`true` when this is the saved response of an earlier request with the same `Idempotency-Key`."))),
+        (status = 200, description = "OK", content_type = "application/json", body = crate::payments::disputes::DisputeObject, headers(("Idempotent-Replayed" = String, description = "`true` when this is the saved response of an earlier request with the same `Idempotency-Key`."))),
         (status = 400, response = crate::api::openapi::BadRequest),
         (status = 401, response = crate::api::openapi::Unauthorized),
         (status = 403, response = crate::api::openapi::Forbidden),
@@ -142,7 +142,7 @@ async fn evidence(
     ),
     request_body(content = Option<crate::api::NoParams>),
     responses(
-        (status = 200, description = "OK", content_type = "application/json", body = crate::api::openapi::legacy::Dispute, headers(("Idempotent-Replayed" = String, description = "`true` when this is the saved response of an earlier request with the same `Idempotency-Key`."))),
+        (status = 200, description = "OK", content_type = "application/json", body = crate::payments::disputes::DisputeObject, headers(("Idempotent-Replayed" = String, description = "`true` when this is the saved response of an earlier request with the same `Idempotency-Key`."))),
         (status = 400, response = crate::api::openapi::BadRequest),
         (status = 401, response = crate::api::openapi::Unauthorized),
         (status = 403, response = crate::api::openapi::Forbidden),

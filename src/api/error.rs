@@ -80,7 +80,7 @@ struct ErrorObject<'a> {
     decline_code: Option<&'a str>,
     /// On a 402: the payment the decline concerns, as the caller may see it (the checkout view for a publishable key).
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<crate::api::openapi::legacy::Payment>, nullable = false)]
+    #[schema(value_type = Option<crate::payments::model::PaymentObject>, nullable = false)]
     payment: Option<&'a crate::payments::model::PaymentObject>,
 }
 
@@ -443,6 +443,7 @@ impl ApiError {
             }
             E::NotFound { kind, id } => ApiError::not_found(kind, &id),
             E::State { code, message } => ApiError::conflict(code, message),
+            E::Busy { message } => ApiError::conflict("payment_operation_in_progress", message),
             E::Unavailable {
                 code,
                 param,
@@ -481,7 +482,9 @@ impl ApiError {
                 )
             }
             E::Ledger(message) => ApiError::internal(&message),
-            e @ (E::Booking(_) | E::Amount(_)) => ApiError::internal_error(&e),
+            e @ (E::Booking(_) | E::Amount(_) | E::Money(_) | E::Unexpected { .. }) => {
+                ApiError::internal_error(&e)
+            }
             E::Database(e) => ApiError::from(e),
         }
     }

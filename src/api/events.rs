@@ -35,30 +35,21 @@ impl From<EventError> for ApiError {
     }
 }
 
-/// A list response (docs/api.md, "Pagination").
-#[derive(Debug, Serialize)]
-pub struct List<T> {
-    /// Always `list`.
-    pub object: &'static str,
+/// A `list` of `Event` objects.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventList<'a> {
+    /// `object`, `url` and `has_more`.
+    #[serde(flatten)]
+    pub list: super::list::ListHead,
     /// The page, newest first.
-    pub data: Vec<T>,
-    /// More items beyond this page.
-    pub has_more: bool,
-    /// The list's path.
-    pub url: String,
+    pub data: Vec<EventObject<'a>>,
 }
 
-impl<T> List<T> {
-    /// A page of `url`.
-    pub fn new(url: impl Into<String>, data: Vec<T>, has_more: bool) -> Self {
-        Self {
-            object: "list",
-            data,
-            has_more,
-            url: url.into(),
-        }
-    }
-}
+crate::list_of!(
+    /// A `list` of `WebhookDelivery` objects.
+    pub(crate) WebhookDeliveryList,
+    DeliveryObject
+);
 
 /// The common list parameters, checked: `limit` 1–100 (default 10) and at
 /// most one of `starting_after` / `ending_before`, parsed with `parse`.
@@ -126,7 +117,7 @@ struct ListParams {
         ListParams,
     ),
     responses(
-        (status = 200, description = "OK", content_type = "application/json", body = crate::api::openapi::legacy::EventList),
+        (status = 200, description = "OK", content_type = "application/json", body = EventList<'static>),
         (status = 400, response = crate::api::openapi::BadRequest),
         (status = 401, response = crate::api::openapi::Unauthorized),
         (status = 403, response = crate::api::openapi::Forbidden),
@@ -165,7 +156,11 @@ async fn list(
         .await?;
     let mode = state.config.mode;
     let data: Vec<EventObject<'_>> = listed.data.iter().map(|e| e.to_object(mode)).collect();
-    Ok(axum::Json(List::new("/v1/events", data, listed.has_more)).into_response())
+    Ok(axum::Json(EventList {
+        list: super::list::ListHead::new("/v1/events", listed.has_more),
+        data,
+    })
+    .into_response())
 }
 
 #[utoipa::path(
@@ -179,7 +174,7 @@ async fn list(
         ("id" = String, Path, description = "The event's id (`evt_…`)."),
     ),
     responses(
-        (status = 200, description = "OK", content_type = "application/json", body = crate::api::openapi::legacy::Event),
+        (status = 200, description = "OK", content_type = "application/json", body = EventObject<'static>),
         (status = 401, response = crate::api::openapi::Unauthorized),
         (status = 403, response = crate::api::openapi::Forbidden),
         (status = 404, response = crate::api::openapi::NotFound),
@@ -234,7 +229,6 @@ pub(crate) struct DeliveryObject {
     /// The webhook endpoint's id (`we_` and 24 letters or digits).
     #[schema(pattern = "^we_[A-Za-z0-9]{24}$")]
     endpoint: String,
-    #[schema(value_type = DeliveryStatus)]
     status: crate::webhooks::deliveries::DeliveryStatus,
     #[schema(minimum = 0)]
     attempt_count: i32,
@@ -251,17 +245,6 @@ pub(crate) struct DeliveryObject {
 }
 
 crate::object_name_schema!(delivery_object_name, "webhook_delivery");
-
-/// Where a delivery stands.
-#[derive(ToSchema)]
-#[schema(rename_all = "snake_case")]
-#[allow(dead_code)]
-enum DeliveryStatus {
-    Pending,
-    Succeeded,
-    Failed,
-    Canceled,
-}
 
 /// One POST of a delivery.
 #[derive(Debug, Serialize, ToSchema)]
@@ -341,7 +324,7 @@ struct DeliveriesParams {
         ("id" = String, Path, description = "The event's id (`evt_…`)."),
     ),
     responses(
-        (status = 200, description = "OK", content_type = "application/json", body = crate::api::openapi::legacy::WebhookDeliveryList),
+        (status = 200, description = "OK", content_type = "application/json", body = WebhookDeliveryList),
         (status = 400, response = crate::api::openapi::BadRequest),
         (status = 401, response = crate::api::openapi::Unauthorized),
         (status = 403, response = crate::api::openapi::Forbidden),
@@ -357,7 +340,7 @@ async fn deliveries(
     SecretKey(caller): SecretKey,
     Path(id): Path<String>,
     Query(params): Query<DeliveriesParams>,
-) -> Result<axum::Json<List<DeliveryObject>>, ApiError> {
+) -> Result<axum::Json<WebhookDeliveryList>, ApiError> {
     let id = parse_event_id(&id)?;
     let (limit, page) = page_params(
         params.limit,
@@ -374,7 +357,7 @@ async fn deliveries(
         .into_iter()
         .map(|d| delivery_object(d, mode))
         .collect();
-    Ok(axum::Json(List::new(
+    Ok(axum::Json(WebhookDeliveryList::new(
         format!("/v1/events/{id}/deliveries"),
         data,
         listed.has_more,
@@ -403,7 +386,7 @@ struct RedeliverParams {
     ),
     request_body(content = Option<RedeliverParams>, example = json!({"endpoint": "we_4eC39HqLyjWDarjtT1zdp7dc"})),
     responses(
-        (status = 200, description = "OK", content_type = "application/json", body = crate::api::openapi::legacy::WebhookDeliveryList, headers(("Idempotent-Replayed" = String, description = "`true` when this is the saved response of an earlier request with the same `Idempotency-Key`."))),
+        (status = 200, description = "OK", content_type = "application/json", body = WebhookDeliveryList, headers(("Idempotent-Replayed" = String, description = "`true` when this is the saved response of an earlier request with the same `Idempotency-Key`."))),
         (status = 400, response = crate::api::openapi::BadRequest),
         (status = 401, response = crate::api::openapi::Unauthorized),
         (status = 403, response = crate::api::openapi::Forbidden),
@@ -421,7 +404,7 @@ async fn redeliver(
     SecretKey(caller): SecretKey,
     Path(id): Path<String>,
     Json(params): Json<RedeliverParams>,
-) -> Result<axum::Json<List<DeliveryObject>>, ApiError> {
+) -> Result<axum::Json<WebhookDeliveryList>, ApiError> {
     let id = parse_event_id(&id)?;
     let endpoint = params
         .endpoint
@@ -440,7 +423,7 @@ async fn redeliver(
         .into_iter()
         .map(|d| delivery_object(d, mode))
         .collect();
-    Ok(axum::Json(List::new(
+    Ok(axum::Json(WebhookDeliveryList::new(
         format!("/v1/events/{id}/redeliver"),
         data,
         false,

@@ -10,7 +10,10 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use serde_json::json;
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::AppState;
 use super::client_ip::ClientIp;
@@ -33,11 +36,76 @@ pub fn router() -> Router<AppState> {
     summary = "Liveness",
     description = "The process is up and answering.",
     responses(
-        (status = 200, description = "Up.", content_type = "application/json", body = crate::api::openapi::legacy::Health),
+        (status = 200, description = "Up.", content_type = "application/json", body = Health),
     )
 )]
 async fn healthz() -> impl IntoResponse {
-    axum::Json(json!({ "status": "ok" }))
+    axum::Json(Health { status: "ok" })
+}
+
+/// Liveness: the process answers.
+#[derive(Debug, Serialize, ToSchema)]
+struct Health {
+    /// Always `ok`.
+    #[schema(schema_with = health_ok)]
+    status: &'static str,
+}
+
+crate::object_name_schema!(health_ok, "ok");
+
+/// Readiness. Anyone gets `status` (and the status code); the `checks`
+/// need the operator token (`EPG_OPERATOR_TOKEN`) as
+/// `Authorization: Bearer …`.
+#[derive(Debug, Serialize, ToSchema)]
+struct Readiness {
+    /// Whether the node serves.
+    status: Verdict,
+    /// What was checked (operator token only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    checks: Option<Checks>,
+}
+
+/// Whether a node is ready.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = ReadinessStatus)]
+enum Verdict {
+    /// The database, and every configured chain, answer.
+    Ready,
+    /// A dependency is down.
+    NotReady,
+}
+
+/// The dependencies of a node, checked.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = ReadinessChecks)]
+struct Checks {
+    /// The database.
+    database: DatabaseCheck,
+    /// Per configured chain id: its watcher's health.
+    chains: BTreeMap<String, crate::chain::watcher::status::ChainHealth>,
+}
+
+/// Whether the database answers.
+#[derive(Debug, Serialize, ToSchema)]
+struct DatabaseCheck {
+    /// `ok` or `down`.
+    status: DatabaseStatus,
+    /// Why it is down.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    error: Option<String>,
+}
+
+/// Whether a dependency answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+enum DatabaseStatus {
+    /// It answers.
+    Ok,
+    /// It does not.
+    Down,
 }
 
 /// Ready to serve: the database answers and every configured chain's
@@ -51,8 +119,8 @@ async fn healthz() -> impl IntoResponse {
     summary = "Readiness",
     description = "Ready to serve: the database (and every configured chain) answers. The status code is for everyone (load balancers); the `checks` are shown only to a request carrying the operator token (`EPG_OPERATOR_TOKEN`) as `Authorization: Bearer …`; a wrong token gets the short answer.",
     responses(
-        (status = 200, description = "Ready.", content_type = "application/json", body = crate::api::openapi::legacy::Readiness),
-        (status = 503, description = "Not ready: a dependency is down (see `checks`).", content_type = "application/json", body = crate::api::openapi::legacy::Readiness),
+        (status = 200, description = "Ready.", content_type = "application/json", body = Readiness),
+        (status = 503, description = "Not ready: a dependency is down (see `checks`).", content_type = "application/json", body = Readiness),
         (status = 429, response = crate::api::openapi::TooManyRequests),
     )
 )]
@@ -63,28 +131,38 @@ async fn readyz(
 ) -> Response {
     let operator = operator(&state, ip, &headers).is_ok();
     let database = match crate::db::ping(&state.pool).await {
-        Ok(_) => json!({ "status": "ok" }),
-        Err(e) => json!({ "status": "down", "error": e.to_string() }),
+        Ok(_) => DatabaseCheck {
+            status: DatabaseStatus::Ok,
+            error: None,
+        },
+        Err(e) => DatabaseCheck {
+            status: DatabaseStatus::Down,
+            error: Some(e.to_string()),
+        },
     };
-    let chains: serde_json::Map<String, serde_json::Value> = state
-        .chains
-        .snapshot()
-        .into_iter()
-        .map(|(id, health)| (id.to_string(), json!(health)))
-        .collect();
-    let ready = database["status"] == "ok" && state.chains.all_ready();
-    let status = if ready {
-        StatusCode::OK
+    let ready = database.status == DatabaseStatus::Ok && state.chains.all_ready();
+    let (status, verdict) = if ready {
+        (StatusCode::OK, Verdict::Ready)
     } else {
-        StatusCode::SERVICE_UNAVAILABLE
+        (StatusCode::SERVICE_UNAVAILABLE, Verdict::NotReady)
     };
-    let verdict = if ready { "ready" } else { "not_ready" };
-    let body = if operator {
-        json!({ "status": verdict, "checks": { "database": database, "chains": chains } })
-    } else {
-        json!({ "status": verdict })
-    };
-    (status, axum::Json(body)).into_response()
+    let checks = operator.then(|| Checks {
+        database,
+        chains: state
+            .chains
+            .snapshot()
+            .into_iter()
+            .map(|(id, health)| (id.to_string(), health))
+            .collect(),
+    });
+    (
+        status,
+        axum::Json(Readiness {
+            status: verdict,
+            checks,
+        }),
+    )
+        .into_response()
 }
 
 /// Prometheus text exposition.

@@ -82,3 +82,62 @@ impl<T> Cursors<T> {
         }
     }
 }
+
+/// A page of a list (docs/api.md, "Pagination"): what every list answer
+/// carries besides its items (`data`, newest first). Page on with
+/// `starting_after` = the last item's id (or `ending_before` = the first
+/// one's).
+///
+/// Each typed list (`list_of!`) extends this schema with its items.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = List)]
+pub struct ListHead {
+    /// Always `list`.
+    #[schema(schema_with = list_object_name)]
+    pub object: &'static str,
+    /// The list's path.
+    pub url: String,
+    /// Whether more items follow this page.
+    pub has_more: bool,
+}
+
+crate::object_name_schema!(list_object_name, "list");
+
+impl ListHead {
+    /// The envelope of a page of `url`.
+    pub fn new(url: impl Into<String>, has_more: bool) -> Self {
+        Self {
+            object: "list",
+            url: url.into(),
+            has_more,
+        }
+    }
+}
+
+/// Declares `$name`, a page of `$item`s as the API answers it (`object`,
+/// `url`, `has_more` and `data`): the handler serializes it and its schema
+/// is the `List` schema extended with the items' type.
+#[macro_export]
+macro_rules! list_of {
+    ($(#[$meta:meta])* $vis:vis $name:ident, $item:ty) => {
+        $(#[$meta])*
+        #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+        $vis struct $name {
+            /// `object`, `url` and `has_more`.
+            #[serde(flatten)]
+            pub list: $crate::api::list::ListHead,
+            /// The page, newest first.
+            pub data: Vec<$item>,
+        }
+
+        impl $name {
+            /// A page of the list at `url`.
+            pub fn new(url: impl Into<String>, data: Vec<$item>, has_more: bool) -> Self {
+                Self {
+                    list: $crate::api::list::ListHead::new(url, has_more),
+                    data,
+                }
+            }
+        }
+    };
+}

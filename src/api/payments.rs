@@ -8,14 +8,13 @@ use axum::Router;
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::{AnyKey, SecretKey};
 use super::client_ip::ClientIp;
 use super::error::ApiError;
 use super::idempotency::RequestKey;
-use super::openapi::legacy;
 use super::{AppState, Json, Query};
 use crate::ids::PaymentId;
 use crate::merchants::KeyKind;
@@ -59,10 +58,10 @@ struct CreateBody {
     #[schema(schema_with = super::openapi::currency_schema)]
     currency: String,
     /// Methods the customer may pay with; a subset of the merchant's. Default: all enabled for the merchant.
-    #[schema(value_type = Option<Vec<legacy::PaymentMethodType>>, min_items = 1)]
+    #[schema(value_type = Option<Vec<crate::methods::MethodType>>, min_items = 1)]
     payment_method_types: Option<Vec<String>>,
     /// `automatic` (default) captures at authorization; `manual` waits for `POST /v1/payments/{id}/capture`.
-    #[schema(value_type = Option<legacy::CaptureMethod>)]
+    #[schema(value_type = Option<crate::payments::CaptureMethod>)]
     capture_method: Option<CaptureMethod>,
     #[schema(max_length = 1000)]
     description: Option<String>,
@@ -276,7 +275,7 @@ pub fn parse_currency(raw: &str, param: &str) -> Result<String, ApiError> {
     security(("secretKey" = [])),
     request_body(content = CreateBody, example = json!({"amount": 1234, "currency": "usd", "capture_method": "automatic", "description": "Order 1001", "metadata": {"order_id": "1001"}, "customer": {"email": "jane@example.com", "name": "Jane Doe"}})),
     responses(
-        (status = 200, description = "OK", content_type = "application/json", body = crate::api::openapi::legacy::Payment, headers(("Idempotent-Replayed" = String, description = "`true` when this is the saved response of an earlier request with the same `Idempotency-Key`."))),
+        (status = 200, description = "OK", content_type = "application/json", body = PaymentObject, headers(("Idempotent-Replayed" = String, description = "`true` when this is the saved response of an earlier request with the same `Idempotency-Key`."))),
         (status = 400, response = crate::api::openapi::BadRequest),
         (status = 401, response = crate::api::openapi::Unauthorized),
         (status = 402, response = crate::api::openapi::PaymentRequired),
@@ -405,7 +404,7 @@ struct RetrieveQuery {
         RetrieveQuery,
     ),
     responses(
-        (status = 200, description = "OK", content_type = "application/json", body = crate::api::openapi::legacy::Payment),
+        (status = 200, description = "OK", content_type = "application/json", body = PaymentObject),
         (status = 400, response = crate::api::openapi::BadRequest),
         (status = 401, response = crate::api::openapi::Unauthorized),
         (status = 404, response = crate::api::openapi::NotFound),
@@ -458,9 +457,15 @@ struct ListQuery {
     #[param(pattern = "^(pay_[A-Za-z0-9]{24})?$")]
     ending_before: Option<String>,
     /// Only payments with this status.
-    #[param(value_type = Option<legacy::PaymentStatus>)]
+    #[param(value_type = Option<crate::payments::Status>)]
     status: Option<String>,
 }
+
+crate::list_of!(
+    /// A `list` of `Payment` objects.
+    pub PaymentList,
+    PaymentObject
+);
 
 #[utoipa::path(
     get,
@@ -474,7 +479,7 @@ struct ListQuery {
         ListQuery,
     ),
     responses(
-        (status = 200, description = "OK", content_type = "application/json", body = crate::api::openapi::legacy::PaymentList),
+        (status = 200, description = "OK", content_type = "application/json", body = PaymentList),
         (status = 400, response = crate::api::openapi::BadRequest),
         (status = 401, response = crate::api::openapi::Unauthorized),
         (status = 403, response = crate::api::openapi::Forbidden),
@@ -488,7 +493,7 @@ async fn list(
     State(state): State<AppState>,
     SecretKey(caller): SecretKey,
     Query(query): Query<ListQuery>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<PaymentList>, ApiError> {
     let limit = super::list::limit(query.limit)?;
     let status = query
         .status
@@ -513,12 +518,11 @@ async fn list(
         .iter()
         .map(|p| state.payments.view(p, Audience::Merchant))
         .collect();
-    Ok(axum::Json(json!({
-        "object": "list",
-        "url": "/v1/payments",
-        "data": data,
-        "has_more": payments.has_more,
-    })))
+    Ok(axum::Json(PaymentList::new(
+        "/v1/payments",
+        data,
+        payments.has_more,
+    )))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -536,7 +540,7 @@ struct ConfirmBody {
 #[serde(deny_unknown_fields)]
 struct PaymentMethodBody {
     #[serde(rename = "type")]
-    #[schema(value_type = legacy::PaymentMethodType)]
+    #[schema(value_type = crate::methods::MethodType)]
     kind: String,
     /// With `type: card` only.
     card: Option<CardBody>,
@@ -724,7 +728,7 @@ enum CryptoModeParam {
     ),
     request_body(content = ConfirmBody, example = json!({"payment_method": {"type": "card", "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2034, "cvc": "123"}}})),
     responses(
-        (status = 200, description = "OK", content_type = "application/json", body = crate::api::openapi::legacy::Payment, headers(("Idempotent-Replayed" = String, description = "`true` when this is the saved response of an earlier request with the same `Idempotency-Key`."))),
+        (status = 200, description = "OK", content_type = "application/json", body = PaymentObject, headers(("Idempotent-Replayed" = String, description = "`true` when this is the saved response of an earlier request with the same `Idempotency-Key`."))),
         (status = 400, response = crate::api::openapi::BadRequest),
         (status = 401, response = crate::api::openapi::Unauthorized),
         (status = 402, response = crate::api::openapi::PaymentRequired),
@@ -819,7 +823,7 @@ struct ChallengeBody {
     ),
     request_body(content = ChallengeBody, example = json!({"code": "123456"})),
     responses(
-        (status = 200, description = "OK", content_type = "application/json", body = crate::api::openapi::legacy::Payment, headers(("Idempotent-Replayed" = String, description = "`true` when this is the saved response of an earlier request with the same `Idempotency-Key`."))),
+        (status = 200, description = "OK", content_type = "application/json", body = PaymentObject, headers(("Idempotent-Replayed" = String, description = "`true` when this is the saved response of an earlier request with the same `Idempotency-Key`."))),
         (status = 400, response = crate::api::openapi::BadRequest),
         (status = 401, response = crate::api::openapi::Unauthorized),
         (status = 402, response = crate::api::openapi::PaymentRequired),
@@ -891,7 +895,7 @@ struct CaptureBody {
     ),
     request_body(content = Option<CaptureBody>, example = json!({"amount_to_capture": 1000})),
     responses(
-        (status = 200, description = "OK", content_type = "application/json", body = crate::api::openapi::legacy::Payment, headers(("Idempotent-Replayed" = String, description = "`true` when this is the saved response of an earlier request with the same `Idempotency-Key`."))),
+        (status = 200, description = "OK", content_type = "application/json", body = PaymentObject, headers(("Idempotent-Replayed" = String, description = "`true` when this is the saved response of an earlier request with the same `Idempotency-Key`."))),
         (status = 400, response = crate::api::openapi::BadRequest),
         (status = 401, response = crate::api::openapi::Unauthorized),
         (status = 403, response = crate::api::openapi::Forbidden),
@@ -967,7 +971,7 @@ const CANCELLATION_REASONS: [&str; 4] = [
     ),
     request_body(content = Option<CancelBody>, example = json!({"cancellation_reason": "requested_by_customer"})),
     responses(
-        (status = 200, description = "OK", content_type = "application/json", body = crate::api::openapi::legacy::Payment, headers(("Idempotent-Replayed" = String, description = "`true` when this is the saved response of an earlier request with the same `Idempotency-Key`."))),
+        (status = 200, description = "OK", content_type = "application/json", body = PaymentObject, headers(("Idempotent-Replayed" = String, description = "`true` when this is the saved response of an earlier request with the same `Idempotency-Key`."))),
         (status = 400, response = crate::api::openapi::BadRequest),
         (status = 401, response = crate::api::openapi::Unauthorized),
         (status = 403, response = crate::api::openapi::Forbidden),

@@ -16,14 +16,11 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
-use super::openapi::legacy;
-use serde_json::{Value, json};
-
 use super::client_ip::ClientIp;
 use super::error::ApiError;
 use super::{AppState, Json, Query};
 use crate::bank::BankError;
-use crate::bank::exceptions::{self, Action, Desk, Filter, Kind};
+use crate::bank::exceptions::{self, Action, Desk, ExceptionObject, Filter, Kind};
 use crate::crypto::Purpose;
 use crate::ids::PaymentId;
 use crate::merchants::KeyKind;
@@ -105,7 +102,7 @@ struct ListQuery {
     status: Option<String>,
     /// The kind of exception.
     #[serde(rename = "type")]
-    #[param(value_type = Option<legacy::ReconciliationExceptionType>)]
+    #[param(value_type = Option<crate::bank::exceptions::Kind>)]
     kind: Option<String>,
     /// Exceptions of (or assigned to) this payment. Empty means any.
     #[param(pattern = "^(pay_[A-Za-z0-9]{24})?$")]
@@ -132,11 +129,18 @@ enum ExceptionStatus {
 fn object(
     state: &AppState,
     (exception, transfer): &(exceptions::Exception, Option<String>),
-) -> Value {
-    let mut value = exception.to_api(transfer.as_deref());
-    value["livemode"] = json!(state.config.mode == crate::config::Mode::Live);
-    value
+) -> ExceptionObject {
+    exception.to_api(
+        transfer.as_deref(),
+        Some(state.config.mode == crate::config::Mode::Live),
+    )
 }
+
+crate::list_of!(
+    /// A `list` of `ReconciliationException` objects.
+    pub ReconciliationExceptionList,
+    ExceptionObject
+);
 
 #[utoipa::path(
     get,
@@ -150,7 +154,7 @@ fn object(
         ListQuery,
     ),
     responses(
-        (status = 200, description = "OK", content_type = "application/json", body = crate::api::openapi::legacy::ReconciliationExceptionList),
+        (status = 200, description = "OK", content_type = "application/json", body = ReconciliationExceptionList),
         (status = 400, response = crate::api::openapi::BadRequest),
         (status = 401, response = crate::api::openapi::Unauthorized),
         (status = 403, response = crate::api::openapi::Forbidden),
@@ -167,7 +171,7 @@ async fn list(
     State(state): State<AppState>,
     DeskCaller(desk): DeskCaller,
     Query(q): Query<ListQuery>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<ReconciliationExceptionList>, ApiError> {
     let limit = super::list::limit(q.limit)?;
     if let Some(status) = &q.status
         && status != "open"
@@ -214,12 +218,11 @@ async fn list(
         data: rows,
         has_more,
     } = exceptions::list(&state.pool, &desk, &filter, &page, limit).await?;
-    Ok(axum::Json(json!({
-        "object": "list",
-        "url": "/v1/reconciliation/exceptions",
-        "data": rows.iter().map(|r| object(&state, r)).collect::<Vec<_>>(),
-        "has_more": has_more,
-    })))
+    Ok(axum::Json(ReconciliationExceptionList::new(
+        "/v1/reconciliation/exceptions",
+        rows.iter().map(|r| object(&state, r)).collect(),
+        has_more,
+    )))
 }
 
 #[utoipa::path(
@@ -233,7 +236,7 @@ async fn list(
         ("id" = String, Path, description = "The exception's id (`rex_…`)."),
     ),
     responses(
-        (status = 200, description = "OK", content_type = "application/json", body = crate::api::openapi::legacy::ReconciliationException),
+        (status = 200, description = "OK", content_type = "application/json", body = ExceptionObject),
         (status = 400, response = crate::api::openapi::BadRequest),
         (status = 401, response = crate::api::openapi::Unauthorized),
         (status = 403, response = crate::api::openapi::Forbidden),
@@ -250,7 +253,7 @@ async fn retrieve(
     State(state): State<AppState>,
     DeskCaller(desk): DeskCaller,
     Path(id): Path<String>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<ExceptionObject>, ApiError> {
     let row = exceptions::get(&state.pool, &desk, &id).await?;
     Ok(axum::Json(object(&state, &row)))
 }
@@ -275,7 +278,7 @@ async fn act(
     desk: &Desk,
     id: &str,
     action: Action,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<ExceptionObject>, ApiError> {
     let row = exceptions::act(
         &state.pool,
         desk,
@@ -301,7 +304,7 @@ async fn act(
     ),
     request_body(content = AssignBody),
     responses(
-        (status = 200, description = "OK", content_type = "application/json", body = crate::api::openapi::legacy::ReconciliationException),
+        (status = 200, description = "OK", content_type = "application/json", body = ExceptionObject),
         (status = 400, response = crate::api::openapi::BadRequest),
         (status = 401, response = crate::api::openapi::Unauthorized),
         (status = 403, response = crate::api::openapi::Forbidden),
@@ -319,7 +322,7 @@ async fn assign(
     DeskCaller(desk): DeskCaller,
     Path(id): Path<String>,
     Json(body): Json<AssignBody>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<ExceptionObject>, ApiError> {
     let payment = PaymentId::parse(&body.payment).map_err(|_| {
         ApiError::invalid_param("payment", format!("No such payment: '{}'", body.payment))
     })?;
@@ -339,7 +342,7 @@ async fn assign(
     ),
     request_body(content = Option<crate::api::NoParams>),
     responses(
-        (status = 200, description = "OK", content_type = "application/json", body = crate::api::openapi::legacy::ReconciliationException),
+        (status = 200, description = "OK", content_type = "application/json", body = ExceptionObject),
         (status = 400, response = crate::api::openapi::BadRequest),
         (status = 401, response = crate::api::openapi::Unauthorized),
         (status = 403, response = crate::api::openapi::Forbidden),
@@ -357,7 +360,7 @@ async fn refund(
     DeskCaller(desk): DeskCaller,
     Path(id): Path<String>,
     Json(_): Json<super::NoParams>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<ExceptionObject>, ApiError> {
     act(&state, &desk, &id, Action::Refund).await
 }
 
@@ -374,7 +377,7 @@ async fn refund(
     ),
     request_body(content = WriteOffBody),
     responses(
-        (status = 200, description = "OK", content_type = "application/json", body = crate::api::openapi::legacy::ReconciliationException),
+        (status = 200, description = "OK", content_type = "application/json", body = ExceptionObject),
         (status = 400, response = crate::api::openapi::BadRequest),
         (status = 401, response = crate::api::openapi::Unauthorized),
         (status = 403, response = crate::api::openapi::Forbidden),
@@ -392,6 +395,6 @@ async fn write_off(
     DeskCaller(desk): DeskCaller,
     Path(id): Path<String>,
     Json(body): Json<WriteOffBody>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<ExceptionObject>, ApiError> {
     act(&state, &desk, &id, Action::WriteOff(body.reason)).await
 }

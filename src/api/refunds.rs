@@ -6,7 +6,6 @@ use axum::Router;
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use serde::Deserialize;
-use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::SecretKey;
@@ -66,7 +65,7 @@ enum RefundReason {
     security(("secretKey" = [])),
     request_body(content = CreateBody, example = json!({"payment": "pay_4eC39HqLyjWDarjtT1zdp7dc", "amount": 500, "reason": "requested_by_customer"})),
     responses(
-        (status = 200, description = "OK", content_type = "application/json", body = crate::api::openapi::legacy::Refund, headers(("Idempotent-Replayed" = String, description = "`true` when this is the saved response of an earlier request with the same `Idempotency-Key`."))),
+        (status = 200, description = "OK", content_type = "application/json", body = crate::payments::refunds::RefundObject, headers(("Idempotent-Replayed" = String, description = "`true` when this is the saved response of an earlier request with the same `Idempotency-Key`."))),
         (status = 400, response = crate::api::openapi::BadRequest),
         (status = 401, response = crate::api::openapi::Unauthorized),
         (status = 403, response = crate::api::openapi::Forbidden),
@@ -138,7 +137,7 @@ async fn create(
         ("id" = String, Path, description = "The refund's id (`re_…`)."),
     ),
     responses(
-        (status = 200, description = "OK", content_type = "application/json", body = crate::api::openapi::legacy::Refund),
+        (status = 200, description = "OK", content_type = "application/json", body = crate::payments::refunds::RefundObject),
         (status = 401, response = crate::api::openapi::Unauthorized),
         (status = 403, response = crate::api::openapi::Forbidden),
         (status = 404, response = crate::api::openapi::NotFound),
@@ -175,6 +174,12 @@ struct ListQuery {
     ending_before: Option<String>,
 }
 
+crate::list_of!(
+    /// A `list` of `Refund` objects.
+    pub RefundList,
+    crate::payments::refunds::RefundObject
+);
+
 #[utoipa::path(
     get,
     path = "/v1/refunds",
@@ -187,7 +192,7 @@ struct ListQuery {
         ListQuery,
     ),
     responses(
-        (status = 200, description = "OK", content_type = "application/json", body = crate::api::openapi::legacy::RefundList),
+        (status = 200, description = "OK", content_type = "application/json", body = RefundList),
         (status = 400, response = crate::api::openapi::BadRequest),
         (status = 401, response = crate::api::openapi::Unauthorized),
         (status = 403, response = crate::api::openapi::Forbidden),
@@ -202,7 +207,7 @@ async fn list(
     State(state): State<AppState>,
     SecretKey(caller): SecretKey,
     Query(query): Query<ListQuery>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<RefundList>, ApiError> {
     let limit = super::list::limit(query.limit)?;
     let payment = query.payment.as_deref().map(payment_id).transpose()?;
     let cursors = super::list::Cursors::parse(
@@ -220,10 +225,9 @@ async fn list(
     )
     .await?;
     let data: Vec<RefundObject> = refunds.data.iter().map(|r| r.to_api()).collect();
-    Ok(axum::Json(json!({
-        "object": "list",
-        "url": "/v1/refunds",
-        "data": data,
-        "has_more": refunds.has_more,
-    })))
+    Ok(axum::Json(RefundList::new(
+        "/v1/refunds",
+        data,
+        refunds.has_more,
+    )))
 }

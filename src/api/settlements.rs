@@ -4,7 +4,6 @@ use axum::Router;
 use axum::extract::{Path, State};
 use axum::routing::get;
 use serde::Deserialize;
-use serde_json::{Value, json};
 use utoipa::IntoParams;
 
 use super::auth::SecretKey;
@@ -51,6 +50,12 @@ struct ListQuery {
     ending_before: Option<String>,
 }
 
+crate::list_of!(
+    /// A `list` of `Settlement` objects.
+    pub SettlementList,
+    SettlementObject
+);
+
 #[utoipa::path(
     get,
     path = "/v1/settlements",
@@ -61,7 +66,7 @@ struct ListQuery {
     security(("secretKey" = [])),
     params(ListQuery),
     responses(
-        (status = 200, description = "OK", content_type = "application/json", body = crate::api::openapi::legacy::SettlementList),
+        (status = 200, description = "OK", content_type = "application/json", body = SettlementList),
         (status = 400, response = crate::api::openapi::BadRequest),
         (status = 401, response = crate::api::openapi::Unauthorized),
         (status = 403, response = crate::api::openapi::Forbidden),
@@ -75,7 +80,7 @@ async fn list(
     State(state): State<AppState>,
     SecretKey(caller): SecretKey,
     Query(query): Query<ListQuery>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<SettlementList>, ApiError> {
     let limit = super::list::limit(query.limit)?;
     let cursors = super::list::Cursors::parse(
         query.starting_after.as_deref(),
@@ -113,12 +118,11 @@ async fn list(
             })
         })
         .collect();
-    Ok(axum::Json(json!({
-        "object": "list",
-        "url": "/v1/settlements",
-        "data": data,
-        "has_more": has_more,
-    })))
+    Ok(axum::Json(SettlementList::new(
+        "/v1/settlements",
+        data,
+        has_more,
+    )))
 }
 
 #[utoipa::path(
@@ -133,7 +137,7 @@ async fn list(
         ("id" = String, Path, description = "The settlement's id (`st_…`)."),
     ),
     responses(
-        (status = 200, description = "OK", content_type = "application/json", body = crate::api::openapi::legacy::Settlement),
+        (status = 200, description = "OK", content_type = "application/json", body = crate::settlement::SettlementObject),
         (status = 401, response = crate::api::openapi::Unauthorized),
         (status = 403, response = crate::api::openapi::Forbidden),
         (status = 404, response = crate::api::openapi::NotFound),
@@ -165,7 +169,7 @@ async fn retrieve(
         ("id" = String, Path, description = "The payment's id (`pay_…`)."),
     ),
     responses(
-        (status = 200, description = "OK", content_type = "application/json", body = crate::api::openapi::legacy::ProofBundle),
+        (status = 200, description = "OK", content_type = "application/json", body = crate::transparency::bundle::ProofBundle),
         (status = 401, response = crate::api::openapi::Unauthorized),
         (status = 403, response = crate::api::openapi::Forbidden),
         (status = 404, response = crate::api::openapi::NotFound),
@@ -180,7 +184,7 @@ async fn proof(
     State(state): State<AppState>,
     SecretKey(caller): SecretKey,
     Path(id): Path<String>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<crate::transparency::bundle::ProofBundle>, ApiError> {
     let id = payment_id(&id)?;
     // The payment must be the caller's before anything about it is said.
     let payment = state.payments.get(&caller.merchant_id, &id).await?;
@@ -207,7 +211,5 @@ async fn proof(
         ),
         other => ApiError::from_failure(&other),
     })?;
-    Ok(axum::Json(
-        serde_json::to_value(&bundle).map_err(|e| ApiError::internal_error(&e))?,
-    ))
+    Ok(axum::Json(bundle))
 }

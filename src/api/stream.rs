@@ -105,7 +105,7 @@ struct StreamMessage {
     #[schema(pattern = "^evt_[A-Za-z0-9]{24}$")]
     id: String,
     /// The event's type.
-    #[schema(value_type = super::openapi::legacy::EventType)]
+    #[schema(value_type = crate::events::EventType)]
     event: String,
     /// The event object as JSON text.
     data: String,

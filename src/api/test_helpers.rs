@@ -1,11 +1,11 @@
 //! `/v1/test/…`: the sandbox processors' side of things, driven by hand
 //! (docs/api.md, "Test mode"). Routed only in test mode.
 
+use crate::payments::model::PaymentObject;
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use serde::Deserialize;
-use serde_json::Value;
 
 use super::auth::SecretKey;
 use super::disputes::dispute_id;
@@ -37,6 +37,13 @@ pub fn router() -> Router<AppState> {
         )
 }
 
+crate::list_of!(
+    /// The calls of a payment at the sandbox processor, oldest first (the
+    /// whole list: `has_more` is false).
+    pub ProcessorCallList,
+    crate::methods::memory::RememberedCall
+);
+
 /// What the sandbox processor was asked for a payment, by idempotency key,
 /// and how many times each key came: a merchant (or a test) can see that
 /// a retried request charged, captured or refunded once.
@@ -52,7 +59,7 @@ pub fn router() -> Router<AppState> {
         ("payment" = String, Path, description = "The payment's id (`pay_…`)."),
     ),
     responses(
-        (status = 200, description = "OK", content_type = "application/json", body = crate::api::openapi::legacy::ProcessorCallList),
+        (status = 200, description = "OK", content_type = "application/json", body = ProcessorCallList),
         (status = 401, response = crate::api::openapi::Unauthorized),
         (status = 403, response = crate::api::openapi::Forbidden),
         (status = 404, response = crate::api::openapi::NotFound),
@@ -65,16 +72,16 @@ async fn processor_calls(
     State(state): State<AppState>,
     SecretKey(caller): SecretKey,
     Path(payment): Path<String>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<ProcessorCallList>, ApiError> {
     let id = payment_id(&payment)?;
     // Another merchant's payment is a 404 here too.
     state.payments.get(&caller.merchant_id, &id).await?;
     let calls = crate::methods::memory::Remembering::calls_of(&state.pool, id.as_str()).await?;
-    Ok(axum::Json(serde_json::json!({
-        "object": "list",
-        "data": calls,
-        "has_more": false,
-    })))
+    Ok(axum::Json(ProcessorCallList::new(
+        format!("/v1/test/payments/{id}/processor_calls"),
+        calls,
+        false,
+    )))
 }
 
 /// Settles the caller's merchant now and, when anchoring is configured,
@@ -90,7 +97,7 @@ async fn processor_calls(
     security(("secretKey" = [])),
     request_body(content = Option<crate::api::NoParams>),
     responses(
-        (status = 200, description = "OK", content_type = "application/json", body = crate::api::openapi::legacy::Settlement, headers(("Idempotent-Replayed" = String, description = "`true` when this is the saved response of an earlier request with the same `Idempotency-Key`."))),
+        (status = 200, description = "OK", content_type = "application/json", body = crate::settlement::SettlementObject, headers(("Idempotent-Replayed" = String, description = "`true` when this is the saved response of an earlier request with the same `Idempotency-Key`."))),
         (status = 400, response = crate::api::openapi::BadRequest),
         (status = 401, response = crate::api::openapi::Unauthorized),
         (status = 403, response = crate::api::openapi::Forbidden),
@@ -140,7 +147,7 @@ async fn apply(
     payment: &str,
     method: MethodType,
     event: ProcessorEvent,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<PaymentObject>, ApiError> {
     let id = payment_id(payment)?;
     let payment = match state
         .payments
@@ -165,7 +172,7 @@ macro_rules! helper {
             SecretKey(caller): SecretKey,
             Path(payment): Path<String>,
             Json(_): Json<super::NoParams>,
-        ) -> Result<axum::Json<Value>, ApiError> {
+        ) -> Result<axum::Json<PaymentObject>, ApiError> {
             apply(&state, &caller, &payment, $method, $event).await
         }
     };
@@ -185,7 +192,7 @@ helper!(
     ),
     request_body(content = Option<crate::api::NoParams>),
     responses(
-        (status = 200, description = "OK", content_type = "application/json", body = crate::api::openapi::legacy::Payment, headers(("Idempotent-Replayed" = String, description = "`true` when this is the saved response of an earlier request with the same `Idempotency-Key`."))),
+        (status = 200, description = "OK", content_type = "application/json", body = crate::payments::model::PaymentObject, headers(("Idempotent-Replayed" = String, description = "`true` when this is the saved response of an earlier request with the same `Idempotency-Key`."))),
         (status = 400, response = crate::api::openapi::BadRequest),
         (status = 401, response = crate::api::openapi::Unauthorized),
         (status = 403, response = crate::api::openapi::Forbidden),
@@ -215,7 +222,7 @@ helper!(
     ),
     request_body(content = Option<crate::api::NoParams>),
     responses(
-        (status = 200, description = "OK", content_type = "application/json", body = crate::api::openapi::legacy::Payment, headers(("Idempotent-Replayed" = String, description = "`true` when this is the saved response of an earlier request with the same `Idempotency-Key`."))),
+        (status = 200, description = "OK", content_type = "application/json", body = crate::payments::model::PaymentObject, headers(("Idempotent-Replayed" = String, description = "`true` when this is the saved response of an earlier request with the same `Idempotency-Key`."))),
         (status = 400, response = crate::api::openapi::BadRequest),
         (status = 401, response = crate::api::openapi::Unauthorized),
         (status = 403, response = crate::api::openapi::Forbidden),
@@ -247,7 +254,7 @@ helper!(
     ),
     request_body(content = Option<crate::api::NoParams>),
     responses(
-        (status = 200, description = "OK", content_type = "application/json", body = crate::api::openapi::legacy::Payment, headers(("Idempotent-Replayed" = String, description = "`true` when this is the saved response of an earlier request with the same `Idempotency-Key`."))),
+        (status = 200, description = "OK", content_type = "application/json", body = crate::payments::model::PaymentObject, headers(("Idempotent-Replayed" = String, description = "`true` when this is the saved response of an earlier request with the same `Idempotency-Key`."))),
         (status = 400, response = crate::api::openapi::BadRequest),
         (status = 401, response = crate::api::openapi::Unauthorized),
         (status = 403, response = crate::api::openapi::Forbidden),
@@ -277,7 +284,7 @@ helper!(
     ),
     request_body(content = Option<crate::api::NoParams>),
     responses(
-        (status = 200, description = "OK", content_type = "application/json", body = crate::api::openapi::legacy::Payment, headers(("Idempotent-Replayed" = String, description = "`true` when this is the saved response of an earlier request with the same `Idempotency-Key`."))),
+        (status = 200, description = "OK", content_type = "application/json", body = crate::payments::model::PaymentObject, headers(("Idempotent-Replayed" = String, description = "`true` when this is the saved response of an earlier request with the same `Idempotency-Key`."))),
         (status = 400, response = crate::api::openapi::BadRequest),
         (status = 401, response = crate::api::openapi::Unauthorized),
         (status = 403, response = crate::api::openapi::Forbidden),
@@ -307,7 +314,7 @@ helper!(
     ),
     request_body(content = Option<crate::api::NoParams>),
     responses(
-        (status = 200, description = "OK", content_type = "application/json", body = crate::api::openapi::legacy::Payment, headers(("Idempotent-Replayed" = String, description = "`true` when this is the saved response of an earlier request with the same `Idempotency-Key`."))),
+        (status = 200, description = "OK", content_type = "application/json", body = crate::payments::model::PaymentObject, headers(("Idempotent-Replayed" = String, description = "`true` when this is the saved response of an earlier request with the same `Idempotency-Key`."))),
         (status = 400, response = crate::api::openapi::BadRequest),
         (status = 401, response = crate::api::openapi::Unauthorized),
         (status = 403, response = crate::api::openapi::Forbidden),
@@ -339,7 +346,7 @@ helper!(
     ),
     request_body(content = Option<crate::api::NoParams>),
     responses(
-        (status = 200, description = "OK", content_type = "application/json", body = crate::api::openapi::legacy::Payment, headers(("Idempotent-Replayed" = String, description = "`true` when this is the saved response of an earlier request with the same `Idempotency-Key`."))),
+        (status = 200, description = "OK", content_type = "application/json", body = crate::payments::model::PaymentObject, headers(("Idempotent-Replayed" = String, description = "`true` when this is the saved response of an earlier request with the same `Idempotency-Key`."))),
         (status = 400, response = crate::api::openapi::BadRequest),
         (status = 401, response = crate::api::openapi::Unauthorized),
         (status = 403, response = crate::api::openapi::Forbidden),
@@ -369,7 +376,7 @@ helper!(
     ),
     request_body(content = Option<crate::api::NoParams>),
     responses(
-        (status = 200, description = "OK", content_type = "application/json", body = crate::api::openapi::legacy::Payment, headers(("Idempotent-Replayed" = String, description = "`true` when this is the saved response of an earlier request with the same `Idempotency-Key`."))),
+        (status = 200, description = "OK", content_type = "application/json", body = crate::payments::model::PaymentObject, headers(("Idempotent-Replayed" = String, description = "`true` when this is the saved response of an earlier request with the same `Idempotency-Key`."))),
         (status = 400, response = crate::api::openapi::BadRequest),
         (status = 401, response = crate::api::openapi::Unauthorized),
         (status = 403, response = crate::api::openapi::Forbidden),
@@ -409,7 +416,7 @@ struct OpenDisputeBody {
     security(("secretKey" = [])),
     request_body(content = OpenDisputeBody, example = json!({"payment": "pay_4eC39HqLyjWDarjtT1zdp7dc"})),
     responses(
-        (status = 200, description = "OK", content_type = "application/json", body = crate::api::openapi::legacy::Dispute, headers(("Idempotent-Replayed" = String, description = "`true` when this is the saved response of an earlier request with the same `Idempotency-Key`."))),
+        (status = 200, description = "OK", content_type = "application/json", body = crate::payments::disputes::DisputeObject, headers(("Idempotent-Replayed" = String, description = "`true` when this is the saved response of an earlier request with the same `Idempotency-Key`."))),
         (status = 400, response = crate::api::openapi::BadRequest),
         (status = 401, response = crate::api::openapi::Unauthorized),
         (status = 403, response = crate::api::openapi::Forbidden),
@@ -464,7 +471,7 @@ enum DisputeOutcome {
     ),
     request_body(content = ResolveBody, example = json!({"outcome": "won"})),
     responses(
-        (status = 200, description = "OK", content_type = "application/json", body = crate::api::openapi::legacy::Dispute, headers(("Idempotent-Replayed" = String, description = "`true` when this is the saved response of an earlier request with the same `Idempotency-Key`."))),
+        (status = 200, description = "OK", content_type = "application/json", body = crate::payments::disputes::DisputeObject, headers(("Idempotent-Replayed" = String, description = "`true` when this is the saved response of an earlier request with the same `Idempotency-Key`."))),
         (status = 400, response = crate::api::openapi::BadRequest),
         (status = 401, response = crate::api::openapi::Unauthorized),
         (status = 403, response = crate::api::openapi::Forbidden),

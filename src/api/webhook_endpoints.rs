@@ -8,11 +8,9 @@ use axum::routing::get;
 use serde::{Deserialize, Serialize};
 use utoipa::IntoParams;
 
-use super::openapi::legacy;
-
 use super::auth::SecretKey;
 use super::error::ApiError;
-use super::events::{List, page_params};
+use super::events::page_params;
 use super::{AppState, Json, Query, unix};
 use crate::config::Mode;
 use crate::ids::WebhookEndpointId;
@@ -70,10 +68,9 @@ pub(crate) struct EndpointObject {
     enabled_events: Vec<String>,
     #[schema(required = true)]
     description: Option<String>,
-    #[schema(value_type = legacy::Metadata)]
+    #[schema(schema_with = crate::api::openapi::metadata_schema)]
     metadata: BTreeMap<String, String>,
     /// Deliveries stop while `disabled`.
-    #[schema(value_type = EndpointStatus)]
     status: crate::webhooks::endpoints::EndpointStatus,
     livemode: bool,
     /// Unix seconds.
@@ -86,14 +83,11 @@ pub(crate) struct EndpointObject {
 
 crate::object_name_schema!(endpoint_object_name, "webhook_endpoint");
 
-/// Whether deliveries are made.
-#[derive(utoipa::ToSchema)]
-#[schema(rename_all = "snake_case")]
-#[allow(dead_code)]
-enum EndpointStatus {
-    Enabled,
-    Disabled,
-}
+crate::list_of!(
+    /// A `list` of `WebhookEndpoint` objects.
+    pub(crate) WebhookEndpointList,
+    EndpointObject
+);
 
 fn object(e: Endpoint, mode: Mode, secret: Option<String>) -> EndpointObject {
     EndpointObject {
@@ -128,12 +122,10 @@ struct CreateParams {
 
 /// Event types, or `["*"]` for all of them.
 fn enabled_events() -> utoipa::openapi::schema::Array {
-    use utoipa::PartialSchema;
     use utoipa::openapi::schema::{AnyOfBuilder, ArrayBuilder, ObjectBuilder, Type};
     let all = ObjectBuilder::new()
         .schema_type(Type::String)
         .enum_values(Some(["*"]));
-    let _ = legacy::EventType::schema();
     ArrayBuilder::new()
         .items(
             AnyOfBuilder::new()
@@ -259,7 +251,7 @@ struct ListParams {
     security(("secretKey" = [])),
     params(ListParams),
     responses(
-        (status = 200, description = "OK", content_type = "application/json", body = crate::api::openapi::legacy::WebhookEndpointList),
+        (status = 200, description = "OK", content_type = "application/json", body = WebhookEndpointList),
         (status = 400, response = crate::api::openapi::BadRequest),
         (status = 401, response = crate::api::openapi::Unauthorized),
         (status = 403, response = crate::api::openapi::Forbidden),
@@ -273,7 +265,7 @@ async fn list(
     State(state): State<AppState>,
     SecretKey(caller): SecretKey,
     Query(params): Query<ListParams>,
-) -> Result<axum::Json<List<EndpointObject>>, ApiError> {
+) -> Result<axum::Json<WebhookEndpointList>, ApiError> {
     let (limit, page) = page_params(
         params.limit,
         params.starting_after.as_deref(),
@@ -287,7 +279,7 @@ async fn list(
         .into_iter()
         .map(|e| object(e, mode, None))
         .collect();
-    Ok(axum::Json(List::new(
+    Ok(axum::Json(WebhookEndpointList::new(
         "/v1/webhook_endpoints",
         data,
         listed.has_more,

@@ -17,9 +17,10 @@
 //! (`reconciliation_exception.created` / `.resolved`); the operator sees
 //! all of them.
 
-use serde_json::{Value, json};
+use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
 use time::OffsetDateTime;
+use utoipa::ToSchema;
 
 use super::BankError;
 use crate::crypto::Sealer;
@@ -31,8 +32,20 @@ use crate::page::{Listed, Page};
 use crate::payments::bank as pay;
 
 /// Kinds of exception.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    sqlx::Type,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
+#[schema(as = ReconciliationExceptionType)]
 pub enum Kind {
     /// A credit that matched no payment.
     UnmatchedCredit,
@@ -85,8 +98,8 @@ impl Desk {
 pub struct Exception {
     /// `rex_…`.
     pub id: String,
-    /// Kind (stored name).
-    pub kind: String,
+    /// Kind.
+    pub kind: Kind,
     /// `open` / `resolved`.
     pub status: String,
     /// The bank account.
@@ -140,36 +153,156 @@ pub fn mask_account(account: &str) -> String {
 }
 
 impl Exception {
-    /// The API object (`"object": "reconciliation_exception"`).
-    pub fn to_api(&self, transfer: Option<&str>) -> Value {
-        json!({
-            "id": self.id,
-            "object": "reconciliation_exception",
-            "type": self.kind,
-            "status": self.status,
-            "amount": self.amount,
-            "currency": self.currency,
-            "bank_account": self.account_id,
-            "held_in": self.held_in,
-            "merchant": self.merchant_id,
-            "payment": self.payment_id,
-            "counterparty": {
-                "name": self.counterparty_name,
-                "account": self.counterparty_iban.as_deref().map(mask_account),
+    /// The API object (`"object": "reconciliation_exception"`), with the
+    /// credit transfer that sent the money back, if one did, and the
+    /// node's mode (`None` in an event's snapshot, as the event says it).
+    pub fn to_api(&self, transfer: Option<&str>, livemode: Option<bool>) -> ExceptionObject {
+        ExceptionObject {
+            id: self.id.clone(),
+            object: "reconciliation_exception",
+            kind: self.kind,
+            status: self.status.clone(),
+            amount: self.amount,
+            currency: self.currency.clone(),
+            bank_account: self.account_id.clone(),
+            held_in: self.held_in.clone(),
+            merchant: self.merchant_id.clone(),
+            payment: self.payment_id.clone(),
+            counterparty: Counterparty {
+                name: self.counterparty_name.clone(),
+                account: self.counterparty_iban.as_deref().map(mask_account),
             },
-            "remittance_information": self.remittance,
-            "detail": self.detail,
-            "resolution": self.resolution.as_ref().map(|action| json!({
-                "action": action,
-                "reason": self.resolution_reason,
-                "payment": self.resolved_payment_id,
-                "transfer": transfer,
-                "by": self.resolved_by,
-            })),
-            "created": self.created_at.unix_timestamp(),
-            "resolved": self.resolved_at.map(OffsetDateTime::unix_timestamp),
-        })
+            remittance_information: self.remittance.clone(),
+            detail: self.detail.clone(),
+            resolution: self.resolution.as_ref().map(|action| Resolution {
+                action: action.clone(),
+                reason: self.resolution_reason.clone(),
+                payment: self.resolved_payment_id.clone(),
+                transfer: transfer.map(str::to_owned),
+                by: self.resolved_by.clone(),
+            }),
+            created: self.created_at.unix_timestamp(),
+            resolved: self.resolved_at.map(OffsetDateTime::unix_timestamp),
+            livemode,
+        }
     }
+}
+
+/// Bank money that is not exactly a payment, as the API answers it and
+/// events carry it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = ReconciliationException)]
+pub struct ExceptionObject {
+    /// Unique identifier, `rex_…`.
+    pub id: String,
+    /// Always `reconciliation_exception`.
+    #[schema(schema_with = exception_object_name)]
+    pub object: &'static str,
+    /// What kind of exception.
+    #[serde(rename = "type")]
+    pub kind: Kind,
+    /// `open` or `resolved`.
+    #[schema(schema_with = exception_statuses)]
+    pub status: String,
+    /// The money at stake, in the currency's smallest unit.
+    pub amount: i64,
+    /// Lower-case ISO 4217.
+    pub currency: String,
+    /// The gateway's bank account (its configured id).
+    pub bank_account: String,
+    /// The ledger account the money waits in.
+    #[schema(schema_with = held_in_accounts)]
+    pub held_in: String,
+    /// The merchant concerned (`mer_…`), if any.
+    #[schema(required = true)]
+    pub merchant: Option<String>,
+    /// The payment concerned (`pay_…`), if any.
+    #[schema(required = true)]
+    pub payment: Option<String>,
+    /// Who sent or received the money, as the bank named them.
+    pub counterparty: Counterparty,
+    /// The remittance information of the bank entry.
+    #[schema(required = true)]
+    pub remittance_information: Option<String>,
+    /// What happened, for people.
+    pub detail: String,
+    /// How it was resolved; null while open.
+    #[schema(required = true)]
+    pub resolution: Option<Resolution>,
+    /// Creation time (Unix seconds).
+    pub created: i64,
+    /// When it was resolved (Unix seconds); null while open.
+    #[schema(required = true)]
+    pub resolved: Option<i64>,
+    /// Whether the node runs in live mode (in API answers; an event's
+    /// snapshot leaves it to the event).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub livemode: Option<bool>,
+}
+
+/// The other side of an exception's bank entry.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = ReconciliationCounterparty)]
+pub struct Counterparty {
+    /// Their name.
+    #[schema(required = true)]
+    pub name: Option<String>,
+    /// Their account, masked (`NL91 **** 4300`).
+    #[schema(required = true)]
+    pub account: Option<String>,
+}
+
+/// How an exception was resolved.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = ReconciliationResolution)]
+pub struct Resolution {
+    /// What was done.
+    #[schema(schema_with = resolution_actions)]
+    pub action: String,
+    /// Why (a write-off's reason).
+    #[schema(required = true)]
+    pub reason: Option<String>,
+    /// The payment it was assigned to.
+    #[schema(required = true)]
+    pub payment: Option<String>,
+    /// The credit transfer sending the money back (`btr_…`, its
+    /// EndToEndId).
+    #[schema(required = true)]
+    pub transfer: Option<String>,
+    /// Who resolved it (`operator` or a merchant id).
+    #[schema(required = true)]
+    pub by: Option<String>,
+}
+
+crate::object_name_schema!(exception_object_name, "reconciliation_exception");
+
+fn string_enum(values: &[&str]) -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::String)
+        .enum_values(Some(values.iter().copied()))
+        .build()
+}
+
+fn exception_statuses() -> utoipa::openapi::Object {
+    string_enum(&["open", "resolved"])
+}
+
+/// The ledger accounts money of an exception waits in (`open`).
+fn held_in_accounts() -> utoipa::openapi::Object {
+    string_enum(&["suspense", "refunds_payable", "bank_suspense"])
+}
+
+/// The resolutions an exception may get ([`Action::resolution`], and a
+/// returned or completed transfer's).
+fn resolution_actions() -> utoipa::openapi::Object {
+    string_enum(&[
+        "assigned",
+        "refunded",
+        "written_off",
+        "completed",
+        "returned",
+    ])
 }
 
 /// An exception to open.
@@ -218,7 +351,7 @@ async fn announce(
             conn,
             &merchant,
             event,
-            &exception.to_api(transfer.as_deref()),
+            &exception.to_api(transfer.as_deref(), None),
         )
         .await?;
     }
@@ -493,10 +626,7 @@ pub async fn act(
             ),
         ));
     }
-    let kind: Kind = exception
-        .kind
-        .parse()
-        .map_err(|_| BankError::state("exception_corrupt", "unknown exception kind"))?;
+    let kind = exception.kind;
     let asset = asset(&exception.currency)?;
     let amount = Amount::from_minor(exception.amount);
     let key = |step: &str| format!("{}:{step}", exception.id);

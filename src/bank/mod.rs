@@ -92,9 +92,16 @@ pub enum BankError {
     /// The ledger refused or failed.
     #[error(transparent)]
     Ledger(#[from] LedgerError),
-    /// A sealed value could not be opened (wrong or missing master key).
-    #[error("sealed bank details cannot be opened: {0}")]
-    Sealed(String),
+    /// Bank details could not be sealed or opened (wrong or missing
+    /// master key), or a bank file not written.
+    #[error("{what}")]
+    Sealed {
+        /// What failed.
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// Reading or writing a file failed.
     #[error("{path}: {source}")]
     Io {

@@ -59,7 +59,8 @@ impl CreditorAccount {
 }
 
 fn seal(sealer: &Sealer, account: &CreditorAccount, context: &str) -> Result<Vec<u8>, BankError> {
-    let json = serde_json::to_vec(account).map_err(|e| BankError::Sealed(e.to_string()))?;
+    let json = serde_json::to_vec(account)
+        .map_err(|e| sealing_failed("bank details cannot be sealed", e))?;
     Ok(sealer.seal(&json, context.as_bytes()))
 }
 
@@ -70,8 +71,19 @@ fn open_sealed(
 ) -> Result<CreditorAccount, BankError> {
     let json = sealer
         .open(sealed, context.as_bytes())
-        .map_err(|e| BankError::Sealed(e.to_string()))?;
-    serde_json::from_slice(&json).map_err(|e| BankError::Sealed(e.to_string()))
+        .map_err(|e| sealing_failed("sealed bank details cannot be opened", e))?;
+    serde_json::from_slice(&json)
+        .map_err(|e| sealing_failed("sealed bank details cannot be read", e))
+}
+
+fn sealing_failed(
+    what: &'static str,
+    source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+) -> BankError {
+    BankError::Sealed {
+        what,
+        source: source.into(),
+    }
 }
 
 /// What a merchant's sealed bank account is bound to (also used by
@@ -528,7 +540,7 @@ pub async fn export(
             debtor: account.clone(),
             lines,
         })
-        .map_err(|e| BankError::Sealed(format!("pain.001: {e}")))?;
+        .map_err(|e| sealing_failed("the pain.001 file cannot be written", e))?;
         let file_id: i64 = sqlx::query_scalar(
             r#"INSERT INTO bank_files (direction, kind, name, sha256, message_id, content, booked)
                VALUES ('out', 'pain.001', $1, $2, $3, $4, $5) RETURNING id"#,

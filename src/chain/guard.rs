@@ -75,7 +75,7 @@ pub enum GuardError {
 }
 
 /// How much an admin event matters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
     /// Money could go elsewhere, or anchored history be rewritten.
@@ -86,15 +86,7 @@ pub enum Severity {
     Info,
 }
 
-impl Severity {
-    fn as_str(self) -> &'static str {
-        match self {
-            Severity::Critical => "critical",
-            Severity::Warning => "warning",
-            Severity::Info => "info",
-        }
-    }
-}
+crate::names!(Severity);
 
 /// An administrative log of the router or the anchor, decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -453,7 +445,7 @@ pub async fn record(
             int8(chain_id)?,
             hex0x(log.contract.as_slice()),
             log.event,
-            log.severity.as_str(),
+            log.severity.to_string(),
             log.detail,
             int8(log.block_number)?,
             hex0x(log.block_hash.as_slice()),
@@ -507,8 +499,20 @@ pub fn announce(chain_id: u64, logs: &[AdminLog], metrics: &Metrics) {
 }
 
 /// A kind of condition the guard raises.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = ContractAlertKind)]
 pub enum AlertKind {
     /// The router pays a treasury that is not the configured one.
     TreasuryMismatch,
@@ -522,20 +526,11 @@ pub enum AlertKind {
     AssetNotAllowed,
 }
 
-impl AlertKind {
-    fn as_str(self) -> &'static str {
-        match self {
-            AlertKind::TreasuryMismatch => "treasury_mismatch",
-            AlertKind::TreasuryChangePending => "treasury_change_pending",
-            AlertKind::RouterPaused => "router_paused",
-            AlertKind::RouterOutdated => "router_outdated",
-            AlertKind::AssetNotAllowed => "asset_not_allowed",
-        }
-    }
-}
+crate::names!(AlertKind);
 
 /// A condition found in the contracts' state.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[schema(as = ContractAlert)]
 pub struct Alert {
     /// What kind.
     pub kind: AlertKind,
@@ -546,31 +541,37 @@ pub struct Alert {
 }
 
 /// A treasury change waiting for its acceptance.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct PendingTreasury {
     /// The proposed treasury.
+    #[schema(value_type = String)]
     pub address: Address,
     /// When it may accept (seconds since the epoch; `None` on a router
     /// without a delay, where it may accept at any moment).
+    #[schema(required = true)]
     pub effective_at: Option<u64>,
 }
 
 /// What the guard last found on one chain: `/readyz` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ContractsHealth {
     /// The block whose state was read.
     pub checked_block: u64,
     /// The configured treasury.
+    #[schema(value_type = String)]
     pub configured_treasury: Address,
     /// The router's treasury at that block.
+    #[schema(value_type = String)]
     pub treasury: Address,
     /// The pending treasury change, if any.
+    #[schema(required = true)]
     pub pending_treasury: Option<PendingTreasury>,
     /// Whether the router is paused.
     pub paused: bool,
     /// Every open alert.
     pub alerts: Vec<Alert>,
     /// Why new quotes on this chain are refused, if they are.
+    #[schema(required = true)]
     pub quotes_refused: Option<String>,
     /// Assets whose quotes are refused, with why.
     pub assets_refused: BTreeMap<String, String>,
@@ -853,7 +854,7 @@ impl Guard {
             self.metrics.add("chain_contract_alerts", 1);
             tracing::error!(
                 chain_id,
-                kind = alert.kind.as_str(),
+                kind = %alert.kind,
                 block = health.checked_block,
                 quotes_refused = health.quotes_refused.is_some(),
                 "CONTRACT ALERT: {}",
@@ -862,7 +863,7 @@ impl Guard {
         }
         for (kind, subject) in previous.difference(&now) {
             clear(&self.pool, chain_id, *kind, subject).await?;
-            tracing::warn!(chain_id, kind = kind.as_str(), %subject, "contract alert cleared");
+            tracing::warn!(chain_id, kind = %kind, %subject, "contract alert cleared");
         }
         self.metrics.set_gauge(
             "chain_quotes_refused",
@@ -889,21 +890,10 @@ async fn open_alerts(
     )
     .fetch_all(pool)
     .await?;
-    let kinds = [
-        AlertKind::TreasuryMismatch,
-        AlertKind::TreasuryChangePending,
-        AlertKind::RouterPaused,
-        AlertKind::RouterOutdated,
-        AlertKind::AssetNotAllowed,
-    ];
+    // A kind this node does not know (a newer node's) is not its to clear.
     Ok(rows
         .into_iter()
-        .filter_map(|r| {
-            kinds
-                .into_iter()
-                .find(|k| k.as_str() == r.kind)
-                .map(|k| (k, r.subject))
-        })
+        .filter_map(|r| Some((r.kind.parse::<AlertKind>().ok()?, r.subject)))
         .collect())
 }
 
@@ -913,7 +903,7 @@ async fn raise(pool: &PgPool, chain_id: u64, block: u64, alert: &Alert) -> Resul
          VALUES ($1, $2, $3, $4, $5)
          ON CONFLICT (chain_id, kind, subject) WHERE cleared_at IS NULL DO NOTHING",
         int8(chain_id)?,
-        alert.kind.as_str(),
+        alert.kind.to_string(),
         alert.subject,
         alert.message,
         int8(block)?,
@@ -933,7 +923,7 @@ async fn clear(
         "UPDATE chain_alerts SET cleared_at = now()
           WHERE chain_id = $1 AND kind = $2 AND subject = $3 AND cleared_at IS NULL",
         int8(chain_id)?,
-        kind.as_str(),
+        kind.to_string(),
         subject,
     )
     .execute(pool)

@@ -109,11 +109,8 @@ fn parse_kind(s: &str) -> Result<KeyKind, String> {
 }
 
 fn parse_mode(s: &str) -> Result<Mode, String> {
-    match s {
-        "test" => Ok(Mode::Test),
-        "live" => Ok(Mode::Live),
-        _ => Err("expected `test` or `live`".to_owned()),
-    }
+    s.parse()
+        .map_err(|_| "expected `test` or `live`".to_owned())
 }
 
 pub async fn merchants(cmd: MerchantsCommand) -> Result<ExitCode, CliError> {

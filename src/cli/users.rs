@@ -43,8 +43,8 @@ fn parse_merchant(s: &str) -> Result<MerchantId, String> {
 }
 
 fn parse_role(s: &str) -> Result<Role, String> {
-    Role::parse(s)
-        .ok_or_else(|| format!("`{s}` is not a role: use admin, developer, analyst or support"))
+    s.parse::<Role>()
+        .map_err(|_| format!("`{s}` is not a role: use admin, developer, analyst or support"))
 }
 
 /// A fresh password of 20 letters and digits (≈119 bits).

@@ -49,7 +49,7 @@ impl Row {
             merchant_id: MerchantId::parse(&self.merchant_id)
                 .map_err(|_| corrupt("merchant_id"))?,
             email: self.email,
-            role: Role::parse(&self.role).ok_or_else(|| corrupt("role"))?,
+            role: self.role.parse().map_err(|_| corrupt("role"))?,
             invited_by: self.invited_by,
             created_at: self.created_at,
             expires_at: self.expires_at,
@@ -82,7 +82,7 @@ pub async fn insert(
         &sha256(token.as_bytes())[..],
         merchant.as_str(),
         email,
-        role.as_str(),
+        role as Role,
         invited_by.as_str(),
         ttl_secs as f64,
     )

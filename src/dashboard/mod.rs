@@ -17,8 +17,10 @@ pub mod web;
 pub use config::DashboardConfig;
 pub use service::{Dashboard, DashboardError};
 
-/// What a user may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a user may do (stored and displayed by its serde name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, sqlx::Type)]
+#[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
 pub enum Role {
     /// Everything, including the team and the settings.
     Admin,
@@ -53,21 +55,6 @@ impl Role {
     /// Every role, in the order pages list them.
     pub const ALL: [Role; 4] = [Role::Admin, Role::Developer, Role::Analyst, Role::Support];
 
-    /// The stored and displayed name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Admin => "admin",
-            Role::Developer => "developer",
-            Role::Analyst => "analyst",
-            Role::Support => "support",
-        }
-    }
-
-    /// Parses a stored or typed name.
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|r| r.as_str() == s)
-    }
-
     /// Whether this role may do `action`.
     pub fn may(self, action: Action) -> bool {
         matches!(
@@ -79,11 +66,7 @@ impl Role {
     }
 }
 
-impl std::fmt::Display for Role {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+crate::names!(Role);
 
 #[cfg(test)]
 mod tests {
@@ -98,7 +81,7 @@ mod tests {
         assert!(!Role::Developer.may(Action::Refund));
         assert!(Role::Admin.may(Action::ManageTeam));
         for r in Role::ALL {
-            assert_eq!(Role::parse(r.as_str()), Some(r));
+            assert_eq!(r.to_string().parse::<Role>(), Ok(r));
         }
     }
 }

@@ -198,7 +198,7 @@ impl Dashboard {
                 actor,
                 action: "user.create",
                 target: Some(user.id.as_str()),
-                detail: json!({"email": email, "role": role.as_str(), "one_time_password": one_time}),
+                detail: json!({"email": email, "role": role, "one_time_password": one_time}),
                 origin,
             },
         )
@@ -743,7 +743,7 @@ impl Dashboard {
             admin,
             "team.invite",
             None,
-            json!({"email": email, "role": role.as_str()}),
+            json!({"email": email, "role": role}),
             origin,
         )
         .await?;
@@ -812,7 +812,7 @@ impl Dashboard {
             &user,
             "team.invite_accepted",
             Some(user.id.as_str()),
-            json!({"email": user.email, "role": user.role.as_str(), "invited_by": invite.invited_by}),
+            json!({"email": user.email, "role": user.role, "invited_by": invite.invited_by}),
             origin,
         )
         .await?;

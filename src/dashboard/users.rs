@@ -59,7 +59,7 @@ impl Row {
             merchant_id: MerchantId::parse(&self.merchant_id)
                 .map_err(|_| corrupt("merchant_id"))?,
             email: self.email,
-            role: Role::parse(&self.role).ok_or_else(|| corrupt("role"))?,
+            role: self.role.parse().map_err(|_| corrupt("role"))?,
             password_hash: self.password_hash,
             totp_secret: self.totp_secret,
             totp_pending: self.totp_pending,
@@ -92,7 +92,7 @@ pub async fn insert(
         id.as_str(),
         merchant.as_str(),
         email,
-        role.as_str(),
+        role as Role,
         password_hash,
         must_change_password,
     )

@@ -235,26 +235,54 @@ pub struct Event {
     pub seq: i64,
 }
 
-/// The API shape of an event (docs/api.md): exactly what `GET /v1/events/{id}`
-/// answers and what a webhook delivery POSTs.
-#[derive(Debug, Clone, Serialize)]
+/// Something that happened to one of the merchant's objects. Webhook
+/// deliveries POST this JSON, signed with `Epg-Signature: t=<unix>,v1=<hex
+/// HMAC-SHA256(secret, "<t>.<raw body>")>`; receivers dedupe on `id`.
+///
+/// The API shape of an event (docs/api.md): exactly what
+/// `GET /v1/events/{id}` answers and what a webhook delivery POSTs.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = Event)]
 pub struct EventObject<'a> {
-    /// `evt_…`.
+    /// The event's id (`evt_` and 24 letters or digits).
+    #[schema(pattern = "^evt_[A-Za-z0-9]{24}$")]
     pub id: &'a str,
     /// Always `event`.
+    #[schema(schema_with = event_object_name)]
     pub object: &'static str,
-    /// `payment.succeeded`, …
+    /// What happened (`payment.succeeded`, …).
     #[serde(rename = "type")]
     pub event_type: EventType,
-    /// Pinned API version, when there is one.
+    /// Pinned API version of the snapshot, when there is one.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub api_version: Option<&'a str>,
     /// Unix seconds.
     pub created: i64,
     /// Whether the node runs in live mode.
     pub livemode: bool,
-    /// `{"object": <snapshot>}`.
+    /// `{"object": <snapshot>}`: the object as it was right after the
+    /// change, stored with the event.
+    #[schema(schema_with = event_data)]
     pub data: &'a Value,
+}
+
+crate::object_name_schema!(event_object_name, "event");
+
+/// The schema of [`EventObject::data`]: the stored snapshot is whichever
+/// object the event is about (payment, refund, dispute, settlement, …).
+fn event_data() -> utoipa::openapi::Object {
+    use utoipa::openapi::{ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .property(
+            "object",
+            ObjectBuilder::new().schema_type(Type::Object).description(Some(
+                "A snapshot of the object (payment, refund, dispute, …) right after the change.",
+            )),
+        )
+        .required("object")
+        .build()
 }
 
 impl Event {

@@ -4,8 +4,12 @@ use std::fmt;
 
 use crate::ids::MerchantId;
 
-/// A merchant's balance accounts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// A merchant's balance accounts (by their serde names in
+/// `ledger_account_kinds`).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
 pub enum MerchantAccount {
     /// Received (captured, confirmed) but not yet available.
     Pending,
@@ -18,8 +22,12 @@ pub enum MerchantAccount {
     Receivable,
 }
 
-/// The gateway's own accounts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// The gateway's own accounts (by their serde names in
+/// `ledger_account_kinds`).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
 pub enum GatewayAccount {
     /// Fees earned (qualifier: optionally a payment method).
     FeeRevenue,
@@ -51,54 +59,7 @@ pub enum GatewayAccount {
     Deposits,
 }
 
-impl MerchantAccount {
-    /// The kind's name in `ledger_account_kinds`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MerchantAccount::Pending => "pending",
-            MerchantAccount::Available => "available",
-            MerchantAccount::Reserve => "reserve",
-            MerchantAccount::Receivable => "receivable",
-        }
-    }
-}
-
-impl GatewayAccount {
-    /// The kind's name in `ledger_account_kinds`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            GatewayAccount::FeeRevenue => "fee_revenue",
-            GatewayAccount::Clearing => "clearing",
-            GatewayAccount::Treasury => "treasury",
-            GatewayAccount::RefundsPayable => "refunds_payable",
-            GatewayAccount::Suspense => "suspense",
-            GatewayAccount::Disputes => "disputes",
-            GatewayAccount::PayoutsInTransit => "payouts_in_transit",
-            GatewayAccount::NetworkFees => "network_fees",
-            GatewayAccount::Bank => "bank",
-            GatewayAccount::BankOpening => "bank_opening",
-            GatewayAccount::BankSuspense => "bank_suspense",
-            GatewayAccount::WriteOffs => "write_offs",
-            GatewayAccount::Deposits => "deposits",
-        }
-    }
-
-    const ALL: [GatewayAccount; 13] = [
-        GatewayAccount::FeeRevenue,
-        GatewayAccount::Clearing,
-        GatewayAccount::Treasury,
-        GatewayAccount::RefundsPayable,
-        GatewayAccount::Suspense,
-        GatewayAccount::Disputes,
-        GatewayAccount::PayoutsInTransit,
-        GatewayAccount::NetworkFees,
-        GatewayAccount::Bank,
-        GatewayAccount::BankOpening,
-        GatewayAccount::BankSuspense,
-        GatewayAccount::WriteOffs,
-        GatewayAccount::Deposits,
-    ];
-}
+crate::names!(MerchantAccount, GatewayAccount);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 enum Kind {
@@ -220,10 +181,10 @@ impl AccountRef {
     }
 
     /// The kind as stored.
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> String {
         match self.kind {
-            Kind::Merchant(m) => m.as_str(),
-            Kind::Gateway(g) => g.as_str(),
+            Kind::Merchant(m) => m.to_string(),
+            Kind::Gateway(g) => g.to_string(),
         }
     }
 
@@ -235,20 +196,11 @@ impl AccountRef {
     /// Rebuilds a name from a `ledger_accounts` row.
     pub(crate) fn from_row(owner: &str, kind: &str, qualifier: &str) -> Option<Self> {
         if owner.is_empty() {
-            let account = GatewayAccount::ALL
-                .into_iter()
-                .find(|g| g.as_str() == kind)?;
+            let account: GatewayAccount = kind.parse().ok()?;
             return Some(Self::gateway(account, qualifier));
         }
         let merchant = MerchantId::parse(owner).ok()?;
-        let account = [
-            MerchantAccount::Pending,
-            MerchantAccount::Available,
-            MerchantAccount::Reserve,
-            MerchantAccount::Receivable,
-        ]
-        .into_iter()
-        .find(|m| m.as_str() == kind)?;
+        let account: MerchantAccount = kind.parse().ok()?;
         Some(Self::merchant(&merchant, account))
     }
 }
@@ -259,7 +211,7 @@ impl fmt::Display for AccountRef {
         if let Some(m) = &self.merchant {
             write!(f, "{m}/")?;
         }
-        f.write_str(self.kind())?;
+        f.write_str(&self.kind())?;
         if !self.qualifier.is_empty() {
             write!(f, "/{}", self.qualifier)?;
         }

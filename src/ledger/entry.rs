@@ -76,8 +76,11 @@ pub struct Posting {
     pub fee: bool,
 }
 
-/// Where a row's amount goes on its balance.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+/// Where a row's amount goes on its balance (stored by its serde name).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
 pub(crate) enum Phase {
     Posted,
     /// The debit leg of a hold (+ opening it, - releasing it).
@@ -86,15 +89,7 @@ pub(crate) enum Phase {
     PendingCredit,
 }
 
-impl Phase {
-    fn as_str(self) -> &'static str {
-        match self {
-            Phase::Posted => "posted",
-            Phase::PendingDebit => "pending_debit",
-            Phase::PendingCredit => "pending_credit",
-        }
-    }
-}
+crate::names!(Phase);
 
 /// A posting as written, with its phase.
 #[derive(Debug, Clone)]
@@ -451,11 +446,11 @@ pub(crate) async fn write(
     let mut fees = Vec::with_capacity(rows.len());
     for row in rows {
         owners.push(row.account.owner().to_owned());
-        kinds.push(row.account.kind().to_owned());
+        kinds.push(row.account.kind());
         qualifiers.push(row.account.qualifier().to_owned());
         assets.push(row.asset.as_str().to_owned());
         amounts.push(row.amount.to_decimal());
-        phases.push(row.phase.as_str().to_owned());
+        phases.push(row.phase.to_string());
         fees.push(row.fee);
     }
     let id = TxnId::generate();

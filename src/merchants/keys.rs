@@ -44,12 +44,7 @@ pub struct ApiKey {
 
 impl fmt::Debug for ApiKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "ApiKey({}_{}_…)",
-            self.kind.letters(),
-            self.mode.as_str()
-        )
+        write!(f, "ApiKey({}_{}_…)", self.kind.letters(), self.mode)
     }
 }
 
@@ -62,11 +57,7 @@ impl ApiKey {
             "pk" => KeyKind::Publishable,
             _ => return None,
         };
-        let mode = match parts.next()? {
-            "test" => Mode::Test,
-            "live" => Mode::Live,
-            _ => return None,
-        };
+        let mode: Mode = parts.next()?.parse().ok()?;
         let random = parts.next()?;
         if random.len() != SECRET_LEN || !random.bytes().all(|b| b.is_ascii_alphanumeric()) {
             return None;
@@ -118,12 +109,7 @@ impl NewKey {
     /// A new random key of `kind` for `mode`.
     pub fn generate(kind: KeyKind, mode: Mode) -> Self {
         Self {
-            secret: format!(
-                "{}_{}_{}",
-                kind.letters(),
-                mode.as_str(),
-                random_base62(SECRET_LEN)
-            ),
+            secret: format!("{}_{}_{}", kind.letters(), mode, random_base62(SECRET_LEN)),
             kind,
         }
     }

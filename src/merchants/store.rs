@@ -304,11 +304,7 @@ impl MerchantStore {
             message: format!("stored key has an unknown {what}"),
         };
         let kind: KeyKind = old.kind.parse().map_err(|_| corrupt("kind"))?;
-        let mode = match old.mode.as_str() {
-            "test" => Mode::Test,
-            "live" => Mode::Live,
-            _ => return Err(corrupt("mode")),
-        };
+        let mode: Mode = old.mode.parse().map_err(|_| corrupt("mode"))?;
         let key = NewKey::generate(kind, mode);
         let parsed = key.parsed().ok_or_else(|| MerchantError::Invalid {
             param: "key",
@@ -321,7 +317,7 @@ impl MerchantStore {
             new_id.as_str(),
             merchant.as_str(),
             kind as KeyKind,
-            mode.as_str(),
+            mode as Mode,
             parsed.lookup(),
             &parsed.hash()[..],
             &key.secret[key.secret.len() - 4..],
@@ -375,7 +371,7 @@ impl MerchantStore {
             id.as_str(),
             merchant.as_str(),
             kind as KeyKind,
-            mode.as_str(),
+            mode as Mode,
             parsed.lookup(),
             &parsed.hash()[..],
             last4,
@@ -439,7 +435,7 @@ impl MerchantStore {
                FROM api_keys
                WHERE lookup = $1 AND mode = $2 AND revoked_at IS NULL"#,
             key.lookup(),
-            mode.as_str(),
+            mode as Mode,
         )
         .fetch_all(&self.pool)
         .await?;

@@ -29,19 +29,35 @@ impl std::fmt::Debug for Remembering {
     }
 }
 
-/// One remembered call, as the test helpers list it.
-#[derive(Debug, Clone, serde::Serialize)]
+/// One call the sandbox processor received, by idempotency key (test
+/// mode), as the test helpers list it.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = ProcessorCall)]
 pub struct RememberedCall {
-    /// The idempotency key.
+    /// The call's idempotency key: the id of the node's processor
+    /// operation (`pop_…`).
     pub key: String,
-    /// `authorize`, `challenge`, `capture`, `void`, `refund`.
+    /// What was asked.
+    #[schema(schema_with = call_names)]
     pub call: String,
     /// Amount the call moved, when it moves one.
+    #[schema(required = true)]
     pub amount: Option<i64>,
-    /// How many times the key was received (1: exactly once).
+    /// How many times the key was received; the processor acted once.
     pub calls: i32,
-    /// The answer given every time.
+    /// What the processor answered, every time (stored as given).
+    #[schema(value_type = Object)]
     pub answer: Value,
+}
+
+/// The calls [`Remembering`] records (`record`'s `call`).
+const CALLS: [&str; 5] = ["authorize", "challenge", "capture", "void", "refund"];
+
+fn call_names() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::String)
+        .enum_values(Some(CALLS))
+        .build()
 }
 
 /// The payment a sandbox reference (`sb_card_pay_…`) belongs to.

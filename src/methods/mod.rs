@@ -38,6 +38,7 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 )]
 #[serde(rename_all = "snake_case")]
 #[sqlx(type_name = "text", rename_all = "snake_case")]
+#[schema(as = PaymentMethodType)]
 pub enum MethodType {
     /// Cards, with 3-D Secure.
     Card,

@@ -84,8 +84,7 @@ pub fn is_open(payment: &Payment) -> bool {
 }
 
 fn asset(payment: &Payment) -> Result<AssetCode, PaymentError> {
-    let currency =
-        Currency::parse(&payment.currency).map_err(|e| PaymentError::Ledger(e.to_string()))?;
+    let currency = Currency::parse(&payment.currency).map_err(PaymentError::Money)?;
     Ok(AssetCode::fiat(currency))
 }
 

@@ -90,13 +90,15 @@ pub enum DisputeObjectName {
     Dispute,
 }
 
-/// A dispute as the API answers it and events carry it.
+/// A card chargeback, as the API answers it and events carry it.
 #[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = Dispute)]
 pub struct DisputeObject {
     /// Unique identifier, `dp_…`.
     #[schema(value_type = String)]
     pub id: DisputeId,
     /// Always `dispute`.
+    #[schema(schema_with = dispute_object_name)]
     pub object: DisputeObjectName,
     /// Disputed amount, in the currency's smallest unit.
     pub amount: i64,
@@ -115,6 +117,8 @@ pub struct DisputeObject {
     /// Creation time (Unix seconds).
     pub created: i64,
 }
+
+crate::object_name_schema!(dispute_object_name, "dispute");
 
 impl Dispute {
     /// The API object.

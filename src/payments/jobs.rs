@@ -44,12 +44,9 @@ pub async fn expire_due(payments: &Payments, now: OffsetDateTime) -> Result<usiz
                 // The claim's snapshot predates another node's void of this
                 // payment (that node released the row between committing its
                 // operation and booking it): the payment is that node's.
-                Err(PaymentError::State {
-                    code: "payment_operation_in_progress",
-                    ..
-                }) => {}
+                Err(PaymentError::Busy { .. }) => {}
                 Err(e) => {
-                    tracing::warn!(payment = %id, error = %e, "void of an expired authorization failed");
+                    tracing::warn!(payment = %id, error = %crate::telemetry::ErrorChain(&e), "void of an expired authorization failed");
                 }
             }
         } else {

@@ -68,6 +68,14 @@ pub enum PaymentError {
         /// Explanation.
         message: String,
     },
+    /// Another state-changing operation of the payment (or another request
+    /// with the same idempotency key) is under way; retry in a moment. The
+    /// API answers it 409 `payment_operation_in_progress`.
+    #[error("{message}")]
+    Busy {
+        /// Explanation.
+        message: String,
+    },
     /// Something outside the payment refuses the request for now (the
     /// chain's contracts are not as configured), naming the parameter that
     /// chose it.
@@ -91,10 +99,23 @@ pub enum PaymentError {
     /// The processor could not be reached or answered nonsense.
     #[error(transparent)]
     Connector(#[from] ConnectorError),
-    /// Something the ledger needs is not as it should be (a currency, an
-    /// amount, an operation without its object).
+    /// Something the ledger needs is not as it should be (an operation
+    /// without its object).
     #[error("ledger: {0}")]
     Ledger(String),
+    /// A stored currency or asset the node does not know.
+    #[error("the ledger does not know the currency or asset")]
+    Money(#[source] crate::money::MoneyError),
+    /// A step that cannot fail with sound data or configuration did (a
+    /// stored number out of range, a malformed RPC URL).
+    #[error("{what}")]
+    Unexpected {
+        /// What was being done.
+        what: &'static str,
+        /// What failed.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The ledger refused or failed to book.
     #[error("the ledger refused the booking")]
     Booking(#[source] crate::ledger::LedgerError),

@@ -20,6 +20,7 @@ use crate::methods::MethodType;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type, ToSchema)]
 #[serde(rename_all = "snake_case")]
 #[sqlx(type_name = "text", rename_all = "snake_case")]
+#[schema(as = PaymentStatus)]
 pub enum Status {
     /// Created; waiting for a payment method.
     RequiresPaymentMethod,
@@ -54,8 +55,10 @@ crate::names!(Status, CaptureMethod);
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Customer {
     /// Email, lower-cased.
+    #[schema(required = true)]
     pub email: Option<String>,
     /// Name.
+    #[schema(required = true)]
     pub name: Option<String>,
 }
 
@@ -74,10 +77,12 @@ pub struct Address {
     /// Street.
     pub line1: String,
     /// Second line.
+    #[schema(required = true)]
     pub line2: Option<String>,
     /// City.
     pub city: String,
     /// State or region.
+    #[schema(required = true)]
     pub state: Option<String>,
     /// Postal code.
     pub postal_code: String,
@@ -99,9 +104,11 @@ pub struct CardDetails {
     /// The merchant's keyed fingerprint of the number: equal for the same
     /// card on two payments of one merchant, unrelated across merchants.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub fingerprint: Option<String>,
     /// Issuing country (ISO 3166-1 alpha-2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub country: Option<String>,
 }
 
@@ -129,9 +136,11 @@ pub enum NextAction {
         /// Account holder.
         account_holder: String,
         /// IBAN of the account to pay.
+        #[schema(required = true)]
         iban: Option<String>,
         /// The rest of a real account's details (absent in the sandbox).
         #[serde(flatten)]
+        #[schema(schema_with = payee_details)]
         payee: Option<PayeeDetails>,
     },
     /// Mail or deposit the check.
@@ -157,7 +166,15 @@ pub struct Voucher {
     pub expires_at: i64,
 }
 
-/// A real collection account's details besides holder and IBAN.
+/// The fields of [`PayeeDetails`] in bank transfer instructions: a
+/// reference, as the sandbox leaves them out rather than sending `null`.
+fn payee_details() -> utoipa::openapi::Ref {
+    utoipa::openapi::Ref::from_schema_name("PayeeDetails")
+}
+
+/// A real collection account's details besides holder and IBAN: all of
+/// them for a real account (null when the bank has none), none in the
+/// sandbox.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct PayeeDetails {
     /// BIC of the account's bank.
@@ -167,21 +184,26 @@ pub struct PayeeDetails {
     /// Account number (US accounts).
     pub account_number: Option<String>,
     /// The amount to transfer, in the smallest unit.
+    #[schema(required = false)]
     pub amount: i64,
     /// Lower-case ISO 4217.
+    #[schema(required = false)]
     pub currency: String,
 }
 
-/// The transfer a crypto payment waits for.
+/// How to pay a crypto payment: the transfer it waits for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[schema(as = CryptoTransfer)]
 pub struct CryptoInstructions {
     /// EIP-155 chain id.
     pub chain_id: u64,
     /// Asset symbol (`usdc`, `eth`, …).
     pub asset: String,
     /// The token's contract; null for the chain's native coin.
+    #[schema(required = true)]
     pub token_address: Option<String>,
     /// The PaymentRouter to call; null in deposit mode.
+    #[schema(required = true)]
     pub router_address: Option<String>,
     /// Base units to send, as a decimal string.
     pub amount: String,
@@ -192,12 +214,15 @@ pub struct CryptoInstructions {
     /// Which instructions are given: `any` (router call and, where the
     /// chain has one, a deposit address) or `deposit` (the address only).
     #[serde(default)]
+    #[schema(required = true)]
     pub mode: CryptoMode,
     /// An address of this payment alone that a plain transfer may pay.
     #[serde(default)]
+    #[schema(required = true)]
     pub deposit_address: Option<String>,
     /// An EIP-681 URI paying the deposit address.
     #[serde(default)]
+    #[schema(required = true)]
     pub deposit_uri: Option<String>,
     /// When the quote lapses (Unix seconds).
     pub expires_at: i64,
@@ -205,8 +230,9 @@ pub struct CryptoInstructions {
     pub confirmations_required: u64,
 }
 
-/// Why the last attempt failed (`last_payment_error`).
+/// The last decline or reversal of a payment (`last_payment_error`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[schema(as = PaymentError)]
 pub struct LastError {
     /// Machine-readable code (`card_declined`, `risk_blocked`, `bank_return`, …).
     pub code: String,
@@ -216,16 +242,17 @@ pub struct LastError {
         skip_serializing_if = "Option::is_none",
         deserialize_with = "present"
     )]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, required = false)]
     pub decline_code: Option<Option<String>>,
     /// For the customer.
     pub message: String,
     /// `card_error` for a decline of a confirmation.
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub kind: Option<LastErrorType>,
 }
 
-/// The type of a [`LastError`].
+/// The kind of a payment error: `card_error` for a declined confirmation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LastErrorType {
@@ -266,23 +293,27 @@ where
     T::deserialize(de).map(Some)
 }
 
-/// The `crypto` view of a crypto payment: its quote and the transfers
-/// seen for it (written by the database, see `crypto::view`).
+/// A crypto payment's quote and what the chain watcher saw: the `crypto`
+/// view of a crypto payment (written by the database, see `crypto::view`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[schema(as = CryptoPayment)]
 pub struct CryptoView {
     /// EIP-155 chain id.
     pub chain_id: u64,
     /// Asset symbol.
     pub asset: String,
     /// The token's contract; null for the native coin.
+    #[schema(required = true)]
     pub token_address: Option<String>,
     /// The 32-byte reference of the quote.
     pub payment_reference: String,
     /// The payment's deposit address, when the chain has a deposit factory.
     #[serde(default)]
+    #[schema(required = true)]
     pub deposit_address: Option<String>,
     /// `any` or `deposit`.
     #[serde(default)]
+    #[schema(required = true)]
     pub mode: CryptoMode,
     /// Base units owed, as a decimal string.
     pub amount: String,
@@ -298,6 +329,7 @@ pub struct CryptoView {
     pub confirmations: i64,
     /// `underpaid`, `overpaid`, `paid_late`, `wrong_asset` or `unbookable`:
     /// money held for the merchant's decision.
+    #[schema(required = true)]
     pub exception: Option<String>,
     /// The transfers seen, oldest first.
     pub transfers: Vec<CryptoTransfer>,
@@ -305,6 +337,7 @@ pub struct CryptoView {
 
 /// A transfer seen for a crypto payment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[schema(as = CryptoTransferSeen)]
 pub struct CryptoTransfer {
     /// Transaction hash.
     pub tx_hash: String,
@@ -483,13 +516,21 @@ pub enum PaymentObjectName {
     Payment,
 }
 
-/// A payment as the API answers it and events carry it.
+/// A payment. A secret key sees every field (the merchant view); a
+/// publishable key with the client secret sees the checkout view, without
+/// the fields of `MerchantView` (`metadata`, `customer`, `shipping`,
+/// `cancellation_reason`, `risk`, `expires_at`), and with `merchant_name`
+/// and `crypto_options`.
+///
+/// As the API answers it and events carry it.
 #[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = Payment)]
 pub struct PaymentObject {
     /// Unique identifier, `pay_…`.
     #[schema(value_type = String, example = "pay_3MtwBwLkdIwHu7ix28a3tqPa")]
     pub id: PaymentId,
     /// Always `payment`.
+    #[schema(schema_with = payment_object_name)]
     pub object: PaymentObjectName,
     /// Amount to collect, in the currency's smallest unit.
     pub amount: i64,
@@ -510,42 +551,63 @@ pub struct PaymentObject {
     /// The methods the payment may be confirmed with.
     pub payment_method_types: Vec<String>,
     /// The method it was confirmed with; null before confirmation.
+    #[schema(required = true)]
     pub payment_method: Option<PaymentMethodObject>,
     /// What the customer must do next; null when nothing.
+    #[schema(required = true)]
     pub next_action: Option<NextAction>,
     /// Why the last attempt failed; null when it did not.
+    #[schema(required = true)]
     pub last_payment_error: Option<LastError>,
     /// The secret a browser checkout acts on the payment with.
     pub client_secret: String,
     /// The quote and transfers of a crypto payment; null otherwise.
+    #[schema(required = true)]
     pub crypto: Option<CryptoView>,
     /// Where the hosted checkout sends the customer once the payment ends.
+    #[schema(required = true)]
     pub return_url: Option<String>,
     /// Creation time (Unix seconds).
     pub created: i64,
     /// Whether the payment is live (false: test mode).
     pub livemode: bool,
     /// Free text shown to the customer.
+    #[schema(required = true)]
     pub description: Option<String>,
     /// What only the merchant sees (absent for a browser checkout).
     #[serde(flatten)]
+    #[schema(schema_with = merchant_view)]
     pub merchant: Option<MerchantView>,
     /// The hosted checkout page of the payment.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub checkout_url: Option<String>,
     /// The merchant's name (browser checkout reads only).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub merchant_name: Option<String>,
     /// The chains and assets the payment may be paid with now (browser
     /// checkout reads only).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub crypto_options: Option<Vec<super::crypto::CryptoOption>>,
 }
 
-/// The merchant's part of a [`PaymentObject`].
+crate::object_name_schema!(payment_object_name, "payment");
+
+/// The fields of [`MerchantView`], after the rest of the payment's: a
+/// reference, not the `null`-or-view of the `Option`, as a checkout view
+/// leaves them out rather than sending `null`.
+fn merchant_view() -> utoipa::openapi::Ref {
+    utoipa::openapi::Ref::from_schema_name("MerchantView")
+}
+
+/// What only the merchant sees of a payment: every field is there (null
+/// when unset) for a secret key, and none of them for a browser checkout.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct MerchantView {
-    /// The merchant's key-value pairs.
+    /// The merchant's key-value pairs, as given.
+    #[schema(required = false)]
     pub metadata: BTreeMap<String, String>,
     /// The paying customer; null when not given.
     pub customer: Option<Customer>,
@@ -561,20 +623,24 @@ pub struct MerchantView {
 
 /// A payment's risk assessment.
 #[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = RiskAssessment)]
 pub struct Risk {
     /// 0 (no concern) to 100.
     pub score: i16,
     /// What added to the score, largest first.
+    #[schema(required = true)]
     pub reasons: Option<Vec<RiskReason>>,
 }
 
-/// The method a payment was confirmed with.
+/// The method chosen at confirmation; `card` for card payments.
 #[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = PaymentMethodDetails)]
 pub struct PaymentMethodObject {
     /// The method.
     #[serde(rename = "type")]
     pub kind: MethodType,
     /// What is shown of the card (card payments only).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub card: Option<CardDetails>,
 }

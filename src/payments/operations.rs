@@ -122,7 +122,7 @@ impl From<Row> for Operation {
 
 /// Starts an operation, `pending` under a lease of `lease` (or already
 /// `succeeded` for a `cancel`, which calls nobody). Fails with
-/// `payment_operation_in_progress` while another state-changing operation
+/// [`PaymentError::Busy`] while another state-changing operation
 /// of the payment is pending.
 pub async fn begin(
     conn: &mut PgConnection,
@@ -156,10 +156,10 @@ pub async fn begin(
     .execute(&mut *conn)
     .await?;
     if inserted.rows_affected() == 0 {
-        return Err(PaymentError::state(
-            "payment_operation_in_progress",
-            "Another operation on this payment is being processed; retry in a moment.",
-        ));
+        return Err(PaymentError::Busy {
+            message: "Another operation on this payment is being processed; retry in a moment."
+                .into(),
+        });
     }
     Ok(Operation {
         id,

@@ -49,8 +49,7 @@ impl From<LedgerError> for PaymentError {
 }
 
 fn asset(payment: &Payment) -> Result<AssetCode, PaymentError> {
-    let currency =
-        Currency::parse(&payment.currency).map_err(|e| PaymentError::Ledger(e.to_string()))?;
+    let currency = Currency::parse(&payment.currency).map_err(PaymentError::Money)?;
     Ok(AssetCode::fiat(currency))
 }
 

@@ -91,6 +91,7 @@ pub struct RefundCrypto {
     pub destination: String,
     /// The transaction carrying it: the newest one signed while pending,
     /// the mined one once the refund ended; null before one is signed.
+    #[schema(required = true)]
     pub transaction: Option<String>,
 }
 
@@ -102,13 +103,16 @@ pub enum RefundObjectName {
     Refund,
 }
 
-/// A refund as the API answers it and events carry it.
+/// A partial or full refund of a succeeded payment, as the API answers it
+/// and events carry it.
 #[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = Refund)]
 pub struct RefundObject {
     /// Unique identifier, `re_…`.
     #[schema(value_type = String)]
     pub id: RefundId,
     /// Always `refund`.
+    #[schema(schema_with = refund_object_name)]
     pub object: RefundObjectName,
     /// Amount refunded, in the payment currency's smallest unit.
     pub amount: i64,
@@ -121,16 +125,21 @@ pub struct RefundObject {
     pub status: RefundStatus,
     /// Why the merchant refunded: `duplicate`, `fraudulent` or
     /// `requested_by_customer`; null when not given.
+    #[schema(required = true)]
     pub reason: Option<String>,
     /// The merchant's key-value pairs.
     pub metadata: BTreeMap<String, String>,
     /// The on-chain transfer of a crypto payment's refund; null otherwise.
+    #[schema(required = true)]
     pub crypto: Option<RefundCrypto>,
     /// Why the refund failed; null unless it did.
+    #[schema(required = true)]
     pub failure_reason: Option<String>,
     /// Creation time (Unix seconds).
     pub created: i64,
 }
+
+crate::object_name_schema!(refund_object_name, "refund");
 
 impl Refund {
     /// The API object.
@@ -661,9 +670,9 @@ async fn on_chain(
             "the zero address cannot receive a refund",
         ));
     }
-    let asset = AssetCode::parse(&quote.asset).map_err(|e| PaymentError::Ledger(e.to_string()))?;
+    let asset = AssetCode::parse(&quote.asset).map_err(PaymentError::Money)?;
     let expected = Amount::try_from(quote.expected)
-        .map_err(|e| PaymentError::Ledger(e.to_string()))?
+        .map_err(PaymentError::Amount)?
         .units();
     let units = units_for(expected, payment.amount, payment.amount_refunded, amount);
     let units = Amount::new(units).map_err(PaymentError::Amount)?;

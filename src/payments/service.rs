@@ -8,7 +8,6 @@
 
 use std::sync::Arc;
 
-use serde_json::{Value, json};
 use sqlx::{PgConnection, PgPool};
 use time::{Duration, OffsetDateTime};
 
@@ -289,10 +288,10 @@ impl Payments {
         &self.connectors
     }
 
-    /// The merchant API object of `payment` as JSON: what its events
-    /// carry (and the dashboard reads).
-    pub fn object(&self, payment: &Payment) -> Value {
-        json!(self.view(payment, Audience::Merchant))
+    /// The merchant API object of `payment`: what its events carry (and
+    /// the dashboard shows).
+    pub fn object(&self, payment: &Payment) -> PaymentObject {
+        self.view(payment, Audience::Merchant)
     }
 
     /// The API object of `payment` for `audience`, with its hosted
@@ -365,10 +364,9 @@ impl Payments {
         };
         // The insert only skips a row on this key's conflict.
         let Some(earlier) = earlier else {
-            return Err(PaymentError::state(
-                "payment_operation_in_progress",
-                "This request's Idempotency-Key is being used by another request; retry in a moment.",
-            ));
+            return Err(PaymentError::Busy {
+                message: "This request's Idempotency-Key is being used by another request; retry in a moment.".into(),
+            });
         };
         let earlier = self.get(&payment.merchant_id, &earlier).await?;
         if earlier.amount != payment.amount || earlier.currency != payment.currency {

@@ -105,6 +105,7 @@ pub struct SettlementItem {
     #[serde(rename = "type")]
     pub kind: String,
     /// The object it moved money for (`pay_…`, `re_…`, …), if any.
+    #[schema(required = true)]
     pub source: Option<String>,
     /// Asset code (`usd`, `usdc:8453`, …).
     pub asset: String,
@@ -114,6 +115,7 @@ pub struct SettlementItem {
     /// Fee, as a decimal string of the smallest unit.
     pub fee: String,
     /// Index of its leaf in the transparency log.
+    #[schema(required = true)]
     pub leaf_index: Option<i64>,
 }
 
@@ -142,12 +144,17 @@ pub enum PayoutObjectName {
     Payout,
 }
 
-/// What a settlement paid out.
+/// Money a settlement paid out: fiat as a record for the bank file
+/// (`paid` when made), crypto as an on-chain transfer from the node's hot
+/// wallet to the merchant's payout address (`pending` until the transfer
+/// is confirmed).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[schema(as = Payout)]
 pub struct PayoutObject {
     /// Unique identifier, `po_…`.
     pub id: String,
     /// Always `payout`.
+    #[schema(schema_with = payout_object_name)]
     pub object: PayoutObjectName,
     /// Asset code.
     pub asset: String,
@@ -158,6 +165,7 @@ pub struct PayoutObject {
     /// Where the payout is.
     pub status: PayoutStatus,
     /// The transaction of a crypto payout, once sent.
+    #[schema(required = true)]
     pub tx_hash: Option<String>,
     /// Creation time (Unix seconds).
     pub created: i64,
@@ -190,13 +198,17 @@ pub enum SettlementStatus {
     Anchored,
 }
 
-/// A settlement as the API answers it and events carry it.
+/// A settlement batch: the merchant's ledger movements of a period,
+/// appended to the transparency log and, once anchored, provable on-chain.
+/// As the API answers it and events carry it.
 #[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = Settlement)]
 pub struct SettlementObject {
     /// Unique identifier, `st_…`.
     #[schema(value_type = String)]
     pub id: SettlementId,
     /// Always `settlement`.
+    #[schema(schema_with = settlement_object_name)]
     pub object: SettlementObjectName,
     /// The period it settles.
     pub period: Period,
@@ -209,8 +221,10 @@ pub struct SettlementObject {
     /// Its leaves in the transparency log.
     pub leaves: Leaves,
     /// The anchored checkpoint covering it; null until anchored.
+    #[schema(required = true)]
     pub checkpoint: Option<CheckpointRef>,
     /// Where the checkpoint was anchored; null until anchored.
+    #[schema(required = true)]
     pub anchor: Option<Anchor>,
     /// `settled` or `anchored`.
     pub status: SettlementStatus,
@@ -220,6 +234,7 @@ pub struct SettlementObject {
 
 /// A settlement's period (Unix seconds).
 #[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = SettlementPeriod)]
 pub struct Period {
     /// Start: the previous settlement's end.
     pub start: i64,
@@ -229,6 +244,7 @@ pub struct Period {
 
 /// A settlement's leaves in the transparency log.
 #[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = SettlementLeaves)]
 pub struct Leaves {
     /// Index of the first.
     pub first: i64,
@@ -247,6 +263,7 @@ pub struct CheckpointRef {
 
 /// Where a checkpoint was anchored.
 #[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = SettlementAnchor)]
 pub struct Anchor {
     /// EIP-155 chain id.
     pub chain_id: i64,
@@ -257,6 +274,9 @@ pub struct Anchor {
     /// Its block.
     pub block_number: i64,
 }
+
+crate::object_name_schema!(payout_object_name, "payout");
+crate::object_name_schema!(settlement_object_name, "settlement");
 
 impl Settlement {
     /// The API object (`"object": "settlement"`).

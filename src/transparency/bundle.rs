@@ -53,12 +53,15 @@ use crate::ids::MerchantId;
 /// The bundle format version.
 pub const BUNDLE_VERSION: u64 = 1;
 
-/// A proof bundle (see the module documentation). Fields are kept as
-/// received so that a verifier can report exactly which one is wrong.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Everything an auditor needs to verify that a settled payment is in the
+/// anchored transparency log (`epg audit verify`): a proof bundle (see the
+/// module documentation). Fields are kept as received so that a verifier
+/// can report exactly which one is wrong.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ProofBundle {
     /// Always `proof_bundle`.
     #[serde(default = "object_name")]
+    #[schema(schema_with = bundle_object_name, required = true)]
     pub object: String,
     /// Format version: 1.
     pub version: u64,
@@ -68,7 +71,7 @@ pub struct ProofBundle {
     pub leaf_index: u64,
     /// Size of the tree the path is for.
     pub tree_size: u64,
-    /// `PATH(leaf_index, D[tree_size])`, hex.
+    /// RFC 9162 inclusion path `PATH(leaf_index, D[tree_size])`, hex hashes.
     pub inclusion_path: Vec<String>,
     /// The log state the path leads to.
     pub checkpoint: BundleCheckpoint,
@@ -80,19 +83,24 @@ fn object_name() -> String {
     "proof_bundle".into()
 }
 
+crate::object_name_schema!(bundle_object_name, "proof_bundle");
+
 /// The leaf of a bundle.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = ProofBundleLeaf)]
 pub struct BundleLeaf {
     /// Canonical encoding, hex.
     pub data_hex: String,
     /// Salt, hex.
     pub salt_hex: String,
     /// `data` decoded, for reading.
+    #[schema(value_type = Object)]
     pub decoded: serde_json::Value,
 }
 
 /// The checkpoint of a bundle.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = ProofBundleCheckpoint)]
 pub struct BundleCheckpoint {
     /// The log's origin.
     pub origin: String,
@@ -103,7 +111,8 @@ pub struct BundleCheckpoint {
 }
 
 /// The anchor of a bundle.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = ProofBundleAnchor)]
 pub struct BundleAnchor {
     /// EIP-155 chain id.
     pub chain_id: u64,

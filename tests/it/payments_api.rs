@@ -821,6 +821,62 @@ async fn uncaptured_authorizations_are_voided_after_their_lifetime() {
 }
 
 #[tokio::test]
+async fn an_operation_in_flight_makes_others_wait_and_the_expiry_job_leave_the_payment() {
+    let app = spawn_app().await;
+    let authorized = pay_card(&app, 1000, "manual", CARD_OK).await;
+    let id = authorized["id"].as_str().unwrap();
+    // Another node's void of the payment, under its lease.
+    sqlx::query(
+        "INSERT INTO payment_operations (id, merchant_id, payment_id, kind, amount, locked_until)
+         SELECT 'pop_' || substr(md5(random()::text), 1, 24), merchant_id, id, 'void', 0,
+                now() + interval '1 hour'
+           FROM payments WHERE id = $1",
+    )
+    .bind(id)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+
+    // The API's answer keeps its code.
+    let capture = app
+        .post(
+            &format!("/v1/payments/{id}/capture"),
+            &app.secret_key,
+            &json!({}),
+        )
+        .await;
+    let body = json(capture, 409).await;
+    assert_eq!(body["error"]["code"], "payment_operation_in_progress");
+
+    // The expiry job leaves it to the node that holds it: no error, no
+    // cancel, no second operation.
+    sqlx::query("UPDATE payments SET expires_at = now() - interval '1 second' WHERE id = $1")
+        .bind(id)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let expired = epg::payments::jobs::expire_due(&payments(&app), time::OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+    assert_eq!(expired, 0);
+    let payment = json(
+        app.get(&format!("/v1/payments/{id}"), &app.secret_key)
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(payment["status"], "requires_capture");
+    let operations: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM payment_operations WHERE payment_id = $1 AND kind = 'void'",
+    )
+    .bind(id)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(operations, 1);
+}
+
+#[tokio::test]
 async fn risk_blocks_above_the_merchant_threshold() {
     let app = spawn_app().await;
     sqlx::query("UPDATE merchants SET risk_threshold = 30 WHERE id = $1")

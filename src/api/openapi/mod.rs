@@ -13,7 +13,6 @@
 //! routed (method, path) is documented and every documented one routed.
 
 pub mod dashboard;
-pub mod legacy;
 
 use std::sync::LazyLock;
 
@@ -162,9 +161,10 @@ use utoipa::openapi::{ContentBuilder, Ref, RefOr};
     components(
         schemas(
             super::error::Body<'_>,
-            // Items of lists whose wrappers are still in legacy.json.
-            super::webhook_endpoints::EndpointObject,
-            super::events::DeliveryObject,
+            // Named by reference from the fields they flatten into (see
+            // `PaymentObject::merchant`, `NextAction::BankTransferInstructions`).
+            crate::payments::model::MerchantView,
+            crate::payments::model::PayeeDetails,
         ),
         responses(
             BadRequest,
@@ -339,7 +339,6 @@ pub static DOCUMENT_TEXT: LazyLock<String> = LazyLock::new(|| {
 pub fn document() -> Value {
     let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or(Value::Null);
     conventions(&mut doc);
-    legacy::merge(&mut doc);
     doc
 }
 

@@ -73,6 +73,7 @@ use super::watcher::SinkError;
 use crate::ids::{ChainSendId, MerchantId};
 use crate::ledger::{self, AccountRef, Entry, EntryKind};
 use crate::money::{Amount, AssetCode};
+use crate::telemetry::ErrorChain;
 use crate::telemetry::metrics::Metrics;
 
 pub use store::{
@@ -85,8 +86,10 @@ const DISPATCH_BATCH: i64 = 64;
 /// Sends whose transactions are looked up on the chain at once.
 const TRACK_CONCURRENCY: usize = 16;
 
-/// What a send pays.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a send pays (stored by its serde name in `chain_sends.purpose`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, sqlx::Type)]
+#[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
 pub enum Purpose {
     /// A crypto refund (`re_…`).
     Refund,
@@ -99,27 +102,7 @@ pub enum Purpose {
     Sweep,
 }
 
-impl Purpose {
-    /// The stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Purpose::Refund => "refund",
-            Purpose::Payout => "payout",
-            Purpose::Anchor => "anchor",
-            Purpose::Sweep => "sweep",
-        }
-    }
-
-    fn parse(s: &str) -> Option<Self> {
-        match s {
-            "refund" => Some(Purpose::Refund),
-            "payout" => Some(Purpose::Payout),
-            "anchor" => Some(Purpose::Anchor),
-            "sweep" => Some(Purpose::Sweep),
-            _ => None,
-        }
-    }
-}
+crate::names!(Purpose);
 
 /// A send to queue.
 #[derive(Debug, Clone)]
@@ -287,16 +270,24 @@ pub trait SendSink: Send + Sync {
     }
 }
 
+/// The cause under a [`SendError`]: the RPC client's, the signer's or the
+/// sink's own error, kept whole for the log's cause chain.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Errors of the sender.
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
-    /// The chain's endpoint failed or timed out.
-    #[error("chain {chain_id}: {message}")]
+    /// The chain's endpoint failed or timed out (or a transaction could
+    /// not be signed or read).
+    #[error("chain {chain_id}: {what}")]
     Rpc {
         /// The chain.
         chain_id: u64,
-        /// What failed.
-        message: String,
+        /// What failed (`eth_estimateGas`, `signing`, …).
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: BoxError,
     },
     /// The sender cannot run on this chain.
     #[error("chain {chain_id}: {message}")]
@@ -305,14 +296,18 @@ pub enum SendError {
         chain_id: u64,
         /// Why.
         message: String,
+        /// The error behind it, when there is one.
+        #[source]
+        source: Option<BoxError>,
     },
     /// The sink refused to book.
-    #[error("booking send {id}: {message}")]
+    #[error("booking send {id}")]
     Sink {
         /// The send.
         id: ChainSendId,
         /// Why.
-        message: String,
+        #[source]
+        source: BoxError,
     },
     /// The ledger refused the gas posting.
     #[error(transparent)]
@@ -362,6 +357,7 @@ impl Sender {
         let setup = |message: String| SendError::Setup {
             chain_id: chain.chain_id,
             message,
+            source: None,
         };
         if signer.address() != chain.treasury {
             return Err(setup(format!(
@@ -376,7 +372,11 @@ impl Sender {
             .find(|a| a.is_native())
             .ok_or_else(|| setup("no native coin among its assets, to book gas in".to_owned()))?
             .asset_code(chain.chain_id)
-            .map_err(|e| setup(e.to_string()))?;
+            .map_err(|e| SendError::Setup {
+                chain_id: chain.chain_id,
+                message: "the native coin's asset code".to_owned(),
+                source: Some(e.into()),
+            })?;
         let provider = Self::provider(&chain)?;
         Ok(Self {
             chain,
@@ -386,9 +386,9 @@ impl Sender {
             sink,
             native: Some(native),
             purposes: vec![
-                Purpose::Refund.as_str().to_owned(),
-                Purpose::Payout.as_str().to_owned(),
-                Purpose::Sweep.as_str().to_owned(),
+                Purpose::Refund.to_string(),
+                Purpose::Payout.to_string(),
+                Purpose::Sweep.to_string(),
             ],
             metrics,
         })
@@ -415,7 +415,7 @@ impl Sender {
             provider,
             sink,
             native: None,
-            purposes: vec![purpose.as_str().to_owned()],
+            purposes: vec![purpose.to_string()],
             metrics,
         })
     }
@@ -423,7 +423,8 @@ impl Sender {
     fn provider(chain: &ChainConfig) -> Result<DynProvider, SendError> {
         let url = chain.http_url.parse().map_err(|e| SendError::Setup {
             chain_id: chain.chain_id,
-            message: format!("http_url: {e}"),
+            message: "http_url".to_owned(),
+            source: Some(Box::new(e)),
         })?;
         Ok(ProviderBuilder::new()
             .disable_recommended_fillers()
@@ -459,7 +460,7 @@ impl Sender {
                 }
                 Err(e) => {
                     failures = failures.saturating_add(1);
-                    tracing::warn!(chain_id, error = %e, "hot wallet sender step failed");
+                    tracing::warn!(chain_id, error = %ErrorChain(&e), "hot wallet sender step failed");
                     self.chain.retry_delay(failures)
                 }
             };
@@ -477,30 +478,32 @@ impl Sender {
         futures::stream::iter(&open)
             .for_each_concurrent(TRACK_CONCURRENCY, |send| async move {
                 if let Err(e) = self.track(send).await {
-                    tracing::warn!(send = %send.id, error = %e, "tracking a send failed");
+                    tracing::warn!(send = %send.id, error = %ErrorChain(&e), "tracking a send failed");
                 }
             })
             .await;
         Ok(())
     }
 
-    fn rpc_error(&self, e: impl std::fmt::Display) -> SendError {
+    fn rpc_error(&self, what: &'static str, source: impl Into<BoxError>) -> SendError {
         SendError::Rpc {
             chain_id: self.chain.chain_id,
-            message: e.to_string(),
+            what,
+            source: source.into(),
         }
     }
 
     /// Bounds an RPC call by the chain's timeout.
-    async fn call<T, E: std::fmt::Display>(
+    async fn call<T, E: Into<BoxError>>(
         &self,
-        what: &str,
+        what: &'static str,
         fut: impl std::future::IntoFuture<Output = Result<T, E>>,
     ) -> Result<T, SendError> {
-        match tokio::time::timeout(self.chain.rpc_timeout(), fut.into_future()).await {
+        let timeout = self.chain.rpc_timeout();
+        match tokio::time::timeout(timeout, fut.into_future()).await {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(self.rpc_error(format!("{what}: {e}"))),
-            Err(_) => Err(self.rpc_error(format!("{what}: timed out"))),
+            Ok(Err(e)) => Err(self.rpc_error(what, e)),
+            Err(_) => Err(self.rpc_error(what, format!("timed out after {timeout:?}"))),
         }
     }
 
@@ -556,8 +559,9 @@ impl Sender {
                     // The transfer would revert as things stand (typically
                     // the treasury lacks the token): nothing is signed, the
                     // send waits.
-                    store::postpone(&mut db, &send.id, &e.to_string(), self.backoff(send)).await?;
-                    tracing::warn!(send = %send.id, error = %e, "send cannot be made yet");
+                    let why = ErrorChain(&e).to_string();
+                    store::postpone(&mut db, &send.id, &why, self.backoff(send)).await?;
+                    tracing::warn!(send = %send.id, error = %why, "send cannot be made yet");
                     continue;
                 }
             };
@@ -569,7 +573,7 @@ impl Sender {
                 fees,
                 &send.call,
             )
-            .map_err(|e| self.rpc_error(format!("signing: {e}")))?;
+            .map_err(|e| self.rpc_error("signing", e))?;
             store::record_signed(&mut db, &send.id, from, &tx).await?;
             if send.money.is_none() {
                 self.tell(&mut db, send, CallEvent::Signed(tx.hash)).await?;
@@ -784,7 +788,7 @@ impl Sender {
             .await
             .map_err(|e| SendError::Sink {
                 id: send.id.clone(),
-                message: e.to_string(),
+                source: e.into_source(),
             })
     }
 
@@ -814,7 +818,7 @@ impl Sender {
             fees,
             &send.call,
         )
-        .map_err(|e| self.rpc_error(format!("signing: {e}")))?;
+        .map_err(|e| self.rpc_error("signing", e))?;
         if !store::record_replacement(&self.pool, send, nonce, &latest.hash, &signed).await? {
             // Another node bumped or finished it meanwhile.
             return Ok(false);
@@ -870,7 +874,7 @@ impl Sender {
             .checked_mul(receipt.effective_gas_price)
             .and_then(|wei| i128::try_from(wei).ok())
             .and_then(|wei| Amount::new(wei).ok())
-            .ok_or_else(|| self.rpc_error("gas fee out of range"))?;
+            .ok_or_else(|| self.rpc_error("receipt", "gas fee out of range"))?;
         let mined = store::Mined {
             tx_hash: receipt.transaction_hash,
             block_number: number,
@@ -910,7 +914,7 @@ impl Sender {
             .await
             .map_err(|e| SendError::Sink {
                 id: send.id.clone(),
-                message: e.to_string(),
+                source: e.into_source(),
             })?;
         db.commit().await?;
         tracing::info!(send = %send.id, tx = %mined.tx_hash, ?outcome, "send finished");
@@ -950,7 +954,7 @@ pub fn spawn_all(
                 jobs.spawn(sender.run(shutdown.clone()));
             }
             Err(e) => {
-                tracing::warn!(error = %e, "no on-chain refunds or payouts on this chain");
+                tracing::warn!(error = %ErrorChain(&e), "no on-chain refunds or payouts on this chain");
             }
         }
     }

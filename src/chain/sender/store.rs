@@ -79,7 +79,7 @@ pub async fn queue(
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'queued')"#,
         id.as_str(),
         int8(send.chain_id)?,
-        send.purpose.as_str(),
+        send.purpose as Purpose,
         send.object_id,
         send.merchant.as_str(),
         send.asset.as_str(),
@@ -157,8 +157,10 @@ impl Row {
     fn into_job(self) -> Result<Job, sqlx::Error> {
         let id = ChainSendId::parse(&self.id).map_err(|_| corrupt("id", &self.id))?;
         let chain_id = uint(self.chain_id)?;
-        let purpose =
-            Purpose::parse(&self.purpose).ok_or_else(|| corrupt("purpose", &self.purpose))?;
+        let purpose = self
+            .purpose
+            .parse::<Purpose>()
+            .map_err(|_| corrupt("purpose", &self.purpose))?;
         let to = address(&self.to_address)?;
         let nonce = self.nonce.map(uint).transpose()?;
         let failures = u32::try_from(self.failures).unwrap_or(0);
@@ -236,7 +238,7 @@ pub async fn queue_call(
            ON CONFLICT (purpose, object_id) DO NOTHING"#,
         id.as_str(),
         int8(call.chain_id)?,
-        call.purpose.as_str(),
+        call.purpose as Purpose,
         call.object_id,
         hex0x(Address::ZERO.as_slice()),
         hex0x(call.signer.as_slice()),
@@ -276,7 +278,7 @@ pub async fn sends_of(
         r#"SELECT id, object_id, status, failures, last_error FROM chain_sends
             WHERE purpose = $1 AND starts_with(object_id, $2)
             ORDER BY created_at, id"#,
-        purpose.as_str(),
+        purpose as Purpose,
         prefix,
     )
     .fetch_all(pool)
@@ -660,7 +662,7 @@ pub async fn newest_transactions(
              FROM chain_sends s JOIN chain_send_txs t ON t.send_id = s.id
             WHERE s.purpose = $1 AND s.object_id = ANY($2) AND t.status <> 'rejected'
             ORDER BY s.object_id, t.created_at DESC, t.max_fee_per_gas DESC"#,
-        purpose.as_str(),
+        purpose as Purpose,
         objects,
     )
     .fetch_all(pool)

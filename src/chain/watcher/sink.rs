@@ -19,8 +19,9 @@ use time::OffsetDateTime;
 
 use crate::money::{Amount, AmountError, AssetCode};
 
-/// Where a transfer stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+/// Where a transfer stands (stored by its serde name in
+/// `chain_transfers.status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TransferStatus {
     /// In a canonical block that has not reached the confirmation depth.
@@ -32,26 +33,7 @@ pub enum TransferStatus {
     Removed,
 }
 
-impl TransferStatus {
-    /// The stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TransferStatus::Detected => "detected",
-            TransferStatus::Confirmed => "confirmed",
-            TransferStatus::Removed => "removed",
-        }
-    }
-
-    /// Parses the stored name.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "detected" => Some(TransferStatus::Detected),
-            "confirmed" => Some(TransferStatus::Confirmed),
-            "removed" => Some(TransferStatus::Removed),
-            _ => None,
-        }
-    }
-}
+crate::names!(TransferStatus);
 
 /// One `PaymentReceived` log of a chain's router, as recorded in
 /// `chain_transfers`.
@@ -133,6 +115,11 @@ impl SinkError {
     /// An error from a message.
     pub fn msg(message: impl fmt::Display) -> Self {
         Self(message.to_string().into())
+    }
+
+    /// The error under it, as a `#[source]` of the caller's error.
+    pub fn into_source(self) -> Box<dyn std::error::Error + Send + Sync> {
+        self.0
     }
 }
 

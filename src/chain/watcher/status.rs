@@ -9,8 +9,9 @@ use time::OffsetDateTime;
 
 use crate::chain::guard::{ContractsHealth, QuoteRefusal};
 
-/// A watcher's state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// A watcher's state: `healthy` and `lagging` are ready; `starting` and
+/// `unreachable` are not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ChainState {
     /// Not yet in contact with the chain.
@@ -27,7 +28,7 @@ pub enum ChainState {
 }
 
 /// How the watcher learns of new heads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum HeadSource {
     /// A WebSocket `newHeads` subscription (and polling as a safety net).
@@ -36,29 +37,37 @@ pub enum HeadSource {
     Polling,
 }
 
-/// One chain's status.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// What one chain's watcher is doing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ChainHealth {
-    /// See [`ChainState`].
+    /// `healthy` and `lagging` are ready; `starting` and `unreachable`
+    /// are not (see [`ChainState`]).
     pub status: ChainState,
     /// The chain's head as last seen.
+    #[schema(required = true)]
     pub head: Option<u64>,
     /// The last block whose effects are committed.
+    #[schema(required = true)]
     pub cursor: Option<u64>,
     /// `head - cursor`.
+    #[schema(required = true)]
     pub lag: Option<u64>,
     /// How new heads arrive.
     pub new_heads: HeadSource,
     /// Failures in a row (reset by a successful step).
     pub consecutive_failures: u32,
     /// The last failure, if the watcher has not succeeded since.
+    #[schema(required = true)]
     pub last_error: Option<String>,
-    /// When the last step succeeded.
+    /// When the last step succeeded (RFC 3339).
     #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(required = true, value_type = Option<String>, format = DateTime)]
     pub last_success_at: Option<OffsetDateTime>,
     /// What the contract guard last found (`None` before its first read).
+    #[schema(required = true)]
     pub contracts: Option<ContractsHealth>,
     /// Why the guard's last read failed, if it did (its last judgement stands).
+    #[schema(required = true)]
     pub contracts_error: Option<String>,
 }
 

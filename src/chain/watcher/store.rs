@@ -8,7 +8,7 @@ use alloy::primitives::{Address, B256, U256};
 use sqlx::PgConnection;
 use time::OffsetDateTime;
 
-use super::sink::{Transfer, TransferStatus};
+use super::sink::Transfer;
 use crate::chain::config::ChainConfig;
 use crate::chain::rpc::BlockHeader;
 
@@ -135,7 +135,7 @@ impl TryFrom<TransferRow> for Transfer {
             asset: r.asset,
             amount: U256::from_str_radix(&r.amount, 10)
                 .map_err(|_| corrupt("amount", &r.amount))?,
-            status: TransferStatus::parse(&r.status).ok_or_else(|| corrupt("status", &r.status))?,
+            status: r.status.parse().map_err(|_| corrupt("status", &r.status))?,
             removals: u32::try_from(r.removals)
                 .map_err(|_| corrupt("removals", &r.removals.to_string()))?,
             detected_at: r.detected_at,

@@ -30,7 +30,7 @@ pub async fn require(
             &signed.user,
             &format!("{audit}_refused"),
             target,
-            json!({"why": "role", "role": signed.user.role.as_str()}),
+            json!({"why": "role", "role": signed.user.role}),
             &signed.origin,
         )
         .await

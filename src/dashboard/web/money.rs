@@ -31,7 +31,8 @@ fn payment_error(e: &PaymentError) -> Response {
         PaymentError::NotFound { .. } => layout::error_page(StatusCode::NOT_FOUND, &e.to_string()),
         PaymentError::Invalid { .. }
         | PaymentError::Refused { .. }
-        | PaymentError::State { .. } => layout::error_page(StatusCode::BAD_REQUEST, &e.to_string()),
+        | PaymentError::State { .. }
+        | PaymentError::Busy { .. } => layout::error_page(StatusCode::BAD_REQUEST, &e.to_string()),
         other => guard::server_error("payments", other),
     }
 }
@@ -261,6 +262,7 @@ pub async fn evidence(
         Err(
             e @ (PaymentError::Invalid { .. }
             | PaymentError::State { .. }
+            | PaymentError::Busy { .. }
             | PaymentError::Refused { .. }),
         ) => with_status(
             dispute_page(&state, &signed, &id, Some((false, e.to_string()))).await,
@@ -322,7 +324,7 @@ pub async fn concede(
             }
             Redirect::to(&format!("/dashboard/disputes/{id}")).into_response()
         }
-        Err(e @ PaymentError::State { .. }) => with_status(
+        Err(e @ (PaymentError::State { .. } | PaymentError::Busy { .. })) => with_status(
             dispute_page(&state, &signed, &id, Some((false, e.to_string()))).await,
             StatusCode::BAD_REQUEST,
         ),

@@ -121,9 +121,10 @@ fn payment_error(e: &PaymentError) -> Response {
         PaymentError::NotFound { .. } => layout::error_page(StatusCode::NOT_FOUND, &e.to_string()),
         PaymentError::Invalid { .. }
         | PaymentError::Refused { .. }
-        | PaymentError::State { .. } => layout::error_page(StatusCode::BAD_REQUEST, &e.to_string()),
+        | PaymentError::State { .. }
+        | PaymentError::Busy { .. } => layout::error_page(StatusCode::BAD_REQUEST, &e.to_string()),
         other => {
-            tracing::error!(error = %other, "dashboard: payments error");
+            tracing::error!(error = %crate::telemetry::ErrorChain(other), "dashboard: payments error");
             layout::error_page(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "Something went wrong on our side.",
@@ -176,7 +177,7 @@ pub async fn list(
         Ok(p) => p,
         Err(e) => return payment_error(&e),
     };
-    let objects: Vec<Value> = payments.iter().map(|p| state.payments.object(p)).collect();
+    let objects: Vec<Value> = payments.iter().map(|p| snapshot(&state, p)).collect();
     let content = html! {
         h1 { "Payments" }
         form.filters method="get" action="/dashboard/payments" id="filters" {
@@ -238,6 +239,12 @@ fn csv_cell(value: &str) -> String {
     }
 }
 
+/// The payment as its events carry it, as JSON: the pages and the CSV
+/// show the fields a webhook receiver gets.
+fn snapshot(state: &AppState, payment: &crate::payments::Payment) -> Value {
+    serde_json::to_value(state.payments.object(payment)).unwrap_or(Value::Null)
+}
+
 /// One payment object as a CSV record.
 pub fn csv_record(p: &Value) -> String {
     let text = |v: &Value| match v {
@@ -284,7 +291,7 @@ pub async fn csv(
     let mut out = CSV_COLUMNS.join(",");
     out.push_str("\r\n");
     for p in &payments {
-        out.push_str(&csv_record(&state.payments.object(p)));
+        out.push_str(&csv_record(&snapshot(&state, p)));
         out.push_str("\r\n");
     }
     if let Err(e) = dashboard(&state)
@@ -329,7 +336,7 @@ async fn detail_page(
         Ok(p) => p,
         Err(e) => return payment_error(&e),
     };
-    let object = state.payments.object(&payment);
+    let object = snapshot(state, &payment);
     let events = match EventStore::new(state.pool.clone())
         .for_object(merchant, id.as_str(), 0)
         .await
@@ -570,6 +577,7 @@ pub async fn refund(
             PaymentError::Invalid { message, .. }
             | PaymentError::Refused { message, .. }
             | PaymentError::State { message, .. }
+            | PaymentError::Busy { message }
             | PaymentError::Unavailable { message, .. },
         ) => with_status(
             detail_page(

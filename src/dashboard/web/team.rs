@@ -77,7 +77,7 @@ async fn team_page(
                 input type="hidden" name="csrf" value=(signed.session.csrf_token);
                 label { "Email " input type="email" name="email" required; }
                 label { "Role "
-                    select name="role" { @for r in Role::ALL { option value=(r.as_str()) selected[r == Role::Analyst] { (r.as_str()) } } } }
+                    select name="role" { @for r in Role::ALL { option value=(r) selected[r == Role::Analyst] { (r) } } } }
                 (code_field())
                 button type="submit" { "Create invitation link" }
             }
@@ -136,7 +136,7 @@ pub async fn invite(
     {
         return r;
     }
-    let Some(role) = Role::parse(&form.role) else {
+    let Ok(role) = form.role.parse::<Role>() else {
         return layout::error_page(
             StatusCode::BAD_REQUEST,
             "The form field `role` is wrong: expected admin, developer, analyst or support",

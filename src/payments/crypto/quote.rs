@@ -60,15 +60,18 @@ pub struct CryptoOption {
     /// The asset's decimals (to show amounts in whole units).
     pub decimals: u8,
     /// The token's contract; null for the native coin.
+    #[schema(required = true)]
     pub token_address: Option<String>,
     /// The PaymentRouter a browser wallet calls.
     pub router_address: String,
     /// The factory of deposit addresses, when the chain has one.
+    #[schema(required = true)]
     pub deposit_factory: Option<String>,
     /// Confirmations before a payment succeeds.
     pub confirmations_required: u64,
     /// What a wallet needs to add the chain (EIP-3085), when the node has
     /// a public RPC URL for it.
+    #[schema(required = true)]
     pub add_chain: Option<AddChain>,
 }
 
@@ -86,7 +89,7 @@ pub struct AddChain {
     pub rpc_urls: Vec<String>,
 }
 
-/// The native coin of an [`AddChain`].
+/// The native coin of a chain to add (EIP-3085).
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct NativeCurrency {
     /// Its name.
@@ -103,8 +106,7 @@ async fn quote_for(
     chain: &ChainConfig,
     asset: &AssetConfig,
 ) -> Result<(u128, Rate), PaymentError> {
-    let currency =
-        Currency::parse(&payment.currency).map_err(|e| PaymentError::Ledger(e.to_string()))?;
+    let currency = Currency::parse(&payment.currency).map_err(PaymentError::Money)?;
     let amount = u64::try_from(payment.amount).unwrap_or(0);
     let unavailable = |e: QuoteError| PaymentError::state("quote_unavailable", e.to_string());
     if asset.usd_peg {
@@ -139,7 +141,10 @@ async fn quote_for(
     let url = chain
         .http_url
         .parse()
-        .map_err(|e| PaymentError::Ledger(format!("chain {} url: {e}", chain.chain_id)))?;
+        .map_err(|e| PaymentError::Unexpected {
+            what: "the chain's http_url",
+            source: Box::new(e),
+        })?;
     let provider = ProviderBuilder::new().connect_http(url);
     let contract = DevPriceFeed::new(feed, &provider);
     // A feed states its own precision; assuming Chainlink's usual 8 would
@@ -323,9 +328,7 @@ impl Payments {
         rand::thread_rng().fill_bytes(&mut bytes);
         let reference = format!("{}", B256::from(bytes));
         let expires_at = OffsetDateTime::now_utc() + QUOTE_TTL;
-        let code = asset
-            .asset_code(chain_id)
-            .map_err(|e| PaymentError::Ledger(e.to_string()))?;
+        let code = asset.asset_code(chain_id).map_err(PaymentError::Money)?;
         sqlx::query!(
             r#"INSERT INTO crypto_payments (payment_id, merchant_id, chain_id, asset, token, router,
                    reference, expected, rate, expires_at, confirmations, deposit_address,
@@ -342,8 +345,12 @@ impl Payments {
             hex_lower(asset.token()),
             hex_lower(chain.router),
             reference,
-            Decimal::from_str_exact(&units.to_string())
-                .map_err(|e| PaymentError::Ledger(e.to_string()))?,
+            Decimal::from_str_exact(&units.to_string()).map_err(|e| {
+                PaymentError::Unexpected {
+                    what: "the quoted units as a decimal",
+                    source: Box::new(e),
+                }
+            })?,
             Json(&rate) as _,
             expires_at,
             i64::try_from(chain.confirmations).unwrap_or(i64::MAX),
