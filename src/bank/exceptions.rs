@@ -194,6 +194,7 @@ impl Exception {
 #[schema(as = ReconciliationException)]
 pub struct ExceptionObject {
     /// Unique identifier, `rex_…`.
+    #[schema(pattern = "^rex_[A-Za-z0-9]{24}$")]
     pub id: String,
     /// Always `reconciliation_exception`.
     #[schema(schema_with = exception_object_name)]
@@ -207,6 +208,7 @@ pub struct ExceptionObject {
     /// The money at stake, in the currency's smallest unit.
     pub amount: i64,
     /// Lower-case ISO 4217.
+    #[schema(pattern = "^[a-z]{3}$")]
     pub currency: String,
     /// The gateway's bank account (its configured id).
     pub bank_account: String,

@@ -95,17 +95,19 @@ pub enum DisputeObjectName {
 #[schema(as = Dispute)]
 pub struct DisputeObject {
     /// Unique identifier, `dp_…`.
-    #[schema(value_type = String)]
+    #[schema(value_type = String, pattern = "^dp_[A-Za-z0-9]{24}$")]
     pub id: DisputeId,
     /// Always `dispute`.
     #[schema(schema_with = dispute_object_name)]
     pub object: DisputeObjectName,
     /// Disputed amount, in the currency's smallest unit.
+    #[schema(minimum = 1)]
     pub amount: i64,
     /// Lower-case ISO 4217.
+    #[schema(pattern = "^[a-z]{3}$")]
     pub currency: String,
     /// The disputed payment, `pay_…`.
-    #[schema(value_type = String)]
+    #[schema(value_type = String, pattern = "^pay_[A-Za-z0-9]{24}$")]
     pub payment: PaymentId,
     /// Where the dispute is.
     pub status: DisputeStatus,

@@ -208,6 +208,7 @@ pub struct CryptoInstructions {
     /// Base units to send, as a decimal string.
     pub amount: String,
     /// The 32-byte reference the router call must carry.
+    #[schema(pattern = "^0x[0-9a-f]{64}$")]
     pub payment_reference: String,
     /// An EIP-681 URI of the transfer (the deposit address's in deposit mode).
     pub uri: String,
@@ -218,7 +219,7 @@ pub struct CryptoInstructions {
     pub mode: CryptoMode,
     /// An address of this payment alone that a plain transfer may pay.
     #[serde(default)]
-    #[schema(required = true)]
+    #[schema(required = true, pattern = "^0x[0-9a-f]{40}$")]
     pub deposit_address: Option<String>,
     /// An EIP-681 URI paying the deposit address.
     #[serde(default)]
@@ -306,10 +307,11 @@ pub struct CryptoView {
     #[schema(required = true)]
     pub token_address: Option<String>,
     /// The 32-byte reference of the quote.
+    #[schema(pattern = "^0x[0-9a-f]{64}$")]
     pub payment_reference: String,
     /// The payment's deposit address, when the chain has a deposit factory.
     #[serde(default)]
-    #[schema(required = true)]
+    #[schema(required = true, pattern = "^0x[0-9a-f]{40}$")]
     pub deposit_address: Option<String>,
     /// `any` or `deposit`.
     #[serde(default)]
@@ -324,8 +326,10 @@ pub struct CryptoView {
     /// When the quote lapses (Unix seconds).
     pub expires_at: i64,
     /// Confirmations needed.
+    #[schema(minimum = 1)]
     pub confirmations_required: i64,
     /// Depth of the shallowest transfer now.
+    #[schema(minimum = 0)]
     pub confirmations: i64,
     /// `underpaid`, `overpaid`, `paid_late`, `wrong_asset` or `unbookable`:
     /// money held for the merchant's decision.
@@ -527,22 +531,28 @@ pub enum PaymentObjectName {
 #[schema(as = Payment)]
 pub struct PaymentObject {
     /// Unique identifier, `pay_…`.
-    #[schema(value_type = String, example = "pay_3MtwBwLkdIwHu7ix28a3tqPa")]
+    #[schema(value_type = String, example = "pay_3MtwBwLkdIwHu7ix28a3tqPa", pattern = "^pay_[A-Za-z0-9]{24}$")]
     pub id: PaymentId,
     /// Always `payment`.
     #[schema(schema_with = payment_object_name)]
     pub object: PaymentObjectName,
     /// Amount to collect, in the currency's smallest unit.
+    #[schema(minimum = 1)]
     pub amount: i64,
     /// Authorized and not yet captured or released.
+    #[schema(minimum = 0)]
     pub amount_capturable: i64,
     /// Received so far.
+    #[schema(minimum = 0)]
     pub amount_received: i64,
     /// Refunded or returned so far.
+    #[schema(minimum = 0)]
     pub amount_refunded: i64,
     /// Under dispute, or lost to one.
+    #[schema(minimum = 0)]
     pub amount_disputed: i64,
     /// Lower-case ISO 4217 currency code.
+    #[schema(pattern = "^[a-z]{3}$")]
     pub currency: String,
     /// Where the payment is in its life cycle.
     pub status: Status,
@@ -560,6 +570,7 @@ pub struct PaymentObject {
     #[schema(required = true)]
     pub last_payment_error: Option<LastError>,
     /// The secret a browser checkout acts on the payment with.
+    #[schema(pattern = "^pay_[A-Za-z0-9]{24}_secret_[A-Za-z0-9]{24}$")]
     pub client_secret: String,
     /// The quote and transfers of a crypto payment; null otherwise.
     #[schema(required = true)]

@@ -109,17 +109,19 @@ pub enum RefundObjectName {
 #[schema(as = Refund)]
 pub struct RefundObject {
     /// Unique identifier, `re_…`.
-    #[schema(value_type = String)]
+    #[schema(value_type = String, pattern = "^re_[A-Za-z0-9]{24}$")]
     pub id: RefundId,
     /// Always `refund`.
     #[schema(schema_with = refund_object_name)]
     pub object: RefundObjectName,
     /// Amount refunded, in the payment currency's smallest unit.
+    #[schema(minimum = 1)]
     pub amount: i64,
     /// The payment's currency (lower-case ISO 4217).
+    #[schema(pattern = "^[a-z]{3}$")]
     pub currency: String,
     /// The refunded payment, `pay_…`.
-    #[schema(value_type = String)]
+    #[schema(value_type = String, pattern = "^pay_[A-Za-z0-9]{24}$")]
     pub payment: PaymentId,
     /// Where the refund is.
     pub status: RefundStatus,

@@ -115,7 +115,7 @@ pub struct SettlementItem {
     /// Fee, as a decimal string of the smallest unit.
     pub fee: String,
     /// Index of its leaf in the transparency log.
-    #[schema(required = true)]
+    #[schema(required = true, minimum = 0)]
     pub leaf_index: Option<i64>,
 }
 
@@ -152,6 +152,7 @@ pub enum PayoutObjectName {
 #[schema(as = Payout)]
 pub struct PayoutObject {
     /// Unique identifier, `po_…`.
+    #[schema(pattern = "^po_[A-Za-z0-9]{24}$")]
     pub id: String,
     /// Always `payout`.
     #[schema(schema_with = payout_object_name)]
@@ -205,7 +206,7 @@ pub enum SettlementStatus {
 #[schema(as = Settlement)]
 pub struct SettlementObject {
     /// Unique identifier, `st_…`.
-    #[schema(value_type = String)]
+    #[schema(value_type = String, pattern = "^st_[A-Za-z0-9]{24}$")]
     pub id: SettlementId,
     /// Always `settlement`.
     #[schema(schema_with = settlement_object_name)]
