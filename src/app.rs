@@ -28,6 +28,15 @@ pub enum AppError {
     /// A configured chain (settlement's anchor, a chain's assets) cannot be used.
     #[error("chain configuration: {0}")]
     Anchor(String),
+    /// The same, because of the error beneath.
+    #[error("chain configuration: {what}")]
+    Chain {
+        /// What cannot be used.
+        what: String,
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The anchorer cannot reach its contract.
     #[error("settlement: the anchorer cannot start")]
     Anchorer(#[source] crate::transparency::anchor::AnchorError),
@@ -251,11 +260,9 @@ async fn register_chain_assets(pool: &PgPool, config: &Config) -> Result<(), App
             registry
                 .register_chain_asset(&mut conn, &asset.chain_asset(chain.chain_id))
                 .await
-                .map_err(|e| {
-                    AppError::Anchor(format!(
-                        "chain {} asset {}: {e}",
-                        chain.chain_id, asset.symbol
-                    ))
+                .map_err(|e| AppError::Chain {
+                    what: format!("chain {} asset {}", chain.chain_id, asset.symbol),
+                    source: Box::new(e),
                 })?;
         }
     }
@@ -270,21 +277,27 @@ async fn settlement_context(
     if st.anchor_rpc_url.is_empty() {
         return Ok(None);
     }
-    let contract: alloy::primitives::Address = st
-        .anchor_contract
-        .parse()
-        .map_err(|e| AppError::Anchor(format!("settlement.anchor_contract: {e}")))?;
+    let contract: alloy::primitives::Address =
+        st.anchor_contract.parse().map_err(|e| AppError::Chain {
+            what: "settlement.anchor_contract".into(),
+            source: Box::new(e),
+        })?;
     let chain_id = crate::chain::deploy::chain_id(&st.anchor_rpc_url)
         .await
-        .map_err(|e| AppError::Anchor(e.to_string()))?;
+        .map_err(|e| AppError::Chain {
+            what: "settlement.anchor_rpc_url".into(),
+            source: Box::new(e),
+        })?;
     // A log moved to a new anchor keeps the name its leaves carry.
     let origin = if st.log_origin.is_empty() {
         crate::transparency::origin_for_anchor(chain_id, contract)
     } else {
         st.log_origin.clone()
     };
-    let log = crate::transparency::TransparencyLog::new(origin)
-        .map_err(|e| AppError::Anchor(format!("settlement.log_origin: {e}")))?;
+    let log = crate::transparency::TransparencyLog::new(origin).map_err(|e| AppError::Chain {
+        what: "settlement.log_origin".into(),
+        source: Box::new(e),
+    })?;
     let anchorer = match &st.anchor_key {
         None => {
             tracing::warn!(

@@ -106,17 +106,17 @@ pub const DEV_ETH_USD: i64 = 300_000_000_000;
 /// Dev USDC minted to each funded devnet account: 1,000,000 USDC.
 pub const DEV_MINT_PER_ACCOUNT: u64 = 1_000_000_000_000;
 
-fn rpc_err(url: &str, e: impl std::fmt::Display) -> ChainError {
+fn rpc_err(url: &str, e: impl Into<super::BoxError>) -> ChainError {
     ChainError::Rpc {
         url: url.to_owned(),
-        message: e.to_string(),
+        source: e.into(),
     }
 }
 
-fn contract_err(what: &str, e: impl std::fmt::Display) -> ChainError {
+fn contract_err(what: &str, e: impl Into<super::BoxError>) -> ChainError {
     ChainError::Contract {
         what: what.to_owned(),
-        message: e.to_string(),
+        source: e.into(),
     }
 }
 
@@ -298,16 +298,16 @@ pub async fn is_live(rpc_url: &str, deployment: &Deployment) -> Result<bool, Cha
 
 /// Reads a deployment file; `None` when it does not exist.
 pub fn read(path: &Path) -> Result<Option<Deployment>, ChainError> {
-    let file_err = |message: String| ChainError::File {
+    let file_err = |source: super::BoxError| ChainError::File {
         path: path.display().to_string(),
-        message,
+        source,
     };
     match std::fs::read(path) {
         Ok(bytes) => serde_json::from_slice(&bytes)
             .map(Some)
-            .map_err(|e| file_err(e.to_string())),
+            .map_err(|e| file_err(e.into())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(file_err(e.to_string())),
+        Err(e) => Err(file_err(e.into())),
     }
 }
 
@@ -315,11 +315,11 @@ pub fn read(path: &Path) -> Result<Option<Deployment>, ChainError> {
 pub fn write(path: &Path, deployment: &Deployment) -> Result<(), ChainError> {
     let json = serde_json::to_vec_pretty(deployment).map_err(|e| ChainError::File {
         path: path.display().to_string(),
-        message: e.to_string(),
+        source: e.into(),
     })?;
     std::fs::write(path, json).map_err(|e| ChainError::File {
         path: path.display().to_string(),
-        message: e.to_string(),
+        source: e.into(),
     })
 }
 
@@ -334,8 +334,12 @@ pub fn signer_from_env(keystore: Option<&Path>) -> Result<PrivateKeySigner, Chai
                 path.display()
             ))
         })?;
-        return PrivateKeySigner::decrypt_keystore(path, password)
-            .map_err(|e| ChainError::Key(format!("keystore {}: {e}", path.display())));
+        return PrivateKeySigner::decrypt_keystore(path, password).map_err(|e| {
+            ChainError::Keystore {
+                path: path.display().to_string(),
+                source: e.into(),
+            }
+        });
     }
     let hex = std::env::var("EPG_DEPLOYER_KEY").map_err(|_| {
         ChainError::Key(

@@ -13,35 +13,50 @@ pub mod sender;
 pub mod sweeper;
 pub mod watcher;
 
+/// The error beneath a [`ChainError`], kept whole for the cause chain.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Errors talking to a chain.
 #[derive(Debug, thiserror::Error)]
 pub enum ChainError {
     /// The RPC endpoint failed or is unreachable.
-    #[error("RPC {url}: {message}")]
+    #[error("RPC {url}")]
     Rpc {
         /// Endpoint.
         url: String,
         /// What went wrong.
-        message: String,
+        #[source]
+        source: BoxError,
     },
     /// A contract call or deployment reverted or could not be sent.
-    #[error("{what}: {message}")]
+    #[error("{what}")]
     Contract {
         /// Which operation.
         what: String,
         /// What went wrong.
-        message: String,
+        #[source]
+        source: BoxError,
     },
     /// A key could not be loaded.
     #[error("signing key: {0}")]
     Key(String),
+    /// A keystore file could not be opened.
+    #[error("signing key: keystore {path}")]
+    Keystore {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        #[source]
+        source: BoxError,
+    },
     /// A deployment file could not be read or written.
-    #[error("{path}: {message}")]
+    #[error("{path}")]
     File {
         /// The file.
         path: String,
         /// What went wrong.
-        message: String,
+        #[source]
+        source: BoxError,
     },
 }
 

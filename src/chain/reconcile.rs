@@ -68,6 +68,9 @@ pub enum ReconcileError {
     /// Nothing to reconcile against.
     #[error("{0}")]
     Setup(String),
+    /// A configured asset has no ledger code.
+    #[error("asset of the chain")]
+    Asset(#[source] crate::money::MoneyError),
 }
 
 /// An asset of a chain to reconcile.
@@ -296,8 +299,8 @@ async fn snapshot(pool: &PgPool, target: &Target) -> Result<Snapshot, ReconcileE
     let sends = finished_sends(&mut tx, target.chain_id).await?;
     let mut ledger = Vec::new();
     for asset in &target.assets {
-        let code = AssetCode::chain(&asset.symbol, target.chain_id)
-            .map_err(|e| ReconcileError::Setup(e.to_string()))?;
+        let code =
+            AssetCode::chain(&asset.symbol, target.chain_id).map_err(ReconcileError::Asset)?;
         let balance = treasury_posted(&mut tx, target.chain_id, &code).await?;
         ledger.push((asset.clone(), code, balance));
     }
