@@ -38,8 +38,3 @@ pub fn amount(value: &Value, currency: &str) -> String {
 pub fn field<'a>(object: &'a Value, name: &str) -> &'a str {
     object.get(name).and_then(Value::as_str).unwrap_or("")
 }
-
-/// An integer field.
-pub fn int(object: &Value, name: &str) -> i64 {
-    object.get(name).and_then(Value::as_i64).unwrap_or(0)
-}

@@ -11,17 +11,17 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 use super::form::Form;
-use super::format::{amount, field, int, time};
+use super::format::{amount, time};
 use super::layout;
 use super::session::{Signed, dashboard};
 use crate::api::AppState;
 use crate::dashboard::Action;
 use crate::events::EventStore;
 use crate::ids::PaymentId;
-use crate::payments::PaymentError;
 use crate::payments::model::Status;
 use crate::payments::refunds::{self, NewRefund};
 use crate::payments::store::Search;
+use crate::payments::{Payment, PaymentError};
 
 /// Rows of one page, and of one CSV export at most.
 const PAGE_ROWS: i64 = 100;
@@ -177,7 +177,6 @@ pub async fn list(
         Ok(p) => p,
         Err(e) => return payment_error(&e),
     };
-    let objects: Vec<Value> = payments.iter().map(|p| snapshot(&state, p)).collect();
     let content = html! {
         h1 { "Payments" }
         form.filters method="get" action="/dashboard/payments" id="filters" {
@@ -194,19 +193,19 @@ pub async fn list(
         table id="payments" {
             thead { tr { th { "Payment" } th { "Amount" } th { "Status" } th { "Method" } th { "Customer" } th { "Created" } } }
             tbody {
-                @for p in &objects {
+                @for p in &payments {
                     tr {
-                        td { a href={ "/dashboard/payments/" (field(p, "id")) } { (field(p, "id")) } }
-                        td.num { (amount(&p["amount"], field(p, "currency"))) }
-                        td { span class={ "status " (field(p, "status")) } { (field(p, "status")) } }
-                        td { (p["payment_method"].get("type").and_then(Value::as_str).unwrap_or("—")) }
-                        td { (p["customer"].get("email").and_then(Value::as_str).unwrap_or("")) }
-                        td { (time(int(p, "created"))) }
+                        td { a href={ "/dashboard/payments/" (p.id) } { (p.id) } }
+                        td.num { (amount(&serde_json::json!(p.amount), &p.currency)) }
+                        td { span class={ "status " (p.status) } { (p.status) } }
+                        td { (method_name(p)) }
+                        td { (email(p).unwrap_or("")) }
+                        td { (time(p.created_at.unix_timestamp())) }
                     }
                 }
             }
         }
-        @if objects.is_empty() { p.empty { "No payments match." } }
+        @if payments.is_empty() { p.empty { "No payments match." } }
     };
     layout::page("Payments", &signed, "/dashboard/payments", content)
 }
@@ -239,10 +238,22 @@ fn csv_cell(value: &str) -> String {
     }
 }
 
-/// The payment as its events carry it, as JSON: the pages and the CSV
-/// show the fields a webhook receiver gets.
-fn snapshot(state: &AppState, payment: &crate::payments::Payment) -> Value {
+/// The payment as its events carry it, as JSON: the CSV has the fields a
+/// webhook receiver gets, by their API names.
+fn snapshot(state: &AppState, payment: &Payment) -> Value {
     serde_json::to_value(state.payments.object(payment)).unwrap_or(Value::Null)
+}
+
+/// The method a payment was confirmed with, or a dash.
+fn method_name(payment: &Payment) -> String {
+    payment
+        .method
+        .map_or_else(|| "—".to_owned(), |m| m.to_string())
+}
+
+/// The customer's email, when given.
+fn email(payment: &Payment) -> Option<&str> {
+    payment.customer.as_ref()?.email.as_deref()
 }
 
 /// One payment object as a CSV record.
@@ -336,7 +347,6 @@ async fn detail_page(
         Ok(p) => p,
         Err(e) => return payment_error(&e),
     };
-    let object = snapshot(state, &payment);
     let events = match EventStore::new(state.pool.clone())
         .for_object(merchant, id.as_str(), 0)
         .await
@@ -380,27 +390,27 @@ async fn detail_page(
             }
         }
     };
-    let currency = field(&object, "currency").to_owned();
+    let currency = payment.currency.clone();
     let remaining = refunds::remaining(&payment);
     let threshold = state.config.dashboard.refund_step_up_above;
     let may_refund = signed.user.role.may(Action::Refund);
     let content = html! {
         p { a href="/dashboard/payments" { "← Payments" } }
-        h1 id="payment-amount" { (amount(&object["amount"], &currency)) " " span class={ "status " (field(&object, "status")) } id="payment-status" { (field(&object, "status")) } }
+        h1 id="payment-amount" { (amount(&serde_json::json!(payment.amount), &currency)) " " span class={ "status " (payment.status) } id="payment-status" { (payment.status) } }
         p.mono id="payment-id" { (id) }
         @if let Some((ok, m)) = &message {
             p class=(if *ok { "notice" } else { "error" }) id=(if *ok { "notice" } else { "error" }) role="alert" { (m) }
         }
         dl.facts {
-            dt { "Method" } dd { (object["payment_method"].get("type").and_then(Value::as_str).unwrap_or("—")) }
-            @if let Some(card) = object["payment_method"].get("card") {
-                dt { "Card" } dd { (field(card, "brand")) " •••• " (field(card, "last4")) }
+            dt { "Method" } dd { (method_name(&payment)) }
+            @if let (Some(_), Some(card)) = (payment.method, &payment.card) {
+                dt { "Card" } dd { (card.brand) " •••• " (card.last4) }
             }
-            dt { "Received" } dd { (amount(&object["amount_received"], &currency)) }
-            dt { "Refunded" } dd { (amount(&object["amount_refunded"], &currency)) }
-            dt { "Customer" } dd { (object["customer"].get("email").and_then(Value::as_str).unwrap_or("—")) }
-            dt { "Created" } dd { (time(int(&object, "created"))) }
-            @if let Some(risk) = object["risk"].get("score") { dt { "Risk score" } dd { (risk) } }
+            dt { "Received" } dd { (amount(&serde_json::json!(payment.amount_received), &currency)) }
+            dt { "Refunded" } dd { (amount(&serde_json::json!(payment.amount_refunded), &currency)) }
+            dt { "Customer" } dd { (email(&payment).unwrap_or("—")) }
+            dt { "Created" } dd { (time(payment.created_at.unix_timestamp())) }
+            @if let Some(risk) = payment.risk_score { dt { "Risk score" } dd { (risk) } }
         }
         section {
             h2 { "Timeline" }
@@ -410,7 +420,7 @@ async fn detail_page(
                 }
             }
         }
-        @if let Some(crypto) = object.get("crypto").filter(|c| !c.is_null()) {
+        @if let Some(crypto) = &payment.crypto {
             section {
                 h2 { "Crypto transfers" }
                 pre.json id="crypto" { (serde_json::to_string_pretty(crypto).unwrap_or_default()) }
