@@ -6,6 +6,7 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod anchored;
 pub mod pg_proxy;
 
 use std::net::SocketAddr;
