@@ -28,21 +28,20 @@ use std::time::{Duration, Instant};
 
 use alloy::eips::eip2718::Encodable2718;
 use alloy::network::{EthereumWallet, TransactionBuilder};
-use alloy::primitives::{Address, B256, Bytes, U64, U256};
+use alloy::primitives::{Address, B256, Bytes, U256};
 use alloy::providers::{Provider, ProviderBuilder};
 use alloy::rpc::types::TransactionRequest;
 use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::SolCall;
 use epg::chain::config::ChainConfig;
 use epg::chain::contracts::{DevStablecoin, PaymentRouter};
-use epg::chain::deploy::{self, DeployPlan, Deployment};
 use epg::chain::watcher::{ChainStatus, SinkError, Transfer, TransferSink, Watcher};
-use epg::devnet::anvil::{Anvil, AnvilOptions, DEV_KEY_0};
 use epg::telemetry::metrics::Metrics;
 use futures::future::BoxFuture;
 use futures::stream::{self, StreamExt};
 use rand::Rng;
 use sqlx::{PgConnection, PgPool};
+use support::devnet::Chain;
 use support::{Scratches, option, per_second, percentile};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -103,32 +102,6 @@ fn reference(n: u64) -> B256 {
     B256::from(bytes)
 }
 
-struct Chain {
-    anvil: Anvil,
-    deployment: Deployment,
-    provider: alloy::providers::RootProvider,
-}
-
-impl Chain {
-    async fn mine(&self, n: u64) {
-        let _: serde_json::Value = self
-            .provider
-            .raw_request("anvil_mine".into(), (U64::from(n),))
-            .await
-            .unwrap();
-    }
-
-    async fn head(&self) -> u64 {
-        self.provider.get_block_number().await.unwrap()
-    }
-
-    fn config(&self) -> ChainConfig {
-        let mut chain = ChainConfig::devnet(&self.deployment, &self.anvil.rpc_url());
-        chain.confirmations = CONFIRMATIONS;
-        chain
-    }
-}
-
 fn watcher(chain: ChainConfig, pool: &PgPool, sink: Arc<BenchSink>) -> Watcher {
     Watcher::new(
         chain.clone(),
@@ -162,7 +135,7 @@ async fn latency(
     poll_ms: u64,
     offset: u64,
 ) -> Vec<Duration> {
-    let mut config = chain.config();
+    let mut config = chain.config(CONFIRMATIONS);
     config.poll_interval_ms = poll_ms;
     if !ws {
         config.ws_url = None;
@@ -227,11 +200,7 @@ async fn backlog(chain: &Chain, payments: u64) -> (u64, u64) {
     let chain_id = chain.deployment.chain_id;
     let router = chain.deployment.router;
     let usdc = chain.deployment.stablecoin.unwrap();
-    let _: serde_json::Value = chain
-        .provider
-        .raw_request("evm_setAutomine".into(), (false,))
-        .await
-        .unwrap();
+    chain.automine(false).await;
     let first = chain.head().await + 1;
     let per_payer = payments.div_ceil(u64::try_from(PAYER_KEYS.len()).unwrap());
     let mut raw: Vec<Bytes> = Vec::new();
@@ -309,11 +278,7 @@ async fn backlog(chain: &Chain, payments: u64) -> (u64, u64) {
         }
     }
     let last = chain.head().await;
-    let _: serde_json::Value = chain
-        .provider
-        .raw_request("evm_setAutomine".into(), (true,))
-        .await
-        .unwrap();
+    chain.automine(true).await;
     chain.mine(CONFIRMATIONS).await;
     (first, last - first + 1)
 }
@@ -333,7 +298,7 @@ async fn catch_up(
     payments: u64,
     range: u64,
 ) -> CatchUp {
-    let mut config = chain.config();
+    let mut config = chain.config(CONFIRMATIONS);
     config.ws_url = None;
     config.start_block = first;
     config.max_block_range = range;
@@ -377,28 +342,7 @@ async fn main() {
     let samples = option(&args, "--samples").unwrap_or(if quick { 40 } else { 200 });
     let mut scratch = Scratches::new("epg_bench_chain");
 
-    let anvil = Anvil::start(AnvilOptions::default()).await.unwrap();
-    let deployer: PrivateKeySigner = DEV_KEY_0.parse().unwrap();
-    let admin = deployer.address();
-    let deployment = deploy::deploy(
-        &anvil.rpc_url(),
-        deployer,
-        &DeployPlan {
-            treasury: TREASURY,
-            admin,
-            anchorer: admin,
-            dev_helpers: true,
-            ..DeployPlan::default()
-        },
-    )
-    .await
-    .unwrap();
-    let provider = alloy::providers::RootProvider::new_http(anvil.rpc_url().parse().unwrap());
-    let chain = Chain {
-        anvil,
-        deployment,
-        provider,
-    };
+    let chain = Chain::start(TREASURY).await;
     for key in PAYER_KEYS {
         let signer: PrivateKeySigner = key.parse().unwrap();
         let p = ProviderBuilder::new()

@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 
 use alloy::eips::eip2718::Encodable2718;
 use alloy::network::{EthereumWallet, TransactionBuilder};
-use alloy::primitives::{Address, B256, Bytes, U64, U256};
+use alloy::primitives::{Address, B256, Bytes, U256};
 use alloy::providers::{Provider, ProviderBuilder};
 use alloy::rpc::types::TransactionRequest;
 use alloy::signers::local::PrivateKeySigner;
@@ -47,15 +47,14 @@ use alloy::sol_types::SolCall;
 use axum::extract::State;
 use epg::chain::config::ChainConfig;
 use epg::chain::contracts::DevStablecoin;
-use epg::chain::deploy::{self, DeployPlan, Deployment};
 use epg::chain::deposits;
 use epg::chain::watcher::{ChainStatus, SinkError, Transfer, TransferSink, Watcher};
-use epg::devnet::anvil::{Anvil, AnvilOptions, DEV_KEY_0};
 use epg::telemetry::metrics::Metrics;
 use futures::future::BoxFuture;
 use futures::stream::{self, StreamExt};
 use rand::Rng;
 use sqlx::{PgConnection, PgPool};
+use support::devnet::Chain;
 use support::{Scratches, option, percentile};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -188,44 +187,6 @@ async fn counting_proxy(upstream: String, rtt: Duration) -> (String, Arc<Counter
     (format!("http://{address}"), counter)
 }
 
-struct Chain {
-    anvil: Anvil,
-    deployment: Deployment,
-    provider: alloy::providers::RootProvider,
-}
-
-impl Chain {
-    async fn mine(&self, n: u64) {
-        let _: serde_json::Value = self
-            .provider
-            .raw_request("anvil_mine".into(), (U64::from(n),))
-            .await
-            .unwrap();
-    }
-
-    async fn automine(&self, on: bool) {
-        let _: serde_json::Value = self
-            .provider
-            .raw_request("evm_setAutomine".into(), (on,))
-            .await
-            .unwrap();
-    }
-
-    async fn head(&self) -> u64 {
-        self.provider.get_block_number().await.unwrap()
-    }
-
-    fn usdc(&self) -> Address {
-        self.deployment.stablecoin.unwrap()
-    }
-
-    fn config(&self) -> ChainConfig {
-        let mut chain = ChainConfig::devnet(&self.deployment, &self.anvil.rpc_url());
-        chain.confirmations = CONFIRMATIONS;
-        chain
-    }
-}
-
 /// Writes `n` open quotes with deposit addresses (`native`: of ETH, else of
 /// USDC), as the quote path would; returns their addresses.
 async fn open_addresses(
@@ -346,7 +307,7 @@ async fn latency(
     poll_ms: u64,
     tag: &str,
 ) -> Latency {
-    let mut config = chain.config();
+    let mut config = chain.config(CONFIRMATIONS);
     config.poll_interval_ms = poll_ms;
     if !ws {
         config.ws_url = None;
@@ -491,7 +452,7 @@ async fn cost(
     let pool = scratch.database(&tag).await;
     let open = open_addresses(&pool, chain, addresses, native, &tag).await;
     let (url, counter) = counting_proxy(chain.anvil.rpc_url(), rtt).await;
-    let mut config = chain.config();
+    let mut config = chain.config(CONFIRMATIONS);
     config.http_url = url;
     config.ws_url = None;
     config.deposit_topic_filter_max = if by_topic { 1_000_000 } else { 0 };
@@ -584,28 +545,7 @@ async fn main() {
     let latency_runs = !args.iter().any(|a| a == "--cost-only");
     let mut scratch = Scratches::new("epg_bench_deposits");
 
-    let anvil = Anvil::start(AnvilOptions::default()).await.unwrap();
-    let deployer: PrivateKeySigner = DEV_KEY_0.parse().unwrap();
-    let admin = deployer.address();
-    let deployment = deploy::deploy(
-        &anvil.rpc_url(),
-        deployer,
-        &DeployPlan {
-            treasury: TREASURY,
-            admin,
-            anchorer: admin,
-            dev_helpers: true,
-            ..DeployPlan::default()
-        },
-    )
-    .await
-    .unwrap();
-    let provider = alloy::providers::RootProvider::new_http(anvil.rpc_url().parse().unwrap());
-    let chain = Chain {
-        anvil,
-        deployment,
-        provider,
-    };
+    let chain = Chain::start(TREASURY).await;
 
     let mut runs = Vec::new();
     for poll in [0u64, 250, 1000] {

@@ -4,6 +4,8 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod devnet;
+
 use std::time::Duration;
 
 use sqlx::{Connection, Executor, PgConnection, PgPool};

@@ -51,6 +51,21 @@ pub enum Action {
     ReadAuditLog,
 }
 
+impl Action {
+    /// What the action is, as a refusal names it ("may not …").
+    pub fn describe(self) -> &'static str {
+        match self {
+            Action::Refund => "refund payments",
+            Action::Dispute => "answer disputes",
+            Action::ManageKeys => "manage API keys",
+            Action::ManageWebhooks => "manage webhooks",
+            Action::ManageTeam => "invite users",
+            Action::EditSettings => "change settings",
+            Action::ReadAuditLog => "read the audit log",
+        }
+    }
+}
+
 impl Role {
     /// Every role, in the order pages list them.
     pub const ALL: [Role; 4] = [Role::Admin, Role::Developer, Role::Analyst, Role::Support];

@@ -85,6 +85,23 @@ impl std::fmt::Debug for Dashboard {
 /// Recovery codes handed out at enrolment.
 const RECOVERY_CODES: usize = 10;
 
+/// What an audit entry says beside who and from where.
+struct AuditDetail<'a> {
+    action: &'a str,
+    target: Option<&'a str>,
+    detail: serde_json::Value,
+}
+
+impl<'a> AuditDetail<'a> {
+    fn new(action: &'a str, target: Option<&'a str>, detail: serde_json::Value) -> Self {
+        Self {
+            action,
+            target,
+            detail,
+        }
+    }
+}
+
 fn normalize_email(email: &str) -> String {
     email.trim().to_lowercase()
 }
@@ -284,34 +301,8 @@ impl Dashboard {
         }
         let mut tx = self.pool.begin().await?;
         users::record_attempt(&mut tx, &email, origin.ip.as_deref(), true).await?;
-        let (token, session) = sessions::create(
-            &mut tx,
-            &user.id,
-            false,
-            origin.ip.as_deref(),
-            origin.user_agent.as_deref(),
-            secs(self.config.session_ttl_secs),
-        )
-        .await?;
-        audit_log::append(
-            &mut tx,
-            &NewEntry {
-                merchant: &user.merchant_id,
-                user: Some(&user.id),
-                actor: &user.email,
-                action: "session.password_ok",
-                target: None,
-                detail: json!({}),
-                origin,
-            },
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(SignedIn {
-            token,
-            session,
-            user,
-        })
+        let entry = AuditDetail::new("session.password_ok", None, json!({}));
+        self.open_session(tx, user, false, origin, entry).await
     }
 
     /// Counts a failure against `user`; the error to answer with.
@@ -466,26 +457,36 @@ impl Dashboard {
     ) -> Result<SignedIn, DashboardError> {
         users::record_success(&mut tx, &user.id).await?;
         sessions::end(&mut tx, &session.id_hash).await?;
+        let entry = AuditDetail::new(action, None, json!({}));
+        self.open_session(tx, user, true, origin, entry).await
+    }
+
+    /// Opens a session for `user` in `tx`, with the audit entry saying why,
+    /// and commits: a session exists only with its record.
+    async fn open_session(
+        &self,
+        mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+        user: User,
+        second_factor: bool,
+        origin: &Origin,
+        entry: AuditDetail<'_>,
+    ) -> Result<SignedIn, DashboardError> {
         let (token, session) = sessions::create(
             &mut tx,
             &user.id,
-            true,
+            second_factor,
             origin.ip.as_deref(),
             origin.user_agent.as_deref(),
             secs(self.config.session_ttl_secs),
         )
         .await?;
-        audit_log::append(
+        self.record_in(
             &mut tx,
-            &NewEntry {
-                merchant: &user.merchant_id,
-                user: Some(&user.id),
-                actor: &user.email,
-                action,
-                target: None,
-                detail: json!({}),
-                origin,
-            },
+            &user,
+            entry.action,
+            entry.target,
+            entry.detail,
+            origin,
         )
         .await?;
         tx.commit().await?;
@@ -798,30 +799,11 @@ impl Dashboard {
             ),
         })?;
         invites::accept(&mut tx, &invite.token_hash).await?;
-        let (token, session) = sessions::create(
-            &mut tx,
-            &user.id,
-            false,
-            origin.ip.as_deref(),
-            origin.user_agent.as_deref(),
-            secs(self.config.session_ttl_secs),
-        )
-        .await?;
-        self.record_in(
-            &mut tx,
-            &user,
-            "team.invite_accepted",
-            Some(user.id.as_str()),
-            json!({"email": user.email, "role": user.role, "invited_by": invite.invited_by}),
-            origin,
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(SignedIn {
-            token,
-            session,
-            user,
-        })
+        let target = user.id.to_string();
+        let detail =
+            json!({"email": user.email, "role": user.role, "invited_by": invite.invited_by});
+        let entry = AuditDetail::new("team.invite_accepted", Some(&target), detail);
+        self.open_session(tx, user, false, origin, entry).await
     }
 
     /// The invitations of the user's merchant, newest first.

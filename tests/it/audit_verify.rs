@@ -8,30 +8,11 @@
 use crate::common;
 
 use std::path::Path;
-use std::time::Duration;
 
-use alloy::primitives::{Address, U256};
-use alloy::signers::local::PrivateKeySigner;
 use epg::audit::verify::{self, names};
-use epg::chain::deploy::{self, DeployPlan};
-use epg::devnet::anvil::{Anvil, DEV_KEY_0};
-use epg::transparency::anchor::{AnchorOptions, Anchorer, anchor_checkpoint};
-use epg::transparency::bundle::bundle_for_leaf;
-use epg::transparency::{LeafData, LeafIndex, LeafKind, TransparencyLog};
+use epg::devnet::anvil::Anvil;
 use serde_json::Value;
 use sqlx::PgPool;
-
-fn item(i: u64) -> LeafData {
-    LeafData {
-        settlement_id: "st_000000000000000000000001".into(),
-        merchant_id: "mer_000000000000000000000001".into(),
-        source_id: format!("pay_{i:024}"),
-        kind: LeafKind::Payment,
-        asset: "usd".into(),
-        amount: U256::from(1234 + i),
-        settled_at: 1_700_000_000,
-    }
-}
 
 struct Fixture {
     anvil: Anvil,
@@ -44,53 +25,14 @@ struct Fixture {
 
 async fn fixture() -> Fixture {
     let anvil = common::anvil().await;
-    let signer: PrivateKeySigner = DEV_KEY_0.parse().unwrap();
-    let me = signer.address();
-    let plan = DeployPlan {
-        treasury: me,
-        admin: me,
-        anchorer: me,
-        dev_helpers: false,
-        ..DeployPlan::default()
-    };
-    let contract: Address = deploy::deploy(&anvil.rpc_url(), signer.clone(), &plan)
-        .await
-        .unwrap()
-        .anchor;
-    let anchorer = Anchorer::connect(
-        &anvil.rpc_url(),
-        contract,
-        signer,
-        AnchorOptions {
-            confirmations: 1,
-            poll_interval: Duration::from_millis(50),
-            ..AnchorOptions::default()
-        },
-    )
-    .await
-    .unwrap();
-    let pool = common::test_db().await;
-    let log = TransparencyLog::new(anchorer.origin()).unwrap();
-    for (from, to) in [(0, 6), (6, 13)] {
-        let mut tx = pool.begin().await.unwrap();
-        log.append_all(&mut tx, &(from..to).map(item).collect::<Vec<_>>())
-            .await
-            .unwrap();
-        let cp = log.checkpoint(&mut tx).await.unwrap();
-        tx.commit().await.unwrap();
-        anchor_checkpoint(&pool, &anchorer, cp.tree_size)
-            .await
-            .unwrap();
-    }
-    let bundle = serde_json::to_value(bundle_for_leaf(&pool, LeafIndex(3)).await.unwrap()).unwrap();
-    let later = serde_json::to_value(bundle_for_leaf(&pool, LeafIndex(9)).await.unwrap()).unwrap();
-    assert_eq!(bundle["tree_size"], 6);
-    assert_eq!(later["tree_size"], 13);
+    let anchored = common::anchored::two_checkpoints(&anvil).await;
+    assert_eq!(anchored.bundle["tree_size"], 6);
+    assert_eq!(anchored.later["tree_size"], 13);
     Fixture {
         anvil,
-        bundle,
-        later,
-        _pool: pool,
+        bundle: anchored.bundle,
+        later: anchored.later,
+        _pool: anchored.pool,
     }
 }
 

@@ -18,14 +18,8 @@ use crate::dashboard_support::{PASSWORD, create_user};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use alloy::primitives::{Address, U256};
-use alloy::signers::local::PrivateKeySigner;
-use epg::chain::deploy::{self, DeployPlan};
 use epg::dashboard::Role;
 use epg::devnet::anvil::DEV_KEY_0;
-use epg::transparency::anchor::{AnchorOptions, Anchorer, anchor_checkpoint};
-use epg::transparency::bundle::bundle_for_leaf;
-use epg::transparency::{LeafData, LeafIndex, LeafKind, TransparencyLog};
 use serde_json::{Value, json};
 
 fn chromium() -> Option<PathBuf> {
@@ -40,65 +34,6 @@ fn chromium() -> Option<PathBuf> {
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn item(i: u64) -> LeafData {
-    LeafData {
-        settlement_id: "st_000000000000000000000001".into(),
-        merchant_id: "mer_000000000000000000000001".into(),
-        source_id: format!("pay_{i:024}"),
-        kind: LeafKind::Payment,
-        asset: "usd".into(),
-        amount: U256::from(1234 + i),
-        settled_at: 1_700_000_000,
-    }
-}
-
-/// Two anchored checkpoints on anvil; bundles of leaf 3 (of 6) and leaf 9
-/// (of 13).
-async fn anchored_bundles(anvil: &epg::devnet::anvil::Anvil) -> (Value, Value) {
-    let signer: PrivateKeySigner = DEV_KEY_0.parse().unwrap();
-    let me = signer.address();
-    let plan = DeployPlan {
-        treasury: me,
-        admin: me,
-        anchorer: me,
-        dev_helpers: false,
-        ..DeployPlan::default()
-    };
-    let contract: Address = deploy::deploy(&anvil.rpc_url(), signer.clone(), &plan)
-        .await
-        .unwrap()
-        .anchor;
-    let anchorer = Anchorer::connect(
-        &anvil.rpc_url(),
-        contract,
-        signer,
-        AnchorOptions {
-            confirmations: 1,
-            poll_interval: Duration::from_millis(50),
-            ..AnchorOptions::default()
-        },
-    )
-    .await
-    .unwrap();
-    let pool = common::test_db().await;
-    let log = TransparencyLog::new(anchorer.origin()).unwrap();
-    for (from, to) in [(0, 6), (6, 13)] {
-        let mut tx = pool.begin().await.unwrap();
-        log.append_all(&mut tx, &(from..to).map(item).collect::<Vec<_>>())
-            .await
-            .unwrap();
-        let cp = log.checkpoint(&mut tx).await.unwrap();
-        tx.commit().await.unwrap();
-        anchor_checkpoint(&pool, &anchorer, cp.tree_size)
-            .await
-            .unwrap();
-    }
-    (
-        serde_json::to_value(bundle_for_leaf(&pool, LeafIndex(3)).await.unwrap()).unwrap(),
-        serde_json::to_value(bundle_for_leaf(&pool, LeafIndex(9)).await.unwrap()).unwrap(),
-    )
 }
 
 fn flip_hex(s: &str, digit: usize) -> String {
@@ -175,7 +110,8 @@ async fn the_dashboard_and_verify_work_in_a_browser() {
         return;
     }
     let anvil = common::anvil().await;
-    let (bundle, later) = anchored_bundles(&anvil).await;
+    let common::anchored::AnchoredBundles { bundle, later, .. } =
+        common::anchored::two_checkpoints(&anvil).await;
     // The node settles and anchors on the same anvil, for the settlements page.
     let deployment = common::deploy_devnet(&anvil).await;
     let rpc = anvil.rpc_url();

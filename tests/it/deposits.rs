@@ -421,36 +421,9 @@ async fn a_reorg_below_the_confirmation_depth_uncounts_a_deposit() {
 /// `batch`.
 async fn setup_sweeping(batch: u32) -> Setup {
     let anvil = common::anvil().await;
-    let wallet = PrivateKeySigner::random();
-    let deployer: PrivateKeySigner = epg::devnet::anvil::DEV_KEY_0.parse().unwrap();
-    let deployment = epg::chain::deploy::deploy(
-        &anvil.rpc_url(),
-        deployer.clone(),
-        &epg::chain::deploy::DeployPlan {
-            treasury: wallet.address(),
-            admin: deployer.address(),
-            anchorer: deployer.address(),
-            dev_helpers: true,
-            ..epg::chain::deploy::DeployPlan::default()
-        },
-    )
-    .await
-    .unwrap();
-    let provider = ProviderBuilder::new().connect_http(anvil.rpc_url().parse().unwrap());
-    let _: Value = provider
-        .raw_request(
-            "anvil_setBalance".into(),
-            (wallet.address(), U256::from(10u128.pow(19))),
-        )
-        .await
-        .unwrap();
-    let mut chain = ChainConfig::devnet(&deployment, &anvil.rpc_url());
-    chain.poll_interval_ms = 50;
-    chain.retry_base_ms = 20;
-    chain.retry_cap_ms = 400;
+    let (deployment, mut chain, wallet) = common::deploy_with_hot_wallet(&anvil).await;
     chain.sweep_interval_secs = 1;
     chain.sweep_batch = batch;
-    chain.start_block = provider.get_block_number().await.unwrap() + 1;
     let watched = chain.clone();
     let key = format!("{:#x}", wallet.to_bytes());
     let app = spawn_app_with(move |config| {
@@ -623,42 +596,13 @@ async fn rpc_call(rpc: &str, method: &'static str, params: Value) -> Value {
 async fn a_node_killed_mid_sweep_finishes_after_restart_without_paying_twice() {
     let anvil = common::anvil().await;
     let rpc = anvil.rpc_url();
-    let wallet = PrivateKeySigner::random();
-    let deployer: PrivateKeySigner = epg::devnet::anvil::DEV_KEY_0.parse().unwrap();
-    let deployment = epg::chain::deploy::deploy(
-        &rpc,
-        deployer.clone(),
-        &epg::chain::deploy::DeployPlan {
-            treasury: wallet.address(),
-            admin: deployer.address(),
-            anchorer: deployer.address(),
-            dev_helpers: true,
-            ..epg::chain::deploy::DeployPlan::default()
-        },
-    )
-    .await
-    .unwrap();
-    let provider = ProviderBuilder::new().connect_http(rpc.parse().unwrap());
-    rpc_call(
-        &rpc,
-        "anvil_setBalance",
-        json!([
-            wallet.address(),
-            format!("{:#x}", U256::from(10u128.pow(19)))
-        ]),
-    )
-    .await;
-    let mut chain = ChainConfig::devnet(&deployment, &rpc);
+    let (deployment, mut chain, wallet) = common::deploy_with_hot_wallet(&anvil).await;
     // Deeper than the three blocks of a round's three transfers: none is
     // confirmed (and so swept) before the test stops automatic mining.
     chain.confirmations = 4;
-    chain.poll_interval_ms = 50;
-    chain.retry_base_ms = 20;
-    chain.retry_cap_ms = 400;
     chain.sweep_interval_secs = 1;
     // No fee bump: the one signed transaction is the only one there is.
     chain.fee_bump_after_secs = 3600;
-    chain.start_block = provider.get_block_number().await.unwrap() + 1;
 
     let (pool, database_url) = common::test_database().await;
     let merchants = epg::merchants::MerchantStore::new(pool.clone());

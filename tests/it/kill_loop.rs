@@ -135,36 +135,10 @@ async fn fifty_kills_during_refunds_pay_every_refund_at_most_once() {
     // A devnet whose treasury is the node's hot wallet.
     let anvil = common::anvil().await;
     let rpc = anvil.rpc_url();
-    let wallet = PrivateKeySigner::random();
-    let deployer: PrivateKeySigner = epg::devnet::anvil::DEV_KEY_0.parse().unwrap();
-    let deployment = epg::chain::deploy::deploy(
-        &rpc,
-        deployer.clone(),
-        &epg::chain::deploy::DeployPlan {
-            treasury: wallet.address(),
-            admin: deployer.address(),
-            anchorer: deployer.address(),
-            dev_helpers: true,
-            ..epg::chain::deploy::DeployPlan::default()
-        },
-    )
-    .await
-    .unwrap();
+    let (deployment, mut chain, wallet) = common::deploy_with_hot_wallet(&anvil).await;
     let provider = ProviderBuilder::new().connect_http(rpc.parse().unwrap());
-    let _: Value = provider
-        .raw_request(
-            "anvil_setBalance".into(),
-            (wallet.address(), U256::from(10u128.pow(19))),
-        )
-        .await
-        .unwrap();
-    let mut chain = epg::chain::config::ChainConfig::devnet(&deployment, &rpc);
     chain.confirmations = 1;
-    chain.poll_interval_ms = 50;
-    chain.retry_base_ms = 20;
-    chain.retry_cap_ms = 400;
     chain.fee_bump_after_secs = 3600;
-    chain.start_block = provider.get_block_number().await.unwrap() + 1;
 
     let (pool, database_url) = common::test_database().await;
     let merchants = MerchantStore::new(pool.clone());

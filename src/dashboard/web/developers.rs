@@ -131,16 +131,13 @@ pub async fn create_endpoint(
     signed: Signed,
     Form(form): Form<EndpointForm>,
 ) -> Response {
-    if let Err(r) = signed.check_csrf(&form.csrf) {
-        return r;
-    }
-    if let Err(r) = guard::require(
+    if let Err(r) = guard::admit(
         &state,
         &signed,
+        &form.csrf,
         Action::ManageWebhooks,
         "webhook_endpoint.create",
         None,
-        "manage webhooks",
     )
     .await
     {
@@ -303,20 +300,17 @@ pub async fn redeliver(
     Path(id): Path<String>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    if let Err(r) = signed.check_csrf(&form.csrf) {
-        return r;
-    }
     let id = match event_id(&id) {
         Ok(id) => id,
         Err(r) => return r,
     };
-    if let Err(r) = guard::require(
+    if let Err(r) = guard::admit(
         &state,
         &signed,
+        &form.csrf,
         Action::ManageWebhooks,
         "webhook.redeliver",
         Some(id.as_str()),
-        "redeliver events",
     )
     .await
     {
@@ -432,16 +426,13 @@ pub async fn create_key(
     signed: Signed,
     Form(form): Form<CreateKeyForm>,
 ) -> Response {
-    if let Err(r) = signed.check_csrf(&form.csrf) {
-        return r;
-    }
-    if let Err(r) = guard::require(
+    if let Err(r) = guard::admit(
         &state,
         &signed,
+        &form.csrf,
         Action::ManageKeys,
         "api_key.create",
         None,
-        "manage API keys",
     )
     .await
     {
@@ -511,20 +502,17 @@ pub async fn roll_key(
     Path(id): Path<String>,
     Form(form): Form<RollForm>,
 ) -> Response {
-    if let Err(r) = signed.check_csrf(&form.csrf) {
-        return r;
-    }
     let id = match key_id(&id) {
         Ok(id) => id,
         Err(r) => return r,
     };
-    if let Err(r) = guard::require(
+    if let Err(r) = guard::admit(
         &state,
         &signed,
+        &form.csrf,
         Action::ManageKeys,
         "api_key.roll",
         Some(id.as_str()),
-        "manage API keys",
     )
     .await
     {
@@ -576,20 +564,17 @@ pub async fn revoke_key(
     Path(id): Path<String>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    if let Err(r) = signed.check_csrf(&form.csrf) {
-        return r;
-    }
     let id = match key_id(&id) {
         Ok(id) => id,
         Err(r) => return r,
     };
-    if let Err(r) = guard::require(
+    if let Err(r) = guard::admit(
         &state,
         &signed,
+        &form.csrf,
         Action::ManageKeys,
         "api_key.revoke",
         Some(id.as_str()),
-        "manage API keys",
     )
     .await
     {

@@ -11,6 +11,20 @@ use super::session::{Signed, dashboard};
 use crate::api::AppState;
 use crate::dashboard::Action;
 
+/// The checks of a posted form before anything else: its CSRF token, then
+/// the role (see [`require`]).
+pub async fn admit(
+    state: &AppState,
+    signed: &Signed,
+    csrf: &str,
+    action: Action,
+    audit: &str,
+    target: Option<&str>,
+) -> Result<(), Response> {
+    signed.check_csrf(csrf)?;
+    require(state, signed, action, audit, target).await
+}
+
 /// Refuses `signed` unless its role may do `action`; a refusal is written
 /// to the audit log as `<audit>_refused`.
 pub async fn require(
@@ -19,7 +33,6 @@ pub async fn require(
     action: Action,
     audit: &str,
     target: Option<&str>,
-    what: &str,
 ) -> Result<(), Response> {
     if signed.user.role.may(action) {
         return Ok(());
@@ -39,7 +52,11 @@ pub async fn require(
     }
     Err(layout::error_page(
         StatusCode::FORBIDDEN,
-        &format!("Your role ({}) may not {what}.", signed.user.role),
+        &format!(
+            "Your role ({}) may not {}.",
+            signed.user.role,
+            action.describe()
+        ),
     ))
 }
 

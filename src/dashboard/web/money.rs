@@ -199,20 +199,17 @@ pub async fn evidence(
     Path(id): Path<String>,
     Form(form): Form<EvidenceForm>,
 ) -> Response {
-    if let Err(r) = signed.check_csrf(&form.csrf) {
-        return r;
-    }
     let id = match dispute_id(&id) {
         Ok(id) => id,
         Err(r) => return r,
     };
-    if let Err(r) = guard::require(
+    if let Err(r) = guard::admit(
         &state,
         &signed,
+        &form.csrf,
         Action::Dispute,
         "dispute.evidence",
         Some(id.as_str()),
-        "answer disputes",
     )
     .await
     {
@@ -283,20 +280,17 @@ pub async fn concede(
     Path(id): Path<String>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    if let Err(r) = signed.check_csrf(&form.csrf) {
-        return r;
-    }
     let id = match dispute_id(&id) {
         Ok(id) => id,
         Err(r) => return r,
     };
-    if let Err(r) = guard::require(
+    if let Err(r) = guard::admit(
         &state,
         &signed,
+        &form.csrf,
         Action::Dispute,
         "dispute.close",
         Some(id.as_str()),
-        "answer disputes",
     )
     .await
     {

@@ -144,16 +144,14 @@ async fn saved(
     settings_page(state, signed, Some((true, note.to_owned()))).await
 }
 
-async fn admin_only(state: &AppState, signed: &Signed, audit: &str) -> Result<(), Response> {
-    guard::require(
-        state,
-        signed,
-        Action::EditSettings,
-        audit,
-        None,
-        "change settings",
-    )
-    .await
+/// A settings form's CSRF token and the admin role.
+async fn admin_only(
+    state: &AppState,
+    signed: &Signed,
+    csrf: &str,
+    audit: &str,
+) -> Result<(), Response> {
+    guard::admit(state, signed, csrf, Action::EditSettings, audit, None).await
 }
 
 /// The methods form: one `method` field per ticked box (none: the field is
@@ -169,10 +167,7 @@ pub async fn methods(
         .find(|(k, _)| k == "csrf")
         .map(|(_, v)| v.as_str())
         .unwrap_or("");
-    if let Err(r) = signed.check_csrf(csrf) {
-        return r;
-    }
-    if let Err(r) = admin_only(&state, &signed, "settings.payment_methods").await {
+    if let Err(r) = admin_only(&state, &signed, csrf, "settings.payment_methods").await {
         return r;
     }
     let chosen: Vec<String> = pairs
@@ -212,10 +207,7 @@ pub async fn risk(
     signed: Signed,
     Form(form): Form<RiskForm>,
 ) -> Response {
-    if let Err(r) = signed.check_csrf(&form.csrf) {
-        return r;
-    }
-    if let Err(r) = admin_only(&state, &signed, "settings.risk_threshold").await {
+    if let Err(r) = admin_only(&state, &signed, &form.csrf, "settings.risk_threshold").await {
         return r;
     }
     match MerchantStore::new(state.pool.clone())
@@ -253,10 +245,7 @@ pub async fn payout_address(
     signed: Signed,
     Form(form): Form<PayoutForm>,
 ) -> Response {
-    if let Err(r) = signed.check_csrf(&form.csrf) {
-        return r;
-    }
-    if let Err(r) = admin_only(&state, &signed, "settings.payout_address").await {
+    if let Err(r) = admin_only(&state, &signed, &form.csrf, "settings.payout_address").await {
         return r;
     }
     let address = match Some(form.address.trim())
@@ -353,10 +342,7 @@ pub async fn bank_account(
     signed: Signed,
     Form(form): Form<BankForm>,
 ) -> Response {
-    if let Err(r) = signed.check_csrf(&form.csrf) {
-        return r;
-    }
-    if let Err(r) = admin_only(&state, &signed, "settings.bank_account").await {
+    if let Err(r) = admin_only(&state, &signed, &form.csrf, "settings.bank_account").await {
         return r;
     }
     let currency = match crate::money::Currency::parse(&form.currency.trim().to_ascii_lowercase()) {

@@ -121,16 +121,13 @@ pub async fn invite(
     headers: HeaderMap,
     Form(form): Form<InviteForm>,
 ) -> Response {
-    if let Err(r) = signed.check_csrf(&form.csrf) {
-        return r;
-    }
-    if let Err(r) = guard::require(
+    if let Err(r) = guard::admit(
         &state,
         &signed,
+        &form.csrf,
         Action::ManageTeam,
         "team.invite",
         None,
-        "invite users",
     )
     .await
     {

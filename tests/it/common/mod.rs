@@ -6,6 +6,7 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod anchored;
 pub mod pg_proxy;
 
 use std::net::SocketAddr;
@@ -447,6 +448,46 @@ pub async fn deploy_with_own_treasury(
     epg::chain::deploy::Deployment,
     epg::chain::config::ChainConfig,
 ) {
+    deploy_paying_to(anvil, alloy::primitives::Address::repeat_byte(0x7e)).await
+}
+
+/// As [`deploy_with_own_treasury`], with a fresh hot wallet as the treasury
+/// (the key a node sends refunds and sweeps from), funded with 10 ETH for
+/// gas.
+pub async fn deploy_with_hot_wallet(
+    anvil: &epg::devnet::anvil::Anvil,
+) -> (
+    epg::chain::deploy::Deployment,
+    epg::chain::config::ChainConfig,
+    alloy::signers::local::PrivateKeySigner,
+) {
+    use alloy::providers::Provider;
+    let wallet = alloy::signers::local::PrivateKeySigner::random();
+    let (deployment, chain) = deploy_paying_to(anvil, wallet.address()).await;
+    let provider =
+        alloy::providers::ProviderBuilder::new().connect_http(anvil.rpc_url().parse().unwrap());
+    let _: serde_json::Value = provider
+        .raw_request(
+            "anvil_setBalance".into(),
+            (
+                wallet.address(),
+                alloy::primitives::U256::from(10u128.pow(19)),
+            ),
+        )
+        .await
+        .unwrap();
+    (deployment, chain, wallet)
+}
+
+/// The contracts deployed by anvil's first account, paying into
+/// `treasury`; the chain polled fast and watched from the next block.
+async fn deploy_paying_to(
+    anvil: &epg::devnet::anvil::Anvil,
+    treasury: alloy::primitives::Address,
+) -> (
+    epg::chain::deploy::Deployment,
+    epg::chain::config::ChainConfig,
+) {
     use alloy::providers::Provider;
     let deployer: alloy::signers::local::PrivateKeySigner =
         epg::devnet::anvil::DEV_KEY_0.parse().unwrap();
@@ -455,7 +496,7 @@ pub async fn deploy_with_own_treasury(
         &anvil.rpc_url(),
         deployer,
         &epg::chain::deploy::DeployPlan {
-            treasury: alloy::primitives::Address::repeat_byte(0x7e),
+            treasury,
             admin: address,
             anchorer: address,
             dev_helpers: true,
