@@ -635,14 +635,19 @@ impl Watcher {
             headers
                 .get(&n)
                 .copied()
-                .ok_or_else(|| raced(format!("block {n} is gone")))
+                .ok_or_else(|| raced(format!("block {n} is gone (not among the headers read)")))
         };
         if let Some(base) = base
             && header(&headers, from)?.parent_hash != base.hash
         {
             return Err(raced(format!("block {from} does not extend the cursor")));
         }
-        for n in floor.max(from + 1)..=end {
+        // Linked block to block within the window only: both blocks of
+        // each pair were read. (Starting at `floor` itself asked for the
+        // unread block below it whenever the cursor was further behind
+        // than the window — after any outage that long — and the step was
+        // "raced" on every retry: the watcher never caught up again.)
+        for n in floor.max(from).saturating_add(1)..=end {
             if header(&headers, n)?.parent_hash != header(&headers, n - 1)?.hash {
                 return Err(raced(format!("block {n} does not extend block {}", n - 1)));
             }
