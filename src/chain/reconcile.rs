@@ -28,6 +28,13 @@
 //!    the hot wallet finished in blocks above the horizon are taken out of
 //!    the ledger side, since the chain side does not see them yet.
 //!
+//!    The balance before the start block needs that block's state, which
+//!    only an archive node keeps. Each clean run therefore records a
+//!    checkpoint (both sides at its horizon's block); a run against an
+//!    endpoint that cannot serve the start block's state compares the
+//!    change since the newest checkpoint still canonical instead, and
+//!    says so. A checkpoint is only written by a run that found nothing.
+//!
 //!    Deposit addresses (issue 17) hold the treasury's money until they
 //!    are swept: their balances at the horizon are added to the chain side,
 //!    and the ledger's `deposits:<chain_id>` to the ledger side, so the
