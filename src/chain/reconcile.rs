@@ -499,12 +499,13 @@ async fn reconcile_chain(
                 }
             }
             // Only a run that found nothing wrong vouches for a checkpoint.
-            if found.is_empty() && !reached.is_empty() {
-                if let Some(header) = target.rpc.header(horizon).await? {
-                    for (code, chain_side, ledger_side) in &reached {
-                        record_checkpoint(pool, chain_id, code, &header, *chain_side, *ledger_side)
-                            .await?;
-                    }
+            if found.is_empty()
+                && !reached.is_empty()
+                && let Some(header) = target.rpc.header(horizon).await?
+            {
+                for (code, chain_side, ledger_side) in &reached {
+                    record_checkpoint(pool, chain_id, code, &header, *chain_side, *ledger_side)
+                        .await?;
                 }
             }
         }
