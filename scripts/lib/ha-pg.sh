@@ -72,6 +72,14 @@ ha_pg_formation() {
   fi
   ha_pg_as pg_autoctl run --pgdata "$d/monitor" >>"$d/monitor.log" 2>&1 &
   ha_pg_wait 60 ha_pg_as pg_autoctl show state --pgdata "$d/monitor"
+  # The nodes reach the monitor over TCP on 127.0.0.1. When that port is
+  # taken on IPv4 (any outgoing connection may hold a port of Linux's
+  # ephemeral range, 32768-60999), PostgreSQL listens on IPv6 only and
+  # `pg_autoctl create postgres` would wait for it for ever.
+  if ! ha_pg_wait 30 psql "$monitor_uri" -Atc 'SELECT 1'; then
+    echo "error: the monitor does not answer on 127.0.0.1:$mport (taken on IPv4? see $d/monitor/log); choose another port base" >&2
+    return 1
+  fi
   if [ ! -f "$d/node1/PG_VERSION" ]; then
     ha_pg_as pg_autoctl create postgres --pgdata "$d/node1" --pgport "$p1" \
       --hostname 127.0.0.1 --auth trust --no-ssl --dbname epg --monitor "$monitor_uri" \

@@ -778,7 +778,14 @@ async fn confirm(
         } => {
             state
                 .payments
-                .confirm_crypto(&caller.merchant_id, &id, chain_id, &asset, mode)
+                .confirm_crypto_keyed(
+                    &caller.merchant_id,
+                    &id,
+                    chain_id,
+                    &asset,
+                    mode,
+                    request_key.as_deref(),
+                )
                 .await
         }
         method => {

@@ -28,6 +28,13 @@
 //!    the hot wallet finished in blocks above the horizon are taken out of
 //!    the ledger side, since the chain side does not see them yet.
 //!
+//!    The balance before the start block needs that block's state, which
+//!    only an archive node keeps. Each clean run therefore records a
+//!    checkpoint (both sides at its horizon's block); a run against an
+//!    endpoint that cannot serve the start block's state compares the
+//!    change since the newest checkpoint still canonical instead, and
+//!    says so. A checkpoint is only written by a run that found nothing.
+//!
 //!    Deposit addresses (issue 17) hold the treasury's money until they
 //!    are swept: their balances at the horizon are added to the chain side,
 //!    and the ledger's `deposits:<chain_id>` to the ledger side, so the
@@ -404,15 +411,15 @@ async fn reconcile_chain(
     let baseline = snap.start_block.saturating_sub(1);
     match horizon {
         Some(horizon) if horizon >= baseline => {
+            let mut reached = Vec::new();
             for (asset, code, ledger) in &snap.ledger {
-                let before = balance(target, asset.token, baseline).await?;
                 let after = balance(target, asset.token, horizon).await?;
                 // Deposit addresses are fresh CREATE2 addresses: before the
                 // node quoted them they held nothing, so all they hold now
                 // is change.
                 let at_deposits =
                     deposit_balances(target, asset.token, &snap.deposit_addresses, horizon).await?;
-                let change = signed_difference(after.saturating_add(at_deposits), before);
+                let chain_side = after.saturating_add(at_deposits);
                 // What the ledger booked for sends the horizon does not cover.
                 let unseen: U256 = snap.sends.iter().filter(|s| s.block_number > horizon).fold(
                     U256::ZERO,
@@ -430,7 +437,7 @@ async fn reconcile_chain(
                         sum.saturating_add(moved).saturating_add(gas)
                     },
                 );
-                let ledger = &i128::try_from(unseen)
+                let ledger_side = i128::try_from(unseen)
                     .ok()
                     .and_then(|u| ledger.checked_add(u))
                     .unwrap_or(i128::MAX);
@@ -439,19 +446,69 @@ async fn reconcile_chain(
                     .iter()
                     .filter(|t| t.token == asset.token && t.status == TransferStatus::Confirmed)
                     .fold(U256::ZERO, |sum, t| sum.saturating_add(t.amount));
+                // From the start when the endpoint still has the state
+                // before it; else from the newest checkpoint a clean run
+                // left on a block that is still canonical.
+                let from = match balance(target, asset.token, baseline).await {
+                    Ok(before) => Ok(Baseline {
+                        what: format!("blocks {baseline} → {horizon}"),
+                        chain_side: before,
+                        ledger_side: 0,
+                    }),
+                    Err(unread) => match checkpoint(pool, target, code, horizon).await? {
+                        Some(cp) => Ok(Baseline {
+                            what: format!(
+                                "blocks {} → {horizon}, from the checkpoint a clean reconciliation left at block {} (the endpoint has no state at the start block {baseline}: {})",
+                                cp.block_number, cp.block_number, unread.message
+                            ),
+                            chain_side: cp.chain_side,
+                            ledger_side: cp.ledger_side,
+                        }),
+                        None => Err(unread),
+                    },
+                };
+                let from = match from {
+                    Ok(from) => from,
+                    Err(unread) => {
+                        found.push(Discrepancy {
+                            chain_id,
+                            subject: format!("treasury {code}"),
+                            problem: format!(
+                                "not compared: the endpoint has no state at the start block {baseline} ({}), and no clean reconciliation left a checkpoint on a block still canonical; reconcile against an archive node, or run `epg reconcile chain` regularly so that it keeps checkpoints",
+                                unread.message
+                            ),
+                        });
+                        continue;
+                    }
+                };
+                let change = signed_difference(chain_side, from.chain_side);
+                let booked = ledger_side.checked_sub(from.ledger_side);
                 let line = format!(
-                    "chain {chain_id} treasury {code}: on-chain change {} (blocks {baseline} → {horizon}; {at_deposits} of it at {} deposit addresses), ledger {ledger}, confirmed transfers {transfers}",
+                    "chain {chain_id} treasury {code}: on-chain change {} ({}; {at_deposits} at {} deposit addresses), ledger {}, confirmed transfers {transfers}",
                     change.map_or_else(|| "beyond 128 bits".to_owned(), |c| c.to_string()),
+                    from.what,
                     snap.deposit_addresses.len(),
+                    booked.map_or_else(|| "beyond 128 bits".to_owned(), |b| b.to_string()),
                 );
-                if change == Some(*ledger) {
+                if change.is_some() && change == booked {
                     report.checked.push(line);
+                    reached.push((code.clone(), chain_side, ledger_side));
                 } else {
                     found.push(Discrepancy {
                         chain_id,
                         subject: format!("treasury {code}"),
                         problem: line,
                     });
+                }
+            }
+            // Only a run that found nothing wrong vouches for a checkpoint.
+            if found.is_empty()
+                && !reached.is_empty()
+                && let Some(header) = target.rpc.header(horizon).await?
+            {
+                for (code, chain_side, ledger_side) in &reached {
+                    record_checkpoint(pool, chain_id, code, &header, *chain_side, *ledger_side)
+                        .await?;
                 }
             }
         }
@@ -461,6 +518,103 @@ async fn reconcile_chain(
         )),
     }
     report.discrepancies.extend(found);
+    Ok(())
+}
+
+/// Where a treasury comparison starts: what each side held then.
+struct Baseline {
+    what: String,
+    chain_side: U256,
+    ledger_side: i128,
+}
+
+/// Checkpoints kept per chain and asset (the newest).
+const CHECKPOINTS_KEPT: i64 = 64;
+
+/// A checkpoint left by a clean run.
+struct Checkpoint {
+    block_number: u64,
+    chain_side: U256,
+    ledger_side: i128,
+}
+
+/// The newest checkpoint of `asset` at or below `horizon` whose block is
+/// still canonical.
+async fn checkpoint(
+    pool: &PgPool,
+    target: &Target,
+    asset: &AssetCode,
+    horizon: u64,
+) -> Result<Option<Checkpoint>, ReconcileError> {
+    let rows = sqlx::query!(
+        r#"SELECT block_number, block_hash, chain_side::text AS "chain_side!",
+                  ledger_side::text AS "ledger_side!"
+             FROM chain_reconcile_checkpoints
+            WHERE chain_id = $1 AND asset = $2 AND block_number <= $3
+            ORDER BY block_number DESC"#,
+        int8(target.chain_id)?,
+        asset.as_str(),
+        int8(horizon)?,
+    )
+    .fetch_all(pool)
+    .await?;
+    let bad =
+        |what: &str| ReconcileError::Setup(format!("chain_reconcile_checkpoints: bad {what}"));
+    for row in rows {
+        let number = u64::try_from(row.block_number).map_err(|_| bad("block"))?;
+        let hash = B256::from_str(&row.block_hash).map_err(|_| bad("hash"))?;
+        if target.rpc.header(number).await?.map(|h| h.hash) != Some(hash) {
+            continue;
+        }
+        return Ok(Some(Checkpoint {
+            block_number: number,
+            chain_side: U256::from_str(&row.chain_side).map_err(|_| bad("chain side"))?,
+            ledger_side: row.ledger_side.parse().map_err(|_| bad("ledger side"))?,
+        }));
+    }
+    Ok(None)
+}
+
+/// Records what both sides held at `block` after a clean comparison, and
+/// keeps the newest [`CHECKPOINTS_KEPT`].
+async fn record_checkpoint(
+    pool: &PgPool,
+    chain_id: u64,
+    asset: &AssetCode,
+    block: &super::rpc::BlockHeader,
+    chain_side: U256,
+    ledger_side: i128,
+) -> Result<(), ReconcileError> {
+    let mut tx = pool.begin().await?;
+    sqlx::query!(
+        "INSERT INTO chain_reconcile_checkpoints
+             (chain_id, asset, block_number, block_hash, chain_side, ledger_side)
+         VALUES ($1, $2, $3, $4, $5::text::numeric, $6::text::numeric)
+         ON CONFLICT (chain_id, asset, block_number) DO UPDATE
+            SET block_hash = EXCLUDED.block_hash, chain_side = EXCLUDED.chain_side,
+                ledger_side = EXCLUDED.ledger_side, recorded_at = now()",
+        int8(chain_id)?,
+        asset.as_str(),
+        int8(block.number)?,
+        hex0x(block.hash.as_slice()),
+        chain_side.to_string(),
+        ledger_side.to_string(),
+    )
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query!(
+        "DELETE FROM chain_reconcile_checkpoints
+          WHERE chain_id = $1 AND asset = $2 AND block_number < ALL (
+                SELECT block_number FROM chain_reconcile_checkpoints
+                 WHERE chain_id = $1 AND asset = $2
+                 ORDER BY block_number DESC LIMIT $3)",
+        int8(chain_id)?,
+        asset.as_str(),
+        CHECKPOINTS_KEPT,
+    )
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
     Ok(())
 }
 

@@ -34,8 +34,11 @@ pub struct AnvilOptions {
     pub log_file: Option<PathBuf>,
     /// Keep every block's state, also across a restart from `state_file`
     /// (anvil otherwise keeps only recent states in memory and dumps
-    /// none): `epg reconcile chain` reads the treasury's balance at the
-    /// watcher's start block. The state file grows with the chain.
+    /// none), as an archive node does. Costly: anvil then holds a full
+    /// copy of the state per block, in memory and in the state file
+    /// (160 MB for 760 blocks of 800 accounts). `epg reconcile chain` does
+    /// not need it: without the start block's state it starts from its
+    /// last clean run's checkpoint.
     pub keep_history: bool,
 }
 

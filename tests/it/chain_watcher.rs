@@ -1,12 +1,13 @@
 //! The chain watcher driven step by step against a real anvil: detection,
 //! confirmation, reorgs below and above the confirmation depth (with
-//! `anvil_reorg`), re-inclusion of a dropped transaction, and two watchers
-//! of one chain on one database.
+//! `anvil_reorg`), re-inclusion of a dropped transaction, two watchers
+//! of one chain on one database, and catching up after an RPC outage.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use crate::chain_support;
 use crate::common;
+use crate::tcp_proxy::CutProxy;
 
 use std::time::Duration;
 
@@ -294,4 +295,47 @@ async fn two_watchers_of_one_chain_on_one_database_count_each_payment_once() {
         chain_support::assert_each_detected_and_confirmed_once(&pool).await,
         15
     );
+}
+
+/// The RPC endpoint unreachable (every connection dropped, as the fault
+/// suite's RPC cut does) while more blocks are mined than the reorg window
+/// holds: once it answers again, the next step reads the whole gap and
+/// catches up. (It used to ask for the unread block just below the window
+/// and call the step raced, on every retry, for ever.)
+#[tokio::test]
+async fn after_an_outage_longer_than_the_reorg_window_the_next_step_catches_up() {
+    let dev = Devnet::start(31337).await;
+    let pool = common::test_db().await;
+    let sink = RecordingSink::install(&pool).await;
+    let payer = dev.payer(0).await;
+    let anvil_port: u16 = dev
+        .anvil
+        .rpc_url()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let proxy = CutProxy::start(anvil_port).await;
+    let mut chain = dev.chain(3);
+    chain.http_url = format!("http://127.0.0.1:{}", proxy.port());
+    chain.reorg_window = 8;
+    let (mut w, _, _) = watcher(chain, &pool, &sink);
+
+    payer.pay_usdc(1_000_000, reference(1)).await;
+    assert_eq!(w.step().await.unwrap().detected, 1);
+
+    proxy.set_cut(true);
+    assert!(
+        matches!(w.step().await, Err(epg::chain::watcher::StepError::Rpc(_))),
+        "the endpoint is cut off"
+    );
+    payer.pay_usdc(2_000_000, reference(2)).await;
+    dev.mine(20).await;
+    proxy.set_cut(false);
+
+    let report = w.step().await.unwrap();
+    assert!(report.caught_up(), "{report:?}");
+    assert_eq!((report.detected, report.confirmed), (1, 2));
+    assert_eq!(report.cursor, Some(dev.head().await));
 }

@@ -359,3 +359,47 @@ async fn crypto_confirmation_errors_name_the_param() {
     }
     let _ = Address::ZERO;
 }
+
+/// A crypto confirmation whose saved answer was lost (the node killed
+/// between the quote's commit and the answer's save; here the key's row is
+/// deleted, as an expired lease lets the retry run again) answers, when
+/// retried with its `Idempotency-Key`, the payment with the quote it made,
+/// not `payment_unexpected_state`. Another key still cannot confirm it.
+#[tokio::test]
+async fn a_crypto_confirmation_retried_after_its_saved_answer_was_lost_answers_its_quote() {
+    let s = setup().await;
+    let app = &s.app;
+    let payment = json(
+        app.post(
+            "/v1/payments",
+            &app.secret_key,
+            &json!({"amount": 1250, "currency": "usd"}),
+        )
+        .await,
+        200,
+    )
+    .await;
+    let path = format!("/v1/payments/{}/confirm", payment["id"].as_str().unwrap());
+    let body = json!({"payment_method": {"type": "crypto", "crypto": {"chain_id": 31337, "asset": "usdc"}}});
+    let confirm = |key: &'static str| {
+        app.client
+            .post(format!("{}{path}", app.address))
+            .bearer_auth(&app.secret_key)
+            .header("Idempotency-Key", key)
+            .json(&body)
+            .send()
+    };
+    let first = json(confirm("confirm-1").await.unwrap(), 200).await;
+    assert_eq!(first["status"], "requires_action");
+
+    sqlx::query("DELETE FROM idempotency_keys WHERE key = 'confirm-1'")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let retried = json(confirm("confirm-1").await.unwrap(), 200).await;
+    assert_eq!(retried["status"], "requires_action");
+    assert_eq!(reference(&retried), reference(&first), "the same quote");
+
+    let other = json(confirm("confirm-2").await.unwrap(), 409).await;
+    assert_eq!(other["error"]["code"], "payment_unexpected_state");
+}

@@ -213,10 +213,11 @@ fn position(
         if log.removed {
             return Err(raced(format!("log {tx_hash}:{log_index} was removed")));
         }
-        let block = headers
-            .get(&number)
-            .copied()
-            .ok_or_else(|| raced(format!("block {number} is gone")))?;
+        let block = headers.get(&number).copied().ok_or_else(|| {
+            raced(format!(
+                "block {number} of log {tx_hash}:{log_index} is gone"
+            ))
+        })?;
         if block.hash != block_hash {
             return Err(raced(format!(
                 "log {tx_hash}:{log_index} is in another block {number} than the header read"
@@ -527,10 +528,12 @@ impl Watcher {
     ) -> Result<Option<Reorg>, StepError> {
         let chain_id = self.chain.chain_id;
         if head > cursor.number {
-            let next =
-                self.rpc.header(cursor.number + 1).await?.ok_or_else(|| {
-                    StepError::Raced(format!("block {} is gone", cursor.number + 1))
-                })?;
+            let next = self.rpc.header(cursor.number + 1).await?.ok_or_else(|| {
+                StepError::Raced(format!(
+                    "block {} is gone (the endpoint's head was {head})",
+                    cursor.number + 1
+                ))
+            })?;
             if next.parent_hash == cursor.hash {
                 return Ok(None);
             }
@@ -624,20 +627,27 @@ impl Watcher {
         wanted.insert(end);
         let mut headers = self.rpc.headers(wanted.iter().copied()).await?;
         if let Some(missing) = wanted.iter().find(|n| !headers.contains_key(n)) {
-            return Err(raced(format!("block {missing} is gone")));
+            return Err(raced(format!(
+                "block {missing} is gone (the endpoint's head was {head})"
+            )));
         }
         let header = |headers: &BTreeMap<u64, BlockHeader>, n: u64| {
             headers
                 .get(&n)
                 .copied()
-                .ok_or_else(|| raced(format!("block {n} is gone")))
+                .ok_or_else(|| raced(format!("block {n} is gone (not among the headers read)")))
         };
         if let Some(base) = base
             && header(&headers, from)?.parent_hash != base.hash
         {
             return Err(raced(format!("block {from} does not extend the cursor")));
         }
-        for n in floor.max(from + 1)..=end {
+        // Linked block to block within the window only: both blocks of
+        // each pair were read. (Starting at `floor` itself asked for the
+        // unread block below it whenever the cursor was further behind
+        // than the window — after any outage that long — and the step was
+        // "raced" on every retry: the watcher never caught up again.)
+        for n in floor.max(from).saturating_add(1)..=end {
             if header(&headers, n)?.parent_hash != header(&headers, n - 1)?.hash {
                 return Err(raced(format!("block {n} does not extend block {}", n - 1)));
             }

@@ -255,6 +255,23 @@ impl Payments {
         symbol: &str,
         mode: CryptoMode,
     ) -> Result<Payment, PaymentError> {
+        self.confirm_crypto_keyed(merchant, id, chain_id, symbol, mode, None)
+            .await
+    }
+
+    /// [`Self::confirm_crypto`] for a request with an `Idempotency-Key`:
+    /// the quote records it, so that the same request retried after its
+    /// answer was lost (its key's lease passed) answers the payment with
+    /// that quote rather than `payment_unexpected_state`.
+    pub async fn confirm_crypto_keyed(
+        &self,
+        merchant: &MerchantId,
+        id: &PaymentId,
+        chain_id: u64,
+        symbol: &str,
+        mode: CryptoMode,
+        request_key: Option<&str>,
+    ) -> Result<Payment, PaymentError> {
         let chain = self.chains().get(chain_id).ok_or_else(|| {
             PaymentError::invalid(
                 "payment_method.crypto.chain_id",
@@ -290,6 +307,15 @@ impl Payments {
                     kind: "payment",
                     id: id.to_string(),
                 })?;
+        if payment.method == Some(MethodType::Crypto)
+            && payment.status != Status::RequiresPaymentMethod
+            && let Some(key) = request_key
+            && quoted_by(&mut tx, &payment.id, key).await?
+        {
+            // A retry of the request that made the quote: its answer.
+            tx.rollback().await?;
+            return self.get(merchant, id).await;
+        }
         let requote = payment.status == Status::RequiresAction
             && payment.method == Some(MethodType::Crypto)
             && quote_lapsed_unpaid(&mut tx, &payment.id).await?;
@@ -332,12 +358,12 @@ impl Payments {
         sqlx::query!(
             r#"INSERT INTO crypto_payments (payment_id, merchant_id, chain_id, asset, token, router,
                    reference, expected, rate, expires_at, confirmations, deposit_address,
-                   deposit_salt, mode)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+                   deposit_salt, mode, confirm_key)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
                ON CONFLICT (payment_id) DO UPDATE SET chain_id = $3, asset = $4, token = $5,
                    router = $6, reference = $7, expected = $8, rate = $9, expires_at = $10,
                    confirmations = $11, received = 0, confirmed = 0, exception = NULL,
-                   deposit_address = $12, deposit_salt = $13, mode = $14"#,
+                   deposit_address = $12, deposit_salt = $13, mode = $14, confirm_key = $15"#,
             payment.id.as_str(),
             merchant.as_str(),
             i64::try_from(chain_id).unwrap_or(i64::MAX),
@@ -357,6 +383,7 @@ impl Payments {
             deposit.map(|(address, _)| hex_lower(address)),
             deposit.map(|(_, salt)| format!("{salt}")),
             mode as CryptoMode,
+            request_key,
         )
         .execute(&mut *tx)
         .await?;
@@ -400,6 +427,24 @@ impl Payments {
         tx.commit().await?;
         Ok(payment)
     }
+}
+
+/// Whether the payment's current quote was made by the request with
+/// Idempotency-Key `key`.
+async fn quoted_by(
+    conn: &mut sqlx::PgConnection,
+    payment: &PaymentId,
+    key: &str,
+) -> Result<bool, PaymentError> {
+    let made = sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM crypto_payments
+                           WHERE payment_id = $1 AND confirm_key = $2) AS "made!""#,
+        payment.as_str(),
+        key,
+    )
+    .fetch_one(conn)
+    .await?;
+    Ok(made)
 }
 
 /// Whether the payment's quote has lapsed with nothing sent to it, by the

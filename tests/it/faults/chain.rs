@@ -28,7 +28,7 @@ pub struct Chain {
 }
 
 impl Chain {
-    /// `keep_history` (for a run that restarts anvil): see
+    /// `keep_history`: anvil as an archive node, see
     /// [`AnvilOptions::keep_history`].
     pub async fn start(dir: &Path, keep_history: bool) -> Self {
         let options = AnvilOptions {
@@ -36,8 +36,7 @@ impl Chain {
             chain_id: 31337,
             state_file: Some(dir.join("anvil-state.json")),
             log_file: Some(dir.join("anvil.log")),
-            // The chain reconciliation reads balances at the watcher's
-            // start block, also after anvil restarted from its state.
+            // Off by default: a full node, not an archive (see the caller).
             keep_history,
             ..AnvilOptions::default()
         };

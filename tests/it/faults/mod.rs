@@ -129,6 +129,39 @@ fn plan(full: bool, ha: bool) -> Plan {
     }
 }
 
+impl Fault {
+    const ALL: [(&'static str, Fault); 8] = [
+        ("kill", Fault::KillNode),
+        ("restart-db", Fault::RestartDatabase),
+        ("failover", Fault::Failover),
+        ("receiver-down", Fault::ReceiverDown),
+        ("anvil-restart", Fault::AnvilRestart),
+        ("reorg-below", Fault::ReorgBelow),
+        ("reorg-above", Fault::ReorgAbove),
+        ("rpc-cut", Fault::RpcCut),
+    ];
+}
+
+/// `EPG_FAULTS_ONLY` (comma-separated names of [`Fault::ALL`], repeats
+/// allowed): replaces the plan's faults, to replay one kind of failure
+/// without the whole run.
+fn only_faults() -> Option<Vec<Fault>> {
+    let only = std::env::var("EPG_FAULTS_ONLY").ok()?;
+    Some(
+        only.split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(|name| {
+                Fault::ALL
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, f)| *f)
+                    .unwrap_or_else(|| panic!("EPG_FAULTS_ONLY: unknown fault {name}"))
+            })
+            .collect(),
+    )
+}
+
 #[tokio::test]
 async fn under_faults_nothing_acknowledged_is_lost_or_duplicated() {
     let full = std::env::var("EPG_FAULTS").is_ok_and(|m| m == "full");
@@ -143,7 +176,16 @@ async fn under_faults_nothing_acknowledged_is_lost_or_duplicated() {
         .unwrap();
 
     let storage = Storage::start(dir.path()).await;
-    let plan = plan(full, storage.is_ha());
+    let mut plan = plan(full, storage.is_ha());
+    if let Some(only) = only_faults() {
+        plan.faults = only;
+    }
+    if let Some(secs) = std::env::var("EPG_FAULTS_RPC_CUT_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        plan.rpc_cut = Duration::from_secs(secs);
+    }
     let mut faults = plan.faults.clone();
     for i in (1..faults.len()).rev() {
         faults.swap(i, rng.gen_range(0..=i));
@@ -159,7 +201,12 @@ async fn under_faults_nothing_acknowledged_is_lost_or_duplicated() {
 
     // The chain: anvil with its state in a file, the nodes reaching it
     // through a proxy that can cut them off.
-    let devnet = chain::Chain::start(dir.path(), faults.contains(&Fault::AnvilRestart)).await;
+    // Anvil as a full node, not an archive one: after its restart it has
+    // no state before its head, and `epg reconcile chain` starts from the
+    // checkpoint of its last clean run. `EPG_FAULTS_ANVIL_ARCHIVE=1` keeps
+    // every state instead (see `AnvilOptions::keep_history` for its cost).
+    let archive = std::env::var("EPG_FAULTS_ANVIL_ARCHIVE").is_ok_and(|v| v == "1");
+    let devnet = chain::Chain::start(dir.path(), archive).await;
     let rpc = devnet.rpc_url();
     let (deployment, mut chain) =
         common::deploy_with_own_treasury(devnet.anvil().await.as_ref().unwrap()).await;
@@ -258,6 +305,8 @@ async fn under_faults_nothing_acknowledged_is_lost_or_duplicated() {
                 format!("webhook receiver down {:?}", plan.receiver_down)
             }
             Fault::AnvilRestart => {
+                let reconciled = report::reconcile_under_load(&pool, &chain).await;
+                println!("faults: epg reconcile chain before anvil's restart: {reconciled}");
                 devnet
                     .restart(Duration::from_millis(rng.gen_range(500..3000)))
                     .await;
@@ -315,6 +364,10 @@ async fn under_faults_nothing_acknowledged_is_lost_or_duplicated() {
     .await;
     nodes.kill_all();
     println!("{table}");
+    if !table.clean() {
+        // Keep the nodes' and anvil's logs for whoever reads the failure.
+        println!("faults: logs kept in {}", dir.keep().display());
+    }
     assert!(
         table.clean(),
         "the fault suite found problems (seed {seed})"

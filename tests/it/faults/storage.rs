@@ -133,8 +133,15 @@ impl Storage {
     /// The monitor promotes the standby; the old primary follows it. A
     /// failover needs a standby that has caught up: after an earlier one,
     /// the old primary is rewound and catches up first.
+    ///
+    /// `pg_autoctl perform failover` waits 60 s for the new primary's
+    /// notification and fails after that, but the failover it started goes
+    /// on: on a loaded machine it can take longer. What counts is that the
+    /// other node accepts writes and the formation settles; the command is
+    /// only sent again if nothing moved.
     pub async fn failover(&self) {
         if let Self::External {
+            url,
             monitor: Some(monitor),
             ..
         } = self
@@ -145,14 +152,23 @@ impl Storage {
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
+            let before = primary_index(url).await;
             for attempt in 1..=3 {
-                if try_as_postgres(&["pg_autoctl", "perform", "failover", "--pgdata", monitor]) {
-                    return;
+                if !try_as_postgres(&["pg_autoctl", "perform", "failover", "--pgdata", monitor]) {
+                    eprintln!(
+                        "faults: pg_autoctl perform failover returned an error (attempt {attempt}); waiting for the switch"
+                    );
                 }
-                eprintln!("faults: pg_autoctl perform failover failed (attempt {attempt})");
-                tokio::time::sleep(Duration::from_secs(2)).await;
+                for _ in 0..1800 {
+                    if writable_index(url).await.is_some_and(|now| now != before)
+                        && settled(monitor)
+                    {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
             }
-            panic!("pg_autoctl perform failover failed three times");
+            panic!("no failover away from host {before} of {url} after three attempts");
         }
     }
 
