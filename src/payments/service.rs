@@ -126,6 +126,8 @@ pub struct Payments {
     operation_lease: Duration,
     /// What the chain watchers' contract guard found: quotes it refuses.
     chain_status: Option<Arc<crate::chain::watcher::ChainStatus>>,
+    /// Merchants' median amounts for the risk score, kept a while.
+    medians: Arc<super::medians::Medians>,
 }
 
 impl std::fmt::Debug for Payments {
@@ -164,6 +166,7 @@ impl Payments {
             max_confirm_attempts: DEFAULT_MAX_CONFIRM_ATTEMPTS,
             operation_lease: DEFAULT_OPERATION_LEASE,
             chain_status: None,
+            medians: Arc::default(),
         }
     }
 
@@ -272,6 +275,11 @@ impl Payments {
     /// Confirmations a payment may take.
     pub(super) fn max_confirm_attempts(&self) -> i32 {
         self.max_confirm_attempts
+    }
+
+    /// Merchants' median amounts, kept a while for the risk score.
+    pub(super) fn medians(&self) -> &super::medians::Medians {
+        &self.medians
     }
 
     /// Base URL of the node, for redirects.

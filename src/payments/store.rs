@@ -279,8 +279,8 @@ pub async fn update(conn: &mut PgConnection, p: &Payment) -> Result<(), sqlx::Er
 }
 
 /// Writes a confirmation: every mutable field of `p`, the sealed card of a
-/// card confirmation and the customer's IP (for velocity checks), in one
-/// statement. A confirmation without a card leaves an earlier attempt's
+/// card confirmation, the customer's IP (for velocity checks) and the
+/// attempt [`record_attempt_and_count`] recorded, in one statement. A confirmation without a card leaves an earlier attempt's
 /// sealed number as it was, as does one without an IP.
 pub async fn update_confirmed(
     conn: &mut PgConnection,
@@ -296,7 +296,8 @@ pub async fn update_confirmed(
                amount_disputed = $17, updated_at = now(),
                card_number_sealed = CASE WHEN $18::bool THEN $19 ELSE card_number_sealed END,
                card_fingerprint = CASE WHEN $18::bool THEN $20 ELSE card_fingerprint END,
-               client_ip = COALESCE($21, client_ip)
+               client_ip = COALESCE($21, client_ip),
+               confirm_attempts = confirm_attempts + 1
            WHERE id = $1 AND merchant_id = $2"#,
         p.id.as_str(),
         p.merchant_id.as_str(),
@@ -446,70 +447,63 @@ pub struct Attempt<'a> {
     pub client_ip: Option<&'a str>,
 }
 
-/// Records an attempt on `payment` unless it already had `max` of them;
-/// returns whether it was recorded (false: the cap is reached, or no such
-/// payment). The caller commits it before calling the processor, so a
-/// declined, blocked or failed confirmation still counts.
-pub async fn record_attempt(
-    conn: &mut PgConnection,
-    merchant: &MerchantId,
-    payment: &PaymentId,
-    attempt: &Attempt<'_>,
-    max: i32,
-) -> Result<bool, sqlx::Error> {
-    let recorded = sqlx::query_scalar!(
-        r#"WITH counted AS (
-               UPDATE payments SET confirm_attempts = confirm_attempts + 1
-                WHERE id = $2 AND merchant_id = $1 AND confirm_attempts < $7
-               RETURNING id
-           )
-           INSERT INTO payment_attempts
-                  (merchant_id, payment_id, method, card_fingerprint, customer_email, client_ip)
-           SELECT $1, id, $3, $4, $5, $6 FROM counted
-           RETURNING id"#,
-        merchant.as_str(),
-        payment.as_str(),
-        attempt.method as MethodType,
-        attempt.card_fingerprint,
-        attempt.customer_email,
-        attempt.client_ip,
-        max,
-    )
-    .fetch_optional(conn)
-    .await?;
-    Ok(recorded.is_some())
-}
-
-/// Gathers [`RiskCounts`] for a payment about to be authorized. A card is
-/// counted under every fingerprint it may have at rest (`fingerprints`: the
-/// current master key's and those of keys a rotation is replacing).
+/// Records an attempt on `payment` unless it already had `max` of them,
+/// and gathers the [`RiskCounts`] of the confirmation, in one statement.
+/// `None` when the cap is reached (nothing is written); the caller counts
+/// the attempt on the payment in its confirmation update
+/// ([`update_confirmed`]) and commits both before calling the processor, so
+/// a declined, blocked or failed confirmation still counts. The payment
+/// must be locked by the caller (its `confirm_attempts` cannot change
+/// under this statement).
 ///
-/// Each count stops at `COUNTS_ENOUGH` rows: one address sending thousands
-/// of confirmations an hour (a busy shop behind one proxy, a load test)
-/// made every confirmation scan all of them.
-pub async fn risk_counts(
+/// A card is counted under every fingerprint it may have at rest
+/// (`fingerprints`: the current master key's and those of keys a rotation
+/// is replacing). Each count stops at `COUNTS_ENOUGH` rows: one address
+/// sending thousands of confirmations an hour (a busy shop behind one
+/// proxy, a load test) made every confirmation scan all of them. The
+/// counts include this attempt, which the statement's own snapshot does
+/// not see: it is added once to each count it matches.
+///
+/// The median of the merchant's recent succeeded amounts reads up to a
+/// thousand payments; it is computed only when `with_median` (the caller
+/// keeps it a while, [`super::medians`]), else `median` is `None`.
+#[allow(clippy::too_many_arguments)]
+pub async fn record_attempt_and_count(
     conn: &mut PgConnection,
     payment: &Payment,
     attempt: &Attempt<'_>,
     fingerprints: &[String],
+    max: i32,
     min_history: i64,
-) -> Result<RiskCounts, sqlx::Error> {
+    with_median: bool,
+) -> Result<Option<RiskCounts>, sqlx::Error> {
     let row = sqlx::query!(
-        r#"SELECT
-             (SELECT count(*) FROM (SELECT 1 FROM payment_attempts WHERE merchant_id = $1
+        r#"WITH allowed AS (
+               SELECT id FROM payments
+                WHERE id = $8 AND merchant_id = $1 AND confirm_attempts < $9
+           ), attempt AS (
+               INSERT INTO payment_attempts
+                      (merchant_id, payment_id, method, card_fingerprint, customer_email,
+                       client_ip)
+               SELECT $1, id, $10, $11, $3, $4 FROM allowed
+               RETURNING 1
+           )
+           SELECT
+             (SELECT count(*) FROM attempt) AS "recorded!",
+             least((SELECT count(*) FROM (SELECT 1 FROM payment_attempts WHERE merchant_id = $1
                 AND card_fingerprint = ANY($2) AND created_at > now() - interval '1 hour'
-                LIMIT $7) c) AS "card!",
-             (SELECT count(*) FROM (SELECT 1 FROM payment_attempts WHERE merchant_id = $1
+                LIMIT $7) c) + CASE WHEN $11::text IS NULL THEN 0 ELSE 1 END, $7) AS "card!",
+             least((SELECT count(*) FROM (SELECT 1 FROM payment_attempts WHERE merchant_id = $1
                 AND customer_email = $3 AND created_at > now() - interval '1 hour'
-                LIMIT $7) e) AS "email!",
-             (SELECT count(*) FROM (SELECT 1 FROM payment_attempts WHERE merchant_id = $1
+                LIMIT $7) e) + CASE WHEN $3::text IS NULL THEN 0 ELSE 1 END, $7) AS "email!",
+             least((SELECT count(*) FROM (SELECT 1 FROM payment_attempts WHERE merchant_id = $1
                 AND client_ip = $4 AND created_at > now() - interval '1 hour'
-                LIMIT $7) i) AS "ip!",
-             (SELECT CASE WHEN count(*) >= $6
+                LIMIT $7) i) + CASE WHEN $4::text IS NULL THEN 0 ELSE 1 END, $7) AS "ip!",
+             CASE WHEN $12::bool THEN (SELECT CASE WHEN count(*) >= $6
                        THEN percentile_disc(0.5) WITHIN GROUP (ORDER BY amount) END
                 FROM (SELECT amount FROM payments WHERE merchant_id = $1 AND currency = $5
-                        AND status = 'succeeded' ORDER BY created_at DESC LIMIT 1000) recent
-             ) AS "median",
+                        AND status = 'succeeded' ORDER BY created_at DESC LIMIT 1000) recent)
+             END AS "median",
              (SELECT risk_threshold FROM merchants WHERE id = $1) AS "threshold!""#,
         payment.merchant_id.as_str(),
         fingerprints,
@@ -518,16 +512,21 @@ pub async fn risk_counts(
         payment.currency,
         min_history,
         super::risk::COUNTS_ENOUGH,
+        payment.id.as_str(),
+        max,
+        attempt.method as MethodType,
+        attempt.card_fingerprint,
+        with_median,
     )
     .fetch_one(conn)
     .await?;
-    Ok(RiskCounts {
+    Ok((row.recorded > 0).then_some(RiskCounts {
         card: row.card,
         email: row.email,
         ip: row.ip,
         median: row.median,
         threshold: row.threshold,
-    })
+    }))
 }
 
 /// Claims up to `limit` payments whose authorization, voucher or quote
