@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 
 use super::cards;
 use super::model::{Payment, Status};
-use super::operations::Kind;
+use super::operations::{self, Kind, NewOperation, Operation};
 use super::processor::not_found;
 use super::risk;
 use super::screening::{self, Verdict};
@@ -254,21 +254,44 @@ impl Payments {
 
         // Risk, before anything reaches the processor.
         let verdict = screening::screen(&mut payment, &counts, checked.billing_country);
-        store::update_confirmed(&mut tx, &payment, sealed.as_ref(), client_ip.as_deref()).await?;
         if let Verdict::Blocked(decline) = verdict {
+            store::update_confirmed(&mut tx, &payment, sealed.as_ref(), client_ip.as_deref())
+                .await?;
             return self.fail(tx, payment, decline).await;
         }
         let connector = self.connector_of(&payment)?;
-        let op = self
-            .begin(
-                &mut tx,
-                &payment,
-                Kind::Authorize,
-                payment.amount,
-                None,
-                request_key,
-            )
-            .await?;
+        // The confirmation and its authorization's operation: one statement.
+        let new = NewOperation {
+            merchant_id: &payment.merchant_id,
+            payment_id: &payment.id,
+            kind: Kind::Authorize,
+            refund_id: None,
+            amount: payment.amount,
+            reason: None,
+            idempotency_key: request_key,
+        };
+        let Some(op_id) = store::update_confirmed_and_begin(
+            &mut tx,
+            &payment,
+            sealed.as_ref(),
+            client_ip.as_deref(),
+            &new,
+            OffsetDateTime::now_utc() + self.operation_lease(),
+        )
+        .await?
+        else {
+            return Err(operations::in_progress());
+        };
+        let op = Operation {
+            id: op_id,
+            merchant_id: payment.merchant_id.clone(),
+            payment_id: payment.id.clone(),
+            kind: Kind::Authorize,
+            refund_id: None,
+            amount: payment.amount,
+            reason: None,
+            status: operations::Status::Pending,
+        };
         tx.commit().await?;
 
         let authorization = connector

@@ -156,10 +156,7 @@ pub async fn begin(
     .execute(&mut *conn)
     .await?;
     if inserted.rows_affected() == 0 {
-        return Err(PaymentError::state(
-            "payment_operation_in_progress",
-            "Another operation on this payment is being processed; retry in a moment.",
-        ));
+        return Err(in_progress());
     }
     Ok(Operation {
         id,
@@ -171,6 +168,14 @@ pub async fn begin(
         reason: new.reason.map(str::to_owned),
         status,
     })
+}
+
+/// The answer to a request on a payment that has an operation in flight.
+pub fn in_progress() -> PaymentError {
+    PaymentError::state(
+        "payment_operation_in_progress",
+        "Another operation on this payment is being processed; retry in a moment.",
+    )
 }
 
 /// The operation a request with `idempotency_key` started, if any.

@@ -96,7 +96,6 @@ impl Payments {
                         payment.amount_capturable = 0;
                         payment.status = Status::Succeeded;
                         payment.expires_at = None;
-                        store::update(&mut tx, &payment).await?;
                         followups = captured.followups;
                         EventType::PaymentSucceeded
                     }
@@ -113,7 +112,6 @@ impl Payments {
                         payment.status = Status::RequiresCapture;
                         payment.expires_at =
                             Some(OffsetDateTime::now_utc() + self.authorization_ttl());
-                        store::update(&mut tx, &payment).await?;
                         // Stripe announces an uncaptured authorization as
                         // amount_capturable_updated; the closest of our
                         // events is that the payment is being processed.
@@ -129,18 +127,17 @@ impl Payments {
                 };
                 payment.next_action = Some(super::service::next_action(&action));
                 payment.status = Status::RequiresAction;
-                store::update(&mut tx, &payment).await?;
                 EventType::PaymentRequiresAction
             }
             Authorization::Pending { reference, action } => {
                 payment.processor_reference = Some(reference);
                 payment.next_action = action.as_ref().map(super::service::next_action);
                 payment.status = Status::Processing;
-                store::update(&mut tx, &payment).await?;
                 EventType::PaymentProcessing
             }
         };
-        self.announce(&mut tx, &payment, event).await?;
+        // The payment's new state and its event: one statement.
+        self.save_and_announce(&mut tx, &payment, event).await?;
         tx.commit().await?;
         self.apply_followups(&payment, followups).await?;
         Ok(payment)
@@ -535,8 +532,7 @@ impl Payments {
             decline.decline_code.clone(),
             &decline.message,
         ));
-        store::update(&mut tx, &payment).await?;
-        self.announce(&mut tx, &payment, EventType::PaymentFailed)
+        self.save_and_announce(&mut tx, &payment, EventType::PaymentFailed)
             .await?;
         tx.commit().await?;
         Err(PaymentError::Declined {

@@ -323,6 +323,20 @@ impl Payments {
         )
     }
 
+    /// Writes every mutable field of `payment` and the event announcing
+    /// it, in one statement ([`store::update_announcing`]): what
+    /// `store::update` then [`Payments::announce`] did in two.
+    pub(super) async fn save_and_announce(
+        &self,
+        conn: &mut PgConnection,
+        payment: &Payment,
+        event_type: EventType,
+    ) -> Result<(), PaymentError> {
+        let draft = events::draft(&self.object(payment))?;
+        store::update_announcing(conn, payment, event_type, &draft).await?;
+        Ok(())
+    }
+
     /// Records `event_type` for `payment` in the caller's transaction.
     pub(super) async fn announce(
         &self,

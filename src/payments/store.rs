@@ -12,6 +12,7 @@ use super::model::{
     Status,
 };
 use super::risk::RiskReason;
+use crate::events::EventType;
 use crate::ids::{MerchantId, PaymentId};
 use crate::methods::MethodType;
 
@@ -278,6 +279,74 @@ pub async fn update(conn: &mut PgConnection, p: &Payment) -> Result<(), sqlx::Er
     Ok(())
 }
 
+/// [`update`] and the event announcing it ([`crate::events::record`]: the
+/// event, its webhook deliveries and the `NOTIFY` sent at commit), in one
+/// statement: a payment's state change and its event were two round trips
+/// of every booking.
+pub async fn update_announcing(
+    conn: &mut PgConnection,
+    p: &Payment,
+    event_type: EventType,
+    event: &crate::events::Draft,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        r#"WITH updated AS (
+               UPDATE payments SET status = $3, method = $4, next_action = $5,
+                      processor_reference = $6, amount_capturable = $7, amount_received = $8,
+                      amount_refunded = $9, card = $10, risk_score = $11, risk_reasons = $12,
+                      last_error = $13, cancellation_reason = $14, expires_at = $15,
+                      hold_id = $16, amount_disputed = $17, updated_at = now()
+                WHERE id = $1 AND merchant_id = $2
+               RETURNING merchant_id
+           ), ev AS (
+               INSERT INTO events (id, merchant_id, type, data)
+               SELECT $18, merchant_id, $19, jsonb_build_object('object', $20::jsonb)
+                 FROM updated
+               RETURNING id, merchant_id, type, object_id
+           ), dl AS (
+               INSERT INTO webhook_deliveries (id, merchant_id, event_id, endpoint_id)
+               SELECT epg_random_id('whd'), ev.merchant_id, ev.id, e.id
+               FROM ev
+               JOIN webhook_endpoints e ON e.merchant_id = ev.merchant_id
+               WHERE e.status = 'enabled'
+                 AND e.deleted_at IS NULL
+                 AND (ev.type = ANY (e.enabled_events) OR '*' = ANY (e.enabled_events))
+               RETURNING 1
+           )
+           SELECT pg_notify($21, json_build_object(
+                      'id', ev.id,
+                      'merchant', ev.merchant_id,
+                      'object', CASE WHEN length(ev.object_id) <= 256 THEN ev.object_id END,
+                      'deliveries', (SELECT count(*) FROM dl)
+                  )::text) AS "notified: ()"
+           FROM ev"#,
+        p.id.as_str(),
+        p.merchant_id.as_str(),
+        p.status as Status,
+        p.method as Option<MethodType>,
+        p.next_action.as_ref().map(Json) as _,
+        p.processor_reference,
+        p.amount_capturable,
+        p.amount_received,
+        p.amount_refunded,
+        p.card.as_ref().map(Json) as _,
+        p.risk_score,
+        p.risk_reasons.as_ref().map(Json) as _,
+        p.last_error.as_ref().map(Json) as _,
+        p.cancellation_reason,
+        p.expires_at,
+        p.hold_id,
+        p.amount_disputed,
+        event.id.as_str(),
+        event_type as EventType,
+        &event.object,
+        crate::events::CHANNEL,
+    )
+    .fetch_one(conn)
+    .await?;
+    Ok(())
+}
+
 /// Writes a confirmation: every mutable field of `p`, the sealed card of a
 /// card confirmation, the customer's IP (for velocity checks) and the
 /// attempt [`record_attempt_and_count`] recorded, in one statement. A confirmation without a card leaves an earlier attempt's
@@ -324,6 +393,73 @@ pub async fn update_confirmed(
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// [`update_confirmed`] and the start of the confirmation's authorization
+/// (a `pending` operation, [`super::operations::begin`]) in one statement:
+/// they were two round trips of every confirmation. `None` when the
+/// payment already has an operation in flight (the operation's unique
+/// index), as `begin` answers; the caller then rolls back.
+pub async fn update_confirmed_and_begin(
+    conn: &mut PgConnection,
+    p: &Payment,
+    card: Option<&StoredCard>,
+    client_ip: Option<&str>,
+    op: &super::operations::NewOperation<'_>,
+    locked_until: OffsetDateTime,
+) -> Result<Option<crate::ids::OperationId>, sqlx::Error> {
+    let id = crate::ids::OperationId::generate();
+    let inserted = sqlx::query!(
+        r#"WITH confirmed AS (
+               UPDATE payments SET status = $3, method = $4, next_action = $5,
+                      processor_reference = $6, amount_capturable = $7, amount_received = $8,
+                      amount_refunded = $9, card = $10, risk_score = $11, risk_reasons = $12,
+                      last_error = $13, cancellation_reason = $14, expires_at = $15,
+                      hold_id = $16, amount_disputed = $17, updated_at = now(),
+                      card_number_sealed = CASE WHEN $18::bool THEN $19 ELSE card_number_sealed END,
+                      card_fingerprint = CASE WHEN $18::bool THEN $20 ELSE card_fingerprint END,
+                      client_ip = COALESCE($21, client_ip),
+                      confirm_attempts = confirm_attempts + 1
+                WHERE id = $1 AND merchant_id = $2
+               RETURNING id, merchant_id
+           )
+           INSERT INTO payment_operations
+                  (id, merchant_id, payment_id, kind, refund_id, amount, reason, idempotency_key,
+                   status, locked_until, finished_at)
+           SELECT $22, merchant_id, id, $23, NULL, $24, $25, $26, 'pending', $27, NULL
+             FROM confirmed
+           ON CONFLICT DO NOTHING"#,
+        p.id.as_str(),
+        p.merchant_id.as_str(),
+        p.status as Status,
+        p.method as Option<MethodType>,
+        p.next_action.as_ref().map(Json) as _,
+        p.processor_reference,
+        p.amount_capturable,
+        p.amount_received,
+        p.amount_refunded,
+        p.card.as_ref().map(Json) as _,
+        p.risk_score,
+        p.risk_reasons.as_ref().map(Json) as _,
+        p.last_error.as_ref().map(Json) as _,
+        p.cancellation_reason,
+        p.expires_at,
+        p.hold_id,
+        p.amount_disputed,
+        card.is_some(),
+        card.map(|c| c.sealed_number.as_slice()),
+        card.map(|c| c.fingerprint.as_str()),
+        client_ip,
+        id.as_str(),
+        op.kind as super::operations::Kind,
+        op.amount,
+        op.reason,
+        op.idempotency_key,
+        locked_until,
+    )
+    .execute(conn)
+    .await?;
+    Ok((inserted.rows_affected() == 1).then_some(id))
 }
 
 /// A page of a merchant's payments, newest first.
