@@ -23,10 +23,16 @@ pub const MAX_AGE: Duration = Duration::from_secs(60);
 /// currency that confirmed lately).
 const CAPACITY: usize = 10_000;
 
+/// A merchant and a currency.
+type Key = (MerchantId, String);
+
+/// A median (`None`: too little history) and when it was computed.
+type Kept = (Option<i64>, Instant);
+
 /// Medians by merchant and currency, with when each was computed.
 #[derive(Debug, Default)]
 pub struct Medians {
-    entries: Mutex<HashMap<(MerchantId, String), (Option<i64>, Instant)>>,
+    entries: Mutex<HashMap<Key, Kept>>,
 }
 
 impl Medians {
