@@ -59,14 +59,13 @@ impl Payments {
     ) -> Result<Payment, PaymentError> {
         let succeeded = !matches!(authorization, Authorization::Declined(_));
         let mut tx = self.pool().begin().await?;
-        let mut payment = store::lock(&mut tx, &op.merchant_id, &op.payment_id)
-            .await?
-            .ok_or_else(|| not_found(&op.payment_id))?;
         // Finishing only a pending operation both decides who books the
-        // answer (under the payment's lock) and books the operation's end:
-        // one statement where a lock and an update were two.
-        let finished = operations::finish_pending(
+        // answer (under the payment's lock) and books the operation's end;
+        // the lock and the finish are one statement.
+        let (mut payment, finished) = store::lock_and_finish(
             &mut tx,
+            &op.merchant_id,
+            &op.payment_id,
             &op.id,
             if succeeded {
                 operations::Status::Succeeded
@@ -74,7 +73,8 @@ impl Payments {
                 operations::Status::Failed
             },
         )
-        .await?;
+        .await?
+        .ok_or_else(|| not_found(&op.payment_id))?;
         if !finished {
             tx.rollback().await?;
             return Ok(payment);

@@ -247,6 +247,100 @@ pub async fn lock(
     .map(|row| row.map(Payment::from))
 }
 
+/// [`lock`], then finishes operation `op` with `status` if it is still
+/// pending (as [`super::operations::finish_pending`]), in one statement: the
+/// payment and whether this caller finished the operation (false: a
+/// concurrent request or the reconciler did first). The payment's row is
+/// locked before the operation's, the order every writer follows: the
+/// operation's update reads the locked payment (`EXISTS (SELECT 1 FROM
+/// p)`), so it runs after the payment's lock is held.
+pub async fn lock_and_finish(
+    conn: &mut PgConnection,
+    merchant: &MerchantId,
+    id: &PaymentId,
+    op: &crate::ids::OperationId,
+    status: super::operations::Status,
+) -> Result<Option<(Payment, bool)>, sqlx::Error> {
+    let row = sqlx::query!(
+        r#"WITH p AS (
+               SELECT id, merchant_id, amount, currency, status, capture_method,
+                      payment_method_types, method, description, metadata, customer, shipping,
+                      client_secret, next_action, processor_reference, amount_capturable,
+                      amount_received, amount_refunded, amount_disputed, card, risk_score,
+                      risk_reasons, last_error, cancellation_reason, expires_at, hold_id,
+                      crypto, return_url, created_at
+                 FROM payments WHERE id = $1 AND merchant_id = $2 FOR UPDATE
+           ), finished AS (
+               UPDATE payment_operations SET status = $4, finished_at = now()
+                WHERE id = $3 AND status = 'pending' AND EXISTS (SELECT 1 FROM p)
+               RETURNING 1
+           )
+           SELECT id AS "id!: PaymentId", merchant_id AS "merchant_id!: MerchantId",
+                  amount AS "amount!", currency AS "currency!", status AS "status!: Status",
+                  capture_method AS "capture_method!: CaptureMethod",
+                  payment_method_types AS "payment_method_types!",
+                  method AS "method?: MethodType", description AS "description?",
+                  metadata AS "metadata!: Json<BTreeMap<String, String>>",
+                  customer AS "customer?: Json<Customer>",
+                  shipping AS "shipping?: Json<Shipping>", client_secret AS "client_secret!",
+                  next_action AS "next_action?: Json<NextAction>",
+                  processor_reference AS "processor_reference?",
+                  amount_capturable AS "amount_capturable!",
+                  amount_received AS "amount_received!", amount_refunded AS "amount_refunded!",
+                  amount_disputed AS "amount_disputed!", card AS "card?: Json<CardDetails>",
+                  risk_score AS "risk_score?",
+                  risk_reasons AS "risk_reasons?: Json<Vec<RiskReason>>",
+                  last_error AS "last_error?: Json<LastError>",
+                  cancellation_reason AS "cancellation_reason?", expires_at AS "expires_at?",
+                  hold_id AS "hold_id?", crypto AS "crypto?: Json<CryptoView>",
+                  return_url AS "return_url?",
+                  created_at AS "created_at!",
+                  EXISTS (SELECT 1 FROM finished) AS "finished!"
+             FROM p"#,
+        id.as_str(),
+        merchant.as_str(),
+        op.as_str(),
+        status as super::operations::Status,
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|r| {
+        let finished = r.finished;
+        let payment = Payment::from(Row {
+            id: r.id,
+            merchant_id: r.merchant_id,
+            amount: r.amount,
+            currency: r.currency,
+            status: r.status,
+            capture_method: r.capture_method,
+            payment_method_types: r.payment_method_types,
+            method: r.method,
+            description: r.description,
+            metadata: r.metadata,
+            customer: r.customer,
+            shipping: r.shipping,
+            client_secret: r.client_secret,
+            next_action: r.next_action,
+            processor_reference: r.processor_reference,
+            amount_capturable: r.amount_capturable,
+            amount_received: r.amount_received,
+            amount_refunded: r.amount_refunded,
+            amount_disputed: r.amount_disputed,
+            card: r.card,
+            risk_score: r.risk_score,
+            risk_reasons: r.risk_reasons,
+            last_error: r.last_error,
+            cancellation_reason: r.cancellation_reason,
+            expires_at: r.expires_at,
+            hold_id: r.hold_id,
+            crypto: r.crypto,
+            return_url: r.return_url,
+            created_at: r.created_at,
+        });
+        (payment, finished)
+    }))
+}
+
 /// Writes every mutable field of `p`.
 pub async fn update(conn: &mut PgConnection, p: &Payment) -> Result<(), sqlx::Error> {
     sqlx::query!(
