@@ -153,6 +153,33 @@ impl EventType {
 
 crate::names!(EventType);
 
+/// An event about to be written: its id and the object it carries, as
+/// [`record`] writes them. A writer that puts the event in a statement of
+/// its own (the payment's update and its event in one round trip:
+/// `payments::store::update_announcing`) starts from here.
+#[derive(Debug)]
+pub struct Draft {
+    /// `evt_…`.
+    pub id: EventId,
+    /// `data.object`: always a JSON object.
+    pub object: serde_json::Value,
+}
+
+/// The [`Draft`] of an event carrying `object`, wrapped as
+/// `{"value": …}` unless it serializes to a JSON object.
+pub fn draft(object: &impl Serialize) -> Result<Draft, sqlx::Error> {
+    let object = serde_json::to_value(object).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    let object = if object.is_object() {
+        object
+    } else {
+        serde_json::json!({ "value": object })
+    };
+    Ok(Draft {
+        id: EventId::generate(),
+        object,
+    })
+}
+
 /// Writes an event announcing that `object` (a snapshot of the API object,
 /// with its `id`) changed, inside the caller's transaction.
 ///
@@ -170,13 +197,7 @@ pub async fn record(
     event_type: EventType,
     object: &impl Serialize,
 ) -> Result<EventId, sqlx::Error> {
-    let id = EventId::generate();
-    let object = serde_json::to_value(object).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-    let object = if object.is_object() {
-        object
-    } else {
-        serde_json::json!({ "value": object })
-    };
+    let Draft { id, object } = draft(object)?;
     // The notification payload must stay below PostgreSQL's 8000 bytes, or
     // the writer's transaction would fail; an object id too long to carry
     // is left out (streams find the event by polling instead).

@@ -159,9 +159,10 @@ impl Connector for Remembering {
         request: AuthorizeRequest<'a>,
     ) -> BoxFuture<'a, Result<Authorization, ConnectorError>> {
         Box::pin(async move {
-            if let Some(answer) = self.recall(request.key).await? {
-                return authorization(answer);
-            }
+            // No recall first: the simulator is a pure function of the
+            // request and has no side effect, so its answer is computed and
+            // `record` keeps the first one stored under the key (counting a
+            // repeat), one statement where a recall and a record were two.
             let (key, payment, amount) = (request.key, request.payment_id, request.amount);
             let authorization = self.inner.authorize(request).await?;
             let answer = Answer::Authorization { authorization };

@@ -10,8 +10,9 @@ use time::OffsetDateTime;
 
 use super::cards;
 use super::model::{Payment, Status};
-use super::operations::Kind;
+use super::operations::{self, Kind, NewOperation, Operation};
 use super::processor::not_found;
+use super::risk;
 use super::screening::{self, Verdict};
 use super::service::{ConfirmMethod, NewPayment, confirmable, unavailable};
 use super::{PaymentError, Payments, store};
@@ -202,9 +203,24 @@ impl Payments {
         };
         // Every attempt counts, whatever happens next: a tester's declined,
         // blocked or failed tries count against the cap and in the velocity
-        // of the next one.
+        // of the next one. The attempt and the risk signals are one
+        // statement; the median of the merchant's history is recomputed
+        // only when the one this node keeps is too old.
         let max = self.max_confirm_attempts();
-        if !store::record_attempt(&mut tx, &merchant, &payment.id, &attempt, max).await? {
+        let candidates: &[String] = prints.as_ref().map_or(&[], |p| p.candidates.as_slice());
+        let clock = std::time::Instant::now();
+        let kept = self.medians().get(&merchant, &payment.currency, clock);
+        let Some(mut counts) = store::record_attempt_and_count(
+            &mut tx,
+            &payment,
+            &attempt,
+            candidates,
+            max,
+            risk::MIN_HISTORY,
+            kept.is_none(),
+        )
+        .await?
+        else {
             return Err(PaymentError::refused(
                 "payment_attempts_exceeded",
                 "payment_method",
@@ -213,6 +229,12 @@ impl Payments {
                      create a new payment to try again."
                 ),
             ));
+        };
+        match kept {
+            Some(median) => counts.median = median,
+            None => self
+                .medians()
+                .put(&merchant, &payment.currency, counts.median, clock),
         }
         payment.method = Some(checked.kind);
         payment.last_error = None;
@@ -231,30 +253,45 @@ impl Payments {
         payment.card = sealed.as_ref().map(|c| c.display.clone());
 
         // Risk, before anything reaches the processor.
-        let candidates: &[String] = prints.as_ref().map_or(&[], |p| p.candidates.as_slice());
-        let verdict = screening::screen(
-            &mut tx,
-            &mut payment,
-            &attempt,
-            candidates,
-            checked.billing_country,
-        )
-        .await?;
-        store::update_confirmed(&mut tx, &payment, sealed.as_ref(), client_ip.as_deref()).await?;
+        let verdict = screening::screen(&mut payment, &counts, checked.billing_country);
         if let Verdict::Blocked(decline) = verdict {
+            store::update_confirmed(&mut tx, &payment, sealed.as_ref(), client_ip.as_deref())
+                .await?;
             return self.fail(tx, payment, decline).await;
         }
         let connector = self.connector_of(&payment)?;
-        let op = self
-            .begin(
-                &mut tx,
-                &payment,
-                Kind::Authorize,
-                payment.amount,
-                None,
-                request_key,
-            )
-            .await?;
+        // The confirmation and its authorization's operation: one statement.
+        let new = NewOperation {
+            merchant_id: &payment.merchant_id,
+            payment_id: &payment.id,
+            kind: Kind::Authorize,
+            refund_id: None,
+            amount: payment.amount,
+            reason: None,
+            idempotency_key: request_key,
+        };
+        let Some(op_id) = store::update_confirmed_and_begin(
+            &mut tx,
+            &payment,
+            sealed.as_ref(),
+            client_ip.as_deref(),
+            &new,
+            OffsetDateTime::now_utc() + self.operation_lease(),
+        )
+        .await?
+        else {
+            return Err(operations::in_progress());
+        };
+        let op = Operation {
+            id: op_id,
+            merchant_id: payment.merchant_id.clone(),
+            payment_id: payment.id.clone(),
+            kind: Kind::Authorize,
+            refund_id: None,
+            amount: payment.amount,
+            reason: None,
+            status: operations::Status::Pending,
+        };
         tx.commit().await?;
 
         let authorization = connector

@@ -11,6 +11,7 @@ mod confirm;
 pub mod crypto;
 pub mod disputes;
 pub mod jobs;
+mod medians;
 pub mod model;
 pub mod operations;
 mod postings;

@@ -156,10 +156,7 @@ pub async fn begin(
     .execute(&mut *conn)
     .await?;
     if inserted.rows_affected() == 0 {
-        return Err(PaymentError::Busy {
-            message: "Another operation on this payment is being processed; retry in a moment."
-                .into(),
-        });
+        return Err(in_progress());
     }
     Ok(Operation {
         id,
@@ -171,6 +168,13 @@ pub async fn begin(
         reason: new.reason.map(str::to_owned),
         status,
     })
+}
+
+/// The answer to a request on a payment that has an operation in flight.
+pub fn in_progress() -> PaymentError {
+    PaymentError::Busy {
+        message: "Another operation on this payment is being processed; retry in a moment.".into(),
+    }
 }
 
 /// The operation a request with `idempotency_key` started, if any.

@@ -59,14 +59,13 @@ impl Payments {
     ) -> Result<Payment, PaymentError> {
         let succeeded = !matches!(authorization, Authorization::Declined(_));
         let mut tx = self.pool().begin().await?;
-        let mut payment = store::lock(&mut tx, &op.merchant_id, &op.payment_id)
-            .await?
-            .ok_or_else(|| not_found(&op.payment_id))?;
         // Finishing only a pending operation both decides who books the
-        // answer (under the payment's lock) and books the operation's end:
-        // one statement where a lock and an update were two.
-        let finished = operations::finish_pending(
+        // answer (under the payment's lock) and books the operation's end;
+        // the lock and the finish are one statement.
+        let (mut payment, finished) = store::lock_and_finish(
             &mut tx,
+            &op.merchant_id,
+            &op.payment_id,
             &op.id,
             if succeeded {
                 operations::Status::Succeeded
@@ -74,7 +73,8 @@ impl Payments {
                 operations::Status::Failed
             },
         )
-        .await?;
+        .await?
+        .ok_or_else(|| not_found(&op.payment_id))?;
         if !finished {
             tx.rollback().await?;
             return Ok(payment);
@@ -96,7 +96,6 @@ impl Payments {
                         payment.amount_capturable = 0;
                         payment.status = Status::Succeeded;
                         payment.expires_at = None;
-                        store::update(&mut tx, &payment).await?;
                         followups = captured.followups;
                         EventType::PaymentSucceeded
                     }
@@ -113,7 +112,6 @@ impl Payments {
                         payment.status = Status::RequiresCapture;
                         payment.expires_at =
                             Some(OffsetDateTime::now_utc() + self.authorization_ttl());
-                        store::update(&mut tx, &payment).await?;
                         // Stripe announces an uncaptured authorization as
                         // amount_capturable_updated; the closest of our
                         // events is that the payment is being processed.
@@ -129,18 +127,17 @@ impl Payments {
                 };
                 payment.next_action = Some(super::service::next_action(&action));
                 payment.status = Status::RequiresAction;
-                store::update(&mut tx, &payment).await?;
                 EventType::PaymentRequiresAction
             }
             Authorization::Pending { reference, action } => {
                 payment.processor_reference = Some(reference);
                 payment.next_action = action.as_ref().map(super::service::next_action);
                 payment.status = Status::Processing;
-                store::update(&mut tx, &payment).await?;
                 EventType::PaymentProcessing
             }
         };
-        self.announce(&mut tx, &payment, event).await?;
+        // The payment's new state and its event: one statement.
+        self.save_and_announce(&mut tx, &payment, event).await?;
         tx.commit().await?;
         self.apply_followups(&payment, followups).await?;
         Ok(payment)
@@ -535,8 +532,7 @@ impl Payments {
             decline.decline_code.clone(),
             &decline.message,
         ));
-        store::update(&mut tx, &payment).await?;
-        self.announce(&mut tx, &payment, EventType::PaymentFailed)
+        self.save_and_announce(&mut tx, &payment, EventType::PaymentFailed)
             .await?;
         tx.commit().await?;
         Err(PaymentError::Declined {

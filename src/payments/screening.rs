@@ -1,14 +1,12 @@
 //! The risk screening of a confirmation: the signals from the database
-//! (velocity, the merchant's history and threshold, in one query), the
-//! score of [`super::risk`], and whether it blocks the payment.
+//! (velocity, the merchant's history and threshold, read with the attempt
+//! in one statement: [`super::store::record_attempt_and_count`]), the score
+//! of [`super::risk`], and whether it blocks the payment.
 
-use sqlx::PgConnection;
-
-use super::PaymentError;
 use super::cards::SANDBOX_CARD_COUNTRY;
 use super::model::Payment;
 use super::risk::{self, RiskSignals};
-use super::store::{self, Attempt};
+use super::store::RiskCounts;
 use crate::methods::Decline;
 
 /// The outcome of a screening.
@@ -22,15 +20,11 @@ pub enum Verdict {
 
 /// Scores `payment` (its score and reasons are set on it) and compares the
 /// score with the merchant's threshold.
-pub async fn screen(
-    conn: &mut PgConnection,
+pub fn screen(
     payment: &mut Payment,
-    attempt: &Attempt<'_>,
-    fingerprints: &[String],
+    counts: &RiskCounts,
     billing_country: Option<String>,
-) -> Result<Verdict, PaymentError> {
-    let counts =
-        store::risk_counts(conn, payment, attempt, fingerprints, risk::MIN_HISTORY).await?;
+) -> Verdict {
     let assessment = risk::assess(&RiskSignals {
         card_attempts_last_hour: counts.card,
         email_attempts_last_hour: counts.email,
@@ -50,11 +44,11 @@ pub async fn screen(
         // The score and reasons are on the payment for the merchant; the
         // message, which reaches browsers, does not help a tester learn
         // what tripped the check.
-        return Ok(Verdict::Blocked(Decline {
+        return Verdict::Blocked(Decline {
             code: "risk_blocked".into(),
             decline_code: None,
             message: "The payment was blocked by the merchant's risk checks.".into(),
-        }));
+        });
     }
-    Ok(Verdict::Pass)
+    Verdict::Pass
 }

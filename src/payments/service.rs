@@ -125,6 +125,8 @@ pub struct Payments {
     operation_lease: Duration,
     /// What the chain watchers' contract guard found: quotes it refuses.
     chain_status: Option<Arc<crate::chain::watcher::ChainStatus>>,
+    /// Merchants' median amounts for the risk score, kept a while.
+    medians: Arc<super::medians::Medians>,
 }
 
 impl std::fmt::Debug for Payments {
@@ -163,6 +165,7 @@ impl Payments {
             max_confirm_attempts: DEFAULT_MAX_CONFIRM_ATTEMPTS,
             operation_lease: DEFAULT_OPERATION_LEASE,
             chain_status: None,
+            medians: Arc::default(),
         }
     }
 
@@ -273,6 +276,11 @@ impl Payments {
         self.max_confirm_attempts
     }
 
+    /// Merchants' median amounts, kept a while for the risk score.
+    pub(super) fn medians(&self) -> &super::medians::Medians {
+        &self.medians
+    }
+
     /// Base URL of the node, for redirects.
     pub(super) fn public_url(&self) -> &str {
         &self.public_url
@@ -312,6 +320,20 @@ impl Payments {
             payment.id,
             payment.client_secret
         )
+    }
+
+    /// Writes every mutable field of `payment` and the event announcing
+    /// it, in one statement ([`store::update_announcing`]): what
+    /// `store::update` then [`Payments::announce`] did in two.
+    pub(super) async fn save_and_announce(
+        &self,
+        conn: &mut PgConnection,
+        payment: &Payment,
+        event_type: EventType,
+    ) -> Result<(), PaymentError> {
+        let draft = events::draft(&self.object(payment))?;
+        store::update_announcing(conn, payment, event_type, &draft).await?;
+        Ok(())
     }
 
     /// Records `event_type` for `payment` in the caller's transaction.

@@ -12,6 +12,7 @@ use super::model::{
     Status,
 };
 use super::risk::RiskReason;
+use crate::events::EventType;
 use crate::ids::{MerchantId, PaymentId};
 use crate::methods::MethodType;
 
@@ -246,6 +247,100 @@ pub async fn lock(
     .map(|row| row.map(Payment::from))
 }
 
+/// [`lock`], then finishes operation `op` with `status` if it is still
+/// pending (as [`super::operations::finish_pending`]), in one statement: the
+/// payment and whether this caller finished the operation (false: a
+/// concurrent request or the reconciler did first). The payment's row is
+/// locked before the operation's, the order every writer follows: the
+/// operation's update reads the locked payment (`EXISTS (SELECT 1 FROM
+/// p)`), so it runs after the payment's lock is held.
+pub async fn lock_and_finish(
+    conn: &mut PgConnection,
+    merchant: &MerchantId,
+    id: &PaymentId,
+    op: &crate::ids::OperationId,
+    status: super::operations::Status,
+) -> Result<Option<(Payment, bool)>, sqlx::Error> {
+    let row = sqlx::query!(
+        r#"WITH p AS (
+               SELECT id, merchant_id, amount, currency, status, capture_method,
+                      payment_method_types, method, description, metadata, customer, shipping,
+                      client_secret, next_action, processor_reference, amount_capturable,
+                      amount_received, amount_refunded, amount_disputed, card, risk_score,
+                      risk_reasons, last_error, cancellation_reason, expires_at, hold_id,
+                      crypto, return_url, created_at
+                 FROM payments WHERE id = $1 AND merchant_id = $2 FOR UPDATE
+           ), finished AS (
+               UPDATE payment_operations SET status = $4, finished_at = now()
+                WHERE id = $3 AND status = 'pending' AND EXISTS (SELECT 1 FROM p)
+               RETURNING 1
+           )
+           SELECT id AS "id!: PaymentId", merchant_id AS "merchant_id!: MerchantId",
+                  amount AS "amount!", currency AS "currency!", status AS "status!: Status",
+                  capture_method AS "capture_method!: CaptureMethod",
+                  payment_method_types AS "payment_method_types!",
+                  method AS "method?: MethodType", description AS "description?",
+                  metadata AS "metadata!: Json<BTreeMap<String, String>>",
+                  customer AS "customer?: Json<Customer>",
+                  shipping AS "shipping?: Json<Shipping>", client_secret AS "client_secret!",
+                  next_action AS "next_action?: Json<NextAction>",
+                  processor_reference AS "processor_reference?",
+                  amount_capturable AS "amount_capturable!",
+                  amount_received AS "amount_received!", amount_refunded AS "amount_refunded!",
+                  amount_disputed AS "amount_disputed!", card AS "card?: Json<CardDetails>",
+                  risk_score AS "risk_score?",
+                  risk_reasons AS "risk_reasons?: Json<Vec<RiskReason>>",
+                  last_error AS "last_error?: Json<LastError>",
+                  cancellation_reason AS "cancellation_reason?", expires_at AS "expires_at?",
+                  hold_id AS "hold_id?", crypto AS "crypto?: Json<CryptoView>",
+                  return_url AS "return_url?",
+                  created_at AS "created_at!",
+                  EXISTS (SELECT 1 FROM finished) AS "finished!"
+             FROM p"#,
+        id.as_str(),
+        merchant.as_str(),
+        op.as_str(),
+        status as super::operations::Status,
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|r| {
+        let finished = r.finished;
+        let payment = Payment::from(Row {
+            id: r.id,
+            merchant_id: r.merchant_id,
+            amount: r.amount,
+            currency: r.currency,
+            status: r.status,
+            capture_method: r.capture_method,
+            payment_method_types: r.payment_method_types,
+            method: r.method,
+            description: r.description,
+            metadata: r.metadata,
+            customer: r.customer,
+            shipping: r.shipping,
+            client_secret: r.client_secret,
+            next_action: r.next_action,
+            processor_reference: r.processor_reference,
+            amount_capturable: r.amount_capturable,
+            amount_received: r.amount_received,
+            amount_refunded: r.amount_refunded,
+            amount_disputed: r.amount_disputed,
+            card: r.card,
+            risk_score: r.risk_score,
+            risk_reasons: r.risk_reasons,
+            last_error: r.last_error,
+            cancellation_reason: r.cancellation_reason,
+            expires_at: r.expires_at,
+            hold_id: r.hold_id,
+            crypto: r.crypto,
+            return_url: r.return_url,
+            created_at: r.created_at,
+        });
+        (payment, finished)
+    }))
+}
+
 /// Writes every mutable field of `p`.
 pub async fn update(conn: &mut PgConnection, p: &Payment) -> Result<(), sqlx::Error> {
     sqlx::query!(
@@ -278,9 +373,77 @@ pub async fn update(conn: &mut PgConnection, p: &Payment) -> Result<(), sqlx::Er
     Ok(())
 }
 
+/// [`update`] and the event announcing it ([`crate::events::record`]: the
+/// event, its webhook deliveries and the `NOTIFY` sent at commit), in one
+/// statement: a payment's state change and its event were two round trips
+/// of every booking.
+pub async fn update_announcing(
+    conn: &mut PgConnection,
+    p: &Payment,
+    event_type: EventType,
+    event: &crate::events::Draft,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        r#"WITH updated AS (
+               UPDATE payments SET status = $3, method = $4, next_action = $5,
+                      processor_reference = $6, amount_capturable = $7, amount_received = $8,
+                      amount_refunded = $9, card = $10, risk_score = $11, risk_reasons = $12,
+                      last_error = $13, cancellation_reason = $14, expires_at = $15,
+                      hold_id = $16, amount_disputed = $17, updated_at = now()
+                WHERE id = $1 AND merchant_id = $2
+               RETURNING merchant_id
+           ), ev AS (
+               INSERT INTO events (id, merchant_id, type, data)
+               SELECT $18, merchant_id, $19, jsonb_build_object('object', $20::jsonb)
+                 FROM updated
+               RETURNING id, merchant_id, type, object_id
+           ), dl AS (
+               INSERT INTO webhook_deliveries (id, merchant_id, event_id, endpoint_id)
+               SELECT epg_random_id('whd'), ev.merchant_id, ev.id, e.id
+               FROM ev
+               JOIN webhook_endpoints e ON e.merchant_id = ev.merchant_id
+               WHERE e.status = 'enabled'
+                 AND e.deleted_at IS NULL
+                 AND (ev.type = ANY (e.enabled_events) OR '*' = ANY (e.enabled_events))
+               RETURNING 1
+           )
+           SELECT pg_notify($21, json_build_object(
+                      'id', ev.id,
+                      'merchant', ev.merchant_id,
+                      'object', CASE WHEN length(ev.object_id) <= 256 THEN ev.object_id END,
+                      'deliveries', (SELECT count(*) FROM dl)
+                  )::text) AS "notified: ()"
+           FROM ev"#,
+        p.id.as_str(),
+        p.merchant_id.as_str(),
+        p.status as Status,
+        p.method as Option<MethodType>,
+        p.next_action.as_ref().map(Json) as _,
+        p.processor_reference,
+        p.amount_capturable,
+        p.amount_received,
+        p.amount_refunded,
+        p.card.as_ref().map(Json) as _,
+        p.risk_score,
+        p.risk_reasons.as_ref().map(Json) as _,
+        p.last_error.as_ref().map(Json) as _,
+        p.cancellation_reason,
+        p.expires_at,
+        p.hold_id,
+        p.amount_disputed,
+        event.id.as_str(),
+        event_type as EventType,
+        &event.object,
+        crate::events::CHANNEL,
+    )
+    .fetch_one(conn)
+    .await?;
+    Ok(())
+}
+
 /// Writes a confirmation: every mutable field of `p`, the sealed card of a
-/// card confirmation and the customer's IP (for velocity checks), in one
-/// statement. A confirmation without a card leaves an earlier attempt's
+/// card confirmation, the customer's IP (for velocity checks) and the
+/// attempt [`record_attempt_and_count`] recorded, in one statement. A confirmation without a card leaves an earlier attempt's
 /// sealed number as it was, as does one without an IP.
 pub async fn update_confirmed(
     conn: &mut PgConnection,
@@ -296,7 +459,8 @@ pub async fn update_confirmed(
                amount_disputed = $17, updated_at = now(),
                card_number_sealed = CASE WHEN $18::bool THEN $19 ELSE card_number_sealed END,
                card_fingerprint = CASE WHEN $18::bool THEN $20 ELSE card_fingerprint END,
-               client_ip = COALESCE($21, client_ip)
+               client_ip = COALESCE($21, client_ip),
+               confirm_attempts = confirm_attempts + 1
            WHERE id = $1 AND merchant_id = $2"#,
         p.id.as_str(),
         p.merchant_id.as_str(),
@@ -323,6 +487,73 @@ pub async fn update_confirmed(
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// [`update_confirmed`] and the start of the confirmation's authorization
+/// (a `pending` operation, [`super::operations::begin`]) in one statement:
+/// they were two round trips of every confirmation. `None` when the
+/// payment already has an operation in flight (the operation's unique
+/// index), as `begin` answers; the caller then rolls back.
+pub async fn update_confirmed_and_begin(
+    conn: &mut PgConnection,
+    p: &Payment,
+    card: Option<&StoredCard>,
+    client_ip: Option<&str>,
+    op: &super::operations::NewOperation<'_>,
+    locked_until: OffsetDateTime,
+) -> Result<Option<crate::ids::OperationId>, sqlx::Error> {
+    let id = crate::ids::OperationId::generate();
+    let inserted = sqlx::query!(
+        r#"WITH confirmed AS (
+               UPDATE payments SET status = $3, method = $4, next_action = $5,
+                      processor_reference = $6, amount_capturable = $7, amount_received = $8,
+                      amount_refunded = $9, card = $10, risk_score = $11, risk_reasons = $12,
+                      last_error = $13, cancellation_reason = $14, expires_at = $15,
+                      hold_id = $16, amount_disputed = $17, updated_at = now(),
+                      card_number_sealed = CASE WHEN $18::bool THEN $19 ELSE card_number_sealed END,
+                      card_fingerprint = CASE WHEN $18::bool THEN $20 ELSE card_fingerprint END,
+                      client_ip = COALESCE($21, client_ip),
+                      confirm_attempts = confirm_attempts + 1
+                WHERE id = $1 AND merchant_id = $2
+               RETURNING id, merchant_id
+           )
+           INSERT INTO payment_operations
+                  (id, merchant_id, payment_id, kind, refund_id, amount, reason, idempotency_key,
+                   status, locked_until, finished_at)
+           SELECT $22, merchant_id, id, $23, NULL, $24, $25, $26, 'pending', $27, NULL
+             FROM confirmed
+           ON CONFLICT DO NOTHING"#,
+        p.id.as_str(),
+        p.merchant_id.as_str(),
+        p.status as Status,
+        p.method as Option<MethodType>,
+        p.next_action.as_ref().map(Json) as _,
+        p.processor_reference,
+        p.amount_capturable,
+        p.amount_received,
+        p.amount_refunded,
+        p.card.as_ref().map(Json) as _,
+        p.risk_score,
+        p.risk_reasons.as_ref().map(Json) as _,
+        p.last_error.as_ref().map(Json) as _,
+        p.cancellation_reason,
+        p.expires_at,
+        p.hold_id,
+        p.amount_disputed,
+        card.is_some(),
+        card.map(|c| c.sealed_number.as_slice()),
+        card.map(|c| c.fingerprint.as_str()),
+        client_ip,
+        id.as_str(),
+        op.kind as super::operations::Kind,
+        op.amount,
+        op.reason,
+        op.idempotency_key,
+        locked_until,
+    )
+    .execute(conn)
+    .await?;
+    Ok((inserted.rows_affected() == 1).then_some(id))
 }
 
 /// A page of a merchant's payments, newest first.
@@ -446,70 +677,63 @@ pub struct Attempt<'a> {
     pub client_ip: Option<&'a str>,
 }
 
-/// Records an attempt on `payment` unless it already had `max` of them;
-/// returns whether it was recorded (false: the cap is reached, or no such
-/// payment). The caller commits it before calling the processor, so a
-/// declined, blocked or failed confirmation still counts.
-pub async fn record_attempt(
-    conn: &mut PgConnection,
-    merchant: &MerchantId,
-    payment: &PaymentId,
-    attempt: &Attempt<'_>,
-    max: i32,
-) -> Result<bool, sqlx::Error> {
-    let recorded = sqlx::query_scalar!(
-        r#"WITH counted AS (
-               UPDATE payments SET confirm_attempts = confirm_attempts + 1
-                WHERE id = $2 AND merchant_id = $1 AND confirm_attempts < $7
-               RETURNING id
-           )
-           INSERT INTO payment_attempts
-                  (merchant_id, payment_id, method, card_fingerprint, customer_email, client_ip)
-           SELECT $1, id, $3, $4, $5, $6 FROM counted
-           RETURNING id"#,
-        merchant.as_str(),
-        payment.as_str(),
-        attempt.method as MethodType,
-        attempt.card_fingerprint,
-        attempt.customer_email,
-        attempt.client_ip,
-        max,
-    )
-    .fetch_optional(conn)
-    .await?;
-    Ok(recorded.is_some())
-}
-
-/// Gathers [`RiskCounts`] for a payment about to be authorized. A card is
-/// counted under every fingerprint it may have at rest (`fingerprints`: the
-/// current master key's and those of keys a rotation is replacing).
+/// Records an attempt on `payment` unless it already had `max` of them,
+/// and gathers the [`RiskCounts`] of the confirmation, in one statement.
+/// `None` when the cap is reached (nothing is written); the caller counts
+/// the attempt on the payment in its confirmation update
+/// ([`update_confirmed`]) and commits both before calling the processor, so
+/// a declined, blocked or failed confirmation still counts. The payment
+/// must be locked by the caller (its `confirm_attempts` cannot change
+/// under this statement).
 ///
-/// Each count stops at `COUNTS_ENOUGH` rows: one address sending thousands
-/// of confirmations an hour (a busy shop behind one proxy, a load test)
-/// made every confirmation scan all of them.
-pub async fn risk_counts(
+/// A card is counted under every fingerprint it may have at rest
+/// (`fingerprints`: the current master key's and those of keys a rotation
+/// is replacing). Each count stops at `COUNTS_ENOUGH` rows: one address
+/// sending thousands of confirmations an hour (a busy shop behind one
+/// proxy, a load test) made every confirmation scan all of them. The
+/// counts include this attempt, which the statement's own snapshot does
+/// not see: it is added once to each count it matches.
+///
+/// The median of the merchant's recent succeeded amounts reads up to a
+/// thousand payments; it is computed only when `with_median` (the caller
+/// keeps it a while, [`super::medians`]), else `median` is `None`.
+#[allow(clippy::too_many_arguments)]
+pub async fn record_attempt_and_count(
     conn: &mut PgConnection,
     payment: &Payment,
     attempt: &Attempt<'_>,
     fingerprints: &[String],
+    max: i32,
     min_history: i64,
-) -> Result<RiskCounts, sqlx::Error> {
+    with_median: bool,
+) -> Result<Option<RiskCounts>, sqlx::Error> {
     let row = sqlx::query!(
-        r#"SELECT
-             (SELECT count(*) FROM (SELECT 1 FROM payment_attempts WHERE merchant_id = $1
+        r#"WITH allowed AS (
+               SELECT id FROM payments
+                WHERE id = $8 AND merchant_id = $1 AND confirm_attempts < $9
+           ), attempt AS (
+               INSERT INTO payment_attempts
+                      (merchant_id, payment_id, method, card_fingerprint, customer_email,
+                       client_ip)
+               SELECT $1, id, $10, $11, $3, $4 FROM allowed
+               RETURNING 1
+           )
+           SELECT
+             (SELECT count(*) FROM attempt) AS "recorded!",
+             least((SELECT count(*) FROM (SELECT 1 FROM payment_attempts WHERE merchant_id = $1
                 AND card_fingerprint = ANY($2) AND created_at > now() - interval '1 hour'
-                LIMIT $7) c) AS "card!",
-             (SELECT count(*) FROM (SELECT 1 FROM payment_attempts WHERE merchant_id = $1
+                LIMIT $7) c) + CASE WHEN $11::text IS NULL THEN 0 ELSE 1 END, $7) AS "card!",
+             least((SELECT count(*) FROM (SELECT 1 FROM payment_attempts WHERE merchant_id = $1
                 AND customer_email = $3 AND created_at > now() - interval '1 hour'
-                LIMIT $7) e) AS "email!",
-             (SELECT count(*) FROM (SELECT 1 FROM payment_attempts WHERE merchant_id = $1
+                LIMIT $7) e) + CASE WHEN $3::text IS NULL THEN 0 ELSE 1 END, $7) AS "email!",
+             least((SELECT count(*) FROM (SELECT 1 FROM payment_attempts WHERE merchant_id = $1
                 AND client_ip = $4 AND created_at > now() - interval '1 hour'
-                LIMIT $7) i) AS "ip!",
-             (SELECT CASE WHEN count(*) >= $6
+                LIMIT $7) i) + CASE WHEN $4::text IS NULL THEN 0 ELSE 1 END, $7) AS "ip!",
+             CASE WHEN $12::bool THEN (SELECT CASE WHEN count(*) >= $6
                        THEN percentile_disc(0.5) WITHIN GROUP (ORDER BY amount) END
                 FROM (SELECT amount FROM payments WHERE merchant_id = $1 AND currency = $5
-                        AND status = 'succeeded' ORDER BY created_at DESC LIMIT 1000) recent
-             ) AS "median",
+                        AND status = 'succeeded' ORDER BY created_at DESC LIMIT 1000) recent)
+             END AS "median",
              (SELECT risk_threshold FROM merchants WHERE id = $1) AS "threshold!""#,
         payment.merchant_id.as_str(),
         fingerprints,
@@ -518,16 +742,21 @@ pub async fn risk_counts(
         payment.currency,
         min_history,
         super::risk::COUNTS_ENOUGH,
+        payment.id.as_str(),
+        max,
+        attempt.method as MethodType,
+        attempt.card_fingerprint,
+        with_median,
     )
     .fetch_one(conn)
     .await?;
-    Ok(RiskCounts {
+    Ok((row.recorded > 0).then_some(RiskCounts {
         card: row.card,
         email: row.email,
         ip: row.ip,
         median: row.median,
         threshold: row.threshold,
-    })
+    }))
 }
 
 /// Claims up to `limit` payments whose authorization, voucher or quote
