@@ -611,6 +611,13 @@ impl Payments {
             ));
         }
         match event {
+            // The same success told twice (a processor's notification sent
+            // again, a retry whose answer was lost) changes nothing: it is
+            // answered with the payment as it stands, booked once.
+            ProcessorEvent::Succeeded if payment.status == Status::Succeeded => {
+                tx.rollback().await?;
+                return Ok(payment);
+            }
             ProcessorEvent::Succeeded => {
                 if !matches!(payment.status, Status::Processing | Status::RequiresAction) {
                     return Err(unexpected_state(&payment, "complete"));

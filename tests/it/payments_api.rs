@@ -527,6 +527,12 @@ async fn bank_transfers_process_until_cleared_and_can_be_returned() {
     assert_eq!(cleared["status"], "succeeded");
     // 0.8% capped at 500: 200.
     assert_eq!(amount_in(&balance(&app).await, "pending", "usd"), 24_800);
+    // The bank telling the same arrival again (or a retry whose answer was
+    // lost) answers the payment as it is and books nothing more.
+    let again = sandbox(&app, &format!("/v1/test/bank_transfers/{id}/clear")).await;
+    assert_eq!(again, cleared);
+    assert_eq!(amount_in(&balance(&app).await, "pending", "usd"), 24_800);
+    assert_eq!(events_of(&app, "payment.succeeded").await.len(), 1);
 
     let returned = sandbox(&app, &format!("/v1/test/bank_transfers/{id}/return")).await;
     assert_eq!(returned["status"], "failed");
