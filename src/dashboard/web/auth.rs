@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use maud::{PreEscaped, html};
 use serde::Deserialize;
 
-use super::form::Form;
+use super::form::{CsrfForm, Form};
 use super::layout;
 use super::session::{
     self, Pending, SIGN_IN_COOKIE, Signed, cookie, dashboard, form_message, redirect_with_session,
@@ -234,11 +234,6 @@ pub async fn enrol(
             None => layout::dashboard_error(&e),
         },
     }
-}
-
-#[derive(Debug, Deserialize)]
-pub struct CsrfForm {
-    csrf: String,
 }
 
 pub async fn sign_out(

@@ -11,7 +11,7 @@ use maud::{Markup, html};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::form::Form;
+use super::form::{CsrfForm, Form, path_id};
 use super::format::time;
 use super::guard::{self, code_field, message, with_status};
 use super::layout;
@@ -208,11 +208,6 @@ pub async fn create_endpoint(
     }
 }
 
-fn event_id(raw: &str) -> Result<EventId, Response> {
-    EventId::parse(raw)
-        .map_err(|e| layout::error_page(StatusCode::NOT_FOUND, &format!("`{raw}`: {e}")))
-}
-
 async fn event_page(
     state: &AppState,
     signed: &Signed,
@@ -283,15 +278,10 @@ pub async fn event(
     signed: Signed,
     Path(id): Path<String>,
 ) -> Response {
-    match event_id(&id) {
+    match path_id::<EventId>(&id) {
         Ok(id) => event_page(&state, &signed, &id, None).await,
         Err(r) => r,
     }
-}
-
-#[derive(Debug, Deserialize)]
-pub struct CsrfForm {
-    csrf: String,
 }
 
 pub async fn redeliver(
@@ -300,7 +290,7 @@ pub async fn redeliver(
     Path(id): Path<String>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    let id = match event_id(&id) {
+    let id = match path_id::<EventId>(&id) {
         Ok(id) => id,
         Err(r) => return r,
     };
@@ -484,11 +474,6 @@ pub async fn create_key(
     }
 }
 
-fn key_id(raw: &str) -> Result<ApiKeyId, Response> {
-    ApiKeyId::parse(raw)
-        .map_err(|e| layout::error_page(StatusCode::NOT_FOUND, &format!("`{raw}`: {e}")))
-}
-
 #[derive(Debug, Deserialize)]
 pub struct RollForm {
     csrf: String,
@@ -502,7 +487,7 @@ pub async fn roll_key(
     Path(id): Path<String>,
     Form(form): Form<RollForm>,
 ) -> Response {
-    let id = match key_id(&id) {
+    let id = match path_id::<ApiKeyId>(&id) {
         Ok(id) => id,
         Err(r) => return r,
     };
@@ -564,7 +549,7 @@ pub async fn revoke_key(
     Path(id): Path<String>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    let id = match key_id(&id) {
+    let id = match path_id::<ApiKeyId>(&id) {
         Ok(id) => id,
         Err(r) => return r,
     };

@@ -5,6 +5,7 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
 use axum::response::Response;
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use super::layout;
@@ -28,4 +29,19 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Form<T> {
             )
         })
     }
+}
+
+/// The body of a form that carries nothing but its CSRF token (a button).
+#[derive(Debug, Deserialize)]
+pub struct CsrfForm {
+    pub csrf: String,
+}
+
+/// An id taken from a page's path; a malformed one is a page not found.
+pub fn path_id<T>(raw: &str) -> Result<T, Response>
+where
+    T: std::str::FromStr<Err = crate::ids::InvalidId>,
+{
+    raw.parse()
+        .map_err(|e| layout::error_page(StatusCode::NOT_FOUND, &format!("`{raw}`: {e}")))
 }

@@ -10,7 +10,7 @@ use maud::html;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::form::Form;
+use super::form::{CsrfForm, Form, path_id};
 use super::format::{amount, field, time};
 use super::guard::{self, message, with_status};
 use super::layout;
@@ -98,11 +98,6 @@ pub async fn disputes(State(state): State<AppState>, signed: Signed) -> Response
     layout::page("Disputes", &signed, "/dashboard/disputes", content)
 }
 
-fn dispute_id(raw: &str) -> Result<DisputeId, Response> {
-    DisputeId::parse(raw)
-        .map_err(|e| layout::error_page(StatusCode::NOT_FOUND, &format!("`{raw}`: {e}")))
-}
-
 fn label(field: &str) -> String {
     let text = field.replace('_', " ");
     let mut chars = text.chars();
@@ -176,7 +171,7 @@ pub async fn dispute(
     signed: Signed,
     Path(id): Path<String>,
 ) -> Response {
-    match dispute_id(&id) {
+    match path_id::<DisputeId>(&id) {
         Ok(id) => dispute_page(&state, &signed, &id, None).await,
         Err(r) => r,
     }
@@ -199,7 +194,7 @@ pub async fn evidence(
     Path(id): Path<String>,
     Form(form): Form<EvidenceForm>,
 ) -> Response {
-    let id = match dispute_id(&id) {
+    let id = match path_id::<DisputeId>(&id) {
         Ok(id) => id,
         Err(r) => return r,
     };
@@ -269,18 +264,13 @@ pub async fn evidence(
     }
 }
 
-#[derive(Debug, Deserialize)]
-pub struct CsrfForm {
-    csrf: String,
-}
-
 pub async fn concede(
     State(state): State<AppState>,
     signed: Signed,
     Path(id): Path<String>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    let id = match dispute_id(&id) {
+    let id = match path_id::<DisputeId>(&id) {
         Ok(id) => id,
         Err(r) => return r,
     };

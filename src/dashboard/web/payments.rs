@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use time::OffsetDateTime;
 
-use super::form::Form;
+use super::form::{Form, path_id};
 use super::format::{amount, time};
 use super::layout;
 use super::session::{Signed, dashboard};
@@ -331,11 +331,6 @@ pub async fn csv(
         .into_response()
 }
 
-fn parse_id(id: &str) -> Result<PaymentId, Response> {
-    PaymentId::parse(id)
-        .map_err(|e| layout::error_page(StatusCode::NOT_FOUND, &format!("`{id}`: {e}")))
-}
-
 async fn detail_page(
     state: &AppState,
     signed: &Signed,
@@ -490,7 +485,7 @@ pub async fn detail(
     signed: Signed,
     Path(id): Path<String>,
 ) -> Response {
-    match parse_id(&id) {
+    match path_id::<PaymentId>(&id) {
         Ok(id) => detail_page(&state, &signed, &id, None).await,
         Err(r) => r,
     }
@@ -515,7 +510,7 @@ pub async fn refund(
     if let Err(r) = signed.check_csrf(&form.csrf) {
         return r;
     }
-    let id = match parse_id(&id) {
+    let id = match path_id::<PaymentId>(&id) {
         Ok(id) => id,
         Err(r) => return r,
     };
@@ -613,7 +608,7 @@ pub async fn proof(
     signed: Signed,
     Path(id): Path<String>,
 ) -> Response {
-    let id = match parse_id(&id) {
+    let id = match path_id::<PaymentId>(&id) {
         Ok(id) => id,
         Err(r) => return r,
     };
