@@ -106,12 +106,11 @@ async fn run(state: AppState, req: Request, next: Next) -> Result<Response, Resp
     {
         // Whether the request committed is unknown: releasing the key would
         // let a retry run it a second time. It stays claimed until its
-        // lease passes; by then what the request started (a refund, an
-        // operation) carries the key, and the retry finds it. Ending the
-        // claim sooner is not safe for every request: a payment's creation
-        // or a test transfer's clearing carry no key, and their retry would
-        // create a second payment or answer 409 for the state the first
-        // one reached (the fault suite saw the latter).
+        // lease passes; by then what the request started (a payment, a
+        // refund, an operation, a crypto quote) carries the key, and the
+        // retry finds it. Ending the claim sooner is not safe for every
+        // request: not every write records its key (a dispute's evidence,
+        // an endpoint's update), and their retry would run a second time.
         tracing::warn!("outcome unknown: idempotency key kept claimed until its lease passes");
         Ok(())
     } else if is_saved(status) {
