@@ -868,12 +868,15 @@ async fn money_sent_to_a_retired_address_is_found_by_the_rescan_and_lands_in_sus
 
     // An hour later the rescan reads it, once the block is past the reorg
     // window. The blocks come first: a rescan due before they were mined
-    // would stop short of the transfer and then wait its hour.
+    // would stop short of the transfer and then wait its hour. A rescan
+    // runs only within a watcher step, and a step only reads new blocks:
+    // one more block after the hour has passed makes the step that reads it.
     s.mine(s.chain.reorg_window + 2).await;
     sqlx::query("UPDATE deposit_rescans SET scanned_at = now() - interval '2 hours'")
         .execute(&s.app.pool)
         .await
         .unwrap();
+    s.mine(1).await;
     let late = s
         .wait_for(id, |p| {
             p["crypto"]["transfers"].as_array().unwrap().len() == 2
