@@ -79,6 +79,16 @@ pub enum Problem {
         /// The entry's key.
         key: String,
     },
+    /// A posting whose entry does not exist, or whose account does not
+    /// exist or has another asset or owner than the posting says.
+    PostingReference {
+        /// The posting's entry id.
+        entry_id: i64,
+        /// Its position in the entry.
+        seq: i16,
+        /// What is wrong.
+        detail: &'static str,
+    },
 }
 
 impl fmt::Display for Problem {
@@ -130,6 +140,11 @@ impl fmt::Display for Problem {
                 f,
                 "entry {key:?} has pending postings but opens or closes no hold"
             ),
+            Problem::PostingReference {
+                entry_id,
+                seq,
+                detail,
+            } => write!(f, "posting {seq} of entry id {entry_id}: {detail}"),
         }
     }
 }
@@ -173,7 +188,8 @@ impl fmt::Display for CheckReport {
                 f,
                 "OK: every entry balances per asset, every balance equals the sum of its \
                  postings, every asset sums to zero over all accounts, no floor is broken, \
-                 every hold matches its postings"
+                 every hold matches its postings, every posting names its entry and its \
+                 account"
             )
         } else {
             for p in &self.problems {
@@ -215,6 +231,33 @@ pub async fn check(pool: &PgPool) -> Result<CheckReport, LedgerError> {
     .into_iter()
     .map(|r| (r.asset, r.accounts))
     .collect();
+
+    // Postings: their entry exists, their account exists with their asset
+    // and owner (the trigger checks it on insert; migration 0033).
+    for r in sqlx::query!(
+        r#"SELECT p.entry_id, p.seq, e.id IS NULL AS "no_entry!", a.id IS NULL AS "no_account!"
+             FROM ledger_postings p
+             LEFT JOIN ledger_entries e ON e.id = p.entry_id
+             LEFT JOIN ledger_accounts a ON a.id = p.account_id
+            WHERE e.id IS NULL OR a.id IS NULL OR a.asset <> p.asset OR a.owner <> p.owner
+            ORDER BY p.entry_id, p.seq LIMIT $1"#,
+        SHOWN
+    )
+    .fetch_all(&mut *tx)
+    .await?
+    {
+        report.problems.push(Problem::PostingReference {
+            entry_id: r.entry_id,
+            seq: r.seq,
+            detail: if r.no_entry {
+                "no such entry"
+            } else if r.no_account {
+                "no such account"
+            } else {
+                "its asset or owner is not its account's"
+            },
+        });
+    }
 
     // Entries: two postings at least, each phase balanced per asset.
     for r in sqlx::query!(

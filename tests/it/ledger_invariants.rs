@@ -72,6 +72,67 @@ fn sqlstate(e: &sqlx::Error) -> String {
 }
 
 #[tokio::test]
+async fn a_posting_must_name_its_entry_and_an_account_with_its_asset_and_owner() {
+    let pool = common::test_db().await;
+    let m = merchant(&pool).await;
+    post(&pool, &capture("first", &m, 1000, 59)).await.unwrap();
+    // Each statement writes a balanced entry of two postings with one thing
+    // wrong in the second posting (the trigger, not a foreign key, checks
+    // it: migration 0033).
+    let pending = format!("ledger_account_id('{m}', 'pending', '', 'usd')");
+    let clearing = "ledger_account_id('', 'clearing', 'card', 'usd')";
+    for (what, entry, account, asset, owner) in [
+        (
+            "no such entry",
+            "e.id + 1000000",
+            pending.as_str(),
+            "'usd'",
+            format!("'{m}'"),
+        ),
+        (
+            "no such account",
+            "e.id",
+            "987654321",
+            "'usd'",
+            format!("'{m}'"),
+        ),
+        (
+            "the account's asset is usd",
+            "e.id",
+            pending.as_str(),
+            "'eur'",
+            format!("'{m}'"),
+        ),
+        (
+            "the account's owner is the merchant",
+            "e.id",
+            pending.as_str(),
+            "'usd'",
+            "''".to_owned(),
+        ),
+    ] {
+        let statement = format!(
+            "WITH e AS (INSERT INTO ledger_entries (public_id, key, content_hash, kind)
+                        VALUES ('txn_' || repeat('r', 24), 'raw-reference', sha256('x'), 'adjustment')
+                        RETURNING id)
+             INSERT INTO ledger_postings (entry_id, seq, account_id, asset, owner, amount, phase)
+             SELECT e.id, 1, {clearing}, 'usd', '', 100, 'posted' FROM e
+             UNION ALL
+             SELECT {entry}, 2, {account}, {asset}, {owner}, -100, 'posted' FROM e"
+        );
+        let err = sqlx::query(&statement)
+            .execute(&pool)
+            .await
+            .expect_err(what);
+        assert_eq!(sqlstate(&err), "EL002", "{what}: {err}");
+    }
+    // Nothing of the refused statements was kept; the check agrees.
+    let report = ledger::check(&pool).await.unwrap();
+    assert!(report.is_ok(), "{report}");
+    assert_eq!(report.entries, 1);
+}
+
+#[tokio::test]
 async fn the_database_refuses_an_unbalanced_entry_and_any_edit() {
     let pool = common::test_db().await;
     let m = merchant(&pool).await;
