@@ -131,7 +131,7 @@ impl Application {
         let chains = Arc::new(crate::chain::watcher::ChainStatus::new(
             config.chains.iter().map(|c| c.chain_id),
         ));
-        let state = AppState {
+        let state = AppState::new(api::Shared {
             rate_limiter: Arc::new(api::rate_limit::RateLimiter::new(
                 config.security.rate_limit_per_second,
                 config.security.rate_limit_burst,
@@ -195,7 +195,7 @@ impl Application {
             keys,
             config: Arc::new(config),
             pool,
-        };
+        });
         Ok(Self {
             listener,
             address,

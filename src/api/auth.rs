@@ -131,6 +131,7 @@ async fn client_secret_caller(
         merchant_id,
         key_id: bucket,
         kind: KeyKind::Publishable,
+        enabled_methods: None,
     }))
 }
 

@@ -52,9 +52,30 @@ use crate::idempotency::IdempotencyStore;
 use crate::merchants::MerchantStore;
 use crate::telemetry::metrics::Metrics;
 
-/// What every handler can reach. Cheap to clone.
+/// What every handler can reach. Cloning it is one reference count: axum
+/// clones the state for every extractor and middleware of every request,
+/// and a profile of the card path found the clones and drops of its
+/// fields (each an atomic count) at about 4% of the node's CPU.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    /// The state of a node's API.
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The fields of [`AppState`].
+pub struct Shared {
     /// The validated configuration.
     pub config: Arc<Config>,
     /// The database pool, for subsystems built per request.

@@ -339,7 +339,16 @@ async fn create(
         .as_deref()
         .map(|raw| parse_return_url(raw, state.config.mode))
         .transpose()?;
-    let merchant = state.merchants.get(&caller.merchant_id).await?;
+    let enabled_methods = match caller.enabled_methods {
+        Some(methods) => methods,
+        None => {
+            state
+                .merchants
+                .get(&caller.merchant_id)
+                .await?
+                .payment_method_types
+        }
+    };
     let new = NewPayment {
         amount: body.amount,
         currency,
@@ -357,7 +366,7 @@ async fn create(
                 .payments
                 .create(
                     &caller.merchant_id,
-                    &merchant.payment_method_types,
+                    &enabled_methods,
                     new,
                     request_key.as_deref(),
                 )
@@ -367,7 +376,7 @@ async fn create(
             .payments
             .create_confirmed(
                 &caller.merchant_id,
-                &merchant.payment_method_types,
+                &enabled_methods,
                 new,
                 method,
                 Some(client_ip.to_string()),
