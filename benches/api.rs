@@ -28,12 +28,22 @@
 //! transactions, statements and round trips of that one payment, and
 //! statements per unit of every scenario from `pg_stat_statements`.
 //!
+//! Before the measured runs the bench warms the node up (three seconds of
+//! card payments), analyzes the database and restarts the node, so that
+//! what it measures is a node in service, not a database's first minute
+//! (see the comment at the warm-up).
+//!
 //! Finally the node is left idle and the statements it sends in that window
 //! are counted and printed, with its polling intervals.
 //!
 //! Options: `--seconds N` (per run, default 10), `--connections 1,8,32,128`,
 //! `--scenarios card,card-1req,…`, `--idle-seconds N` (default 60),
-//! `--quick` (3 s runs at 1 and 8 connections, 10 s idle), `--no-pgbench`.
+//! `--quick` (3 s runs at 1 and 8 connections, 10 s idle), `--no-pgbench`,
+//! `--waits` (sample what the node's database sessions are doing every
+//! 5 ms of each run — on the CPU, waiting for a lock and which, or idle in
+//! a transaction while the node works — and print the shares), `--top N`
+//! (the N statements that took most of each run's database time, with
+//! calls per unit, mean time and buffers).
 //! `epg ledger check` runs (as a library call) after the runs and must be clean.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -70,6 +80,10 @@ struct Options {
     scenarios: Vec<String>,
     idle_seconds: u64,
     pgbench: bool,
+    /// Sample the node's backends during each run (`--waits`).
+    waits: bool,
+    /// Print the N statements that took most of each run's time (`--top N`).
+    top: usize,
 }
 
 fn options() -> Options {
@@ -79,6 +93,8 @@ fn options() -> Options {
         scenarios: SCENARIOS.iter().map(|s| (*s).to_owned()).collect(),
         idle_seconds: 60,
         pgbench: true,
+        waits: false,
+        top: 0,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -102,6 +118,8 @@ fn options() -> Options {
                 o.idle_seconds = 10;
             }
             "--no-pgbench" => o.pgbench = false,
+            "--waits" => o.waits = true,
+            "--top" => o.top = list()[0].parse().unwrap_or(10),
             "--bench" => {}
             other => {
                 eprintln!("unknown option {other}; see benches/api.rs");
@@ -355,6 +373,71 @@ async fn run(
     }
 }
 
+/// Shares of what the node's database sessions were doing, from sampling
+/// `pg_stat_activity` (`--waits`): where a run's time went on the
+/// database side. "idle in transaction" is a session holding a
+/// transaction open while the node works between two of its statements.
+struct Waits {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<BTreeMap<String, u64>>,
+}
+
+impl Waits {
+    async fn start(url: &str) -> Self {
+        let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+        let (stop, mut stopped) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(async move {
+            let mut seen: BTreeMap<String, u64> = BTreeMap::new();
+            loop {
+                let rows: Vec<(String,)> = sqlx::query_as(
+                    "SELECT CASE
+                                WHEN state = 'active' AND wait_event IS NULL THEN 'on cpu'
+                                WHEN state = 'active' THEN wait_event_type || ':' || wait_event
+                                WHEN state LIKE 'idle in transaction%' THEN 'idle in transaction'
+                                ELSE 'idle'
+                            END
+                       FROM pg_stat_activity
+                      WHERE datname = current_database() AND pid <> pg_backend_pid()
+                        AND backend_type = 'client backend'",
+                )
+                .fetch_all(&mut conn)
+                .await
+                .unwrap_or_default();
+                for (what,) in rows {
+                    *seen.entry(what).or_default() += 1;
+                }
+                tokio::select! {
+                    _ = &mut stopped => break,
+                    () = tokio::time::sleep(Duration::from_millis(5)) => {}
+                }
+            }
+            seen
+        });
+        Self { stop, task }
+    }
+
+    /// Stops sampling; one line of shares, busiest first, `idle` left out.
+    async fn finish(self) -> String {
+        let _ = self.stop.send(());
+        let seen = self.task.await.unwrap_or_default();
+        let busy: u64 = seen
+            .iter()
+            .filter(|(what, _)| what.as_str() != "idle")
+            .map(|(_, n)| n)
+            .sum();
+        let mut shares: Vec<_> = seen.into_iter().filter(|(w, _)| w != "idle").collect();
+        shares.sort_by_key(|share| std::cmp::Reverse(share.1));
+        let mut line = format!("  busy sessions sampled: {busy};");
+        for (what, n) in shares.iter().take(8) {
+            #[allow(clippy::float_arithmetic, clippy::cast_precision_loss)]
+            let share = 100.0 * *n as f64 / busy.max(1) as f64;
+            let _ = write!(line, " {what} {share:.0}%,");
+        }
+        line.pop();
+        line
+    }
+}
+
 /// p99.9 by nearest rank (support's percentile takes whole percents).
 fn permille(sorted: &[Duration], p: usize) -> Duration {
     if sorted.is_empty() {
@@ -496,6 +579,45 @@ async fn statement_count(pool: &PgPool) -> Option<i64> {
 }
 
 /// Statements per query text in this database since the last reset.
+/// The `n` statements of this database that took the most time since the
+/// last reset: share of the total, calls per unit, mean, buffers per call.
+async fn top_statements(pool: &PgPool, n: usize, units: u64) -> Vec<String> {
+    let rows: Vec<(String, i64, f64, f64, i64)> = sqlx::query_as(
+        "SELECT query, calls, total_exec_time, sum(total_exec_time) OVER (),
+                shared_blks_hit + shared_blks_read
+           FROM pg_stat_statements
+          WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+            AND query NOT LIKE '%pg_stat_statements%' AND query NOT LIKE '%pg_stat_activity%'
+          ORDER BY total_exec_time DESC
+          LIMIT $1",
+    )
+    .bind(i64::try_from(n).unwrap_or(10))
+    .fetch_all(pool)
+    .await
+    .unwrap_or_default();
+    rows.into_iter()
+        .map(|(query, calls, total, all, blocks)| {
+            let text: String = query
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+                .chars()
+                .take(90)
+                .collect();
+            #[allow(clippy::float_arithmetic, clippy::cast_precision_loss)]
+            let (share, per_unit, mean, per_call) = (
+                100.0 * total / all.max(f64::MIN_POSITIVE),
+                calls as f64 / units.max(1) as f64,
+                total / calls.max(1) as f64,
+                blocks as f64 / calls.max(1) as f64,
+            );
+            format!(
+                "    {share:>4.1}%  {per_unit:>5.2}/unit  {mean:>6.3} ms  {per_call:>6.0} buf  {text}"
+            )
+        })
+        .collect()
+}
+
 async fn statements_by_query(pool: &PgPool) -> BTreeMap<String, i64> {
     let rows: Vec<(String, i64)> = sqlx::query_as(
         "SELECT query, calls FROM pg_stat_statements
@@ -621,6 +743,74 @@ fn char_offset(s: &str, chars: usize) -> usize {
     s.char_indices().nth(chars).map_or(s.len(), |(b, _)| b)
 }
 
+/// `sql` as pgbench's prepared mode can run it, as the node runs it: each
+/// statement parsed and planned once per connection, `:r` its one
+/// parameter. pgbench takes every `:name` for a variable, even inside a
+/// string literal (a timestamp's `21:05`, a ledger key's `:capture`), so a
+/// literal holding a colon or a fresh id is rewritten as a concatenation:
+/// `'pay_ab' || :r` and `chr(58)` for each colon. Comments are dropped.
+fn for_prepared(sql: &str) -> String {
+    let chars: Vec<char> = sql.chars().collect();
+    let mut out = String::with_capacity(sql.len() + 64);
+    let mut i = 0;
+    while i < chars.len() {
+        match chars[i] {
+            '-' if chars.get(i + 1) == Some(&'-') => {
+                while i < chars.len() && chars[i] != '\n' {
+                    i += 1;
+                }
+            }
+            '\'' => {
+                // The literal's body, up to a quote that is not doubled.
+                let mut body = String::new();
+                i += 1;
+                while i < chars.len() {
+                    if chars[i] == '\'' {
+                        if chars.get(i + 1) == Some(&'\'') {
+                            body.push_str("''");
+                            i += 2;
+                            continue;
+                        }
+                        break;
+                    }
+                    body.push(chars[i]);
+                    i += 1;
+                }
+                i += 1;
+                if body.contains([':', FRESH]) {
+                    let mut pieces = Vec::new();
+                    let mut piece = String::new();
+                    for c in body.chars() {
+                        if c == ':' || c == FRESH {
+                            pieces.push(format!("'{piece}'::text"));
+                            piece.clear();
+                            pieces.push(if c == ':' {
+                                "chr(58)".into()
+                            } else {
+                                ":r".into()
+                            });
+                        } else {
+                            piece.push(c);
+                        }
+                    }
+                    pieces.push(format!("'{piece}'::text"));
+                    let _ = write!(out, "({})", pieces.join(" || "));
+                } else {
+                    let _ = write!(out, "'{body}'");
+                }
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// Where [`fresh_ids`] puts pgbench's `:r` ([`for_prepared`] writes it).
+const FRESH: char = '\u{1}';
+
 /// Ids of objects made per payment (`pay_`, `pop_`, `evt_`, … and 24
 /// letters or digits) get their last 16 characters from pgbench's `:r`, so
 /// every replayed transaction makes objects of its own. Merchant ids stay.
@@ -645,7 +835,7 @@ fn fresh_ids(sql: &str) -> String {
                 let prefix: String = chars[i..j].iter().collect();
                 if k - (j + 1) == 24 && prefix != "mer" {
                     out.extend(&chars[i..k - 16]);
-                    out.push_str(":r");
+                    out.push(FRESH);
                     i = k;
                     continue;
                 }
@@ -703,7 +893,7 @@ async fn replay_script(pool: &PgPool, statements: &[Logged], what: &str) -> Stri
                 text = text.replace(&format!("${}", i + 1), &literal);
             }
         }
-        writeln!(script, "{};", fresh_ids(&text)).unwrap();
+        writeln!(script, "{};", for_prepared(&fresh_ids(&text))).unwrap();
     }
     // Only this script's statements: DEALLOCATE ALL would also drop the
     // connection's own cached statements, which sqlx then fails to find.
@@ -741,7 +931,7 @@ fn shape(statements: &[Logged]) -> (usize, usize, usize) {
 /// pgbench's transactions per second on `script` with `clients`.
 async fn pgbench(url: &str, script: &Path, clients: usize, secs: u64) -> Result<f64, String> {
     let output = tokio::process::Command::new("pgbench")
-        .args(["-n", "-M", "simple", "-c"])
+        .args(["-n", "-M", "prepared", "-c"])
         .arg(clients.to_string())
         .arg("-j")
         .arg(clients.min(2).to_string())
@@ -965,6 +1155,19 @@ async fn main() {
         }
     }
     let ids = Arc::new(ids);
+    // A node in service: some history, and statistics as autovacuum gives
+    // a database within its first minute. Without them the node's prepared
+    // statements are planned for tables of unknown or tiny size, and a plan
+    // made then is kept by the connection: a payment looked up by id read
+    // every payment of the bench's one merchant through the (merchant_id,
+    // status) index, and the velocity counts every attempt, costs that grew
+    // with each run until autovacuum's first analyze (docs/performance.md).
+    // So: a few seconds of card payments, ANALYZE, and a new node process
+    // (new connections, no plan from before).
+    run(&node.base, &key, "card", 8, 3, ids.clone()).await;
+    sqlx::raw_sql("ANALYZE").execute(&pool).await.unwrap();
+    node.stop().await;
+    let node = Node::start(&config).await;
 
     println!();
     println!(
@@ -987,6 +1190,11 @@ async fn main() {
                     .execute(&pool)
                     .await;
             }
+            let waits = if o.waits {
+                Some(Waits::start(&scratch.url).await)
+            } else {
+                None
+            };
             let r = run(
                 &node.base,
                 &key,
@@ -996,6 +1204,10 @@ async fn main() {
                 ids.clone(),
             )
             .await;
+            let waits = match waits {
+                Some(w) => Some(w.finish().await),
+                None => None,
+            };
             let statements = if stats {
                 statement_count(&pool).await.unwrap_or(0)
             } else {
@@ -1033,6 +1245,14 @@ async fn main() {
                 bound_text,
                 bound.map_or("-".into(), |b| ratio(units, b)),
             );
+            if let Some(waits) = waits {
+                println!("{waits}");
+            }
+            if stats && o.top > 0 {
+                for line in top_statements(&pool, o.top, r.units).await {
+                    println!("{line}");
+                }
+            }
         }
     }
 
