@@ -1213,6 +1213,12 @@ async fn main() {
             } else {
                 0
             };
+            // Before pgbench's replay adds its own statements.
+            let top = if stats && o.top > 0 {
+                top_statements(&pool, o.top, r.units).await
+            } else {
+                Vec::new()
+            };
             let units = support::per_second(r.units, r.elapsed);
             let requests =
                 support::per_second(u64::try_from(r.latencies.len()).unwrap(), r.elapsed);
@@ -1248,10 +1254,8 @@ async fn main() {
             if let Some(waits) = waits {
                 println!("{waits}");
             }
-            if stats && o.top > 0 {
-                for line in top_statements(&pool, o.top, r.units).await {
-                    println!("{line}");
-                }
+            for line in top {
+                println!("{line}");
             }
         }
     }

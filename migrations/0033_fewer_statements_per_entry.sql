@@ -53,10 +53,11 @@ END
 $$;
 
 -- 2. A hot account's shard: picked and updated in one statement (the
--- shard is locked by the sub-select, FOR UPDATE SKIP LOCKED, as before,
--- and updated by the same statement), instead of a SELECT then an UPDATE.
--- The slow paths (every fitting shard busy; no shard fits alone) are as
--- they were.
+-- shard is locked by the sub-select, FOR UPDATE SKIP LOCKED, from a random
+-- shard on, as before, and updated by the same statement), instead of two
+-- SELECTs (from the random shard up, then below it) and an UPDATE. The
+-- slow paths (every fitting shard busy; no shard fits alone) are as they
+-- were.
 CREATE OR REPLACE FUNCTION ledger_apply(p_account BIGINT, p_shards SMALLINT, d_posted NUMERIC,
                                         d_pending_debits NUMERIC, d_pending_credits NUMERIC)
 RETURNS void
@@ -74,24 +75,11 @@ BEGIN
                pending_credits = b.pending_credits + d_pending_credits
          WHERE (b.account_id, b.shard) = (
                    SELECT account_id, shard FROM ledger_balances
-                    WHERE account_id = p_account AND shard >= v_start
+                    WHERE account_id = p_account
                       AND ledger_fits(floor, posted + d_posted, pending_debits + d_pending_debits,
                                       pending_credits + d_pending_credits)
-                    ORDER BY shard LIMIT 1 FOR UPDATE SKIP LOCKED)
-        RETURNING b.shard INTO v_shard;
-        IF v_shard IS NOT NULL THEN
-            RETURN;
-        END IF;
-        UPDATE ledger_balances b
-           SET posted = b.posted + d_posted,
-               pending_debits = b.pending_debits + d_pending_debits,
-               pending_credits = b.pending_credits + d_pending_credits
-         WHERE (b.account_id, b.shard) = (
-                   SELECT account_id, shard FROM ledger_balances
-                    WHERE account_id = p_account AND shard < v_start
-                      AND ledger_fits(floor, posted + d_posted, pending_debits + d_pending_debits,
-                                      pending_credits + d_pending_credits)
-                    ORDER BY shard LIMIT 1 FOR UPDATE SKIP LOCKED)
+                    ORDER BY (shard + p_shards - v_start) % p_shards
+                    LIMIT 1 FOR UPDATE SKIP LOCKED)
         RETURNING b.shard INTO v_shard;
         IF v_shard IS NOT NULL THEN
             RETURN;
