@@ -293,21 +293,27 @@ pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
 /// (issue 19: 200 to 1,800 buffers per statement within ten seconds of
 /// load). An empty table once analyzed is planned from its real size as it
 /// grows.
+///
+/// One connection does it all and is closed at the end rather than given
+/// back: a pool closed right after migrating (a test's template database,
+/// renamed once nobody is connected) must find no connection of this
+/// still on its way back, pinged by sqlx on return.
 async fn analyze_new_tables(pool: &PgPool) -> Result<(), sqlx::Error> {
+    let mut conn = pool.acquire().await?;
     let tables: Vec<String> = sqlx::query_scalar(
         "SELECT format('%I.%I', n.nspname, c.relname)
            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
           WHERE c.relkind IN ('r', 'p') AND c.reltuples < 0
             AND n.nspname = ANY (current_schemas(false))",
     )
-    .fetch_all(pool)
+    .fetch_all(&mut *conn)
     .await?;
     for table in tables {
         sqlx::raw_sql(&format!("ANALYZE {table}"))
-            .execute(pool)
+            .execute(&mut *conn)
             .await?;
     }
-    Ok(())
+    conn.close().await
 }
 
 /// A round trip to the database, for readiness checks.
