@@ -779,37 +779,16 @@ async fn confirm(
         body.payment_method
             .ok_or_else(|| ApiError::missing_param("payment_method"))?,
     )?;
-    let confirmed = match method {
-        ConfirmMethod::Crypto {
-            chain_id,
-            asset,
-            mode,
-        } => {
-            state
-                .payments
-                .confirm_crypto_keyed(
-                    &caller.merchant_id,
-                    &id,
-                    chain_id,
-                    &asset,
-                    mode,
-                    request_key.as_deref(),
-                )
-                .await
-        }
-        method => {
-            state
-                .payments
-                .confirm(
-                    &caller.merchant_id,
-                    &id,
-                    method,
-                    Some(client_ip.to_string()),
-                    request_key.as_deref(),
-                )
-                .await
-        }
-    };
+    let confirmed = state
+        .payments
+        .confirm(
+            &caller.merchant_id,
+            &id,
+            method,
+            Some(client_ip.to_string()),
+            request_key.as_deref(),
+        )
+        .await;
     let payment =
         confirmed.map_err(|e| ApiError::from_payment(e, audience, state.payments.livemode()))?;
     Ok(axum::Json(state.payments.view(&payment, audience)))

@@ -78,7 +78,7 @@ impl Payments {
         {
             // The crypto flow has no processor: a quote, then the chain.
             return self
-                .confirm_crypto(merchant, id, *chain_id, asset, *mode)
+                .confirm_crypto(merchant, id, *chain_id, asset, *mode, request_key)
                 .await;
         }
         let now = OffsetDateTime::now_utc();
@@ -144,7 +144,7 @@ impl Payments {
             };
             drop(conn);
             return self
-                .confirm_crypto(merchant, &id, *chain_id, asset, *mode)
+                .confirm_crypto(merchant, &id, *chain_id, asset, *mode, None)
                 .await;
         }
         if !self.offers_in(kind, &payment.currency) {

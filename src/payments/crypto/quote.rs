@@ -246,24 +246,11 @@ impl Payments {
     }
 
     /// Confirms a payment with a crypto asset: locks a quote and answers
-    /// the transfer to make.
+    /// the transfer to make. The quote records the request's
+    /// `Idempotency-Key`, so that the same request retried after its answer
+    /// was lost (its key's lease passed) answers the payment with that
+    /// quote rather than `payment_unexpected_state`.
     pub async fn confirm_crypto(
-        &self,
-        merchant: &MerchantId,
-        id: &PaymentId,
-        chain_id: u64,
-        symbol: &str,
-        mode: CryptoMode,
-    ) -> Result<Payment, PaymentError> {
-        self.confirm_crypto_keyed(merchant, id, chain_id, symbol, mode, None)
-            .await
-    }
-
-    /// [`Self::confirm_crypto`] for a request with an `Idempotency-Key`:
-    /// the quote records it, so that the same request retried after its
-    /// answer was lost (its key's lease passed) answers the payment with
-    /// that quote rather than `payment_unexpected_state`.
-    pub async fn confirm_crypto_keyed(
         &self,
         merchant: &MerchantId,
         id: &PaymentId,
