@@ -633,15 +633,7 @@ async fn vouchers_are_paid_at_a_store_or_expire() {
         200,
     )
     .await;
-    sqlx::query("UPDATE payments SET expires_at = now() - interval '1 minute' WHERE id = $1")
-        .bind(late_id)
-        .execute(&app.pool)
-        .await
-        .unwrap();
-    let expired = epg::payments::jobs::expire_due(&payments(&app), time::OffsetDateTime::now_utc())
-        .await
-        .unwrap();
-    assert_eq!(expired, 1);
+    assert_eq!(expire_now(&app, late_id).await, 1);
     let canceled = json(
         app.get(&format!("/v1/payments/{late_id}"), &app.secret_key)
             .await,
@@ -662,6 +654,23 @@ async fn vouchers_are_paid_at_a_store_or_expire() {
 }
 
 /// A payments subsystem on the test app's database, for driving jobs.
+/// Moves payment `id`'s expiry into the past, as time would.
+async fn make_due(app: &TestApp, id: &str) {
+    sqlx::query("UPDATE payments SET expires_at = now() - interval '1 second' WHERE id = $1")
+        .bind(id)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+}
+
+/// [`make_due`], then one pass of the expiry job: how many it expired.
+async fn expire_now(app: &TestApp, id: &str) -> usize {
+    make_due(app, id).await;
+    epg::payments::jobs::expire_due(&payments(app), time::OffsetDateTime::now_utc())
+        .await
+        .unwrap()
+}
+
 fn payments(app: &TestApp) -> epg::payments::Payments {
     epg::payments::Payments::new(
         app.pool.clone(),
@@ -801,11 +810,7 @@ async fn uncaptured_authorizations_are_voided_after_their_lifetime() {
     let expires_at = authorized["expires_at"].as_i64().unwrap();
     let week = 7 * 24 * 3600;
     assert!((expires_at - time::OffsetDateTime::now_utc().unix_timestamp() - week).abs() < 60);
-    sqlx::query("UPDATE payments SET expires_at = now() - interval '1 second' WHERE id = $1")
-        .bind(id)
-        .execute(&app.pool)
-        .await
-        .unwrap();
+    make_due(&app, id).await;
     // Two "nodes" run the job at once: the payment is expired exactly once.
     let (node_a, node_b) = (payments(&app), payments(&app));
     let now = time::OffsetDateTime::now_utc();
@@ -856,15 +861,7 @@ async fn an_operation_in_flight_makes_others_wait_and_the_expiry_job_leave_the_p
 
     // The expiry job leaves it to the node that holds it: no error, no
     // cancel, no second operation.
-    sqlx::query("UPDATE payments SET expires_at = now() - interval '1 second' WHERE id = $1")
-        .bind(id)
-        .execute(&app.pool)
-        .await
-        .unwrap();
-    let expired = epg::payments::jobs::expire_due(&payments(&app), time::OffsetDateTime::now_utc())
-        .await
-        .unwrap();
-    assert_eq!(expired, 0);
+    assert_eq!(expire_now(&app, id).await, 0);
     let payment = json(
         app.get(&format!("/v1/payments/{id}"), &app.secret_key)
             .await,
