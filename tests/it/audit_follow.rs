@@ -43,31 +43,8 @@ struct Fixture {
 async fn fixture() -> Fixture {
     let app = common::spawn_app().await;
     let anvil = common::anvil().await;
-    let signer: PrivateKeySigner = DEV_KEY_0.parse().unwrap();
-    let me = signer.address();
-    let plan = DeployPlan {
-        treasury: me,
-        admin: me,
-        anchorer: me,
-        dev_helpers: false,
-        ..DeployPlan::default()
-    };
-    let contract = deploy::deploy(&anvil.rpc_url(), signer.clone(), &plan)
-        .await
-        .unwrap()
-        .anchor;
-    let anchorer = Anchorer::connect(
-        &anvil.rpc_url(),
-        contract,
-        signer,
-        AnchorOptions {
-            confirmations: 1,
-            poll_interval: Duration::from_millis(50),
-            ..AnchorOptions::default()
-        },
-    )
-    .await
-    .unwrap();
+    let contract = common::anchored::deploy_anchor(&anvil).await;
+    let anchorer = common::anchored::anchorer(&anvil, contract, 1).await;
     let log = TransparencyLog::new(anchorer.origin()).unwrap();
     let mut start = 0;
     for end in [5u64, 12, 20] {

@@ -7,16 +7,17 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use crate::common;
+use crate::common::anchored::{anchorer, deploy_anchor};
 
 use std::time::Duration;
 
 use alloy::network::EthereumWallet;
-use alloy::primitives::{Address, B256, U256};
+use alloy::primitives::{B256, U256};
 use alloy::providers::{Provider, ProviderBuilder};
 use alloy::signers::local::PrivateKeySigner;
 use epg::chain::contracts::SettlementAnchor;
 use epg::chain::deploy::{self, DeployPlan};
-use epg::devnet::anvil::{Anvil, DEV_KEY_0};
+use epg::devnet::anvil::DEV_KEY_0;
 use epg::transparency::anchor::{
     AnchorError, AnchorOptions, Anchorer, anchor_checkpoint, find_anchoring_log,
 };
@@ -33,38 +34,6 @@ fn item(i: u64) -> LeafData {
         amount: U256::from(10u64).pow(U256::from(6u64)) * U256::from(i + 1),
         settled_at: 1_700_000_000 + i,
     }
-}
-
-async fn deploy_anchor(anvil: &Anvil) -> Address {
-    let signer: PrivateKeySigner = DEV_KEY_0.parse().unwrap();
-    let me = signer.address();
-    let plan = DeployPlan {
-        treasury: me,
-        admin: me,
-        anchorer: me,
-        dev_helpers: false,
-        ..DeployPlan::default()
-    };
-    deploy::deploy(&anvil.rpc_url(), signer, &plan)
-        .await
-        .unwrap()
-        .anchor
-}
-
-async fn anchorer(anvil: &Anvil, contract: Address, confirmations: u64) -> Anchorer {
-    Anchorer::connect(
-        &anvil.rpc_url(),
-        contract,
-        DEV_KEY_0.parse().unwrap(),
-        AnchorOptions {
-            confirmations,
-            poll_interval: Duration::from_millis(50),
-            timeout: Duration::from_secs(60),
-            max_sends: 5,
-        },
-    )
-    .await
-    .unwrap()
 }
 
 /// Appends leaves `from..to` and records a checkpoint of the result.

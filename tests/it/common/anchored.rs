@@ -37,10 +37,9 @@ pub fn leaf(i: u64) -> LeafData {
     }
 }
 
-/// Deploys the contracts on `anvil`, appends leaves 0–5 and 6–12 to a log
-/// in a fresh test database, anchors each checkpoint and reads back the
-/// two bundles.
-pub async fn two_checkpoints(anvil: &Anvil) -> AnchoredBundles {
+/// Deploys the contracts on `anvil` with anvil's first key as treasury,
+/// admin and anchorer; the SettlementAnchor's address.
+pub async fn deploy_anchor(anvil: &Anvil) -> Address {
     let signer: PrivateKeySigner = DEV_KEY_0.parse().unwrap();
     let me = signer.address();
     let plan = DeployPlan {
@@ -50,22 +49,36 @@ pub async fn two_checkpoints(anvil: &Anvil) -> AnchoredBundles {
         dev_helpers: false,
         ..DeployPlan::default()
     };
-    let contract: Address = deploy::deploy(&anvil.rpc_url(), signer.clone(), &plan)
+    deploy::deploy(&anvil.rpc_url(), signer, &plan)
         .await
         .unwrap()
-        .anchor;
-    let anchorer = Anchorer::connect(
+        .anchor
+}
+
+/// An anchorer of `contract` with anvil's first key, waiting for
+/// `confirmations` and polling every 50 ms (a test gives up after a
+/// minute).
+pub async fn anchorer(anvil: &Anvil, contract: Address, confirmations: u64) -> Anchorer {
+    Anchorer::connect(
         &anvil.rpc_url(),
         contract,
-        signer,
+        DEV_KEY_0.parse().unwrap(),
         AnchorOptions {
-            confirmations: 1,
+            confirmations,
             poll_interval: Duration::from_millis(50),
-            ..AnchorOptions::default()
+            timeout: Duration::from_secs(60),
+            max_sends: 5,
         },
     )
     .await
-    .unwrap();
+    .unwrap()
+}
+
+/// Deploys the contracts on `anvil`, appends leaves 0–5 and 6–12 to a log
+/// in a fresh test database, anchors each checkpoint and reads back the
+/// two bundles.
+pub async fn two_checkpoints(anvil: &Anvil) -> AnchoredBundles {
+    let anchorer = anchorer(anvil, deploy_anchor(anvil).await, 1).await;
     let pool = super::test_db().await;
     let log = TransparencyLog::new(anchorer.origin()).unwrap();
     for (from, to) in [(0, 6), (6, 13)] {
