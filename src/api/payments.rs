@@ -341,13 +341,12 @@ async fn create(
         .transpose()?;
     let enabled_methods = match caller.enabled_methods {
         Some(methods) => methods,
-        None => {
-            state
-                .merchants
-                .get(&caller.merchant_id)
-                .await?
-                .payment_method_types
-        }
+        None => state
+            .merchants
+            .get(&caller.merchant_id)
+            .await?
+            .payment_method_types
+            .into(),
     };
     let new = NewPayment {
         amount: body.amount,

@@ -48,8 +48,9 @@ pub struct Caller {
     pub kind: KeyKind,
     /// The merchant's enabled payment method types, read with the key (a
     /// payment's create needs them; reading them here saves it a round
-    /// trip). `None` for a caller authenticated by a client secret.
-    pub enabled_methods: Option<Vec<String>>,
+    /// trip; shared, as the caller is cloned by each extractor). `None`
+    /// for a caller authenticated by a client secret.
+    pub enabled_methods: Option<std::sync::Arc<[String]>>,
 }
 
 /// A key as listed (never its secret).
@@ -457,7 +458,7 @@ impl MerchantStore {
             merchant_id: row.merchant_id,
             key_id: row.id,
             kind: key.kind(),
-            enabled_methods: Some(row.payment_method_types),
+            enabled_methods: Some(row.payment_method_types.into()),
         }))
     }
 }
