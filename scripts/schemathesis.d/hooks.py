@@ -51,7 +51,8 @@ def before_call(context, case, kwargs):
 #   - a payment method type is offered by this node (a processor or a
 #     chain behind it: configuration, not form);
 #   - with `confirm: true`, the method's type is among the payment's
-#     `payment_method_types` (two fields of one body).
+#     `payment_method_types` (two fields of one body);
+#   - a refund's amount is at most what remains to refund of its payment.
 STATEFUL_RULES = (
     ("starting_after", "No such "),
     ("ending_before", "No such "),
@@ -65,6 +66,7 @@ STATEFUL_RULES = (
     ("return_url", ""),
     ("payment_method_types[", "not available on this node"),
     ("payment_method.type", "is not among this payment's payment_method_types"),
+    ("amount", "is greater than what remains to refund"),
 )
 
 
