@@ -1049,7 +1049,9 @@ fn apply_env_overrides(
             continue;
         }
         let Some((_, path)) = keys.iter().find(|(env, _)| *env == name) else {
-            if IGNORED_ENV.contains(&name.as_str()) {
+            if IGNORED_ENV.contains(&name.as_str())
+                || IGNORED_ENV_PREFIXES.iter().any(|p| name.starts_with(p))
+            {
                 continue;
             }
             return Err(ConfigError::Key {
@@ -1137,6 +1139,18 @@ const IGNORED_ENV: &[&str] = &[
     "EPG_WALLET_KEY",
     "EPG_WALLET_PASSWORD",
     "EPG_OPERATOR_TOKEN",
+];
+
+/// Prefixes of the knobs of the project's own scripts and tests
+/// (`scripts/test`, `scripts/schemathesis`, `scripts/faults`,
+/// `scripts/ha-devnet`, the kill loop): they reach every `epg` command those
+/// scripts start, and no config section has these names.
+const IGNORED_ENV_PREFIXES: &[&str] = &[
+    "EPG_TEST_",
+    "EPG_SCHEMATHESIS_",
+    "EPG_FAULTS_",
+    "EPG_HA_",
+    "EPG_KILL_",
 ];
 
 fn set_path(table: &mut toml::Table, path: &str, value: toml::Value) {
@@ -1331,6 +1345,22 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("EPG_DATABSE_URL"), "{err}");
+    }
+
+    #[test]
+    fn the_scripts_knobs_are_not_overrides_and_no_key_could_be_one() {
+        let file = write(Config::example());
+        Config::load(
+            Some(file.path()),
+            env(&[("EPG_SCHEMATHESIS_SEED", "1"), ("EPG_KILL_ROUNDS", "3")]),
+        )
+        .unwrap();
+        for (var, path) in overridable_keys() {
+            assert!(
+                !IGNORED_ENV_PREFIXES.iter().any(|p| var.starts_with(p)),
+                "{path} would be shadowed by an ignored prefix"
+            );
+        }
     }
 
     #[test]
