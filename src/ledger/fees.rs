@@ -19,7 +19,9 @@
 //! and asset the first row found wins, in this order: the merchant's row for
 //! the asset, the merchant's row for any asset, the default row for the
 //! asset, the default row for any asset; with none, the fee is zero. Rows
-//! for "any asset" carry no fixed part (a fixed amount needs a unit).
+//! for "any asset" carry no fixed part (a fixed amount needs a unit). That
+//! precedence is the SQL function `ledger_fee_rule`, so a statement that
+//! books a payment can read the rule with the payment it locks.
 //!
 //! The fee is posted as its own pair of postings, flagged `fee`, debiting
 //! the merchant and crediting `fee_revenue` ([`super::Entry::fee`]).
@@ -29,6 +31,9 @@ use sqlx::PgConnection;
 use super::LedgerError;
 use crate::ids::MerchantId;
 use crate::money::{Amount, AssetCode};
+
+/// A schedule row's columns as stored: basis points, fixed part, cap.
+pub type StoredFeeRule = (i32, rust_decimal::Decimal, Option<rust_decimal::Decimal>);
 
 /// One schedule row: basis points, fixed part, cap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +77,20 @@ impl FeeRule {
         })
     }
 
+    /// A rule as `ledger_fee_rule` returns it; `None` (no row) is no fee.
+    /// For statements that read the rule together with something else.
+    pub fn from_stored(row: Option<StoredFeeRule>) -> Result<Self, LedgerError> {
+        let Some((percent_bps, fixed, max_fee)) = row else {
+            return Ok(Self::ZERO);
+        };
+        Ok(Self {
+            percent_bps: u32::try_from(percent_bps)
+                .map_err(|_| LedgerError::Invalid("stored negative basis points".into()))?,
+            fixed: stored(fixed)?,
+            max_fee: max_fee.map(stored).transpose()?,
+        })
+    }
+
     /// The fee on `amount` (see the module documentation for the rule).
     /// Zero for an amount <= 0.
     pub fn fee_for(&self, amount: Amount) -> Amount {
@@ -93,7 +112,9 @@ fn stored(d: rust_decimal::Decimal) -> Result<Amount, LedgerError> {
     Amount::try_from(d).map_err(|e| LedgerError::Invalid(format!("stored fee {e}")))
 }
 
-/// The rule for `merchant` paying with `method` in `asset`.
+/// The rule for `merchant` paying with `method` in `asset` (the
+/// precedence is the SQL function `ledger_fee_rule`'s, see the module
+/// documentation).
 pub async fn fee_rule(
     conn: &mut PgConnection,
     merchant: &MerchantId,
@@ -101,26 +122,15 @@ pub async fn fee_rule(
     asset: &AssetCode,
 ) -> Result<FeeRule, LedgerError> {
     let row = sqlx::query!(
-        r#"SELECT percent_bps, fixed, max_fee FROM ledger_fee_schedules
-            WHERE method = $2 AND (merchant_id = $1 OR merchant_id IS NULL)
-              AND (asset = $3 OR asset IS NULL)
-            ORDER BY merchant_id IS NULL, asset IS NULL
-            LIMIT 1"#,
+        r#"SELECT percent_bps AS "percent_bps!", fixed AS "fixed!", max_fee
+             FROM ledger_fee_rule($1, $2, $3)"#,
         merchant.as_str(),
         method,
         asset.as_str(),
     )
     .fetch_optional(conn)
     .await?;
-    let Some(row) = row else {
-        return Ok(FeeRule::ZERO);
-    };
-    Ok(FeeRule {
-        percent_bps: u32::try_from(row.percent_bps)
-            .map_err(|_| LedgerError::Invalid("stored negative basis points".into()))?,
-        fixed: stored(row.fixed)?,
-        max_fee: row.max_fee.map(stored).transpose()?,
-    })
+    FeeRule::from_stored(row.map(|r| (r.percent_bps, r.fixed, r.max_fee)))
 }
 
 /// Sets the rule for `merchant` (`None`: the default schedule), `method`

@@ -127,7 +127,7 @@ use crate::money;
 pub use account::{AccountRef, GatewayAccount, MerchantAccount};
 pub use check::{CheckReport, Problem, check};
 pub use entry::{Entry, EntryKind, Posted, Posting, post};
-pub use fees::{FeeRule, fee_rule, set_fee_rule};
+pub use fees::{FeeRule, StoredFeeRule, fee_rule, set_fee_rule};
 pub use hold::{
     Hold, HoldStatus, NewHold, expire_holds, get_hold, open_hold, post_hold, void_hold,
 };

@@ -8,13 +8,14 @@
 use sqlx::{Postgres, Transaction};
 use time::OffsetDateTime;
 
-use super::cards;
+use super::cards::{self, CardPrints};
 use super::model::{Payment, Status};
 use super::operations::{self, Kind, NewOperation, Operation};
 use super::processor::not_found;
 use super::risk;
 use super::screening::{self, Verdict};
 use super::service::{ConfirmMethod, NewPayment, confirmable, unavailable};
+use super::store::RiskCounts;
 use super::{PaymentError, Payments, store};
 use crate::ids::{MerchantId, PaymentId};
 use crate::methods::{AuthorizeRequest, Card, MethodDetails, MethodType};
@@ -22,11 +23,25 @@ use crate::payments::model::CaptureMethod;
 
 type Tx = Transaction<'static, Postgres>;
 
+/// Times a confirmation counts its attempt again when another confirmation
+/// of the payment committed while it waited for the payment's lock; past
+/// it (a storm of confirmations of one payment) it goes on with what it
+/// counted. The attempts' cap is exact either way.
+const RACED_TRIES: u32 = 3;
+
 /// A confirmation's method with its details checked against the clock.
 struct Checked {
     kind: MethodType,
     details: MethodDetails,
     billing_country: Option<String>,
+}
+
+/// A checked method with what the attempt's statement read for its risk
+/// screening (`counts`: `None` when the payment reached its attempts).
+struct Screened {
+    checked: Checked,
+    prints: Option<CardPrints>,
+    counts: Option<RiskCounts>,
 }
 
 /// Parses what the customer sent (card digits, expiry, code).
@@ -82,27 +97,148 @@ impl Payments {
                 .await;
         }
         let now = OffsetDateTime::now_utc();
-        let mut tx = self.pool().begin().await?;
-        let payment = store::lock(&mut tx, merchant, id)
-            .await?
-            .ok_or_else(|| not_found(id))?;
+        let kind = method.method();
+        let checked = match check(method, now) {
+            Ok(checked) => checked,
+            Err(bad) => {
+                return self
+                    .refuse_unparsed(merchant, id, kind, request_key, bad)
+                    .await;
+            }
+        };
+        let prints = self.prints_of(merchant, &checked);
+        let mut tries = 0;
+        let (mut tx, locked) = loop {
+            let mut tx = self.pool().begin().await?;
+            let locked = self
+                .lock_and_record_attempt(
+                    &mut tx,
+                    merchant,
+                    id,
+                    &checked,
+                    prints.as_ref(),
+                    client_ip.as_deref(),
+                )
+                .await?
+                .ok_or_else(|| not_found(id))?;
+            tries += 1;
+            if locked.raced && tries < RACED_TRIES {
+                // Its counts miss the attempt of the confirmation it
+                // waited for: count again, in a snapshot that has it.
+                tx.rollback().await?;
+                continue;
+            }
+            break (tx, locked);
+        };
+        let store::LockedAttempt {
+            payment, counts, ..
+        } = locked;
         if let Some(op) = self
             .earlier_request(&mut tx, merchant, Kind::Authorize, request_key)
             .await?
         {
             // A retry whose first try's answer was lost: that try's
-            // outcome, finished first if it is still pending.
+            // outcome, finished first if it is still pending. (The attempt
+            // just recorded is rolled back.)
             tx.rollback().await?;
             return self.replay(op).await;
         }
-        let kind = method.method();
+        // A payment that may not be confirmed rolls the attempt back with
+        // the transaction: only real tries count.
         confirmable(&payment, kind)?;
         if !self.offers_in(kind, &payment.currency) {
             return Err(unavailable("payment_method.type".to_owned(), kind));
         }
-        let checked = check(method, now)?;
-        self.authorize_from(tx, payment, checked, client_ip, request_key, now)
+        let screened = Screened {
+            checked,
+            prints,
+            counts,
+        };
+        self.authorize_from(tx, payment, screened, client_ip, request_key, now)
             .await
+    }
+
+    /// A confirmation whose method details do not parse (a bad card
+    /// number, an expired card): refused with what a good card would have
+    /// met first (no such payment, a retry to answer from its first try, a
+    /// payment that may not be confirmed, a method not offered), else with
+    /// `bad`. Nothing is written.
+    async fn refuse_unparsed(
+        &self,
+        merchant: &MerchantId,
+        id: &PaymentId,
+        kind: MethodType,
+        request_key: Option<&str>,
+        bad: PaymentError,
+    ) -> Result<Payment, PaymentError> {
+        let payment = store::get(self.pool(), merchant, id)
+            .await?
+            .ok_or_else(|| not_found(id))?;
+        let mut conn = self.pool().acquire().await?;
+        let earlier = self
+            .earlier_request(&mut conn, merchant, Kind::Authorize, request_key)
+            .await?;
+        drop(conn);
+        if let Some(op) = earlier {
+            return self.replay(op).await;
+        }
+        confirmable(&payment, kind)?;
+        if !self.offers_in(kind, &payment.currency) {
+            return Err(unavailable("payment_method.type".to_owned(), kind));
+        }
+        Err(bad)
+    }
+
+    /// The fingerprints of a confirmation's card, for its velocity counts.
+    fn prints_of(&self, merchant: &MerchantId, checked: &Checked) -> Option<CardPrints> {
+        match &checked.details {
+            MethodDetails::Card(card) => Some(cards::prints(self.fingerprints(), merchant, card)),
+            _ => None,
+        }
+    }
+
+    /// Locks payment `id`, records the attempt and reads its risk counts
+    /// ([`store::lock_and_record_attempt`]), with the merchant's median
+    /// from this node's [`super::medians`] when it keeps a fresh one.
+    async fn lock_and_record_attempt(
+        &self,
+        tx: &mut Tx,
+        merchant: &MerchantId,
+        id: &PaymentId,
+        checked: &Checked,
+        prints: Option<&CardPrints>,
+        client_ip: Option<&str>,
+    ) -> Result<Option<store::LockedAttempt>, PaymentError> {
+        let clock = std::time::Instant::now();
+        let kept = self.medians().kept(merchant, clock);
+        let currencies: Vec<String> = kept.iter().map(|(c, _)| c.clone()).collect();
+        let attempt = store::Attempt {
+            method: checked.kind,
+            card_fingerprint: prints.map(|p| p.current.as_str()),
+            client_ip,
+        };
+        let Some(mut locked) = store::lock_and_record_attempt(
+            tx,
+            merchant,
+            id,
+            &attempt,
+            prints.map_or(&[], |p| p.candidates.as_slice()),
+            self.max_confirm_attempts(),
+            risk::MIN_HISTORY,
+            &currencies,
+        )
+        .await?
+        else {
+            return Ok(None);
+        };
+        let currency = &locked.payment.currency;
+        if let Some(counts) = locked.counts.as_mut() {
+            match kept.into_iter().find(|(c, _)| c == currency) {
+                Some((_, median)) => counts.median = median,
+                None => self.medians().put(merchant, currency, counts.median, clock),
+            }
+        }
+        Ok(Some(locked))
     }
 
     /// Creates a payment and confirms it in one request (`confirm: true`):
@@ -168,59 +304,55 @@ impl Payments {
             tx.rollback().await?;
             return earlier;
         }
-        self.authorize_from(tx, payment, checked, client_ip, request_key, now)
+        let prints = self.prints_of(merchant, &checked);
+        // Inserted by this transaction: nobody else can confirm it yet, so
+        // the counts cannot have raced.
+        let store::LockedAttempt {
+            payment, counts, ..
+        } = self
+            .lock_and_record_attempt(
+                &mut tx,
+                merchant,
+                &payment.id,
+                &checked,
+                prints.as_ref(),
+                client_ip.as_deref(),
+            )
+            .await?
+            .ok_or_else(|| not_found(&payment.id))?;
+        let screened = Screened {
+            checked,
+            prints,
+            counts,
+        };
+        self.authorize_from(tx, payment, screened, client_ip, request_key, now)
             .await
     }
 
-    /// In `tx`, which holds `payment` (locked or just inserted, and
-    /// confirmable with `checked`): counts the attempt, seals the card,
-    /// screens the risk and starts the authorization; commits; calls the
-    /// processor; books its answer.
+    /// In `tx`, which holds `payment` (locked, confirmable with the
+    /// screened method, its attempt recorded): seals the card, screens the
+    /// risk and starts the authorization; commits; calls the processor;
+    /// books its answer.
     async fn authorize_from(
         &self,
         mut tx: Tx,
         mut payment: Payment,
-        checked: Checked,
+        screened: Screened,
         client_ip: Option<String>,
         request_key: Option<&str>,
         now: OffsetDateTime,
     ) -> Result<Payment, PaymentError> {
-        let merchant = payment.merchant_id.clone();
-        let prints = match &checked.details {
-            MethodDetails::Card(card) => Some(cards::prints(self.fingerprints(), &merchant, card)),
-            _ => None,
-        };
-        let email = payment
-            .customer
-            .as_ref()
-            .and_then(|c| c.email.as_deref())
-            .map(str::to_lowercase);
-        let attempt = store::Attempt {
-            method: checked.kind,
-            card_fingerprint: prints.as_ref().map(|p| p.current.as_str()),
-            customer_email: email.as_deref(),
-            client_ip: client_ip.as_deref(),
-        };
-        // Every attempt counts, whatever happens next: a tester's declined,
-        // blocked or failed tries count against the cap and in the velocity
-        // of the next one. The attempt and the risk signals are one
-        // statement; the median of the merchant's history is recomputed
-        // only when the one this node keeps is too old.
-        let max = self.max_confirm_attempts();
-        let candidates: &[String] = prints.as_ref().map_or(&[], |p| p.candidates.as_slice());
-        let clock = std::time::Instant::now();
-        let kept = self.medians().get(&merchant, &payment.currency, clock);
-        let Some(mut counts) = store::record_attempt_and_count(
-            &mut tx,
-            &payment,
-            &attempt,
-            candidates,
-            max,
-            risk::MIN_HISTORY,
-            kept.is_none(),
-        )
-        .await?
-        else {
+        let Screened {
+            checked,
+            prints,
+            counts,
+        } = screened;
+        // A payment tried `max` times takes no more tries. Every attempt
+        // counted, whatever happened next: a tester's declined, blocked or
+        // failed tries count against the cap and in the velocity of the
+        // next one.
+        let Some(counts) = counts else {
+            let max = self.max_confirm_attempts();
             return Err(PaymentError::refused(
                 "payment_attempts_exceeded",
                 "payment_method",
@@ -230,12 +362,6 @@ impl Payments {
                 ),
             ));
         };
-        match kept {
-            Some(median) => counts.median = median,
-            None => self
-                .medians()
-                .put(&merchant, &payment.currency, counts.median, clock),
-        }
         payment.method = Some(checked.kind);
         payment.last_error = None;
         payment.next_action = None;

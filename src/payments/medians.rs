@@ -19,46 +19,53 @@ use crate::ids::MerchantId;
 /// How long a median is used before the next confirmation recomputes it.
 pub const MAX_AGE: Duration = Duration::from_secs(60);
 
-/// Entries kept before the oldest half is dropped (one per merchant and
-/// currency that confirmed lately).
+/// Merchants kept before the stale ones are dropped (those that confirmed
+/// lately).
 const CAPACITY: usize = 10_000;
 
-/// A merchant and a currency.
-type Key = (MerchantId, String);
+/// A currency, its median (`None`: too little history) and when it was
+/// computed.
+type Kept = (String, Option<i64>, Instant);
 
-/// A median (`None`: too little history) and when it was computed.
-type Kept = (Option<i64>, Instant);
-
-/// Medians by merchant and currency, with when each was computed.
+/// Medians by merchant, then currency, with when each was computed.
 #[derive(Debug, Default)]
 pub struct Medians {
-    entries: Mutex<HashMap<Key, Kept>>,
+    entries: Mutex<HashMap<MerchantId, Vec<Kept>>>,
 }
 
 impl Medians {
-    /// The median of `merchant` in `currency` if one fresh enough is kept
-    /// (`Some(None)`: kept, and there was too little history for one).
-    pub fn get(&self, merchant: &MerchantId, currency: &str, now: Instant) -> Option<Option<i64>> {
+    /// The medians of `merchant` fresh enough to use, by currency
+    /// (`None`: there was too little history for one). The confirmation
+    /// asks the database for the median of any other currency.
+    pub fn kept(&self, merchant: &MerchantId, now: Instant) -> Vec<(String, Option<i64>)> {
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries
-            .get(&(merchant.clone(), currency.to_owned()))
-            .filter(|(_, at)| now.saturating_duration_since(*at) < MAX_AGE)
-            .map(|(median, _)| *median)
+        entries.get(merchant).map_or_else(Vec::new, |kept| {
+            kept.iter()
+                .filter(|(_, _, at)| fresh(*at, now))
+                .map(|(currency, median, _)| (currency.clone(), *median))
+                .collect()
+        })
     }
 
-    /// Keeps `median`, computed at `at`.
+    /// Keeps `median` of `merchant` in `currency`, computed at `at`.
     pub fn put(&self, merchant: &MerchantId, currency: &str, median: Option<i64>, at: Instant) {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        if entries.len() >= CAPACITY {
+        if entries.len() >= CAPACITY && !entries.contains_key(merchant) {
             // Stale entries would be recomputed anyway; dropping them bounds
             // the memory a node spends on merchants that stopped confirming.
-            entries.retain(|_, (_, kept)| at.saturating_duration_since(*kept) < MAX_AGE);
+            entries.retain(|_, kept| kept.iter().any(|(_, _, kept)| fresh(*kept, at)));
             if entries.len() >= CAPACITY {
                 entries.clear();
             }
         }
-        entries.insert((merchant.clone(), currency.to_owned()), (median, at));
+        let kept = entries.entry(merchant.clone()).or_default();
+        kept.retain(|(c, _, _)| c != currency);
+        kept.push((currency.to_owned(), median, at));
     }
+}
+
+fn fresh(at: Instant, now: Instant) -> bool {
+    now.saturating_duration_since(at) < MAX_AGE
 }
 
 #[cfg(test)]
@@ -70,12 +77,23 @@ mod tests {
         let medians = Medians::default();
         let merchant = MerchantId::generate();
         let t0 = Instant::now();
-        assert_eq!(medians.get(&merchant, "usd", t0), None);
+        assert!(medians.kept(&merchant, t0).is_empty());
         medians.put(&merchant, "usd", Some(1500), t0);
-        assert_eq!(medians.get(&merchant, "usd", t0), Some(Some(1500)));
-        assert_eq!(medians.get(&merchant, "eur", t0), None);
-        assert_eq!(medians.get(&merchant, "usd", t0 + MAX_AGE), None);
+        assert_eq!(
+            medians.kept(&merchant, t0),
+            [("usd".to_owned(), Some(1500))]
+        );
+        assert!(medians.kept(&MerchantId::generate(), t0).is_empty());
+        assert!(medians.kept(&merchant, t0 + MAX_AGE).is_empty());
         medians.put(&merchant, "eur", None, t0);
-        assert_eq!(medians.get(&merchant, "eur", t0), Some(None));
+        medians.put(&merchant, "usd", Some(1700), t0 + MAX_AGE / 2);
+        assert_eq!(
+            medians.kept(&merchant, t0 + MAX_AGE / 2),
+            [("eur".to_owned(), None), ("usd".to_owned(), Some(1700))]
+        );
+        assert_eq!(
+            medians.kept(&merchant, t0 + MAX_AGE),
+            [("usd".to_owned(), Some(1700))]
+        );
     }
 }

@@ -31,7 +31,9 @@ use time::OffsetDateTime;
 use super::PaymentError;
 use super::model::Payment;
 use crate::ids::{DisputeId, RefundId};
-use crate::ledger::{self, AccountRef, Entry, EntryKind, LedgerError, MerchantAccount, NewHold};
+use crate::ledger::{
+    self, AccountRef, Entry, EntryKind, FeeRule, LedgerError, MerchantAccount, NewHold,
+};
 use crate::methods::MethodType;
 use crate::money::{Amount, AssetCode, Currency};
 
@@ -161,9 +163,10 @@ pub(super) async fn capture(
 pub(super) async fn capture_at_authorization(
     conn: &mut PgConnection,
     payment: &Payment,
+    fee_rule: &FeeRule,
 ) -> Result<(), PaymentError> {
     let asset = asset(payment)?;
-    let fee = fee(conn, payment, &asset, payment.amount).await?;
+    let fee = fee_rule.fee_for(Amount::from_minor(payment.amount));
     let entry = Entry::new(format!("{}:capture", payment.id), EntryKind::PAYMENT)
         .source(payment.id.as_str())
         .transfer(

@@ -16,6 +16,7 @@ use super::operations::{self, Kind, NewOperation, Operation};
 use super::{PaymentError, Payments, postings, store};
 use crate::events::EventType;
 use crate::ids::{MerchantId, PaymentId};
+use crate::ledger;
 use crate::methods::{
     Answer, Authorization, Captured, Connector, CustomerAction, Decline, ProcessorEvent,
 };
@@ -62,7 +63,7 @@ impl Payments {
         // Finishing only a pending operation both decides who books the
         // answer (under the payment's lock) and books the operation's end;
         // the lock and the finish are one statement.
-        let (mut payment, finished) = store::lock_and_finish(
+        let (mut payment, finished, fee) = store::lock_and_finish(
             &mut tx,
             &op.merchant_id,
             &op.payment_id,
@@ -91,7 +92,8 @@ impl Payments {
                 match captured {
                     Some(captured) => {
                         // Captured with the authorization: nothing is held.
-                        postings::capture_at_authorization(&mut tx, &payment).await?;
+                        let fee = ledger::FeeRule::from_stored(fee)?;
+                        postings::capture_at_authorization(&mut tx, &payment, &fee).await?;
                         payment.amount_received = payment.amount;
                         payment.amount_capturable = 0;
                         payment.status = Status::Succeeded;

@@ -1,6 +1,7 @@
 //! The risk screening of a confirmation: the signals from the database
 //! (velocity, the merchant's history and threshold, read with the attempt
-//! in one statement: [`super::store::record_attempt_and_count`]), the score
+//! in one statement with the payment's lock:
+//! [`super::store::lock_and_record_attempt`]), the score
 //! of [`super::risk`], and whether it blocks the payment.
 
 use super::cards::SANDBOX_CARD_COUNTRY;

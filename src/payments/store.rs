@@ -14,6 +14,7 @@ use super::model::{
 use super::risk::RiskReason;
 use crate::events::EventType;
 use crate::ids::{MerchantId, PaymentId};
+use crate::ledger::StoredFeeRule;
 use crate::methods::MethodType;
 
 /// A row of `payments` as the queries below select it: every part typed,
@@ -50,6 +51,45 @@ struct Row {
     crypto: Option<Json<CryptoView>>,
     return_url: Option<String>,
     created_at: OffsetDateTime,
+}
+
+/// A [`Row`] from a record of a statement whose payment columns are named
+/// as [`Row`]'s fields but typed by `query!` (a CTE's columns, which need
+/// their nullability stated, so `query_as!` cannot fill `Row` itself).
+macro_rules! row_of {
+    ($r:ident) => {
+        Row {
+            id: $r.id,
+            merchant_id: $r.merchant_id,
+            amount: $r.amount,
+            currency: $r.currency,
+            status: $r.status,
+            capture_method: $r.capture_method,
+            payment_method_types: $r.payment_method_types,
+            method: $r.method,
+            description: $r.description,
+            metadata: $r.metadata,
+            customer: $r.customer,
+            shipping: $r.shipping,
+            client_secret: $r.client_secret,
+            next_action: $r.next_action,
+            processor_reference: $r.processor_reference,
+            amount_capturable: $r.amount_capturable,
+            amount_received: $r.amount_received,
+            amount_refunded: $r.amount_refunded,
+            amount_disputed: $r.amount_disputed,
+            card: $r.card,
+            risk_score: $r.risk_score,
+            risk_reasons: $r.risk_reasons,
+            last_error: $r.last_error,
+            cancellation_reason: $r.cancellation_reason,
+            expires_at: $r.expires_at,
+            hold_id: $r.hold_id,
+            crypto: $r.crypto,
+            return_url: $r.return_url,
+            created_at: $r.created_at,
+        }
+    };
 }
 
 impl From<Row> for Payment {
@@ -249,8 +289,11 @@ pub async fn lock(
 
 /// [`lock`], then finishes operation `op` with `status` if it is still
 /// pending (as [`super::operations::finish_pending`]), in one statement: the
-/// payment and whether this caller finished the operation (false: a
-/// concurrent request or the reconciler did first). The payment's row is
+/// payment, whether this caller finished the operation (false: a
+/// concurrent request or the reconciler did first), and the fee rule of
+/// the payment's merchant, method and asset (`ledger_fee_rule`; `None`:
+/// no fee), which a booking would otherwise ask for in a round trip of its
+/// own. The payment's row is
 /// locked before the operation's, the order every writer follows: the
 /// operation's update reads the locked payment (`EXISTS (SELECT 1 FROM
 /// p)`), so it runs after the payment's lock is held.
@@ -260,7 +303,7 @@ pub async fn lock_and_finish(
     id: &PaymentId,
     op: &crate::ids::OperationId,
     status: super::operations::Status,
-) -> Result<Option<(Payment, bool)>, sqlx::Error> {
+) -> Result<Option<(Payment, bool, Option<StoredFeeRule>)>, sqlx::Error> {
     let row = sqlx::query!(
         r#"WITH p AS (
                SELECT id, merchant_id, amount, currency, status, capture_method,
@@ -295,8 +338,12 @@ pub async fn lock_and_finish(
                   hold_id AS "hold_id?", crypto AS "crypto?: Json<CryptoView>",
                   return_url AS "return_url?",
                   created_at AS "created_at!",
-                  EXISTS (SELECT 1 FROM finished) AS "finished!"
-             FROM p"#,
+                  EXISTS (SELECT 1 FROM finished) AS "finished!",
+                  fee.percent_bps AS "fee_percent_bps?", fee.fixed AS "fee_fixed?",
+                  fee.max_fee AS "fee_max?"
+             FROM p LEFT JOIN LATERAL
+                  ledger_fee_rule(p.merchant_id, COALESCE(p.method::text, 'card'), p.currency)
+                  fee ON true"#,
         id.as_str(),
         merchant.as_str(),
         op.as_str(),
@@ -306,38 +353,12 @@ pub async fn lock_and_finish(
     .await?;
     Ok(row.map(|r| {
         let finished = r.finished;
-        let payment = Payment::from(Row {
-            id: r.id,
-            merchant_id: r.merchant_id,
-            amount: r.amount,
-            currency: r.currency,
-            status: r.status,
-            capture_method: r.capture_method,
-            payment_method_types: r.payment_method_types,
-            method: r.method,
-            description: r.description,
-            metadata: r.metadata,
-            customer: r.customer,
-            shipping: r.shipping,
-            client_secret: r.client_secret,
-            next_action: r.next_action,
-            processor_reference: r.processor_reference,
-            amount_capturable: r.amount_capturable,
-            amount_received: r.amount_received,
-            amount_refunded: r.amount_refunded,
-            amount_disputed: r.amount_disputed,
-            card: r.card,
-            risk_score: r.risk_score,
-            risk_reasons: r.risk_reasons,
-            last_error: r.last_error,
-            cancellation_reason: r.cancellation_reason,
-            expires_at: r.expires_at,
-            hold_id: r.hold_id,
-            crypto: r.crypto,
-            return_url: r.return_url,
-            created_at: r.created_at,
-        });
-        (payment, finished)
+        let fee = r
+            .fee_percent_bps
+            .zip(r.fee_fixed)
+            .map(|(bps, fixed)| (bps, fixed, r.fee_max));
+        let payment = Payment::from(row_of!(r));
+        (payment, finished, fee)
     }))
 }
 
@@ -443,8 +464,9 @@ pub async fn update_announcing(
 
 /// Writes a confirmation: every mutable field of `p`, the sealed card of a
 /// card confirmation, the customer's IP (for velocity checks) and the
-/// attempt [`record_attempt_and_count`] recorded, in one statement. A confirmation without a card leaves an earlier attempt's
-/// sealed number as it was, as does one without an IP.
+/// attempt [`lock_and_record_attempt`] recorded, in one statement. A
+/// confirmation without a card leaves an earlier attempt's sealed number as
+/// it was, as does one without an IP.
 pub async fn update_confirmed(
     conn: &mut PgConnection,
     p: &Payment,
@@ -664,27 +686,44 @@ pub struct RiskCounts {
     pub threshold: i16,
 }
 
-/// One confirmation attempt, as the velocity rules see it.
+/// One confirmation attempt, as the velocity rules see it (with the
+/// payment's customer email).
 #[derive(Debug)]
 pub struct Attempt<'a> {
     /// The method tried.
     pub method: MethodType,
     /// The card's fingerprint, for cards.
     pub card_fingerprint: Option<&'a str>,
-    /// The customer's email, when the payment has one.
-    pub customer_email: Option<&'a str>,
     /// Where the request came from.
     pub client_ip: Option<&'a str>,
 }
 
-/// Records an attempt on `payment` unless it already had `max` of them,
-/// and gathers the [`RiskCounts`] of the confirmation, in one statement.
-/// `None` when the cap is reached (nothing is written); the caller counts
-/// the attempt on the payment in its confirmation update
-/// ([`update_confirmed`]) and commits both before calling the processor, so
-/// a declined, blocked or failed confirmation still counts. The payment
-/// must be locked by the caller (its `confirm_attempts` cannot change
-/// under this statement).
+/// What [`lock_and_record_attempt`] found.
+#[derive(Debug)]
+pub struct LockedAttempt {
+    /// The payment, locked.
+    pub payment: Payment,
+    /// The risk counts; `None` when the payment reached its attempts (no
+    /// attempt was recorded).
+    pub counts: Option<RiskCounts>,
+    /// Another confirmation of the payment committed while the statement
+    /// waited for its lock. The counts are read as of the statement's
+    /// start, so they miss that confirmation's attempt: the caller rolls
+    /// back and asks again, as a lock taken by a statement of its own
+    /// followed by the counts in the next would have seen it.
+    pub raced: bool,
+}
+
+/// Locks payment `id` of `merchant`, records an attempt on it unless it
+/// already had `max` of them, and gathers the [`RiskCounts`] of the
+/// confirmation, in one statement (the lock and the attempt were two round
+/// trips of every confirmation). `None` when there is no such payment. The caller
+/// checks that the payment may be confirmed before it uses the counts, and
+/// rolls back if not, which takes the attempt back; it counts the attempt on
+/// the payment in its confirmation update ([`update_confirmed`]) and
+/// commits both before calling the processor, so a declined, blocked or
+/// failed confirmation still counts. The customer's email is the one the
+/// payment was created with (`customer_email`, lower-cased then).
 ///
 /// A card is counted under every fingerprint it may have at rest
 /// (`fingerprints`: the current master key's and those of keys a rotation
@@ -695,67 +734,105 @@ pub struct Attempt<'a> {
 /// not see: it is added once to each count it matches.
 ///
 /// The median of the merchant's recent succeeded amounts reads up to a
-/// thousand payments; it is computed only when `with_median` (the caller
-/// keeps it a while, [`super::medians`]), else `median` is `None`.
+/// thousand payments; it is computed only when the payment's currency is
+/// not one of `kept_medians` (the caller keeps medians a while,
+/// [`super::medians`]), else `median` is `None`.
 #[allow(clippy::too_many_arguments)]
-pub async fn record_attempt_and_count(
+pub async fn lock_and_record_attempt(
     conn: &mut PgConnection,
-    payment: &Payment,
+    merchant: &MerchantId,
+    id: &PaymentId,
     attempt: &Attempt<'_>,
     fingerprints: &[String],
     max: i32,
     min_history: i64,
-    with_median: bool,
-) -> Result<Option<RiskCounts>, sqlx::Error> {
+    kept_medians: &[String],
+) -> Result<Option<LockedAttempt>, sqlx::Error> {
     let row = sqlx::query!(
-        r#"WITH allowed AS (
-               SELECT id FROM payments
-                WHERE id = $8 AND merchant_id = $1 AND confirm_attempts < $9
+        r#"WITH p AS (
+               SELECT id, merchant_id, amount, currency, status, capture_method,
+                      payment_method_types, method, description, metadata, customer, shipping,
+                      client_secret, next_action, processor_reference, amount_capturable,
+                      amount_received, amount_refunded, amount_disputed, card, risk_score,
+                      risk_reasons, last_error, cancellation_reason, expires_at, hold_id,
+                      crypto, return_url, created_at, confirm_attempts, customer_email
+                 FROM payments WHERE id = $1 AND merchant_id = $2 FOR UPDATE
            ), attempt AS (
                INSERT INTO payment_attempts
                       (merchant_id, payment_id, method, card_fingerprint, customer_email,
                        client_ip)
-               SELECT $1, id, $10, $11, $3, $4 FROM allowed
+               SELECT merchant_id, id, $3, $4, customer_email, $5 FROM p
+                WHERE confirm_attempts < $6
                RETURNING 1
            )
-           SELECT
-             (SELECT count(*) FROM attempt) AS "recorded!",
-             least((SELECT count(*) FROM (SELECT 1 FROM payment_attempts WHERE merchant_id = $1
-                AND card_fingerprint = ANY($2) AND created_at > now() - interval '1 hour'
-                LIMIT $7) c) + CASE WHEN $11::text IS NULL THEN 0 ELSE 1 END, $7) AS "card!",
-             least((SELECT count(*) FROM (SELECT 1 FROM payment_attempts WHERE merchant_id = $1
-                AND customer_email = $3 AND created_at > now() - interval '1 hour'
-                LIMIT $7) e) + CASE WHEN $3::text IS NULL THEN 0 ELSE 1 END, $7) AS "email!",
-             least((SELECT count(*) FROM (SELECT 1 FROM payment_attempts WHERE merchant_id = $1
-                AND client_ip = $4 AND created_at > now() - interval '1 hour'
-                LIMIT $7) i) + CASE WHEN $4::text IS NULL THEN 0 ELSE 1 END, $7) AS "ip!",
-             CASE WHEN $12::bool THEN (SELECT CASE WHEN count(*) >= $6
-                       THEN percentile_disc(0.5) WITHIN GROUP (ORDER BY amount) END
-                FROM (SELECT amount FROM payments WHERE merchant_id = $1 AND currency = $5
-                        AND status = 'succeeded' ORDER BY created_at DESC LIMIT 1000) recent)
-             END AS "median",
-             (SELECT risk_threshold FROM merchants WHERE id = $1) AS "threshold!""#,
-        payment.merchant_id.as_str(),
-        fingerprints,
-        attempt.customer_email,
-        attempt.client_ip,
-        payment.currency,
-        min_history,
-        super::risk::COUNTS_ENOUGH,
-        payment.id.as_str(),
-        max,
+           SELECT id AS "id!: PaymentId", merchant_id AS "merchant_id!: MerchantId",
+                  amount AS "amount!", currency AS "currency!", status AS "status!: Status",
+                  capture_method AS "capture_method!: CaptureMethod",
+                  payment_method_types AS "payment_method_types!",
+                  method AS "method?: MethodType", description AS "description?",
+                  metadata AS "metadata!: Json<BTreeMap<String, String>>",
+                  customer AS "customer?: Json<Customer>",
+                  shipping AS "shipping?: Json<Shipping>", client_secret AS "client_secret!",
+                  next_action AS "next_action?: Json<NextAction>",
+                  processor_reference AS "processor_reference?",
+                  amount_capturable AS "amount_capturable!",
+                  amount_received AS "amount_received!", amount_refunded AS "amount_refunded!",
+                  amount_disputed AS "amount_disputed!", card AS "card?: Json<CardDetails>",
+                  risk_score AS "risk_score?",
+                  risk_reasons AS "risk_reasons?: Json<Vec<RiskReason>>",
+                  last_error AS "last_error?: Json<LastError>",
+                  cancellation_reason AS "cancellation_reason?", expires_at AS "expires_at?",
+                  hold_id AS "hold_id?", crypto AS "crypto?: Json<CryptoView>",
+                  return_url AS "return_url?",
+                  created_at AS "created_at!",
+                  (SELECT count(*) FROM attempt) AS "recorded!",
+                  least((SELECT count(*) FROM (SELECT 1 FROM payment_attempts a
+                     WHERE a.merchant_id = $2 AND a.card_fingerprint = ANY($7)
+                       AND a.created_at > now() - interval '1 hour' LIMIT $8) c)
+                     + CASE WHEN $4::text IS NULL THEN 0 ELSE 1 END, $8) AS "card_attempts!",
+                  least((SELECT count(*) FROM (SELECT 1 FROM payment_attempts a
+                     WHERE a.merchant_id = $2 AND a.customer_email = p.customer_email
+                       AND a.created_at > now() - interval '1 hour' LIMIT $8) e)
+                     + CASE WHEN p.customer_email IS NULL THEN 0 ELSE 1 END, $8) AS "email_attempts!",
+                  least((SELECT count(*) FROM (SELECT 1 FROM payment_attempts a
+                     WHERE a.merchant_id = $2 AND a.client_ip = $5
+                       AND a.created_at > now() - interval '1 hour' LIMIT $8) i)
+                     + CASE WHEN $5::text IS NULL THEN 0 ELSE 1 END, $8) AS "ip_attempts!",
+                  CASE WHEN p.currency <> ALL($9) THEN (SELECT CASE WHEN count(*) >= $10
+                            THEN percentile_disc(0.5) WITHIN GROUP (ORDER BY amount) END
+                     FROM (SELECT s.amount FROM payments s
+                            WHERE s.merchant_id = $2 AND s.currency = p.currency
+                              AND s.status = 'succeeded'
+                            ORDER BY s.created_at DESC LIMIT 1000) recent)
+                  END AS "median",
+                  (SELECT risk_threshold FROM merchants WHERE id = $2) AS "threshold!",
+                  (SELECT s.confirm_attempts FROM payments s
+                    WHERE s.id = $1 AND s.merchant_id = $2)
+                    IS DISTINCT FROM p.confirm_attempts AS "raced!"
+             FROM p"#,
+        id.as_str(),
+        merchant.as_str(),
         attempt.method as MethodType,
         attempt.card_fingerprint,
-        with_median,
+        attempt.client_ip,
+        max,
+        fingerprints,
+        super::risk::COUNTS_ENOUGH,
+        kept_medians,
+        min_history,
     )
-    .fetch_one(conn)
+    .fetch_optional(conn)
     .await?;
-    Ok((row.recorded > 0).then_some(RiskCounts {
-        card: row.card,
-        email: row.email,
-        ip: row.ip,
-        median: row.median,
-        threshold: row.threshold,
+    Ok(row.map(|r| LockedAttempt {
+        counts: (r.recorded > 0).then_some(RiskCounts {
+            card: r.card_attempts,
+            email: r.email_attempts,
+            ip: r.ip_attempts,
+            median: r.median,
+            threshold: r.threshold,
+        }),
+        raced: r.raced,
+        payment: Payment::from(row_of!(r)),
     }))
 }
 

@@ -143,6 +143,90 @@ async fn a_card_payment_succeeds_and_credits_the_merchant_net_of_fees() {
 }
 
 #[tokio::test]
+async fn a_card_payment_pays_the_merchants_own_fee_rule_in_force_when_it_is_booked() {
+    use epg::ledger::{self, FeeRule};
+    use epg::money::{Amount, AssetCode};
+    let app = spawn_app().await;
+    let usd = AssetCode::parse("usd").unwrap();
+    let set = |percent_bps, fixed, max: Option<i64>| {
+        let pool = app.pool.clone();
+        let merchant = app.merchant_id.clone();
+        let usd = usd.clone();
+        async move {
+            let rule = FeeRule::new(
+                percent_bps,
+                Amount::from_minor(fixed),
+                max.map(Amount::from_minor),
+            )
+            .unwrap();
+            let mut conn = pool.acquire().await.unwrap();
+            ledger::set_fee_rule(&mut conn, Some(&merchant), "card", Some(&usd), &rule)
+                .await
+                .unwrap();
+        }
+    };
+    // The merchant's rule for the currency beats the default (2.9% + 30).
+    set(100, 10, None).await;
+    let first = create_usd(&app, 10_000, "automatic").await;
+    let paid = confirm(&app, first["id"].as_str().unwrap(), card(CARD_OK)).await;
+    assert_eq!(json(paid, 200).await["status"], "succeeded");
+    // 1% of 10,000 + 10 = 110.
+    assert_eq!(amount_in(&balance(&app).await, "pending", "usd"), 9_890);
+
+    // Changed between two payments: the next one pays the new rule, capped.
+    set(500, 0, Some(200)).await;
+    let second = create_usd(&app, 10_000, "automatic").await;
+    let paid = confirm(&app, second["id"].as_str().unwrap(), card(CARD_OK)).await;
+    assert_eq!(json(paid, 200).await["status"], "succeeded");
+    assert_eq!(
+        amount_in(&balance(&app).await, "pending", "usd"),
+        9_890 + 9_800
+    );
+    ledger_is_consistent(&app).await;
+}
+
+#[tokio::test]
+async fn a_confirmation_the_payment_refuses_counts_no_attempt_and_says_so_before_the_card() {
+    let app = spawn_app().await;
+    let attempts = |id: String| {
+        let pool = app.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT count(*) FROM payment_attempts WHERE payment_id = $1",
+            )
+            .bind(id)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    let paid = pay_card(&app, 1500, "automatic", CARD_OK).await;
+    let id = paid["id"].as_str().unwrap();
+    assert_eq!(attempts(id.to_owned()).await, 1);
+
+    // A good card on a paid payment: refused by the payment's state, and
+    // the attempt its statement recorded is rolled back with it.
+    let again = json(confirm(&app, id, card(CARD_OK)).await, 409).await;
+    assert_eq!(again["error"]["code"], "payment_unexpected_state");
+    assert_eq!(attempts(id.to_owned()).await, 1);
+
+    // A card that does not parse meets the same refusal first, as it would
+    // with a good card; on a payment that may be confirmed, the card's own.
+    let bad = json!({"type": "card", "card": {"number": "4242424242424241",
+                     "exp_month": 12, "exp_year": 2034, "cvc": "123"}});
+    let refused = json(confirm(&app, id, bad.clone()).await, 409).await;
+    assert_eq!(refused["error"]["code"], "payment_unexpected_state");
+    let missing = confirm(&app, "pay_0000000000000000000000000", bad.clone()).await;
+    assert_eq!(missing.status(), 404);
+    let open = create_usd(&app, 1500, "automatic").await;
+    let open_id = open["id"].as_str().unwrap();
+    let invalid = json(confirm(&app, open_id, bad).await, 400).await;
+    assert_eq!(invalid["error"]["param"], "payment_method.card.number");
+    assert_eq!(attempts(open_id.to_owned()).await, 0);
+    ledger_is_consistent(&app).await;
+}
+
+#[tokio::test]
 async fn declines_are_402_with_the_reason_and_the_payment_can_be_retried() {
     let app = spawn_app().await;
     let payment = create_usd(&app, 1500, "automatic").await;

@@ -136,6 +136,98 @@ async fn velocity_counts_every_attempt_including_the_current_one() {
 }
 
 #[tokio::test]
+async fn a_confirmation_that_waited_for_another_counts_its_attempt_too() {
+    let app = spawn_app().await;
+    let id = create(&app, 1000).await;
+    let declined = json!({"payment_method": card(CARD_DECLINED)});
+    for _ in 0..2 {
+        let r = confirm(&app, &app.secret_key, &id, declined.clone()).await;
+        assert_eq!(r.status(), 402);
+    }
+    // Another confirmation of the payment holds its lock and records a
+    // third attempt of the card; it commits only once the next
+    // confirmation is waiting for the lock, so that one's statement
+    // started before the third attempt existed.
+    let mut other = app.pool.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM payments WHERE id = $1 FOR UPDATE")
+        .bind(&id)
+        .execute(&mut *other)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO payment_attempts (merchant_id, payment_id, method, card_fingerprint)
+         SELECT merchant_id, payment_id, method, card_fingerprint FROM payment_attempts
+          WHERE payment_id = $1 LIMIT 1",
+    )
+    .bind(&id)
+    .execute(&mut *other)
+    .await
+    .unwrap();
+    sqlx::query("UPDATE payments SET confirm_attempts = confirm_attempts + 1 WHERE id = $1")
+        .bind(&id)
+        .execute(&mut *other)
+        .await
+        .unwrap();
+    let waiting = {
+        let app_address = app.address.clone();
+        let client = app.client.clone();
+        let key = app.secret_key.clone();
+        let id = id.clone();
+        let body = declined.clone();
+        tokio::spawn(async move {
+            client
+                .post(format!("{app_address}/v1/payments/{id}/confirm"))
+                .bearer_auth(key)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+        })
+    };
+    let mut waited = false;
+    for _ in 0..500 {
+        let locked: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity
+              WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+        if locked > 0 {
+            waited = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(
+        waited,
+        "the confirmation never waited for the payment's lock"
+    );
+    other.commit().await.unwrap();
+
+    // The fourth use of the card within the hour is a velocity signal:
+    // counted with the attempt it waited for.
+    let answer = json(waiting.await.unwrap(), 402).await;
+    let reasons = &answer["error"]["payment"]["risk"]["reasons"];
+    assert!(
+        reasons
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["code"] == "card_velocity"),
+        "{answer}"
+    );
+    let attempts: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM payment_attempts WHERE payment_id = $1")
+            .bind(&id)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(attempts, 4, "the counted-again attempt is recorded once");
+    ledger_is_consistent(&app).await;
+}
+
+#[tokio::test]
 async fn a_browser_never_learns_the_risk_score_from_a_decline() {
     let app = spawn_app().await;
     sqlx::query("UPDATE merchants SET risk_threshold = 0 WHERE id = $1")
