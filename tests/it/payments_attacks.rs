@@ -39,6 +39,14 @@ async fn confirm(app: &TestApp, key: &str, id: &str, body: Value) -> reqwest::Re
         .await
 }
 
+/// Asserts that a decline's payment was scored with risk reason `code`.
+fn assert_risk_reason(decline: &Value, code: &str) {
+    let reasons = decline["error"]["payment"]["risk"]["reasons"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no risk reasons: {decline}"));
+    assert!(reasons.iter().any(|r| r["code"] == code), "{decline}");
+}
+
 async fn ledger_is_consistent(app: &TestApp) {
     let report = epg::ledger::check(&app.pool).await.unwrap();
     assert!(report.is_ok(), "ledger check failed: {report:?}");
@@ -123,15 +131,7 @@ async fn velocity_counts_every_attempt_including_the_current_one() {
         402,
     )
     .await;
-    let reasons = &declined["error"]["payment"]["risk"]["reasons"];
-    assert!(
-        reasons
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|r| r["code"] == "card_velocity"),
-        "{declined}"
-    );
+    assert_risk_reason(&declined, "card_velocity");
     ledger_is_consistent(&app).await;
 }
 
@@ -208,15 +208,7 @@ async fn a_confirmation_that_waited_for_another_counts_its_attempt_too() {
     // The fourth use of the card within the hour is a velocity signal:
     // counted with the attempt it waited for.
     let answer = json(waiting.await.unwrap(), 402).await;
-    let reasons = &answer["error"]["payment"]["risk"]["reasons"];
-    assert!(
-        reasons
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|r| r["code"] == "card_velocity"),
-        "{answer}"
-    );
+    assert_risk_reason(&answer, "card_velocity");
     let attempts: i64 =
         sqlx::query_scalar("SELECT count(*) FROM payment_attempts WHERE payment_id = $1")
             .bind(&id)
