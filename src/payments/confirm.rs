@@ -145,10 +145,7 @@ impl Payments {
         }
         // A payment that may not be confirmed rolls the attempt back with
         // the transaction: only real tries count.
-        confirmable(&payment, kind)?;
-        if !self.offers_in(kind, &payment.currency) {
-            return Err(unavailable("payment_method.type".to_owned(), kind));
-        }
+        self.may_confirm_with(&payment, kind)?;
         let screened = Screened {
             checked,
             prints,
@@ -171,10 +168,10 @@ impl Payments {
         request_key: Option<&str>,
         bad: PaymentError,
     ) -> Result<Payment, PaymentError> {
-        let payment = store::get(self.pool(), merchant, id)
+        let mut conn = self.pool().acquire().await?;
+        let payment = store::get(&mut *conn, merchant, id)
             .await?
             .ok_or_else(|| not_found(id))?;
-        let mut conn = self.pool().acquire().await?;
         let earlier = self
             .earlier_request(&mut conn, merchant, Kind::Authorize, request_key)
             .await?;
@@ -182,11 +179,19 @@ impl Payments {
         if let Some(op) = earlier {
             return self.replay(op).await;
         }
-        confirmable(&payment, kind)?;
+        self.may_confirm_with(&payment, kind)?;
+        Err(bad)
+    }
+
+    /// Whether `payment` may be confirmed with `kind` on this node: in a
+    /// state that takes a confirmation, the method among the payment's and
+    /// offered here in its currency.
+    fn may_confirm_with(&self, payment: &Payment, kind: MethodType) -> Result<(), PaymentError> {
+        confirmable(payment, kind)?;
         if !self.offers_in(kind, &payment.currency) {
             return Err(unavailable("payment_method.type".to_owned(), kind));
         }
-        Err(bad)
+        Ok(())
     }
 
     /// The fingerprints of a confirmation's card, for its velocity counts.

@@ -197,9 +197,10 @@ pub async fn by_request(
     .await
 }
 
-/// One payment of `merchant`.
+/// One payment of `merchant`, on the pool or on a connection the caller
+/// holds.
 pub async fn get(
-    pool: &PgPool,
+    db: impl sqlx::PgExecutor<'_>,
     merchant: &MerchantId,
     id: &PaymentId,
 ) -> Result<Option<Payment>, sqlx::Error> {
@@ -221,7 +222,7 @@ pub async fn get(
         id.as_str(),
         merchant.as_str()
     )
-    .fetch_optional(pool)
+    .fetch_optional(db)
     .await
     .map(|row| row.map(Payment::from))
 }
@@ -293,10 +294,10 @@ pub async fn lock(
 /// concurrent request or the reconciler did first), and the fee rule of
 /// the payment's merchant, method and asset (`ledger_fee_rule`; `None`:
 /// no fee), which a booking would otherwise ask for in a round trip of its
-/// own. The payment's row is
-/// locked before the operation's, the order every writer follows: the
-/// operation's update reads the locked payment (`EXISTS (SELECT 1 FROM
-/// p)`), so it runs after the payment's lock is held.
+/// own. The payment's row is locked before the operation's, the order every
+/// writer follows: the operation's update reads the locked payment
+/// (`EXISTS (SELECT 1 FROM p)`), so it runs after the payment's lock is
+/// held.
 pub async fn lock_and_finish(
     conn: &mut PgConnection,
     merchant: &MerchantId,
@@ -686,8 +687,8 @@ pub struct RiskCounts {
     pub threshold: i16,
 }
 
-/// One confirmation attempt, as the velocity rules see it (with the
-/// payment's customer email).
+/// One confirmation attempt, as the velocity rules see it (the customer's
+/// email is the payment's own, read by the statement).
 #[derive(Debug)]
 pub struct Attempt<'a> {
     /// The method tried.
@@ -717,13 +718,14 @@ pub struct LockedAttempt {
 /// Locks payment `id` of `merchant`, records an attempt on it unless it
 /// already had `max` of them, and gathers the [`RiskCounts`] of the
 /// confirmation, in one statement (the lock and the attempt were two round
-/// trips of every confirmation). `None` when there is no such payment. The caller
-/// checks that the payment may be confirmed before it uses the counts, and
-/// rolls back if not, which takes the attempt back; it counts the attempt on
-/// the payment in its confirmation update ([`update_confirmed`]) and
-/// commits both before calling the processor, so a declined, blocked or
-/// failed confirmation still counts. The customer's email is the one the
-/// payment was created with (`customer_email`, lower-cased then).
+/// trips of every confirmation). `None` when there is no such payment.
+/// The caller checks that the payment may be confirmed before it uses the
+/// counts, and rolls back if not, which takes the attempt back; it counts
+/// the attempt on the payment in its confirmation update
+/// ([`update_confirmed`]) and commits both before calling the processor,
+/// so a declined, blocked or failed confirmation still counts. The
+/// customer's email is the one the payment was created with
+/// (`customer_email`, lower-cased then).
 ///
 /// A card is counted under every fingerprint it may have at rest
 /// (`fingerprints`: the current master key's and those of keys a rotation
