@@ -350,19 +350,7 @@ async fn writers_of_several_merchants_events_never_deadlock_on_the_event_clocks(
         .execute(&mut *holder)
         .await
         .unwrap();
-    let waiting = async |n: i64| {
-        webhooks_support::eventually("commits waiting for a clock", || async {
-            let waiters: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM pg_stat_activity
-                  WHERE datname = current_database() AND wait_event_type = 'Lock'",
-            )
-            .fetch_one(&app.pool)
-            .await
-            .unwrap();
-            (waiters >= n).then_some(())
-        })
-        .await
-    };
+    let waiting = |n: i64| common::until_waiting_for_a_lock(&app.pool, n);
     // The forward writer queues for the first merchant's clock first, then
     // the backward one; then the holder lets go.
     let forward = tokio::spawn(forward.commit());

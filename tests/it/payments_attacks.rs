@@ -184,25 +184,7 @@ async fn a_confirmation_that_waited_for_another_counts_its_attempt_too() {
                 .unwrap()
         })
     };
-    let mut waited = false;
-    for _ in 0..500 {
-        let locked: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity
-              WHERE datname = current_database() AND wait_event_type = 'Lock'",
-        )
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
-        if locked > 0 {
-            waited = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    assert!(
-        waited,
-        "the confirmation never waited for the payment's lock"
-    );
+    common::until_waiting_for_a_lock(&app.pool, 1).await;
     other.commit().await.unwrap();
 
     // The fourth use of the card within the hour is a velocity signal:

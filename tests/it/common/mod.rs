@@ -514,3 +514,38 @@ async fn deploy_paying_to(
     chain.start_block = provider.get_block_number().await.unwrap() + 1;
     (deployment, chain)
 }
+
+/// Polls `check` (up to a generous safety limit) until it returns `Some`.
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(90);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "gave up waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until `n` sessions of `pool`'s database wait for a lock: writers
+/// queued behind a row the test holds.
+pub async fn until_waiting_for_a_lock(pool: &PgPool, n: i64) {
+    eventually("sessions waiting for a lock", || async {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity
+              WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        (waiting >= n).then_some(())
+    })
+    .await;
+}

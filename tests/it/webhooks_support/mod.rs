@@ -244,21 +244,4 @@ pub fn fast(config: &mut epg::config::Config) {
     config.webhooks.lease_secs = 8;
 }
 
-/// Polls `check` (up to a generous safety limit) until it returns `Some`.
-pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "gave up waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+pub use crate::common::eventually;
