@@ -714,29 +714,36 @@ fn parse_params(s: &str) -> Vec<Option<String>> {
                 out.push(None);
                 i += 4;
             } else if i < bytes.len() && bytes[i] == '\'' {
-                let mut lit = String::from("'");
-                i += 1;
-                while i < bytes.len() {
-                    if bytes[i] == '\'' {
-                        if i + 1 < bytes.len() && bytes[i + 1] == '\'' {
-                            lit.push_str("''");
-                            i += 2;
-                            continue;
-                        }
-                        break;
-                    }
-                    lit.push(bytes[i]);
-                    i += 1;
-                }
-                lit.push('\'');
-                out.push(Some(lit));
-                i += 1;
+                let (body, next) = literal_body(&bytes, i + 1);
+                out.push(Some(format!("'{body}'")));
+                i = next;
             }
         } else {
             i += 1;
         }
     }
     out
+}
+
+/// The body of the SQL string literal whose opening quote is just before
+/// `start` (doubled quotes kept as they are), and the index after its
+/// closing quote.
+fn literal_body(chars: &[char], start: usize) -> (String, usize) {
+    let mut body = String::new();
+    let mut i = start;
+    while i < chars.len() {
+        if chars[i] == '\'' {
+            if chars.get(i + 1) == Some(&'\'') {
+                body.push_str("''");
+                i += 2;
+                continue;
+            }
+            break;
+        }
+        body.push(chars[i]);
+        i += 1;
+    }
+    (body, i + 1)
 }
 
 fn char_offset(s: &str, chars: usize) -> usize {
@@ -761,22 +768,8 @@ fn for_prepared(sql: &str) -> String {
                 }
             }
             '\'' => {
-                // The literal's body, up to a quote that is not doubled.
-                let mut body = String::new();
-                i += 1;
-                while i < chars.len() {
-                    if chars[i] == '\'' {
-                        if chars.get(i + 1) == Some(&'\'') {
-                            body.push_str("''");
-                            i += 2;
-                            continue;
-                        }
-                        break;
-                    }
-                    body.push(chars[i]);
-                    i += 1;
-                }
-                i += 1;
+                let (body, next) = literal_body(&chars, i + 1);
+                i = next;
                 if body.contains([':', FRESH]) {
                     let mut pieces = Vec::new();
                     let mut piece = String::new();

@@ -37,9 +37,9 @@ db="epg_bench_checks_$$"
 url="${admin_url%/*}/$db"
 psql -q "$admin_url" -c "CREATE DATABASE $db"
 trap 'psql -q "$admin_url" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)"' EXIT
-for f in migrations/*.sql; do
-  psql -q -v ON_ERROR_STOP=1 "$url" -f "$f" >/dev/null
-done
+# shellcheck source=scripts/lib/migrate-psql.sh
+source scripts/lib/migrate-psql.sh
+migrate_with_psql "$url"
 
 psql -q -v ON_ERROR_STOP=1 "$url" >/dev/null <<'SQL'
 CREATE TABLE bench_checks (LIKE payments INCLUDING DEFAULTS INCLUDING CONSTRAINTS);
