@@ -121,7 +121,8 @@ impl IdempotencyStore {
             r#"INSERT INTO idempotency_keys
                    (merchant_id, key_kind, key, request_method, request_path, request_hash,
                     locked_until)
-               VALUES ($1, $2, $3, $4, $5, $6, now() + $7::bigint * interval '1 millisecond')
+               VALUES ($1, $2::text, $3::text, $4, $5, $6::bytea,
+                       now() + $7::bigint * interval '1 millisecond')
                ON CONFLICT DO NOTHING
                RETURNING locked_until"#,
             merchant,
@@ -176,7 +177,7 @@ impl IdempotencyStore {
         }
         let until = sqlx::query_scalar!(
             r#"UPDATE idempotency_keys
-               SET request_method = $4, request_path = $5, request_hash = $6,
+               SET request_method = $4, request_path = $5, request_hash = $6::bytea,
                    response_status = NULL, response_body = NULL, created_at = now(),
                    locked_until = now() + $7::bigint * interval '1 millisecond'
                WHERE merchant_id = $1 AND key_kind = $2 AND key = $3

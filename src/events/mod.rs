@@ -205,7 +205,7 @@ pub async fn record(
         r#"
         WITH ev AS (
             INSERT INTO events (id, merchant_id, type, data)
-            VALUES ($1, $2, $3, jsonb_build_object('object', $4::jsonb))
+            VALUES ($1::text, $2, $3::text, jsonb_build_object('object', $4::jsonb))
             RETURNING id, merchant_id, type, object_id
         ), dl AS (
             INSERT INTO webhook_deliveries (id, merchant_id, event_id, endpoint_id)

@@ -154,7 +154,7 @@ pub async fn open_hold(conn: &mut PgConnection, hold: &NewHold) -> Result<Hold, 
             r#"INSERT INTO ledger_holds (entry_id, debit_account_id, credit_account_id, asset,
                                          amount, expires_at)
                VALUES ($1, ledger_account_id($2, $3, $4, $5), ledger_account_id($6, $7, $8, $5),
-                       $5, $9, $10)"#,
+                       $5, $9::numeric, $10)"#,
             posted.seq,
             hold.debit.owner(),
             hold.debit.kind(),
@@ -365,7 +365,7 @@ async fn close(
         return Ok(posted);
     }
     sqlx::query!(
-        r#"UPDATE ledger_holds SET status = $2, posted_amount = $3, closed_entry_id = $4
+        r#"UPDATE ledger_holds SET status = $2::text, posted_amount = $3, closed_entry_id = $4
             WHERE id = $1"#,
         locked,
         status as HoldStatus,

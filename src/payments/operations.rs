@@ -139,8 +139,8 @@ pub async fn begin(
         r#"INSERT INTO payment_operations
                (id, merchant_id, payment_id, kind, refund_id, amount, reason, idempotency_key,
                 status, locked_until, finished_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,
-                   CASE WHEN $9 = 'pending' THEN NULL ELSE now() END)
+           VALUES ($1::text, $2, $3, $4::text, $5, $6::bigint, $7, $8::text, $9::text, $10,
+                   CASE WHEN $9::text = 'pending' THEN NULL ELSE now() END)
            ON CONFLICT DO NOTHING"#,
         id.as_str(),
         new.merchant_id.as_str(),
@@ -226,7 +226,7 @@ pub async fn finish(
     status: Status,
 ) -> Result<(), PaymentError> {
     sqlx::query!(
-        "UPDATE payment_operations SET status = $2, finished_at = now()
+        "UPDATE payment_operations SET status = $2::text, finished_at = now()
           WHERE id = $1 AND status = 'pending'",
         id.as_str(),
         status as Status,
@@ -245,7 +245,7 @@ pub async fn finish_pending(
     status: Status,
 ) -> Result<bool, PaymentError> {
     let done = sqlx::query!(
-        "UPDATE payment_operations SET status = $2, finished_at = now()
+        "UPDATE payment_operations SET status = $2::text, finished_at = now()
           WHERE id = $1 AND status = 'pending'",
         id.as_str(),
         status as Status,

@@ -613,7 +613,8 @@ async fn insert(
     sqlx::query!(
         r#"INSERT INTO refunds (id, merchant_id, payment_id, amount, currency, status, reason,
                                 metadata, crypto, created_at, idempotency_key)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"#,
+           VALUES ($1::text, $2, $3, $4::bigint, $5, $6::text, $7::text, $8, $9, $10,
+                   $11::text)"#,
         refund.id.as_str(),
         refund.merchant_id.as_str(),
         refund.payment_id.as_str(),
@@ -777,7 +778,7 @@ pub async fn on_chain_finished(
         }
     };
     sqlx::query!(
-        r#"UPDATE refunds SET status = $2, failure_reason = $3,
+        r#"UPDATE refunds SET status = $2::text, failure_reason = $3,
                   crypto = jsonb_set(crypto, '{transaction}', to_jsonb($4::text))
             WHERE id = $1"#,
         id.as_str(),

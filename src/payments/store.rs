@@ -152,7 +152,8 @@ pub async fn insert(
         r#"INSERT INTO payments (id, merchant_id, amount, currency, status, capture_method,
                payment_method_types, description, metadata, customer, shipping, client_secret,
                customer_email, created_at, return_url, idempotency_key)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+           VALUES ($1::text, $2, $3::bigint, $4::text, $5::text, $6::text, $7, $8, $9, $10, $11,
+                   $12, $13, $14, $15::text, $16::text)
            ON CONFLICT (merchant_id, idempotency_key) WHERE idempotency_key IS NOT NULL
            DO NOTHING"#,
         p.id.as_str(),
@@ -315,7 +316,7 @@ pub async fn lock_and_finish(
                       crypto, return_url, created_at
                  FROM payments WHERE id = $1 AND merchant_id = $2 FOR UPDATE
            ), finished AS (
-               UPDATE payment_operations SET status = $4, finished_at = now()
+               UPDATE payment_operations SET status = $4::text, finished_at = now()
                 WHERE id = $3 AND status = 'pending' AND EXISTS (SELECT 1 FROM p)
                RETURNING 1
            )
@@ -366,11 +367,11 @@ pub async fn lock_and_finish(
 /// Writes every mutable field of `p`.
 pub async fn update(conn: &mut PgConnection, p: &Payment) -> Result<(), sqlx::Error> {
     sqlx::query!(
-        r#"UPDATE payments SET status = $3, method = $4, next_action = $5,
-               processor_reference = $6, amount_capturable = $7, amount_received = $8,
-               amount_refunded = $9, card = $10, risk_score = $11, risk_reasons = $12,
+        r#"UPDATE payments SET status = $3::text, method = $4, next_action = $5,
+               processor_reference = $6, amount_capturable = $7::bigint, amount_received = $8::bigint,
+               amount_refunded = $9::bigint, card = $10, risk_score = $11::smallint, risk_reasons = $12,
                last_error = $13, cancellation_reason = $14, expires_at = $15, hold_id = $16,
-               amount_disputed = $17, updated_at = now()
+               amount_disputed = $17::bigint, updated_at = now()
            WHERE id = $1 AND merchant_id = $2"#,
         p.id.as_str(),
         p.merchant_id.as_str(),
@@ -407,16 +408,16 @@ pub async fn update_announcing(
 ) -> Result<(), sqlx::Error> {
     sqlx::query!(
         r#"WITH updated AS (
-               UPDATE payments SET status = $3, method = $4, next_action = $5,
-                      processor_reference = $6, amount_capturable = $7, amount_received = $8,
-                      amount_refunded = $9, card = $10, risk_score = $11, risk_reasons = $12,
+               UPDATE payments SET status = $3::text, method = $4, next_action = $5,
+                      processor_reference = $6, amount_capturable = $7::bigint, amount_received = $8::bigint,
+                      amount_refunded = $9::bigint, card = $10, risk_score = $11::smallint, risk_reasons = $12,
                       last_error = $13, cancellation_reason = $14, expires_at = $15,
-                      hold_id = $16, amount_disputed = $17, updated_at = now()
+                      hold_id = $16, amount_disputed = $17::bigint, updated_at = now()
                 WHERE id = $1 AND merchant_id = $2
                RETURNING merchant_id
            ), ev AS (
                INSERT INTO events (id, merchant_id, type, data)
-               SELECT $18, merchant_id, $19, jsonb_build_object('object', $20::jsonb)
+               SELECT $18::text, merchant_id, $19::text, jsonb_build_object('object', $20::jsonb)
                  FROM updated
                RETURNING id, merchant_id, type, object_id
            ), dl AS (
@@ -475,11 +476,11 @@ pub async fn update_confirmed(
     client_ip: Option<&str>,
 ) -> Result<(), sqlx::Error> {
     sqlx::query!(
-        r#"UPDATE payments SET status = $3, method = $4, next_action = $5,
-               processor_reference = $6, amount_capturable = $7, amount_received = $8,
-               amount_refunded = $9, card = $10, risk_score = $11, risk_reasons = $12,
+        r#"UPDATE payments SET status = $3::text, method = $4, next_action = $5,
+               processor_reference = $6, amount_capturable = $7::bigint, amount_received = $8::bigint,
+               amount_refunded = $9::bigint, card = $10, risk_score = $11::smallint, risk_reasons = $12,
                last_error = $13, cancellation_reason = $14, expires_at = $15, hold_id = $16,
-               amount_disputed = $17, updated_at = now(),
+               amount_disputed = $17::bigint, updated_at = now(),
                card_number_sealed = CASE WHEN $18::bool THEN $19 ELSE card_number_sealed END,
                card_fingerprint = CASE WHEN $18::bool THEN $20 ELSE card_fingerprint END,
                client_ip = COALESCE($21, client_ip),
@@ -528,11 +529,11 @@ pub async fn update_confirmed_and_begin(
     let id = crate::ids::OperationId::generate();
     let inserted = sqlx::query!(
         r#"WITH confirmed AS (
-               UPDATE payments SET status = $3, method = $4, next_action = $5,
-                      processor_reference = $6, amount_capturable = $7, amount_received = $8,
-                      amount_refunded = $9, card = $10, risk_score = $11, risk_reasons = $12,
+               UPDATE payments SET status = $3::text, method = $4, next_action = $5,
+                      processor_reference = $6, amount_capturable = $7::bigint, amount_received = $8::bigint,
+                      amount_refunded = $9::bigint, card = $10, risk_score = $11::smallint, risk_reasons = $12,
                       last_error = $13, cancellation_reason = $14, expires_at = $15,
-                      hold_id = $16, amount_disputed = $17, updated_at = now(),
+                      hold_id = $16, amount_disputed = $17::bigint, updated_at = now(),
                       card_number_sealed = CASE WHEN $18::bool THEN $19 ELSE card_number_sealed END,
                       card_fingerprint = CASE WHEN $18::bool THEN $20 ELSE card_fingerprint END,
                       client_ip = COALESCE($21, client_ip),
@@ -543,7 +544,8 @@ pub async fn update_confirmed_and_begin(
            INSERT INTO payment_operations
                   (id, merchant_id, payment_id, kind, refund_id, amount, reason, idempotency_key,
                    status, locked_until, finished_at)
-           SELECT $22, merchant_id, id, $23, NULL, $24, $25, $26, 'pending', $27, NULL
+           SELECT $22::text, merchant_id, id, $23::text, NULL, $24::bigint, $25, $26::text, 'pending', $27,
+                  NULL
              FROM confirmed
            ON CONFLICT DO NOTHING"#,
         p.id.as_str(),

@@ -58,6 +58,7 @@ mod openapi_responses;
 mod openapi_routes;
 mod payments_api;
 mod payments_attacks;
+mod schema_rules;
 mod settlement_api;
 mod transparency_anchor;
 mod transparency_log;

@@ -6,7 +6,7 @@
 -- written and no row comes back.
 WITH entry AS (
     INSERT INTO ledger_entries (public_id, key, content_hash, kind, source, description)
-    VALUES ($1, $2, $3, $4, $5, $6)
+    VALUES ($1::text, $2::text, $3::bytea, $4::text, $5::text, $6::text)
     ON CONFLICT (key) DO NOTHING
     RETURNING id, public_id, created_at
 ), postings AS (
