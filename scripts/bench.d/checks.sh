@@ -7,7 +7,7 @@
 # it changes (the node's profile: ExecConstraints, about a fifth of the
 # database's CPU on the card path; docs/performance.md, fifth round). A
 # domain's constraints are kept in the type cache, and an UPDATE checks
-# only the columns it assigns. This runs pgbench (prepared, 1 client)
+# only the columns it assigns. This runs pgbench (prepared)
 # updating one row by primary key, as the node's payment updates do, on
 # four copies of `payments` (10,000 rows) in a scratch database migrated
 # to the current schema:
@@ -20,15 +20,20 @@
 #   none        base types and no CHECK at all: the floor
 #
 # The copies are derived from the migrated table, so they follow it.
-# Options: --seconds N (per run, default 6), --rounds N (default 2).
+# Options: --seconds N (per run, default 6), --rounds N (default 2),
+# --clients N (pgbench clients, default the machine's core count, so that
+# the figure is the database's CPU per UPDATE; one client mostly measures
+# the wait of each round trip).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 seconds=6
 rounds=2
+clients=$(nproc)
 while [ $# -gt 0 ]; do
   case "$1" in
     --seconds) seconds="$2"; shift 2 ;;
     --rounds) rounds="$2"; shift 2 ;;
+    --clients) clients="$2"; shift 2 ;;
     --quick) seconds=3; rounds=1; shift ;;
     *) echo "unknown option: $1" >&2; exit 2 ;;
   esac
@@ -96,7 +101,7 @@ counts=$(psql -At -F ' ' "$url" -c "SELECT
     (SELECT count(*) FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
       WHERE a.attrelid = 'payments'::regclass AND t.typtype = 'd')")
 read -r as_checks table_checks domain_columns <<<"$counts"
-echo "checks bench: UPDATE of one payments row by id, pgbench -M prepared, 1 client, ${seconds} s per run, ${rounds} round(s)"
+echo "checks bench: UPDATE of one payments row by id, pgbench -M prepared, ${clients} client(s), ${seconds} s per run, ${rounds} round(s)"
 echo "payments as migrated: $domain_columns domain columns and $table_checks CHECK constraints; as CHECKs only: $as_checks"
 printf '%-10s %s\n' table "tps per round"
 dir=$(mktemp -d)
@@ -110,7 +115,7 @@ done
 declare -A results
 for _ in $(seq "$rounds"); do
   for table in checks one domains none; do
-    tps=$(pgbench -n -M prepared -c 1 -T "$seconds" -f "$dir/$table.sql" "$url" 2>/dev/null |
+    tps=$(pgbench -n -M prepared -c "$clients" -j "$clients" -T "$seconds" -f "$dir/$table.sql" "$url" 2>/dev/null |
       sed -n 's/^tps = \([0-9]*\).*/\1/p')
     results[$table]="${results[$table]:-} $tps"
   done
