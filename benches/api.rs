@@ -26,7 +26,13 @@
 //! concurrencies: the node's figure over pgbench's is the share of the
 //! database's own speed the node reaches. It also prints the database
 //! transactions, statements and round trips of that one payment, and
-//! statements per unit of every scenario from `pg_stat_statements`.
+//! statements per unit of every scenario from `pg_stat_statements`, and
+//! the CPU milliseconds each unit cost (from /proc): the node (`node`),
+//! this load generator (`gen`), the database server's processes (`db`,
+//! when the server runs on this machine), the rest of the machine
+//! (`other`: kernel work outside those processes), and the database
+//! server's CPU per payment in pgbench's replay (`pgb db`), so the gap
+//! between the node and pgbench shows whose CPU it is.
 //!
 //! Before the measured runs the bench warms the node up (three seconds of
 //! card payments), analyzes the database and restarts the node, so that
@@ -447,6 +453,128 @@ fn permille(sorted: &[Duration], p: usize) -> Duration {
     sorted[rank.min(sorted.len()) - 1]
 }
 
+/// CPU time spent, in /proc's clock ticks (`USER_HZ`: 100 per second on
+/// Linux, whatever the kernel's own tick rate): the node process, this
+/// load generator, and the whole machine (every busy tick of every core).
+/// The machine less the node and the load generator is PostgreSQL (nothing
+/// else runs during a bench), so the three say whose CPU a payment costs,
+/// and the same machine figure around pgbench's replay says what the
+/// database alone needs for it.
+#[derive(Clone, Copy)]
+struct Cpu {
+    node: u64,
+    generator: u64,
+    database: u64,
+    machine: u64,
+}
+
+impl Cpu {
+    /// `postmaster`: the database server's pid, when it runs on this
+    /// machine and its data directory is readable ([`postmaster_pid`]).
+    fn now(node: Option<u32>, postmaster: Option<u32>) -> Self {
+        Self {
+            node: node.map_or(0, |pid| process_ticks(&format!("/proc/{pid}/stat"))),
+            generator: process_ticks("/proc/self/stat"),
+            database: postmaster.map_or(0, server_ticks),
+            machine: machine_busy_ticks(),
+        }
+    }
+
+    /// Milliseconds per unit since `before`: the node, the generator, the
+    /// database server's processes, and the rest of the machine (the
+    /// kernel's work outside any of them, pgbench).
+    fn per_unit(self, before: Self, units: u64) -> [String; 4] {
+        let node = self.node.saturating_sub(before.node);
+        let generator = self.generator.saturating_sub(before.generator);
+        let database = self.database.saturating_sub(before.database);
+        let machine = self.machine.saturating_sub(before.machine);
+        let rest = machine.saturating_sub(node + generator + database);
+        [node, generator, database, rest].map(|t| ticks_per_unit(t, units))
+    }
+}
+
+/// The pid in the first line of the server's `postmaster.pid`.
+async fn postmaster_pid(pool: &sqlx::PgPool) -> Option<u32> {
+    let dir: String = sqlx::query_scalar("SHOW data_directory")
+        .fetch_one(pool)
+        .await
+        .ok()?;
+    let text = std::fs::read_to_string(Path::new(&dir).join("postmaster.pid")).ok()?;
+    text.lines().next()?.trim().parse().ok()
+}
+
+/// The server's CPU: its processes' own ticks, and those of the children
+/// it has reaped (a pgbench connection's backend ends with its run).
+fn server_ticks(postmaster: u32) -> u64 {
+    let stat = format!("/proc/{postmaster}/stat");
+    let children =
+        std::fs::read_to_string(format!("/proc/{postmaster}/task/{postmaster}/children"))
+            .unwrap_or_default();
+    let live: u64 = children
+        .split_whitespace()
+        .map(|pid| process_ticks(&format!("/proc/{pid}/stat")))
+        .sum();
+    live + process_ticks(&stat) + reaped_ticks(&stat)
+}
+
+/// User and system ticks of a process (fields 14 and 15 of its `stat`).
+fn process_ticks(path: &str) -> u64 {
+    stat_fields(path, 14, 15)
+}
+
+/// User and system ticks of the children a process has waited for
+/// (fields 16 and 17).
+fn reaped_ticks(path: &str) -> u64 {
+    stat_fields(path, 16, 17)
+}
+
+/// The sum of two numeric fields of a `stat` file, numbered as proc(5)
+/// does; counted after the command name, which may hold spaces.
+fn stat_fields(path: &str, a: usize, b: usize) -> u64 {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let after_name = text.rsplit_once(") ").map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // After the name comes field 3 (the state).
+    let field = |n: usize| {
+        fields
+            .get(n - 3)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    field(a) + field(b)
+}
+
+/// Busy ticks of all cores: every column of `/proc/stat`'s `cpu` line but
+/// idle and iowait (guest time is already counted in user).
+fn machine_busy_ticks() -> u64 {
+    let text = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(line) = text.lines().find(|l| l.starts_with("cpu ")) else {
+        return 0;
+    };
+    let columns: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .filter_map(|c| c.parse().ok())
+        .collect();
+    columns
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4)
+        .map(|(_, c)| c)
+        .sum()
+}
+
+/// Ticks (10 ms each) per unit, in milliseconds with two decimals.
+fn ticks_per_unit(ticks: u64, units: u64) -> String {
+    if units == 0 {
+        return "-".into();
+    }
+    #[allow(clippy::float_arithmetic, clippy::cast_precision_loss)]
+    let ms = ticks as f64 * 10.0 / units as f64;
+    format!("{ms:.2}")
+}
+
 /// The node, as a child process.
 struct Node {
     child: tokio::process::Child,
@@ -483,6 +611,10 @@ impl Node {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         panic!("epg serve did not answer /healthz at {base}");
+    }
+
+    fn pid(&self) -> Option<u32> {
+        self.child.id()
     }
 
     async fn stop(mut self) {
@@ -1162,9 +1294,17 @@ async fn main() {
     node.stop().await;
     let node = Node::start(&config).await;
 
+    let postmaster = postmaster_pid(&pool).await;
+    if postmaster.is_none() {
+        println!("(the database server's processes are not readable here: `db` reads 0)");
+    }
     println!();
     println!(
-        "{:<10} {:>5} {:>9} {:>8} {:>8} {:>8} {:>8} {:>10} {:>9} {:>7}",
+        "CPU ms per unit: the node, this load generator, the database server, the rest of \
+         the machine, and the database server per payment of pgbench's replay"
+    );
+    println!(
+        "{:<10} {:>5} {:>9} {:>8} {:>8} {:>8} {:>8} {:>10} {:>9} {:>7}   {:>6} {:>6} {:>6} {:>6} {:>6}",
         "scenario",
         "conns",
         "units/s",
@@ -1174,7 +1314,12 @@ async fn main() {
         "p99.9",
         "stmts/unit",
         "pgbench",
-        "ratio"
+        "ratio",
+        "node",
+        "gen",
+        "db",
+        "other",
+        "pgb db"
     );
     for scenario in &o.scenarios {
         for &connections in &o.connections {
@@ -1188,6 +1333,7 @@ async fn main() {
             } else {
                 None
             };
+            let cpu_before = Cpu::now(node.pid(), postmaster);
             let r = run(
                 &node.base,
                 &key,
@@ -1197,6 +1343,7 @@ async fn main() {
                 ids.clone(),
             )
             .await;
+            let cpu = Cpu::now(node.pid(), postmaster).per_unit(cpu_before, r.units);
             let waits = match waits {
                 Some(w) => Some(w.finish().await),
                 None => None,
@@ -1215,6 +1362,7 @@ async fn main() {
             let units = support::per_second(r.units, r.elapsed);
             let requests =
                 support::per_second(u64::try_from(r.latencies.len()).unwrap(), r.elapsed);
+            let pgbench_before = Cpu::now(None, postmaster);
             let bound = match replays.get(scenario.as_str()) {
                 Some(script) => match pgbench(&scratch.url, script, connections, o.seconds).await {
                     Ok(tps) => Some(tps),
@@ -1227,8 +1375,19 @@ async fn main() {
             };
             #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
             let bound_text = bound.map_or("-".into(), |b| format!("{}", b.round() as u64));
+            // pgbench's transactions in its run: its rate times the seconds
+            // it ran (its own CPU, small, is counted with the database's).
+            #[allow(
+                clippy::float_arithmetic,
+                clippy::cast_possible_truncation,
+                clippy::cast_sign_loss,
+                clippy::cast_precision_loss
+            )]
+            let replayed = bound.map_or(0, |b| (b * o.seconds as f64).round() as u64);
+            let [_, _, pgbench_database, _] =
+                Cpu::now(None, postmaster).per_unit(pgbench_before, replayed);
             println!(
-                "{:<10} {:>5} {:>9} {:>8} {:>8} {:>8} {:>8} {:>10} {:>9} {:>7}",
+                "{:<10} {:>5} {:>9} {:>8} {:>8} {:>8} {:>8} {:>10} {:>9} {:>7}   {:>6} {:>6} {:>6} {:>6} {:>6}",
                 scenario,
                 connections,
                 units,
@@ -1243,6 +1402,11 @@ async fn main() {
                 },
                 bound_text,
                 bound.map_or("-".into(), |b| ratio(units, b)),
+                cpu[0],
+                cpu[1],
+                cpu[2],
+                cpu[3],
+                pgbench_database,
             );
             if let Some(waits) = waits {
                 println!("{waits}");
