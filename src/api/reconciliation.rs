@@ -269,7 +269,8 @@ struct AssignBody {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct WriteOffBody {
-    #[schema(min_length = 1, max_length = 500)]
+    /// Why the money is written off: up to 500 characters, not only whitespace.
+    #[schema(min_length = 1, max_length = 500, pattern = r"\S")]
     reason: String,
 }
 

@@ -599,11 +599,11 @@ pub async fn act(
     livemode: bool,
 ) -> Result<(Exception, Option<String>), BankError> {
     if let Action::WriteOff(reason) = &action
-        && (reason.trim().is_empty() || reason.len() > 500)
+        && (reason.trim().is_empty() || reason.chars().count() > 500)
     {
         return Err(BankError::invalid(
             "reason",
-            "a write-off needs a reason of 1 to 500 characters",
+            "a write-off needs a reason of 1 to 500 characters, not only whitespace",
         ));
     }
     let mut tx = pool.begin().await?;

@@ -319,11 +319,21 @@ async fn statements_pay_payments_once_and_payout_files_round_trip_through_the_ba
         )
         .await;
     assert_eq!(json(no_reason, 400).await["error"]["param"], "reason");
+    // 500 characters, counted as characters (this one is 1,438 bytes).
+    let reason = format!("customer paid 29.00 as agreed; {}", "确".repeat(469));
+    let too_long = app
+        .post(
+            &format!("/v1/reconciliation/exceptions/{id}/write_off"),
+            &app.secret_key,
+            &json!({"reason": format!("{reason}.")}),
+        )
+        .await;
+    assert_eq!(json(too_long, 400).await["error"]["param"], "reason");
     let accepted = json(
         app.post(
             &format!("/v1/reconciliation/exceptions/{id}/write_off"),
             &app.secret_key,
-            &json!({"reason": "customer paid 29.00 as agreed"}),
+            &json!({"reason": reason}),
         )
         .await,
         200,
