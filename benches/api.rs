@@ -49,7 +49,8 @@
 //! 5 ms of each run — on the CPU, waiting for a lock and which, or idle in
 //! a transaction while the node works — and print the shares), `--top N`
 //! (the N statements that took most of each run's database time, with
-//! calls per unit, mean time and buffers).
+//! calls per unit, mean time and buffers), `--pool N` (the node's
+//! connection pool, default 20).
 //! `epg ledger check` runs (as a library call) after the runs and must be clean.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -90,6 +91,8 @@ struct Options {
     waits: bool,
     /// Print the N statements that took most of each run's time (`--top N`).
     top: usize,
+    /// The node's `database.max_connections` (`--pool N`, default 20).
+    pool: u32,
 }
 
 fn options() -> Options {
@@ -101,6 +104,7 @@ fn options() -> Options {
         pgbench: true,
         waits: false,
         top: 0,
+        pool: 20,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -126,6 +130,7 @@ fn options() -> Options {
             "--no-pgbench" => o.pgbench = false,
             "--waits" => o.waits = true,
             "--top" => o.top = list()[0].parse().unwrap_or(10),
+            "--pool" => o.pool = list()[0].parse().unwrap_or(20),
             "--bench" => {}
             other => {
                 eprintln!("unknown option {other}; see benches/api.rs");
@@ -1182,7 +1187,7 @@ async fn main() {
         .await
         .unwrap();
     let key = key.secret;
-    let node_pool = 20;
+    let node_pool = o.pool;
     let master_key = epg::crypto::Keyring::generate_base64();
     let config = write_config(
         &out_dir,
