@@ -460,11 +460,10 @@ fn permille(sorted: &[Duration], p: usize) -> Duration {
 
 /// CPU time spent, in /proc's clock ticks (`USER_HZ`: 100 per second on
 /// Linux, whatever the kernel's own tick rate): the node process, this
-/// load generator, and the whole machine (every busy tick of every core).
-/// The machine less the node and the load generator is PostgreSQL (nothing
-/// else runs during a bench), so the three say whose CPU a payment costs,
-/// and the same machine figure around pgbench's replay says what the
-/// database alone needs for it.
+/// load generator, the database server's processes, and the whole machine
+/// (every busy tick of every core), so they say whose CPU a payment costs;
+/// the server's figure around pgbench's replay says what the database
+/// alone needs for it.
 #[derive(Clone, Copy)]
 struct Cpu {
     node: u64,
@@ -1381,7 +1380,7 @@ async fn main() {
             #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
             let bound_text = bound.map_or("-".into(), |b| format!("{}", b.round() as u64));
             // pgbench's transactions in its run: its rate times the seconds
-            // it ran (its own CPU, small, is counted with the database's).
+            // it ran (its own CPU is the machine's, not the server's).
             #[allow(
                 clippy::float_arithmetic,
                 clippy::cast_possible_truncation,
