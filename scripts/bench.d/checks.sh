@@ -7,10 +7,10 @@
 # it changes (the node's profile: ExecConstraints, about a fifth of the
 # database's CPU on the card path; docs/performance.md, fifth round). A
 # domain's constraints are kept in the type cache, and an UPDATE checks
-# only the columns it assigns. This runs pgbench (prepared)
-# updating one row by primary key, as the node's payment updates do, on
-# four copies of `payments` (10,000 rows) in a scratch database migrated
-# to the current schema:
+# only the columns it assigns. This runs pgbench (prepared) updating one
+# row by primary key, as the node's payment updates do, on four copies of
+# `payments` (10,000 rows) in a scratch database migrated to the current
+# schema:
 #
 #   checks      every rule as a table CHECK (the schema before migration 0035:
 #               each domain's rule restated on its column, over base types)
