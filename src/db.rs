@@ -216,6 +216,16 @@ pub async fn follow_primary(pool: PgPool, targets: Targets) {
     }
 }
 
+/// Whether `e` is a deadlock (40P01) or a serialization failure (40001).
+/// PostgreSQL rolled the whole transaction back, so nothing of it was
+/// written and running it again is safe; two transactions that waited on
+/// each other's rows lose one of them this way however carefully locks are
+/// ordered (two statements of one transaction need not take them in one
+/// order).
+pub fn is_conflict(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.code().is_some_and(|c| c == "40P01" || c == "40001"))
+}
+
 /// Whether `e` means the database cannot serve right now (restarting,
 /// failing over, unreachable, or a standby answered) rather than a bug:
 /// the API answers these with 503 and `Retry-After`, jobs retry later.

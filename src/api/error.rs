@@ -340,6 +340,8 @@ impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
         let mut err = if crate::db::is_unavailable(&e) {
             ApiError::database_unavailable(&e)
+        } else if crate::db::is_conflict(&e) {
+            ApiError::database_conflict(&e)
         } else {
             ApiError::internal_error(&e)
         };
@@ -365,14 +367,36 @@ impl ApiError {
         err
     }
 
+    /// 503 `database_conflict` with `Retry-After`: the database rolled the
+    /// request's transaction back to break a deadlock (or a serialization
+    /// race) with another request on the same rows. Nothing was written,
+    /// and the node retries its own bookings first, so this reaches a
+    /// client only under heavy contention; its retry (same
+    /// `Idempotency-Key`) runs the request again.
+    pub fn database_conflict(cause: &dyn std::fmt::Display) -> Self {
+        tracing::warn!(error = %cause, "transaction rolled back by a conflict");
+        let mut err = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorType::ApiError,
+            "database_conflict",
+            "Another request was changing the same records and this one was rolled back; nothing was changed. Retry with the same Idempotency-Key."
+                .into(),
+        );
+        err.retry_after = Some(DATABASE_RETRY_AFTER_SECS);
+        err
+    }
+
     /// The API error of a lower layer's failure: 503 when a database error
-    /// in its chain of causes says the database is unavailable, else 500.
+    /// in its chain of causes says the database is unavailable or rolled
+    /// the transaction back in a conflict, else 500.
     pub fn from_failure(e: &(dyn std::error::Error + 'static)) -> Self {
         let mut cause = Some(e);
         while let Some(c) = cause {
             if let Some(db) = c.downcast_ref::<sqlx::Error>() {
                 let mut err = if crate::db::is_unavailable(db) {
                     ApiError::database_unavailable(&e)
+                } else if crate::db::is_conflict(db) {
+                    ApiError::database_conflict(&e)
                 } else {
                     ApiError::internal_error(e)
                 };
@@ -482,9 +506,8 @@ impl ApiError {
                 )
             }
             E::Ledger(message) => ApiError::internal(&message),
-            e @ (E::Booking(_) | E::Amount(_) | E::Money(_) | E::Unexpected { .. }) => {
-                ApiError::internal_error(&e)
-            }
+            e @ E::Booking(_) => ApiError::from_failure(&e),
+            e @ (E::Amount(_) | E::Money(_) | E::Unexpected { .. }) => ApiError::internal_error(&e),
             E::Database(e) => ApiError::from(e),
         }
     }

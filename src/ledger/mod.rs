@@ -186,7 +186,7 @@ pub enum LedgerError {
     Refused(String),
     /// A serialization failure or deadlock: retry the whole transaction.
     #[error("transaction conflict, retry: {0}")]
-    Retryable(sqlx::Error),
+    Retryable(#[source] sqlx::Error),
     /// The database failed.
     #[error(transparent)]
     Database(sqlx::Error),

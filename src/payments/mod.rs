@@ -8,6 +8,7 @@
 pub mod bank;
 mod cards;
 mod confirm;
+mod conflicts;
 pub mod crypto;
 pub mod disputes;
 pub mod jobs;

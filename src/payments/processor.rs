@@ -52,8 +52,20 @@ impl Payments {
         Ok((tx, payment, current.status == operations::Status::Pending))
     }
 
-    /// Books the processor's answer to an authorization or a challenge.
+    /// Books the processor's answer to an authorization or a challenge,
+    /// again if a conflict rolls the booking back.
     pub(super) async fn finish_authorization(
+        &self,
+        op: &Operation,
+        authorization: Authorization,
+    ) -> Result<Payment, PaymentError> {
+        super::conflicts::retrying("authorization", || {
+            self.book_authorization(op, authorization.clone())
+        })
+        .await
+    }
+
+    async fn book_authorization(
         &self,
         op: &Operation,
         authorization: Authorization,
@@ -243,8 +255,18 @@ impl Payments {
         self.finish_capture(&op, captured).await
     }
 
-    /// Books a capture the processor made.
+    /// Books a capture the processor made, again if a conflict rolls the
+    /// booking back.
     async fn finish_capture(
+        &self,
+        op: &Operation,
+        captured: Captured,
+    ) -> Result<Payment, PaymentError> {
+        super::conflicts::retrying("capture", || self.book_capture_answer(op, captured.clone()))
+            .await
+    }
+
+    async fn book_capture_answer(
         &self,
         op: &Operation,
         captured: Captured,
@@ -327,8 +349,13 @@ impl Payments {
         self.finish_void(&op).await
     }
 
-    /// Books a void the processor made: the payment is canceled.
+    /// Books a void the processor made: the payment is canceled (again if
+    /// a conflict rolls the booking back).
     async fn finish_void(&self, op: &Operation) -> Result<Payment, PaymentError> {
+        super::conflicts::retrying("void", || self.book_void(op)).await
+    }
+
+    async fn book_void(&self, op: &Operation) -> Result<Payment, PaymentError> {
         let (mut tx, mut payment, pending) = self.lock_for_answer(op).await?;
         if !pending {
             tx.rollback().await?;

@@ -328,8 +328,13 @@ pub async fn create(
     finish(payments, &op).await
 }
 
-/// Books a refund the processor made (operation `op`); once, whoever calls.
+/// Books a refund the processor made (operation `op`); once, whoever calls,
+/// and again if a conflict rolls the booking back.
 pub(super) async fn finish(payments: &Payments, op: &Operation) -> Result<Refund, PaymentError> {
+    super::conflicts::retrying("refund", || book(payments, op)).await
+}
+
+async fn book(payments: &Payments, op: &Operation) -> Result<Refund, PaymentError> {
     let refund_id = op
         .refund_id
         .clone()
