@@ -50,7 +50,8 @@
 //! a transaction while the node works — and print the shares), `--top N`
 //! (the N statements that took most of each run's database time, with
 //! calls per unit, mean time and buffers), `--pool N` (the node's
-//! connection pool, default 20).
+//! connection pool; default the node's own, `database.max_connections`'
+//! default).
 //! `epg ledger check` runs (as a library call) after the runs and must be clean.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -91,7 +92,8 @@ struct Options {
     waits: bool,
     /// Print the N statements that took most of each run's time (`--top N`).
     top: usize,
-    /// The node's `database.max_connections` (`--pool N`, default 20).
+    /// The node's `database.max_connections` (`--pool N`; default the
+    /// node's own default).
     pool: u32,
 }
 
@@ -104,7 +106,7 @@ fn options() -> Options {
         pgbench: true,
         waits: false,
         top: 0,
-        pool: 20,
+        pool: epg::config::DEFAULT_MAX_CONNECTIONS,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -130,7 +132,11 @@ fn options() -> Options {
             "--no-pgbench" => o.pgbench = false,
             "--waits" => o.waits = true,
             "--top" => o.top = list()[0].parse().unwrap_or(10),
-            "--pool" => o.pool = list()[0].parse().unwrap_or(20),
+            "--pool" => {
+                o.pool = list()[0]
+                    .parse()
+                    .unwrap_or(epg::config::DEFAULT_MAX_CONNECTIONS)
+            }
             "--bench" => {}
             other => {
                 eprintln!("unknown option {other}; see benches/api.rs");

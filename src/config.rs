@@ -372,7 +372,7 @@ impl ServerConfig {
 pub struct DatabaseConfig {
     /// `postgres://user:password@host:port/database`.
     pub url: String,
-    /// Size of the connection pool.
+    /// Size of the connection pool ([`DEFAULT_MAX_CONNECTIONS`] unless set).
     #[serde(default = "default_max_connections")]
     pub max_connections: u32,
     /// Size of the separate pool of the public routes (checkout streams,
@@ -381,8 +381,18 @@ pub struct DatabaseConfig {
     pub public_max_connections: u32,
 }
 
+/// The pool's size when the config does not set one. sqlx hands out its
+/// idle connections in turn (oldest first), so every connection of the
+/// pool takes a share of the statements whether or not the load needs it,
+/// and a backend that waits between statements runs them on colder
+/// caches: on a 2-core database a pool of 10 cost 10–20% less database
+/// CPU per card payment than one of 20 at 8 to 16 concurrent requests
+/// (docs/performance.md, seventh round). Ten is also sqlx's own default;
+/// a larger database wants more (docs/operations.md, Capacity).
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 10;
+
 fn default_max_connections() -> u32 {
-    20
+    DEFAULT_MAX_CONNECTIONS
 }
 
 fn default_public_max_connections() -> u32 {

@@ -170,7 +170,7 @@ pub async fn run(args: DevArgs) -> Result<ExitCode, CliError> {
         },
         database: DatabaseConfig {
             url: database_url.clone(),
-            max_connections: 20,
+            max_connections: crate::config::DEFAULT_MAX_CONNECTIONS,
             public_max_connections: 4,
         },
         security: SecurityConfig {
