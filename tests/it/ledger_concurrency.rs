@@ -111,36 +111,83 @@ async fn fund(pool: &PgPool, merchant: &MerchantId, key: &str, amount: i64) {
     .unwrap();
 }
 
+/// `count` concurrent credits of `each` to one merchant's available
+/// balance, under keys starting with `prefix`: spread over its shards, as
+/// concurrent writers take different ones.
+async fn fund_concurrently(
+    pool: &PgPool,
+    merchant: &MerchantId,
+    prefix: &str,
+    count: usize,
+    each: i64,
+) {
+    let mut tasks = Vec::new();
+    for i in 0..count {
+        let pool = pool.clone();
+        let merchant = merchant.clone();
+        let key = format!("{prefix}-{i}");
+        tasks.push(tokio::spawn(async move {
+            fund(&pool, &merchant, &key, each).await;
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+}
+
+/// How a race of refunds ended.
+struct Raced {
+    /// Refunds that were booked (the others were refused for insufficient
+    /// funds).
+    succeeded: usize,
+    /// Times a refund was rolled back in a conflict and posted again.
+    conflicts: usize,
+}
+
 /// `attempts` concurrent refunds of `each` from one merchant's available
-/// balance; returns how many succeeded (the others must be refused for
-/// insufficient funds, or be retryable conflicts retried until they are).
-async fn race_refunds(pool: &PgPool, merchant: &MerchantId, attempts: usize, each: i64) -> usize {
+/// balance, under keys starting with `prefix`; each is refused for
+/// insufficient funds, or booked, a retryable conflict retried until it is
+/// one or the other.
+async fn race_refunds(
+    pool: &PgPool,
+    merchant: &MerchantId,
+    prefix: &str,
+    attempts: usize,
+    each: i64,
+) -> Raced {
     let mut tasks = Vec::new();
     for i in 0..attempts {
         let pool = pool.clone();
         let merchant = merchant.clone();
+        let key = format!("{prefix}-{i}");
         tasks.push(tokio::spawn(async move {
-            let entry = Entry::new(format!("re_{each}_{i}"), EntryKind::REFUND).transfer(
+            let entry = Entry::new(key, EntryKind::REFUND).transfer(
                 AccountRef::merchant(&merchant, MerchantAccount::Available),
                 AccountRef::refunds_payable(),
                 &usd(),
                 Amount::from_minor(each),
             );
+            let mut conflicts = 0;
             loop {
                 match post(&pool, &entry).await {
-                    Ok(()) => return true,
-                    Err(LedgerError::InsufficientFunds(_)) => return false,
-                    Err(e) if e.is_retryable() => continue,
+                    Ok(()) => return (true, conflicts),
+                    Err(LedgerError::InsufficientFunds(_)) => return (false, conflicts),
+                    Err(e) if e.is_retryable() => conflicts += 1,
                     Err(e) => panic!("{e}"),
                 }
             }
         }));
     }
-    let mut succeeded = 0;
+    let mut raced = Raced {
+        succeeded: 0,
+        conflicts: 0,
+    };
     for task in tasks {
-        succeeded += usize::from(task.await.unwrap());
+        let (booked, conflicts) = task.await.unwrap();
+        raced.succeeded += usize::from(booked);
+        raced.conflicts += conflicts;
     }
-    succeeded
+    raced
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -156,23 +203,23 @@ async fn concurrent_debits_never_overdraw_a_merchant() {
 
     // 1000 on one shard, 20 concurrent refunds of 100: exactly 10 pass.
     fund(&pool, &merchant, "fund-1", 1000).await;
-    assert_eq!(race_refunds(&pool, &merchant, 20, 100).await, 10);
+    assert_eq!(
+        race_refunds(&pool, &merchant, "re-1", 20, 100)
+            .await
+            .succeeded,
+        10
+    );
 
     // 1000 spread by concurrent credits over the shards, then 4 concurrent
     // debits of 450 (more than any shard holds): exactly 2 pass, through
     // consolidation.
-    let mut tasks = Vec::new();
-    for i in 0..10 {
-        let pool = pool.clone();
-        let merchant = merchant.clone();
-        tasks.push(tokio::spawn(async move {
-            fund(&pool, &merchant, &format!("fund-2-{i}"), 100).await;
-        }));
-    }
-    for task in tasks {
-        task.await.unwrap();
-    }
-    assert_eq!(race_refunds(&pool, &merchant, 4, 450).await, 2);
+    fund_concurrently(&pool, &merchant, "fund-2", 10, 100).await;
+    assert_eq!(
+        race_refunds(&pool, &merchant, "re-2", 4, 450)
+            .await
+            .succeeded,
+        2
+    );
 
     let mut conn = pool.acquire().await.unwrap();
     let left = ledger::account_balance(&mut conn, &available, &usd())
@@ -203,46 +250,13 @@ async fn waiting_debits_never_deadlock_over_shards() {
         .id;
     let mut conflicts = 0;
     for round in 0..ROUNDS {
-        let mut funding = Vec::new();
-        for i in 0..4 {
-            let pool = pool.clone();
-            let merchant = merchant.clone();
-            funding.push(tokio::spawn(async move {
-                fund(&pool, &merchant, &format!("fund-{round}-{i}"), 100).await;
-            }));
-        }
-        for task in funding {
-            task.await.unwrap();
-        }
-        let mut debits = Vec::new();
-        for i in 0..8 {
-            let pool = pool.clone();
-            let merchant = merchant.clone();
-            debits.push(tokio::spawn(async move {
-                let entry = Entry::new(format!("debit-{round}-{i}"), EntryKind::REFUND).transfer(
-                    AccountRef::merchant(&merchant, MerchantAccount::Available),
-                    AccountRef::refunds_payable(),
-                    &usd(),
-                    Amount::from_minor(100),
-                );
-                let mut conflicts = 0;
-                loop {
-                    match post(&pool, &entry).await {
-                        Ok(()) => return (true, conflicts),
-                        Err(LedgerError::InsufficientFunds(_)) => return (false, conflicts),
-                        Err(e) if e.is_retryable() => conflicts += 1,
-                        Err(e) => panic!("{e}"),
-                    }
-                }
-            }));
-        }
-        let mut passed = 0;
-        for task in debits {
-            let (ok, lost) = task.await.unwrap();
-            passed += usize::from(ok);
-            conflicts += lost;
-        }
-        assert_eq!(passed, 4, "round {round}: 400 available, debits of 100");
+        fund_concurrently(&pool, &merchant, &format!("fund-{round}"), 4, 100).await;
+        let raced = race_refunds(&pool, &merchant, &format!("debit-{round}"), 8, 100).await;
+        assert_eq!(
+            raced.succeeded, 4,
+            "round {round}: 400 available, debits of 100"
+        );
+        conflicts += raced.conflicts;
     }
     // A debit that locked a shard without waiting, found on the lock that
     // it no longer fits, and then waits in order can still meet another
