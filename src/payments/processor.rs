@@ -59,17 +59,23 @@ impl Payments {
         op: &Operation,
         authorization: Authorization,
     ) -> Result<Payment, PaymentError> {
-        super::conflicts::retrying("authorization", || {
+        // The processor events that follow run once the booking committed,
+        // outside the retried transaction.
+        let (payment, followups) = super::conflicts::retrying("authorization", || {
             self.book_authorization(op, authorization.clone())
         })
-        .await
+        .await?;
+        self.apply_followups(&payment, followups).await?;
+        Ok(payment)
     }
 
+    /// One try at booking an authorization's answer: the payment, and the
+    /// processor events that follow it when this try booked it.
     async fn book_authorization(
         &self,
         op: &Operation,
         authorization: Authorization,
-    ) -> Result<Payment, PaymentError> {
+    ) -> Result<(Payment, Vec<ProcessorEvent>), PaymentError> {
         let succeeded = !matches!(authorization, Authorization::Declined(_));
         let mut tx = self.pool().begin().await?;
         // Finishing only a pending operation both decides who books the
@@ -90,11 +96,13 @@ impl Payments {
         .ok_or_else(|| not_found(&op.payment_id))?;
         if !finished {
             tx.rollback().await?;
-            return Ok(payment);
+            return Ok((payment, Vec::new()));
         }
         let mut followups = Vec::new();
         let event = match authorization {
-            Authorization::Declined(decline) => return self.fail(tx, payment, decline).await,
+            Authorization::Declined(decline) => {
+                return Ok((self.fail(tx, payment, decline).await?, Vec::new()));
+            }
             Authorization::Approved {
                 reference,
                 captured,
@@ -153,8 +161,7 @@ impl Payments {
         // The payment's new state and its event: one statement.
         self.save_and_announce(&mut tx, &payment, event).await?;
         tx.commit().await?;
-        self.apply_followups(&payment, followups).await?;
-        Ok(payment)
+        Ok((payment, followups))
     }
 
     /// Answers a 3-D Secure one-time-code challenge.
@@ -262,27 +269,28 @@ impl Payments {
         op: &Operation,
         captured: Captured,
     ) -> Result<Payment, PaymentError> {
-        super::conflicts::retrying("capture", || self.book_capture_answer(op, captured.clone()))
-            .await
+        let (payment, booked) =
+            super::conflicts::retrying("capture", || self.book_capture_answer(op)).await?;
+        if booked {
+            self.apply_followups(&payment, captured.followups).await?;
+        }
+        Ok(payment)
     }
 
-    async fn book_capture_answer(
-        &self,
-        op: &Operation,
-        captured: Captured,
-    ) -> Result<Payment, PaymentError> {
+    /// One try at booking a capture: the payment, and whether this try
+    /// booked it (not when the operation was finished already).
+    async fn book_capture_answer(&self, op: &Operation) -> Result<(Payment, bool), PaymentError> {
         let (mut tx, mut payment, pending) = self.lock_for_answer(op).await?;
         if !pending {
             tx.rollback().await?;
-            return Ok(payment);
+            return Ok((payment, false));
         }
         operations::finish(&mut tx, &op.id, operations::Status::Succeeded).await?;
         book_capture(&mut tx, &mut payment, op.amount).await?;
         self.announce(&mut tx, &payment, EventType::PaymentSucceeded)
             .await?;
         tx.commit().await?;
-        self.apply_followups(&payment, captured.followups).await?;
-        Ok(payment)
+        Ok((payment, true))
     }
 
     /// Cancels a payment that has not succeeded; an authorization is voided
