@@ -265,11 +265,17 @@ impl ApiError {
 
     /// 503 when the node cannot serve right now (e.g. timeout).
     pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::retry_shortly("service_unavailable", message.into())
+    }
+
+    /// 503 `code` with `Retry-After`: nothing was done, and the same
+    /// request a moment later should go through.
+    fn retry_shortly(code: &'static str, message: String) -> Self {
         let mut err = Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
             ErrorType::ApiError,
-            "service_unavailable",
-            message.into(),
+            code,
+            message,
         );
         err.retry_after = Some(DATABASE_RETRY_AFTER_SECS);
         err
@@ -338,15 +344,7 @@ impl IntoResponse for ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
-        let mut err = if crate::db::is_unavailable(&e) {
-            ApiError::database_unavailable(&e)
-        } else if crate::db::is_conflict(&e) {
-            ApiError::database_conflict(&e)
-        } else {
-            ApiError::internal_error(&e)
-        };
-        err.outcome_unknown = commit_may_have_happened(&e);
-        err
+        ApiError::of_database(&e, &e)
     }
 }
 
@@ -356,15 +354,11 @@ impl ApiError {
     /// client's retry (same `Idempotency-Key`) completes the request once.
     pub fn database_unavailable(cause: &dyn std::fmt::Display) -> Self {
         tracing::warn!(error = %cause, "database unavailable");
-        let mut err = Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            ErrorType::ApiError,
+        Self::retry_shortly(
             "database_unavailable",
             "The database is unavailable (restarting or failing over); retry shortly with the same Idempotency-Key."
                 .into(),
-        );
-        err.retry_after = Some(DATABASE_RETRY_AFTER_SECS);
-        err
+        )
     }
 
     /// 503 `database_conflict` with `Retry-After`: the database rolled the
@@ -375,14 +369,26 @@ impl ApiError {
     /// `Idempotency-Key`) runs the request again.
     pub fn database_conflict(cause: &dyn std::fmt::Display) -> Self {
         tracing::warn!(error = %cause, "transaction rolled back by a conflict");
-        let mut err = Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            ErrorType::ApiError,
+        Self::retry_shortly(
             "database_conflict",
             "Another request was changing the same records and this one was rolled back; nothing was changed. Retry with the same Idempotency-Key."
                 .into(),
-        );
-        err.retry_after = Some(DATABASE_RETRY_AFTER_SECS);
+        )
+    }
+
+    /// The API error of database error `db`, logged as `cause` (`db`
+    /// itself, or the failure it caused): 503 when the database is
+    /// unavailable or rolled the transaction back in a conflict, else 500;
+    /// marked when the request's commit may have happened.
+    fn of_database(db: &sqlx::Error, cause: &(dyn std::error::Error + 'static)) -> Self {
+        let mut err = if crate::db::is_unavailable(db) {
+            ApiError::database_unavailable(&cause)
+        } else if crate::db::is_conflict(db) {
+            ApiError::database_conflict(&cause)
+        } else {
+            ApiError::internal_error(cause)
+        };
+        err.outcome_unknown = commit_may_have_happened(db);
         err
     }
 
@@ -393,15 +399,7 @@ impl ApiError {
         let mut cause = Some(e);
         while let Some(c) = cause {
             if let Some(db) = c.downcast_ref::<sqlx::Error>() {
-                let mut err = if crate::db::is_unavailable(db) {
-                    ApiError::database_unavailable(&e)
-                } else if crate::db::is_conflict(db) {
-                    ApiError::database_conflict(&e)
-                } else {
-                    ApiError::internal_error(e)
-                };
-                err.outcome_unknown = commit_may_have_happened(db);
-                return err;
+                return ApiError::of_database(db, e);
             }
             cause = c.source();
         }

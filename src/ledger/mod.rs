@@ -203,6 +203,9 @@ impl From<sqlx::Error> for LedgerError {
     /// Sorts the ledger's own SQLSTATEs (migrations/0002_ledger.sql) from
     /// other failures.
     fn from(e: sqlx::Error) -> Self {
+        if crate::db::is_conflict(&e) {
+            return LedgerError::Retryable(e);
+        }
         let (code, constraint, message) = match &e {
             sqlx::Error::Database(db) => (
                 db.code().map(|c| c.into_owned()),
@@ -215,7 +218,6 @@ impl From<sqlx::Error> for LedgerError {
             (Some("EL003"), _) => LedgerError::InsufficientFunds(message),
             (Some("EL004"), _) => LedgerError::UnknownAsset(message),
             (Some("EL001" | "EL002"), _) => LedgerError::Refused(message),
-            (Some("40001" | "40P01"), _) => LedgerError::Retryable(e),
             (Some("23503"), Some("ledger_accounts_merchant_id_fkey")) => {
                 LedgerError::UnknownMerchant
             }
