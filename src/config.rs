@@ -385,8 +385,8 @@ pub struct DatabaseConfig {
 /// idle connections in turn (oldest first), so every connection of the
 /// pool takes a share of the statements whether or not the load needs it,
 /// and a backend that waits between statements runs them on colder
-/// caches: on a 2-core database a pool of 10 cost 10–20% less database
-/// CPU per card payment than one of 20 at 8 to 16 concurrent requests
+/// caches: on a 2-core database a pool of 10 cost 9–25% less database
+/// CPU per card payment than one of 20 at 8 and 16 concurrent requests
 /// (docs/performance.md, seventh round). Ten is also sqlx's own default;
 /// a larger database wants more (docs/operations.md, Capacity).
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 10;
