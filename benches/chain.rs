@@ -36,11 +36,12 @@ use alloy::sol_types::SolCall;
 use epg::chain::config::ChainConfig;
 use epg::chain::contracts::{DevStablecoin, PaymentRouter};
 use epg::chain::watcher::{ChainStatus, SinkError, Transfer, TransferSink, Watcher};
+use epg::db::Db;
 use epg::telemetry::metrics::Metrics;
 use futures::future::BoxFuture;
 use futures::stream::{self, StreamExt};
 use rand::Rng;
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgConnection;
 use support::devnet::Chain;
 use support::{Scratches, option, per_second, percentile};
 use tokio::sync::mpsc;
@@ -102,7 +103,7 @@ fn reference(n: u64) -> B256 {
     B256::from(bytes)
 }
 
-fn watcher(chain: ChainConfig, pool: &PgPool, sink: Arc<BenchSink>) -> Watcher {
+fn watcher(chain: ChainConfig, pool: &Db, sink: Arc<BenchSink>) -> Watcher {
     Watcher::new(
         chain.clone(),
         pool.clone(),
@@ -129,7 +130,7 @@ fn sink() -> (Arc<BenchSink>, mpsc::UnboundedReceiver<(B256, Instant)>) {
 /// Latency samples with new heads by subscription or by polling.
 async fn latency(
     chain: &Chain,
-    pool: &PgPool,
+    pool: &Db,
     samples: u64,
     ws: bool,
     poll_ms: u64,
@@ -292,7 +293,7 @@ struct CatchUp {
 
 async fn catch_up(
     chain: &Chain,
-    pool: &PgPool,
+    pool: &Db,
     first: u64,
     blocks: u64,
     payments: u64,

@@ -49,11 +49,12 @@ use epg::chain::config::ChainConfig;
 use epg::chain::contracts::DevStablecoin;
 use epg::chain::deposits;
 use epg::chain::watcher::{ChainStatus, SinkError, Transfer, TransferSink, Watcher};
+use epg::db::Db;
 use epg::telemetry::metrics::Metrics;
 use futures::future::BoxFuture;
 use futures::stream::{self, StreamExt};
 use rand::Rng;
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgConnection;
 use support::devnet::Chain;
 use support::{Scratches, option, percentile};
 use tokio::sync::mpsc;
@@ -190,7 +191,7 @@ async fn counting_proxy(upstream: String, rtt: Duration) -> (String, Arc<Counter
 /// Writes `n` open quotes with deposit addresses (`native`: of ETH, else of
 /// USDC), as the quote path would; returns their addresses.
 async fn open_addresses(
-    pool: &PgPool,
+    pool: &Db,
     chain: &Chain,
     n: usize,
     native: bool,
@@ -245,7 +246,7 @@ async fn open_addresses(
     out
 }
 
-fn watcher(chain: ChainConfig, pool: &PgPool, sink: Arc<BenchSink>) -> Watcher {
+fn watcher(chain: ChainConfig, pool: &Db, sink: Arc<BenchSink>) -> Watcher {
     Watcher::new(
         chain.clone(),
         pool.clone(),
@@ -301,7 +302,7 @@ async fn mine_at_random(chain: &Chain, ws: bool, poll_ms: u64) -> Instant {
 
 async fn latency(
     chain: &Chain,
-    pool: &PgPool,
+    pool: &Db,
     samples: usize,
     ws: bool,
     poll_ms: u64,

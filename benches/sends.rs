@@ -40,12 +40,13 @@ use epg::chain::contracts::DevStablecoin;
 use epg::chain::deploy::{self, DeployPlan};
 use epg::chain::sender::{ChainSend, NewSend, Purpose, SendOutcome, SendSink, Sender};
 use epg::chain::watcher::SinkError;
+use epg::db::Db;
 use epg::devnet::anvil::{Anvil, AnvilOptions, DEV_KEY_0};
 use epg::ledger::{AccountRef, Entry, EntryKind};
 use epg::money::{Amount, AssetRegistry};
 use epg::telemetry::metrics::Metrics;
 use futures::future::BoxFuture;
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgConnection;
 use support::{Scratch, ms, option, per_second, percentile};
 use tokio_util::sync::CancellationToken;
 
@@ -159,7 +160,7 @@ struct Run {
 
 /// Queues `n` sends as refunds do (each with its ledger entry), runs the
 /// sender until all are confirmed.
-async fn run(pool: &PgPool, chain: &ChainConfig, wallet: &PrivateKeySigner, n: u64) -> Run {
+async fn run(pool: &Db, chain: &ChainConfig, wallet: &PrivateKeySigner, n: u64) -> Run {
     let registry = AssetRegistry::new();
     let mut conn = pool.acquire().await.unwrap();
     for asset in &chain.assets {

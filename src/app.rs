@@ -5,13 +5,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, AppState};
 use crate::config::Config;
+use crate::db::Db;
 use crate::idempotency::IdempotencyStore;
 use crate::merchants::MerchantStore;
 use crate::telemetry::metrics::Metrics;
@@ -88,12 +88,12 @@ impl Application {
     pub async fn build(config: Config) -> Result<Self, AppError> {
         let pool =
             crate::db::connect(&config.database.url, config.database.max_connections).await?;
-        crate::db::migrate(&pool).await?;
+        crate::db::migrate(pool.pool()).await?;
         Self::build_with_pool(config, pool).await
     }
 
     /// As [`Application::build`] on an existing (migrated) pool.
-    pub async fn build_with_pool(config: Config, pool: PgPool) -> Result<Self, AppError> {
+    pub async fn build_with_pool(config: Config, pool: Db) -> Result<Self, AppError> {
         if let Some((key, message)) = config.live_problem() {
             return Err(AppError::Unsafe { key, message });
         }
@@ -252,7 +252,7 @@ impl Application {
 
 /// Registers every configured chain asset (`usdc:31337`) in the asset
 /// table, so ledger accounts and crypto quotes can use it.
-async fn register_chain_assets(pool: &PgPool, config: &Config) -> Result<(), AppError> {
+async fn register_chain_assets(pool: &Db, config: &Config) -> Result<(), AppError> {
     let registry = crate::money::AssetRegistry::new();
     let mut conn = pool.acquire().await?;
     for chain in &config.chains {

@@ -14,10 +14,10 @@
 
 use std::time::Duration;
 
-use sqlx::PgPool;
 use time::OffsetDateTime;
 
 use crate::crypto::{Keyring, Purpose, RequestMac, Sealer};
+use crate::db::Db;
 use crate::merchants::{Caller, KeyKind};
 
 /// How long saved responses are kept.
@@ -52,7 +52,7 @@ pub fn is_saved(status: u16) -> bool {
 /// Idempotency records.
 #[derive(Debug, Clone)]
 pub struct IdempotencyStore {
-    pool: PgPool,
+    pool: Db,
     /// Saved responses are sealed: they can hold secrets shown once (a
     /// webhook endpoint's signing secret, a payment's client secret).
     sealer: Sealer,
@@ -72,7 +72,7 @@ pub(crate) fn context(merchant: &str, kind: &str, key: &str) -> Vec<u8> {
 impl IdempotencyStore {
     /// A store whose claims last `lease`, sealing responses and MACing
     /// requests with subkeys of `keys`.
-    pub fn new(pool: PgPool, lease: Duration, keys: &Keyring) -> Self {
+    pub fn new(pool: Db, lease: Duration, keys: &Keyring) -> Self {
         Self {
             pool,
             sealer: keys.sealer(Purpose::IdempotentResponses),

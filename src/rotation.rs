@@ -39,10 +39,10 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use crate::crypto::{Fingerprints, Keyring, Purpose, Sealer};
+use crate::db::Db;
 use crate::telemetry::metrics::Metrics;
 
 /// How often a node looks for values still sealed under an old key.
@@ -157,7 +157,7 @@ impl Remaining {
 /// passes until one finds nothing more it can do, or until `stop`.
 /// Unreadable values are counted by the last pass.
 pub async fn rotate(
-    pool: &PgPool,
+    pool: &Db,
     keys: &Keyring,
     options: &Options,
     stop: &CancellationToken,
@@ -183,7 +183,7 @@ pub async fn rotate(
 
 /// One walk over every sealed column.
 async fn pass(
-    pool: &PgPool,
+    pool: &Db,
     keys: &Keyring,
     options: &Options,
     stop: &CancellationToken,
@@ -232,7 +232,7 @@ async fn pass(
 
 /// Dashboard users' TOTP secrets, sealed with the user id as context.
 async fn totp_secrets_batch(
-    pool: &PgPool,
+    pool: &Db,
     header: &[u8],
     totp: &Sealer,
     after: Option<String>,
@@ -291,7 +291,7 @@ async fn totp_secrets_batch(
 
 /// Merchants' payout bank accounts.
 async fn merchant_bank_accounts_batch(
-    pool: &PgPool,
+    pool: &Db,
     header: &[u8],
     bank: &Sealer,
     after: Option<(String, String)>,
@@ -353,7 +353,7 @@ async fn merchant_bank_accounts_batch(
 
 /// Creditors of outgoing bank transfers.
 async fn bank_transfers_batch(
-    pool: &PgPool,
+    pool: &Db,
     header: &[u8],
     bank: &Sealer,
     after: Option<String>,
@@ -467,7 +467,7 @@ where
 /// Card numbers, their fingerprints, and the fingerprints in the
 /// payments' events.
 async fn cards_batch(
-    pool: &PgPool,
+    pool: &Db,
     header: &[u8],
     cards: &Sealer,
     fingerprints: &Fingerprints,
@@ -540,7 +540,7 @@ async fn cards_batch(
 
 /// Webhook endpoints' signing secrets (deleted endpoints' included).
 async fn webhook_secrets_batch(
-    pool: &PgPool,
+    pool: &Db,
     header: &[u8],
     secrets: &Sealer,
     after: Option<String>,
@@ -590,7 +590,7 @@ type RecordKey = (String, String, String);
 
 /// Saved idempotent responses.
 async fn saved_responses_batch(
-    pool: &PgPool,
+    pool: &Db,
     header: &[u8],
     responses: &Sealer,
     after: Option<RecordKey>,
@@ -649,7 +649,7 @@ async fn saved_responses_batch(
 }
 
 /// Counts what is not yet under the current key of `keys`.
-pub async fn remaining(pool: &PgPool, keys: &Keyring) -> Result<Remaining, sqlx::Error> {
+pub async fn remaining(pool: &Db, keys: &Keyring) -> Result<Remaining, sqlx::Error> {
     let header = keys.current_header();
     let key_id = keys.current_id();
     let row = sqlx::query!(
@@ -686,7 +686,7 @@ pub async fn remaining(pool: &PgPool, keys: &Keyring) -> Result<Remaining, sqlx:
 
 /// The background job of a node: a low-priority [`rotate`] at start and
 /// every [`PASS_INTERVAL`], until `shutdown`.
-pub async fn run(pool: PgPool, keys: Keyring, metrics: Arc<Metrics>, shutdown: CancellationToken) {
+pub async fn run(pool: Db, keys: Keyring, metrics: Arc<Metrics>, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(PASS_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

@@ -8,7 +8,8 @@ pub mod devnet;
 
 use std::time::Duration;
 
-use sqlx::{Connection, Executor, PgConnection, PgPool};
+use epg::db::Db;
+use sqlx::{Connection, Executor, PgConnection};
 
 /// The server the scratch databases are made on: `EPG_TEST_DATABASE_URL`,
 /// as for the tests.
@@ -21,7 +22,7 @@ pub fn admin_url() -> String {
 pub struct Scratch {
     pub name: String,
     pub url: String,
-    pub pool: PgPool,
+    pub pool: Db,
 }
 
 impl Scratch {
@@ -36,7 +37,7 @@ impl Scratch {
             .map_or(admin_url.as_str(), |(b, _)| b);
         let url = format!("{base}/{name}");
         let pool = epg::db::connect(&url, connections).await.unwrap();
-        epg::db::migrate(&pool).await.unwrap();
+        epg::db::migrate(pool.pool()).await.unwrap();
         Self {
             name: name.to_owned(),
             url,
@@ -72,7 +73,7 @@ impl Scratches {
     }
 
     /// A fresh migrated database for `label`.
-    pub async fn database(&mut self, label: &str) -> PgPool {
+    pub async fn database(&mut self, label: &str) -> Db {
         let name = format!("{}_{label}_{}", self.prefix, std::process::id());
         let scratch = Scratch::create(&name, 10).await;
         let pool = scratch.pool.clone();

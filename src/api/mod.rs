@@ -40,7 +40,6 @@ use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::Method;
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
-use sqlx::PgPool;
 use time::OffsetDateTime;
 use tower_http::catch_panic::CatchPanicLayer;
 
@@ -48,6 +47,7 @@ pub use error::ApiError;
 pub use extract::{Json, NoParams, Query};
 
 use crate::config::Config;
+use crate::db::Db;
 use crate::idempotency::IdempotencyStore;
 use crate::merchants::MerchantStore;
 use crate::telemetry::metrics::Metrics;
@@ -79,7 +79,7 @@ pub struct Shared {
     /// The validated configuration.
     pub config: Arc<Config>,
     /// The database pool, for subsystems built per request.
-    pub pool: PgPool,
+    pub pool: Db,
     /// Merchants and keys.
     pub merchants: MerchantStore,
     /// Saved idempotent responses.
@@ -101,7 +101,7 @@ pub struct Shared {
     pub chains: Arc<crate::chain::watcher::ChainStatus>,
     /// A small pool of its own for the public routes, so strangers'
     /// reads never wait on (or starve) merchant traffic.
-    pub public_pool: PgPool,
+    pub public_pool: Db,
     /// Proxies whose `X-Forwarded-For` is believed.
     pub proxies: Arc<crate::server::TrustedProxies>,
     /// Per-address budgets of the public routes.

@@ -28,7 +28,6 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
-use sqlx::PgPool;
 use tokio::time::Instant;
 
 use super::client_ip::ClientIp;
@@ -36,6 +35,7 @@ use super::error::ApiError;
 use super::stream_slots::{StreamCap, StreamSlot};
 use super::{AppState, Query};
 use crate::config::Mode;
+use crate::db::Db;
 use crate::events::{Bus, Event, EventStore, Notice, Subscription};
 use crate::ids::{EventId, MerchantId};
 use crate::merchants::KeyKind;
@@ -82,7 +82,7 @@ pub fn router() -> Router<AppState> {
 /// The merchant of payment `payment_id` if `client_secret` is that
 /// payment's client secret.
 pub async fn authorize_client_secret(
-    pool: &PgPool,
+    pool: &Db,
     payment_id: &str,
     client_secret: &str,
 ) -> Result<Option<MerchantId>, sqlx::Error> {

@@ -6,9 +6,9 @@
 //! same list from the database.
 
 use serde::{Deserialize, Serialize};
-use sqlx::PgPool;
 
 use super::rf::mod97;
+use crate::db::Db;
 use crate::money::Currency;
 
 /// `[bank]`.
@@ -298,7 +298,7 @@ impl BankConfig {
 /// Registers `accounts` (inserted, or updated in place), recording the
 /// node's mode with them.
 pub async fn register(
-    pool: &PgPool,
+    pool: &Db,
     accounts: &[BankAccount],
     livemode: bool,
 ) -> Result<(), sqlx::Error> {
@@ -348,7 +348,7 @@ async fn upsert(
 }
 
 /// Every registered account.
-pub async fn registered(pool: &PgPool) -> Result<Vec<BankAccount>, sqlx::Error> {
+pub async fn registered(pool: &Db) -> Result<Vec<BankAccount>, sqlx::Error> {
     sqlx::query_as(
         r#"SELECT id, holder, currency, iban, bic, routing_number, account_number, collection, payout
              FROM bank_accounts ORDER BY id"#,

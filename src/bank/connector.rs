@@ -12,11 +12,11 @@
 //! statement says paid ([`super::transfers::queue_refund`]).
 
 use rand::Rng;
-use sqlx::PgPool;
 
 use super::BankAccount;
 use super::rf::CreditorReference;
 use crate::crypto::Sealer;
+use crate::db::Db;
 use crate::methods::{
     Answer, Authorization, AuthorizeRequest, BoxFuture, Captured, Connector, ConnectorError,
     CustomerAction, MethodDetails, Payee,
@@ -24,7 +24,7 @@ use crate::methods::{
 
 /// The `iso20022` bank-transfer processor.
 pub struct Iso20022 {
-    pool: PgPool,
+    pool: Db,
     accounts: Vec<BankAccount>,
     sealer: Sealer,
 }
@@ -39,7 +39,7 @@ impl std::fmt::Debug for Iso20022 {
 
 impl Iso20022 {
     /// The processor over the configured `accounts`.
-    pub fn new(pool: PgPool, accounts: Vec<BankAccount>, sealer: Sealer) -> Self {
+    pub fn new(pool: Db, accounts: Vec<BankAccount>, sealer: Sealer) -> Self {
         Self {
             pool,
             accounts,

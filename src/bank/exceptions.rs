@@ -18,12 +18,13 @@
 //! all of them.
 
 use serde::Serialize;
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgConnection;
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 use super::BankError;
 use crate::crypto::Sealer;
+use crate::db::Db;
 use crate::events::{self, EventType};
 use crate::ids::{MerchantId, PaymentId, ReconciliationExceptionId};
 use crate::ledger::{self, AccountRef, Entry, EntryKind};
@@ -465,7 +466,7 @@ fn scope(desk: &Desk) -> Option<String> {
 
 /// One exception the desk may see.
 pub async fn get(
-    pool: &PgPool,
+    pool: &Db,
     desk: &Desk,
     id: &str,
 ) -> Result<(Exception, Option<String>), BankError> {
@@ -500,7 +501,7 @@ async fn load(
 /// A page of the exceptions the desk may see, newest first, and whether
 /// more follow.
 pub async fn list(
-    pool: &PgPool,
+    pool: &Db,
     desk: &Desk,
     filter: &Filter,
     page: &Page<String>,
@@ -550,7 +551,7 @@ pub async fn list(
 }
 
 /// Open exceptions of every account, oldest first (for `epg reconcile bank`).
-pub async fn open_of(pool: &PgPool, account: &str) -> Result<Vec<Exception>, BankError> {
+pub async fn open_of(pool: &Db, account: &str) -> Result<Vec<Exception>, BankError> {
     Ok(sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM reconciliation_exceptions
           WHERE account_id = $1 AND status = 'open' ORDER BY created_at, id"
@@ -591,7 +592,7 @@ impl Action {
 /// ledger entries and events. Repeating the action that resolved it
 /// answers the exception as it is; another action is refused.
 pub async fn act(
-    pool: &PgPool,
+    pool: &Db,
     desk: &Desk,
     id: &str,
     action: Action,

@@ -17,7 +17,7 @@
 //! | debit with a return reason for a payment | clearing / suspense → bank | payment reversed |
 //! | other debit | bank_suspense → bank | `unmatched_debit` exception |
 
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgConnection;
 use time::Date;
 
 use super::exceptions::{self, Kind, NewException};
@@ -26,6 +26,7 @@ use super::rf::CreditorReference;
 use super::transfers;
 use super::xml::Refusal;
 use super::{BankAccount, BankError};
+use crate::db::Db;
 use crate::ids::PaymentId;
 use crate::ledger::{self, AccountRef, Entry, EntryKind};
 use crate::money::{Amount, AssetCode, Currency};
@@ -61,7 +62,7 @@ pub struct TxSource<'a> {
 
 /// Imports the file `name` with content `bytes`.
 pub async fn import(
-    pool: &PgPool,
+    pool: &Db,
     name: &str,
     bytes: &[u8],
     livemode: Option<bool>,
@@ -154,7 +155,7 @@ fn units(amount: i128) -> Result<i64, BankError> {
 }
 
 async fn import_report(
-    pool: &PgPool,
+    pool: &Db,
     name: &str,
     sha: &[u8],
     report: &Report,
@@ -676,7 +677,7 @@ async fn book(
 }
 
 async fn import_status(
-    pool: &PgPool,
+    pool: &Db,
     name: &str,
     sha: &[u8],
     status: &StatusReport,

@@ -11,11 +11,11 @@
 use std::fmt;
 
 use rust_decimal::Decimal;
-use sqlx::PgPool;
 use time::Date;
 
 use super::BankError;
 use super::exceptions::Exception;
+use crate::db::Db;
 
 /// One comparison.
 #[derive(Debug, Clone)]
@@ -132,7 +132,7 @@ impl fmt::Display for Report {
 /// The ledger's balance of `bank:<account>` through `date` (inclusive) or
 /// before it.
 async fn ledger_balance(
-    pool: &PgPool,
+    pool: &Db,
     account: &str,
     date: Date,
     inclusive: bool,
@@ -159,7 +159,7 @@ async fn ledger_balance(
 }
 
 /// Compares the statements dated in `[from, to]`.
-pub async fn reconcile(pool: &PgPool, from: Date, to: Date) -> Result<Report, BankError> {
+pub async fn reconcile(pool: &Db, from: Date, to: Date) -> Result<Report, BankError> {
     let mut accounts = Vec::new();
     for account in super::config::registered(pool).await? {
         let statements: Vec<(String, Date, Decimal, Date, Decimal)> = sqlx::query_as(

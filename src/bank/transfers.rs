@@ -20,12 +20,13 @@
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgConnection;
 use time::{Date, OffsetDateTime};
 
 use super::exceptions::{Exception, Kind, NewException};
 use super::{BankError, pain001};
 use crate::crypto::Sealer;
+use crate::db::Db;
 use crate::ids::{BankTransferId, MerchantId, PaymentId};
 use crate::ledger::{self, AccountRef, Entry, EntryKind, MerchantAccount};
 use crate::money::{Amount, AssetCode, Currency};
@@ -95,7 +96,7 @@ pub(crate) fn merchant_context(merchant: &MerchantId, currency: &str) -> String 
 /// Sets where `merchant`'s payouts in `currency` go; returns the masked
 /// account.
 pub async fn set_merchant_account(
-    pool: &PgPool,
+    pool: &Db,
     sealer: &Sealer,
     merchant: &MerchantId,
     currency: &str,
@@ -122,7 +123,7 @@ pub async fn set_merchant_account(
 
 /// A merchant's payout accounts, masked: (currency, holder, masked).
 pub async fn merchant_accounts(
-    pool: &PgPool,
+    pool: &Db,
     merchant: &MerchantId,
 ) -> Result<Vec<(String, String, String)>, BankError> {
     Ok(sqlx::query_as(
@@ -233,7 +234,7 @@ async fn payout_account(
 /// from (called by the processor with the refund operation's key; a
 /// repeated key queues nothing more).
 pub async fn queue_refund(
-    pool: &PgPool,
+    pool: &Db,
     sealer: &Sealer,
     key: &str,
     reference: &str,
@@ -490,7 +491,7 @@ struct PendingRow {
 /// payout account, executed on `execution_date`; also writes out files
 /// exported earlier whose writing did not finish.
 pub async fn export(
-    pool: &PgPool,
+    pool: &Db,
     sealer: &Sealer,
     execution_date: Date,
     dir: &Path,
@@ -573,7 +574,7 @@ pub async fn export(
 }
 
 /// Writes the pain.001 files not written yet into `dir`.
-async fn deliver(pool: &PgPool, dir: &Path) -> Result<Vec<Exported>, BankError> {
+async fn deliver(pool: &Db, dir: &Path) -> Result<Vec<Exported>, BankError> {
     let io = |path: &Path, source| BankError::Io {
         path: path.display().to_string(),
         source,

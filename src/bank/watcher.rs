@@ -11,17 +11,17 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use super::{BankConfig, BankError};
 use crate::crypto::Sealer;
+use crate::db::Db;
 
 /// The drop-folder job.
 #[derive(Debug)]
 pub struct Watcher {
     /// The database.
-    pub pool: PgPool,
+    pub pool: Db,
     /// `[bank]`.
     pub config: BankConfig,
     /// Opens creditor accounts for pain.001 files.
@@ -42,7 +42,7 @@ pub enum Handled {
 /// Imports `path` and files it under `processed/` or `rejected/` of
 /// `dir`. Errors other than a refusal leave the file where it is.
 pub async fn handle(
-    pool: &PgPool,
+    pool: &Db,
     path: &Path,
     dir: &Path,
     livemode: Option<bool>,

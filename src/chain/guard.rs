@@ -42,7 +42,7 @@ use alloy::primitives::{Address, B256};
 use alloy::rpc::types::Filter;
 use alloy::sol_types::{SolCall, SolEvent, SolEventInterface};
 use serde::Serialize;
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgConnection;
 use time::OffsetDateTime;
 
 use super::config::ChainConfig;
@@ -50,6 +50,7 @@ use super::contracts::{PaymentRouter, SettlementAnchor};
 use super::rpc::{BlockHeader, ChainRpc, RpcError};
 use super::watcher::status::ChainStatus;
 use super::watcher::store::{hex0x, int8};
+use crate::db::Db;
 use crate::telemetry::metrics::Metrics;
 
 /// How long a quote given now may still be paid: the payments side's quote
@@ -617,7 +618,7 @@ struct Reading {
 pub struct Guard {
     chain: ChainConfig,
     rpc: ChainRpc,
-    pool: PgPool,
+    pool: Db,
     metrics: Arc<Metrics>,
     status: Arc<ChainStatus>,
     /// The head of the last successful check.
@@ -641,7 +642,7 @@ impl Guard {
     pub fn new(
         chain: ChainConfig,
         rpc: ChainRpc,
-        pool: PgPool,
+        pool: Db,
         metrics: Arc<Metrics>,
         status: Arc<ChainStatus>,
     ) -> Self {
@@ -881,7 +882,7 @@ impl Guard {
 }
 
 async fn open_alerts(
-    pool: &PgPool,
+    pool: &Db,
     chain_id: u64,
 ) -> Result<BTreeSet<(AlertKind, String)>, sqlx::Error> {
     let rows = sqlx::query!(
@@ -897,7 +898,7 @@ async fn open_alerts(
         .collect())
 }
 
-async fn raise(pool: &PgPool, chain_id: u64, block: u64, alert: &Alert) -> Result<(), sqlx::Error> {
+async fn raise(pool: &Db, chain_id: u64, block: u64, alert: &Alert) -> Result<(), sqlx::Error> {
     sqlx::query!(
         "INSERT INTO chain_alerts (chain_id, kind, subject, message, block_number)
          VALUES ($1, $2, $3, $4, $5)
@@ -914,7 +915,7 @@ async fn raise(pool: &PgPool, chain_id: u64, block: u64, alert: &Alert) -> Resul
 }
 
 async fn clear(
-    pool: &PgPool,
+    pool: &Db,
     chain_id: u64,
     kind: AlertKind,
     subject: &str,

@@ -49,7 +49,7 @@ use std::str::FromStr;
 use alloy::primitives::{Address, B256, U256};
 use alloy::sol_types::SolEvent;
 use futures::future::try_join_all;
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgConnection;
 
 use super::config::ChainConfig;
 use super::contracts::{DevStablecoin, PaymentRouter};
@@ -57,6 +57,7 @@ use super::deposits;
 use super::rpc::{ChainRpc, RpcError};
 use super::watcher::store::{self, hex0x, int8};
 use super::watcher::{Transfer, TransferStatus};
+use crate::db::Db;
 use crate::ledger::{AccountRef, account_balance};
 use crate::money::AssetCode;
 
@@ -128,7 +129,7 @@ impl Target {
 
     /// The chain behind `rpc_url`, as its watcher last recorded it in the
     /// database (router, treasury, confirmations, assets).
-    pub async fn from_database(pool: &PgPool, rpc_url: &str) -> Result<Self, ReconcileError> {
+    pub async fn from_database(pool: &Db, rpc_url: &str) -> Result<Self, ReconcileError> {
         let rpc = ChainRpc::new(rpc_url, std::time::Duration::from_secs(30))?;
         let chain_id = rpc.chain_id().await?;
         let row = sqlx::query!(
@@ -284,7 +285,7 @@ async fn finished_sends(
         .collect()
 }
 
-async fn snapshot(pool: &PgPool, target: &Target) -> Result<Snapshot, ReconcileError> {
+async fn snapshot(pool: &Db, target: &Target) -> Result<Snapshot, ReconcileError> {
     let mut tx = pool.begin().await?;
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         .execute(&mut *tx)
@@ -348,7 +349,7 @@ async fn treasury_posted(
 }
 
 /// Reconciles every target.
-pub async fn reconcile(pool: &PgPool, targets: &[Target]) -> Result<Report, ReconcileError> {
+pub async fn reconcile(pool: &Db, targets: &[Target]) -> Result<Report, ReconcileError> {
     let mut report = Report::default();
     for target in targets {
         reconcile_chain(pool, target, &mut report).await?;
@@ -357,7 +358,7 @@ pub async fn reconcile(pool: &PgPool, targets: &[Target]) -> Result<Report, Reco
 }
 
 async fn reconcile_chain(
-    pool: &PgPool,
+    pool: &Db,
     target: &Target,
     report: &mut Report,
 ) -> Result<(), ReconcileError> {
@@ -541,7 +542,7 @@ struct Checkpoint {
 /// The newest checkpoint of `asset` at or below `horizon` whose block is
 /// still canonical.
 async fn checkpoint(
-    pool: &PgPool,
+    pool: &Db,
     target: &Target,
     asset: &AssetCode,
     horizon: u64,
@@ -578,7 +579,7 @@ async fn checkpoint(
 /// Records what both sides held at `block` after a clean comparison, and
 /// keeps the newest [`CHECKPOINTS_KEPT`].
 async fn record_checkpoint(
-    pool: &PgPool,
+    pool: &Db,
     chain_id: u64,
     asset: &AssetCode,
     block: &super::rpc::BlockHeader,

@@ -25,7 +25,7 @@ use std::time::Duration;
 use alloy::primitives::{Address, B256};
 use alloy::sol_types::SolCall;
 use rust_decimal::Decimal;
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgConnection;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -35,6 +35,7 @@ use super::deposits::ERC20_ORDINALS;
 use super::sender::{self, ChainSend, NewSweep, SendOutcome};
 use super::watcher::SinkError;
 use super::watcher::store::{hex0x, int8};
+use crate::db::Db;
 use crate::ids::ChainSendId;
 use crate::ledger::{self, AccountRef, Entry, EntryKind};
 use crate::money::Amount;
@@ -63,7 +64,7 @@ struct Due {
 }
 
 /// One round on `chain`: queues the sweeps that are due; returns them.
-pub async fn plan(pool: &PgPool, chain: &ChainConfig) -> Result<Vec<ChainSendId>, SweepError> {
+pub async fn plan(pool: &Db, chain: &ChainConfig) -> Result<Vec<ChainSendId>, SweepError> {
     let Some(factory) = chain.deposit_factory else {
         return Ok(Vec::new());
     };
@@ -217,7 +218,7 @@ pub fn spawn_all(
     jobs: &mut JoinSet<()>,
     chains: &[ChainConfig],
     sendable: &[u64],
-    pool: &PgPool,
+    pool: &Db,
     shutdown: &CancellationToken,
 ) {
     for chain in chains {

@@ -211,7 +211,7 @@ pub async fn run(cmd: BankCommand) -> Result<ExitCode, CliError> {
     }
 }
 
-async fn connect(url: &str) -> Result<sqlx::PgPool, CliError> {
+async fn connect(url: &str) -> Result<crate::db::Db, CliError> {
     crate::db::connect(url, 2)
         .await
         .context("cannot connect to the database")

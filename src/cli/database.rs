@@ -130,7 +130,7 @@ impl DbArgs {
 
 impl Target {
     /// A small pool on the target's database.
-    pub async fn pool(&self) -> Result<sqlx::PgPool, CliError> {
+    pub async fn pool(&self) -> Result<crate::db::Db, CliError> {
         crate::db::connect(&self.url, 2)
             .await
             .map_err(|e| CliError::Step {

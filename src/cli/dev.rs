@@ -143,7 +143,7 @@ pub async fn run(args: DevArgs) -> Result<ExitCode, CliError> {
     let pool = crate::db::connect(&database_url, 20)
         .await
         .with_context(|| format!("cannot connect to {database_url}"))?;
-    crate::db::migrate(&pool)
+    crate::db::migrate(pool.pool())
         .await
         .context("migration failed")?;
 

@@ -190,7 +190,7 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Serve { config } => serve::run(&config).await,
         Command::Migrate(db) => {
             let pool = db.resolve()?.pool().await?;
-            crate::db::migrate(&pool)
+            crate::db::migrate(pool.pool())
                 .await
                 .context("migration failed")?;
             println!("migrations applied");

@@ -3,9 +3,10 @@
 //! entry, once committed, stays as written.
 
 use serde_json::Value;
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgConnection;
 use time::OffsetDateTime;
 
+use crate::db::Db;
 use crate::ids::{MerchantId, UserId};
 
 /// Where a request came from.
@@ -84,7 +85,7 @@ pub async fn append(conn: &mut PgConnection, entry: &NewEntry<'_>) -> Result<(),
 
 /// The newest entries of a merchant, newest first.
 pub async fn list(
-    pool: &PgPool,
+    pool: &Db,
     merchant: &MerchantId,
     action_prefix: Option<&str>,
     limit: i64,

@@ -2,11 +2,12 @@
 //! one-time link. Only the SHA-256 of the link's token is stored, so a
 //! database dump lets nobody join.
 
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgConnection;
 use time::OffsetDateTime;
 
 use super::Role;
 use crate::crypto::sha256;
+use crate::db::Db;
 use crate::ids::{MerchantId, UserId, random_base62};
 
 /// An invitation as stored.
@@ -124,7 +125,7 @@ pub async fn accept(conn: &mut PgConnection, token_hash: &[u8]) -> Result<bool, 
 
 /// A merchant's invitations, newest first.
 pub async fn list(
-    pool: &PgPool,
+    pool: &Db,
     merchant: &MerchantId,
     limit: i64,
 ) -> Result<Vec<Invite>, sqlx::Error> {

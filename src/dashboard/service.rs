@@ -3,7 +3,6 @@
 //! one transaction with its audit entry.
 
 use serde_json::json;
-use sqlx::PgPool;
 use time::OffsetDateTime;
 
 use super::audit_log::{self, Entry, NewEntry, Origin};
@@ -12,6 +11,7 @@ use super::sessions::{self, Session};
 use super::users::{self, User};
 use super::{DashboardConfig, Role, password, totp};
 use crate::crypto::{Keyring, Purpose, Sealer, sha256};
+use crate::db::{Db, DbTx};
 use crate::events::EventType;
 use crate::ids::MerchantId;
 
@@ -71,7 +71,7 @@ pub struct SignedIn {
 /// The dashboard's accounts.
 #[derive(Clone)]
 pub struct Dashboard {
-    pool: PgPool,
+    pool: Db,
     totp: Sealer,
     config: DashboardConfig,
 }
@@ -137,7 +137,7 @@ fn secs(n: u64) -> i64 {
 
 impl Dashboard {
     /// The dashboard over `pool`, sealing TOTP secrets with `keys`.
-    pub fn new(pool: PgPool, keys: &Keyring, config: DashboardConfig) -> Self {
+    pub fn new(pool: Db, keys: &Keyring, config: DashboardConfig) -> Self {
         Self {
             pool,
             totp: keys.sealer(Purpose::TotpSecrets),
@@ -449,7 +449,7 @@ impl Dashboard {
 
     async fn upgrade(
         &self,
-        mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+        mut tx: DbTx,
         session: &Session,
         user: User,
         origin: &Origin,
@@ -465,7 +465,7 @@ impl Dashboard {
     /// and commits: a session exists only with its record.
     async fn open_session(
         &self,
-        mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+        mut tx: DbTx,
         user: User,
         second_factor: bool,
         origin: &Origin,

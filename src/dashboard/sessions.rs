@@ -2,10 +2,11 @@
 //! SHA-256, with the user, the CSRF token and when the second factor was
 //! last given.
 
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgConnection;
 use time::OffsetDateTime;
 
 use crate::crypto::sha256;
+use crate::db::Db;
 use crate::ids::{UserId, random_base62};
 
 /// A live session.
@@ -59,7 +60,7 @@ pub async fn create(
 }
 
 /// The live session of a cookie's token.
-pub async fn find(pool: &PgPool, token: &str) -> Result<Option<Session>, sqlx::Error> {
+pub async fn find(pool: &Db, token: &str) -> Result<Option<Session>, sqlx::Error> {
     if token.len() != 43 || !token.bytes().all(|b| b.is_ascii_alphanumeric()) {
         return Ok(None);
     }

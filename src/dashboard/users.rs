@@ -1,9 +1,10 @@
 //! Dashboard users as stored: one row per person, scoped to a merchant.
 
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgConnection;
 use time::OffsetDateTime;
 
 use super::Role;
+use crate::db::Db;
 use crate::ids::{MerchantId, UserId};
 
 /// A user as stored (the password hash and sealed secret stay here).
@@ -102,7 +103,7 @@ pub async fn insert(
 }
 
 /// The user signing in as `email`.
-pub async fn by_email(pool: &PgPool, email: &str) -> Result<Option<User>, sqlx::Error> {
+pub async fn by_email(pool: &Db, email: &str) -> Result<Option<User>, sqlx::Error> {
     let row = sqlx::query_as!(
         Row,
         r#"SELECT id, merchant_id, email, role, password_hash, totp_secret, totp_pending,
@@ -142,7 +143,7 @@ pub async fn lock(conn: &mut PgConnection, id: &UserId) -> Result<Option<User>, 
 }
 
 /// The users of a merchant, oldest first.
-pub async fn list(pool: &PgPool, merchant: &MerchantId) -> Result<Vec<User>, sqlx::Error> {
+pub async fn list(pool: &Db, merchant: &MerchantId) -> Result<Vec<User>, sqlx::Error> {
     let rows = sqlx::query_as!(
         Row,
         r#"SELECT id, merchant_id, email, role, password_hash, totp_secret, totp_pending,
@@ -274,7 +275,7 @@ pub async fn use_recovery_code(
 }
 
 /// Recent failed sign-ins from one address.
-pub async fn failures_from(pool: &PgPool, ip: &str, window_secs: i64) -> Result<i64, sqlx::Error> {
+pub async fn failures_from(pool: &Db, ip: &str, window_secs: i64) -> Result<i64, sqlx::Error> {
     let n = sqlx::query_scalar!(
         r#"SELECT count(*) AS "n!" FROM dashboard_signin_attempts
            WHERE ip = $1 AND NOT succeeded AND at > now() - make_interval(secs => $2)"#,

@@ -11,12 +11,12 @@
 use std::time::Duration;
 
 use serde::Deserialize;
-use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use super::{CHANNEL, DELIVERIES_CHANNEL};
+use crate::db::Db;
 use crate::ids::{EventId, MerchantId};
 
 /// Notices kept for a slow subscriber before it is told to resync.
@@ -122,7 +122,7 @@ impl Subscription {
 /// Background job: holds the node's `LISTEN` connection and publishes what
 /// it hears on `bus` until `shutdown`, then closes the bus. Reconnects with
 /// a growing pause if the database goes away.
-pub async fn listen(pool: PgPool, bus: Bus, shutdown: CancellationToken) {
+pub async fn listen(pool: Db, bus: Bus, shutdown: CancellationToken) {
     let backoff = crate::backoff::Backoff::new(Duration::from_millis(250), Duration::from_secs(10));
     let mut failures = 0u32;
     while !shutdown.is_cancelled() {
@@ -167,8 +167,8 @@ pub async fn listen(pool: PgPool, bus: Bus, shutdown: CancellationToken) {
     bus.close();
 }
 
-async fn subscribe(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
-    let mut listener = PgListener::connect_with(pool).await?;
+async fn subscribe(pool: &Db) -> Result<PgListener, sqlx::Error> {
+    let mut listener = PgListener::connect_with(pool.pool()).await?;
     listener.listen_all([CHANNEL, DELIVERIES_CHANNEL]).await?;
     Ok(listener)
 }

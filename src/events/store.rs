@@ -1,10 +1,10 @@
 //! Reading events back: one event, a merchant's list, one object's history.
 
 use serde_json::Value;
-use sqlx::PgPool;
 use time::OffsetDateTime;
 
 use super::{Event, EventType};
+use crate::db::Db;
 use crate::ids::{EventId, MerchantId};
 
 /// Errors of event queries.
@@ -31,7 +31,7 @@ pub use crate::page::{Listed, Page};
 /// Event queries, always scoped to one merchant.
 #[derive(Debug, Clone)]
 pub struct EventStore {
-    pool: PgPool,
+    pool: Db,
 }
 
 struct Row {
@@ -69,7 +69,7 @@ fn events(rows: Vec<Row>) -> Result<Vec<Event>, sqlx::Error> {
 
 impl EventStore {
     /// A store over `pool`.
-    pub fn new(pool: PgPool) -> Self {
+    pub fn new(pool: Db) -> Self {
         Self { pool }
     }
 

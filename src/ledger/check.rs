@@ -2,9 +2,10 @@
 
 use std::fmt;
 
-use sqlx::{Connection, PgPool};
+use sqlx::Connection;
 
 use super::LedgerError;
+use crate::db::Db;
 
 /// At most this many problems of each sort are listed.
 const SHOWN: i64 = 50;
@@ -202,7 +203,7 @@ impl fmt::Display for CheckReport {
 
 /// Recomputes every balance from the postings and checks every invariant,
 /// in one consistent snapshot (a read-only REPEATABLE READ transaction).
-pub async fn check(pool: &PgPool) -> Result<CheckReport, LedgerError> {
+pub async fn check(pool: &Db) -> Result<CheckReport, LedgerError> {
     let mut conn = pool.acquire().await?;
     let mut tx = conn.begin().await?;
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")

@@ -1,12 +1,12 @@
 //! Merchant and key persistence.
 
-use sqlx::PgPool;
 use time::OffsetDateTime;
 
 use super::MerchantError;
 use super::keys::{ApiKey, KeyKind, NewKey};
 use crate::config::Mode;
 use crate::crypto::constant_time_eq;
+use crate::db::Db;
 use crate::ids::{ApiKeyId, MerchantId};
 
 /// Every payment method type a merchant may take (docs/api.md names), in
@@ -73,12 +73,12 @@ pub struct KeyInfo {
 /// Merchant and key queries.
 #[derive(Debug, Clone)]
 pub struct MerchantStore {
-    pool: PgPool,
+    pool: Db,
 }
 
 impl MerchantStore {
     /// A store over `pool`.
-    pub fn new(pool: PgPool) -> Self {
+    pub fn new(pool: Db) -> Self {
         Self { pool }
     }
 

@@ -11,16 +11,16 @@
 //! transaction does, like a processor a network hop away.
 
 use serde_json::Value;
-use sqlx::PgPool;
 
 use super::{
     Answer, Authorization, AuthorizeRequest, BoxFuture, Captured, Connector, ConnectorError,
 };
+use crate::db::Db;
 
 /// A connector whose calls are remembered by key.
 pub struct Remembering {
     inner: Box<dyn Connector>,
-    pool: PgPool,
+    pool: Db,
 }
 
 impl std::fmt::Debug for Remembering {
@@ -73,7 +73,7 @@ fn storage(e: impl std::fmt::Display) -> ConnectorError {
 
 impl Remembering {
     /// `inner`, remembering its calls in `pool`.
-    pub fn new(inner: Box<dyn Connector>, pool: PgPool) -> Self {
+    pub fn new(inner: Box<dyn Connector>, pool: Db) -> Self {
         Self { inner, pool }
     }
 
@@ -120,10 +120,7 @@ impl Remembering {
     }
 
     /// The calls recorded for `payment`, oldest first.
-    pub async fn calls_of(
-        pool: &PgPool,
-        payment: &str,
-    ) -> Result<Vec<RememberedCall>, sqlx::Error> {
+    pub async fn calls_of(pool: &Db, payment: &str) -> Result<Vec<RememberedCall>, sqlx::Error> {
         let rows: Vec<(String, String, Option<i64>, i32, Value)> = sqlx::query_as(
             "SELECT key, call, amount, calls, answer FROM sandbox_processor_calls
               WHERE payment_id = $1 ORDER BY created_at, key",

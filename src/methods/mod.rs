@@ -373,7 +373,7 @@ impl std::fmt::Debug for Connectors {
 impl Connectors {
     /// The deterministic sandbox connectors of test mode, for every
     /// method, remembering their calls in `pool`.
-    pub fn sandbox(pool: sqlx::PgPool) -> Self {
+    pub fn sandbox(pool: crate::db::Db) -> Self {
         Self::configured(
             &ProcessorsConfig::default(),
             crate::config::Mode::Test,
@@ -388,7 +388,7 @@ impl Connectors {
     pub fn configured(
         config: &ProcessorsConfig,
         mode: crate::config::Mode,
-        pool: sqlx::PgPool,
+        pool: crate::db::Db,
     ) -> Self {
         Self::configured_with_bank(config, mode, pool, None)
     }
@@ -398,7 +398,7 @@ impl Connectors {
     pub fn configured_with_bank(
         config: &ProcessorsConfig,
         mode: crate::config::Mode,
-        pool: sqlx::PgPool,
+        pool: crate::db::Db,
         bank: Option<crate::bank::connector::Iso20022>,
     ) -> Self {
         let pick = |method: MethodType, sandbox: fn() -> Box<dyn Connector>| match (

@@ -5,7 +5,6 @@
 //! `confirm: true` is inserted in that first transaction, so a server-side
 //! card payment takes two database transactions in all.
 
-use sqlx::{Postgres, Transaction};
 use time::OffsetDateTime;
 
 use super::cards::{self, CardPrints};
@@ -21,7 +20,7 @@ use crate::ids::{MerchantId, PaymentId};
 use crate::methods::{AuthorizeRequest, Card, MethodDetails, MethodType};
 use crate::payments::model::CaptureMethod;
 
-type Tx = Transaction<'static, Postgres>;
+type Tx = crate::db::DbTx;
 
 /// Times a confirmation counts its attempt again when another confirmation
 /// of the payment committed while it waited for the payment's lock; past

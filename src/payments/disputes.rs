@@ -7,13 +7,13 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use sqlx::PgPool;
 use sqlx::types::Json;
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 use super::model::{Payment, Status};
 use super::{PaymentError, Payments, postings, store};
+use crate::db::Db;
 use crate::events::{self, EventType};
 use crate::ids::{DisputeId, MerchantId, PaymentId};
 use crate::methods::MethodType;
@@ -278,7 +278,7 @@ async fn lock(
 
 /// One dispute of `merchant`.
 pub async fn get(
-    pool: &PgPool,
+    pool: &Db,
     merchant: &MerchantId,
     id: &DisputeId,
 ) -> Result<Dispute, PaymentError> {
@@ -290,7 +290,7 @@ pub async fn get(
 /// `merchant`'s newest disputes (at most `limit`), optionally of one
 /// payment: what the dashboard lists.
 pub async fn recent(
-    pool: &PgPool,
+    pool: &Db,
     merchant: &MerchantId,
     payment: Option<&PaymentId>,
     limit: i64,

@@ -8,7 +8,7 @@
 //! does nothing if the operation is no longer pending, so an answer is
 //! booked once however many times it arrives.
 
-use sqlx::{PgConnection, Postgres, Transaction};
+use sqlx::PgConnection;
 use time::OffsetDateTime;
 
 use super::model::{CaptureMethod, LastError, NextAction, Payment, Status};
@@ -24,7 +24,7 @@ use crate::methods::{
 /// Operations the reconciler resumes per pass.
 const RESUME_BATCH: i64 = 50;
 
-type Tx = Transaction<'static, Postgres>;
+type Tx = crate::db::DbTx;
 
 impl Payments {
     /// The connector of a confirmed payment's method.

@@ -16,8 +16,8 @@ use alloy::primitives::Address;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+use sqlx::PgConnection;
 use sqlx::types::Json;
-use sqlx::{PgConnection, PgPool};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
@@ -25,6 +25,7 @@ use super::model::{Payment, Status};
 use super::operations::{self, Kind, NewOperation, Operation};
 use super::{PaymentError, Payments, postings, store};
 use crate::chain::sender::{self, ChainSend, NewSend, Purpose, SendOutcome};
+use crate::db::Db;
 use crate::events::{self, EventType};
 use crate::ids::{MerchantId, OperationId, PaymentId, RefundId};
 use crate::metadata::Metadata;
@@ -430,11 +431,7 @@ async fn replay(
 }
 
 /// One refund of `merchant`.
-pub async fn get(
-    pool: &PgPool,
-    merchant: &MerchantId,
-    id: &RefundId,
-) -> Result<Refund, PaymentError> {
+pub async fn get(pool: &Db, merchant: &MerchantId, id: &RefundId) -> Result<Refund, PaymentError> {
     let mut conn = pool.acquire().await?;
     let mut refund = get_on(&mut conn, merchant, id).await?;
     show_transactions(pool, std::slice::from_mut(&mut refund)).await?;
@@ -445,7 +442,7 @@ pub async fn get(
 /// transaction signed for it (a fee bump replaces it), so the customer can
 /// be pointed at it before it is mined; once the refund ends, the stored
 /// view names the mined transaction.
-async fn show_transactions(pool: &PgPool, refunds: &mut [Refund]) -> Result<(), PaymentError> {
+async fn show_transactions(pool: &Db, refunds: &mut [Refund]) -> Result<(), PaymentError> {
     let pending: Vec<String> = refunds
         .iter()
         .filter(|r| r.status == RefundStatus::Pending && r.crypto.is_some())
@@ -508,7 +505,7 @@ async fn get_on(
 /// cursor that is not one of the merchant's refunds is
 /// [`PaymentError::Invalid`] naming the cursor's parameter.
 pub async fn list(
-    pool: &PgPool,
+    pool: &Db,
     merchant: &MerchantId,
     payment: Option<&PaymentId>,
     page: &Page<RefundId>,

@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgConnection;
 use time::{Duration, OffsetDateTime};
 
 pub use super::model::{Address, Customer, Shipping};
@@ -19,6 +19,7 @@ use super::model::{
 use super::processor::{not_found, unexpected_state};
 use super::{MAX_AMOUNT, PaymentError, postings, store};
 use crate::crypto::{Fingerprints, Keyring, Purpose, Sealer};
+use crate::db::Db;
 use crate::events::{self, EventType};
 use crate::ids::{MerchantId, PaymentId, random_base62};
 use crate::metadata::Metadata;
@@ -104,7 +105,7 @@ impl ConfirmMethod {
 /// The payments subsystem.
 #[derive(Clone)]
 pub struct Payments {
-    pool: PgPool,
+    pool: Db,
     connectors: Arc<Connectors>,
     /// Seals card numbers (their own subkey).
     cards: Sealer,
@@ -144,7 +145,7 @@ pub const DEFAULT_MAX_CONFIRM_ATTEMPTS: i32 = 5;
 impl Payments {
     /// The subsystem over `pool`.
     pub fn new(
-        pool: PgPool,
+        pool: Db,
         connectors: Arc<Connectors>,
         keys: &Keyring,
         livemode: bool,
@@ -287,7 +288,7 @@ impl Payments {
     }
 
     /// The pool (for the refund and dispute modules).
-    pub(super) fn pool(&self) -> &PgPool {
+    pub(super) fn pool(&self) -> &Db {
         &self.pool
     }
 

@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use sqlx::PgConnection;
 use sqlx::types::Json;
-use sqlx::{PgConnection, PgPool};
 use time::OffsetDateTime;
 
 use super::model::{
@@ -12,6 +12,7 @@ use super::model::{
     Status,
 };
 use super::risk::RiskReason;
+use crate::db::Db;
 use crate::events::EventType;
 use crate::ids::{MerchantId, PaymentId};
 use crate::ledger::StoredFeeRule;
@@ -232,7 +233,7 @@ pub async fn get(
 /// found by id and its secret compared in constant time here, not by SQL,
 /// whose comparison stops at the first differing byte.
 pub async fn get_by_client_secret(
-    pool: &PgPool,
+    pool: &Db,
     id: &PaymentId,
     client_secret: &str,
 ) -> Result<Option<Payment>, sqlx::Error> {
@@ -583,7 +584,7 @@ pub async fn update_confirmed_and_begin(
 
 /// A page of a merchant's payments, newest first.
 pub async fn list(
-    pool: &PgPool,
+    pool: &Db,
     merchant: &MerchantId,
     status: Option<Status>,
     starting_after: Option<&PaymentId>,
@@ -657,11 +658,7 @@ pub async fn list(
 }
 
 /// Whether a cursor id names a payment of `merchant`.
-pub async fn exists(
-    pool: &PgPool,
-    merchant: &MerchantId,
-    id: &PaymentId,
-) -> Result<bool, sqlx::Error> {
+pub async fn exists(pool: &Db, merchant: &MerchantId, id: &PaymentId) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar!(
         r#"SELECT EXISTS (SELECT 1 FROM payments WHERE id = $1 AND merchant_id = $2) AS "e!""#,
         id.as_str(),
@@ -911,7 +908,7 @@ pub struct Search {
 
 /// Payments of `merchant` matching `search`, newest first.
 pub async fn search(
-    pool: &PgPool,
+    pool: &Db,
     merchant: &MerchantId,
     search: &Search,
     limit: i64,
@@ -988,7 +985,7 @@ pub struct MethodVolume {
 /// Volume and success per method and currency of payments created since
 /// `since`.
 pub async fn volume_by_method(
-    pool: &PgPool,
+    pool: &Db,
     merchant: &MerchantId,
     since: OffsetDateTime,
 ) -> Result<Vec<MethodVolume>, sqlx::Error> {
@@ -1008,7 +1005,7 @@ pub async fn volume_by_method(
 
 /// Succeeded volume per UTC day and currency since `since`.
 pub async fn daily_volume(
-    pool: &PgPool,
+    pool: &Db,
     merchant: &MerchantId,
     since: OffsetDateTime,
 ) -> Result<Vec<(time::Date, String, i64)>, sqlx::Error> {

@@ -18,9 +18,8 @@
 //! `maxGrowth`): a backlog beyond that is anchored in steps, each at the
 //! largest size within reach, recorded as a checkpoint of its own.
 
-use sqlx::PgPool;
-
 use super::{SettlementError, batch};
+use crate::db::Db;
 use crate::ids::{MerchantId, SettlementId};
 use crate::telemetry::ErrorChain;
 use crate::transparency::TransparencyLog;
@@ -29,7 +28,7 @@ use crate::transparency::anchor::{self, Anchorer, anchor_checkpoint};
 /// Anchors the latest checkpoint if some batch is not anchored yet (or its
 /// anchor was reorged away), and marks the batches it covers; returns how
 /// many batches were marked.
-pub async fn anchor_pending(pool: &PgPool, anchorer: &Anchorer) -> Result<usize, SettlementError> {
+pub async fn anchor_pending(pool: &Db, anchorer: &Anchorer) -> Result<usize, SettlementError> {
     unmark_orphaned(pool, anchorer).await?;
     let pending = sqlx::query_scalar!(
         r#"SELECT count(*) AS "n!" FROM settlements WHERE anchored_at IS NULL AND leaf_count > 0"#
@@ -95,7 +94,7 @@ pub async fn anchor_pending(pool: &PgPool, anchorer: &Anchorer) -> Result<usize,
 
 /// Puts the batches of every recent anchor a reorg took away back to
 /// unanchored, retiring the anchor in the same transaction.
-async fn unmark_orphaned(pool: &PgPool, anchorer: &Anchorer) -> Result<(), SettlementError> {
+async fn unmark_orphaned(pool: &Db, anchorer: &Anchorer) -> Result<(), SettlementError> {
     let failed = |e: anchor::AnchorError| {
         SettlementError::NotConfigured(format!("checking anchors again failed: {}", ErrorChain(&e)))
     };
@@ -129,7 +128,7 @@ async fn unmark_orphaned(pool: &PgPool, anchorer: &Anchorer) -> Result<(), Settl
 /// Anchors checkpoints at the contract's reach, one after the other, until
 /// `checkpoint` is within it (nothing when it already is).
 async fn anchor_steps_below(
-    pool: &PgPool,
+    pool: &Db,
     anchorer: &Anchorer,
     checkpoint: &crate::transparency::Checkpoint,
 ) -> Result<(), SettlementError> {

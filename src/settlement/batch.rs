@@ -5,11 +5,12 @@ use std::collections::BTreeMap;
 
 use alloy::primitives::U256;
 use rust_decimal::Decimal;
+use sqlx::PgConnection;
 use sqlx::types::Json;
-use sqlx::{PgConnection, PgPool};
 use time::OffsetDateTime;
 
 use super::{AssetTotals, Settlement, SettlementError, SettlementItem};
+use crate::db::Db;
 use crate::events::{self, EventType};
 use crate::ids::{MerchantId, PayoutId, SettlementId};
 use crate::ledger::{self, AccountRef, Entry, EntryKind, MerchantAccount};
@@ -37,7 +38,7 @@ const OWN_KINDS: [&str; 3] = ["availability", "settlement", "payout"];
 /// Settles everything of `merchant` not settled yet, as of `now`. Returns
 /// `None` when there was nothing to settle.
 pub async fn run(
-    pool: &PgPool,
+    pool: &Db,
     log: &TransparencyLog,
     merchant: &MerchantId,
     now: OffsetDateTime,
@@ -368,7 +369,7 @@ async fn pay_out(
 
 /// Loads a settlement of `merchant`.
 pub(super) async fn load(
-    pool: &PgPool,
+    pool: &Db,
     merchant: &MerchantId,
     id: &SettlementId,
 ) -> Result<Option<Settlement>, SettlementError> {
@@ -407,7 +408,7 @@ pub(super) async fn load(
 
 /// A page of settlements of `merchant`, newest first.
 pub(super) async fn list(
-    pool: &PgPool,
+    pool: &Db,
     merchant: &MerchantId,
     starting_after: Option<&SettlementId>,
     limit: i64,
@@ -435,7 +436,7 @@ pub(super) async fn list(
 
 /// The items of a settlement, as API objects.
 pub(super) async fn items(
-    pool: &PgPool,
+    pool: &Db,
     id: &SettlementId,
 ) -> Result<Vec<SettlementItem>, SettlementError> {
     let rows = sqlx::query!(

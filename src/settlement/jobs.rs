@@ -5,17 +5,17 @@
 
 use std::time::Duration;
 
-use sqlx::PgPool;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
 use super::{SettlementError, anchoring, batch};
+use crate::db::Db;
 use crate::ids::MerchantId;
 use crate::transparency::TransparencyLog;
 use crate::transparency::anchor::Anchorer;
 
 /// Merchants whose last batch is older than their schedule's period.
-async fn due(pool: &PgPool, now: OffsetDateTime) -> Result<Vec<MerchantId>, SettlementError> {
+async fn due(pool: &Db, now: OffsetDateTime) -> Result<Vec<MerchantId>, SettlementError> {
     Ok(sqlx::query_scalar!(
         r#"SELECT m.id AS "id: MerchantId" FROM merchants m
             WHERE m.payout_schedule <> 'manual'
@@ -31,7 +31,7 @@ async fn due(pool: &PgPool, now: OffsetDateTime) -> Result<Vec<MerchantId>, Sett
 
 /// One pass: settle every merchant that is due, then anchor.
 pub async fn settle_due(
-    pool: &PgPool,
+    pool: &Db,
     log: &TransparencyLog,
     anchorer: Option<&Anchorer>,
     now: OffsetDateTime,
@@ -50,7 +50,7 @@ pub async fn settle_due(
 
 /// Runs [`settle_due`] every `every` until `shutdown`.
 pub async fn run(
-    pool: PgPool,
+    pool: Db,
     log: TransparencyLog,
     anchorer: Option<Anchorer>,
     every: Duration,

@@ -20,12 +20,12 @@ pub mod payouts;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use sqlx::PgPool;
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 pub use batch::run;
 
+use crate::db::Db;
 use crate::ids::{MerchantId, SettlementId};
 use crate::ledger::LedgerError;
 use crate::page::{Listed, Page};
@@ -321,7 +321,7 @@ impl Settlement {
 
 /// One settlement of `merchant`, with its contents.
 pub async fn get(
-    pool: &PgPool,
+    pool: &Db,
     merchant: &MerchantId,
     id: &SettlementId,
 ) -> Result<(Settlement, Contents), SettlementError> {
@@ -332,7 +332,7 @@ pub async fn get(
     Ok((settlement, contents))
 }
 
-async fn contents(pool: &PgPool, id: &SettlementId) -> Result<Contents, SettlementError> {
+async fn contents(pool: &Db, id: &SettlementId) -> Result<Contents, SettlementError> {
     Ok(Contents {
         items: batch::items(pool, id).await?,
         payouts: payouts::of_settlements(pool, &[id.as_str()])
@@ -344,7 +344,7 @@ async fn contents(pool: &PgPool, id: &SettlementId) -> Result<Contents, Settleme
 
 /// The payouts of each of `settlements` (a page of a list), by settlement.
 pub async fn payouts_of(
-    pool: &PgPool,
+    pool: &Db,
     settlements: &[Settlement],
 ) -> Result<std::collections::HashMap<String, Vec<PayoutObject>>, SettlementError> {
     let ids: Vec<&str> = settlements.iter().map(|s| s.id.as_str()).collect();
@@ -357,7 +357,7 @@ pub async fn payouts_of(
 /// that is not one of the merchant's settlements is
 /// [`SettlementError::NotFound`].
 pub async fn list(
-    pool: &PgPool,
+    pool: &Db,
     merchant: &MerchantId,
     page: &Page<SettlementId>,
     limit: i64,

@@ -7,10 +7,11 @@
 
 use std::collections::HashMap;
 
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgConnection;
 
 use super::{PayoutObject, PayoutObjectName, PayoutStatus, SettlementError};
 use crate::chain::sender::{ChainSend, SendOutcome};
+use crate::db::Db;
 use crate::ledger::{self, AccountRef, Entry, EntryKind, MerchantAccount};
 
 /// Books the end of the payout `send` pays, inside the sender's transaction.
@@ -77,7 +78,7 @@ pub async fn on_chain_finished(
 
 /// The payouts of each of `settlements`, as API objects, oldest first.
 pub(super) async fn of_settlements(
-    pool: &PgPool,
+    pool: &Db,
     settlements: &[&str],
 ) -> Result<HashMap<String, Vec<PayoutObject>>, SettlementError> {
     let rows = sqlx::query!(

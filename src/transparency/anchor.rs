@@ -44,7 +44,7 @@ use alloy::rpc::types::{Filter, TransactionReceipt};
 use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::{SolCall, SolEvent};
 use futures::future::BoxFuture;
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgConnection;
 
 use super::store::{AnchorRecord, to_i64, to_u64};
 use super::{Checkpoint, TransparencyError, TransparencyLog, origin_for_anchor};
@@ -54,6 +54,7 @@ use crate::chain::sender::{
     self, Call, CallEvent, ChainSend, NewCall, Purpose, SendError, SendOutcome, SendSink, Sender,
 };
 use crate::chain::watcher::SinkError;
+use crate::db::Db;
 use crate::telemetry::metrics::Metrics;
 
 /// How patiently to anchor.
@@ -199,7 +200,7 @@ impl Anchorer {
     }
 
     /// The pipeline's sender of this anchorer's calls.
-    fn sender(&self, pool: &PgPool) -> Result<Sender, AnchorError> {
+    fn sender(&self, pool: &Db) -> Result<Sender, AnchorError> {
         let chain = ChainConfig::endpoint(self.chain_id, &self.rpc_url, self.options.confirmations);
         Ok(Sender::for_calls(
             chain,
@@ -295,7 +296,7 @@ pub struct Orphaned {
 /// than the confirmation depth): their checkpoints must be anchored again,
 /// and whatever points at their transactions moved. Smallest first.
 pub async fn orphaned_anchors(
-    pool: &PgPool,
+    pool: &Db,
     anchorer: &Anchorer,
 ) -> Result<Vec<Orphaned>, AnchorError> {
     let provider = &anchorer.provider;
@@ -351,7 +352,7 @@ pub async fn retire(conn: &mut sqlx::PgConnection, orphaned: &Orphaned) -> Resul
 /// documentation) and returns its confirmed anchor. Holds no database
 /// transaction while it waits.
 pub async fn anchor_checkpoint(
-    pool: &PgPool,
+    pool: &Db,
     anchorer: &Anchorer,
     tree_size: u64,
 ) -> Result<AnchorRecord, AnchorError> {
@@ -436,7 +437,7 @@ pub async fn anchor_checkpoint(
 /// by a node that crashed before recording it, or another anchorer's) once
 /// it is `confirmations` deep in a canonical block; `None` while it is not.
 async fn adopt(
-    pool: &PgPool,
+    pool: &Db,
     anchorer: &Anchorer,
     tree_size: u64,
     found: &Mined,
@@ -467,7 +468,7 @@ async fn adopt(
 /// can take it and that that root is our own log's root at its size (a
 /// fork is refused, never papered over).
 async fn anchor_call(
-    pool: &PgPool,
+    pool: &Db,
     anchorer: &Anchorer,
     cp: &Checkpoint,
 ) -> Result<Vec<u8>, AnchorError> {
@@ -898,7 +899,7 @@ fn b256_hex(h: B256) -> String {
 
 /// The confirmed anchor of checkpoint `tree_size` on this anchorer's contract.
 async fn confirmed(
-    pool: &PgPool,
+    pool: &Db,
     anchorer: &Anchorer,
     tree_size: u64,
 ) -> Result<Option<AnchorRecord>, AnchorError> {

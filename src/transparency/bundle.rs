@@ -43,11 +43,11 @@
 //! at the new transaction (the old one no longer verifies).
 
 use serde::{Deserialize, Serialize};
-use sqlx::PgPool;
 
 use super::leaf::{LeafEntry, LeafKind, Salt};
 use super::store::AnchoredCheckpoint;
 use super::{Hash, LeafIndex, TransparencyError, TransparencyLog, hex32};
+use crate::db::Db;
 use crate::ids::MerchantId;
 
 /// The bundle format version.
@@ -164,7 +164,7 @@ pub fn build(
 /// The bundle of leaf `index` against the first anchored checkpoint that
 /// contains it. [`TransparencyError::NotAnchored`] until there is one.
 pub async fn bundle_for_leaf(
-    pool: &PgPool,
+    pool: &Db,
     index: LeafIndex,
 ) -> Result<ProofBundle, TransparencyError> {
     let mut conn = pool.acquire().await?;
@@ -186,7 +186,7 @@ pub async fn bundle_for_leaf(
 /// another merchant's object), [`TransparencyError::NotAnchored`] if its leaf
 /// is not anchored yet.
 pub async fn bundle_for_source(
-    pool: &PgPool,
+    pool: &Db,
     merchant: &MerchantId,
     source_id: &str,
     kind: Option<LeafKind>,

@@ -1,11 +1,11 @@
 //! The delivery log an API caller sees, and redelivery.
 
 use serde::{Deserialize, Serialize};
-use sqlx::PgPool;
 use time::OffsetDateTime;
 
 use super::WebhookError;
 use super::endpoints::EndpointStatus;
+use crate::db::Db;
 use crate::events::{DELIVERIES_CHANNEL, Listed, Page};
 use crate::ids::{EventId, MerchantId, WebhookDeliveryId, WebhookEndpointId};
 
@@ -76,7 +76,7 @@ pub struct Attempt {
 /// Delivery queries, scoped to one merchant.
 #[derive(Debug, Clone)]
 pub struct DeliveryStore {
-    pool: PgPool,
+    pool: Db,
 }
 
 struct Row {
@@ -93,7 +93,7 @@ struct Row {
 
 impl DeliveryStore {
     /// A store over `pool`.
-    pub fn new(pool: PgPool) -> Self {
+    pub fn new(pool: Db) -> Self {
         Self { pool }
     }
 

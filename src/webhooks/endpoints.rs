@@ -10,7 +10,6 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use sqlx::PgPool;
 use sqlx::types::Json;
 use time::OffsetDateTime;
 
@@ -18,6 +17,7 @@ use super::guard::UrlPolicy;
 use super::signature::SECRET_PREFIX;
 use super::{WebhookError, secret_context};
 use crate::crypto::Sealer;
+use crate::db::Db;
 use crate::events::{EventType, Listed, Page};
 use crate::ids::{MerchantId, WebhookEndpointId, random_base62};
 
@@ -116,7 +116,7 @@ pub struct EndpointChanges {
 /// Endpoint persistence, always scoped to one merchant.
 #[derive(Debug, Clone)]
 pub struct EndpointStore {
-    pool: PgPool,
+    pool: Db,
     /// Seals signing secrets ([`crate::crypto::Purpose::WebhookSecrets`]).
     key: Sealer,
     policy: UrlPolicy,
@@ -152,7 +152,7 @@ impl From<Row> for Endpoint {
 
 impl EndpointStore {
     /// A store sealing secrets with `key` and checking URLs with `policy`.
-    pub fn new(pool: PgPool, key: Sealer, policy: UrlPolicy) -> Self {
+    pub fn new(pool: Db, key: Sealer, policy: UrlPolicy) -> Self {
         Self { pool, key, policy }
     }
 

@@ -23,7 +23,6 @@ use std::time::{Duration, Instant};
 
 use rand::Rng;
 use reqwest::header::{CONTENT_TYPE, HeaderValue};
-use sqlx::PgPool;
 use time::OffsetDateTime;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -34,6 +33,7 @@ use super::guard::{Refusal, UrlPolicy};
 use super::{secret_context, signature};
 use crate::config::{Config, Mode, WebhooksConfig};
 use crate::crypto::{Purpose, Sealer};
+use crate::db::Db;
 use crate::events::{Bus, Event, EventType, Notice};
 use crate::ids::{EventId, MerchantId, WebhookDeliveryId, WebhookEndpointId};
 use crate::telemetry::metrics::Metrics;
@@ -97,7 +97,7 @@ impl Outcome {
 
 /// The delivery job of one node.
 pub struct Worker {
-    pool: PgPool,
+    pool: Db,
     bus: Bus,
     metrics: Arc<Metrics>,
     settings: WebhooksConfig,
@@ -147,7 +147,7 @@ pub fn http_client(
 impl Worker {
     /// A worker for a node configured by `config`.
     pub fn new(
-        pool: PgPool,
+        pool: Db,
         bus: Bus,
         metrics: Arc<Metrics>,
         config: &Config,

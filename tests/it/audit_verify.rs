@@ -10,9 +10,9 @@ use crate::common;
 use std::path::Path;
 
 use epg::audit::verify::{self, names};
+use epg::db::Db;
 use epg::devnet::anvil::Anvil;
 use serde_json::Value;
-use sqlx::PgPool;
 
 struct Fixture {
     anvil: Anvil,
@@ -20,7 +20,7 @@ struct Fixture {
     bundle: Value,
     /// Bundle of leaf 9 against checkpoint 13.
     later: Value,
-    _pool: PgPool,
+    _pool: Db,
 }
 
 async fn fixture() -> Fixture {

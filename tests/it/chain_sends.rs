@@ -24,10 +24,10 @@ use epg::chain::config::ChainConfig;
 use epg::chain::contracts::{DevStablecoin, PaymentRouter};
 use epg::chain::deploy::{self, DeployPlan, Deployment};
 use epg::chain::reconcile::{self, Target};
+use epg::db::Db;
 use epg::devnet::anvil::{Anvil, DEV_KEY_0};
 use rpc_proxy::{Action, RpcProxy};
 use serde_json::{Value, json};
-use sqlx::PgPool;
 
 /// Anvil's default account #1 (public devnet key): the customer.
 const CUSTOMER_KEY: &str = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
@@ -315,7 +315,7 @@ fn random_address() -> Address {
     PrivateKeySigner::random().address()
 }
 
-async fn sends(pool: &PgPool) -> Vec<(String, String, Option<i64>, Option<String>)> {
+async fn sends(pool: &Db) -> Vec<(String, String, Option<i64>, Option<String>)> {
     sqlx::query_as(
         "SELECT object_id, status, nonce, tx_hash FROM chain_sends ORDER BY created_at, id",
     )
@@ -324,7 +324,7 @@ async fn sends(pool: &PgPool) -> Vec<(String, String, Option<i64>, Option<String
     .unwrap()
 }
 
-async fn txs_of(pool: &PgPool, object: &str) -> Vec<(String, String, rust_decimal::Decimal)> {
+async fn txs_of(pool: &Db, object: &str) -> Vec<(String, String, rust_decimal::Decimal)> {
     sqlx::query_as(
         r#"SELECT t.tx_hash, t.status, t.max_fee_per_gas FROM chain_send_txs t
              JOIN chain_sends s ON s.id = t.send_id
@@ -856,7 +856,7 @@ async fn a_refund_whose_transfer_reverts_fails_and_the_money_returns_to_the_merc
 }
 
 /// The hash of the first transaction of `refund` that reaches `status`.
-async fn first_tx_with_status(pool: &PgPool, refund: &str, status: &str) -> String {
+async fn first_tx_with_status(pool: &Db, refund: &str, status: &str) -> String {
     loop {
         let txs = txs_of(pool, refund).await;
         if let Some((hash, _, _)) = txs.iter().find(|(_, s, _)| s == status) {
@@ -881,7 +881,7 @@ async fn refund_to(s: &Setup, payment: &Value, amount: i64, destination: Address
 
 /// Each refund's transaction was the only one it signed, and the nonces
 /// are one each, in order.
-async fn each_paid_by_one_transaction(pool: &PgPool, refunds: &[String]) {
+async fn each_paid_by_one_transaction(pool: &Db, refunds: &[String]) {
     for refund in refunds {
         let txs = txs_of(pool, refund).await;
         assert_eq!(txs.len(), 1, "{refund}: {txs:?}");

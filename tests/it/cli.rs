@@ -367,7 +367,7 @@ fn dev_state_in(dir: &Path, database_url: &str, master_key: &str) {
     .unwrap();
 }
 
-async fn merchant_names(pool: &sqlx::PgPool) -> Vec<String> {
+async fn merchant_names(pool: &epg::db::Db) -> Vec<String> {
     sqlx::query_scalar("SELECT name FROM merchants ORDER BY name")
         .fetch_all(pool)
         .await

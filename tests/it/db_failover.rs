@@ -72,7 +72,7 @@ async fn primary_lost_answers_503_then_the_retry_succeeds_once_on_the_new_primar
     let pool_a = epg::db::connect(&format!("postgres://postgres@127.0.0.1:{port_a}/epg"), 2)
         .await
         .unwrap();
-    epg::db::migrate(&pool_a).await.unwrap();
+    epg::db::migrate(pool_a.pool()).await.unwrap();
     let app = common::spawn_on(pool_a.clone(), common::test_config(&url)).await;
     let (status, _, _) = create(&app, "before").await;
     assert_eq!(status, 200);

@@ -460,7 +460,7 @@ impl Drop for Miner {
     }
 }
 
-async fn sweeps(pool: &sqlx::PgPool) -> Vec<(String, String, i64)> {
+async fn sweeps(pool: &epg::db::Db) -> Vec<(String, String, i64)> {
     sqlx::query_as(
         "SELECT cs.id, cs.status, count(s.*) FROM chain_sends cs JOIN deposit_sweeps s ON s.send_id = cs.id
           WHERE cs.purpose = 'sweep' GROUP BY cs.id, cs.status ORDER BY cs.id",

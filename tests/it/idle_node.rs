@@ -13,12 +13,12 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use sqlx::PgPool;
+use epg::db::Db;
 
 use crate::common;
 
 /// Statements per query text of database `db`, this test's own excluded.
-async fn statements(pool: &PgPool) -> BTreeMap<String, i64> {
+async fn statements(pool: &Db) -> BTreeMap<String, i64> {
     let rows: Vec<(String, i64)> = sqlx::query_as(
         "SELECT query, calls FROM pg_stat_statements
          WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())

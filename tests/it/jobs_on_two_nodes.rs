@@ -25,11 +25,11 @@ use std::time::Duration;
 
 use common::pg_proxy::{Fault, PgProxy};
 use common::{TestApp, json, spawn_app_with, spawn_on, test_config, test_database};
+use epg::db::Db;
 use epg::devnet::anvil::DEV_KEY_0;
 use epg::transparency::TransparencyLog;
 use epg::transparency::anchor::{AnchorOptions, Anchorer};
 use serde_json::json;
-use sqlx::PgPool;
 
 async fn pay(app: &TestApp, key: &str, amount: i64) {
     let payment = json(
@@ -57,11 +57,11 @@ async fn pay(app: &TestApp, key: &str, amount: i64) {
 }
 
 /// A node's own pool on the app's database.
-async fn node_pool(app: &TestApp) -> PgPool {
+async fn node_pool(app: &TestApp) -> Db {
     epg::db::connect(&app.database_url, 5).await.unwrap()
 }
 
-async fn count(pool: &PgPool, sql: &str) -> i64 {
+async fn count(pool: &Db, sql: &str) -> i64 {
     sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
 }
 
@@ -198,9 +198,8 @@ async fn two_nodes_purging_idempotency_keys_at_once_purge_each_key_once() {
     .await
     .unwrap();
     let keys = app.config.keyring().unwrap();
-    let store = |pool: PgPool| {
-        epg::idempotency::IdempotencyStore::new(pool, Duration::from_secs(60), &keys)
-    };
+    let store =
+        |pool: Db| epg::idempotency::IdempotencyStore::new(pool, Duration::from_secs(60), &keys);
     let (a, b) = (store(node_pool(&app).await), store(node_pool(&app).await));
     let (purged_a, purged_b) = tokio::join!(a.purge_expired(), b.purge_expired());
     assert_eq!(purged_a.unwrap() + purged_b.unwrap(), 4);

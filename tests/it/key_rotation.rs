@@ -17,9 +17,9 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use common::{TestApp, json, spawn_app, spawn_on, test_config};
 use epg::crypto::{Keyring, Purpose};
+use epg::db::Db;
 use hmac::Mac;
 use serde_json::{Value, json};
-use sqlx::PgPool;
 
 const CARD: &str = "4242424242424242";
 const EPG: &str = env!("CARGO_BIN_EXE_epg");
@@ -132,7 +132,7 @@ fn counts(report: &str, what: &str) -> (u64, u64) {
 
 /// Every sealed value in the database, with the purpose and the context
 /// it was sealed for.
-async fn sealed_values(pool: &PgPool) -> Vec<(Purpose, Vec<u8>, Vec<u8>)> {
+async fn sealed_values(pool: &Db) -> Vec<(Purpose, Vec<u8>, Vec<u8>)> {
     let mut out = Vec::new();
     let cards: Vec<(String, Vec<u8>)> = sqlx::query_as(
         "SELECT id, card_number_sealed FROM payments WHERE card_number_sealed IS NOT NULL",

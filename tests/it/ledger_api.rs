@@ -5,17 +5,17 @@
 
 use crate::common;
 
+use epg::db::Db;
 use epg::ids::MerchantId;
 use epg::ledger::{self, AccountRef, Entry, EntryKind, MerchantAccount, NewHold};
 use epg::money::{Amount, AssetCode, AssetRegistry, ChainAsset};
 use serde_json::{Value, json};
-use sqlx::PgPool;
 
 fn usd() -> AssetCode {
     AssetCode::parse("usd").unwrap()
 }
 
-async fn post(pool: &PgPool, entry: &Entry) {
+async fn post(pool: &Db, entry: &Entry) {
     let mut tx = pool.begin().await.unwrap();
     ledger::post(&mut tx, entry).await.unwrap();
     tx.commit().await.unwrap();

@@ -6,11 +6,11 @@
 
 use crate::common;
 
+use epg::db::Db;
 use epg::ids::MerchantId;
 use epg::ledger::{self, AccountRef, Entry, EntryKind, LedgerError, MerchantAccount};
 use epg::merchants::MerchantStore;
 use epg::money::{Amount, AssetCode};
-use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 
 const TASKS: usize = 32;
@@ -20,15 +20,16 @@ fn usd() -> AssetCode {
     AssetCode::parse("usd").unwrap()
 }
 
-async fn pool_of(url: &str, connections: u32) -> PgPool {
+async fn pool_of(url: &str, connections: u32) -> Db {
     PgPoolOptions::new()
         .max_connections(connections)
         .connect(url)
         .await
         .unwrap()
+        .into()
 }
 
-async fn post(pool: &PgPool, entry: &Entry) -> Result<(), LedgerError> {
+async fn post(pool: &Db, entry: &Entry) -> Result<(), LedgerError> {
     let mut tx = pool.begin().await.unwrap();
     ledger::post(&mut tx, entry).await?;
     tx.commit().await?;
@@ -97,7 +98,7 @@ async fn concurrent_entries_on_one_hot_account_end_balanced() {
     );
 }
 
-async fn fund(pool: &PgPool, merchant: &MerchantId, key: &str, amount: i64) {
+async fn fund(pool: &Db, merchant: &MerchantId, key: &str, amount: i64) {
     post(
         pool,
         &Entry::new(key, EntryKind::ADJUSTMENT).transfer(
@@ -115,7 +116,7 @@ async fn fund(pool: &PgPool, merchant: &MerchantId, key: &str, amount: i64) {
 /// balance, under keys starting with `prefix`: spread over its shards, as
 /// concurrent writers take different ones.
 async fn fund_concurrently(
-    pool: &PgPool,
+    pool: &Db,
     merchant: &MerchantId,
     prefix: &str,
     count: usize,
@@ -149,7 +150,7 @@ struct Raced {
 /// insufficient funds, or booked, a retryable conflict retried until it is
 /// one or the other.
 async fn race_refunds(
-    pool: &PgPool,
+    pool: &Db,
     merchant: &MerchantId,
     prefix: &str,
     attempts: usize,

@@ -6,6 +6,7 @@
 
 use crate::common;
 
+use epg::db::Db;
 use epg::ids::MerchantId;
 use epg::ledger::{
     self, AccountRef, Entry, EntryKind, FeeRule, HoldStatus, LedgerError, MerchantAccount, NewHold,
@@ -13,7 +14,7 @@ use epg::ledger::{
 };
 use epg::merchants::MerchantStore;
 use epg::money::{Amount, AssetCode, AssetRegistry, ChainAsset, iso4217};
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgConnection;
 use time::OffsetDateTime;
 
 fn usd() -> AssetCode {
@@ -24,7 +25,7 @@ fn units(n: i64) -> Amount {
     Amount::from_minor(n)
 }
 
-async fn merchant(pool: &PgPool) -> MerchantId {
+async fn merchant(pool: &Db) -> MerchantId {
     MerchantStore::new(pool.clone())
         .create("Ledger Test")
         .await
@@ -37,14 +38,14 @@ fn account(m: &MerchantId, kind: MerchantAccount) -> AccountRef {
 }
 
 /// Posts `entry` in a transaction of its own.
-async fn post(pool: &PgPool, entry: &Entry) -> Result<Posted, LedgerError> {
+async fn post(pool: &Db, entry: &Entry) -> Result<Posted, LedgerError> {
     let mut tx = pool.begin().await.unwrap();
     let posted = ledger::post(&mut tx, entry).await?;
     tx.commit().await?;
     Ok(posted)
 }
 
-async fn balance(pool: &PgPool, account: &AccountRef, asset: &AssetCode) -> ledger::AccountBalance {
+async fn balance(pool: &Db, account: &AccountRef, asset: &AssetCode) -> ledger::AccountBalance {
     let mut conn = pool.acquire().await.unwrap();
     ledger::account_balance(&mut conn, account, asset)
         .await

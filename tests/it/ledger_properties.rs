@@ -12,6 +12,7 @@ use crate::common;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 
+use epg::db::Db;
 use epg::ids::MerchantId;
 use epg::ledger::{
     self, AccountRef, Entry, EntryKind, LedgerError, MerchantAccount, NewHold, TxnId,
@@ -20,7 +21,6 @@ use epg::merchants::MerchantStore;
 use epg::money::{Amount, AssetCode, AssetRegistry, ChainAsset};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
-use sqlx::PgPool;
 use time::OffsetDateTime;
 
 /// Each case's clock starts a million seconds before the previous one's, so
@@ -123,7 +123,7 @@ enum Request {
     },
 }
 
-async fn send(pool: &PgPool, request: &Request) -> Result<TxnId, LedgerError> {
+async fn send(pool: &Db, request: &Request) -> Result<TxnId, LedgerError> {
     let mut tx = pool.begin().await.unwrap();
     let result = match request {
         Request::Post(entry) => ledger::post(&mut tx, entry).await.map(|p| p.id),
@@ -195,7 +195,7 @@ impl Model {
         AccountRef::merchant(&self.merchants[m], MerchantAccount::Reserve)
     }
 
-    async fn track(&mut self, pool: &PgPool, account: &AccountRef, asset: &AssetCode) {
+    async fn track(&mut self, pool: &Db, account: &AccountRef, asset: &AssetCode) {
         if let std::collections::btree_map::Entry::Vacant(slot) =
             self.balances.entry((account.clone(), asset.clone()))
         {
@@ -205,7 +205,7 @@ impl Model {
 
     /// Whether the deltas keep every floor (merchant accounts stay >= 0 on
     /// their credit side, counting pending debits); applies them if so.
-    async fn apply(&mut self, pool: &PgPool, deltas: &[Delta]) -> bool {
+    async fn apply(&mut self, pool: &Db, deltas: &[Delta]) -> bool {
         for (account, asset, ..) in deltas {
             self.track(pool, account, asset).await;
         }
@@ -231,7 +231,7 @@ impl Model {
         fits
     }
 
-    async fn verify(&self, pool: &PgPool) {
+    async fn verify(&self, pool: &Db) {
         for ((account, asset), (start, change)) in &self.balances {
             let expected = Bal {
                 posted: start.posted + change.posted,
@@ -257,7 +257,7 @@ impl Model {
     }
 }
 
-async fn balance(pool: &PgPool, account: &AccountRef, asset: &AssetCode) -> Bal {
+async fn balance(pool: &Db, account: &AccountRef, asset: &AssetCode) -> Bal {
     let mut conn = pool.acquire().await.unwrap();
     let b = ledger::account_balance(&mut conn, account, asset)
         .await
@@ -290,7 +290,7 @@ fn release(hold: &ModelHold, asset: &AssetCode) -> [Delta; 2] {
 /// Sends `request`; when `expect` is `Some(deltas)`, it must succeed and
 /// the model takes the deltas, otherwise it must fail as `refused` says.
 async fn check_send(
-    pool: &PgPool,
+    pool: &Db,
     model: &mut Model,
     request: Request,
     deltas: &[Delta],
@@ -310,7 +310,7 @@ async fn check_send(
     }
 }
 
-async fn run_case(pool: &PgPool, merchants: Vec<MerchantId>, ops: Vec<Op>) {
+async fn run_case(pool: &Db, merchants: Vec<MerchantId>, ops: Vec<Op>) {
     let epoch = EPOCH.fetch_sub(1_000_000, Ordering::SeqCst);
     let at = |secs: i64| OffsetDateTime::from_unix_timestamp(epoch + secs).unwrap();
     let mut model = Model {

@@ -38,6 +38,7 @@ mod dashboard;
 mod dashboard_browser;
 mod dashboard_pages;
 mod db_failover;
+mod db_pool;
 mod deposits;
 mod events_api;
 mod events_stream;

@@ -17,12 +17,12 @@ use alloy::providers::{Provider, ProviderBuilder};
 use alloy::signers::local::PrivateKeySigner;
 use epg::chain::contracts::SettlementAnchor;
 use epg::chain::deploy::{self, DeployPlan};
+use epg::db::Db;
 use epg::devnet::anvil::DEV_KEY_0;
 use epg::transparency::anchor::{
     AnchorError, AnchorOptions, Anchorer, anchor_checkpoint, find_anchoring_log,
 };
 use epg::transparency::{LeafData, LeafKind, TransparencyLog};
-use sqlx::PgPool;
 
 fn item(i: u64) -> LeafData {
     LeafData {
@@ -37,7 +37,7 @@ fn item(i: u64) -> LeafData {
 }
 
 /// Appends leaves `from..to` and records a checkpoint of the result.
-async fn grow(pool: &PgPool, log: &TransparencyLog, from: u64, to: u64) -> u64 {
+async fn grow(pool: &Db, log: &TransparencyLog, from: u64, to: u64) -> u64 {
     let mut tx = pool.begin().await.unwrap();
     log.append_all(&mut tx, &(from..to).map(item).collect::<Vec<_>>())
         .await
@@ -47,7 +47,7 @@ async fn grow(pool: &PgPool, log: &TransparencyLog, from: u64, to: u64) -> u64 {
     cp.tree_size
 }
 
-async fn anchor_rows(pool: &PgPool) -> Vec<(i64, String, String)> {
+async fn anchor_rows(pool: &Db) -> Vec<(i64, String, String)> {
     sqlx::query_as("SELECT tree_size, tx_hash, status FROM transparency_anchors ORDER BY id")
         .fetch_all(pool)
         .await

@@ -7,11 +7,12 @@
 use crate::common;
 
 use alloy::primitives::U256;
+use epg::db::Db;
 use epg::transparency::bundle::{self, bundle_for_source};
 use epg::transparency::leaf::{self, LeafEntry};
 use epg::transparency::merkle::{self, MemoryTree};
 use epg::transparency::{LeafData, LeafIndex, LeafKind, TransparencyError, TransparencyLog};
-use sqlx::{Connection, PgPool};
+use sqlx::Connection;
 
 const ORIGIN: &str = "epg/31337/0x5fbdb2315678afecb367f032d93f642f64180aa3";
 
@@ -28,7 +29,7 @@ fn item(i: u64) -> LeafData {
 }
 
 /// The stored tree rebuilt in memory from the leaves' data and salt.
-async fn memory_tree(pool: &PgPool) -> MemoryTree {
+async fn memory_tree(pool: &Db) -> MemoryTree {
     let mut conn = pool.acquire().await.unwrap();
     let size = TransparencyLog::tree_size(&mut conn).await.unwrap();
     let mut tree = MemoryTree::new();
@@ -305,7 +306,7 @@ async fn checkpoints_are_recorded_once_per_size() {
 }
 
 /// Records a confirmed anchor without a chain (the anchor tests use anvil).
-async fn fake_anchor(pool: &PgPool, tree_size: i64, block: i64) {
+async fn fake_anchor(pool: &Db, tree_size: i64, block: i64) {
     sqlx::query(
         "INSERT INTO transparency_anchors
              (tree_size, chain_id, contract, tx_hash, status, block_number, block_hash, seq, confirmed_at)

@@ -65,11 +65,12 @@ use alloy::rpc::types::TransactionReceipt;
 use alloy::signers::local::PrivateKeySigner;
 use futures::StreamExt;
 use futures::future::BoxFuture;
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgConnection;
 use tokio_util::sync::CancellationToken;
 
 use super::config::ChainConfig;
 use super::watcher::SinkError;
+use crate::db::Db;
 use crate::ids::{ChainSendId, MerchantId};
 use crate::ledger::{self, AccountRef, Entry, EntryKind};
 use crate::money::{Amount, AssetCode};
@@ -320,7 +321,7 @@ pub enum SendError {
 /// The hot wallet of one chain.
 pub struct Sender {
     chain: ChainConfig,
-    pool: PgPool,
+    pool: Db,
     signer: PrivateKeySigner,
     provider: DynProvider,
     sink: Arc<dyn SendSink>,
@@ -349,7 +350,7 @@ impl Sender {
     /// in it.
     pub fn new(
         chain: ChainConfig,
-        pool: PgPool,
+        pool: Db,
         signer: PrivateKeySigner,
         sink: Arc<dyn SendSink>,
         metrics: Arc<Metrics>,
@@ -401,7 +402,7 @@ impl Sender {
     /// through [`SendSink::call_event`].
     pub fn for_calls(
         chain: ChainConfig,
-        pool: PgPool,
+        pool: Db,
         signer: PrivateKeySigner,
         purpose: Purpose,
         sink: Arc<dyn SendSink>,
@@ -934,7 +935,7 @@ impl Sender {
 pub fn spawn_all(
     jobs: &mut tokio::task::JoinSet<()>,
     chains: &[ChainConfig],
-    pool: &PgPool,
+    pool: &Db,
     signer: &PrivateKeySigner,
     sink: &Arc<dyn SendSink>,
     metrics: &Arc<Metrics>,

@@ -5,11 +5,12 @@ use std::time::Duration;
 
 use alloy::primitives::{Address, B256, Bytes};
 use rust_decimal::Decimal;
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgConnection;
 
 use super::tx::{self, Fees, Signed};
 use super::{ChainSend, Job, NewCall, NewSend, Purpose, SendOutcome};
 use crate::chain::watcher::store::{hex0x, int8};
+use crate::db::Db;
 use crate::ids::{ChainSendId, MerchantId};
 use crate::money::{Amount, AssetCode};
 
@@ -270,7 +271,7 @@ pub struct SendState {
 /// The sends of `purpose` whose object ids start with `prefix`, oldest
 /// first.
 pub async fn sends_of(
-    pool: &PgPool,
+    pool: &Db,
     purpose: Purpose,
     prefix: &str,
 ) -> Result<Vec<SendState>, sqlx::Error> {
@@ -298,7 +299,7 @@ pub async fn sends_of(
 
 /// Gives up a send no transaction of which was signed yet; false if one
 /// was (the pipeline then sees it through).
-pub async fn cancel_queued(pool: &PgPool, id: &ChainSendId) -> Result<bool, sqlx::Error> {
+pub async fn cancel_queued(pool: &Db, id: &ChainSendId) -> Result<bool, sqlx::Error> {
     let updated = sqlx::query!(
         "UPDATE chain_sends SET status = 'cancelled', updated_at = now()
           WHERE id = $1 AND status = 'queued'",
@@ -403,7 +404,7 @@ pub(super) async fn claim_queued(
 }
 
 /// The owner's sends with a transaction out.
-pub(super) async fn sent(pool: &PgPool, owner: &Owner<'_>) -> Result<Vec<Job>, sqlx::Error> {
+pub(super) async fn sent(pool: &Db, owner: &Owner<'_>) -> Result<Vec<Job>, sqlx::Error> {
     sqlx::query_as!(
         Row,
         r#"SELECT id, chain_id, purpose, object_id, merchant_id, asset, token, to_address, amount,
@@ -492,7 +493,7 @@ async fn insert_tx(
 /// answered something other than a refusal, or it is about to be sent
 /// again. From then on its nonce is never given back. False if the row is
 /// no longer live (rejected or replaced meanwhile, by another node).
-pub async fn mark_broadcast(pool: &PgPool, tx_hash: &B256) -> Result<bool, sqlx::Error> {
+pub async fn mark_broadcast(pool: &Db, tx_hash: &B256) -> Result<bool, sqlx::Error> {
     let updated = sqlx::query!(
         "UPDATE chain_send_txs SET status = 'broadcast'
           WHERE tx_hash = $1 AND status IN ('signed', 'broadcast')",
@@ -653,7 +654,7 @@ impl SentTx {
 /// `purpose` says) that has signed a transaction, the newest one that may
 /// still be mined, in the order of [`transactions`]: `(object id, tx hash)`.
 pub async fn newest_transactions(
-    pool: &PgPool,
+    pool: &Db,
     purpose: Purpose,
     objects: &[String],
 ) -> Result<Vec<(String, String)>, sqlx::Error> {
@@ -672,7 +673,7 @@ pub async fn newest_transactions(
 
 /// The transactions of `send` at `nonce` that may be mined, newest first.
 pub async fn transactions(
-    pool: &PgPool,
+    pool: &Db,
     send: &ChainSendId,
     nonce: u64,
 ) -> Result<Vec<SentTx>, sqlx::Error> {
@@ -707,7 +708,7 @@ pub async fn transactions(
 /// Every transaction `send` ever signed, at any nonce and in any status,
 /// newest first: any of them may be the one mined (a refusal or a
 /// replacement does not take a transaction out of every mempool).
-pub async fn all_transactions(pool: &PgPool, send: &ChainSendId) -> Result<Vec<B256>, sqlx::Error> {
+pub async fn all_transactions(pool: &Db, send: &ChainSendId) -> Result<Vec<B256>, sqlx::Error> {
     sqlx::query_scalar!(
         "SELECT tx_hash FROM chain_send_txs WHERE send_id = $1
           ORDER BY created_at DESC, max_fee_per_gas DESC",
@@ -722,7 +723,7 @@ pub async fn all_transactions(pool: &PgPool, send: &ChainSendId) -> Result<Vec<B
 
 /// Sends `send` back to the queue: another transaction, now deep, took
 /// its nonce, so none of its transactions can be mined any more.
-pub(super) async fn requeue(pool: &PgPool, send: &Job, nonce: u64) -> Result<(), sqlx::Error> {
+pub(super) async fn requeue(pool: &Db, send: &Job, nonce: u64) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
     let message = format!("nonce {nonce} was used by another transaction");
     let updated = sqlx::query!(
@@ -754,7 +755,7 @@ pub(super) async fn requeue(pool: &PgPool, send: &Job, nonce: u64) -> Result<(),
 /// at `nonce` and `old` is still its newest transaction; false if not
 /// (another node moved it first).
 pub(super) async fn record_replacement(
-    pool: &PgPool,
+    pool: &Db,
     send: &Job,
     nonce: u64,
     old: &B256,

@@ -73,7 +73,7 @@ use alloy::primitives::{Address, B256, U256};
 use alloy::rpc::types::{Filter, Log};
 use alloy::sol_types::SolEvent;
 use futures::future::try_join_all;
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgConnection;
 
 use super::StepError;
 use super::store::{self, FoundLog};
@@ -81,6 +81,7 @@ use crate::chain::config::ChainConfig;
 use crate::chain::contracts::DevStablecoin;
 use crate::chain::deposits::{ERC20_ORDINALS, NATIVE_ORDINALS, RESCAN_ORDINALS, TOPIC_FILTER_MAX};
 use crate::chain::rpc::{BlockHeader, ChainRpc};
+use crate::db::Db;
 
 /// Most blocks one step's rescan reads: a long backlog (a first rescan, a
 /// node down for days) is read over several steps.
@@ -100,7 +101,7 @@ pub struct Watched {
 }
 
 /// Loads the chain's deposit addresses not retired.
-pub async fn watched(pool: &PgPool, chain: &ChainConfig) -> Result<Watched, StepError> {
+pub async fn watched(pool: &Db, chain: &ChainConfig) -> Result<Watched, StepError> {
     let rows = sqlx::query!(
         r#"SELECT deposit_address AS "address!", reference,
                   token = '0x0000000000000000000000000000000000000000' AS "native!"
@@ -157,7 +158,7 @@ pub enum Rescan {
 
 /// Whether the step reading `from..=end` rescans, and what.
 pub async fn rescan(
-    pool: &PgPool,
+    pool: &Db,
     chain: &ChainConfig,
     from: u64,
     end: u64,
@@ -350,7 +351,7 @@ pub fn rescanned_deposits(
 /// The `(transaction, log index)` of the live deposits recorded in
 /// `tx_hashes`.
 pub async fn recorded(
-    pool: &PgPool,
+    pool: &Db,
     chain_id: u64,
     tx_hashes: &[B256],
 ) -> Result<HashSet<(B256, u64)>, StepError> {

@@ -82,7 +82,6 @@ use std::sync::Arc;
 
 use alloy::primitives::{Address, B256};
 use alloy::sol_types::SolEvent;
-use sqlx::PgPool;
 use time::OffsetDateTime;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
@@ -95,6 +94,7 @@ use super::config::ChainConfig;
 use super::contracts::PaymentRouter;
 use super::guard::{self, AdminLog, Guard, GuardError};
 use super::rpc::{BlockHeader, ChainRpc, RpcError};
+use crate::db::Db;
 use crate::telemetry::metrics::Metrics;
 
 /// Why a step did not complete. Nothing of it was written.
@@ -244,7 +244,7 @@ pub struct Watcher {
     /// Reads from the chain.
     rpc: ChainRpc,
     /// Where transfers, blocks and the cursor live.
-    pool: PgPool,
+    pool: Db,
     /// The payments side.
     sink: Arc<dyn TransferSink>,
     /// `deep_reorgs` and the transfer counters.
@@ -272,7 +272,7 @@ impl std::fmt::Debug for Watcher {
 pub fn spawn_all(
     jobs: &mut JoinSet<()>,
     chains: &[ChainConfig],
-    pool: &PgPool,
+    pool: &Db,
     sink: &Arc<dyn TransferSink>,
     metrics: &Arc<Metrics>,
     status: &Arc<ChainStatus>,
@@ -305,7 +305,7 @@ impl Watcher {
     /// A watcher of `chain` writing to `pool` and telling `sink`.
     pub fn new(
         chain: ChainConfig,
-        pool: PgPool,
+        pool: Db,
         sink: Arc<dyn TransferSink>,
         metrics: Arc<Metrics>,
         status: Arc<ChainStatus>,

@@ -62,7 +62,7 @@ pub(super) async fn refresh_view(
 /// the watcher's cursor is the head it has processed, which gives the
 /// depth at read time in one query for a whole page.
 pub async fn live_confirmations(
-    pool: &sqlx::PgPool,
+    pool: &crate::db::Db,
     payments: &mut [Payment],
 ) -> Result<(), PaymentError> {
     let ids: Vec<String> = payments

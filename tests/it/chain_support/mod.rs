@@ -21,12 +21,13 @@ use epg::chain::config::ChainConfig;
 use epg::chain::contracts::{DevStablecoin, PaymentRouter};
 use epg::chain::deploy::{self, DeployPlan, Deployment};
 use epg::chain::watcher::{ChainStatus, SinkError, Transfer, TransferSink, Watcher};
+use epg::db::Db;
 use epg::devnet::anvil::{Anvil, DEV_KEY_0};
 use epg::ledger::{AccountRef, Entry, EntryKind};
 use epg::money::AssetRegistry;
 use epg::telemetry::metrics::Metrics;
 use futures::future::BoxFuture;
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgConnection;
 
 /// Anvil's default accounts #1–#3 (public devnet keys).
 pub const PAYER_KEYS: [&str; 3] = [
@@ -299,7 +300,7 @@ pub struct Call {
 
 impl RecordingSink {
     /// Creates the table the sink writes to.
-    pub async fn install(pool: &PgPool) -> Arc<dyn TransferSink> {
+    pub async fn install(pool: &Db) -> Arc<dyn TransferSink> {
         sqlx::query(
             "CREATE TABLE IF NOT EXISTS test_sink_calls (
                 seq BIGSERIAL PRIMARY KEY, transfer_id BIGINT NOT NULL, kind TEXT NOT NULL,
@@ -359,7 +360,7 @@ impl TransferSink for RecordingSink {
 }
 
 /// Every recorded call, in order.
-pub async fn calls(pool: &PgPool) -> Vec<Call> {
+pub async fn calls(pool: &Db) -> Vec<Call> {
     let rows: Vec<(i64, String, bool, i64)> = sqlx::query_as(
         "SELECT transfer_id, kind, was_confirmed, block_number FROM test_sink_calls ORDER BY seq",
     )
@@ -377,13 +378,13 @@ pub async fn calls(pool: &PgPool) -> Vec<Call> {
 }
 
 /// How many calls of `kind` were recorded.
-pub async fn count(pool: &PgPool, kind: &str) -> usize {
+pub async fn count(pool: &Db, kind: &str) -> usize {
     calls(pool).await.iter().filter(|c| c.kind == kind).count()
 }
 
 /// Asserts every transfer got exactly one `detected` and one `confirmed`
 /// call and nothing else, and returns how many transfers there were.
-pub async fn assert_each_detected_and_confirmed_once(pool: &PgPool) -> usize {
+pub async fn assert_each_detected_and_confirmed_once(pool: &Db) -> usize {
     let calls = calls(pool).await;
     let mut per: std::collections::BTreeMap<i64, Vec<String>> = Default::default();
     for c in &calls {
@@ -416,7 +417,7 @@ pub struct Row {
 }
 
 /// Every transfer row, by id.
-pub async fn rows(pool: &PgPool) -> Vec<Row> {
+pub async fn rows(pool: &Db) -> Vec<Row> {
     sqlx::query_as(
         "SELECT id, chain_id, tx_hash, log_index, block_number, status, removals, ref, token,
                 asset, amount::text AS amount
@@ -430,7 +431,7 @@ pub async fn rows(pool: &PgPool) -> Vec<Row> {
 /// A watcher of `chain` with its own metrics and status.
 pub fn watcher(
     chain: ChainConfig,
-    pool: &PgPool,
+    pool: &Db,
     sink: &Arc<dyn TransferSink>,
 ) -> (Watcher, Arc<Metrics>, Arc<ChainStatus>) {
     let metrics = Arc::new(Metrics::default());
@@ -477,7 +478,7 @@ pub struct LedgerSink;
 
 impl LedgerSink {
     /// Registers the chain's assets and creates the call table.
-    pub async fn install(pool: &PgPool, chains: &[&ChainConfig]) -> Arc<dyn TransferSink> {
+    pub async fn install(pool: &Db, chains: &[&ChainConfig]) -> Arc<dyn TransferSink> {
         RecordingSink::install(pool).await;
         let mut conn = pool.acquire().await.unwrap();
         let registry = AssetRegistry::new();

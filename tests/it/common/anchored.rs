@@ -7,12 +7,12 @@ use std::time::Duration;
 use alloy::primitives::{Address, U256};
 use alloy::signers::local::PrivateKeySigner;
 use epg::chain::deploy::{self, DeployPlan};
+use epg::db::Db;
 use epg::devnet::anvil::{Anvil, DEV_KEY_0};
 use epg::transparency::anchor::{AnchorOptions, Anchorer, anchor_checkpoint};
 use epg::transparency::bundle::bundle_for_leaf;
 use epg::transparency::{LeafData, LeafIndex, LeafKind, TransparencyLog};
 use serde_json::Value;
-use sqlx::PgPool;
 
 /// Bundles of leaf 3 against the checkpoint of size 6 and of leaf 9
 /// against the one of size 13, both anchored.
@@ -21,7 +21,7 @@ pub struct AnchoredBundles {
     pub bundle: Value,
     pub later: Value,
     /// The log's database, kept for as long as the bundles are used.
-    pub pool: PgPool,
+    pub pool: Db,
 }
 
 /// Leaf `i` of the fixture's log: a settled payment of 12.34 + i cents.

@@ -17,9 +17,10 @@ use epg::config::{
     Config, DatabaseConfig, LogConfig, LogFormat, Mode, SecurityConfig, ServerConfig,
 };
 use epg::crypto::Keyring;
+use epg::db::Db;
 use epg::ids::MerchantId;
 use epg::merchants::{KeyKind, MerchantStore};
-use sqlx::{Connection, Executor, PgConnection, PgPool};
+use sqlx::{Connection, Executor, PgConnection};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
@@ -86,8 +87,10 @@ async fn ensure_template() -> String {
             .execute(format!("CREATE DATABASE {building}").as_str())
             .await
             .unwrap();
-        let pool = PgPool::connect(&url_for(&building)).await.unwrap();
-        epg::db::migrate(&pool).await.expect("migrations apply");
+        let pool = epg::db::connect(&url_for(&building), 10).await.unwrap();
+        epg::db::migrate(pool.pool())
+            .await
+            .expect("migrations apply");
         pool.close().await;
         // The pool's connections close asynchronously on the server side;
         // the rename waits until none is left.
@@ -168,7 +171,7 @@ async fn drop_orphaned_databases(admin: &mut PgConnection) {
 }
 
 /// A fresh database with every migration applied, and its URL.
-pub async fn test_database() -> (PgPool, String) {
+pub async fn test_database() -> (Db, String) {
     let template = ensure_template().await;
     let name = format!(
         "epg_test_{}_{}_{}",
@@ -183,12 +186,12 @@ pub async fn test_database() -> (PgPool, String) {
         .unwrap();
     admin.close().await.unwrap();
     let url = url_for(&name);
-    let pool = PgPool::connect(&url).await.unwrap();
+    let pool = epg::db::connect(&url, 10).await.unwrap();
     (pool, url)
 }
 
 /// A fresh migrated database.
-pub async fn test_db() -> PgPool {
+pub async fn test_db() -> Db {
     test_database().await.0
 }
 
@@ -199,7 +202,7 @@ pub struct TestApp {
     /// A plain client (no default headers).
     pub client: reqwest::Client,
     /// The node's database.
-    pub pool: PgPool,
+    pub pool: Db,
     /// Its URL, for a second node on the same database.
     pub database_url: String,
     /// The demo merchant.
@@ -277,7 +280,7 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
 }
 
 /// A node on an existing database (e.g. a second node, or a restart).
-pub async fn spawn_on(pool: PgPool, config: Config) -> TestApp {
+pub async fn spawn_on(pool: Db, config: Config) -> TestApp {
     let database_url = config.database.url.clone();
     let merchants = MerchantStore::new(pool.clone());
     let merchant = merchants.create("Test Merchant").await.unwrap();
@@ -404,7 +407,7 @@ pub async fn deploy_devnet(anvil: &epg::devnet::anvil::Anvil) -> epg::chain::dep
 /// `epg reconcile chain` over `chain` finds no discrepancy, once the node's
 /// watcher has processed every block mined so far (`confirmations` more
 /// are mined first, so the confirmed horizon reaches them).
-pub async fn reconcile_clean(pool: &PgPool, chain: &epg::chain::config::ChainConfig) {
+pub async fn reconcile_clean(pool: &Db, chain: &epg::chain::config::ChainConfig) {
     use alloy::providers::Provider;
     let provider =
         alloy::providers::ProviderBuilder::new().connect_http(chain.http_url.parse().unwrap());
@@ -536,7 +539,7 @@ where
 
 /// Waits until `n` sessions of `pool`'s database wait for a lock: writers
 /// queued behind a row the test holds.
-pub async fn until_waiting_for_a_lock(pool: &PgPool, n: i64) {
+pub async fn until_waiting_for_a_lock(pool: &Db, n: i64) {
     eventually("sessions waiting for a lock", || async {
         let waiting: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM pg_stat_activity

@@ -197,7 +197,7 @@ async fn under_faults_nothing_acknowledged_is_lost_or_duplicated() {
         storage.describe(),
     );
     let pool = epg::db::connect(&storage.url(), 4).await.unwrap();
-    epg::db::migrate(&pool).await.unwrap();
+    epg::db::migrate(pool.pool()).await.unwrap();
 
     // The chain: anvil with its state in a file, the nodes reaching it
     // through a proxy that can cut them off.

@@ -6,14 +6,14 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
-use sqlx::PgPool;
+use epg::db::Db;
 
 use super::Injected;
 use super::client::Client;
 use crate::webhooks_support::Receiver;
 
 pub struct Inputs<'a> {
-    pub pool: &'a PgPool,
+    pub pool: &'a Db,
     pub merchant: &'a str,
     pub client: &'a Client,
     pub receiver: &'a Receiver,
@@ -287,10 +287,7 @@ pub async fn check(i: &Inputs<'_>) -> Table {
 /// block's state (after anvil restarted, it keeps only its head's). A run
 /// that catches a send between its mining and its recording is not clean;
 /// the job is tried a few times, as the next scheduled run would.
-pub async fn reconcile_under_load(
-    pool: &PgPool,
-    chain: &epg::chain::config::ChainConfig,
-) -> String {
+pub async fn reconcile_under_load(pool: &Db, chain: &epg::chain::config::ChainConfig) -> String {
     let mut last = String::new();
     for _ in 0..10 {
         let target = match epg::chain::reconcile::Target::from_config(chain) {
@@ -311,10 +308,7 @@ pub async fn reconcile_under_load(
 /// (and where the treasury comparison started, when from a checkpoint),
 /// else what it found (or why it could not run), so the table is printed
 /// whatever happens.
-async fn reconcile(
-    pool: &PgPool,
-    chain: &epg::chain::config::ChainConfig,
-) -> Result<String, String> {
+async fn reconcile(pool: &Db, chain: &epg::chain::config::ChainConfig) -> Result<String, String> {
     use alloy::providers::{Provider, ProviderBuilder};
     let url = chain
         .http_url

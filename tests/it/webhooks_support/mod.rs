@@ -13,10 +13,10 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
+use epg::db::Db;
 use epg::events::EventType;
 use epg::ids::{EventId, MerchantId};
 use serde_json::{Value, json};
-use sqlx::PgPool;
 use tokio::sync::Notify;
 
 /// One request the receiver got.
@@ -211,7 +211,7 @@ async fn hook(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) 
 /// Records an event through the product's one writer path, in a
 /// transaction on `pool`, as a payment's state change would.
 pub async fn record(
-    pool: &PgPool,
+    pool: &Db,
     merchant: &MerchantId,
     event_type: EventType,
     object: &Value,

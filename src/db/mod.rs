@@ -1,5 +1,9 @@
 //! The PostgreSQL pool and the embedded migrations.
 
+mod pool;
+
+pub use pool::{Db, DbConn, DbTx};
+
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -15,12 +19,13 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 /// the pool then connects to the first host that accepts writes, and a
 /// background task moves it to the new primary after a failover (see
 /// [`follow_primary`]).
-pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
+pub async fn connect(url: &str, max_connections: u32) -> Result<Db, sqlx::Error> {
     let targets = Targets::parse(url)?;
     let first = targets.pick().await?;
-    let pool = pool_options(max_connections, Duration::from_secs(10), targets.read_write)
+    let pool: Db = pool_options(max_connections, Duration::from_secs(10), targets.read_write)
         .connect_with(first)
-        .await?;
+        .await?
+        .into();
     if targets.hosts.len() > 1 {
         tokio::spawn(follow_primary(pool.clone(), targets));
     }
@@ -190,7 +195,7 @@ fn same_host(a: &PgConnectOptions, b: &PgConnectOptions) -> bool {
 /// died, or was demoted by the HA engine), the next one that does becomes
 /// the pool's host. Requests in the gap fail fast with errors that
 /// [`is_unavailable`] recognises. Ends when the pool is closed.
-pub async fn follow_primary(pool: PgPool, targets: Targets) {
+pub async fn follow_primary(pool: Db, targets: Targets) {
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     while !pool.is_closed() {
@@ -261,10 +266,11 @@ pub fn is_unavailable(e: &sqlx::Error) -> bool {
 /// strangers read, they wait for these few connections and never for the
 /// merchants' ones. Connects lazily. With `follow` (a multi-host URL), it
 /// follows `pool` to each new primary.
-pub fn sibling(pool: &PgPool, max_connections: u32, follow: bool) -> PgPool {
+pub fn sibling(pool: &Db, max_connections: u32, follow: bool) -> Db {
     let options = (*pool.connect_options()).clone();
-    let sibling =
-        pool_options(max_connections, Duration::from_secs(5), follow).connect_lazy_with(options);
+    let sibling: Db = pool_options(max_connections, Duration::from_secs(5), follow)
+        .connect_lazy_with(options)
+        .into();
     if !follow {
         return sibling;
     }
@@ -327,7 +333,7 @@ async fn analyze_new_tables(pool: &PgPool) -> Result<(), sqlx::Error> {
 }
 
 /// A round trip to the database, for readiness checks.
-pub async fn ping(pool: &PgPool) -> Result<(), sqlx::Error> {
+pub async fn ping(pool: &Db) -> Result<(), sqlx::Error> {
     sqlx::query_scalar::<_, i32>("SELECT 1")
         .fetch_one(pool)
         .await
@@ -336,7 +342,7 @@ pub async fn ping(pool: &PgPool) -> Result<(), sqlx::Error> {
 
 /// `CREATE DATABASE name` unless it exists (connected to another database
 /// of the same server).
-pub async fn create_database_if_missing(admin: &PgPool, name: &str) -> Result<(), sqlx::Error> {
+pub async fn create_database_if_missing(admin: &Db, name: &str) -> Result<(), sqlx::Error> {
     let exists: bool =
         sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
             .bind(name)
