@@ -221,3 +221,37 @@ async fn callers_waiting_for_a_full_pool_get_the_connections_others_finish_with(
     assert!(db.size() <= 2);
     db.close().await;
 }
+
+#[tokio::test]
+async fn callers_keep_being_served_when_the_pool_stays_full_past_its_acquire_timeout() {
+    let (_, url) = common::test_database().await;
+    let db: Db = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .acquire_timeout(Duration::from_millis(500))
+        .connect(&url)
+        .await
+        .unwrap()
+        .into();
+    // Every connection stays out (handed from caller to caller) for four
+    // acquire timeouts: nothing ever goes back to sqlx's pool, and no
+    // caller may be sent to wait there.
+    let until = tokio::time::Instant::now() + Duration::from_secs(2);
+    let mut tasks = Vec::new();
+    for _ in 0..12 {
+        let db = db.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut done = 0;
+            while tokio::time::Instant::now() < until {
+                let mut tx = db.begin().await.unwrap();
+                sqlx::query("SELECT 1").execute(&mut *tx).await.unwrap();
+                tx.commit().await.unwrap();
+                done += 1;
+            }
+            done
+        }));
+    }
+    for task in tasks {
+        assert!(task.await.unwrap() > 0);
+    }
+    db.close().await;
+}
