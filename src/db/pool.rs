@@ -22,8 +22,9 @@
 //! does. sqlx's pool stays the factory and the health check: a caller that
 //! finds the stack empty waits for a connection handed over, while one
 //! task at a time asks sqlx's pool for another (opening one if the pool may
-//! grow). A connection parked for [`FRESH`] or more is pinged before it is
-//! used, and the ones below it go back to sqlx's pool, whose idle timeout
+//! grow). A connection parked for [`PING_AFTER_IDLE`] or more is pinged
+//! before it is used (the rule `db::pool_options` gives sqlx's own idle
+//! connections), and the ones below it go back to sqlx's pool, whose idle timeout
 //! closes what a quieter node no longer needs; each connection also goes
 //! back there once every [`RECHECK`], for sqlx's lifetime rule.
 
@@ -40,9 +41,7 @@ use sqlx::{Connection, Error, TransactionManager};
 use sqlx::{Database, Describe, Either, Execute, Executor, PgConnection, PgPool, Postgres};
 use tokio::sync::oneshot;
 
-/// A connection parked for this long is pinged before it is used again,
-/// as `db::pool_options` has sqlx's pool do for its own idle connections.
-const FRESH: Duration = Duration::from_secs(1);
+use super::PING_AFTER_IDLE;
 
 /// A connection taken from sqlx's pool this long ago goes back there on
 /// its next return (pinged, and closed if past the pool's maximum
@@ -201,7 +200,7 @@ impl Db {
                 };
                 // A dead one is dropped (sqlx's pool closes it) and the
                 // caller asks again.
-                if parked.since.elapsed() < FRESH || parked.conn.ping().await.is_ok() {
+                if parked.since.elapsed() < PING_AFTER_IDLE || parked.conn.ping().await.is_ok() {
                     return Ok((parked.conn, parked.taken));
                 }
             }
@@ -222,7 +221,7 @@ impl Db {
             stack.waiting.push_back(tx);
             return Popped::Wait(rx);
         };
-        if top.since.elapsed() < FRESH {
+        if top.since.elapsed() < PING_AFTER_IDLE {
             return Popped::Fresh(top);
         }
         let stale: Vec<Parked> = stack.idle.drain(..).collect();
@@ -321,20 +320,10 @@ impl Db {
         tokio::spawn(async move {
             if conn.ping().await.is_ok() {
                 db.park(conn, taken);
-            } else {
-                db.give_back(conn);
             }
+            // Else dropped: sqlx's pool closes it, and its permit lets the
+            // growing task open another for whoever waits.
         });
-    }
-
-    /// Returns a connection to sqlx's pool (which pings it, and closes it
-    /// if broken or past its lifetime); a waiting caller is then served
-    /// from there.
-    fn give_back(&self, conn: PoolConnection<Postgres>) {
-        drop(conn);
-        if self.has_waiters() {
-            self.grow();
-        }
     }
 
     /// Sends every parked connection back to sqlx's pool. Callers waiting
@@ -349,9 +338,6 @@ impl Db {
         };
         drop(stack);
         drop((idle, waiting));
-        if self.has_waiters() {
-            self.grow();
-        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Stack> {
@@ -397,7 +383,11 @@ impl Drop for Checkout {
     fn drop(&mut self) {
         let Some(conn) = self.conn.take() else { return };
         if self.taken.elapsed() >= RECHECK || self.db.is_closed() {
-            self.db.give_back(conn);
+            // Back to sqlx's pool, which pings it and closes it if broken or
+            // past its lifetime. A caller waiting meanwhile already has the
+            // growing task asking sqlx's pool (`take` starts it), which
+            // this connection reaches.
+            drop(conn);
         } else if self.clean {
             self.db.park(conn, self.taken);
         } else {
