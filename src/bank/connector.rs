@@ -13,8 +13,8 @@
 
 use rand::Rng;
 
-use super::BankAccount;
 use super::rf::CreditorReference;
+use super::{BankAccount, BankError};
 use crate::crypto::Sealer;
 use crate::db::Db;
 use crate::methods::{
@@ -84,7 +84,7 @@ impl Iso20022 {
         .bind(key)
         .fetch_optional(&self.pool)
         .await
-        .map_err(|e| ConnectorError(format!("bank references: {e}")))?;
+        .map_err(ConnectorError::Storage)?;
         Ok(row.and_then(|(reference, account, amount, currency)| {
             self.accounts
                 .iter()
@@ -114,15 +114,15 @@ impl Connector for Iso20022 {
     ) -> BoxFuture<'a, Result<Authorization, ConnectorError>> {
         Box::pin(async move {
             if !matches!(request.details, MethodDetails::BankTransfer) {
-                return Err(ConnectorError(
-                    "the iso20022 processor only takes bank transfers".into(),
+                return Err(ConnectorError::processor(
+                    "the iso20022 processor only takes bank transfers",
                 ));
             }
             if let Some(answer) = self.stored(request.key).await? {
                 return Ok(answer);
             }
             let account = self.collection(request.currency).ok_or_else(|| {
-                ConnectorError(format!("no collection account for {}", request.currency))
+                ConnectorError::processor(format!("no collection account for {}", request.currency))
             })?;
             // A drawn reference that some other payment already has (one
             // chance in 10^24) is drawn again.
@@ -142,7 +142,7 @@ impl Connector for Iso20022 {
                 .bind(request.currency)
                 .execute(&self.pool)
                 .await
-                .map_err(|e| ConnectorError(format!("bank references: {e}")))?;
+                .map_err(ConnectorError::Storage)?;
                 if inserted.rows_affected() == 1 {
                     return Ok(self.answer(
                         reference.as_str(),
@@ -155,8 +155,8 @@ impl Connector for Iso20022 {
                     return Ok(answer);
                 }
             }
-            Err(ConnectorError(
-                "could not draw a unique RF reference".into(),
+            Err(ConnectorError::processor(
+                "could not draw a unique RF reference",
             ))
         })
     }
@@ -167,7 +167,7 @@ impl Connector for Iso20022 {
         _reference: &'a str,
         _amount: i64,
     ) -> BoxFuture<'a, Result<Captured, ConnectorError>> {
-        Box::pin(async { Err(ConnectorError("a bank transfer is not captured".into())) })
+        Box::pin(async { Err(ConnectorError::processor("a bank transfer is not captured")) })
     }
 
     fn void<'a>(
@@ -176,8 +176,8 @@ impl Connector for Iso20022 {
         _reference: &'a str,
     ) -> BoxFuture<'a, Result<(), ConnectorError>> {
         Box::pin(async {
-            Err(ConnectorError(
-                "a bank transfer holds nothing to void".into(),
+            Err(ConnectorError::processor(
+                "a bank transfer holds nothing to void",
             ))
         })
     }
@@ -191,7 +191,10 @@ impl Connector for Iso20022 {
         Box::pin(async move {
             super::transfers::queue_refund(&self.pool, &self.sealer, key, reference, amount)
                 .await
-                .map_err(|e| ConnectorError(e.to_string()))
+                .map_err(|e| match e {
+                    BankError::Database(e) => ConnectorError::Storage(e),
+                    other => ConnectorError::processor(other.to_string()),
+                })
         })
     }
 
@@ -208,7 +211,7 @@ impl Connector for Iso20022 {
                     .bind(key)
                     .fetch_optional(&self.pool)
                     .await
-                    .map_err(|e| ConnectorError(format!("bank transfers: {e}")))?;
+                    .map_err(ConnectorError::Storage)?;
             Ok(refund.map(|_| Answer::Done))
         })
     }

@@ -67,8 +67,10 @@ fn payment_of(reference: &str) -> &str {
         .map_or(reference, |at| &reference[at..])
 }
 
-fn storage(e: impl std::fmt::Display) -> ConnectorError {
-    ConnectorError(format!("sandbox processor storage: {e}"))
+/// A stored answer that does not read back: the records are corrupt, which
+/// no retry mends.
+fn unreadable(e: serde_json::Error) -> ConnectorError {
+    ConnectorError::processor(format!("sandbox processor's stored answer: {e}"))
 }
 
 impl Remembering {
@@ -85,9 +87,9 @@ impl Remembering {
         .bind(key)
         .fetch_optional(&self.pool)
         .await
-        .map_err(storage)?;
+        .map_err(ConnectorError::Storage)?;
         answer
-            .map(|a| serde_json::from_value(a).map_err(storage))
+            .map(|a| serde_json::from_value(a).map_err(unreadable))
             .transpose()
     }
 
@@ -101,7 +103,7 @@ impl Remembering {
         amount: Option<i64>,
         answer: &Answer,
     ) -> Result<Answer, ConnectorError> {
-        let json = serde_json::to_value(answer).map_err(storage)?;
+        let json = serde_json::to_value(answer).map_err(unreadable)?;
         let stored: Value = sqlx::query_scalar(
             "INSERT INTO sandbox_processor_calls (key, call, payment_id, amount, answer)
              VALUES ($1, $2, $3, $4, $5)
@@ -115,8 +117,8 @@ impl Remembering {
         .bind(json)
         .fetch_one(&self.pool)
         .await
-        .map_err(storage)?;
-        serde_json::from_value(stored).map_err(storage)
+        .map_err(ConnectorError::Storage)?;
+        serde_json::from_value(stored).map_err(unreadable)
     }
 
     /// The calls recorded for `payment`, oldest first.
@@ -144,7 +146,7 @@ impl Remembering {
 fn authorization(answer: Answer) -> Result<Authorization, ConnectorError> {
     match answer {
         Answer::Authorization { authorization } => Ok(authorization),
-        other => Err(ConnectorError(format!(
+        other => Err(ConnectorError::processor(format!(
             "idempotency key reused for another call (first answer: {other:?})"
         ))),
     }
@@ -216,7 +218,7 @@ impl Connector for Remembering {
             };
             match answer {
                 Answer::Captured { captured } => Ok(captured),
-                other => Err(ConnectorError(format!(
+                other => Err(ConnectorError::processor(format!(
                     "idempotency key reused for another call (first answer: {other:?})"
                 ))),
             }
@@ -270,9 +272,9 @@ impl Connector for Remembering {
                     .bind(key)
                     .fetch_optional(&self.pool)
                     .await
-                    .map_err(storage)?;
+                    .map_err(ConnectorError::Storage)?;
             answer
-                .map(|a| serde_json::from_value(a).map_err(storage))
+                .map(|a| serde_json::from_value(a).map_err(unreadable))
                 .transpose()
         })
     }

@@ -249,9 +249,26 @@ pub struct Captured {
 }
 
 /// A connector failed to reach or understand its processor.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("processor error: {0}")]
-pub struct ConnectorError(pub String);
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectorError {
+    /// The processor could not be reached, refused the call or answered
+    /// nonsense.
+    #[error("processor error: {0}")]
+    Processor(String),
+    /// The node's own database, where a processor run by the node (the
+    /// sandbox, the bank-transfer processor) keeps its records, failed. Not
+    /// the processor's answer: the call's outcome is unknown and its retry
+    /// under the same key is safe, like any request the database failed.
+    #[error("processor's records in the database")]
+    Storage(#[source] sqlx::Error),
+}
+
+impl ConnectorError {
+    /// A processor failure described by `message`.
+    pub fn processor(message: impl Into<String>) -> Self {
+        Self::Processor(message.into())
+    }
+}
 
 /// What a processor answered to an earlier call, found by its key.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -301,7 +318,7 @@ pub trait Connector: Send + Sync + 'static {
         _code: &'a str,
         _capture: bool,
     ) -> BoxFuture<'a, Result<Authorization, ConnectorError>> {
-        Box::pin(async { Err(ConnectorError("no challenge is pending".into())) })
+        Box::pin(async { Err(ConnectorError::processor("no challenge is pending")) })
     }
 
     /// Captures `amount` (≤ the authorized amount); the rest is released.
@@ -341,8 +358,8 @@ pub trait Connector: Send + Sync + 'static {
         _key: &'a str,
     ) -> BoxFuture<'a, Result<Option<Answer>, ConnectorError>> {
         Box::pin(async {
-            Err(ConnectorError(
-                "this processor cannot look up earlier calls by key".into(),
+            Err(ConnectorError::processor(
+                "this processor cannot look up earlier calls by key",
             ))
         })
     }

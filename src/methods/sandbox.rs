@@ -42,7 +42,7 @@ fn declined(code: &str, decline_code: Option<&str>, message: &str) -> Authorizat
 }
 
 fn wrong_method(expected: &str) -> ConnectorError {
-    ConnectorError(format!(
+    ConnectorError::processor(format!(
         "the {expected} connector got another method's details"
     ))
 }
@@ -113,7 +113,7 @@ impl Connector for SandboxCard {
     ) -> BoxFuture<'a, Result<Authorization, ConnectorError>> {
         Box::pin(async move {
             if !reference.starts_with("sb_card3ds_") {
-                return Err(ConnectorError("no challenge is pending".into()));
+                return Err(ConnectorError::processor("no challenge is pending"));
             }
             Ok(if code == OTP_CODE {
                 approved(reference.to_owned(), capture)

@@ -140,7 +140,9 @@ impl Payments {
             // outcome, finished first if it is still pending. (The attempt
             // just recorded is rolled back.)
             tx.rollback().await?;
-            return self.replay(op).await;
+            return self
+                .replay_confirmation(op, &checked, prints.as_ref(), now)
+                .await;
         }
         // A payment that may not be confirmed rolls the attempt back with
         // the transaction: only real tries count.
@@ -299,7 +301,10 @@ impl Payments {
         {
             // The same request again: the payment it made, as it stands.
             tx.rollback().await?;
-            return self.replay(op).await;
+            let prints = self.prints_of(merchant, &checked);
+            return self
+                .replay_confirmation(op, &checked, prints.as_ref(), now)
+                .await;
         }
         if !store::insert(&mut tx, &payment, request_key).await? {
             // The key made a payment but no authorization: a plain create
@@ -331,6 +336,63 @@ impl Payments {
         };
         self.authorize_from(tx, payment, screened, client_ip, request_key, now)
             .await
+    }
+
+    /// Answers a retried confirmation (same `Idempotency-Key`) from its
+    /// first try. An authorization that try left pending (its call failed
+    /// on the way, its answer was lost, its node died) is asked for again
+    /// under the operation's key with the retry's details: the processor
+    /// answers a key it saw as it did the first time, and acts once. Only a
+    /// retry can: the security code is never stored, so the reconciler,
+    /// which has no retry to read it from, gives such an authorization up.
+    /// The retry must be the same request: the same method, the same card.
+    async fn replay_confirmation(
+        &self,
+        op: Operation,
+        checked: &Checked,
+        prints: Option<&CardPrints>,
+        now: OffsetDateTime,
+    ) -> Result<Payment, PaymentError> {
+        if op.status != operations::Status::Pending || op.kind != Kind::Authorize {
+            return self.replay(op).await;
+        }
+        let amount = op.amount;
+        self.call_again(op, |key, payment| async move {
+            let same_card = match (&payment.card, prints) {
+                (Some(card), Some(prints)) => card
+                    .fingerprint
+                    .as_ref()
+                    .is_some_and(|f| *f == prints.current || prints.candidates.contains(f)),
+                (None, None) => true,
+                _ => false,
+            };
+            if payment.method != Some(checked.kind) || !same_card {
+                return Err(PaymentError::refused(
+                    "idempotency_key_reused",
+                    "Idempotency-Key",
+                    format!(
+                        "This Idempotency-Key confirmed payment {} with another payment method; \
+                         use a new key for a new confirmation.",
+                        payment.id
+                    ),
+                ));
+            }
+            let connector = self.connector_of(&payment)?;
+            let authorization = connector
+                .authorize(AuthorizeRequest {
+                    key: key.as_str(),
+                    payment_id: payment.id.as_str(),
+                    amount,
+                    currency: &payment.currency,
+                    details: &checked.details,
+                    now,
+                    return_base_url: self.public_url(),
+                    capture: payment.capture_method == CaptureMethod::Automatic,
+                })
+                .await?;
+            Ok(authorization)
+        })
+        .await
     }
 
     /// In `tx`, which holds `payment` (locked, confirmable with the

@@ -100,7 +100,7 @@ pub enum PaymentError {
     },
     /// The processor could not be reached or answered nonsense.
     #[error(transparent)]
-    Connector(#[from] ConnectorError),
+    Connector(ConnectorError),
     /// Something the ledger needs is not as it should be (an operation
     /// without its object).
     #[error("ledger: {0}")]
@@ -127,6 +127,18 @@ pub enum PaymentError {
     /// The database failed.
     #[error(transparent)]
     Database(#[from] sqlx::Error),
+}
+
+impl From<ConnectorError> for PaymentError {
+    /// A node-run processor's records failing is the database failing: the
+    /// client is told to retry (503), as for any other statement, and the
+    /// payment is left as the call left it, never marked failed.
+    fn from(e: ConnectorError) -> Self {
+        match e {
+            ConnectorError::Storage(e) => PaymentError::Database(e),
+            processor @ ConnectorError::Processor(_) => PaymentError::Connector(processor),
+        }
+    }
 }
 
 impl PaymentError {

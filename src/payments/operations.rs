@@ -177,6 +177,32 @@ pub fn in_progress() -> PaymentError {
     }
 }
 
+/// Takes pending operation `id` over for a retry of the request that
+/// started it, for `lease`: from that request (which may have died or may
+/// still be waiting for the processor; the call under the same key is
+/// answered once either way), never from the reconciler while its lease
+/// runs (it may be giving the call up). `None` when taken; else the
+/// operation's status (still `Pending`: the reconciler holds it).
+pub async fn take_over(
+    conn: &mut PgConnection,
+    id: &OperationId,
+    lease: Duration,
+) -> Result<Option<Status>, PaymentError> {
+    let row = sqlx::query!(
+        r#"WITH taken AS (
+               UPDATE payment_operations SET locked_until = $2
+                WHERE id = $1 AND status = 'pending' AND (resumed = 0 OR locked_until < now())
+            RETURNING id)
+           SELECT status AS "status: Status", EXISTS (SELECT 1 FROM taken) AS "taken!"
+             FROM payment_operations WHERE id = $1"#,
+        id.as_str(),
+        OffsetDateTime::now_utc() + lease,
+    )
+    .fetch_one(conn)
+    .await?;
+    Ok((!row.taken).then_some(row.status))
+}
+
 /// The operation a request with `idempotency_key` started, if any.
 pub async fn by_request(
     conn: &mut PgConnection,

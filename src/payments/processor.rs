@@ -8,6 +8,8 @@
 //! does nothing if the operation is no longer pending, so an answer is
 //! booked once however many times it arrives.
 
+use std::time::Duration;
+
 use sqlx::PgConnection;
 use time::OffsetDateTime;
 
@@ -15,7 +17,7 @@ use super::model::{CaptureMethod, LastError, NextAction, Payment, Status};
 use super::operations::{self, Kind, NewOperation, Operation};
 use super::{PaymentError, Payments, postings, store};
 use crate::events::EventType;
-use crate::ids::{MerchantId, PaymentId};
+use crate::ids::{MerchantId, OperationId, PaymentId};
 use crate::ledger;
 use crate::methods::{
     Answer, Authorization, Captured, Connector, CustomerAction, Decline, ProcessorEvent,
@@ -25,6 +27,11 @@ use crate::methods::{
 const RESUME_BATCH: i64 = 50;
 
 type Tx = crate::db::DbTx;
+
+/// How long a retry waits for the reconciler to finish resuming the
+/// operation the retry would take over, and how often it looks.
+const RECONCILER_WAIT: Duration = Duration::from_secs(3);
+const RECONCILER_POLL: Duration = Duration::from_millis(50);
 
 impl Payments {
     /// The connector of a confirmed payment's method.
@@ -181,7 +188,20 @@ impl Payments {
             .await?
         {
             tx.rollback().await?;
-            return self.replay(op).await;
+            if op.status != operations::Status::Pending {
+                return self.replay(op).await;
+            }
+            // The retry carries the code the reconciler does not have.
+            return self
+                .call_again(op, |key, payment| async move {
+                    let connector = self.connector_of(&payment)?;
+                    let reference = payment.processor_reference.clone().unwrap_or_default();
+                    let capture = payment.capture_method == CaptureMethod::Automatic;
+                    Ok(connector
+                        .answer_challenge(key.as_str(), &reference, code, capture)
+                        .await?)
+                })
+                .await;
         }
         let pending_otp = payment.status == Status::RequiresAction
             && payment
@@ -466,6 +486,51 @@ impl Payments {
             });
         }
         Ok(payment)
+    }
+
+    /// Answers a retry of the request that left authorization `op`
+    /// pending (its call failed on the way, its answer was lost, its node
+    /// died) by making the call again with what the retry carries: `call`
+    /// gets the operation's key (the processor answers a key it saw as it
+    /// did the first time, and acts once) and the payment. The reconciler
+    /// cannot do this (the card's security code and the challenge's code
+    /// are never stored) and gives such an authorization up; the retry
+    /// takes the operation over first so that the two never overlap.
+    pub(super) async fn call_again<F, Fut>(
+        &self,
+        op: Operation,
+        call: F,
+    ) -> Result<Payment, PaymentError>
+    where
+        F: FnOnce(OperationId, Payment) -> Fut,
+        Fut: Future<Output = Result<Authorization, PaymentError>>,
+    {
+        let mut waited = Duration::ZERO;
+        let mut conn = loop {
+            let mut conn = self.pool().acquire().await?;
+            match operations::take_over(&mut conn, &op.id, self.operation_lease()).await? {
+                None => break conn,
+                // The reconciler is resuming it: one question to the
+                // processor and a booking, whose outcome is the answer.
+                Some(operations::Status::Pending) if waited < RECONCILER_WAIT => {
+                    drop(conn);
+                    tokio::time::sleep(RECONCILER_POLL).await;
+                    waited += RECONCILER_POLL;
+                }
+                Some(operations::Status::Pending) => return Err(operations::in_progress()),
+                // Finished since it was read: its outcome is the answer.
+                Some(status) => {
+                    drop(conn);
+                    return self.replay(Operation { status, ..op }).await;
+                }
+            }
+        };
+        let payment = store::get(&mut *conn, &op.merchant_id, &op.payment_id)
+            .await?
+            .ok_or_else(|| not_found(&op.payment_id))?;
+        drop(conn);
+        let authorization = call(op.id.clone(), payment).await?;
+        self.finish_authorization(&op, authorization).await
     }
 
     /// Completes a pending operation whose answer was lost: asks the

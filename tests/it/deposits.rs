@@ -871,7 +871,11 @@ async fn money_sent_to_a_retired_address_is_found_by_the_rescan_and_lands_in_sus
     // would stop short of the transfer and then wait its hour. A rescan
     // runs only within a watcher step, and a step only reads new blocks:
     // one more block after the hour has passed makes the step that reads it.
+    // The watcher reads those blocks first: a step still reading them when
+    // the hour passes would rescan only to its own end, short of the
+    // transfer (seen under load in a full run).
     s.mine(s.chain.reorg_window + 2).await;
+    cursor_reaches_head(&s).await;
     sqlx::query("UPDATE deposit_rescans SET scanned_at = now() - interval '2 hours'")
         .execute(&s.app.pool)
         .await

@@ -400,3 +400,167 @@ async fn the_expiry_job_voids_each_payment_in_its_own_transaction() {
     }
     ledger_is_consistent(&app).await;
 }
+
+/// A confirmation whose processor records cannot be written (the sandbox
+/// processor keeps them in the node's database, and the connection dies
+/// under the statement): 503 with `Retry-After`, the payment not failed;
+/// the retry with the same key and the same details makes the call again
+/// under the operation's key and charges the card once.
+#[tokio::test]
+async fn a_confirmation_whose_processor_records_fail_is_retried_not_failed() {
+    let (app, proxy) = proxied_app(|_| {}).await;
+    let methods = [
+        (card(CARD_OK), "succeeded"),
+        (json!({"type": "bank_transfer"}), "processing"),
+    ];
+    for (round, (method, settled)) in methods.into_iter().enumerate() {
+        let p = json(
+            app.post(
+                "/v1/payments",
+                &app.secret_key,
+                &json!({"amount": 2500, "currency": "usd"}),
+            )
+            .await,
+            200,
+        )
+        .await;
+        let id = p["id"].as_str().unwrap().to_owned();
+        let path = format!("/v1/payments/{id}/confirm");
+        let body = json!({ "payment_method": method });
+        proxy.arm("INSERT INTO sandbox_processor_calls", Fault::LoseStatement);
+        let first = post_with_key(&app, &path, &format!("{id}-1"), &body).await;
+        assert_eq!(proxy.fired(), round + 1);
+        assert_eq!(first.status(), 503, "{:?}", first.text().await);
+        assert!(first.headers().get("retry-after").is_some());
+        let now = json(
+            app.get(&format!("/v1/payments/{id}"), &app.secret_key)
+                .await,
+            200,
+        )
+        .await;
+        assert_ne!(now["status"], "failed", "{now}");
+        assert!(processor_calls(&app, &id).await.is_empty());
+
+        // The broken connection left the request's outcome unknown, so its
+        // key stays claimed until the lease passes.
+        leases_pass(&app).await;
+        let retried = json(
+            post_with_key(&app, &path, &format!("{id}-1"), &body).await,
+            200,
+        )
+        .await;
+        assert_eq!(retried["status"], settled, "{retried}");
+        let calls = processor_calls(&app, &id).await;
+        assert_eq!(calls, vec![("authorize".to_owned(), 1)], "{calls:?}");
+    }
+    ledger_is_consistent(&app).await;
+}
+
+/// The retry must be the same request: another card under the key is
+/// refused; and while the reconciler holds the operation (it may be giving
+/// the call up) the retry waits for its outcome, then answers 409.
+#[tokio::test]
+async fn a_retried_confirmation_takes_its_pending_authorization_over_only_as_the_same_request() {
+    let (app, proxy) = proxied_app(|_| {}).await;
+    let p = json(
+        app.post(
+            "/v1/payments",
+            &app.secret_key,
+            &json!({"amount": 2500, "currency": "usd"}),
+        )
+        .await,
+        200,
+    )
+    .await;
+    let id = p["id"].as_str().unwrap().to_owned();
+    let path = format!("/v1/payments/{id}/confirm");
+    let body = json!({"payment_method": card(CARD_OK)});
+    proxy.arm("INSERT INTO sandbox_processor_calls", Fault::LoseStatement);
+    let first = post_with_key(&app, &path, "confirm-1", &body).await;
+    assert_eq!(first.status(), 503);
+    leases_pass(&app).await;
+
+    // The saved requests are gone (kept 24 hours); the operation keeps the
+    // key, and it checks the card.
+    forget_saved_requests(&app).await;
+    let other = json!({"payment_method": card("5555555555554444")});
+    let refused = json(post_with_key(&app, &path, "confirm-1", &other).await, 400).await;
+    assert_eq!(
+        refused["error"]["code"], "idempotency_key_reused",
+        "{refused}"
+    );
+    assert_eq!(refused["error"]["param"], "Idempotency-Key");
+
+    // As `claim_stale` leaves an operation the reconciler is resuming.
+    sqlx::query(
+        "UPDATE payment_operations SET resumed = resumed + 1,
+                locked_until = now() + interval '1 minute'
+          WHERE payment_id = $1",
+    )
+    .bind(&id)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    forget_saved_requests(&app).await;
+    let busy = json(post_with_key(&app, &path, "confirm-1", &body).await, 409).await;
+    assert_eq!(
+        busy["error"]["code"], "payment_operation_in_progress",
+        "{busy}"
+    );
+
+    // Its lease ran out without an end (that reconciler died): the retry
+    // takes the operation over and makes the call.
+    leases_pass(&app).await;
+    forget_saved_requests(&app).await;
+    let retried = json(post_with_key(&app, &path, "confirm-1", &body).await, 200).await;
+    assert_eq!(retried["status"], "succeeded", "{retried}");
+    let calls = processor_calls(&app, &id).await;
+    assert_eq!(calls, vec![("authorize".to_owned(), 1)], "{calls:?}");
+    ledger_is_consistent(&app).await;
+}
+
+/// Drops every saved idempotent request, as their 24 hours do.
+async fn forget_saved_requests(app: &TestApp) {
+    sqlx::query("DELETE FROM idempotency_keys")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+}
+
+/// A 3-D Secure answer whose processor records fail: the retry carries the
+/// code and finishes the challenge.
+#[tokio::test]
+async fn a_challenge_answer_whose_processor_records_fail_is_retried_not_failed() {
+    let (app, proxy) = proxied_app(|_| {}).await;
+    let p = json(
+        app.post(
+            "/v1/payments",
+            &app.secret_key,
+            &json!({"amount": 2500, "currency": "usd"}),
+        )
+        .await,
+        200,
+    )
+    .await;
+    let id = p["id"].as_str().unwrap().to_owned();
+    let action = json(
+        app.post(
+            &format!("/v1/payments/{id}/confirm"),
+            &app.secret_key,
+            &json!({"payment_method": card("4000002760003184")}),
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(action["next_action"]["type"], "otp_challenge", "{action}");
+    let path = format!("/v1/payments/{id}/challenge");
+    let body = json!({"code": epg::methods::sandbox::OTP_CODE});
+    proxy.arm("INSERT INTO sandbox_processor_calls", Fault::LoseStatement);
+    let first = post_with_key(&app, &path, "challenge-1", &body).await;
+    assert_eq!(first.status(), 503);
+    leases_pass(&app).await;
+    let retried = json(post_with_key(&app, &path, "challenge-1", &body).await, 200).await;
+    assert_eq!(retried["status"], "succeeded", "{retried}");
+    ledger_is_consistent(&app).await;
+}

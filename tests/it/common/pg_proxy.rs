@@ -11,7 +11,10 @@
 //!   before committing);
 //! - [`Fault::DropAfterCommit`]: the COMMIT is forwarded and executed, but
 //!   its acknowledgement never reaches the node (a lost answer: the node
-//!   cannot know whether its transaction committed).
+//!   cannot know whether its transaction committed);
+//! - [`Fault::LoseStatement`]: no COMMIT awaited; the statement with the
+//!   needle itself never reaches the server (the connection died under it,
+//!   as one does that the server closed while it sat idle in the pool).
 //!
 //! It reads just enough of the wire protocol to find message boundaries:
 //! the untyped startup packets, then `type, length, payload` frames.
@@ -31,6 +34,8 @@ pub enum Fault {
     /// Forward the COMMIT, wait for the server's answer, then close both
     /// ends without relaying it.
     DropAfterCommit,
+    /// Close both ends instead of forwarding the needle's statement.
+    LoseStatement,
 }
 
 #[derive(Debug, Default)]
@@ -72,7 +77,8 @@ impl PgProxy {
         format!("{scheme_user}@127.0.0.1:{}/{path}", self.port)
     }
 
-    /// Arms a one-shot fault at the first COMMIT following `needle`.
+    /// Arms a one-shot fault at the first COMMIT following `needle` (at
+    /// `needle` itself for [`Fault::LoseStatement`]).
     pub fn arm(&self, needle: &str, fault: Fault) {
         self.plan.lock().unwrap().armed = Some((needle.to_owned(), fault));
     }
@@ -198,6 +204,15 @@ async fn relay(client: TcpStream, server: TcpStream, plan: Arc<Mutex<Plan>>) {
                 needle_seen = true;
             }
             let is_commit = message[0] == b'Q' && contains(&message[5..], b"COMMIT");
+            if needle_seen && fault == Fault::LoseStatement {
+                {
+                    let mut p = plan.lock().unwrap();
+                    p.armed = None;
+                    p.fired += 1;
+                }
+                let _ = stop_tx.send(true);
+                return;
+            }
             if needle_seen && is_commit {
                 {
                     let mut p = plan.lock().unwrap();
@@ -205,7 +220,7 @@ async fn relay(client: TcpStream, server: TcpStream, plan: Arc<Mutex<Plan>>) {
                     p.fired += 1;
                 }
                 match fault {
-                    Fault::DropBeforeCommit => {
+                    Fault::DropBeforeCommit | Fault::LoseStatement => {
                         let _ = stop_tx.send(true);
                         return;
                     }

@@ -121,7 +121,7 @@ impl Load {
             .await
         {
             Ok(answer) => answer,
-            // The authorization given up after a crash (below), answered
+            // An authorization the reconciler gave up (below), answered
             // as the failed payment it made: 402 `payment_failed`.
             Err((402, body))
                 if body["error"]["payment"]["last_payment_error"]["code"] == "processing_error" =>
@@ -145,10 +145,12 @@ impl Load {
             {"number": CARD, "exp_month": 12, "exp_year": 2034, "cvc": "123"}});
         let mut confirmed = self.confirm(key, &id, card.clone()).await?;
         // A node killed between committing the authorization's intent and
-        // calling the processor leaves a call the processor never saw; it
-        // is given up as `processing_error` (the security code is never
-        // stored, so it cannot be replayed), and the customer confirms
-        // again, as the API tells them to.
+        // calling the processor leaves a call the processor never saw: the
+        // retry under the same key makes it. If the reconciler got to it
+        // first (no retry within its lease), it gave it up as
+        // `processing_error` (the security code is never stored, so only a
+        // retry can make the call), and the customer confirms again, as the
+        // API tells them to.
         let mut again = 0;
         while confirmed["status"] == "failed"
             && confirmed["last_payment_error"]["code"] == "processing_error"
