@@ -356,7 +356,6 @@ impl Payments {
         if op.status != operations::Status::Pending || op.kind != Kind::Authorize {
             return self.replay(op).await;
         }
-        let amount = op.amount;
         self.call_again(op, |key, payment| async move {
             let same_card = match (&payment.card, prints) {
                 (Some(card), Some(prints)) => card
@@ -378,19 +377,8 @@ impl Payments {
                 ));
             }
             let connector = self.connector_of(&payment)?;
-            let authorization = connector
-                .authorize(AuthorizeRequest {
-                    key: key.as_str(),
-                    payment_id: payment.id.as_str(),
-                    amount,
-                    currency: &payment.currency,
-                    details: &checked.details,
-                    now,
-                    return_base_url: self.public_url(),
-                    capture: payment.capture_method == CaptureMethod::Automatic,
-                })
-                .await?;
-            Ok(authorization)
+            let request = self.authorize_request(key.as_str(), &payment, &checked.details, now);
+            Ok(connector.authorize(request).await?)
         })
         .await
     }
@@ -486,18 +474,29 @@ impl Payments {
         };
         tx.commit().await?;
 
-        let authorization = connector
-            .authorize(AuthorizeRequest {
-                key: op.id.as_str(),
-                payment_id: payment.id.as_str(),
-                amount: payment.amount,
-                currency: &payment.currency,
-                details: &checked.details,
-                now,
-                return_base_url: self.public_url(),
-                capture: payment.capture_method == CaptureMethod::Automatic,
-            })
-            .await?;
+        let request = self.authorize_request(op.id.as_str(), &payment, &checked.details, now);
+        let authorization = connector.authorize(request).await?;
         self.finish_authorization(&op, authorization).await
+    }
+
+    /// The processor call authorizing `payment` with `details`, under
+    /// idempotency key `key`.
+    fn authorize_request<'a>(
+        &'a self,
+        key: &'a str,
+        payment: &'a Payment,
+        details: &'a MethodDetails,
+        now: OffsetDateTime,
+    ) -> AuthorizeRequest<'a> {
+        AuthorizeRequest {
+            key,
+            payment_id: payment.id.as_str(),
+            amount: payment.amount,
+            currency: &payment.currency,
+            details,
+            now,
+            return_base_url: self.public_url(),
+            capture: payment.capture_method == CaptureMethod::Automatic,
+        }
     }
 }

@@ -75,6 +75,21 @@ async fn paid(app: &TestApp, capture: &str) -> String {
     id
 }
 
+/// A new payment of 25.00 USD; its id.
+async fn new_payment(app: &TestApp) -> String {
+    let p = json(
+        app.post(
+            "/v1/payments",
+            &app.secret_key,
+            &json!({"amount": 2500, "currency": "usd"}),
+        )
+        .await,
+        200,
+    )
+    .await;
+    p["id"].as_str().unwrap().to_owned()
+}
+
 /// The sandbox processor's record of `payment`: (call, calls) per key.
 async fn processor_calls(app: &TestApp, payment: &str) -> Vec<(String, i64)> {
     let list = json(
@@ -304,17 +319,7 @@ async fn a_capture_whose_booking_is_lost_is_finished_by_the_reconciler_once() {
 #[tokio::test]
 async fn a_confirmation_whose_answer_is_lost_charges_the_card_once() {
     let (app, proxy) = proxied_app(|_| {}).await;
-    let p = json(
-        app.post(
-            "/v1/payments",
-            &app.secret_key,
-            &json!({"amount": 2500, "currency": "usd"}),
-        )
-        .await,
-        200,
-    )
-    .await;
-    let id = p["id"].as_str().unwrap().to_owned();
+    let id = new_payment(&app).await;
     let path = format!("/v1/payments/{id}/confirm");
     let body = json!({"payment_method": card(CARD_OK)});
     proxy.arm(
@@ -414,17 +419,7 @@ async fn a_confirmation_whose_processor_records_fail_is_retried_not_failed() {
         (json!({"type": "bank_transfer"}), "processing"),
     ];
     for (round, (method, settled)) in methods.into_iter().enumerate() {
-        let p = json(
-            app.post(
-                "/v1/payments",
-                &app.secret_key,
-                &json!({"amount": 2500, "currency": "usd"}),
-            )
-            .await,
-            200,
-        )
-        .await;
-        let id = p["id"].as_str().unwrap().to_owned();
+        let id = new_payment(&app).await;
         let path = format!("/v1/payments/{id}/confirm");
         let body = json!({ "payment_method": method });
         proxy.arm("INSERT INTO sandbox_processor_calls", Fault::LoseStatement);
@@ -462,17 +457,7 @@ async fn a_confirmation_whose_processor_records_fail_is_retried_not_failed() {
 #[tokio::test]
 async fn a_retried_confirmation_takes_its_pending_authorization_over_only_as_the_same_request() {
     let (app, proxy) = proxied_app(|_| {}).await;
-    let p = json(
-        app.post(
-            "/v1/payments",
-            &app.secret_key,
-            &json!({"amount": 2500, "currency": "usd"}),
-        )
-        .await,
-        200,
-    )
-    .await;
-    let id = p["id"].as_str().unwrap().to_owned();
+    let id = new_payment(&app).await;
     let path = format!("/v1/payments/{id}/confirm");
     let body = json!({"payment_method": card(CARD_OK)});
     proxy.arm("INSERT INTO sandbox_processor_calls", Fault::LoseStatement);
@@ -532,17 +517,7 @@ async fn forget_saved_requests(app: &TestApp) {
 #[tokio::test]
 async fn a_challenge_answer_whose_processor_records_fail_is_retried_not_failed() {
     let (app, proxy) = proxied_app(|_| {}).await;
-    let p = json(
-        app.post(
-            "/v1/payments",
-            &app.secret_key,
-            &json!({"amount": 2500, "currency": "usd"}),
-        )
-        .await,
-        200,
-    )
-    .await;
-    let id = p["id"].as_str().unwrap().to_owned();
+    let id = new_payment(&app).await;
     let action = json(
         app.post(
             &format!("/v1/payments/{id}/confirm"),
