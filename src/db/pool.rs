@@ -67,6 +67,23 @@ struct Inner {
     growing: AtomicBool,
 }
 
+impl Drop for Inner {
+    /// sqlx's pooled connection goes back to its pool by spawning a task on
+    /// Tokio, so dropping a parked one where there is no runtime (a `Db`
+    /// that outlived its runtime: a test's, a process's at exit) would
+    /// panic. There, the parked connections leave the pool and close with
+    /// their sockets instead (the server ends their sessions).
+    fn drop(&mut self) {
+        if tokio::runtime::Handle::try_current().is_ok() {
+            return;
+        }
+        let stack = self.stack.get_mut().unwrap_or_else(PoisonError::into_inner);
+        for parked in stack.idle.drain(..) {
+            drop(parked.conn.detach());
+        }
+    }
+}
+
 #[derive(Default)]
 struct Stack {
     /// Connections finished with, the most recently used last.

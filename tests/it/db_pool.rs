@@ -255,3 +255,23 @@ async fn callers_keep_being_served_when_the_pool_stays_full_past_its_acquire_tim
     }
     db.close().await;
 }
+
+/// A pool dropped after its runtime (as a test's `block_on` leaves it, or a
+/// process at exit) closes its parked connections without a runtime: sqlx's
+/// own return of a connection would spawn a task and panic.
+#[test]
+fn a_pool_outliving_its_runtime_drops_without_a_runtime() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let db = runtime.block_on(async {
+        let (db, _) = common::test_database().await;
+        // Two connections parked on the stack.
+        warm(&db, 2).await;
+        backend(&db).await;
+        db
+    });
+    drop(runtime);
+    drop(db);
+}
