@@ -353,9 +353,6 @@ impl Payments {
         prints: Option<&CardPrints>,
         now: OffsetDateTime,
     ) -> Result<Payment, PaymentError> {
-        if op.status != operations::Status::Pending || op.kind != Kind::Authorize {
-            return self.replay(op).await;
-        }
         self.call_again(op, |key, payment| async move {
             let same_card = match (&payment.card, prints) {
                 (Some(card), Some(prints)) => card

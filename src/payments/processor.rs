@@ -188,9 +188,6 @@ impl Payments {
             .await?
         {
             tx.rollback().await?;
-            if op.status != operations::Status::Pending {
-                return self.replay(op).await;
-            }
             // The retry carries the code the reconciler does not have.
             return self
                 .call_again(op, |key, payment| async move {
@@ -488,9 +485,10 @@ impl Payments {
         Ok(payment)
     }
 
-    /// Answers a retry of the request that left authorization `op`
-    /// pending (its call failed on the way, its answer was lost, its node
-    /// died) by making the call again with what the retry carries: `call`
+    /// Answers a retry of the request that started authorization `op`: its
+    /// outcome when it ended ([`Self::replay`]); when it is still pending
+    /// (its call failed on the way, its answer was lost, its node died), by
+    /// making the call again with what the retry carries: `call`
     /// gets the operation's key (the processor answers a key it saw as it
     /// did the first time, and acts once) and the payment. The reconciler
     /// cannot do this (the card's security code and the challenge's code
@@ -505,6 +503,9 @@ impl Payments {
         F: FnOnce(OperationId, Payment) -> Fut,
         Fut: Future<Output = Result<Authorization, PaymentError>>,
     {
+        if op.status != operations::Status::Pending {
+            return self.replay(op).await;
+        }
         let mut waited = Duration::ZERO;
         let mut conn = loop {
             let mut conn = self.pool().acquire().await?;
