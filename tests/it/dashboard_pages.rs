@@ -522,6 +522,20 @@ async fn webhook_endpoints_need_a_fresh_code_and_events_are_redelivered() {
     .fetch_one(&app.pool)
     .await
     .unwrap();
+    // The receiver has the request before the worker records the attempt:
+    // redeliver once the first delivery has ended, as a merchant looking at
+    // its attempt would.
+    common::eventually("the first delivery to end", || async {
+        let pending: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM webhook_deliveries WHERE event_id = $1 AND status = 'pending'",
+        )
+        .bind(&event_id)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+        (pending == 0).then_some(())
+    })
+    .await;
     let page = dev.get(&format!("/dashboard/events/{event_id}")).await;
     assert_eq!(page.status, 200, "{}", page.body);
     // The request body and the attempt with the receiver's answer.
