@@ -379,7 +379,7 @@ struct RedeliverParams {
     operation_id = "redeliverEvent",
     tag = "Events",
     summary = "Redeliver an event",
-    description = "Enqueues the event again for every enabled endpoint subscribed to its type, or only for `endpoint`. Answers the enqueued deliveries (`has_more` is false).",
+    description = "Enqueues the event again for every enabled endpoint subscribed to its type, or only for `endpoint`. A delivery still waiting for its next retry is made due now rather than doubled; one whose attempt is under way is answered as it is. Answers the deliveries enqueued, made due or under way (`has_more` is false).",
     security(("secretKey" = [])),
     params(
         ("id" = String, Path, description = "The event's id (`evt_…`)."),

@@ -54,6 +54,16 @@ pub struct Delivery {
     pub seq: i64,
 }
 
+impl Delivery {
+    /// Whether an attempt has started and not finished: a pending delivery
+    /// counts an attempt when a worker claims it and records it when the
+    /// attempt ends, both in one statement each.
+    pub fn attempt_running(&self) -> bool {
+        self.status == DeliveryStatus::Pending
+            && usize::try_from(self.attempt_count).is_ok_and(|n| n > self.attempts.len())
+    }
+}
+
 /// One finished attempt, as the receiver answered it.
 #[derive(Debug, Clone)]
 pub struct Attempt {
@@ -227,8 +237,10 @@ impl DeliveryStore {
     /// Delivers `merchant`'s `event` again: to `endpoint` if given (whatever
     /// events it subscribes to), else to every enabled endpoint subscribed
     /// to the event's type. A delivery still pending for an endpoint is
-    /// made due now rather than doubled (unless an attempt is running).
-    /// Returns the deliveries enqueued or brought forward.
+    /// made due now rather than doubled; one whose attempt is running is
+    /// answered as it is (that attempt is the redelivery, and its lease is
+    /// left alone so no second worker claims it meanwhile). Returns the
+    /// deliveries enqueued, brought forward or under way.
     pub async fn redeliver(
         &self,
         merchant: &MerchantId,
@@ -280,8 +292,9 @@ impl DeliveryStore {
                           THEN ev.type = ANY (e.enabled_events) OR '*' = ANY (e.enabled_events)
                           ELSE e.id = $3 END
                ON CONFLICT (event_id, endpoint_id) WHERE status = 'pending'
-               DO UPDATE SET next_attempt_at = now()
-                   WHERE webhook_deliveries.claim_token IS NULL
+               DO UPDATE SET next_attempt_at =
+                   CASE WHEN webhook_deliveries.claim_token IS NULL THEN now()
+                        ELSE webhook_deliveries.next_attempt_at END
                RETURNING seq, id AS "id: WebhookDeliveryId", event_id AS "event_id: EventId",
                          endpoint_id AS "endpoint_id: WebhookEndpointId",
                       status AS "status: DeliveryStatus", attempts,

@@ -525,17 +525,7 @@ async fn webhook_endpoints_need_a_fresh_code_and_events_are_redelivered() {
     // The receiver has the request before the worker records the attempt:
     // redeliver once the first delivery has ended, as a merchant looking at
     // its attempt would.
-    common::eventually("the first delivery to end", || async {
-        let pending: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM webhook_deliveries WHERE event_id = $1 AND status = 'pending'",
-        )
-        .bind(&event_id)
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
-        (pending == 0).then_some(())
-    })
-    .await;
+    deliveries_ended(&app, &event_id).await;
     let page = dev.get(&format!("/dashboard/events/{event_id}")).await;
     assert_eq!(page.status, 200, "{}", page.body);
     // The request body and the attempt with the receiver's answer.
@@ -556,9 +546,51 @@ async fn webhook_endpoints_need_a_fresh_code_and_events_are_redelivered() {
     receiver
         .wait_until("the redelivery", |r| r.len() >= 2)
         .await;
+    // Redelivering while an attempt is under way says so, and queues no
+    // second delivery beside it.
+    deliveries_ended(&app, &event_id).await;
+    receiver.stall(true);
+    let again = dev
+        .post(
+            &format!("/dashboard/events/{event_id}/redeliver"),
+            &[("csrf", &token)],
+        )
+        .await;
+    assert!(again.body.contains("Queued 1 delivery"), "{}", again.body);
+    receiver
+        .wait_until("the stalled attempt", |r| r.len() >= 3)
+        .await;
+    let under_way = dev
+        .post(
+            &format!("/dashboard/events/{event_id}/redeliver"),
+            &[("csrf", &token)],
+        )
+        .await;
+    assert_eq!(under_way.status, 200, "{}", under_way.body);
+    assert!(
+        under_way.body.contains("1 delivery(ies) under way already"),
+        "{}",
+        under_way.body
+    );
     let log = audit(&app).await;
     assert!(log.contains(&("webhook.redeliver".into(), Some(event_id))));
     assert!(actions(&log).contains(&"webhook_endpoint.create"));
+}
+
+/// Waits until no delivery of `event_id` is pending (the receiver has a
+/// request before the worker records its attempt).
+async fn deliveries_ended(app: &common::TestApp, event_id: &str) {
+    common::eventually("the deliveries to end", || async {
+        let pending: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM webhook_deliveries WHERE event_id = $1 AND status = 'pending'",
+        )
+        .bind(event_id)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+        (pending == 0).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]

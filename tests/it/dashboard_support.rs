@@ -56,7 +56,20 @@ pub fn base32_decode(s: &str) -> Vec<u8> {
 }
 
 /// The code of `secret` `offset` steps from now.
+///
+/// The node accepts one step either way of its own clock, read when the
+/// code arrives. A code from the step before, computed in the last seconds
+/// of a step, would be two steps old by then, so such a code waits for the
+/// next step to begin first.
 pub fn code(secret: &[u8], offset: i64) -> String {
+    const MARGIN_MS: i128 = 5_000;
+    let step_ms = i128::from(totp::STEP_SECONDS) * 1_000;
+    let now_ms = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+    let left_ms = step_ms - now_ms.rem_euclid(step_ms);
+    if offset < 0 && left_ms < MARGIN_MS {
+        let wait = u64::try_from(left_ms + 100).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(wait));
+    }
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     totp::code_at(secret, now + offset * totp::STEP_SECONDS)
 }

@@ -483,6 +483,65 @@ async fn failed_deliveries_can_be_redelivered() {
     assert_eq!(again["data"].as_array().unwrap().len(), 1);
 }
 
+/// Redelivering an event whose delivery is being attempted answers that
+/// delivery (the attempt under way is the redelivery) and queues no second
+/// one beside it.
+#[tokio::test]
+async fn redelivering_during_an_attempt_answers_the_attempt_under_way() {
+    let app = common::spawn_app_with(|c| {
+        fast(c);
+        c.webhooks.timeout_secs = 2;
+    })
+    .await;
+    let receiver = Receiver::start().await;
+    receiver.stall(true);
+    let (endpoint_id, _) = endpoint(&app, &app.secret_key, &receiver.url).await;
+    let event = record(
+        &app.pool,
+        &app.merchant_id,
+        EventType::DisputeCreated,
+        &json!({ "id": format!("dp_{}", epg::ids::random_base62(24)), "object": "dispute" }),
+    )
+    .await;
+    receiver
+        .wait_until("the first attempt to arrive", |got| !got.is_empty())
+        .await;
+    let in_flight = receiver.received()[0].delivery_id.clone();
+
+    for body in [json!({}), json!({ "endpoint": endpoint_id })] {
+        let redelivered = common::json(
+            app.post(
+                &format!("/v1/events/{event}/redeliver"),
+                &app.secret_key,
+                &body,
+            )
+            .await,
+            200,
+        )
+        .await;
+        let data = redelivered["data"].as_array().unwrap();
+        assert_eq!(data.len(), 1, "{redelivered}");
+        assert_eq!(data[0]["id"], in_flight.as_str(), "{redelivered}");
+        assert_eq!(data[0]["status"], "pending");
+    }
+
+    // The stalled attempt times out; the retry delivers. One delivery in all.
+    receiver.stall(false);
+    receiver.wait_delivered(std::slice::from_ref(&event)).await;
+    let list = eventually("the delivery to succeed", || async {
+        let list = common::json(
+            app.get(&format!("/v1/events/{event}/deliveries"), &app.secret_key)
+                .await,
+            200,
+        )
+        .await;
+        (list["data"][0]["status"] == "succeeded").then_some(list)
+    })
+    .await;
+    assert_eq!(list["data"].as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(list["data"][0]["id"], in_flight.as_str());
+}
+
 #[tokio::test]
 async fn epg_webhooks_verify_checks_real_deliveries() {
     let app = common::spawn_app_with(fast).await;

@@ -326,7 +326,14 @@ pub async fn redeliver(
             let note = if queued.is_empty() {
                 "No enabled endpoint is subscribed to this event: nothing to redeliver.".to_owned()
             } else {
-                format!("Queued {} delivery(ies).", queued.len())
+                let running = queued.iter().filter(|d| d.attempt_running()).count();
+                match (queued.len() - running, running) {
+                    (n, 0) => format!("Queued {n} delivery(ies)."),
+                    (0, r) => format!(
+                        "{r} delivery(ies) under way already: the attempt running is the redelivery."
+                    ),
+                    (n, r) => format!("Queued {n} delivery(ies); {r} more under way already."),
+                }
             };
             event_page(&state, &signed, &id, Some((true, note))).await
         }
