@@ -73,6 +73,19 @@ fn check(method: ConfirmMethod, now: OffsetDateTime) -> Result<Checked, PaymentE
     })
 }
 
+/// A confirmation under the key of an earlier one of `payment` with other
+/// method details.
+fn key_reused(payment: &PaymentId) -> PaymentError {
+    PaymentError::refused(
+        "idempotency_key_reused",
+        "Idempotency-Key",
+        format!(
+            "This Idempotency-Key confirmed payment {payment} with another payment method; \
+             use a new key for a new confirmation."
+        ),
+    )
+}
+
 impl Payments {
     /// Confirms a payment with a payment method: risk check, then the
     /// processor's authorization.
@@ -178,6 +191,13 @@ impl Payments {
             .await?;
         drop(conn);
         if let Some(op) = earlier {
+            if op.status == operations::Status::Pending {
+                // The first try's details parsed (it started an operation),
+                // so this is another request under its key. Resuming here
+                // would give up an authorization the first try may still
+                // be waiting for.
+                return Err(key_reused(&op.payment_id));
+            }
             return self.replay(op).await;
         }
         self.may_confirm_with(&payment, kind)?;
@@ -363,15 +383,7 @@ impl Payments {
                 _ => false,
             };
             if payment.method != Some(checked.kind) || !same_card {
-                return Err(PaymentError::refused(
-                    "idempotency_key_reused",
-                    "Idempotency-Key",
-                    format!(
-                        "This Idempotency-Key confirmed payment {} with another payment method; \
-                         use a new key for a new confirmation.",
-                        payment.id
-                    ),
-                ));
+                return Err(key_reused(&payment.id));
             }
             let connector = self.connector_of(&payment)?;
             let request = self.authorize_request(key.as_str(), &payment, &checked.details, now);

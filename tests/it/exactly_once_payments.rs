@@ -475,6 +475,26 @@ async fn a_retried_confirmation_takes_its_pending_authorization_over_only_as_the
         "{refused}"
     );
     assert_eq!(refused["error"]["param"], "Idempotency-Key");
+    // So is a card that does not parse, and the authorization stays
+    // pending for the retry that carries the first card.
+    forget_saved_requests(&app).await;
+    let unparsed = json!({"payment_method": card("4242424242424241")});
+    let refused = json(
+        post_with_key(&app, &path, "confirm-1", &unparsed).await,
+        400,
+    )
+    .await;
+    assert_eq!(
+        refused["error"]["code"], "idempotency_key_reused",
+        "{refused}"
+    );
+    let pending = count(
+        &app,
+        "SELECT count(*) FROM payment_operations WHERE payment_id = $1 AND status = 'pending'",
+        &id,
+    )
+    .await;
+    assert_eq!(pending, 1);
 
     // As `claim_stale` leaves an operation the reconciler is resuming.
     sqlx::query(
