@@ -19,6 +19,43 @@
 -- slow path (every fitting shard busy) is as migration 0036 left it, so no
 -- change waits for a shard below one it holds.
 
+-- Applies a change to the first shard of the account, in key order from
+-- p_start round to below it, that this transaction can lock at once and
+-- (when p_test) that the change fits; its number, or NULL when there is
+-- none. Waits for nothing (SKIP LOCKED).
+CREATE FUNCTION ledger_take_free_shard(p_account BIGINT, p_shards SMALLINT, p_start INTEGER,
+                                       d_posted NUMERIC, d_pending_debits NUMERIC,
+                                       d_pending_credits NUMERIC, p_test BOOLEAN)
+RETURNS SMALLINT
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_shard SMALLINT;
+BEGIN
+    -- From the start up, then (every shard there busy) below it: each
+    -- pass one index range scan that stops at the first free shard.
+    FOR v_pass IN 0 .. 1 LOOP
+        UPDATE ledger_balances b
+           SET posted = b.posted + d_posted,
+               pending_debits = b.pending_debits + d_pending_debits,
+               pending_credits = b.pending_credits + d_pending_credits
+         WHERE (b.account_id, b.shard) = (
+                   SELECT account_id, shard FROM ledger_balances
+                    WHERE account_id = p_account
+                      AND shard >= CASE v_pass WHEN 0 THEN p_start ELSE 0 END
+                      AND shard < CASE v_pass WHEN 0 THEN p_shards ELSE p_start END
+                      AND (NOT p_test
+                           OR ledger_fits(floor, posted + d_posted, pending_debits + d_pending_debits,
+                                          pending_credits + d_pending_credits))
+                    ORDER BY shard LIMIT 1 FOR UPDATE SKIP LOCKED)
+        RETURNING b.shard INTO v_shard;
+        IF v_shard IS NOT NULL OR p_start = 0 THEN
+            RETURN v_shard;
+        END IF;
+    END LOOP;
+    RETURN NULL;
+END
+$$;
+
 CREATE OR REPLACE FUNCTION ledger_apply(p_account BIGINT, p_shards SMALLINT, d_posted NUMERIC,
                              d_pending_debits NUMERIC, d_pending_credits NUMERIC,
                              p_fits_alone BOOLEAN)
@@ -37,26 +74,8 @@ BEGIN
             -- (the rule's terms are sums compared with 0), and every row
             -- fits (the CHECK): any shard will do, so none is tested, and
             -- no shard the fast path locks can fail its recheck.
-            UPDATE ledger_balances b
-               SET posted = b.posted + d_posted,
-                   pending_debits = b.pending_debits + d_pending_debits,
-                   pending_credits = b.pending_credits + d_pending_credits
-             WHERE (b.account_id, b.shard) = (
-                       SELECT account_id, shard FROM ledger_balances
-                        WHERE account_id = p_account AND shard >= v_start
-                        ORDER BY shard LIMIT 1 FOR UPDATE SKIP LOCKED)
-            RETURNING b.shard INTO v_shard;
-            IF v_shard IS NULL THEN
-                UPDATE ledger_balances b
-                   SET posted = b.posted + d_posted,
-                       pending_debits = b.pending_debits + d_pending_debits,
-                       pending_credits = b.pending_credits + d_pending_credits
-                 WHERE (b.account_id, b.shard) = (
-                           SELECT account_id, shard FROM ledger_balances
-                            WHERE account_id = p_account AND shard < v_start
-                            ORDER BY shard LIMIT 1 FOR UPDATE SKIP LOCKED)
-                RETURNING b.shard INTO v_shard;
-            END IF;
+            v_shard := ledger_take_free_shard(p_account, p_shards, v_start, d_posted,
+                                              d_pending_debits, d_pending_credits, false);
         ELSE
             -- A shard the fast path locks can have changed since its
             -- snapshot and fail the recheck; PostgreSQL would keep that
@@ -64,31 +83,8 @@ BEGIN
             -- fast path that finds no shard rolls its subtransaction
             -- back, which releases every lock it took.
             BEGIN
-                UPDATE ledger_balances b
-                   SET posted = b.posted + d_posted,
-                       pending_debits = b.pending_debits + d_pending_debits,
-                       pending_credits = b.pending_credits + d_pending_credits
-                 WHERE (b.account_id, b.shard) = (
-                           SELECT account_id, shard FROM ledger_balances
-                            WHERE account_id = p_account AND shard >= v_start
-                              AND ledger_fits(floor, posted + d_posted, pending_debits + d_pending_debits,
-                                              pending_credits + d_pending_credits)
-                            ORDER BY shard LIMIT 1 FOR UPDATE SKIP LOCKED)
-                RETURNING b.shard INTO v_shard;
-                IF v_shard IS NULL THEN
-                    UPDATE ledger_balances b
-                       SET posted = b.posted + d_posted,
-                           pending_debits = b.pending_debits + d_pending_debits,
-                           pending_credits = b.pending_credits + d_pending_credits
-                     WHERE (b.account_id, b.shard) = (
-                               SELECT account_id, shard FROM ledger_balances
-                                WHERE account_id = p_account AND shard < v_start
-                                  AND ledger_fits(floor, posted + d_posted,
-                                                  pending_debits + d_pending_debits,
-                                                  pending_credits + d_pending_credits)
-                                ORDER BY shard LIMIT 1 FOR UPDATE SKIP LOCKED)
-                    RETURNING b.shard INTO v_shard;
-                END IF;
+                v_shard := ledger_take_free_shard(p_account, p_shards, v_start, d_posted,
+                                                  d_pending_debits, d_pending_credits, true);
                 IF v_shard IS NULL THEN
                     RAISE EXCEPTION USING ERRCODE = 'EL009';
                 END IF;
