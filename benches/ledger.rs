@@ -410,6 +410,8 @@ async fn main() {
     let report = ledger::check(&pool).await.unwrap();
     println!();
     print!("{report}");
+    // Closing the pool waits for every connection to come back.
+    drop(conn);
     drop(pool);
     scratch.drop().await;
     assert!(report.is_ok(), "the ledger must balance after the bench");

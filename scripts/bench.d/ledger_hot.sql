@@ -8,17 +8,20 @@
 BEGIN;
 WITH entry AS (
     INSERT INTO ledger_entries (public_id, key, content_hash, kind, source, description)
-    VALUES ('txn_' || lpad(:r::text, 24, '0'), 'pgbench:' || :r, '\xabababababababababababababababababababababababababababababababab'::bytea, 'payment', 'pay_bench' || :k, NULL::text)
+    VALUES ('txn_' || lpad(:r::text, 24, '0')::text, 'pgbench:' || :r::text, '\xabababababababababababababababababababababababababababababababab'::bytea::bytea, 'payment'::text, 'pay_bench' || :k::text, NULL::text::text)
     ON CONFLICT (key) DO NOTHING
     RETURNING id, public_id, created_at
 ), postings AS (
     INSERT INTO ledger_postings (entry_id, seq, account_id, asset, owner, amount, phase, fee)
-    SELECT entry.id, p.seq::smallint, ledger_account_id(p.owner, p.kind, p.qualifier, p.asset),
+    SELECT entry.id, p.seq::smallint,
+           COALESCE(a.id, ledger_account_id(p.owner, p.kind, p.qualifier, p.asset)),
            p.asset, p.owner, p.amount, p.phase, p.fee
       FROM entry,
            unnest(ARRAY['', 'mer_benchmerchant0000000' || :k, 'mer_benchmerchant0000000' || :k, '']::text[], ARRAY['clearing', 'pending', 'pending', 'fee_revenue']::text[], ARRAY['card', '', '', '']::text[], ARRAY['usd', 'usd', 'usd', 'usd']::text[], ARRAY[:x::numeric, -:x::numeric, :f::numeric, -:f::numeric]::numeric[], ARRAY['posted', 'posted', 'posted', 'posted']::text[],
                   ARRAY[false, false, true, true]::boolean[]) WITH ORDINALITY AS p (owner, kind, qualifier, asset, amount,
                                                         phase, fee, seq)
+           LEFT JOIN ledger_accounts a
+                  ON (a.owner, a.kind, a.qualifier, a.asset) = (p.owner, p.kind, p.qualifier, p.asset)
     RETURNING 1
 )
 SELECT entry.id, entry.public_id, entry.created_at, (SELECT count(*) FROM postings) AS "postings!"
