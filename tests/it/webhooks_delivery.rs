@@ -407,6 +407,31 @@ async fn addresses_are_checked_again_at_delivery() {
     prod.stop().await;
 }
 
+/// Records a `dispute.created` event for the app's merchant.
+async fn dispute_event(app: &common::TestApp) -> EventId {
+    record(
+        &app.pool,
+        &app.merchant_id,
+        EventType::DisputeCreated,
+        &json!({ "id": format!("dp_{}", epg::ids::random_base62(24)), "object": "dispute" }),
+    )
+    .await
+}
+
+/// The event's deliveries (newest first) once the newest is `status`.
+async fn newest_delivery_becomes(app: &common::TestApp, event: &EventId, status: &str) -> Value {
+    eventually(&format!("the newest delivery to be {status}"), || async {
+        let list = common::json(
+            app.get(&format!("/v1/events/{event}/deliveries"), &app.secret_key)
+                .await,
+            200,
+        )
+        .await;
+        (list["data"][0]["status"] == status).then_some(list)
+    })
+    .await
+}
+
 /// After the retry window a delivery is marked failed; the event stays
 /// listed and can be redelivered.
 #[tokio::test]
@@ -419,23 +444,8 @@ async fn failed_deliveries_can_be_redelivered() {
     let receiver = Receiver::start().await;
     receiver.fail_all(true);
     let (endpoint_id, _) = endpoint(&app, &app.secret_key, &receiver.url).await;
-    let event = record(
-        &app.pool,
-        &app.merchant_id,
-        EventType::DisputeCreated,
-        &json!({ "id": format!("dp_{}", epg::ids::random_base62(24)), "object": "dispute" }),
-    )
-    .await;
-    let failed = eventually("the delivery to fail for good", || async {
-        let list = common::json(
-            app.get(&format!("/v1/events/{event}/deliveries"), &app.secret_key)
-                .await,
-            200,
-        )
-        .await;
-        (list["data"][0]["status"] == "failed").then_some(list)
-    })
-    .await;
+    let event = dispute_event(&app).await;
+    let failed = newest_delivery_becomes(&app, &event, "failed").await;
     assert!(failed["data"][0]["attempt_count"].as_i64().unwrap() >= 1);
     assert!(failed["data"][0]["completed"].is_i64());
     let listed = common::json(app.get("/v1/events", &app.secret_key).await, 200).await;
@@ -455,16 +465,7 @@ async fn failed_deliveries_can_be_redelivered() {
     assert_eq!(redelivered["data"].as_array().unwrap().len(), 1);
     assert_eq!(redelivered["data"][0]["status"], "pending");
     receiver.wait_delivered(std::slice::from_ref(&event)).await;
-    let list = eventually("the redelivery to succeed", || async {
-        let list = common::json(
-            app.get(&format!("/v1/events/{event}/deliveries"), &app.secret_key)
-                .await,
-            200,
-        )
-        .await;
-        (list["data"][0]["status"] == "succeeded").then_some(list)
-    })
-    .await;
+    let list = newest_delivery_becomes(&app, &event, "succeeded").await;
     // Newest first: the redelivery, then the failed one.
     assert_eq!(list["data"].as_array().unwrap().len(), 2);
     assert_eq!(list["data"][1]["status"], "failed");
@@ -496,13 +497,7 @@ async fn redelivering_during_an_attempt_answers_the_attempt_under_way() {
     let receiver = Receiver::start().await;
     receiver.stall(true);
     let (endpoint_id, _) = endpoint(&app, &app.secret_key, &receiver.url).await;
-    let event = record(
-        &app.pool,
-        &app.merchant_id,
-        EventType::DisputeCreated,
-        &json!({ "id": format!("dp_{}", epg::ids::random_base62(24)), "object": "dispute" }),
-    )
-    .await;
+    let event = dispute_event(&app).await;
     receiver
         .wait_until("the first attempt to arrive", |got| !got.is_empty())
         .await;
@@ -528,16 +523,7 @@ async fn redelivering_during_an_attempt_answers_the_attempt_under_way() {
     // The stalled attempt times out; the retry delivers. One delivery in all.
     receiver.stall(false);
     receiver.wait_delivered(std::slice::from_ref(&event)).await;
-    let list = eventually("the delivery to succeed", || async {
-        let list = common::json(
-            app.get(&format!("/v1/events/{event}/deliveries"), &app.secret_key)
-                .await,
-            200,
-        )
-        .await;
-        (list["data"][0]["status"] == "succeeded").then_some(list)
-    })
-    .await;
+    let list = newest_delivery_becomes(&app, &event, "succeeded").await;
     assert_eq!(list["data"].as_array().unwrap().len(), 1, "{list}");
     assert_eq!(list["data"][0]["id"], in_flight.as_str());
 }
