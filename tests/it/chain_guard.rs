@@ -105,18 +105,9 @@ fn alert_kinds(contracts: &Value) -> Vec<String> {
 
 /// Creates a payment and confirms it with crypto; the raw response.
 async fn confirm(app: &TestApp, asset: &str) -> reqwest::Response {
-    let payment = json(
-        app.post(
-            "/v1/payments",
-            &app.secret_key,
-            &json!({"amount": 2500, "currency": "usd"}),
-        )
-        .await,
-        200,
-    )
-    .await;
+    let payment = app.create_payment(2500, "usd").await;
     app.post(
-        &format!("/v1/payments/{}/confirm", payment["id"].as_str().unwrap()),
+        &format!("/v1/payments/{payment}/confirm"),
         &app.secret_key,
         &json!({"payment_method": {"type": "crypto", "crypto": {"chain_id": 31337, "asset": asset}}}),
     )

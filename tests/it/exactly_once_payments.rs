@@ -75,21 +75,6 @@ async fn paid(app: &TestApp, capture: &str) -> String {
     id
 }
 
-/// A new payment of 25.00 USD; its id.
-async fn new_payment(app: &TestApp) -> String {
-    let p = json(
-        app.post(
-            "/v1/payments",
-            &app.secret_key,
-            &json!({"amount": 2500, "currency": "usd"}),
-        )
-        .await,
-        200,
-    )
-    .await;
-    p["id"].as_str().unwrap().to_owned()
-}
-
 /// The sandbox processor's record of `payment`: (call, calls) per key.
 async fn processor_calls(app: &TestApp, payment: &str) -> Vec<(String, i64)> {
     let list = json(
@@ -319,7 +304,7 @@ async fn a_capture_whose_booking_is_lost_is_finished_by_the_reconciler_once() {
 #[tokio::test]
 async fn a_confirmation_whose_answer_is_lost_charges_the_card_once() {
     let (app, proxy) = proxied_app(|_| {}).await;
-    let id = new_payment(&app).await;
+    let id = app.create_payment(2500, "usd").await;
     let path = format!("/v1/payments/{id}/confirm");
     let body = json!({"payment_method": card(CARD_OK)});
     proxy.arm(
@@ -419,7 +404,7 @@ async fn a_confirmation_whose_processor_records_fail_is_retried_not_failed() {
         (json!({"type": "bank_transfer"}), "processing"),
     ];
     for (round, (method, settled)) in methods.into_iter().enumerate() {
-        let id = new_payment(&app).await;
+        let id = app.create_payment(2500, "usd").await;
         let path = format!("/v1/payments/{id}/confirm");
         let body = json!({ "payment_method": method });
         proxy.arm("INSERT INTO sandbox_processor_calls", Fault::LoseStatement);
@@ -457,7 +442,7 @@ async fn a_confirmation_whose_processor_records_fail_is_retried_not_failed() {
 #[tokio::test]
 async fn a_retried_confirmation_takes_its_pending_authorization_over_only_as_the_same_request() {
     let (app, proxy) = proxied_app(|_| {}).await;
-    let id = new_payment(&app).await;
+    let id = app.create_payment(2500, "usd").await;
     let path = format!("/v1/payments/{id}/confirm");
     let body = json!({"payment_method": card(CARD_OK)});
     proxy.arm("INSERT INTO sandbox_processor_calls", Fault::LoseStatement);
@@ -537,7 +522,7 @@ async fn forget_saved_requests(app: &TestApp) {
 #[tokio::test]
 async fn a_challenge_answer_whose_processor_records_fail_is_retried_not_failed() {
     let (app, proxy) = proxied_app(|_| {}).await;
-    let id = new_payment(&app).await;
+    let id = app.create_payment(2500, "usd").await;
     let action = json(
         app.post(
             &format!("/v1/payments/{id}/confirm"),

@@ -351,6 +351,22 @@ impl TestApp {
             .unwrap()
     }
 
+    /// Creates a payment of `amount` (smallest units) in `currency` with
+    /// the merchant's secret key; its id.
+    pub async fn create_payment(&self, amount: i64, currency: &str) -> String {
+        let payment = json(
+            self.post(
+                "/v1/payments",
+                &self.secret_key,
+                &serde_json::json!({"amount": amount, "currency": currency}),
+            )
+            .await,
+            200,
+        )
+        .await;
+        payment["id"].as_str().unwrap().to_owned()
+    }
+
     /// Stops the node and waits until it has drained.
     pub async fn stop(mut self) {
         self.shutdown.cancel();
