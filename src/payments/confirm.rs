@@ -290,21 +290,19 @@ impl Payments {
             mode,
         } = &method
         {
-            let mut conn = self.pool().acquire().await?;
-            let id = if store::insert(&mut conn, &payment, request_key).await? {
+            let id = if store::insert(self.pool(), &payment, request_key).await? {
                 payment.id
             } else {
                 // A retry of a request whose answer was lost: its payment,
                 // confirmed again only if the first try stopped before.
                 let earlier = self
-                    .made_by_request(&mut conn, &payment, request_key)
+                    .made_by_request(self.pool(), &payment, request_key)
                     .await?;
                 if earlier.status != Status::RequiresPaymentMethod {
                     return Ok(earlier);
                 }
                 earlier.id
             };
-            drop(conn);
             return self
                 .confirm_crypto(merchant, &id, *chain_id, asset, *mode, None)
                 .await;
@@ -326,10 +324,10 @@ impl Payments {
                 .replay_confirmation(op, &checked, prints.as_ref(), now)
                 .await;
         }
-        if !store::insert(&mut tx, &payment, request_key).await? {
+        if !store::insert(&mut *tx, &payment, request_key).await? {
             // The key made a payment but no authorization: a plain create
             // whose key this request reuses. That payment, as it stands.
-            let earlier = self.made_by_request(&mut tx, &payment, request_key).await;
+            let earlier = self.made_by_request(&mut *tx, &payment, request_key).await;
             tx.rollback().await?;
             return earlier;
         }

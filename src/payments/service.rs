@@ -363,11 +363,14 @@ impl Payments {
         request_key: Option<&str>,
     ) -> Result<Payment, PaymentError> {
         let payment = self.new_payment(merchant, enabled_methods, new)?;
-        let mut conn = self.pool.acquire().await?;
-        if store::insert(&mut conn, &payment, request_key).await? {
+        // On the pool, not a connection taken for it: a connection taken
+        // goes back with a ping (see `db::pool`), a round trip a payment's
+        // create does not need.
+        if store::insert(&self.pool, &payment, request_key).await? {
             return Ok(payment);
         }
-        self.made_by_request(&mut conn, &payment, request_key).await
+        self.made_by_request(&self.pool, &payment, request_key)
+            .await
     }
 
     /// The payment an earlier request with `request_key` made, where
@@ -377,12 +380,12 @@ impl Payments {
     /// of another amount or currency is refused.
     pub(super) async fn made_by_request(
         &self,
-        conn: &mut PgConnection,
+        db: impl sqlx::PgExecutor<'_>,
         payment: &Payment,
         request_key: Option<&str>,
     ) -> Result<Payment, PaymentError> {
         let earlier = match request_key {
-            Some(key) => store::by_request(conn, &payment.merchant_id, key).await?,
+            Some(key) => store::by_request(db, &payment.merchant_id, key).await?,
             None => None,
         };
         // The insert only skips a row on this key's conflict.

@@ -145,7 +145,7 @@ pub struct StoredCard {
 /// made it. `false` when that key already made a payment of the merchant
 /// (nothing is written): see [`by_request`].
 pub async fn insert(
-    conn: &mut PgConnection,
+    db: impl sqlx::PgExecutor<'_>,
     p: &Payment,
     request_key: Option<&str>,
 ) -> Result<bool, sqlx::Error> {
@@ -177,7 +177,7 @@ pub async fn insert(
         p.return_url,
         request_key,
     )
-    .execute(conn)
+    .execute(db)
     .await?;
     Ok(inserted.rows_affected() == 1)
 }
@@ -185,7 +185,7 @@ pub async fn insert(
 /// The id of the payment an earlier request with this `Idempotency-Key`
 /// made for `merchant`.
 pub async fn by_request(
-    conn: &mut PgConnection,
+    db: impl sqlx::PgExecutor<'_>,
     merchant: &MerchantId,
     key: &str,
 ) -> Result<Option<PaymentId>, sqlx::Error> {
@@ -195,7 +195,7 @@ pub async fn by_request(
         merchant.as_str(),
         key
     )
-    .fetch_optional(conn)
+    .fetch_optional(db)
     .await
 }
 
