@@ -531,12 +531,9 @@ async fn webhook_endpoints_need_a_fresh_code_and_events_are_redelivered() {
     // The request body and the attempt with the receiver's answer.
     assert!(page.body.contains(payment["id"].as_str().unwrap()));
     assert!(page.body.contains("data-delivery="), "{}", page.body);
-    let redelivered = dev
-        .post(
-            &format!("/dashboard/events/{event_id}/redeliver"),
-            &[("csrf", &token)],
-        )
-        .await;
+    let redeliver = format!("/dashboard/events/{event_id}/redeliver");
+    let csrf_only = [("csrf", token.as_str())];
+    let redelivered = dev.post(&redeliver, &csrf_only).await;
     assert_eq!(redelivered.status, 200, "{}", redelivered.body);
     assert!(
         redelivered.body.contains("Queued 1 delivery"),
@@ -550,22 +547,12 @@ async fn webhook_endpoints_need_a_fresh_code_and_events_are_redelivered() {
     // second delivery beside it.
     deliveries_ended(&app, &event_id).await;
     receiver.stall(true);
-    let again = dev
-        .post(
-            &format!("/dashboard/events/{event_id}/redeliver"),
-            &[("csrf", &token)],
-        )
-        .await;
+    let again = dev.post(&redeliver, &csrf_only).await;
     assert!(again.body.contains("Queued 1 delivery"), "{}", again.body);
     receiver
         .wait_until("the stalled attempt", |r| r.len() >= 3)
         .await;
-    let under_way = dev
-        .post(
-            &format!("/dashboard/events/{event_id}/redeliver"),
-            &[("csrf", &token)],
-        )
-        .await;
+    let under_way = dev.post(&redeliver, &csrf_only).await;
     assert_eq!(under_way.status, 200, "{}", under_way.body);
     assert!(
         under_way.body.contains("1 delivery(ies) under way already"),

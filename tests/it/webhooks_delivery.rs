@@ -418,6 +418,20 @@ async fn dispute_event(app: &common::TestApp) -> EventId {
     .await
 }
 
+/// `POST /v1/events/{event}/redeliver` with `body`, answered 200.
+async fn redeliver(app: &common::TestApp, event: &EventId, body: &Value) -> Value {
+    common::json(
+        app.post(
+            &format!("/v1/events/{event}/redeliver"),
+            &app.secret_key,
+            body,
+        )
+        .await,
+        200,
+    )
+    .await
+}
+
 /// The event's deliveries (newest first) once the newest is `status`.
 async fn newest_delivery_becomes(app: &common::TestApp, event: &EventId, status: &str) -> Value {
     eventually(&format!("the newest delivery to be {status}"), || async {
@@ -452,16 +466,7 @@ async fn failed_deliveries_can_be_redelivered() {
     assert_eq!(listed["data"][0]["id"], event.as_str());
 
     receiver.fail_all(false);
-    let redelivered = common::json(
-        app.post(
-            &format!("/v1/events/{event}/redeliver"),
-            &app.secret_key,
-            &json!({ "endpoint": endpoint_id }),
-        )
-        .await,
-        200,
-    )
-    .await;
+    let redelivered = redeliver(&app, &event, &json!({ "endpoint": endpoint_id })).await;
     assert_eq!(redelivered["data"].as_array().unwrap().len(), 1);
     assert_eq!(redelivered["data"][0]["status"], "pending");
     receiver.wait_delivered(std::slice::from_ref(&event)).await;
@@ -471,16 +476,7 @@ async fn failed_deliveries_can_be_redelivered() {
     assert_eq!(list["data"][1]["status"], "failed");
 
     // Redelivering to every subscribed endpoint without naming one.
-    let again = common::json(
-        app.post(
-            &format!("/v1/events/{event}/redeliver"),
-            &app.secret_key,
-            &json!({}),
-        )
-        .await,
-        200,
-    )
-    .await;
+    let again = redeliver(&app, &event, &json!({})).await;
     assert_eq!(again["data"].as_array().unwrap().len(), 1);
 }
 
@@ -504,16 +500,7 @@ async fn redelivering_during_an_attempt_answers_the_attempt_under_way() {
     let in_flight = receiver.received()[0].delivery_id.clone();
 
     for body in [json!({}), json!({ "endpoint": endpoint_id })] {
-        let redelivered = common::json(
-            app.post(
-                &format!("/v1/events/{event}/redeliver"),
-                &app.secret_key,
-                &body,
-            )
-            .await,
-            200,
-        )
-        .await;
+        let redelivered = redeliver(&app, &event, &body).await;
         let data = redelivered["data"].as_array().unwrap();
         assert_eq!(data.len(), 1, "{redelivered}");
         assert_eq!(data[0]["id"], in_flight.as_str(), "{redelivered}");
