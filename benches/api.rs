@@ -271,19 +271,10 @@ impl Client {
             .nth(1)
             .and_then(|s| s.parse().ok())
             .unwrap_or_else(|| panic!("{path}: bad status line in {head:?}"));
-        let length: usize = head
-            .lines()
-            .find_map(|l| {
-                let (name, value) = l.split_once(':')?;
-                name.eq_ignore_ascii_case("content-length")
-                    .then(|| value.trim().parse().ok())?
-            })
+        let length: usize = header(head, "content-length")
+            .and_then(|v| v.parse().ok())
             .unwrap_or_else(|| panic!("{path}: no content-length in {head:?}"));
-        let close = head.lines().any(|l| {
-            l.split_once(':').is_some_and(|(n, v)| {
-                n.eq_ignore_ascii_case("connection") && v.trim().eq_ignore_ascii_case("close")
-            })
-        });
+        let close = header(head, "connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
         while conn.buf.len() < head_end + length {
             read_more(&mut conn.stream, &mut conn.buf, path).await;
         }
@@ -406,6 +397,14 @@ impl Client {
             other => unreachable!("{other}"),
         }
     }
+}
+
+/// The value of header `name` in a response's `head`.
+fn header<'h>(head: &'h str, name: &str) -> Option<&'h str> {
+    head.lines().find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.eq_ignore_ascii_case(name).then(|| v.trim())
+    })
 }
 
 /// Reads what the node sent next onto `buf`; the node closing the
